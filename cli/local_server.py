@@ -1,0 +1,151 @@
+"""Find the Dockyard server to talk to, starting a local one in the background when needed."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import filelock
+
+from cli.client import Client, CliError, LocalServerError
+from provisioner.paths import home_dir
+
+START_TIMEOUT = 20.0
+# a second CLI may wait behind the first one's whole start-up before it gets the lock
+LOCK_TIMEOUT = START_TIMEOUT + 10.0
+HEALTH_TIMEOUT = 2.0
+LOG_TAIL_LINES = 20
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What a running local server writes to `server.json`."""
+
+    url: str
+    pid: int | None
+
+
+def read_server_info(home: Path) -> ServerInfo | None:
+    """The contents of `server.json`, or None when it is missing or unreadable."""
+    try:
+        data = json.loads((home / "server.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+        return None
+    pid = data.get("pid")
+    return ServerInfo(url=data["url"], pid=pid if isinstance(pid, int) else None)
+
+
+def is_healthy(url: str) -> bool:
+    """True when the server at `url` answers its health check."""
+    client = Client(url, timeout=HEALTH_TIMEOUT)
+    try:
+        client.health()
+    except CliError:
+        return False
+    finally:
+        client.close()
+    return True
+
+
+def server_command(home: Path) -> list[str]:
+    """The command line of a background server for `home`."""
+    return [sys.executable, "-m", "provisioner.server", "--home", str(home)]
+
+
+def spawn_server(home: Path) -> subprocess.Popen[bytes]:
+    """Start a detached server process logging to `home/server.log`."""
+    with open(home / "server.log", "ab") as log:
+        # its own session, so the server outlives this CLI and ignores its Ctrl-C
+        return subprocess.Popen(
+            server_command(home),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last lines of a log file, or a note that it is empty."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    tail = text.splitlines()[-lines:]
+    return "\n".join(tail) if tail else "(the log is empty)"
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a server that never became ready, with anything it started."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def wait_for_server(home: Path, proc: subprocess.Popen[bytes], timeout: float) -> str:
+    """Wait until `server.json` names a healthy URL; the URL."""
+    log = home / "server.log"
+    hint = "run the server in the foreground to see why: dockyard server"
+    deadline = time.monotonic() + timeout
+    while True:
+        # a stale server.json from an earlier run fails the health check, so it is never taken
+        info = read_server_info(home)
+        if info is not None and is_healthy(info.url):
+            return info.url
+        if proc.poll() is not None:
+            raise LocalServerError(
+                f"the local server exited with status {proc.returncode} before it was ready; "
+                f"last lines of {log}:\n{log_tail(log)}",
+                hint,
+            )
+        if time.monotonic() >= deadline:
+            _stop(proc)
+            raise LocalServerError(
+                f"the local server (pid {proc.pid}) was not ready after {timeout:g} s, so it "
+                f"was stopped; last lines of {log}:\n{log_tail(log)}",
+                hint,
+            )
+        time.sleep(0.1)
+
+
+def ensure_local_server(home: Path) -> str:
+    """The URL of the healthy local server of `home`, starting one if there is none."""
+    info = read_server_info(home)
+    if info is not None and is_healthy(info.url):
+        return info.url
+    home.mkdir(parents=True, exist_ok=True)
+    try:
+        with filelock.FileLock(home / "server.lock", timeout=LOCK_TIMEOUT):
+            # whoever held the lock before us may have started it already
+            info = read_server_info(home)
+            if info is not None and is_healthy(info.url):
+                return info.url
+            url = wait_for_server(home, spawn_server(home), START_TIMEOUT)
+    except filelock.Timeout as exc:
+        raise LocalServerError(
+            f"timed out waiting for another dockyard to start the local server ({exc.lock_file})"
+        ) from exc
+    click.echo(f"dockyard: started a local server at {url} (log: {home / 'server.log'})", err=True)
+    return url
+
+
+def resolve_url(explicit: str | None) -> str:
+    """The server URL: `--url`/DOCKYARD_URL if given, else the local server."""
+    if explicit:
+        return explicit.rstrip("/")
+    return ensure_local_server(home_dir())

@@ -1,0 +1,59 @@
+"""The `dockyard` root command: global options, the command groups and `dockyard server`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cli import __version__
+from cli.catalog import preset_group, template_group
+from cli.client import ClientSource, CliError
+from cli.local_server import resolve_url
+from cli.tasks import task_group
+
+
+@click.group("dockyard", context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="dockyard")
+@click.option(
+    "--url",
+    envvar="DOCKYARD_URL",
+    metavar="URL",
+    help="Server to use [env: DOCKYARD_URL; default: the local server, started if needed].",
+)
+@click.pass_context
+def cli(ctx: click.Context, url: str | None) -> None:
+    """Run coding agents in Docker workspaces, one per task."""
+    ctx.obj = ClientSource(lambda: resolve_url(url))
+
+
+cli.add_command(task_group)
+cli.add_command(template_group)
+cli.add_command(preset_group)
+
+
+@cli.command("server")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=int, default=0, show_default=True, help="Port; 0 picks a free one.")
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="State directory [default: $DOCKYARD_HOME or the user data dir].",
+)
+def server(host: str, port: int, home: Path | None) -> None:
+    """Run the Dockyard server in the foreground."""
+    try:
+        # the server's dependencies are heavy; only this command needs them
+        from provisioner.server.main import run_server
+    except ImportError as exc:
+        raise CliError(f"cannot load the Dockyard server: {exc}") from exc
+    run_server(host=host, port=port, home=home)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli.main(prog_name="dockyard")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""Pure rendering of API objects as tables, text lines and JSON; no I/O here."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+EMPTY = "-"
+MESSAGE_WIDTH = 60
+TASK_HEADERS = ("NAME", "STATUS", "PHASE", "STATE", "UPDATED", "MESSAGE")
+# statuses after which a task changes no more without a user acting
+TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
+# statuses in which no agent runs, so no more logs arrive on their own
+STOPPED_STATUSES = frozenset({"paused", "error"}) | TERMINAL_STATUSES
+_HEX = re.compile(r"[0-9a-f]+")
+
+
+def cell(value: Any) -> str:
+    """A value as table text; None and empty values become `-`."""
+    if value is None or value == "" or value == [] or value == {}:
+        return EMPTY
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(cell(v) for v in value)
+    if isinstance(value, dict):
+        return ",".join(f"{k}={cell(v)}" for k, v in value.items())
+    return str(value)
+
+
+def truncate(text: str, width: int = MESSAGE_WIDTH) -> str:
+    """One line of at most `width` characters, ending in `...` when cut."""
+    flat = " ".join(text.split())
+    if len(flat) <= width:
+        return flat
+    return flat[: max(width - 3, 0)].rstrip() + "..."
+
+
+def short_version(version: str | None) -> str:
+    """A content-hash version shortened like a git hash; other versions unchanged."""
+    if version and len(version) > 12 and _HEX.fullmatch(version):
+        return version[:12]
+    return cell(version)
+
+
+def parse_time(value: str) -> datetime | None:
+    """An ISO 8601 timestamp as an aware datetime (naive ones are UTC), or None."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def relative_time(value: str | None, now: datetime | None = None) -> str:
+    """`5s ago`, `3m ago`, `2h ago`, `4d ago`; `-` when missing; the raw text if unparsable."""
+    if not value:
+        return EMPTY
+    then = parse_time(value)
+    if then is None:
+        return value
+    seconds = int(((now or datetime.now(UTC)) - then).total_seconds())
+    seconds = max(seconds, 0)  # a server clock slightly ahead of ours
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def render_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """A borderless, aligned table, one row per line (never wrapped, so `awk` can read it)."""
+    table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 3, 0, 0))
+    for header in headers:
+        table.add_column(header, header_style="", no_wrap=True)
+    for row in rows:
+        table.add_row(*(Text(value) for value in row))
+    buffer = io.StringIO()
+    # a huge width keeps every row on one line; long cells are truncated by the callers
+    console = Console(file=buffer, width=100_000, color_system=None, force_terminal=False)
+    console.print(table)
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())
+
+
+def to_json(value: Any) -> str:
+    """Indented JSON for `-o json`."""
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+# --- tasks ---
+def task_row(task: dict[str, Any], now: datetime | None = None) -> list[str]:
+    """The TASK_HEADERS cells of one task."""
+    return [
+        cell(task.get("name")),
+        cell(task.get("status")),
+        cell(task.get("phase")),
+        cell(task.get("state")),
+        relative_time(task.get("updated_at"), now),
+        truncate(cell(task.get("message"))),
+    ]
+
+
+def tasks_table(tasks: Iterable[dict[str, Any]], now: datetime | None = None) -> str:
+    """The task list table."""
+    return render_table(TASK_HEADERS, [task_row(t, now) for t in tasks])
+
+
+def status_line(task: dict[str, Any]) -> str:
+    """`initializing: image`, `active: idle`, `paused`: the status with its detail."""
+    status = cell(task.get("status"))
+    detail = task.get("phase") if status == "initializing" else task.get("state")
+    return f"{status}: {detail}" if detail else status
+
+
+def log_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """The JSON shape of a log entry."""
+    return {k: entry.get(k) for k in ("id", "type", "content", "time")}
+
+
+def log_text(entry: dict[str, Any]) -> str:
+    """A log entry as text: inputs as `>>> ...`, system lines as `[dockyard] ...`."""
+    content = str(entry.get("content") or "").rstrip("\n")
+    prefix = {"input": ">>> ", "system": "[dockyard] "}.get(str(entry.get("type")), "")
+    if not prefix:
+        return content
+    return "\n".join(prefix + line for line in content.split("\n"))
+
+
+# --- templates and presets ---
+def templates_table(templates: Iterable[dict[str, Any]]) -> str:
+    """The template list table."""
+    rows = [
+        [
+            cell(t.get("name")),
+            truncate(cell(t.get("description"))),
+            cell(t.get("presets")),
+            short_version(t.get("version")),
+        ]
+        for t in templates
+    ]
+    return render_table(("NAME", "DESCRIPTION", "PRESETS", "VERSION"), rows)
+
+
+def _option(option: Any) -> str:
+    """An option given as a plain value or as {name, value}."""
+    if isinstance(option, dict):
+        return cell(option.get("value", option.get("name")))
+    return cell(option)
+
+
+def parameter_row(param: dict[str, Any]) -> list[str]:
+    """NAME TYPE DEFAULT REQUIRED DESCRIPTION OPTIONS cells of one template parameter."""
+    default = param.get("default")
+    if param.get("secret") and default not in (None, ""):
+        default = "(secret)"
+    return [
+        cell(param.get("name")),
+        cell(param.get("type")),
+        truncate(cell(default), 30),
+        "yes" if param.get("required") else "no",
+        truncate(cell(param.get("description"))),
+        ",".join(_option(o) for o in param.get("options") or []) or EMPTY,
+    ]
+
+
+def template_text(template: dict[str, Any]) -> str:
+    """`template show`: the template's fields, then its parameters table."""
+    default = template.get("default_preset")
+    presets = [f"{p} (default)" if p == default else str(p) for p in template.get("presets") or []]
+    lines = [
+        f"Name:         {cell(template.get('name'))}",
+        f"Description:  {cell(template.get('description'))}",
+        f"Version:      {cell(template.get('version'))}",
+        f"Backend:      {cell(template.get('backend'))}",
+        f"Presets:      {', '.join(presets) or EMPTY}",
+        "",
+    ]
+    params = template.get("parameters") or []
+    if not params:
+        return "\n".join([*lines, "Parameters:   none"])
+    headers = ("NAME", "TYPE", "DEFAULT", "REQUIRED", "DESCRIPTION", "OPTIONS")
+    return "\n".join([*lines, "Parameters:", render_table(headers, map(parameter_row, params))])
+
+
+def presets_table(presets: Iterable[dict[str, Any]]) -> str:
+    """The preset list table."""
+    rows = [
+        [
+            cell(p.get("template")),
+            cell(p.get("name")),
+            "yes" if p.get("default") else EMPTY,
+            truncate(cell(p.get("parameters"))),
+        ]
+        for p in presets
+    ]
+    return render_table(("TEMPLATE", "PRESET", "DEFAULT", "PARAMETERS"), rows)

@@ -1,0 +1,333 @@
+"""`dockyard task ...`: create, list, watch, steer and delete tasks."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import click
+
+from cli.client import JSON, Client, CliError, ServerUnreachable, current_client
+from cli.render import (
+    STOPPED_STATUSES,
+    TASK_HEADERS,
+    TERMINAL_STATUSES,
+    log_entry,
+    log_text,
+    render_table,
+    status_line,
+    task_row,
+    tasks_table,
+    to_json,
+)
+
+STATUSES = (
+    "backlog",
+    "pending",
+    "initializing",
+    "active",
+    "paused",
+    "error",
+    "completed",
+    "failed",
+    "cancelled",
+)
+WAIT_POLL_INTERVAL = 0.3
+WATCH_POLL_INTERVAL = 0.5
+FOLLOW_WAIT = 10.0
+# a task that reaches one of these will not become idle without someone acting
+WAIT_FAILURES = frozenset({"error", "failed", "cancelled", "paused"})
+INTERRUPTED = 130  # the shell's exit status for Ctrl-C
+
+
+def parse_params(items: Iterable[str]) -> dict[str, str]:
+    """`K=V` strings as a dict (the last value of a repeated key wins); ValueError if malformed."""
+    params: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"expected K=V, got {item!r}")
+        params[key.strip()] = value
+    return params
+
+
+def _params_option(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> JSON:
+    """Click callback validating repeated `--param K=V`."""
+    try:
+        return parse_params(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from exc
+
+
+def read_text(argument: str | None, from_stdin: bool, what: str) -> str:
+    """The text given as an argument or on stdin (exactly one of the two), stripped."""
+    if argument is not None and from_stdin:
+        raise click.UsageError(f"give the {what} as an argument or with --stdin, not both")
+    if from_stdin:
+        text = click.get_text_stream("stdin").read()
+    elif argument is None:
+        raise click.UsageError(f"missing {what}: give it as an argument or pipe it in with --stdin")
+    else:
+        text = argument
+    if not text.strip():
+        raise click.UsageError(f"the {what} is empty")
+    return text.strip()
+
+
+def wait_until_idle(
+    client: Client, task: JSON, timeout: float, echo: Callable[[str], None]
+) -> JSON:
+    """Poll the task, echoing each new status line, until it is idle; CliError if it fails."""
+    start = time.monotonic()
+    name = task.get("name") or task["id"]
+    last_line = None
+    while True:
+        elapsed = time.monotonic() - start
+        line = status_line(task)
+        if line != last_line:
+            echo(f"{elapsed:6.1f}s  {line}")
+            last_line = line
+        status = task.get("status")
+        if (status == "active" and task.get("state") == "idle") or status == "completed":
+            return task
+        if status in WAIT_FAILURES:
+            raise CliError(
+                f"task {name} ended in {status}: {task.get('message') or 'no message'}",
+                hint=f"see what happened with: dockyard task logs {name}",
+            )
+        if elapsed >= timeout:
+            raise CliError(
+                f"task {name} is still {line} after {timeout:g} s",
+                hint=f"keep watching with: dockyard task status {name} --watch",
+            )
+        time.sleep(WAIT_POLL_INTERVAL)
+        task = client.get_task(task["id"])
+
+
+output_option = click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Table for people, JSON for scripts.",
+)
+
+
+@click.group("task")
+def task_group() -> None:
+    """Create, inspect, steer and delete tasks."""
+
+
+@task_group.command("create")
+@click.argument("prompt", required=False)
+@click.option("-t", "--template", required=True, help="Template to create the workspace from.")
+@click.option("-p", "--preset", help="Preset of parameter values (default: the template's).")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="K=V",
+    callback=_params_option,
+    help="Parameter value overriding the preset; repeatable.",
+)
+@click.option("--name", help="Task name (default: derived from the prompt).")
+@click.option("--stdin", "from_stdin", is_flag=True, help="Read the prompt from stdin.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the task id.")
+@click.option("--wait", is_flag=True, help="Follow start-up until the agent is idle.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    default=600,
+    show_default=True,
+    help="Seconds --wait waits before giving up.",
+)
+def create(
+    prompt: str | None,
+    template: str,
+    preset: str | None,
+    params: dict[str, str],
+    name: str | None,
+    from_stdin: bool,
+    quiet: bool,
+    wait: bool,
+    timeout: float,
+) -> None:
+    """Create a task from a template (and preset) with PROMPT."""
+    text = read_text(prompt, from_stdin, "prompt")
+    client = current_client()
+    task = client.create_task(
+        template=template, preset=preset, prompt=text, parameters=params, name=name
+    )
+    if not quiet:
+        source = "/".join(p for p in (task.get("template"), task.get("preset")) if p)
+        click.echo(f"Created task {task.get('name')} ({task['id']}) from {source}")
+    try:
+        if wait:
+            wait_until_idle(client, task, timeout, (lambda _: None) if quiet else click.echo)
+    finally:
+        # scripts capture the id even when --wait fails, so they can inspect or delete the task
+        if quiet:
+            click.echo(task["id"])
+
+
+@task_group.command("list")
+@click.option("--status", type=click.Choice(STATUSES, case_sensitive=False), help="Only this one.")
+@output_option
+@click.option("-q", "--quiet", is_flag=True, help="Print only task ids.")
+def list_tasks(status: str | None, output: str, quiet: bool) -> None:
+    """List tasks."""
+    tasks = current_client().list_tasks(status)
+    if quiet:
+        for task in tasks:
+            click.echo(task["id"])
+    elif output == "json":
+        click.echo(to_json(tasks))
+    else:
+        click.echo(tasks_table(tasks))
+
+
+def _watch(client: Client, task: JSON, output: str) -> None:
+    """Print a row (or JSON line) per change of the task until it reaches a terminal status."""
+    seen = None
+    while True:
+        key = tuple(task.get(k) for k in ("status", "phase", "state", "message"))
+        if key != seen:
+            if output == "json":
+                click.echo(json.dumps(task))
+            else:
+                lines = render_table(TASK_HEADERS, [task_row(task)]).splitlines()
+                # the header once, like the plain table; then only rows
+                click.echo("\n".join(lines if seen is None else lines[1:]))
+            seen = key
+        if task.get("status") in TERMINAL_STATUSES:
+            return
+        time.sleep(WATCH_POLL_INTERVAL)
+        task = client.get_task(task["id"])
+
+
+@task_group.command("status")
+@click.argument("task")
+@output_option
+@click.option("-w", "--watch", is_flag=True, help="Print a line per change until the task ends.")
+@click.pass_context
+def status(ctx: click.Context, task: str, output: str, watch: bool) -> None:
+    """Show a task's status (row 2: field 2 is the status, field 4 the state)."""
+    client = current_client()
+    found = client.get_task(task)
+    if not watch:
+        click.echo(to_json(found) if output == "json" else tasks_table([found]))
+        return
+    try:
+        _watch(client, found, output)
+    except KeyboardInterrupt:
+        ctx.exit(INTERRUPTED)
+
+
+def _new_entries(page: JSON, after: int | None) -> list[JSON]:
+    """Entries of a logs page after `after` (a server that ignored it cannot loop us)."""
+    entries: list[JSON] = page.get("logs") or []
+    return [e for e in entries if after is None or int(e.get("id", 0)) > after]
+
+
+def _read_logs(client: Client, task: str, follow: bool) -> Iterable[JSON]:
+    """Yield the task's log entries; with `follow`, long-poll until its agent has stopped."""
+    after: int | None = None
+    wait = 0.0
+    while True:
+        page = client.task_logs(task, after=after, wait=wait)
+        entries = _new_entries(page, after)
+        yield from entries
+        if entries:
+            after = int(entries[-1]["id"])
+        stopped = page.get("status") in STOPPED_STATUSES
+        if not entries and (stopped or not follow):
+            return
+        # a stopped task is drained without waiting; a running one is long-polled
+        wait = FOLLOW_WAIT if follow and not stopped else 0.0
+
+
+@task_group.command("logs")
+@click.argument("task")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new logs until the agent stops.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Text, or JSON (a list; one object per line with --follow).",
+)
+@click.pass_context
+def logs(ctx: click.Context, task: str, follow: bool, output: str) -> None:
+    """Show a task's agent output, inputs and system messages."""
+    entries = _read_logs(current_client(), task, follow)
+    if output == "json" and not follow:
+        click.echo(to_json([log_entry(e) for e in entries]))
+        return
+    try:
+        for entry in entries:
+            click.echo(json.dumps(log_entry(entry)) if output == "json" else log_text(entry))
+    except KeyboardInterrupt:
+        ctx.exit(INTERRUPTED)
+
+
+@task_group.command("send")
+@click.argument("task")
+@click.argument("text", required=False)
+@click.option("--stdin", "from_stdin", is_flag=True, help="Read the text from stdin.")
+def send(task: str, text: str | None, from_stdin: bool) -> None:
+    """Send TEXT to the task's agent as a follow-up prompt."""
+    message = read_text(text, from_stdin, "text to send")
+    result = current_client().send(task, message)
+    click.echo(f"Sent to {task} (prompt {result.get('prompt_id')})")
+
+
+def _print_status(task: dict[str, Any]) -> None:
+    """`NAME: status line`."""
+    click.echo(f"{task.get('name')}: {status_line(task)}")
+
+
+@task_group.command("pause")
+@click.argument("task")
+def pause(task: str) -> None:
+    """Stop the task's workspace, keeping its disk and logs."""
+    _print_status(current_client().pause(task))
+
+
+@task_group.command("resume")
+@click.argument("task")
+def resume(task: str) -> None:
+    """Start a paused or errored task's workspace again."""
+    _print_status(current_client().resume(task))
+
+
+@task_group.command("delete")
+@click.argument("tasks", nargs=-1, required=True)
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def delete(ctx: click.Context, tasks: tuple[str, ...], yes: bool) -> None:
+    """Delete tasks and their workspaces."""
+    if not yes:
+        if len(tasks) == 1:
+            question = f"Delete task {tasks[0]} and its workspace?"
+        else:
+            question = f"Delete {len(tasks)} tasks ({', '.join(tasks)}) and their workspaces?"
+        click.confirm(question, abort=True)
+    client = current_client()
+    failed = 0
+    for task in tasks:
+        try:
+            client.delete(task)
+        except ServerUnreachable:
+            raise  # the next ones would fail the same way
+        except CliError as exc:
+            exc.show()
+            failed += 1
+        else:
+            click.echo(f"Deleted {task}")
+    if failed:
+        ctx.exit(1)

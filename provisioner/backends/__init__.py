@@ -1,0 +1,1 @@
+"""Workspace backends behind one small interface (see base.py)."""

@@ -1,0 +1,85 @@
+"""The one interface every workspace backend implements."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from provisioner.templating.render import WorkspaceSpec
+
+ProgressFn = Callable[[str], None]
+
+BRIDGE_PORT = 7777
+BRIDGE_DIR = "/opt/dockyard"
+
+
+@dataclass(frozen=True)
+class BridgeBundle:
+    """What gets injected into a workspace so the bridge can run there."""
+
+    zipapp: bytes
+    config_json: bytes
+    token: str
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the backend sees of a task's workspace right now."""
+
+    exists: bool
+    running: bool = False
+    exit_code: int | None = None
+    oom_killed: bool = False
+    error: str = ""
+    endpoint: str | None = None  # base URL of the bridge, when running
+
+    def death_cause(self) -> str:
+        """Why a workspace that stopped by itself stopped, in words."""
+        if not self.exists:
+            return "its container was removed"
+        if self.oom_killed:
+            return "the container was OOM-killed (out of memory; raise the template's memory)"
+        if self.exit_code is not None and self.exit_code >= 128:
+            signal = self.exit_code - 128
+            return f"the container was killed by signal {signal} (exit code {self.exit_code})"
+        detail = f": {self.error}" if self.error else ""
+        return f"the container exited with code {self.exit_code}{detail}"
+
+
+class Backend(Protocol):
+    """Small on purpose: the engine drives lifecycles, backends only act and observe."""
+
+    name: str
+
+    def ping(self) -> None:
+        """Raise BackendUnavailable unless the backend can be used."""
+
+    def ensure_image(self, spec: WorkspaceSpec, progress: ProgressFn) -> str:
+        """Build or find the workspace image; return its reference."""
+
+    def create(
+        self, task_id: str, task_name: str, spec: WorkspaceSpec, image: str, bridge: BridgeBundle
+    ) -> None:
+        """Create the workspace (idempotent: an existing one for the task is reused)."""
+
+    def start(self, task_id: str, bridge: BridgeBundle) -> None:
+        """Start the workspace, refreshing the injected bridge."""
+
+    def stop(self, task_id: str) -> None:
+        """Stop the workspace, keeping its disk."""
+
+    def remove(self, task_id: str) -> None:
+        """Remove everything the task's workspace owns."""
+
+    def observe(self, task_id: str) -> Observed:
+        """What the backend sees of the task's workspace."""
+
+    def tail(self, task_id: str, lines: int) -> list[str]:
+        """The last lines the workspace printed itself (diagnosis when the bridge is gone)."""
+
+    def running_task_ids(self) -> set[str]:
+        """Ids of tasks whose workspace is running (one cheap call per reconcile pass)."""
+
+    def task_ids(self) -> set[str]:
+        """Ids of every task that has resources on this backend for this instance."""

@@ -1,0 +1,150 @@
+"""The Docker backend: one hardened container and two labelled volumes per task."""
+
+from __future__ import annotations
+
+from provisioner.backends.base import BRIDGE_DIR, BRIDGE_PORT, BridgeBundle, Observed, ProgressFn
+from provisioner.backends.docker_client import ContainerInfo, DockerClient
+from provisioner.errors import BackendError
+from provisioner.images import recipes
+from provisioner.images.builder import ImageBuilder
+from provisioner.templating.render import WorkspaceSpec
+
+LABEL_MANAGED = "dockyard.managed"
+LABEL_INSTANCE = "dockyard.instance"
+LABEL_TASK = "dockyard.task"
+LABEL_TEMPLATE = "dockyard.template"
+
+BRIDGE_COMMAND = ["python3", f"{BRIDGE_DIR}/bridge.pyz", "--config", f"{BRIDGE_DIR}/bridge.json"]
+
+
+class DockerBackend:
+    """Workspaces as containers on the local Docker engine."""
+
+    name = "docker"
+
+    def __init__(self, instance: str, docker: DockerClient | None = None) -> None:
+        self.instance = instance
+        self.docker = docker or DockerClient()
+        self.images = ImageBuilder(self.docker)
+
+    def _labels(self, task_id: str) -> dict[str, str]:
+        return {LABEL_MANAGED: "true", LABEL_INSTANCE: self.instance, LABEL_TASK: task_id}
+
+    def _volume_names(self, task_id: str) -> dict[str, str]:
+        short = task_id.replace("-", "")[:12]
+        return {
+            f"dockyard-{short}-workspace": "",  # path filled in from the spec
+            f"dockyard-{short}-home": recipes.AGENT_HOME,
+        }
+
+    def _container(self, task_id: str) -> ContainerInfo | None:
+        found = self.docker.containers(self._labels(task_id))
+        if len(found) > 1:
+            # Never expected (create is idempotent), but two containers for one task would
+            # mean two agents: keep the oldest-named one visible and say so.
+            raise BackendError(
+                f"task {task_id} has {len(found)} containers: {', '.join(c.name for c in found)}"
+            )
+        return found[0] if found else None
+
+    def ping(self) -> None:
+        """Raise BackendUnavailable unless Docker answers."""
+        self.docker.ping()
+
+    def ensure_image(self, spec: WorkspaceSpec, progress: ProgressFn) -> str:
+        """Build or find the workspace image."""
+        return self.images.ensure_image(spec.image, spec.template, spec.build, progress)
+
+    def create(
+        self, task_id: str, task_name: str, spec: WorkspaceSpec, image: str, bridge: BridgeBundle
+    ) -> None:
+        """Create volumes and the container unless they exist; inject the bridge."""
+        if self._container(task_id) is not None:
+            return
+        labels = {**self._labels(task_id), LABEL_TEMPLATE: spec.template}
+        volumes: dict[str, str] = {}
+        for vol, path in self._volume_names(task_id).items():
+            self.docker.ensure_volume(vol, labels)
+            volumes[vol] = path or spec.workdir
+        short = task_id.replace("-", "")[:8]
+        container = self.docker.create_container(
+            image=image,
+            name=f"dockyard-{task_name[:40]}-{short}",
+            command=BRIDGE_COMMAND,
+            labels=labels,
+            user=f"{recipes.AGENT_UID}:{recipes.AGENT_UID}",
+            workdir=spec.workdir,
+            env={"HOME": recipes.AGENT_HOME},
+            volumes=volumes,
+            memory=spec.memory,
+            cpus=spec.cpus,
+            pids=spec.pids,
+        )
+        self._inject(container, bridge)
+
+    def _inject(self, container: str, bridge: BridgeBundle) -> None:
+        self.docker.put_files(
+            container,
+            BRIDGE_DIR,
+            {
+                "bridge.pyz": (bridge.zipapp, 0o644),
+                "bridge.json": (bridge.config_json, 0o600),
+                "token": (bridge.token.encode(), 0o600),
+            },
+        )
+
+    def start(self, task_id: str, bridge: BridgeBundle) -> None:
+        """Start the container (after refreshing the bridge files) unless it runs."""
+        info = self._container(task_id)
+        if info is None:
+            raise BackendError(f"task {task_id} has no workspace container to start")
+        if info.running:
+            return
+        self._inject(info.id, bridge)
+        self.docker.start(info.id)
+
+    def stop(self, task_id: str) -> None:
+        """Stop the container; volumes and the container's disk stay."""
+        info = self._container(task_id)
+        if info is not None and info.running:
+            self.docker.stop(info.id)
+
+    def remove(self, task_id: str) -> None:
+        """Remove the task's containers and volumes."""
+        for info in self.docker.containers(self._labels(task_id)):
+            self.docker.remove_container(info.id)
+        for vol in self.docker.volumes(self._labels(task_id)):
+            self.docker.remove_volume(vol)
+
+    def observe(self, task_id: str) -> Observed:
+        """Container state and the bridge endpoint."""
+        info = self._container(task_id)
+        if info is None:
+            return Observed(exists=False)
+        endpoint = (
+            f"http://{info.ip_address}:{BRIDGE_PORT}" if info.running and info.ip_address else None
+        )
+        return Observed(
+            exists=True,
+            running=info.running,
+            exit_code=None if info.running else info.exit_code,
+            oom_killed=info.oom_killed,
+            error=info.error,
+            endpoint=endpoint,
+        )
+
+    def tail(self, task_id: str, lines: int) -> list[str]:
+        """Last lines of the container's output."""
+        info = self._container(task_id)
+        return self.docker.logs_tail(info.id, lines) if info else []
+
+    def running_task_ids(self) -> set[str]:
+        """Ids of tasks whose workspace container is running."""
+        base = {LABEL_MANAGED: "true", LABEL_INSTANCE: self.instance}
+        return {lbl.get(LABEL_TASK, "") for lbl in self.docker.running_labels(base)} - {""}
+
+    def task_ids(self) -> set[str]:
+        """Task ids with containers or volumes of this instance."""
+        base = {LABEL_MANAGED: "true", LABEL_INSTANCE: self.instance}
+        ids = {c.labels.get(LABEL_TASK, "") for c in self.docker.containers(base)}
+        return {i for i in ids if i}

@@ -1,0 +1,352 @@
+"""Every docker-SDK call Dockyard makes, with errors translated and transient ones retried.
+
+Nothing outside this module imports `docker`; callers get typed results and our errors.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+from tenacity import (
+    retry,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+
+from provisioner.errors import BackendError, BackendUnavailable, ImageBuildError
+
+START_HINT = "start it with: sudo dockerd & (or: sudo systemctl start docker)"
+
+
+class TransientDockerError(BackendError):
+    """A Docker failure worth retrying: the daemon was briefly away or busy."""
+
+
+def _translate(exc: Exception, what: str) -> BackendError:
+    if isinstance(exc, requests.exceptions.ConnectionError) or (
+        isinstance(exc, docker.errors.DockerException)
+        and not isinstance(exc, docker.errors.APIError)
+        and "onnect" in str(exc)
+    ):
+        return BackendUnavailable(f"Docker is not running ({what} failed)", hint=START_HINT)
+    if isinstance(exc, docker.errors.APIError):
+        code = exc.status_code or 0
+        detail = exc.explanation or str(exc)
+        if code in (500, 502, 503) or (code == 409 and "in progress" in str(detail)):
+            return TransientDockerError(f"{what}: {detail}")
+        return BackendError(f"{what}: {detail}")
+    if isinstance(exc, requests.exceptions.Timeout):
+        return TransientDockerError(f"{what}: the Docker daemon timed out")
+    return BackendError(f"{what}: {exc}")
+
+
+_retry = retry(
+    retry=retry_if_exception_type(TransientDockerError),
+    stop=stop_after_attempt(4),
+    wait=wait_exponential(multiplier=0.2, max=2),
+    reraise=True,
+)
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    """The parts of `docker inspect` Dockyard reads."""
+
+    id: str
+    name: str
+    status: str  # created, running, paused, restarting, exited, dead
+    running: bool
+    exit_code: int | None
+    oom_killed: bool
+    error: str
+    ip_address: str | None
+    labels: dict[str, str]
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any]) -> ContainerInfo:
+        """Build from the raw inspect JSON."""
+        state = attrs.get("State") or {}
+        networks = (attrs.get("NetworkSettings") or {}).get("Networks") or {}
+        ip = next((n.get("IPAddress") for n in networks.values() if n.get("IPAddress")), None)
+        return cls(
+            id=attrs["Id"],
+            name=attrs.get("Name", "").lstrip("/"),
+            status=state.get("Status", "unknown"),
+            running=bool(state.get("Running")),
+            exit_code=state.get("ExitCode"),
+            oom_killed=bool(state.get("OOMKilled")),
+            error=state.get("Error") or "",
+            ip_address=ip,
+            labels=(attrs.get("Config") or {}).get("Labels") or {},
+        )
+
+
+class DockerClient:
+    """A thin, typed wrapper over the docker SDK's low-level API."""
+
+    def __init__(self, base_url: str | None = None, timeout: int = 60) -> None:
+        self._base_url = base_url
+        self._timeout = timeout
+        self._client: docker.APIClient | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def _api(self) -> docker.APIClient:
+        # Connect lazily: a server must start (and say what is wrong) while Docker is down.
+        with self._lock:
+            if self._client is None:
+                kwargs = docker.utils.kwargs_from_env()
+                if self._base_url:
+                    kwargs["base_url"] = self._base_url
+                try:
+                    self._client = docker.APIClient(version="auto", timeout=self._timeout, **kwargs)
+                except docker.errors.DockerException as exc:
+                    raise BackendUnavailable(
+                        f"Docker is not running (cannot connect: {exc})", hint=START_HINT
+                    ) from exc
+            return self._client
+
+    def ping(self) -> None:
+        """Raise BackendUnavailable unless the daemon answers."""
+        try:
+            self._api.ping()
+        except Exception as exc:
+            raise BackendUnavailable("Docker is not running", hint=START_HINT) from exc
+
+    # images ---------------------------------------------------------------
+    def image_exists(self, ref: str) -> bool:
+        """True when the image is present locally."""
+        try:
+            self._api.inspect_image(ref)
+            return True
+        except docker.errors.ImageNotFound:
+            return False
+        except Exception as exc:
+            raise _translate(exc, f"inspect image {ref}") from exc
+
+    def import_rootfs(
+        self, tar_path: str, repository: str, tag: str, labels: dict[str, str]
+    ) -> None:
+        """`docker import` a root filesystem tarball."""
+        changes = [f'LABEL {k}="{v}"' for k, v in labels.items()]
+        changes.append('CMD ["/bin/bash"]')
+        try:
+            self._api.import_image_from_file(
+                tar_path, repository=repository, tag=tag, changes=changes
+            )
+        except Exception as exc:
+            raise ImageBuildError(f"docker import of {tar_path} failed: {exc}") from exc
+
+    def build(
+        self,
+        context_tar: bytes,
+        tag: str,
+        labels: dict[str, str],
+        on_line: Callable[[str], None],
+    ) -> None:
+        """`docker build` from an in-memory context, streaming progress lines to on_line."""
+        tail: list[str] = []
+        try:
+            stream: Iterator[dict[str, Any]] = self._api.build(
+                fileobj=io.BytesIO(context_tar),
+                custom_context=True,
+                tag=tag,
+                labels=labels,
+                rm=True,
+                forcerm=True,
+                decode=True,
+            )
+            for chunk in stream:
+                if "error" in chunk:
+                    detail = chunk.get("error", "").strip()
+                    raise ImageBuildError(
+                        f"building {tag} failed: {detail}\n" + "\n".join(tail[-15:])
+                    )
+                text = chunk.get("stream") or chunk.get("status") or ""
+                for line in text.splitlines():
+                    if line.strip():
+                        tail.append(line)
+                        on_line(line)
+        except ImageBuildError:
+            raise
+        except Exception as exc:
+            raise _translate(exc, f"build {tag}") from exc
+
+    def images_with_label(self, label: str) -> list[tuple[str, list[str]]]:
+        """(id, tags) of local images carrying the label (key or key=value)."""
+        try:
+            return [
+                (i["Id"], i.get("RepoTags") or [])
+                for i in self._api.images(filters={"label": label})
+            ]
+        except Exception as exc:
+            raise _translate(exc, "list images") from exc
+
+    def remove_image(self, ref: str) -> None:
+        """Remove an image; one still used by a container is left alone."""
+        try:
+            self._api.remove_image(ref, noprune=False)
+        except docker.errors.ImageNotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:
+                raise _translate(exc, f"remove image {ref}") from exc
+
+    # containers -----------------------------------------------------------
+    @_retry
+    def create_container(
+        self,
+        *,
+        image: str,
+        name: str,
+        command: list[str],
+        labels: dict[str, str],
+        user: str,
+        workdir: str,
+        env: dict[str, str],
+        volumes: dict[str, str],
+        memory: str | None,
+        cpus: float | None,
+        pids: int | None,
+    ) -> str:
+        """Create (not start) a hardened container; return its id."""
+        host_config = self._api.create_host_config(
+            binds={vol: {"bind": path, "mode": "rw"} for vol, path in volumes.items()},
+            mem_limit=memory,
+            memswap_limit=memory,  # no swap: an OOM is an OOM, not a crawl
+            nano_cpus=int(cpus * 1e9) if cpus else None,
+            pids_limit=pids,
+            init=True,  # reap zombies the agent leaves behind
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+        )
+        try:
+            created = self._api.create_container(
+                image=image,
+                name=name,
+                command=command,
+                labels=labels,
+                user=user,
+                working_dir=workdir,
+                environment=env,
+                host_config=host_config,
+                detach=True,
+            )
+            return str(created["Id"])
+        except Exception as exc:
+            raise _translate(exc, f"create container {name}") from exc
+
+    def put_files(self, container: str, dest_dir: str, files: dict[str, tuple[bytes, int]]) -> None:
+        """Copy files (name -> (content, mode)) into a created or stopped container."""
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for name, (content, mode) in files.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(content)
+                info.mode = mode
+                info.uid = info.gid = 1000
+                tar.addfile(info, io.BytesIO(content))
+        try:
+            self._api.put_archive(container, dest_dir, buf.getvalue())
+        except Exception as exc:
+            raise _translate(exc, f"copy files into {container[:12]}") from exc
+
+    @_retry
+    def start(self, container: str) -> None:
+        """Start a container."""
+        try:
+            self._api.start(container)
+        except Exception as exc:
+            raise _translate(exc, f"start container {container[:12]}") from exc
+
+    def stop(self, container: str, timeout: int = 5) -> None:
+        """Stop a container (SIGTERM, then SIGKILL after `timeout`)."""
+        try:
+            self._api.stop(container, timeout=timeout)
+        except docker.errors.NotFound:
+            pass
+        except Exception as exc:
+            raise _translate(exc, f"stop container {container[:12]}") from exc
+
+    def inspect(self, container: str) -> ContainerInfo | None:
+        """Inspect a container; None when it does not exist."""
+        try:
+            return ContainerInfo.from_attrs(self._api.inspect_container(container))
+        except docker.errors.NotFound:
+            return None
+        except Exception as exc:
+            raise _translate(exc, f"inspect container {container[:12]}") from exc
+
+    def containers(self, labels: dict[str, str]) -> list[ContainerInfo]:
+        """All containers (running or not) carrying every given label."""
+        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        try:
+            found = self._api.containers(all=True, filters=filters)
+            infos = [self.inspect(c["Id"]) for c in found]
+        except Exception as exc:
+            raise _translate(exc, "list containers") from exc
+        return [i for i in infos if i is not None]
+
+    def running_labels(self, labels: dict[str, str]) -> list[dict[str, str]]:
+        """Labels of running containers carrying every given label (one cheap list call)."""
+        filters = {"label": [f"{k}={v}" for k, v in labels.items()], "status": "running"}
+        try:
+            return [c.get("Labels") or {} for c in self._api.containers(filters=filters)]
+        except Exception as exc:
+            raise _translate(exc, "list containers") from exc
+
+    def remove_container(self, container: str) -> None:
+        """Force-remove a container; a missing one is fine."""
+        try:
+            self._api.remove_container(container, force=True, v=False)
+        except docker.errors.NotFound:
+            pass
+        except Exception as exc:
+            raise _translate(exc, f"remove container {container[:12]}") from exc
+
+    def logs_tail(self, container: str, lines: int = 20) -> list[str]:
+        """The last lines of a container's own output (the bridge mirrors the agent there)."""
+        try:
+            raw = self._api.logs(container, tail=lines)
+        except Exception:
+            return []
+        return raw.decode("utf-8", "replace").splitlines()
+
+    # volumes --------------------------------------------------------------
+    def ensure_volume(self, name: str, labels: dict[str, str]) -> None:
+        """Create a named volume unless it exists."""
+        try:
+            self._api.create_volume(name=name, labels=labels)
+        except Exception as exc:
+            raise _translate(exc, f"create volume {name}") from exc
+
+    def volumes(self, labels: dict[str, str]) -> list[str]:
+        """Names of volumes carrying every given label."""
+        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        try:
+            return [v["Name"] for v in self._api.volumes(filters=filters).get("Volumes") or []]
+        except Exception as exc:
+            raise _translate(exc, "list volumes") from exc
+
+    def remove_volume(self, name: str) -> None:
+        """Remove a volume; a missing one is fine."""
+        try:
+            self._api.remove_volume(name, force=True)
+        except docker.errors.NotFound:
+            pass
+        except Exception as exc:
+            raise _translate(exc, f"remove volume {name}") from exc
+
+    def close(self) -> None:
+        """Release the HTTP connection pool."""
+        if self._client is not None:
+            self._client.close()

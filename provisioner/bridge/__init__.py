@@ -1,0 +1,1 @@
+"""The bridge: owns the agent's terminal inside a workspace and serves an agentapi-like API."""

@@ -1,0 +1,123 @@
+"""Host-side client of a workspace's bridge API."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+
+class BridgeUnreachable(Exception):
+    """The bridge could not be reached (connection refused, reset or timed out)."""
+
+
+class BridgeError(Exception):
+    """The bridge answered with a non-2xx status."""
+
+    def __init__(self, status_code: int, body: str) -> None:
+        super().__init__(f"bridge answered {status_code}: {body}")
+        self.status_code = status_code
+        self.body = body
+
+
+class BridgeClient:
+    """Synchronous client for one bridge."""
+
+    def __init__(self, base_url: str, token: str, timeout: float = 10) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+        )
+
+    def __repr__(self) -> str:
+        return f"BridgeClient({self.base_url!r})"  # never the token
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        timeout: float | None = None,
+    ) -> Any:
+        try:
+            response = self._http.request(
+                method,
+                path,
+                params=params,
+                json=json,
+                timeout=self.timeout if timeout is None else timeout,
+            )
+        except httpx.TransportError as exc:
+            raise BridgeUnreachable(
+                f"bridge at {self.base_url} unreachable: {type(exc).__name__}: {exc}"
+            ) from exc
+        if not response.is_success:
+            raise BridgeError(response.status_code, response.text)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise BridgeError(response.status_code, f"not JSON: {response.text[:200]}") from exc
+
+    def health(self) -> dict[str, Any]:
+        """GET /healthz (needs no token)."""
+        result: dict[str, Any] = self._request("GET", "/healthz")
+        return result
+
+    def status(self) -> dict[str, Any]:
+        """GET /status: agentapi status plus the `dockyard` details."""
+        result: dict[str, Any] = self._request("GET", "/status")
+        return result
+
+    def log(
+        self, after: int, wait: float = 0, limit: int = 1000, state: str | None = None
+    ) -> dict[str, Any]:
+        """GET /dockyard/log: entries after seq `after`, long-polling up to `wait` seconds."""
+        params: dict[str, Any] = {"after": after, "wait": wait, "limit": limit}
+        if state is not None:
+            params["state"] = state
+        # the server may hold the request for `wait` seconds before it answers
+        result: dict[str, Any] = self._request(
+            "GET", "/dockyard/log", params=params, timeout=self.timeout + wait
+        )
+        return result
+
+    def send(
+        self, content: str, type: str = "user", prompt_id: str | None = None
+    ) -> dict[str, Any]:
+        """POST /message: queue a user prompt or type raw keys; returns {"ok", "id"}."""
+        body: dict[str, Any] = {"content": content, "type": type}
+        if prompt_id is not None:
+            body["id"] = prompt_id
+        result: dict[str, Any] = self._request("POST", "/message", json=body)
+        return result
+
+    def messages(self) -> list[dict[str, Any]]:
+        """GET /messages: agentapi's conversation turns."""
+        result: list[dict[str, Any]] = self._request("GET", "/messages")["messages"]
+        return result
+
+    def prompts(self) -> list[dict[str, Any]]:
+        """GET /dockyard/prompts: every prompt and its delivery state."""
+        result: list[dict[str, Any]] = self._request("GET", "/dockyard/prompts")["prompts"]
+        return result
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> BridgeClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,201 @@
+"""The prompt queue and the working/idle decision, as a pure state machine over timestamps."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .transcript import utc_iso
+
+QUEUED, DELIVERED, TAKEN = "queued", "delivered", "taken"
+STARTING, WORKING, IDLE, EXITED = "starting", "working", "idle", "exited"
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else utc_iso(ts)
+
+
+@dataclass
+class Prompt:
+    """One user prompt and its delivery history."""
+
+    id: str
+    content: str
+    state: str = QUEUED
+    queued_at: float = 0.0
+    delivered_at: float | None = None
+    taken_at: float | None = None
+    assumed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """The API view, with ISO 8601 times."""
+        return {
+            "id": self.id,
+            "content": self.content,
+            "state": self.state,
+            "queued_at": _iso(self.queued_at),
+            "delivered_at": _iso(self.delivered_at),
+            "taken_at": _iso(self.taken_at),
+            "assumed": self.assumed,
+        }
+
+    def to_state(self) -> dict[str, Any]:
+        """The persisted view, with exact timestamps."""
+        return asdict(self)
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> Prompt:
+        """Rebuild a prompt from its persisted view."""
+        state = data.get("state", QUEUED)
+        if state not in (QUEUED, DELIVERED, TAKEN):
+            raise ValueError(f"unknown prompt state {state!r}")
+        return cls(
+            id=str(data["id"]),
+            content=str(data["content"]),
+            state=state,
+            queued_at=float(data.get("queued_at") or 0.0),
+            delivered_at=None if data.get("delivered_at") is None else float(data["delivered_at"]),
+            taken_at=None if data.get("taken_at") is None else float(data["taken_at"]),
+            assumed=bool(data.get("assumed", False)),
+        )
+
+
+class Activity:
+    """Decides working/idle and when the next queued prompt may be delivered."""
+
+    # idle = quiet for quiet_s, cursor at the prompt, nothing queued, last delivery taken
+
+    def __init__(self, quiet_s: float, take_timeout_s: float, now: float) -> None:
+        self.quiet_s = quiet_s
+        self.take_timeout_s = take_timeout_s
+        self.prompts: list[Prompt] = []
+        self._queue: deque[Prompt] = deque()
+        self._in_flight: Prompt | None = None
+        self._started = False
+        self.exit_code: int | None = None
+        self.exited = False
+        self.last_output_at = now
+        self.at_prompt = False
+        # bumped on every prompt state change, so the owner knows when to persist
+        self.changes = 0
+
+    # -- prompts -------------------------------------------------------------------------
+
+    def enqueue(self, prompt_id: str, content: str, now: float) -> Prompt:
+        """Queue a user prompt; from this moment the agent counts as working."""
+        prompt = Prompt(id=prompt_id, content=content, queued_at=now)
+        self.prompts.append(prompt)
+        self._queue.append(prompt)
+        self.changes += 1
+        return prompt
+
+    def restore(self, prompts: list[Prompt]) -> None:
+        """Load prompts from a previous run: any not taken is queued again, in order."""
+        for prompt in prompts:
+            if prompt.state != TAKEN:
+                # a delivery the old agent never took may have been lost with it: deliver again
+                prompt.state = QUEUED
+                prompt.delivered_at = None
+                self._queue.append(prompt)
+            self.prompts.append(prompt)
+        self.changes += 1
+
+    def find(self, prompt_id: str) -> Prompt | None:
+        """The prompt with this id, if known."""
+        for prompt in self.prompts:
+            if prompt.id == prompt_id:
+                return prompt
+        return None
+
+    @property
+    def queued(self) -> int:
+        """How many prompts wait for delivery."""
+        return len(self._queue)
+
+    @property
+    def in_flight(self) -> Prompt | None:
+        """The delivered prompt the agent has not taken yet."""
+        return self._in_flight
+
+    # -- events --------------------------------------------------------------------------
+
+    def on_output(self, now: float, at_prompt: bool) -> None:
+        """The agent printed something; `at_prompt` is the screen's verdict afterwards."""
+        self.last_output_at = now
+        self.at_prompt = at_prompt
+        if self._in_flight is not None:
+            self._take(now, assumed=False)
+
+    def on_exit(self, code: int, now: float) -> None:
+        """The agent process ended."""
+        self.exited = True
+        self.exit_code = code
+        self.at_prompt = False
+        if self._in_flight is not None:
+            # it was delivered and the agent ended: keep it delivered (a resume re-queues it)
+            self._in_flight = None
+
+    def tick(self, now: float) -> None:
+        """Apply time-driven transitions: the take timeout and first reaching the prompt."""
+        if self._in_flight is not None and now - self._in_flight_at() >= self.take_timeout_s:
+            self._take(now, assumed=True)
+        if not self._started and self._resting(now):
+            self._started = True
+
+    def next_delivery(self, now: float) -> Prompt | None:
+        """Pop the next prompt to type if the agent is ready for it; it becomes delivered."""
+        self.tick(now)
+        if not self._queue or not self._ready(now):
+            return None
+        prompt = self._queue.popleft()
+        prompt.state = DELIVERED
+        prompt.delivered_at = now
+        self._in_flight = prompt
+        self.changes += 1
+        return prompt
+
+    # -- queries -------------------------------------------------------------------------
+
+    def quiet(self, now: float) -> bool:
+        """No output for quiet_s."""
+        return now - self.last_output_at >= self.quiet_s
+
+    def state(self, now: float) -> str:
+        """starting, working, idle or exited."""
+        if self.exited:
+            return EXITED
+        if not (self._started or self._resting(now)):
+            return STARTING
+        if self._ready(now) and not self._queue:
+            return IDLE
+        return WORKING
+
+    def next_deadline(self, now: float) -> float | None:
+        """The next time at which state() may change without any new event."""
+        deadlines = []
+        if not self.quiet(now):
+            deadlines.append(self.last_output_at + self.quiet_s)
+        if self._in_flight is not None:
+            deadlines.append(self._in_flight_at() + self.take_timeout_s)
+        return min(deadlines) if deadlines else None
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _resting(self, now: float) -> bool:
+        return not self.exited and self.at_prompt and self.quiet(now)
+
+    def _ready(self, now: float) -> bool:
+        return self._in_flight is None and self._resting(now)
+
+    def _in_flight_at(self) -> float:
+        assert self._in_flight is not None and self._in_flight.delivered_at is not None
+        return self._in_flight.delivered_at
+
+    def _take(self, now: float, assumed: bool) -> None:
+        assert self._in_flight is not None
+        self._in_flight.state = TAKEN
+        self._in_flight.taken_at = now
+        self._in_flight.assumed = assumed
+        self._in_flight = None
+        self.changes += 1

@@ -1,0 +1,189 @@
+"""The bridge's configuration, loaded and validated from a JSON file."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable or invalid."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How to recognise the agent's input prompt and how to submit to it."""
+
+    prompt_regex: str = r"^> ?$"
+    quiet_ms: int = 250
+    submit: str = "line"
+    take_timeout_s: float = 10.0
+
+    @property
+    def quiet_s(self) -> float:
+        """The quiet period in seconds."""
+        return self.quiet_ms / 1000.0
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    """Everything the bridge needs to run one agent."""
+
+    agent_command: list[str]
+    resume_command: list[str] | None = None
+    cwd: str = "/workspace"
+    env: dict[str, str] = field(default_factory=dict)
+    listen: str = "0.0.0.0:7777"
+    token_file: str = "/opt/dockyard/token"
+    state_dir: str = "/home/agent/.dockyard/bridge"
+    initial_prompt: str | None = None
+    initial_prompt_id: str | None = None
+    profile: Profile = field(default_factory=Profile)
+    columns: int = 120
+    rows: int = 40
+
+    @property
+    def host(self) -> str:
+        """The address to listen on."""
+        return self.listen.rpartition(":")[0]
+
+    @property
+    def port(self) -> int:
+        """The port to listen on."""
+        return int(self.listen.rpartition(":")[2])
+
+    def read_token(self) -> str:
+        """Return the API token: the token file's stripped content."""
+        try:
+            token = Path(self.token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read token_file {self.token_file}: {exc.strerror}") from exc
+        if not token:
+            raise ConfigError(f"token_file {self.token_file} is empty")
+        return token
+
+
+_SUBMIT_MODES = ("line",)
+
+
+def _command(data: dict[str, Any], key: str, required: bool) -> list[str] | None:
+    value = data.get(key)
+    if value is None and not required:
+        return None
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(part, str) and part for part in value)
+    ):
+        raise ConfigError(f"{key} must be a non-empty list of non-empty strings")
+    return list(value)
+
+
+def _optional_str(data: dict[str, Any], key: str, default: str | None) -> str | None:
+    value = data.get(key, default)
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"{key} must be a string or null")
+    return value
+
+
+def _str(data: dict[str, Any], key: str, default: str) -> str:
+    value = data.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{key} must be a non-empty string")
+    return value
+
+
+def _number(data: dict[str, Any], key: str, default: float, minimum: float) -> float:
+    value = data.get(key, default)
+    # bool is an int subclass, but `true` is never a meaningful size or duration
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+        raise ConfigError(f"{key} must be a number >= {minimum}")
+    return value
+
+
+def _profile(raw: Any, warn: Callable[[str], None]) -> Profile:
+    if raw is None:
+        return Profile()
+    if not isinstance(raw, dict):
+        raise ConfigError("profile must be an object")
+    unknown = sorted(set(raw) - {"prompt_regex", "quiet_ms", "submit", "take_timeout_s"})
+    if unknown:
+        warn(f"ignoring unknown profile keys: {', '.join(unknown)}")
+    defaults = Profile()
+    regex = _str(raw, "prompt_regex", defaults.prompt_regex)
+    try:
+        re.compile(regex)
+    except re.error as exc:
+        raise ConfigError(f"profile.prompt_regex is not a valid regex: {exc}") from exc
+    submit = _str(raw, "submit", defaults.submit)
+    if submit not in _SUBMIT_MODES:
+        raise ConfigError(f"profile.submit must be one of: {', '.join(_SUBMIT_MODES)}")
+    return Profile(
+        prompt_regex=regex,
+        quiet_ms=int(_number(raw, "quiet_ms", defaults.quiet_ms, 1)),
+        submit=submit,
+        take_timeout_s=float(_number(raw, "take_timeout_s", defaults.take_timeout_s, 0.1)),
+    )
+
+
+_KEYS = {
+    "agent_command", "resume_command", "cwd", "env", "listen", "token_file", "state_dir",
+    "initial_prompt", "initial_prompt_id", "profile", "columns", "rows",
+}  # fmt: skip
+
+
+def _ignore(message: str) -> None:
+    """Drop a warning."""
+
+
+def parse_config(data: Any, warn: Callable[[str], None] = _ignore) -> BridgeConfig:
+    """Validate a decoded JSON document and build a BridgeConfig from it."""
+    if not isinstance(data, dict):
+        raise ConfigError("the configuration must be a JSON object")
+    # unknown keys only warn, so a host that writes a newer key does not stop an older bridge
+    unknown = sorted(set(data) - _KEYS)
+    if unknown:
+        warn(f"ignoring unknown configuration keys: {', '.join(unknown)}")
+    agent_command = _command(data, "agent_command", required=True)
+    assert agent_command is not None
+    env = data.get("env") or {}
+    if not isinstance(env, dict) or not all(
+        isinstance(k, str) and k and "=" not in k and isinstance(v, str) for k, v in env.items()
+    ):
+        raise ConfigError("env must be an object of string names to string values")
+    defaults = BridgeConfig(agent_command=agent_command)
+    listen = _str(data, "listen", defaults.listen)
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"listen must be HOST:PORT, got {listen!r}")
+    return BridgeConfig(
+        agent_command=agent_command,
+        resume_command=_command(data, "resume_command", required=False),
+        cwd=_str(data, "cwd", defaults.cwd),
+        env=dict(env),
+        listen=listen,
+        token_file=_str(data, "token_file", defaults.token_file),
+        state_dir=_str(data, "state_dir", defaults.state_dir),
+        initial_prompt=_optional_str(data, "initial_prompt", None),
+        initial_prompt_id=_optional_str(data, "initial_prompt_id", None),
+        profile=_profile(data.get("profile"), warn),
+        columns=int(_number(data, "columns", defaults.columns, 20)),
+        rows=int(_number(data, "rows", defaults.rows, 2)),
+    )
+
+
+def load_config(path: str | Path, warn: Callable[[str], None] = _ignore) -> BridgeConfig:
+    """Read and validate the configuration file at `path`."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"config file {path} is not valid JSON: {exc}") from exc
+    return parse_config(data, warn)

@@ -1,0 +1,269 @@
+"""The HTTP API: agentapi's endpoints plus /dockyard/* extensions, on ThreadingHTTPServer."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import socket
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from .activity import EXITED, IDLE, STARTING, WORKING
+from .app import MAX_LIMIT, MAX_WAIT_S, RAW, USER, Bridge, Rejected
+
+MAX_BODY = 1 << 20
+# SSE: at most one message_update per client this often, and a keepalive when nothing happens
+EVENT_INTERVAL_S = 0.1
+KEEPALIVE_S = 15.0
+STATES = (STARTING, WORKING, IDLE, EXITED)
+
+
+class BridgeServer(ThreadingHTTPServer):
+    """A threading HTTP server that knows its bridge."""
+
+    daemon_threads = True
+    block_on_close = False  # long-polls and SSE streams must not hold up a stop
+
+    def __init__(self, address: tuple[str, int], bridge: Bridge) -> None:
+        self.bridge = bridge
+        super().__init__(address, Handler)
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Routes requests to the bridge."""
+
+    server: BridgeServer
+    _body_pending = False
+    protocol_version = "HTTP/1.1"
+    server_version = "dockyard-bridge"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Stay quiet: long-polls would flood the container log."""
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _send_json(self, status: int, body: Any) -> None:
+        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        if self._body_pending:
+            # an unread body would be parsed as the next request on this connection
+            self.close_connection = True
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, status: int, message: str) -> None:
+        self._send_json(status, {"error": message})
+
+    def _authorized(self) -> bool:
+        header = self.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        expected = self.server.bridge.token.encode("utf-8")
+        ok = scheme.lower() == "bearer" and hmac.compare_digest(
+            token.strip().encode("utf-8"), expected
+        )
+        if not ok:
+            self._error(401, "missing or wrong bearer token")
+        return ok
+
+    def _route(self, method: str) -> None:
+        length = self.headers.get("Content-Length")
+        self._body_pending = bool(length and length.strip() not in ("", "0")) or bool(
+            self.headers.get("Transfer-Encoding")
+        )
+        url = urlsplit(self.path)
+        path = url.path.rstrip("/") or "/"
+        routes = _GET if method == "GET" else _POST
+        if path == "/healthz" and method == "GET":
+            self._send_json(200, {"ok": True})
+            return
+        if not self._authorized():
+            return
+        handler = routes.get(path)
+        if handler is None:
+            other = _POST if method == "GET" else _GET
+            if path in other:
+                self._error(405, f"{method} is not allowed on {path}")
+            else:
+                self._error(404, f"no such endpoint: {path}")
+            return
+        try:
+            handler(self, parse_qs(url.query))
+        except Rejected as exc:
+            self._error(exc.status, str(exc))
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def do_GET(self) -> None:
+        """Dispatch a GET."""
+        self._route("GET")
+
+    def do_POST(self) -> None:
+        """Dispatch a POST."""
+        self._route("POST")
+
+    # -- endpoints -----------------------------------------------------------------------
+
+    def status(self, query: dict[str, list[str]]) -> None:
+        """GET /status."""
+        self._send_json(200, self.server.bridge.status())
+
+    def messages(self, query: dict[str, list[str]]) -> None:
+        """GET /messages."""
+        self._send_json(200, {"messages": self.server.bridge.messages()})
+
+    def prompts(self, query: dict[str, list[str]]) -> None:
+        """GET /dockyard/prompts."""
+        self._send_json(200, {"prompts": self.server.bridge.prompts()})
+
+    def log(self, query: dict[str, list[str]]) -> None:
+        """GET /dockyard/log: entries after a sequence number, long-polling when none."""
+        after = _query_number(query, "after", 0, int)
+        wait = _query_number(query, "wait", 0.0, float)
+        limit = _query_number(query, "limit", 1000, int)
+        if after < 0 or wait < 0 or limit < 1:
+            raise Rejected(400, "after and wait must be >= 0, limit >= 1")
+        state = query.get("state", [None])[-1]
+        if state is not None and state not in STATES:
+            raise Rejected(400, f"state must be one of: {', '.join(STATES)}")
+        body = self.server.bridge.log(after, min(wait, MAX_WAIT_S), min(limit, MAX_LIMIT), state)
+        self._send_json(200, body)
+
+    def message(self, query: dict[str, list[str]]) -> None:
+        """POST /message: a user prompt (queued) or raw keystrokes (typed now)."""
+        body = self._read_json()
+        content = body.get("content")
+        kind = body.get("type", USER)
+        prompt_id = body.get("id")
+        if not isinstance(content, str) or not content:
+            raise Rejected(400, "content must be a non-empty string")
+        if kind not in (USER, RAW):
+            raise Rejected(400, 'type must be "user" or "raw"')
+        if kind == USER and not content.strip():
+            raise Rejected(400, "a user prompt must contain more than whitespace")
+        if prompt_id is not None and (not isinstance(prompt_id, str) or not prompt_id.strip()):
+            raise Rejected(400, "id must be a non-empty string")
+        new_id = self.server.bridge.submit(content, kind, prompt_id)
+        self._send_json(200, {"ok": True, "id": new_id})
+
+    def _read_json(self) -> dict[str, Any]:
+        length_text = self.headers.get("Content-Length")
+        if length_text is None:
+            raise Rejected(411, "Content-Length is required")
+        try:
+            length = int(length_text)
+        except ValueError:
+            raise Rejected(400, "bad Content-Length") from None
+        if length > MAX_BODY:
+            raise Rejected(413, f"body larger than {MAX_BODY} bytes")
+        raw = self.rfile.read(length)
+        self._body_pending = False
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise Rejected(400, "body must be JSON") from None
+        if not isinstance(body, dict):
+            raise Rejected(400, "body must be a JSON object")
+        return body
+
+    def events(self, query: dict[str, list[str]]) -> None:
+        """GET /events: SSE stream of status_change and message_update."""
+        bridge = self.server.bridge
+        self.close_connection = True  # the stream ends only when the client goes
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        with bridge.cond:
+            status = bridge.status_locked()
+            current = {"status": status["status"], "state": status["dockyard"]["state"]}
+            first = [("status_change", current)]
+            messages = bridge.conversation.messages()
+            first += [("message_update", _message_event(m)) for m in messages]
+            sent_status = bridge.status_counter
+            sent_message = bridge.conversation.version
+            # the newest turn sent so far: it may still grow, and every turn after it is new
+            last_id = messages[-1]["id"] if messages else 0
+            seen = bridge.version
+        self._write_events(first)
+        last_write = time.monotonic()
+        while not bridge.stopping.is_set():
+            events: list[tuple[str, dict[str, Any]]] = []
+            with bridge.cond:
+                if bridge.version == seen and not bridge.stopping.is_set():
+                    bridge.cond.wait(KEEPALIVE_S)
+                seen = bridge.version
+                events += [("status_change", e) for n, e in bridge.status_events if n > sent_status]
+                sent_status = bridge.status_counter
+                if bridge.conversation.version != sent_message:
+                    sent_message = bridge.conversation.version
+                    changed = bridge.conversation.since(last_id)
+                    events += [("message_update", _message_event(m)) for m in changed]
+                    if changed:
+                        last_id = changed[-1]["id"]
+            if events:
+                self._write_events(events)
+                last_write = time.monotonic()
+            elif time.monotonic() - last_write >= KEEPALIVE_S:
+                self.wfile.write(b": keepalive\n\n")
+                self.wfile.flush()
+                last_write = time.monotonic()
+            time.sleep(EVENT_INTERVAL_S)  # coalesce bursts of message updates
+
+    def _write_events(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+        chunks = [
+            f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+            for name, data in events
+        ]
+        self.wfile.write("".join(chunks).encode("utf-8"))
+        self.wfile.flush()
+
+
+def _message_event(message: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": message["id"],
+        "role": message["role"],
+        "message": message["content"],
+        "time": message["time"],
+    }
+
+
+def _query_number(query: dict[str, list[str]], name: str, default: Any, kind: type) -> Any:
+    values = query.get(name)
+    if not values:
+        return default
+    try:
+        return kind(values[-1])
+    except ValueError:
+        raise Rejected(400, f"{name} must be a number") from None
+
+
+_GET = {
+    "/status": Handler.status,
+    "/messages": Handler.messages,
+    "/events": Handler.events,
+    "/dockyard/log": Handler.log,
+    "/dockyard/prompts": Handler.prompts,
+}
+_POST = {"/message": Handler.message}
+
+
+class BridgeServer6(BridgeServer):
+    """The same server on IPv6."""
+
+    address_family = socket.AF_INET6
+
+
+def make_server(bridge: Bridge, host: str, port: int) -> BridgeServer:
+    """Bind the API server (not yet serving); an IPv6 host may come in brackets."""
+    if ":" in host:
+        return BridgeServer6((host.strip("[]"), port), bridge)
+    return BridgeServer((host, port), bridge)

@@ -1,0 +1,1 @@
+"""The engine: level-triggered reconcile of tasks against workspaces and bridges."""

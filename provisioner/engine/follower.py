@@ -1,0 +1,124 @@
+"""Following one active task's bridge: logs into the store, working/idle into the task."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachable
+from provisioner.errors import TaskConflict, TaskNotFound
+from provisioner.lifecycle import ErrorClass, State, Status
+
+if TYPE_CHECKING:
+    from provisioner.engine.engine import Engine
+
+log = logging.getLogger(__name__)
+
+POLL_WAIT_S = 10.0
+LAST_LINES = 8
+
+
+def _message_from(entries: list[dict[str, object]], previous: str) -> str:
+    """The agent's latest meaningful output line: the task's status message."""
+    for entry in reversed(entries):
+        text = str(entry.get("content", "")).strip()
+        if entry.get("type") == "output" and text and text not in (">",):
+            return text[:200]
+    return previous
+
+
+class Follower(threading.Thread):
+    """One thread per active task; ends when the task stops being active."""
+
+    def __init__(self, engine: Engine, task_id: str) -> None:
+        super().__init__(name=f"follow-{task_id[:8]}", daemon=True)
+        self.engine = engine
+        self.task_id = task_id
+        self.stopping = threading.Event()
+
+    def stop(self) -> None:
+        """Ask the thread to end after its current poll."""
+        self.stopping.set()
+
+    def run(self) -> None:
+        try:
+            self._follow()
+        except (TaskNotFound, TaskConflict):
+            pass  # deleted or moved on by someone else: nothing left to follow
+        except Exception:
+            log.exception("follower of task %s crashed", self.task_id)
+        finally:
+            self.engine.follower_done(self)
+
+    def _client(self) -> BridgeClient | None:
+        observed = self.engine.backend.observe(self.task_id)
+        if not observed.running or not observed.endpoint:
+            return None
+        task = self.engine.store.get(self.task_id)
+        return BridgeClient(observed.endpoint, task.bridge_token, timeout=POLL_WAIT_S + 5)
+
+    def _follow(self) -> None:
+        store = self.engine.store
+        last_seq = store.last_seq(self.task_id)
+        client: BridgeClient | None = None
+        bridge_state = ""
+        failures = 0
+        while not self.stopping.is_set():
+            task = store.get(self.task_id)
+            if task.status != Status.ACTIVE:
+                return
+            if client is None:
+                client = self._client()
+                if client is None:
+                    self._workspace_died()
+                    return
+            try:
+                reply = client.log(after=last_seq, wait=POLL_WAIT_S, state=bridge_state or None)
+                failures = 0
+            except (BridgeUnreachable, BridgeError) as exc:
+                failures += 1
+                client.close()
+                client = None
+                if self.stopping.is_set():
+                    return
+                observed = self.engine.backend.observe(self.task_id)
+                if not observed.running:
+                    self._workspace_died()
+                    return
+                if failures in (3, 30):
+                    log.warning("bridge of task %s unreachable: %s", self.task_id, exc)
+                time.sleep(min(0.2 * failures, 2.0))
+                continue
+            if self.stopping.is_set():
+                return  # a pause or delete is stopping the workspace: its exit is expected
+            entries = reply.get("entries", [])
+            if entries:
+                store.append_logs(self.task_id, entries)
+                last_seq = max(int(e["seq"]) for e in entries)
+            status = reply.get("status", {}).get("dockyard", {})
+            bridge_state = str(status.get("state", ""))
+            if bridge_state == "exited":
+                if entries:
+                    continue  # drain everything the agent printed before judging
+                self._agent_exited(status.get("exit_code"))
+                return
+            state = State.IDLE if bridge_state == "idle" else State.WORKING
+            message = _message_from(entries, task.message)
+            if state.value != task.state or message != task.message:
+                store.update(
+                    self.task_id, Status.ACTIVE, actor="bridge", state=state.value, message=message
+                )
+        if client is not None:
+            client.close()
+
+    def _agent_exited(self, code: object) -> None:
+        tail = self.engine.store.tail(self.task_id, LAST_LINES)
+        message = f"agent exited with code {code}"
+        if tail:
+            message += "; last output: " + " | ".join(tail)
+        self.engine.fail_active(self.task_id, message, ErrorClass.PERMANENT, stop=True)
+
+    def _workspace_died(self) -> None:
+        self.engine.workspace_died(self.task_id)

@@ -1,0 +1,54 @@
+"""Turning a task into what a backend needs: its rendered spec and its bridge bundle."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from provisioner.backends.base import BRIDGE_DIR, BRIDGE_PORT, BridgeBundle
+from provisioner.bridge.package import build_zipapp
+from provisioner.images import recipes
+from provisioner.model import Task
+from provisioner.templating.catalog import Catalog
+from provisioner.templating.render import WorkspaceSpec, render_workspace
+
+BRIDGE_STATE_DIR = f"{recipes.AGENT_HOME}/.dockyard/bridge"
+
+
+def spec_for(catalog: Catalog, task: Task) -> WorkspaceSpec:
+    """Render the task's template with the parameters resolved when it was created."""
+    template = catalog.get(task.template)
+    return render_workspace(template, None, dict(task.resolved))
+
+
+def bridge_config(task: Task, spec: WorkspaceSpec) -> dict[str, object]:
+    """The bridge's config file for this task's workspace."""
+    return {
+        "agent_command": spec.agent_command,
+        "resume_command": spec.resume_command,
+        "cwd": spec.workdir,
+        "env": spec.env,
+        "listen": f"0.0.0.0:{BRIDGE_PORT}",
+        "token_file": f"{BRIDGE_DIR}/token",
+        "state_dir": BRIDGE_STATE_DIR,
+        "initial_prompt": task.prompt,
+        "initial_prompt_id": f"{task.id}-initial",
+        "profile": spec.profile.model_dump(),
+        "columns": 120,
+        "rows": 40,
+    }
+
+
+class BridgeBundler:
+    """Builds the bridge zipapp once per process and wraps it with a task's config."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        self._cache_dir = cache_dir
+        self._zipapp: bytes | None = None
+
+    def bundle(self, task: Task, spec: WorkspaceSpec) -> BridgeBundle:
+        """The files to inject into the task's workspace."""
+        if self._zipapp is None:
+            self._zipapp = build_zipapp(self._cache_dir).read_bytes()
+        config = json.dumps(bridge_config(task, spec), indent=1).encode()
+        return BridgeBundle(zipapp=self._zipapp, config_json=config, token=task.bridge_token)

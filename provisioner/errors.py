@@ -1,0 +1,73 @@
+"""Dockyard's exceptions: one root, each message says what happened and what to do.
+
+DockyardError
+├── TemplateError (ValueError)          a template or preset is malformed or unknown
+│   ├── TemplateNotFound (LookupError)
+│   ├── PresetNotFound (LookupError)
+│   └── ParameterError                  missing / unknown / wrongly typed parameter
+├── TaskNotFound (LookupError)
+├── TaskConflict                        a name is taken, or the task is in the wrong status
+│   └── IllegalTransition               the state machine rejected a move
+├── BackendError (RuntimeError)         the workspace backend failed
+│   ├── BackendUnavailable              the Docker daemon cannot be reached
+│   └── ImageBuildError                 building a workspace image failed
+└── BridgeFailure                       the bridge inside a workspace misbehaved
+"""
+
+from __future__ import annotations
+
+
+class DockyardError(Exception):
+    """Root of every error Dockyard raises on purpose."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+
+class TemplateError(DockyardError, ValueError):
+    """A template or preset file is malformed."""
+
+
+class TemplateNotFound(TemplateError, LookupError):
+    """No template of that name is on the search path."""
+
+
+class PresetNotFound(TemplateError, LookupError):
+    """The template has no preset of that name."""
+
+
+class ParameterError(TemplateError):
+    """A parameter is missing, unknown or of the wrong type."""
+
+
+class TaskNotFound(DockyardError, LookupError):
+    """No task with that id or name."""
+
+
+class TaskConflict(DockyardError):
+    """The task's name is taken, or it is not in a status that allows the action."""
+
+
+class IllegalTransition(TaskConflict):
+    """The lifecycle state machine rejected a status change."""
+
+
+class BackendError(DockyardError, RuntimeError):
+    """The workspace backend failed."""
+
+
+class BackendUnavailable(BackendError):
+    """The backend (the Docker daemon) cannot be reached."""
+
+
+class ImageBuildError(BackendError):
+    """Building a workspace image failed."""
+
+
+class BridgeFailure(DockyardError):
+    """The bridge inside a workspace misbehaved or cannot be reached."""

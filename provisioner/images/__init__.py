@@ -1,0 +1,1 @@
+"""Workspace images built locally: the Debian base and each template's image on top."""

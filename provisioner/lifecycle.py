@@ -1,0 +1,108 @@
+"""The task lifecycle: statuses, states, phases and the one pure state machine.
+
+Every status change in Dockyard goes through `check_transition`; the store applies it
+with compare-and-set, so the machine here is the single source of what may happen.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from provisioner.errors import IllegalTransition
+
+
+class Status(StrEnum):
+    """Where a task is in its life."""
+
+    BACKLOG = "backlog"  # parked; not scheduled until moved to pending
+    PENDING = "pending"  # accepted; waiting for capacity or a worker
+    INITIALIZING = "initializing"  # workspace being provisioned; `phase` says which step
+    ACTIVE = "active"  # agent running; `state` says working or idle
+    PAUSED = "paused"  # workspace stopped, disk kept; resumable
+    ERROR = "error"  # provisioning or agent failure; resumable
+    COMPLETED = "completed"  # terminal: the agent reported success
+    FAILED = "failed"  # terminal: the agent or policy reported failure
+    CANCELLED = "cancelled"  # terminal: the user stopped it
+
+
+class State(StrEnum):
+    """What the agent is doing while the task is active."""
+
+    WORKING = "working"  # taking or processing input
+    IDLE = "idle"  # quiet and waiting for input, after it took the last prompt
+
+
+class Phase(StrEnum):
+    """The provisioning step while the task is initializing."""
+
+    IMAGE = "image"
+    CREATE = "create"
+    START = "start"
+    SETUP = "setup"
+    AGENT = "agent"
+
+
+class ErrorClass(StrEnum):
+    """Why a task is in error, so callers know whether trying again can help."""
+
+    TRANSIENT = "TRANSIENT"  # may pass on retry (daemon briefly away, conflict)
+    PERMANENT = "PERMANENT"  # will fail the same way (bad template, agent exit code)
+    TIMEOUT = "TIMEOUT"  # a phase or operation ran out of time
+    UNKNOWN = "UNKNOWN"
+
+
+TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+
+_ALLOWED: dict[Status, frozenset[Status]] = {
+    Status.BACKLOG: frozenset({Status.PENDING, Status.CANCELLED}),
+    Status.PENDING: frozenset({Status.INITIALIZING, Status.BACKLOG, Status.CANCELLED}),
+    Status.INITIALIZING: frozenset(
+        {Status.ACTIVE, Status.ERROR, Status.PAUSED, Status.PENDING, Status.CANCELLED}
+    ),
+    Status.ACTIVE: frozenset(
+        {Status.PAUSED, Status.ERROR, Status.COMPLETED, Status.FAILED, Status.CANCELLED}
+    ),
+    Status.PAUSED: frozenset({Status.INITIALIZING, Status.CANCELLED}),
+    Status.ERROR: frozenset({Status.INITIALIZING, Status.FAILED, Status.CANCELLED}),
+    Status.COMPLETED: frozenset(),
+    Status.FAILED: frozenset(),
+    Status.CANCELLED: frozenset(),
+}
+
+# Specific reasons for the moves people actually attempt, so the error says what to do.
+_WHY_NOT: dict[tuple[Status, Status], str] = {
+    (Status.PENDING, Status.PAUSED): "it has not started yet; delete it instead",
+    (Status.PAUSED, Status.PAUSED): "it is already paused",
+    (Status.ACTIVE, Status.INITIALIZING): "it is already running; there is nothing to resume",
+    (Status.PENDING, Status.INITIALIZING): "",
+    (Status.BACKLOG, Status.PAUSED): "it has not started yet",
+}
+
+
+def can_transition(current: Status, target: Status) -> bool:
+    """True when the lifecycle allows moving from `current` to `target`."""
+    return target in _ALLOWED[current]
+
+
+def check_transition(current: Status, target: Status, *, action: str | None = None) -> None:
+    """Raise IllegalTransition with a specific message unless the move is allowed."""
+    if can_transition(current, target):
+        return
+    verb = action or f"move to {target.value}"
+    if current in TERMINAL:
+        reason = f"it has ended ({current.value}); create a new task instead"
+    elif current == target:
+        reason = f"it is already {current.value}"
+    else:
+        reason = _WHY_NOT.get((current, target)) or f"a {current.value} task cannot {verb}"
+    raise IllegalTransition(f"Cannot {verb}: {reason}")
+
+
+def state_applies(status: Status) -> bool:
+    """Only an active task has a working/idle state."""
+    return status == Status.ACTIVE
+
+
+def phase_applies(status: Status) -> bool:
+    """Only an initializing task has a provisioning phase."""
+    return status == Status.INITIALIZING

@@ -1,0 +1,1 @@
+"""The HTTP server: REST API over the engine (FastAPI + uvicorn)."""

@@ -1,0 +1,205 @@
+"""The REST API, modelled on Coder's /api/v2/tasks."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from provisioner import __version__
+from provisioner.engine.engine import Engine
+from provisioner.errors import (
+    BackendUnavailable,
+    BridgeFailure,
+    DockyardError,
+    TaskConflict,
+    TemplateError,
+)
+from provisioner.lifecycle import Status
+from provisioner.templating.catalog import Template
+
+
+class CreateTask(BaseModel):
+    """Body of POST /api/v2/tasks."""
+
+    template: str = Field(description="Template name")
+    preset: str | None = Field(None, description="Preset name; the default preset if absent")
+    prompt: str = Field(description="The task's first input to the agent")
+    parameters: dict[str, Any] = Field(default_factory=dict, description="Overrides")
+    name: str | None = Field(None, description="Task name; derived from the prompt if absent")
+
+
+class SendInput(BaseModel):
+    """Body of POST /api/v2/tasks/{task}/send."""
+
+    input: str = Field(description="The follow-up prompt")
+
+
+def _status_code(exc: DockyardError) -> int:
+    if isinstance(exc, LookupError):
+        return 404
+    if isinstance(exc, BackendUnavailable):
+        return 503
+    if isinstance(exc, TaskConflict):
+        return 409
+    if isinstance(exc, TemplateError):
+        return 400
+    if isinstance(exc, BridgeFailure):
+        return 502
+    return 500
+
+
+def _template_json(tpl: Template) -> dict[str, Any]:
+    default = tpl.default_preset()
+    return {
+        "name": tpl.name,
+        "description": tpl.config.description,
+        "version": tpl.version,
+        "backend": tpl.config.backend,
+        "parameters": [p.model_dump() for p in tpl.config.parameters],
+        "presets": sorted(tpl.presets),
+        "default_preset": default.name if default else None,
+        "path": str(tpl.path),
+    }
+
+
+def _preset_json(tpl: Template) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": p.name,
+            "template": tpl.name,
+            "description": p.config.description,
+            "default": p.config.default,
+            "parameters": p.config.parameters,
+        }
+        for p in sorted(tpl.presets.values(), key=lambda p: p.name)
+    ]
+
+
+def build_router(engine: Engine, home: str) -> APIRouter:
+    """All /api/v2 routes, bound to one engine."""
+    r = APIRouter(prefix="/api/v2")
+    store = engine.store
+
+    @r.get("/health")
+    def health() -> dict[str, Any]:
+        docker: dict[str, Any] = {"ok": True, "error": None}
+        try:
+            engine.backend.ping()
+        except DockyardError as exc:
+            docker = {"ok": False, "error": str(exc)}
+        return {"ok": True, "version": __version__, "docker": docker, "home": home}
+
+    @r.get("/templates")
+    def list_templates() -> dict[str, Any]:
+        return {"templates": [_template_json(t) for t in engine.catalog.all()]}
+
+    @r.get("/templates/{name}")
+    def get_template(name: str) -> dict[str, Any]:
+        return _template_json(engine.catalog.get(name))
+
+    @r.get("/templates/{name}/presets")
+    def template_presets(name: str) -> dict[str, Any]:
+        return {"presets": _preset_json(engine.catalog.get(name))}
+
+    @r.get("/presets")
+    def list_presets(template: str | None = None) -> dict[str, Any]:
+        tpls = [engine.catalog.get(template)] if template else engine.catalog.all()
+        return {"presets": [p for t in tpls for p in _preset_json(t)]}
+
+    @r.post("/tasks", status_code=201)
+    def create_task(body: CreateTask) -> dict[str, Any]:
+        task = engine.create_task(
+            template=body.template,
+            preset=body.preset,
+            prompt=body.prompt,
+            parameters=body.parameters,
+            name=body.name,
+        )
+        return task.public()
+
+    @r.get("/tasks")
+    def list_tasks(status: str | None = None) -> dict[str, Any]:
+        statuses = None
+        if status:
+            try:
+                statuses = [Status(s.strip()) for s in status.split(",")]
+            except ValueError as exc:
+                valid = ", ".join(s.value for s in Status)
+                raise TemplateError(f"Unknown status {status!r} (one of: {valid})") from exc
+        return {"tasks": [t.public() for t in store.list_tasks(statuses)]}
+
+    @r.get("/tasks/{ref}")
+    def get_task(ref: str) -> dict[str, Any]:
+        return store.get(ref).public()
+
+    @r.get("/tasks/{ref}/events")
+    def task_events(ref: str) -> dict[str, Any]:
+        task = store.get(ref)
+        return {"events": store.events(task.id)}
+
+    @r.get("/tasks/{ref}/logs")
+    async def task_logs(
+        ref: str,
+        after: int = 0,
+        wait: float = Query(0, ge=0, le=60),
+        limit: int = Query(10000, ge=1, le=100000),
+    ) -> dict[str, Any]:
+        task = await run_in_threadpool(store.get, ref)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            rows = await run_in_threadpool(store.logs, task.id, after, limit)
+            if rows or loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.1)
+        current = await run_in_threadpool(store.get, task.id)
+        return {
+            "logs": [
+                {
+                    "id": x["id"],
+                    "type": x["type"],
+                    "content": x["content"],
+                    "time": x["time"],
+                    "seq": x["seq"],
+                    "prompt_id": x["prompt_id"],
+                }
+                for x in rows
+            ],
+            "last_id": rows[-1]["id"] if rows else after,
+            "status": current.status.value,
+            "state": current.state,
+        }
+
+    @r.post("/tasks/{ref}/send")
+    def send(ref: str, body: SendInput) -> dict[str, Any]:
+        return engine.send(ref, body.input)
+
+    @r.post("/tasks/{ref}/pause")
+    def pause(ref: str) -> dict[str, Any]:
+        return engine.pause(ref).public()
+
+    @r.post("/tasks/{ref}/resume")
+    def resume(ref: str) -> dict[str, Any]:
+        return engine.resume(ref).public()
+
+    @r.delete("/tasks/{ref}")
+    def delete(ref: str) -> dict[str, Any]:
+        task = engine.delete(ref)
+        return {"ok": True, "id": task.id, "name": task.name}
+
+    return r
+
+
+def install_error_handler(app: FastAPI) -> None:
+    """Our errors become `{"detail", "hint"}` with a fitting status code."""
+
+    @app.exception_handler(DockyardError)
+    async def _dockyard_error(_: Request, exc: DockyardError) -> JSONResponse:
+        return JSONResponse(
+            status_code=_status_code(exc), content={"detail": exc.message, "hint": exc.hint}
+        )

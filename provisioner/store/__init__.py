@@ -1,0 +1,1 @@
+"""The task store: SQLAlchemy Core over SQLite (embedded default) or PostgreSQL."""

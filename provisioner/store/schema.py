@@ -1,0 +1,72 @@
+"""Tables: tasks, their event history, and their logs (transcript + provisioning lines)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("display_name", String(256), nullable=False),
+    Column("owner", String(128), nullable=False),
+    Column("template", String(128), nullable=False),
+    Column("template_version", String(64), nullable=False),
+    Column("preset", String(128)),
+    Column("parameters", JSON, nullable=False),  # as shown: secrets redacted
+    Column("resolved", JSON, nullable=False),  # as rendered into the workspace
+    Column("prompt", Text, nullable=False),
+    Column("priority", Integer, nullable=False, default=0),
+    Column("status", String(16), nullable=False),
+    Column("state", String(16)),
+    Column("phase", String(16)),
+    Column("message", Text, nullable=False, default=""),
+    Column("error_class", String(16)),
+    Column("workspace", JSON),
+    Column("bridge_token", String(128), nullable=False),  # never returned by the API
+    Column("created_at", String(32), nullable=False),
+    Column("updated_at", String(32), nullable=False),
+    UniqueConstraint("owner", "name", name="uq_task_owner_name"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task_id", String(36), ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(16), nullable=False),  # status | phase | state
+    Column("from_value", String(32)),
+    Column("to_value", String(32)),
+    Column("actor", String(64), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("time", String(32), nullable=False),
+    Index("ix_events_task", "task_id", "id"),
+)
+
+logs = Table(
+    "logs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("task_id", String(36), ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer),  # the bridge's sequence number; NULL for provisioning lines
+    Column("type", String(8), nullable=False),  # input | output | system
+    Column("content", Text, nullable=False),
+    Column("time", String(32), nullable=False),
+    Column("prompt_id", String(64)),
+    UniqueConstraint("task_id", "seq", name="uq_logs_task_seq"),
+    Index("ix_logs_task", "task_id", "id"),
+)

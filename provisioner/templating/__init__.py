@@ -1,0 +1,1 @@
+"""Templates and presets: loading, validating and rendering them into a workspace spec."""

@@ -1,0 +1,156 @@
+"""Finding templates and presets on their search paths and loading them with clear errors."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from provisioner import paths
+from provisioner.errors import PresetNotFound, TemplateError, TemplateNotFound
+from provisioner.templating.schema import PresetConfig, TemplateConfig
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A loaded preset file."""
+
+    name: str
+    template: str
+    path: Path
+    config: PresetConfig
+
+
+@dataclass(frozen=True)
+class Template:
+    """A loaded template folder, with its content-hash version and its presets."""
+
+    name: str
+    path: Path
+    config: TemplateConfig
+    version: str
+    presets: dict[str, Preset] = field(default_factory=dict)
+
+    def default_preset(self) -> Preset | None:
+        """The preset marked default, if any."""
+        return next((p for p in self.presets.values() if p.config.default), None)
+
+    def preset(self, name: str) -> Preset:
+        """Look a preset up by name, case-insensitively."""
+        for preset in self.presets.values():
+            if preset.name.lower() == name.lower() or preset.path.stem.lower() == name.lower():
+                return preset
+        known = ", ".join(sorted(self.presets)) or "none"
+        raise PresetNotFound(
+            f"Template {self.name!r} has no preset {name!r} (presets: {known})",
+            hint=f"list them with: dockyard preset list --template {self.name}",
+        )
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file; errors name the file and line."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise TemplateError(f"{path}: cannot read: {exc.strerror}") from exc
+    try:
+        return yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise TemplateError(f"{where}: invalid YAML: {exc.problem}") from exc
+    except yaml.YAMLError as exc:
+        raise TemplateError(f"{path}: invalid YAML: {exc}") from exc
+
+
+def _validate(model: type[M], data: Any, path: Path) -> M:
+    if not isinstance(data, dict):
+        raise TemplateError(
+            f"{path}: expected a mapping at the top level, got {type(data).__name__}"
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
+            msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+            problems.append(f"field {loc}: {msg}")
+        raise TemplateError(f"{path}: " + "; ".join(problems)) from exc
+
+
+def template_version(folder: Path) -> str:
+    """Content hash of every file in the template folder: the template's version."""
+    digest = hashlib.sha256()
+    for file in sorted(
+        p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    ):
+        digest.update(file.relative_to(folder).as_posix().encode() + b"\0")
+        digest.update(file.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def load_template(folder: Path, preset_dirs: list[Path] | None = None) -> Template:
+    """Load and validate one template folder and the presets that belong to it."""
+    manifest = folder / "template.yaml"
+    if not manifest.is_file():
+        raise TemplateError(f"{folder}: no template.yaml in this folder")
+    config = _validate(TemplateConfig, read_yaml(manifest), manifest)
+    presets: dict[str, Preset] = {}
+    for base in preset_dirs if preset_dirs is not None else paths.preset_search_path():
+        for file in sorted((base / config.name).glob("*.yaml")):
+            pconf = _validate(PresetConfig, read_yaml(file), file)
+            name = pconf.name or file.stem
+            presets[name] = Preset(name=name, template=config.name, path=file, config=pconf)
+    defaults = [p.name for p in presets.values() if p.config.default]
+    if len(defaults) > 1:
+        raise TemplateError(
+            f"template {config.name!r}: more than one default preset ({', '.join(defaults)})"
+        )
+    return Template(config.name, folder, config, template_version(folder), presets)
+
+
+class Catalog:
+    """All templates on the search path, loaded fresh on each lookup (they are small)."""
+
+    def __init__(
+        self, template_dirs: list[Path] | None = None, preset_dirs: list[Path] | None = None
+    ) -> None:
+        self._template_dirs = template_dirs
+        self._preset_dirs = preset_dirs
+
+    def _folders(self) -> dict[str, Path]:
+        found: dict[str, Path] = {}
+        for base in self._template_dirs or paths.template_search_path():
+            if not base.is_dir():
+                continue
+            for folder in sorted(base.iterdir()):
+                if (folder / "template.yaml").is_file():
+                    # Later directories override built-ins of the same folder name.
+                    found[folder.name] = folder
+        return found
+
+    def names(self) -> list[str]:
+        """Names of the template folders on the search path."""
+        return sorted(self._folders())
+
+    def get(self, name: str) -> Template:
+        """Load the template called `name`."""
+        folder = self._folders().get(name)
+        if folder is None:
+            known = ", ".join(self.names()) or "none"
+            raise TemplateNotFound(
+                f"Unknown template {name!r} (templates: {known})",
+                hint="list them with: dockyard template list",
+            )
+        return load_template(folder, self._preset_dirs)
+
+    def all(self) -> list[Template]:
+        """Every template on the search path."""
+        return [self.get(name) for name in self.names()]

@@ -1,0 +1,106 @@
+"""Resolving a task's parameters: template defaults, then the preset, then overrides."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from provisioner.errors import ParameterError
+from provisioner.templating.catalog import Preset, Template
+from provisioner.templating.schema import Parameter
+
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+REDACTED = "********"
+
+
+def coerce(param: Parameter, value: Any, source: str) -> Any:
+    """Parse `value` as the parameter's type; `source` says where it came from, for errors."""
+
+    def bad(expected: str) -> ParameterError:
+        return ParameterError(
+            f"Parameter {param.name} from {source}: expected {expected}, got {value!r}"
+        )
+
+    result: Any
+    if param.type == "string":
+        if isinstance(value, dict | list):
+            raise bad("a string")
+        result = "" if value is None else str(value)
+    elif param.type in ("number", "integer"):
+        if isinstance(value, bool):
+            raise bad("a number" if param.type == "number" else "an integer")
+        try:
+            number = float(value) if not isinstance(value, int | float) else value
+        except (TypeError, ValueError):
+            raise bad("a number" if param.type == "number" else "an integer") from None
+        if param.type == "integer":
+            if float(number) != int(number):
+                raise bad("an integer")
+            result = int(number)
+        else:
+            result = int(number) if float(number).is_integer() else float(number)
+    elif param.type == "bool":
+        if isinstance(value, bool):
+            result = value
+        elif str(value).strip().lower() in _TRUE:
+            result = True
+        elif str(value).strip().lower() in _FALSE:
+            result = False
+        else:
+            raise bad("true or false")
+    else:  # list
+        if isinstance(value, list):
+            result = value
+        elif isinstance(value, str):
+            result = [item.strip() for item in value.split(",") if item.strip()]
+        else:
+            raise bad("a list")
+    if param.options is not None and result not in param.options:
+        choices = ", ".join(str(o) for o in param.options)
+        raise ParameterError(
+            f"Parameter {param.name} from {source}: {result!r} is not one of: {choices}"
+        )
+    return result
+
+
+def resolve_parameters(
+    template: Template, preset: Preset | None, overrides: dict[str, Any]
+) -> dict[str, Any]:
+    """Merge defaults < preset < overrides, check every value, and require what is required."""
+    declared = {p.name: p for p in template.config.parameters}
+    values: dict[str, Any] = {}
+    for p in template.config.parameters:
+        if p.default is not None:
+            values[p.name] = coerce(p, p.default, f"template {template.name} default")
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if preset is not None:
+        layers.append((f"preset {preset.name} ({preset.path})", preset.config.parameters))
+    layers.append(("--param", overrides))
+    for source, layer in layers:
+        for key, value in layer.items():
+            if key not in declared:
+                known = ", ".join(sorted(declared)) or "none"
+                raise ParameterError(
+                    f"Unknown parameter {key!r} from {source}; template {template.name} "
+                    f"declares: {known}"
+                )
+            values[key] = coerce(declared[key], value, source)
+    for p in template.config.parameters:
+        if p.required and values.get(p.name) in (None, ""):
+            setters = sorted(
+                pr.name for pr in template.presets.values() if p.name in pr.config.parameters
+            )
+            hint = (
+                f"presets that set it: {', '.join(setters)}"
+                if setters
+                else f"set it with --param {p.name}=VALUE"
+            )
+            raise ParameterError(f"Required parameter not provided: {p.name}", hint=hint)
+    return values
+
+
+def redact(template: Template, values: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `values` safe to store and show: secret parameters masked."""
+    secret = {p.name for p in template.config.parameters if p.secret}
+    return {k: (REDACTED if k in secret and v not in (None, "") else v) for k, v in values.items()}

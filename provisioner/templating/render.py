@@ -1,0 +1,120 @@
+"""Rendering a template with its parameters into a typed WorkspaceSpec (pure: no I/O but reads)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jinja2 import StrictUndefined, UndefinedError
+from jinja2 import TemplateError as JinjaError
+from jinja2.sandbox import SandboxedEnvironment
+
+from provisioner.errors import TemplateError
+from provisioner.templating.catalog import Preset, Template
+from provisioner.templating.params import resolve_parameters
+from provisioner.templating.schema import AgentProfile
+
+_ENV = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """A Dockerfile to build on top of the base image; the context is the template folder."""
+
+    dockerfile: str  # rendered text; `{{ base_image }}` is filled in at build time
+    context_dir: Path
+    context_exclude: tuple[str, ...] = ("template.yaml",)
+
+
+@dataclass(frozen=True)
+class WorkspaceSpec:
+    """Everything a backend needs to make one task's workspace."""
+
+    template: str
+    template_version: str
+    preset: str | None
+    parameters: dict[str, Any]
+    image: str | None  # an existing image, or "base" for Dockyard's base image
+    build: BuildSpec | None
+    workdir: str
+    env: dict[str, str]
+    memory: str | None
+    cpus: float | None
+    pids: int | None
+    agent_command: list[str]
+    resume_command: list[str] | None
+    profile: AgentProfile
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def render_string(text: str, context: dict[str, Any], where: str) -> str:
+    """Render one Jinja string; undefined names and syntax errors say where they are."""
+    try:
+        return _ENV.from_string(text).render(context)
+    except UndefinedError as exc:
+        raise TemplateError(f"{where}: {exc.message} (is the parameter declared?)") from exc
+    except JinjaError as exc:
+        line = getattr(exc, "lineno", None)
+        suffix = f" (line {line})" if line else ""
+        raise TemplateError(f"{where}: template error{suffix}: {exc}") from exc
+
+
+def render_workspace(
+    template: Template,
+    preset: Preset | None,
+    overrides: dict[str, Any],
+) -> WorkspaceSpec:
+    """Resolve parameters and render every templated field of the template."""
+    values = resolve_parameters(template, preset, overrides)
+    context = {**values, "params": values, "template": {"name": template.name}}
+    manifest = template.path / "template.yaml"
+    ws = template.config.workspace
+    agent = template.config.agent
+
+    def r(text: str, field_name: str) -> str:
+        return render_string(text, context, f"{manifest}: field {field_name}")
+
+    build = None
+    if ws.build is not None:
+        dockerfile_path = template.path / ws.build.dockerfile
+        try:
+            raw = dockerfile_path.read_text()
+        except OSError as exc:
+            raise TemplateError(
+                f"{manifest}: field workspace.build.dockerfile: cannot read {dockerfile_path}"
+            ) from exc
+        # base_image stays a placeholder: it is only known once the base image is built.
+        dockerfile = render_string(
+            raw, {**context, "base_image": "{{ base_image }}"}, str(dockerfile_path)
+        )
+        build = BuildSpec(dockerfile=dockerfile, context_dir=template.path)
+    return WorkspaceSpec(
+        template=template.name,
+        template_version=template.version,
+        preset=preset.name if preset else None,
+        parameters=values,
+        image=r(ws.image, "workspace.image") if ws.image else None,
+        build=build,
+        workdir=r(ws.workdir, "workspace.workdir"),
+        env={k: r(v, f"workspace.env.{k}") for k, v in ws.env.items()},
+        memory=r(ws.resources.memory, "workspace.resources.memory")
+        if ws.resources.memory
+        else None,
+        cpus=ws.resources.cpus,
+        pids=ws.resources.pids,
+        agent_command=[r(a, f"agent.command[{i}]") for i, a in enumerate(agent.command)],
+        resume_command=(
+            [r(a, f"agent.resume_command[{i}]") for i, a in enumerate(agent.resume_command)]
+            if agent.resume_command
+            else None
+        ),
+        profile=agent.profile,
+    )
+
+
+def select_preset(template: Template, name: str | None) -> Preset | None:
+    """The named preset, else the template's default preset, else none."""
+    if name:
+        return template.preset(name)
+    return template.default_preset()

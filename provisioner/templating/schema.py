@@ -1,0 +1,103 @@
+"""The typed shape of template.yaml and preset files (pydantic, extra fields forbidden)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ParamType = Literal["string", "number", "integer", "bool", "list"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Parameter(_Strict):
+    """One value a task can set; presets and --param fill it in."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Identifier used in Jinja")
+    type: ParamType = Field("string", description="How the value is parsed and checked")
+    default: Any = Field(None, description="Value when neither preset nor task sets it")
+    required: bool = Field(False, description="Task creation fails unless it is set")
+    description: str = Field("", description="What the parameter means, for people")
+    options: list[Any] | None = Field(None, description="The only values allowed, if set")
+    secret: bool = Field(False, description="Passed to the workspace, redacted everywhere else")
+
+
+class BuildConfig(_Strict):
+    """A workspace image built from a Dockerfile in the template folder."""
+
+    dockerfile: str = Field("Dockerfile", description="Path of the Dockerfile (Jinja template)")
+
+
+class Resources(_Strict):
+    """Limits for the workspace container."""
+
+    memory: str | None = Field("2g", description="Memory limit, Docker syntax (512m, 2g)")
+    cpus: float | None = Field(2.0, description="CPU limit in cores")
+    pids: int | None = Field(1024, description="Maximum number of processes")
+
+
+class WorkspaceConfig(_Strict):
+    """How the workspace container is made."""
+
+    image: str | None = Field(None, description="Existing image; `base` for Dockyard's base")
+    build: BuildConfig | None = Field(None, description="Build an image from a Dockerfile")
+    workdir: str = Field("/workspace", description="The agent's working directory (a volume)")
+    env: dict[str, str] = Field(default_factory=dict, description="Environment for the agent")
+    resources: Resources = Field(default_factory=Resources)
+
+    @model_validator(mode="after")
+    def _one_image_source(self) -> WorkspaceConfig:
+        if self.image and self.build:
+            raise ValueError("set either workspace.image or workspace.build, not both")
+        if not self.image and not self.build:
+            self.image = "base"
+        return self
+
+
+class AgentProfile(_Strict):
+    """How the bridge reads this agent's terminal."""
+
+    prompt_regex: str = Field(r"^> ?$", description="Matches the cursor line when it waits")
+    quiet_ms: int = Field(250, ge=10, description="Output silence before it counts as idle")
+    submit: Literal["line"] = Field("line", description="How a prompt is typed in")
+    take_timeout_s: float = Field(10.0, gt=0, description="When to assume a prompt was taken")
+
+
+class AgentConfig(_Strict):
+    """The agent program the bridge runs under a terminal."""
+
+    command: list[str] = Field(min_length=1, description="argv of the agent (Jinja per item)")
+    resume_command: list[str] | None = Field(None, description="argv to continue a session")
+    profile: AgentProfile = Field(default_factory=AgentProfile)
+
+
+class TemplateConfig(_Strict):
+    """The whole of template.yaml."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", description="Unique template name")
+    description: str = ""
+    backend: Literal["docker"] = "docker"
+    parameters: list[Parameter] = Field(default_factory=list)
+    workspace: WorkspaceConfig = Field(default_factory=WorkspaceConfig)
+    agent: AgentConfig
+
+    @model_validator(mode="after")
+    def _unique_parameters(self) -> TemplateConfig:
+        seen: set[str] = set()
+        for p in self.parameters:
+            if p.name in seen:
+                raise ValueError(f"parameter {p.name!r} is declared twice")
+            seen.add(p.name)
+        return self
+
+
+class PresetConfig(_Strict):
+    """A preset file: named parameter values for one template."""
+
+    name: str | None = Field(None, description="Display name; the file name when absent")
+    description: str = ""
+    default: bool = Field(False, description="Used when a task names no preset")
+    parameters: dict[str, Any] = Field(default_factory=dict)

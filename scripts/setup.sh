@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what Dockyard needs on a fresh Debian machine and starts Docker if it is down.
+# Idempotent: safe to run again; it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+missing=()
+command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! docker info >/dev/null 2>&1; then
+  echo "setup: starting dockerd (log: /var/log/dockyard-dockerd.log)"
+  $SUDO sh -c 'nohup dockerd >/var/log/dockyard-dockerd.log 2>&1 &'
+  for _ in $(seq 120); do
+    docker info >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  docker info >/dev/null 2>&1 || { echo "setup: dockerd did not start; see /var/log/dockyard-dockerd.log" >&2; exit 1; }
+fi
+
+echo "setup: installing dockyard (pip install -e .[dev])"
+python3 -m pip install -q --disable-pip-version-check -e ".[dev]" 2>&1 | grep -v -E "WARNING: (Running pip as|Location)" || true
+python3 -c "import provisioner, cli" || { echo "setup: dockyard did not install" >&2; exit 1; }

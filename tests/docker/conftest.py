@@ -1,0 +1,153 @@
+"""The Docker tier: a real server (uvicorn in a thread) on a real daemon, cleaned up after."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+import uvicorn
+from click.testing import CliRunner, Result
+
+from cli.main import cli
+from provisioner.backends.docker import LABEL_INSTANCE, LABEL_TASK
+from provisioner.engine.engine import Engine
+from provisioner.server.main import build_engine, create_app
+
+
+def _docker_or_skip() -> docker.DockerClient:
+    try:
+        client = docker.from_env()
+        client.ping()
+        return client
+    except Exception as exc:
+        if os.environ.get("DOCKYARD_REQUIRE_DOCKER"):
+            pytest.fail(f"Docker is required (DOCKYARD_REQUIRE_DOCKER is set) but: {exc}")
+        pytest.skip(f"Docker is not running: {exc}")
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    client = _docker_or_skip()
+    yield client
+    client.close()
+
+
+@dataclass
+class ServerHandle:
+    url: str
+    home: Path
+    engine: Engine
+    instance: str
+    docker: docker.DockerClient
+
+    def cli(self, *args: str, input: str | None = None, check: bool = True) -> Result:
+        """Run `dockyard ARGS` against this server."""
+        result = CliRunner().invoke(
+            cli, list(args), input=input, env={"DOCKYARD_URL": self.url}, catch_exceptions=False
+        )
+        if check and result.exit_code != 0:
+            raise AssertionError(
+                f"dockyard {' '.join(args)} exited {result.exit_code}:\n"
+                f"{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+    def status(self, task: str) -> dict[str, Any]:
+        return json.loads(self.cli("task", "status", task, "-o", "json").stdout)
+
+    def logs(self, task: str) -> list[dict[str, Any]]:
+        return json.loads(self.cli("task", "logs", task, "-o", "json").stdout)
+
+    def output(self, task: str) -> list[str]:
+        return [e["content"] for e in self.logs(task) if e["type"] == "output"]
+
+    def wait_for(self, task: str, pred: Any, timeout: float = 60, what: str = "") -> dict[str, Any]:
+        """Poll the task's status until pred(status) holds."""
+        deadline = time.monotonic() + timeout
+        status: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            status = self.status(task)
+            if pred(status):
+                return status
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what or pred}: last status {status}")
+
+    def wait_idle(self, task: str, timeout: float = 60) -> dict[str, Any]:
+        return self.wait_for(
+            task, lambda s: s["status"] == "active" and s["state"] == "idle", timeout, "idle"
+        )
+
+    def wait_output(self, task: str, line: str, timeout: float = 60) -> list[str]:
+        deadline = time.monotonic() + timeout
+        out: list[str] = []
+        while time.monotonic() < deadline:
+            out = self.output(task)
+            if line in out:
+                return out
+            time.sleep(0.2)
+        raise AssertionError(f"{line!r} never appeared in the logs; last lines: {out[-10:]}")
+
+    def containers(self, task_id: str | None = None) -> list[Any]:
+        labels = [f"{LABEL_INSTANCE}={self.instance}"]
+        if task_id:
+            labels.append(f"{LABEL_TASK}={task_id}")
+        return self.docker.containers.list(all=True, filters={"label": labels})
+
+    def volumes(self, task_id: str | None = None) -> list[Any]:
+        labels = [f"{LABEL_INSTANCE}={self.instance}"]
+        if task_id:
+            labels.append(f"{LABEL_TASK}={task_id}")
+        return self.docker.volumes.list(filters={"label": labels})
+
+    def container(self, task_id: str) -> Any:
+        (found,) = self.containers(task_id)
+        return found
+
+    def exec(self, task_id: str, *cmd: str) -> tuple[int, str]:
+        code, out = self.container(task_id).exec_run(list(cmd))
+        return code, out.decode()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def server(
+    docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerHandle]:
+    home = tmp_path_factory.mktemp("dockyard-home")
+    engine = build_engine(home)
+    engine.tick_s = 0.5
+    app = create_app(engine, home)
+    port = _free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.05)
+    instance = engine.backend.instance  # type: ignore[attr-defined]
+    handle = ServerHandle(f"http://127.0.0.1:{port}", home, engine, instance, docker_client)
+    try:
+        yield handle
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=20)
+        for c in handle.containers():
+            c.remove(force=True)
+        for v in handle.volumes():
+            v.remove(force=True)

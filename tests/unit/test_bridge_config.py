@@ -1,0 +1,78 @@
+"""Unit tests for the bridge's configuration loading."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from provisioner.bridge.runtime.config import ConfigError, Profile, load_config, parse_config
+
+
+def test_defaults_fill_missing_keys() -> None:
+    config = parse_config({"agent_command": ["agent"]})
+    assert config.profile == Profile()
+    assert config.profile.quiet_s == 0.25
+    assert (config.host, config.port) == ("0.0.0.0", 7777)
+    assert (config.columns, config.rows) == (120, 40)
+    assert config.resume_command is None and config.initial_prompt is None
+
+
+def test_full_config_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(
+        json.dumps(
+            {
+                "agent_command": ["python3", "agent.py"],
+                "resume_command": ["python3", "agent.py", "--resume"],
+                "env": {"A": "1"},
+                "listen": "127.0.0.1:9000",
+                "initial_prompt": "go",
+                "profile": {"prompt_regex": r"^\$ $", "quiet_ms": 400, "take_timeout_s": 3},
+                "columns": 100,
+                "rows": 30,
+            }
+        )
+    )
+    config = load_config(path)
+    assert config.resume_command == ["python3", "agent.py", "--resume"]
+    assert config.env == {"A": "1"} and config.port == 9000
+    assert config.profile.quiet_ms == 400 and config.profile.take_timeout_s == 3.0
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({}, "agent_command"),
+        ({"agent_command": []}, "agent_command"),
+        ({"agent_command": ["a"], "listen": "nowhere"}, "listen"),
+        ({"agent_command": ["a"], "profile": {"prompt_regex": "("}}, "prompt_regex"),
+        ({"agent_command": ["a"], "profile": {"quiet_ms": 0}}, "quiet_ms"),
+        ({"agent_command": ["a"], "env": {"A": 1}}, "env"),
+        ({"agent_command": ["a"], "columns": True}, "columns"),
+        ([], "JSON object"),
+    ],
+)
+def test_bad_values_are_named(data: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(data)
+
+
+def test_unknown_keys_only_warn() -> None:
+    warnings: list[str] = []
+    parse_config({"agent_command": ["a"], "future_key": 1}, warn=warnings.append)
+    assert warnings == ["ignoring unknown configuration keys: future_key"]
+
+
+def test_unreadable_files_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{nope")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        load_config(tmp_path / "bad.json")
+    config = parse_config({"agent_command": ["a"], "token_file": str(tmp_path / "token")})
+    with pytest.raises(ConfigError, match="token_file"):
+        config.read_token()
+    (tmp_path / "token").write_text("  secret\n")
+    assert config.read_token() == "secret"

@@ -1,0 +1,375 @@
+"""Real-terminal tests: the bridge zipapp runs on the host with the scripted agent under a pty."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachable
+from provisioner.bridge.package import build_zipapp
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPTED = REPO / "templates" / "scripted" / "scripted_agent.py"
+TOKEN = "test-token-123"
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll `check` until it returns something truthy; fail with `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class BridgeRunner:
+    """Starts the bridge zipapp as a subprocess for one test, and always cleans up."""
+
+    def __init__(self, zipapp: Path, root: Path) -> None:
+        self.zipapp = zipapp
+        self.root = root
+        self.workdir = root / "work"
+        self.workdir.mkdir()
+        self.state_dir = root / "state"
+        (root / "token").write_text(TOKEN + "\n")
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.client: BridgeClient | None = None
+        self.runs = 0
+
+    def agent_command(self, *extra: str) -> list[str]:
+        """The scripted agent with this test's workdir and context file."""
+        return [
+            "python3", str(SCRIPTED), "--work-seconds", "0.5",
+            "--workdir", str(self.workdir), "--context-file", str(self.root / "ctx.json"),
+            *extra,
+        ]  # fmt: skip
+
+    def start(self, **overrides: Any) -> BridgeClient:
+        """Write the config, start the bridge and return a client once it answers."""
+        config: dict[str, Any] = {
+            "agent_command": self.agent_command(),
+            "cwd": str(self.workdir),
+            "listen": "127.0.0.1:0",  # the bridge reports the port it got
+            "token_file": str(self.root / "token"),
+            "state_dir": str(self.state_dir),
+        }
+        config.update(overrides)
+        self.runs += 1
+        config_path = self.root / f"config-{self.runs}.json"
+        config_path.write_text(json.dumps(config))
+        self.stderr_path = self.root / f"bridge-{self.runs}.err"
+        with (
+            (self.root / f"bridge-{self.runs}.out").open("wb") as out,
+            self.stderr_path.open("wb") as err,
+        ):
+            # -S: no site-packages, so pyte must come from inside the zipapp
+            self.proc = subprocess.Popen(
+                [sys.executable, "-S", str(self.zipapp), "--config", str(config_path)],
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+            )
+        match = wait_until(self._listening, 10, "the bridge to listen")
+        self.client = BridgeClient(f"http://127.0.0.1:{match.group(1)}", TOKEN, timeout=5)
+        return self.client
+
+    def _listening(self) -> re.Match[str] | None:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            pytest.fail(f"bridge exited {self.proc.returncode}: {self.stderr_path.read_text()}")
+        return re.search(r"listening on [\d.]+:(\d+)", self.stderr_path.read_text())
+
+    def stop(self) -> int:
+        """SIGTERM the bridge as Docker would; return its exit code."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=10)
+        if self.client is not None:
+            self.client.close()
+        return code
+
+    def cleanup(self) -> None:
+        """Kill whatever is still running."""
+        if self.client is not None:
+            self.client.close()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def zipapp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_zipapp(tmp_path_factory.mktemp("bridge-cache"))
+
+
+@pytest.fixture
+def runner(zipapp: Path, tmp_path: Path) -> Iterator[BridgeRunner]:
+    bridge = BridgeRunner(zipapp, tmp_path)
+    try:
+        yield bridge
+    finally:
+        bridge.cleanup()
+
+
+def state_of(client: BridgeClient) -> str:
+    return str(client.status()["dockyard"]["state"])
+
+
+def wait_stable(client: BridgeClient, timeout: float = 10) -> dict[str, Any]:
+    """Wait until the agent is idle at its prompt; return the status."""
+    return wait_until(
+        lambda: (s := client.status())["status"] == "stable" and s, timeout, "status stable"
+    )
+
+
+def entries(client: BridgeClient) -> list[dict[str, Any]]:
+    """The whole transcript."""
+    result: list[dict[str, Any]] = []
+    while True:
+        page = client.log(after=result[-1]["seq"] if result else 0, limit=10000)["entries"]
+        if not page:
+            return result
+        result += page
+
+
+def outputs(client: BridgeClient) -> list[str]:
+    return [e["content"] for e in entries(client) if e["type"] == "output"]
+
+
+def test_zipapp_is_cached_by_content(zipapp: Path) -> None:
+    assert re.fullmatch(r"bridge-[0-9a-f]{12}\.pyz", zipapp.name)
+    assert build_zipapp(zipapp.parent) == zipapp
+    assert [p.name for p in zipapp.parent.iterdir()] == [zipapp.name]
+
+
+def test_bad_config_exits_with_one_line(zipapp: Path, tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"agent_command": "not a list"}))
+    proc = subprocess.run(
+        [sys.executable, "-S", str(zipapp), "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert proc.returncode != 0
+    assert proc.stderr.count("\n") == 1
+    assert "agent_command" in proc.stderr
+
+
+def test_initial_prompt_runs_and_becomes_stable(runner: BridgeRunner) -> None:
+    client = runner.start(initial_prompt="hello world", initial_prompt_id="first")
+    status = wait_stable(client)
+    assert status["dockyard"]["queued_prompts"] == 0
+    assert status["dockyard"]["agent_pid"] is not None
+    lines = outputs(client)
+    assert "Done: hello world" in lines
+    assert lines[-1] == "> "  # the transcript is complete when idle
+    [prompt] = client.prompts()
+    assert prompt["id"] == "first" and prompt["state"] == "taken" and not prompt["assumed"]
+    messages = client.messages()
+    assert [m["role"] for m in messages] == ["agent", "user", "agent"]
+    assert messages[1]["content"] == "hello world"
+    assert messages[2]["content"].endswith("Done: hello world")
+
+
+def test_prompts_sent_while_working_are_delivered_in_order(runner: BridgeRunner) -> None:
+    client = runner.start()
+    wait_stable(client)
+    client.send("/sleep 2", prompt_id="sleep")
+    assert client.status()["status"] == "running"  # at once, not after the agent reacts
+    client.send("first follow-up", prompt_id="one")
+    client.send("second follow-up", prompt_id="two")
+    status = client.status()
+    assert status["status"] == "running"
+    assert status["dockyard"]["queued_prompts"] >= 2
+    wait_stable(client, timeout=15)
+    prompts = client.prompts()
+    assert [p["id"] for p in prompts] == ["sleep", "one", "two"]
+    assert all(p["state"] == "taken" and not p["assumed"] for p in prompts)
+    delivered = [p["delivered_at"] for p in prompts]
+    assert delivered == sorted(delivered)
+    log = entries(client)
+    seq_of = {e["content"]: e["seq"] for e in log}
+    inputs = [e["content"] for e in log if e["type"] == "input"]
+    assert inputs == ["/sleep 2", "first follow-up", "second follow-up"]
+    # each prompt went in only after the previous one was finished
+    assert seq_of["Done"] < seq_of["first follow-up"] < seq_of["Done: first follow-up"]
+    assert seq_of["Done: first follow-up"] < seq_of["second follow-up"]
+    assert seq_of["second follow-up"] < seq_of["Done: second follow-up"]
+    assert [e["seq"] for e in log] == list(range(1, len(log) + 1))
+
+
+def test_write_creates_the_file(runner: BridgeRunner) -> None:
+    client = runner.start()
+    wait_stable(client)
+    reply = client.send("/write notes/hello.txt hi there")
+    assert reply["ok"] is True and re.fullmatch(r"[0-9a-f]{32}", reply["id"])
+    assert client.status()["status"] == "running"
+    wait_stable(client)
+    assert (runner.workdir / "notes" / "hello.txt").read_text() == "hi there\n"
+    assert "Wrote notes/hello.txt" in outputs(client)
+
+
+def test_flood_keeps_every_line_and_returns_to_stable(runner: BridgeRunner) -> None:
+    client = runner.start()
+    wait_stable(client)
+    started = time.monotonic()
+    client.send("/flood 5000")
+    wait_stable(client, timeout=10)
+    elapsed = time.monotonic() - started
+    print(f"\n/flood 5000: stable again after {elapsed:.2f}s")
+    lines = outputs(client)
+    flood = [line for line in lines if line.startswith("flood line ")]
+    assert flood == [f"flood line {i}" for i in range(1, 5001)]
+    assert lines[-2:] == ["Done", "> "]
+    assert elapsed < 5
+
+
+def test_agent_exit_is_reported_and_the_bridge_keeps_serving(runner: BridgeRunner) -> None:
+    client = runner.start()
+    wait_stable(client)
+    client.send("/exit 3")
+    status = wait_until(
+        lambda: (s := client.status())["dockyard"]["state"] == "exited" and s, 10, "exit"
+    )
+    assert status["status"] == "running"
+    assert status["dockyard"]["exit_code"] == 3
+    assert status["dockyard"]["agent_pid"] is None
+    assert "Exiting with code 3" in outputs(client)
+    with pytest.raises(BridgeError) as error:
+        client.send("anyone there?")
+    assert error.value.status_code == 409
+    assert "exited" in str(error.value)
+    assert client.health() == {"ok": True}
+
+
+def test_raw_keys_and_idempotent_ids(runner: BridgeRunner) -> None:
+    client = runner.start()
+    wait_stable(client)
+    client.send("typed by hand\r", type="raw")
+    wait_until(lambda: "Done: typed by hand" in outputs(client), 5, "the raw input to run")
+    [raw] = [e for e in entries(client) if e["type"] == "input"]
+    assert raw["raw"] is True and raw["content"] == "typed by hand\r"
+    assert client.prompts() == []  # raw keys bypass the queue
+    wait_stable(client)
+    assert client.send("once", prompt_id="retry")["id"] == "retry"
+    assert client.send("once", prompt_id="retry")["id"] == "retry"  # a retried POST
+    with pytest.raises(BridgeError) as error:
+        client.send("something else", prompt_id="retry")
+    assert error.value.status_code == 409
+    wait_stable(client)
+    assert [p["id"] for p in client.prompts()] == ["retry"]
+    assert outputs(client).count("Done: once") == 1
+
+
+def test_wrong_token_is_refused(runner: BridgeRunner) -> None:
+    client = runner.start()
+    wrong = BridgeClient(client.base_url, "not-the-token")
+    try:
+        for call in (wrong.status, wrong.messages, wrong.prompts, lambda: wrong.log(0)):
+            with pytest.raises(BridgeError) as error:
+                call()
+            assert error.value.status_code == 401
+        with pytest.raises(BridgeError) as error:
+            wrong.send("hi")
+        assert error.value.status_code == 401
+        assert wrong.health() == {"ok": True}  # health needs no token
+    finally:
+        wrong.close()
+    response = httpx.get(f"{client.base_url}/status")
+    assert response.status_code == 401 and "error" in response.json()
+    assert TOKEN not in runner.stderr_path.read_text()
+
+
+def test_bad_requests_are_refused(runner: BridgeRunner) -> None:
+    client = runner.start()
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=client.base_url, headers=headers) as http:
+        for body in ({"content": ""}, {"content": "x", "type": "shout"}, {"nope": 1}, [1]):
+            response = http.post("/message", json=body)
+            assert response.status_code == 400, body
+            assert "error" in response.json()
+        assert http.post("/message", content=b"{not json").status_code == 400
+        assert http.get("/dockyard/log", params={"after": "x"}).status_code == 400
+        assert http.get("/dockyard/log", params={"state": "napping"}).status_code == 400
+        assert http.get("/nowhere").status_code == 404
+        assert http.get("/message").status_code == 405
+        # the same connection still works after the refusals
+        assert http.get("/status").status_code == 200
+
+
+def test_events_stream_status_changes(runner: BridgeRunner) -> None:
+    client = runner.start()
+    wait_stable(client)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    seen: list[tuple[str, dict[str, Any]]] = []
+    with httpx.stream("GET", f"{client.base_url}/events", headers=headers, timeout=10) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        event = ""
+        sent = False
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                event = line[len("event: ") :]
+            elif line.startswith("data: "):
+                seen.append((event, json.loads(line[len("data: ") :])))
+                if not sent:
+                    client.send("via events")
+                    sent = True
+                elif event == "status_change" and seen[-1][1]["status"] == "stable":
+                    break
+    assert seen[0] == ("status_change", {"status": "stable", "state": "idle"})
+    states = [data["state"] for name, data in seen if name == "status_change"]
+    assert states[-2:] == ["working", "idle"]
+    updates = [data for name, data in seen if name == "message_update"]
+    assert any("Done: via events" in data["message"] for data in updates)
+    assert any(u["role"] == "user" and u["message"] == "via events" for u in updates)
+
+
+def test_restart_continues_without_rerunning(runner: BridgeRunner) -> None:
+    resume = runner.agent_command("--resume")
+    client = runner.start(initial_prompt="first run", resume_command=resume)
+    wait_stable(client)
+    client.send("/sleep 3", prompt_id="long")
+    wait_until(lambda: client.prompts()[-1]["state"] == "taken", 5, "the long prompt to be taken")
+    client.send("queued across restart", prompt_id="later")
+    before = entries(client)
+    assert runner.stop() == 0
+
+    client = runner.start(initial_prompt="first run", resume_command=resume)
+    wait_stable(client, timeout=15)
+    log = entries(client)
+    seqs = [e["seq"] for e in log]
+    assert seqs == list(range(1, len(log) + 1))  # seq continues: no gap, no duplicate
+    assert log[: len(before)] == before
+    lines = [e["content"] for e in log if e["type"] == "output"]
+    assert any(line.startswith("Resumed (previous context: 2 inputs)") for line in lines)
+    inputs = [e["content"] for e in log if e["type"] == "input"]
+    assert inputs == ["first run", "/sleep 3", "queued across restart"]
+    assert "Done: queued across restart" in lines
+    prompts = client.prompts()
+    assert [(p["id"], p["state"]) for p in prompts][1:] == [("long", "taken"), ("later", "taken")]
+    assert len(prompts) == 3  # the initial prompt was not queued again
+    assert os.path.exists(runner.state_dir / "prompts.json")
+
+
+def test_client_reports_unreachable() -> None:
+    client = BridgeClient("http://127.0.0.1:9", TOKEN, timeout=1)
+    try:
+        with pytest.raises(BridgeUnreachable):
+            client.status()
+    finally:
+        client.close()

@@ -1,0 +1,263 @@
+"""Pure tests of the CLI's rendering, parameter parsing and API error translation."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from cli.client import error_from_response, is_loopback
+from cli.render import (
+    cell,
+    log_entry,
+    log_text,
+    presets_table,
+    relative_time,
+    render_table,
+    short_version,
+    status_line,
+    task_row,
+    tasks_table,
+    template_text,
+    templates_table,
+    truncate,
+)
+from cli.tasks import parse_params
+
+NOW = datetime(2025, 1, 2, 12, 0, 0, tzinfo=UTC)
+
+
+def ago(seconds: float) -> str:
+    """An ISO timestamp `seconds` before NOW."""
+    return (NOW - timedelta(seconds=seconds)).isoformat()
+
+
+def make_task(**fields: object) -> dict[str, object]:
+    """A task with every field of the API, overridable."""
+    task: dict[str, object] = {
+        "id": "0b6f4a9e-0000-4000-8000-000000000001",
+        "name": "fix-auth",
+        "status": "active",
+        "state": "idle",
+        "phase": None,
+        "message": "",
+        "template": "claude-code",
+        "preset": "default",
+        "created_at": ago(60),
+        "updated_at": ago(5),
+    }
+    task.update(fields)
+    return task
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        (0, "0s ago"),
+        (5, "5s ago"),
+        (59, "59s ago"),
+        (60, "1m ago"),
+        (3599, "59m ago"),
+        (3600, "1h ago"),
+        (86399, "23h ago"),
+        (86400, "1d ago"),
+        (-3, "0s ago"),
+    ],
+)
+def test_relative_time(seconds: int, expected: str) -> None:
+    assert relative_time(ago(seconds), NOW) == expected
+
+
+def test_relative_time_accepts_z_and_naive_as_utc_and_keeps_garbage() -> None:
+    assert relative_time("2025-01-02T11:59:50Z", NOW) == "10s ago"
+    assert relative_time("2025-01-02T11:59:50", NOW) == "10s ago"
+    assert relative_time(None, NOW) == "-"
+    assert relative_time("yesterday", NOW) == "yesterday"
+
+
+def test_cell_shows_dash_for_empty_values() -> None:
+    empties: tuple[Any, ...] = (None, "", [], {})
+    assert [cell(v) for v in empties] == ["-"] * 4
+    assert cell(True) == "true"
+    assert cell(["a", "b"]) == "a,b"
+    assert cell({"model": "x", "n": 2}) == "model=x,n=2"
+    assert cell(0) == "0"
+
+
+def test_truncate_flattens_and_cuts() -> None:
+    assert truncate("short") == "short"
+    assert truncate("line one\n  line two") == "line one line two"
+    cut = truncate("x" * 100, 20)
+    assert cut == "x" * 17 + "..."
+    assert len(cut) == 20
+
+
+def test_short_version_only_shortens_hashes() -> None:
+    assert short_version("a" * 64) == "a" * 12
+    assert short_version("1.2.3") == "1.2.3"
+    assert short_version(None) == "-"
+
+
+def test_render_table_aligns_and_strips_trailing_spaces() -> None:
+    text = render_table(("A", "LONGER"), [["1", "x"], ["22222", ""]])
+    lines = text.splitlines()
+    assert lines[0].split() == ["A", "LONGER"]
+    assert lines[1].index("x") == lines[0].index("LONGER")
+    assert all(line == line.rstrip() for line in lines)
+
+
+def test_render_table_never_wraps_and_keeps_markup_literal() -> None:
+    text = render_table(("NAME", "MESSAGE"), [["n", "[bold]" + "word " * 100]])
+    assert len(text.splitlines()) == 2
+    assert "[bold]" in text
+
+
+def test_task_table_row_two_has_status_and_state_in_fields_two_and_four() -> None:
+    task = make_task(message="Waiting for input " * 10)
+    lines = tasks_table([task], NOW).splitlines()
+    assert lines[0].split() == ["NAME", "STATUS", "PHASE", "STATE", "UPDATED", "MESSAGE"]
+    fields = lines[1].split()
+    assert fields[:6] == ["fix-auth", "active", "-", "idle", "5s", "ago"]
+    assert lines[1].endswith("...")
+
+
+def test_task_row_fills_empty_values_with_dash() -> None:
+    task = make_task(status="initializing", phase="image", state=None, updated_at=None)
+    assert task_row(task, NOW) == ["fix-auth", "initializing", "image", "-", "-", "-"]
+
+
+def test_status_line() -> None:
+    assert status_line(make_task(status="initializing", phase="setup", state=None)) == (
+        "initializing: setup"
+    )
+    assert status_line(make_task(status="active", state="working")) == "active: working"
+    assert status_line(make_task(status="paused", state=None)) == "paused"
+    assert status_line(make_task(status="pending", state=None)) == "pending"
+
+
+def test_log_text_marks_inputs_and_system_lines() -> None:
+    assert log_text({"type": "output", "content": "hello\n"}) == "hello"
+    assert log_text({"type": "input", "content": "do it\nnow"}) == ">>> do it\n>>> now"
+    assert log_text({"type": "system", "content": "agent started"}) == "[dockyard] agent started"
+
+
+def test_log_entry_json_shape() -> None:
+    entry = {"id": 3, "type": "output", "content": "x", "time": "t", "extra": 1}
+    assert log_entry(entry) == {"id": 3, "type": "output", "content": "x", "time": "t"}
+
+
+TEMPLATE = {
+    "name": "claude-code",
+    "description": "Claude Code in a Debian workspace",
+    "version": "f" * 64,
+    "backend": "docker",
+    "parameters": [
+        {
+            "name": "model",
+            "type": "string",
+            "default": "sonnet",
+            "required": False,
+            "description": "Model to use",
+            "options": ["sonnet", {"name": "Opus", "value": "opus"}],
+            "secret": False,
+        },
+        {
+            "name": "api_key",
+            "type": "string",
+            "default": "sk-123",
+            "required": True,
+            "description": "",
+            "options": [],
+            "secret": True,
+        },
+    ],
+    "presets": ["default", "fast"],
+    "default_preset": "default",
+}
+
+
+def test_templates_table() -> None:
+    lines = templates_table([TEMPLATE]).splitlines()
+    assert lines[0].split() == ["NAME", "DESCRIPTION", "PRESETS", "VERSION"]
+    assert lines[1].split()[0] == "claude-code"
+    assert lines[1].split()[-2:] == ["default,fast", "f" * 12]
+
+
+def test_template_text_lists_parameters_and_hides_secret_defaults() -> None:
+    text = template_text(TEMPLATE)
+    assert "Presets:      default (default), fast" in text
+    assert "sk-123" not in text
+    rows = {line.split()[0]: line.split() for line in text.splitlines()[7:]}
+    assert rows["model"] == ["model", "string", "sonnet", "no", "Model", "to", "use", "sonnet,opus"]
+    assert rows["api_key"] == ["api_key", "string", "(secret)", "yes", "-", "-"]
+
+
+def test_template_text_without_parameters() -> None:
+    assert template_text({"name": "bare"}).endswith("Parameters:   none")
+
+
+def test_presets_table() -> None:
+    presets = [
+        {"name": "default", "template": "t", "default": True, "parameters": {"a": "1", "b": "2"}},
+        {"name": "empty", "template": "t", "default": False, "parameters": {}},
+    ]
+    lines = presets_table(presets).splitlines()
+    assert lines[0].split() == ["TEMPLATE", "PRESET", "DEFAULT", "PARAMETERS"]
+    assert lines[1].split() == ["t", "default", "yes", "a=1,b=2"]
+    assert lines[2].split() == ["t", "empty", "-", "-"]
+
+
+def test_parse_params() -> None:
+    assert parse_params([]) == {}
+    assert parse_params(["a=1", "b=x=y", "c=", "a=2"]) == {"a": "2", "b": "x=y", "c": ""}
+    for bad in ("novalue", "=1", " =1"):
+        with pytest.raises(ValueError, match="expected K=V"):
+            parse_params([bad])
+
+
+def response(status: int, body: object) -> httpx.Response:
+    """A response carrying `body` as JSON (or as text when it is a str)."""
+    if isinstance(body, str):
+        return httpx.Response(status, text=body)
+    return httpx.Response(status, content=json.dumps(body).encode())
+
+
+def test_error_from_response_detail_and_hint() -> None:
+    err = error_from_response(response(404, {"detail": "task 'x' not found", "hint": "list"}))
+    assert (err.message, err.hint, err.status_code) == ("task 'x' not found", "list", 404)
+
+
+def test_error_from_response_turns_validation_list_into_one_line() -> None:
+    body = {
+        "detail": [
+            {"type": "missing", "loc": ["body", "template"], "msg": "Field required"},
+            {"type": "string_type", "loc": ["body", "parameters", "n"], "msg": "bad string"},
+            {"type": "x", "loc": [], "msg": "whole body wrong"},
+        ]
+    }
+    err = error_from_response(response(422, body))
+    assert err.message == (
+        "invalid request: template: Field required; parameters.n: bad string; whole body wrong"
+    )
+    assert "\n" not in err.message
+
+
+def test_error_from_response_without_json_body() -> None:
+    err = error_from_response(response(502, "Bad Gateway\n<html>"))
+    assert err.message == "the server answered HTTP 502: Bad Gateway"
+    assert error_from_response(response(500, "")).message == "the server answered HTTP 500"
+
+
+def test_error_from_response_nested_detail_and_multiline() -> None:
+    err = error_from_response(response(400, {"detail": {"detail": "bad\nthing", "hint": "h"}}))
+    assert (err.message, err.hint) == ("bad thing", "h")
+
+
+def test_is_loopback() -> None:
+    assert is_loopback("http://127.0.0.1:8000")
+    assert is_loopback("http://localhost:1")
+    assert is_loopback("http://[::1]:1")
+    assert not is_loopback("https://dockyard.example.com")

@@ -1,0 +1,54 @@
+"""The state machine's legal and illegal moves."""
+
+from __future__ import annotations
+
+import pytest
+
+from provisioner.errors import IllegalTransition
+from provisioner.lifecycle import TERMINAL, Status, can_transition, check_transition
+
+
+@pytest.mark.parametrize(
+    ("src", "dst"),
+    [
+        (Status.PENDING, Status.INITIALIZING),
+        (Status.INITIALIZING, Status.ACTIVE),
+        (Status.INITIALIZING, Status.ERROR),
+        (Status.ACTIVE, Status.PAUSED),
+        (Status.ACTIVE, Status.ERROR),
+        (Status.PAUSED, Status.INITIALIZING),
+        (Status.ERROR, Status.INITIALIZING),
+        (Status.ACTIVE, Status.COMPLETED),
+        (Status.BACKLOG, Status.PENDING),
+    ],
+)
+def test_legal_moves(src: Status, dst: Status) -> None:
+    check_transition(src, dst)
+    assert can_transition(src, dst)
+
+
+@pytest.mark.parametrize(
+    ("src", "dst", "fragment"),
+    [
+        (Status.PAUSED, Status.PAUSED, "already paused"),
+        (Status.PENDING, Status.PAUSED, "has not started yet"),
+        (Status.ACTIVE, Status.INITIALIZING, "already running"),
+        (Status.COMPLETED, Status.INITIALIZING, r"has ended \(completed\)"),
+        (Status.PENDING, Status.ACTIVE, "a pending task cannot"),
+    ],
+)
+def test_illegal_moves_say_why(src: Status, dst: Status, fragment: str) -> None:
+    with pytest.raises(IllegalTransition, match=fragment):
+        check_transition(src, dst)
+
+
+def test_terminal_statuses_go_nowhere() -> None:
+    for src in TERMINAL:
+        for dst in Status:
+            assert not can_transition(src, dst)
+
+
+def test_every_live_status_can_be_cancelled() -> None:
+    for src in Status:
+        if src not in TERMINAL:
+            assert can_transition(src, Status.CANCELLED), src
