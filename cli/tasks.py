@@ -279,11 +279,17 @@ def logs(ctx: click.Context, task: str, follow: bool, output: str) -> None:
 @click.argument("task")
 @click.argument("text", required=False)
 @click.option("--stdin", "from_stdin", is_flag=True, help="Read the text from stdin.")
-def send(task: str, text: str | None, from_stdin: bool) -> None:
+@click.option("--wait", is_flag=True, help="Block until the agent has answered and is idle.")
+@click.option("--timeout", type=float, default=600, show_default=True, help="Seconds --wait waits.")
+def send(task: str, text: str | None, from_stdin: bool, wait: bool, timeout: float) -> None:
     """Send TEXT to the task's agent as a follow-up prompt."""
     message = read_text(text, from_stdin, "text to send")
-    result = current_client().send(task, message)
+    client = current_client()
+    result = client.send(task, message)
     click.echo(f"Sent to {task} (prompt {result.get('prompt_id')})")
+    if wait:
+        # The server marks the task working as it accepts the prompt, so idle means answered.
+        wait_until_idle(client, client.get_task(task), timeout, click.echo)
 
 
 def _print_status(task: dict[str, Any]) -> None:

@@ -75,7 +75,9 @@ class Follower(threading.Thread):
                     self._workspace_died()
                     return
             try:
-                reply = client.log(after=last_seq, wait=POLL_WAIT_S, state=bridge_state or None)
+                # Once the agent has exited nothing will change: drain without waiting.
+                wait = 0.0 if bridge_state == "exited" else POLL_WAIT_S
+                reply = client.log(after=last_seq, wait=wait, state=bridge_state or None)
                 failures = 0
             except (BridgeUnreachable, BridgeError) as exc:
                 failures += 1
