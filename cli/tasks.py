@@ -86,11 +86,14 @@ def wait_until_idle(
     while True:
         elapsed = time.monotonic() - start
         line = status_line(task)
+        if task.get("status") == "initializing" and task.get("message"):
+            line = f"{line}  {task['message']}"  # build progress, while there is any
         if line != last_line:
             echo(f"{elapsed:6.1f}s  {line}")
             last_line = line
         status = task.get("status")
         if (status == "active" and task.get("state") == "idle") or status == "completed":
+            echo(f"ready in {elapsed:.1f}s")
             return task
         if status in WAIT_FAILURES:
             raise CliError(

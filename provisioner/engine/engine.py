@@ -14,6 +14,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 AGENT_START_TIMEOUT_S = 60.0
 LAST_LINES = 8
+PROGRESS_EVERY_S = 1.0
 ORPHAN_SWEEP_EVERY_S = 30.0
 
 
@@ -172,6 +174,19 @@ class Engine:
         ):
             raise TaskConflict("task left initializing")
 
+    def _progress_reporter(self, task_id: str) -> Callable[[str], None]:
+        """Build output goes to the task's logs; about once a second also to its message."""
+        last = 0.0
+
+        def report(line: str) -> None:
+            nonlocal last
+            self.store.system_log(task_id, line)
+            if time.monotonic() - last >= PROGRESS_EVERY_S:
+                last = time.monotonic()
+                self.store.update(task_id, Status.INITIALIZING, actor="engine", message=line[:200])
+
+        return report
+
     def _provision(self, task_id: str) -> None:
         try:
             self._provision_steps(task_id)
@@ -199,9 +214,7 @@ class Engine:
         observed = self.backend.observe(task_id)
         if not observed.exists:
             self._phase(task_id, Phase.IMAGE, "preparing the image")
-            image = self.backend.ensure_image(
-                spec, lambda line: self.store.system_log(task_id, line)
-            )
+            image = self.backend.ensure_image(spec, self._progress_reporter(task_id))
             self._phase(task_id, Phase.CREATE, "creating the workspace")
             self.backend.create(task_id, task.name, spec, image, self.bundler.bundle(task, spec))
         self._phase(task_id, Phase.START, "starting the workspace")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,13 +12,13 @@ from typing import Any
 
 import docker
 import pytest
-import uvicorn
 from click.testing import CliRunner, Result
 
 from cli.main import cli
 from provisioner.backends.docker import LABEL_INSTANCE, LABEL_TASK
 from provisioner.engine.engine import Engine
-from provisioner.server.main import build_engine, create_app
+from provisioner.server.main import build_engine
+from tests.serving import serve
 
 
 def _docker_or_skip() -> docker.DockerClient:
@@ -112,15 +110,16 @@ class ServerHandle:
         (found,) = self.containers(task_id)
         return found
 
+    def remove_everything(self) -> None:
+        """Remove every container and volume this server's instance made."""
+        for c in self.containers():
+            c.remove(force=True)
+        for v in self.volumes():
+            v.remove(force=True)
+
     def exec(self, task_id: str, *cmd: str) -> tuple[int, str]:
         code, out = self.container(task_id).exec_run(list(cmd))
         return code, out.decode()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -130,24 +129,10 @@ def server(
     home = tmp_path_factory.mktemp("dockyard-home")
     engine = build_engine(home)
     engine.tick_s = 0.5
-    app = create_app(engine, home)
-    port = _free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.05)
     instance = engine.backend.instance  # type: ignore[attr-defined]
-    handle = ServerHandle(f"http://127.0.0.1:{port}", home, engine, instance, docker_client)
-    try:
-        yield handle
-    finally:
-        srv.should_exit = True
-        thread.join(timeout=20)
-        for c in handle.containers():
-            c.remove(force=True)
-        for v in handle.volumes():
-            v.remove(force=True)
+    with serve(engine, home) as url:
+        handle = ServerHandle(url, home, engine, instance, docker_client)
+        try:
+            yield handle
+        finally:
+            handle.remove_everything()

@@ -354,9 +354,15 @@ def test_create_sends_params_and_reads_prompt_from_stdin(run: Any) -> None:
 def test_create_wait_follows_phases_until_idle(run: Any) -> None:
     result = run("task", "create", "-t", "claude-code", "--wait", "fix it")
     assert result.exit_code == 0, result.output
+    assert re.fullmatch(r"ready in \d+\.\ds", result.stdout.splitlines()[-1])
     lines = [line.split(maxsplit=1)[1] for line in result.stdout.splitlines()[1:]]
     expected = ["pending"] + [f"initializing: {p}" for p in PHASES]
-    assert lines == [*expected, "active: working", "active: idle"]
+    # while initializing, the task's message (build progress) follows the status
+    assert [line.split("  ")[0] for line in lines[:-1]] == [
+        *expected,
+        "active: working",
+        "active: idle",
+    ]
     assert re.fullmatch(r"\s*\d+\.\d+s  pending", result.stdout.splitlines()[1])
 
 

@@ -10,6 +10,9 @@ from .transcript import utc_iso
 
 QUEUED, DELIVERED, TAKEN = "queued", "delivered", "taken"
 STARTING, WORKING, IDLE, EXITED = "starting", "working", "idle", "exited"
+# the bridge's own states around the agent's: before it starts, instead of it, while stopping
+SETUP, SETUP_FAILED, STOPPING = "setup", "setup_failed", "stopping"
+STATES = (SETUP, SETUP_FAILED, STARTING, WORKING, IDLE, EXITED, STOPPING)
 
 
 def _iso(ts: float | None) -> str | None:

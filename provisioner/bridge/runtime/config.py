@@ -45,6 +45,10 @@ class BridgeConfig:
     profile: Profile = field(default_factory=Profile)
     columns: int = 120
     rows: int = 40
+    # a shell script run once before the agent's first start; None: no setup
+    setup_script: str | None = None
+    # the shell and its flag, given the script as one argument; None: bash -c, else sh -c
+    setup_shell: list[str] | None = None
 
     @property
     def host(self) -> str:
@@ -90,6 +94,12 @@ def _optional_str(data: dict[str, Any], key: str, default: str | None) -> str | 
     return value
 
 
+def _setup_script(data: dict[str, Any]) -> str | None:
+    script = _optional_str(data, "setup_script", None)
+    # a blank script would run nothing: it is no setup at all
+    return script if script is not None and script.strip() else None
+
+
 def _str(data: dict[str, Any], key: str, default: str) -> str:
     value = data.get(key, default)
     if not isinstance(value, str) or not value:
@@ -133,6 +143,7 @@ def _profile(raw: Any, warn: Callable[[str], None]) -> Profile:
 _KEYS = {
     "agent_command", "resume_command", "cwd", "env", "listen", "token_file", "state_dir",
     "initial_prompt", "initial_prompt_id", "profile", "columns", "rows",
+    "setup_script", "setup_shell",
 }  # fmt: skip
 
 
@@ -173,6 +184,8 @@ def parse_config(data: Any, warn: Callable[[str], None] = _ignore) -> BridgeConf
         profile=_profile(data.get("profile"), warn),
         columns=int(_number(data, "columns", defaults.columns, 20)),
         rows=int(_number(data, "rows", defaults.rows, 2)),
+        setup_script=_setup_script(data),
+        setup_shell=_command(data, "setup_shell", required=False),
     )
 
 

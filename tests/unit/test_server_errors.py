@@ -1,0 +1,56 @@
+"""A real server whose Docker daemon is missing: clear errors, nothing created."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from cli.main import cli
+from provisioner.backends.docker import DockerBackend
+from provisioner.backends.docker_client import DockerClient
+from provisioner.engine.engine import Engine
+from provisioner.engine.workspace import BridgeBundler
+from provisioner.store.store import Store, sqlite_url
+from provisioner.templating.catalog import Catalog
+from tests.serving import serve
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> Iterator[str]:
+    dead = DockerClient(base_url=f"unix://{tmp_path}/no-docker.sock")
+    store = Store(sqlite_url(tmp_path / "db.sqlite"))
+    engine = Engine(
+        store, DockerBackend("test", dead), Catalog(), BridgeBundler(tmp_path / "cache")
+    )
+    with serve(engine, tmp_path) as base:
+        yield base
+    store.close()
+
+
+def run(url: str, *args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), env={"DOCKYARD_URL": url})
+
+
+def test_create_without_docker_says_how_to_start_it(url: str) -> None:
+    result = run(url, "task", "create", "--template", "scripted", "fix it")
+    assert result.exit_code == 1
+    assert "error: Docker is not running" in result.stderr
+    assert "sudo dockerd" in result.stderr
+    listed = run(url, "task", "list", "-o", "json")
+    assert listed.exit_code == 0 and json.loads(listed.stdout) == []  # nothing was created
+
+
+def test_template_errors_come_before_docker(url: str) -> None:
+    result = run(url, "task", "create", "--template", "scripted", "--preset", "fast", "x")
+    assert result.exit_code == 1
+    assert "has no preset 'fast' (presets: default, slow)" in result.stderr
+
+
+def test_unreachable_server(tmp_path: Path) -> None:
+    result = run("http://127.0.0.1:9", "task", "list")
+    assert result.exit_code == 1
+    assert "cannot reach the Dockyard server at http://127.0.0.1:9" in result.stderr
