@@ -242,6 +242,11 @@ class Client:
         result: JSON = self.request("POST", f"/tasks/{_segment(task)}/send", json={"input": text})
         return result
 
+    def get_prompt(self, task: str, prompt_id: str) -> JSON:
+        """One prompt sent to the task, with its delivery state."""
+        result: JSON = self.request("GET", f"/tasks/{_segment(task)}/prompts/{_segment(prompt_id)}")
+        return result
+
     def pause(self, task: str) -> JSON:
         """Pause the task; returns it."""
         result: JSON = self.request("POST", f"/tasks/{_segment(task)}/pause")

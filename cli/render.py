@@ -121,13 +121,19 @@ def status_line(task: dict[str, Any]) -> str:
 
 def log_entry(entry: dict[str, Any]) -> dict[str, Any]:
     """The JSON shape of a log entry."""
-    return {k: entry.get(k) for k in ("id", "type", "content", "time")}
+    shape = {k: entry.get(k) for k in ("id", "type", "content", "time")}
+    if entry.get("prompt_id"):
+        shape["prompt_id"] = entry["prompt_id"]
+        shape["delivery"] = entry.get("delivery")  # queued | delivered | taken
+    return shape
 
 
 def log_text(entry: dict[str, Any]) -> str:
     """A log entry as text: inputs as `>>> ...`, system lines as `[dockyard] ...`."""
     content = str(entry.get("content") or "").rstrip("\n")
     prefix = {"input": ">>> ", "system": "[dockyard] "}.get(str(entry.get("type")), "")
+    if entry.get("delivery") == "queued":
+        prefix += "(queued) "
     if not prefix:
         return content
     return "\n".join(prefix + line for line in content.split("\n"))

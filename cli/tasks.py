@@ -248,6 +248,17 @@ def _read_logs(client: Client, task: str, follow: bool) -> Iterable[JSON]:
             after = int(entries[-1]["id"])
         stopped = page.get("status") in STOPPED_STATUSES
         if not entries and (stopped or not follow):
+            if not follow:
+                # Sent but not yet typed into the agent: shown last, marked queued.
+                for prompt in page.get("pending_prompts") or []:
+                    yield {
+                        "id": None,
+                        "type": "input",
+                        "content": prompt["content"],
+                        "time": prompt["created_at"],
+                        "prompt_id": prompt["id"],
+                        "delivery": "queued",
+                    }
             return
         # a stopped task is drained without waiting; a running one is long-polled
         wait = FOLLOW_WAIT if follow and not stopped else 0.0
@@ -282,17 +293,54 @@ def logs(ctx: click.Context, task: str, follow: bool, output: str) -> None:
 @click.argument("task")
 @click.argument("text", required=False)
 @click.option("--stdin", "from_stdin", is_flag=True, help="Read the text from stdin.")
+@click.option("--no-wait", is_flag=True, help="Return once queued, not once the agent took it.")
 @click.option("--wait", is_flag=True, help="Block until the agent has answered and is idle.")
-@click.option("--timeout", type=float, default=600, show_default=True, help="Seconds --wait waits.")
-def send(task: str, text: str | None, from_stdin: bool, wait: bool, timeout: float) -> None:
-    """Send TEXT to the task's agent as a follow-up prompt."""
+@click.option("--timeout", type=float, default=600, show_default=True, help="Seconds to wait.")
+def send(
+    task: str, text: str | None, from_stdin: bool, no_wait: bool, wait: bool, timeout: float
+) -> None:
+    """Send TEXT to the task's agent as a follow-up prompt.
+
+    A paused task is resumed first, a starting one gets it once active, a working agent
+    once it is idle again. By default this returns when the agent has taken the prompt.
+    """
     message = read_text(text, from_stdin, "text to send")
     client = current_client()
     result = client.send(task, message)
-    click.echo(f"Sent to {task} (prompt {result.get('prompt_id')})")
+    prompt_id = str(result.get("prompt_id"))
+    click.echo(f"Sent to {task} (prompt {prompt_id})")
+    if not no_wait:
+        _wait_until_taken(client, task, prompt_id, timeout)
     if wait:
         # The server marks the task working as it accepts the prompt, so idle means answered.
         wait_until_idle(client, client.get_task(task), timeout, click.echo)
+
+
+def _wait_until_taken(client: Client, task: str, prompt_id: str, timeout: float) -> None:
+    """Poll the prompt until the agent has taken it."""
+    deadline = time.monotonic() + timeout
+    state = ""
+    while True:
+        prompt = client.get_prompt(task, prompt_id)
+        if prompt.get("state") != state:
+            state = str(prompt.get("state"))
+            if state != "taken":
+                click.echo(f"prompt {state}")
+        if state == "taken":
+            click.echo("prompt taken by the agent")
+            return
+        current = client.get_task(task)
+        if current.get("status") in WAIT_FAILURES:
+            raise CliError(
+                f"task {task} is {current.get('status')}: {current.get('message') or ''}".strip(),
+                hint=f"the prompt stays queued; resume the task: dockyard task resume {task}",
+            )
+        if time.monotonic() > deadline:
+            raise CliError(
+                f"the agent has not taken the prompt after {timeout:g} s (it is {state})",
+                hint=f"it stays queued; watch it with: dockyard task logs {task} -f",
+            )
+        time.sleep(WAIT_POLL_INTERVAL)
 
 
 def _print_status(task: dict[str, Any]) -> None:

@@ -11,7 +11,9 @@ DockyardError
 ├── BackendError (RuntimeError)         the workspace backend failed
 │   ├── BackendUnavailable              the Docker daemon cannot be reached
 │   └── ImageBuildError                 building a workspace image failed
-└── BridgeFailure                       the bridge inside a workspace misbehaved
+├── BridgeFailure                       the bridge inside a workspace misbehaved
+└── StartupFailure                      a startup phase failed or ran out of time
+    └── PhaseTimeout (TimeoutError)
 """
 
 from __future__ import annotations
@@ -71,3 +73,15 @@ class ImageBuildError(BackendError):
 
 class BridgeFailure(DockyardError):
     """The bridge inside a workspace misbehaved or cannot be reached."""
+
+
+class StartupFailure(DockyardError):
+    """A startup phase failed (a setup script's exit code, an agent that never started)."""
+
+    def __init__(self, message: str, *, phase: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.phase = phase
+
+
+class PhaseTimeout(StartupFailure, TimeoutError):
+    """A startup phase ran past its time limit."""

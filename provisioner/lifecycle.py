@@ -6,7 +6,9 @@ with compare-and-set, so the machine here is the single source of what may happe
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from provisioner.errors import IllegalTransition
 
@@ -106,3 +108,17 @@ def state_applies(status: Status) -> bool:
 def phase_applies(status: Status) -> bool:
     """Only an initializing task has a provisioning phase."""
     return status == Status.INITIALIZING
+
+
+def advance_phases(
+    phases: list[dict[str, Any]], phase: str | None, now: datetime
+) -> list[dict[str, Any]]:
+    """Close the open phase (its duration measured up to `now`) and open `phase`, if any."""
+    result = [dict(p) for p in phases]
+    if result and result[-1].get("duration_s") is None:
+        started = datetime.fromisoformat(str(result[-1]["started_at"]).replace("Z", "+00:00"))
+        result[-1]["duration_s"] = round(max((now - started).total_seconds(), 0.0), 3)
+    if phase is not None:
+        stamp = now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        result.append({"phase": phase, "started_at": stamp, "duration_s": None})
+    return result

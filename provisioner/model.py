@@ -59,11 +59,16 @@ class Task:
     message: str = ""
     error_class: str | None = None
     workspace: dict[str, Any] | None = field(default=None)
+    policy: dict[str, Any] = field(default_factory=dict)
+    phases: list[dict[str, Any]] = field(default_factory=list)
+    state_changed_at: str | None = None
+    lease_owner: str | None = None
+    lease_until: float | None = None
 
     def public(self) -> dict[str, Any]:
         """The task as the API shows it: no token, no unredacted parameters."""
         data = asdict(self)
-        data.pop("bridge_token")
-        data.pop("resolved")
+        for private in ("bridge_token", "resolved", "lease_owner", "lease_until"):
+            data.pop(private)
         data["status"] = self.status.value
         return data

@@ -1,37 +1,43 @@
 """The engine: claims pending tasks, provisions them, follows them, and acts on requests.
 
 It is level-triggered: every pass compares the store with what the backend reports and
-converges (a pending task gets provisioned, an active one gets a follower, a container
-whose task is gone gets removed). Status changes are compare-and-set in the store, so a
-second engine on the same database can never move a task this one is moving.
+converges (a pending task gets provisioned, an active one gets a follower, an idle one
+past its template's idle timeout gets paused, a container whose task is gone gets
+removed). Status changes are compare-and-set in the store, and provisioning is guarded
+by a lease with a heartbeat, so two engines on one database never act on one task.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import secrets
+import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from provisioner.backends.base import Backend
 from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachable
 from provisioner.engine.follower import Follower
-from provisioner.engine.workspace import BridgeBundler, spec_for
+from provisioner.engine.provision import Provisioner
+from provisioner.engine.workspace import BridgeBundler, initial_prompt_id
 from provisioner.errors import (
     BackendError,
+    BackendUnavailable,
     BridgeFailure,
     DockyardError,
     ParameterError,
+    PhaseTimeout,
+    StartupFailure,
     TaskConflict,
     TaskNotFound,
 )
 from provisioner.lifecycle import TERMINAL, ErrorClass, Phase, State, Status
-from provisioner.model import NAME_RE, Task, slug_from_prompt, utcnow
+from provisioner.model import NAME_RE, Task, parse_time, slug_from_prompt, utcnow
 from provisioner.store.store import Store
 from provisioner.templating.catalog import Catalog
 from provisioner.templating.params import redact
@@ -39,10 +45,20 @@ from provisioner.templating.render import render_workspace, select_preset
 
 log = logging.getLogger(__name__)
 
-AGENT_START_TIMEOUT_S = 60.0
-LAST_LINES = 8
-PROGRESS_EVERY_S = 1.0
+LEASE_TTL_S = 15.0
 ORPHAN_SWEEP_EVERY_S = 30.0
+LAST_LINES = 8
+FOLLOWER_JOIN_S = 15.0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Engine:
@@ -64,17 +80,20 @@ class Engine:
         self.bundler = bundler
         self.owner = owner
         self.tick_s = tick_s
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._lock = threading.Lock()
         self._provisioning: set[str] = set()
+        self._pausing: set[str] = set()
         self._followers: dict[str, Follower] = {}
         self._task_locks: dict[str, threading.Lock] = {}
+        self._delivery_locks: dict[str, threading.Lock] = {}
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="provision")
         self._thread: threading.Thread | None = None
         self._last_sweep = 0.0
 
-    # lifecycle of the engine itself ---------------------------------------
+    # the engine's own lifecycle -------------------------------------------------
     def start(self) -> None:
         """Start the reconcile loop in a background thread."""
         self._thread = threading.Thread(target=self._loop, name="engine", daemon=True)
@@ -99,17 +118,21 @@ class Engine:
     def _loop(self) -> None:
         while not self._stopping.is_set():
             try:
+                if self._provisioning:
+                    self.store.renew_leases(self.worker_id, LEASE_TTL_S)
                 self.reconcile()
+            except BackendUnavailable as exc:
+                log.warning("reconcile pass skipped: %s", exc)
             except Exception:
                 log.exception("reconcile pass failed")
             self._wake.wait(self.tick_s)
             self._wake.clear()
 
-    def _task_lock(self, task_id: str) -> threading.Lock:
+    def _lock_for(self, table: dict[str, threading.Lock], task_id: str) -> threading.Lock:
         with self._lock:
-            return self._task_locks.setdefault(task_id, threading.Lock())
+            return table.setdefault(task_id, threading.Lock())
 
-    # reconcile -------------------------------------------------------------
+    # reconcile -------------------------------------------------------------------
     def reconcile(self) -> None:
         """One level-triggered pass over every live task."""
         live = [t for t in self.store.list_tasks() if t.status not in TERMINAL]
@@ -120,20 +143,33 @@ class Engine:
             except BackendError as exc:
                 log.warning("cannot list workspaces: %s", exc)
         for task in live:
-            if task.status == Status.ACTIVE and running is not None and task.id not in running:
-                # Observed truth beats the follower's view: the workspace is gone.
-                self._stop_follower(task.id, wait=False)
-                self.workspace_died(task.id)
-                continue
             if task.status == Status.PENDING:
                 self._claim(task)
             elif task.status == Status.INITIALIZING:
-                self._submit_provision(task.id)
+                if self._take_lease(task):
+                    self._submit_provision(task.id)
             elif task.status == Status.ACTIVE:
+                if running is not None and task.id not in running:
+                    # Observed truth beats the follower's view: the workspace is gone.
+                    self._stop_follower(task.id, wait=False)
+                    self.workspace_died(task.id)
+                    continue
                 self._ensure_follower(task.id)
+                self._maybe_auto_pause(task)
         if time.monotonic() - self._last_sweep > ORPHAN_SWEEP_EVERY_S:
             self._last_sweep = time.monotonic()
             self._sweep_orphans({t.id for t in self.store.list_tasks()})
+
+    def _take_lease(self, task: Task) -> bool:
+        steal = None
+        owner = task.lease_owner
+        if owner and owner != self.worker_id:
+            host, _, rest = owner.partition(":")
+            pid = rest.partition(":")[0]
+            # A lease of a dead process on this very machine need not wait out its TTL.
+            if host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid)):
+                steal = owner
+        return self.store.acquire_lease(task.id, self.worker_id, LEASE_TTL_S, steal)
 
     def _claim(self, task: Task) -> None:
         try:
@@ -145,6 +181,8 @@ class Engine:
                 reason="claimed",
                 phase=Phase.IMAGE.value,
                 message="preparing the image",
+                lease_owner=self.worker_id,
+                lease_until=time.time() + LEASE_TTL_S,
             )
         except (TaskConflict, TaskNotFound):
             return  # another engine took it, or it was deleted
@@ -167,38 +205,56 @@ class Engine:
             log.info("removing workspace of deleted task %s", task_id)
             self.backend.remove(task_id)
 
-    # provisioning ----------------------------------------------------------
-    def _phase(self, task_id: str, phase: Phase, message: str) -> None:
-        if not self.store.update(
-            task_id, Status.INITIALIZING, actor="engine", phase=phase.value, message=message
-        ):
-            raise TaskConflict("task left initializing")
+    def _maybe_auto_pause(self, task: Task) -> None:
+        limit = task.policy.get("idle_timeout")
+        if not limit or task.state != State.IDLE.value or not task.state_changed_at:
+            return
+        idle_for = time.time() - parse_time(task.state_changed_at).timestamp()
+        if idle_for < float(limit):
+            return
+        if any(p["state"] != "taken" for p in self.store.prompts(task.id)):
+            return  # a prompt is on its way: the agent is about to work
+        with self._lock:
+            if task.id in self._pausing:
+                return
+            self._pausing.add(task.id)
+        self._pool.submit(self._auto_pause, task.id, float(limit))
 
-    def _progress_reporter(self, task_id: str) -> Callable[[str], None]:
-        """Build output goes to the task's logs; about once a second also to its message."""
-        last = 0.0
+    def _auto_pause(self, task_id: str, limit: float) -> None:
+        try:
+            self.pause(
+                task_id,
+                actor="policy",
+                reason=f"auto-paused after {limit:g}s idle",
+                expect_idle=True,
+            )
+        except (TaskConflict, TaskNotFound):
+            pass  # it woke up or went away meanwhile: nothing to pause
+        except DockyardError as exc:
+            log.warning("auto-pause of %s failed: %s", task_id, exc)
+        finally:
+            with self._lock:
+                self._pausing.discard(task_id)
 
-        def report(line: str) -> None:
-            nonlocal last
-            self.store.system_log(task_id, line)
-            if time.monotonic() - last >= PROGRESS_EVERY_S:
-                last = time.monotonic()
-                self.store.update(task_id, Status.INITIALIZING, actor="engine", message=line[:200])
-
-        return report
-
+    # provisioning ------------------------------------------------------------------
     def _provision(self, task_id: str) -> None:
         try:
-            self._provision_steps(task_id)
+            Provisioner(self, task_id).run()
+            self._ensure_follower(task_id)
         except (TaskConflict, TaskNotFound):
             # Deleted or moved on while we worked: don't leave its workspace behind.
             try:
                 self.store.get(task_id)
             except TaskNotFound:
                 self.backend.remove(task_id)
+        except PhaseTimeout as exc:
+            self.fail(task_id, Status.INITIALIZING, str(exc), ErrorClass.TIMEOUT, phase=exc.phase)
+        except StartupFailure as exc:
+            self.fail(task_id, Status.INITIALIZING, str(exc), ErrorClass.PERMANENT, phase=exc.phase)
+        except BackendUnavailable as exc:
+            self.fail(task_id, Status.INITIALIZING, str(exc), ErrorClass.TRANSIENT)
         except DockyardError as exc:
-            klass = ErrorClass.TRANSIENT if "not running" in exc.message else ErrorClass.PERMANENT
-            self.fail(task_id, Status.INITIALIZING, str(exc), klass, stop=False)
+            self.fail(task_id, Status.INITIALIZING, str(exc), ErrorClass.PERMANENT)
         except Exception as exc:
             log.exception("provisioning task %s failed", task_id)
             self.fail(task_id, Status.INITIALIZING, f"internal error: {exc}", ErrorClass.UNKNOWN)
@@ -206,59 +262,7 @@ class Engine:
             with self._lock:
                 self._provisioning.discard(task_id)
 
-    def _provision_steps(self, task_id: str) -> None:
-        task = self.store.get(task_id)
-        if task.status != Status.INITIALIZING:
-            return
-        spec = spec_for(self.catalog, task)
-        observed = self.backend.observe(task_id)
-        if not observed.exists:
-            self._phase(task_id, Phase.IMAGE, "preparing the image")
-            image = self.backend.ensure_image(spec, self._progress_reporter(task_id))
-            self._phase(task_id, Phase.CREATE, "creating the workspace")
-            self.backend.create(task_id, task.name, spec, image, self.bundler.bundle(task, spec))
-        self._phase(task_id, Phase.START, "starting the workspace")
-        self.backend.start(task_id, self.bundler.bundle(task, spec))
-        self._phase(task_id, Phase.AGENT, "starting the agent")
-        self._wait_for_bridge(task)
-        self.store.transition(
-            task_id,
-            Status.INITIALIZING,
-            Status.ACTIVE,
-            actor="engine",
-            reason="agent started",
-            state=State.WORKING.value,
-            message="agent started",
-            error_class=None,
-        )
-        self._ensure_follower(task_id)
-
-    def _wait_for_bridge(self, task: Task) -> None:
-        deadline = time.monotonic() + AGENT_START_TIMEOUT_S
-        last_error = "no endpoint yet"
-        while time.monotonic() < deadline:
-            observed = self.backend.observe(task.id)
-            if not observed.running:
-                tail = self.backend.tail(task.id, 10)
-                raise BridgeFailure(
-                    f"workspace stopped while starting: {observed.death_cause()}"
-                    + ("; last output: " + " | ".join(tail) if tail else "")
-                )
-            if observed.endpoint:
-                client = BridgeClient(observed.endpoint, task.bridge_token, timeout=2)
-                try:
-                    client.status()
-                    return
-                except (BridgeUnreachable, BridgeError) as exc:
-                    last_error = str(exc)
-                finally:
-                    client.close()
-            time.sleep(0.05)
-        raise BridgeFailure(
-            f"the bridge did not answer within {AGENT_START_TIMEOUT_S:.0f}s ({last_error})"
-        )
-
-    # following ---------------------------------------------------------------
+    # following ---------------------------------------------------------------------
     def _ensure_follower(self, task_id: str) -> None:
         with self._lock:
             current = self._followers.get(task_id)
@@ -281,38 +285,7 @@ class Engine:
         if follower is not None:
             follower.stop()
             if wait:
-                follower.join(timeout=POLL_JOIN_S)
-
-    def fail_active(self, task_id: str, message: str, klass: ErrorClass, *, stop: bool) -> None:
-        """Fail an active task unless a pause or delete holds it (their stop is on purpose)."""
-        lock = self._task_lock(task_id)
-        if not lock.acquire(blocking=False):
-            return
-        try:
-            self.fail(task_id, Status.ACTIVE, message, klass, stop=stop)
-        finally:
-            lock.release()
-
-    def workspace_died(self, task_id: str) -> None:
-        """An active task's workspace stopped by itself: error, with the cause."""
-        lock = self._task_lock(task_id)
-        if not lock.acquire(blocking=False):
-            return  # a pause or delete is stopping it on purpose right now
-        try:
-            self._workspace_died(task_id)
-        finally:
-            lock.release()
-
-    def _workspace_died(self, task_id: str) -> None:
-        observed = self.backend.observe(task_id)
-        if observed.running:
-            return
-        tail = self.store.tail(task_id, LAST_LINES) or self.backend.tail(task_id, LAST_LINES)
-        message = f"workspace stopped: {observed.death_cause()}"
-        if tail:
-            message += "; last output: " + " | ".join(tail)
-        klass = ErrorClass.PERMANENT if observed.oom_killed else ErrorClass.UNKNOWN
-        self.fail(task_id, Status.ACTIVE, message, klass, stop=False)
+                follower.join(timeout=FOLLOWER_JOIN_S)
 
     def sync_logs(self, task: Task) -> None:
         """Fetch whatever the bridge has that the store lacks (before stopping it)."""
@@ -325,14 +298,23 @@ class Engine:
             while True:
                 entries = client.log(after=after, wait=0).get("entries", [])
                 if not entries:
-                    return
+                    break
                 self.store.append_logs(task.id, entries)
                 after = max(int(e["seq"]) for e in entries)
+            self.store.sync_prompts(task.id, client.prompts())
         except (BridgeUnreachable, BridgeError) as exc:
             log.warning("final log sync of %s failed: %s", task.id, exc)
         finally:
             client.close()
 
+    def deliver_prompts(self, task: Task, client: BridgeClient) -> None:
+        """Hand every prompt the bridge does not have yet to it, in the order sent."""
+        with self._lock_for(self._delivery_locks, task.id):
+            for prompt in self.store.prompts(task.id, only_unhanded=True):
+                client.send(prompt["content"], "user", prompt["id"])
+                self.store.mark_handed(prompt["id"])
+
+    # failing -------------------------------------------------------------------------
     def fail(
         self,
         task_id: str,
@@ -341,8 +323,10 @@ class Engine:
         klass: ErrorClass,
         *,
         stop: bool = False,
+        phase: str | None = None,
     ) -> None:
         """Move a task to error with its cause; optionally stop its workspace."""
+        extra = {"phase": phase} if phase else {}
         try:
             self.store.transition(
                 task_id,
@@ -352,6 +336,7 @@ class Engine:
                 reason=message,
                 message=message,
                 error_class=klass.value,
+                **extra,
             )
         except (TaskConflict, TaskNotFound):
             return
@@ -361,7 +346,35 @@ class Engine:
             except BackendError as exc:
                 log.warning("could not stop workspace of %s: %s", task_id, exc)
 
-    # requests from the API -----------------------------------------------------
+    def fail_active(self, task_id: str, message: str, klass: ErrorClass, *, stop: bool) -> None:
+        """Fail an active task unless a pause or delete holds it (their stop is on purpose)."""
+        lock = self._lock_for(self._task_locks, task_id)
+        if not lock.acquire(blocking=False):
+            return
+        try:
+            self.fail(task_id, Status.ACTIVE, message, klass, stop=stop)
+        finally:
+            lock.release()
+
+    def workspace_died(self, task_id: str) -> None:
+        """An active task's workspace stopped by itself: error, with the cause."""
+        lock = self._lock_for(self._task_locks, task_id)
+        if not lock.acquire(blocking=False):
+            return  # a pause or delete is stopping it on purpose right now
+        try:
+            observed = self.backend.observe(task_id)
+            if observed.running:
+                return
+            tail = self.store.tail(task_id, LAST_LINES) or self.backend.tail(task_id, LAST_LINES)
+            message = f"workspace stopped: {observed.death_cause()}"
+            if tail:
+                message += "; last output: " + " | ".join(tail)
+            klass = ErrorClass.PERMANENT if observed.oom_killed else ErrorClass.UNKNOWN
+            self.fail(task_id, Status.ACTIVE, message, klass)
+        finally:
+            lock.release()
+
+    # requests from the API -------------------------------------------------------------
     def create_task(
         self,
         *,
@@ -405,38 +418,53 @@ class Engine:
             created_at=now,
             updated_at=now,
             message="waiting to be provisioned",
+            policy=spec.lifecycle.model_dump(),
         )
         self.store.create_task(task, actor="user")
+        # The bridge queues the first prompt from its config; recording it here gives it
+        # an id and a delivery state like every other prompt.
+        self.store.add_prompt(task.id, initial_prompt_id(task), prompt)
+        self.store.mark_handed(initial_prompt_id(task))
         self.wake()
         return task
 
-    def pause(self, ref: str) -> Task:
+    def pause(
+        self,
+        ref: str,
+        *,
+        actor: str = "user",
+        reason: str = "paused by user",
+        expect_idle: bool = False,
+    ) -> Task:
         """Stop the workspace, keep its disk and logs."""
         task = self.store.get(ref)
-        with self._task_lock(task.id):
+        with self._lock_for(self._task_locks, task.id):
             task = self.store.get(task.id)
             if task.status != Status.ACTIVE:
                 hint = "wait until it is active" if task.status == Status.INITIALIZING else None
                 raise TaskConflict(
                     f"Cannot pause {task.name}: it is {task.status.value}", hint=hint
                 )
+            if expect_idle and task.state != State.IDLE.value:
+                raise TaskConflict(f"{task.name} is working again; not auto-pausing")
             self._stop_follower(task.id, wait=False)
             self.sync_logs(task)
             self.backend.stop(task.id)
+            message = "paused" if actor == "user" else reason
             return self.store.transition(
                 task.id,
                 Status.ACTIVE,
                 Status.PAUSED,
-                actor="user",
+                actor=actor,
                 action="pause",
-                reason="paused by user",
-                message="paused",
+                reason=reason,
+                message=message,
             )
 
-    def resume(self, ref: str) -> Task:
+    def resume(self, ref: str, *, actor: str = "user", reason: str = "resumed by user") -> Task:
         """Start a paused or errored task's workspace again."""
         task = self.store.get(ref)
-        with self._task_lock(task.id):
+        with self._lock_for(self._task_locks, task.id):
             task = self.store.get(task.id)
             if task.status not in (Status.PAUSED, Status.ERROR):
                 raise TaskConflict(
@@ -446,11 +474,13 @@ class Engine:
                 task.id,
                 task.status,
                 Status.INITIALIZING,
-                actor="user",
+                actor=actor,
                 action="resume",
-                reason="resumed by user",
+                reason=reason,
                 phase=Phase.START.value,
                 message="resuming",
+                lease_owner=self.worker_id,
+                lease_until=time.time() + LEASE_TTL_S,
             )
         self._submit_provision(task.id)
         return task
@@ -458,7 +488,7 @@ class Engine:
     def delete(self, ref: str) -> Task:
         """Remove the task's workspace (containers and volumes) and its records."""
         task = self.store.get(ref)
-        with self._task_lock(task.id):
+        with self._lock_for(self._task_locks, task.id):
             self._stop_follower(task.id, wait=False)
             if task.status not in TERMINAL:
                 with contextlib.suppress(TaskConflict, TaskNotFound):
@@ -474,35 +504,43 @@ class Engine:
         return task
 
     def send(self, ref: str, text: str) -> dict[str, Any]:
-        """Hand a follow-up prompt to the task's bridge (it queues while the agent works)."""
+        """Queue a follow-up prompt; it reaches the agent once it is active and idle.
+
+        A paused task is resumed first; a starting one gets it once active; a working
+        agent gets it when it is next idle. The prompt is stored before anything else, so
+        a crash or restart anywhere after this call loses nothing.
+        """
         task = self.store.get(ref)
         if not text.strip():
             raise ParameterError("The prompt is empty")
-        if task.status != Status.ACTIVE:
-            hints = {
-                Status.PAUSED: f"resume it first: dockyard task resume {task.name}",
-                Status.ERROR: f"resume it first: dockyard task resume {task.name}",
-                Status.INITIALIZING: "it is still starting; send again once it is active",
-                Status.PENDING: "it is still starting; send again once it is active",
-            }
-            raise TaskConflict(
-                f"Cannot send to {task.name}: it is {task.status.value}",
-                hint=hints.get(task.status),
+        if task.status in TERMINAL or task.status == Status.ERROR:
+            hint = (
+                f"resume it first: dockyard task resume {task.name}"
+                if task.status == Status.ERROR
+                else "create a new task instead"
             )
+            raise TaskConflict(f"Cannot send to {task.name}: it is {task.status.value}", hint=hint)
+        prompt = self.store.add_prompt(task.id, uuid.uuid4().hex, text)
+        if task.status == Status.PAUSED:
+            with contextlib.suppress(TaskConflict):
+                self.resume(task.id, reason="resumed to take a prompt")
+        elif task.status == Status.ACTIVE:
+            # The agent is about to work: say so at once, the bridge will confirm.
+            self.store.update(task.id, Status.ACTIVE, actor="user", state=State.WORKING.value)
+            self._deliver_now(task)
+        return {"ok": True, "prompt_id": prompt["id"], "state": prompt["state"]}
+
+    def _deliver_now(self, task: Task) -> None:
         observed = self.backend.observe(task.id)
         if not observed.endpoint:
-            raise BridgeFailure(f"Task {task.name} has no running workspace")
+            return  # the follower delivers once the workspace is back
         client = BridgeClient(observed.endpoint, task.bridge_token, timeout=10)
-        prompt_id = uuid.uuid4().hex
         try:
-            client.send(text, "user", prompt_id)
+            self.deliver_prompts(task, client)
         except (BridgeUnreachable, BridgeError) as exc:
-            raise BridgeFailure(f"Could not deliver the prompt to {task.name}: {exc}") from exc
+            log.warning("prompt for %s stays queued: %s", task.id, exc)
         finally:
             client.close()
-        # The bridge made the agent `working` synchronously; say so at once too.
-        self.store.update(task.id, Status.ACTIVE, actor="user", state=State.WORKING.value)
-        return {"ok": True, "prompt_id": prompt_id}
 
 
-POLL_JOIN_S = 15.0
+__all__ = ["BridgeFailure", "Engine"]

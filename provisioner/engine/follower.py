@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING
 
 from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachable
-from provisioner.errors import TaskConflict, TaskNotFound
+from provisioner.errors import BackendUnavailable, TaskConflict, TaskNotFound
 from provisioner.lifecycle import ErrorClass, State, Status
 
 if TYPE_CHECKING:
@@ -70,10 +70,21 @@ class Follower(threading.Thread):
             if task.status != Status.ACTIVE:
                 return
             if client is None:
-                client = self._client()
+                try:
+                    client = self._client()
+                except BackendUnavailable:
+                    time.sleep(1.0)  # Docker is away (restarting?): the truth can wait
+                    continue
                 if client is None:
                     self._workspace_died()
                     return
+            try:
+                self.engine.deliver_prompts(task, client)
+            except BridgeError as exc:
+                # e.g. 409: the agent has exited; the poll below shows why. Keep it queued.
+                log.warning("could not hand a prompt to task %s: %s", self.task_id, exc)
+            except BridgeUnreachable:
+                pass  # the poll below sees it too and handles it
             try:
                 # Once the agent has exited nothing will change: drain without waiting.
                 wait = 0.0 if bridge_state == "exited" else POLL_WAIT_S
@@ -85,7 +96,11 @@ class Follower(threading.Thread):
                 client = None
                 if self.stopping.is_set():
                     return
-                observed = self.engine.backend.observe(self.task_id)
+                try:
+                    observed = self.engine.backend.observe(self.task_id)
+                except BackendUnavailable:
+                    time.sleep(1.0)
+                    continue
                 if not observed.running:
                     self._workspace_died()
                     return
@@ -106,7 +121,15 @@ class Follower(threading.Thread):
                     continue  # drain everything the agent printed before judging
                 self._agent_exited(status.get("exit_code"))
                 return
-            state = State.IDLE if bridge_state == "idle" else State.WORKING
+            if bridge_state == "stopping":
+                continue  # someone is stopping the workspace; its end will show itself
+            untaken = [p for p in store.prompts(self.task_id) if p["state"] != "taken"]
+            if untaken:
+                store.sync_prompts(self.task_id, client.prompts())
+                untaken = [p for p in store.prompts(self.task_id) if p["state"] != "taken"]
+            # Idle only once the agent has taken every prompt sent to it.
+            idle = bridge_state == "idle" and not untaken
+            state = State.IDLE if idle else State.WORKING
             message = _message_from(entries, task.message)
             if state.value != task.state or message != task.message:
                 store.update(

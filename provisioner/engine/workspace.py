@@ -21,6 +21,11 @@ def spec_for(catalog: Catalog, task: Task) -> WorkspaceSpec:
     return render_workspace(template, None, dict(task.resolved))
 
 
+def initial_prompt_id(task: Task) -> str:
+    """The id of the task's first prompt, the same in the store and in the bridge."""
+    return f"{task.id}-initial"
+
+
 def bridge_config(task: Task, spec: WorkspaceSpec) -> dict[str, object]:
     """The bridge's config file for this task's workspace."""
     return {
@@ -32,7 +37,8 @@ def bridge_config(task: Task, spec: WorkspaceSpec) -> dict[str, object]:
         "token_file": f"{BRIDGE_DIR}/token",
         "state_dir": BRIDGE_STATE_DIR,
         "initial_prompt": task.prompt,
-        "initial_prompt_id": f"{task.id}-initial",
+        "initial_prompt_id": initial_prompt_id(task),
+        "setup_script": spec.setup_script,
         "profile": spec.profile.model_dump(),
         "columns": 120,
         "rows": 40,

@@ -17,6 +17,7 @@ from provisioner.errors import (
     BridgeFailure,
     DockyardError,
     TaskConflict,
+    TaskNotFound,
     TemplateError,
 )
 from provisioner.lifecycle import Status
@@ -78,6 +79,17 @@ def _preset_json(tpl: Template) -> list[dict[str, Any]]:
         }
         for p in sorted(tpl.presets.values(), key=lambda p: p.name)
     ]
+
+
+def _prompt_json(p: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": p["id"],
+        "content": p["content"],
+        "state": p["state"],
+        "created_at": p["created_at"],
+        "delivered_at": p["delivered_at"],
+        "taken_at": p["taken_at"],
+    }
 
 
 def build_router(engine: Engine, home: str) -> APIRouter:
@@ -158,6 +170,7 @@ def build_router(engine: Engine, home: str) -> APIRouter:
                 break
             await asyncio.sleep(0.1)
         current = await run_in_threadpool(store.get, task.id)
+        waiting = await run_in_threadpool(store.prompts, task.id)
         return {
             "logs": [
                 {
@@ -167,13 +180,29 @@ def build_router(engine: Engine, home: str) -> APIRouter:
                     "time": x["time"],
                     "seq": x["seq"],
                     "prompt_id": x["prompt_id"],
+                    "delivery": x["delivery"],
                 }
                 for x in rows
             ],
             "last_id": rows[-1]["id"] if rows else after,
             "status": current.status.value,
             "state": current.state,
+            # sent but not yet typed into the agent: not in the transcript yet
+            "pending_prompts": [_prompt_json(p) for p in waiting if p["state"] == "queued"],
         }
+
+    @r.get("/tasks/{ref}/prompts")
+    def task_prompts(ref: str) -> dict[str, Any]:
+        task = store.get(ref)
+        return {"prompts": [_prompt_json(p) for p in store.prompts(task.id)]}
+
+    @r.get("/tasks/{ref}/prompts/{prompt_id}")
+    def task_prompt(ref: str, prompt_id: str) -> dict[str, Any]:
+        task = store.get(ref)
+        prompt = store.prompt(prompt_id)
+        if prompt is None or prompt["task_id"] != task.id:
+            raise TaskNotFound(f"Task {task.name} has no prompt {prompt_id!r}")
+        return _prompt_json(prompt)
 
     @r.post("/tasks/{ref}/send")
     def send(ref: str, body: SendInput) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -38,6 +39,11 @@ tasks = Table(
     Column("error_class", String(16)),
     Column("workspace", JSON),
     Column("bridge_token", String(128), nullable=False),  # never returned by the API
+    Column("policy", JSON, nullable=False),  # the template's lifecycle, pinned at creation
+    Column("phases", JSON, nullable=False),  # [{phase, started_at, duration_s}] of the last start
+    Column("state_changed_at", String(32)),
+    Column("lease_owner", String(128)),  # the engine provisioning it, while initializing
+    Column("lease_until", Float),
     Column("created_at", String(32), nullable=False),
     Column("updated_at", String(32), nullable=False),
     UniqueConstraint("owner", "name", name="uq_task_owner_name"),
@@ -69,4 +75,18 @@ logs = Table(
     Column("prompt_id", String(64)),
     UniqueConstraint("task_id", "seq", name="uq_logs_task_seq"),
     Index("ix_logs_task", "task_id", "id"),
+)
+
+prompts = Table(
+    "prompts",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("task_id", String(36), ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    Column("content", Text, nullable=False),
+    Column("state", String(16), nullable=False),  # queued | delivered | taken
+    Column("handed", Integer, nullable=False, default=0),  # 1 once the bridge has it
+    Column("created_at", String(32), nullable=False),
+    Column("delivered_at", String(32)),
+    Column("taken_at", String(32)),
+    Index("ix_prompts_task", "task_id", "created_at"),
 )

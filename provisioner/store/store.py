@@ -2,19 +2,39 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, create_engine, delete, event, func, insert, or_, select, update
+from sqlalchemy import (
+    Engine,
+    and_,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    inspect,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from provisioner.errors import TaskConflict, TaskNotFound
-from provisioner.lifecycle import Status, check_transition, phase_applies, state_applies
-from provisioner.model import Task, utcnow
-from provisioner.store.schema import events, logs, metadata, tasks
+from provisioner.errors import DockyardError, TaskConflict, TaskNotFound
+from provisioner.lifecycle import (
+    Status,
+    advance_phases,
+    check_transition,
+    phase_applies,
+    state_applies,
+)
+from provisioner.model import Task, parse_time, utcnow
+from provisioner.store.records import LogsMixin, PromptsMixin
+from provisioner.store.schema import events, logs, metadata, prompts, tasks
 
 _TASK_FIELDS = [f.name for f in fields(Task)]
 
@@ -34,7 +54,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
     cur.close()
 
 
-class Store:
+class Store(LogsMixin, PromptsMixin):
     """All reads and writes of task data go through here."""
 
     def __init__(self, url: str) -> None:
@@ -47,6 +67,19 @@ class Store:
         else:
             self.db = create_engine(url, pool_pre_ping=True)
         metadata.create_all(self.db)
+        self._check_schema()
+
+    def _check_schema(self) -> None:
+        # No migrations yet: refuse an older database with a clear way out, rather than
+        # failing later on a missing column.
+        have = {c["name"] for c in inspect(self.db).get_columns("tasks")}
+        missing = sorted({c.name for c in tasks.columns} - have)
+        if missing:
+            raise DockyardError(
+                f"The database at {self.url} is from an older Dockyard (missing: "
+                f"{', '.join(missing)})",
+                hint="move the file aside to start afresh (its tasks will not be shown)",
+            )
 
     def close(self) -> None:
         """Dispose of pooled connections."""
@@ -128,9 +161,21 @@ class Store:
         values: dict[str, Any] = {"status": target.value, "updated_at": now, **changes}
         if not state_applies(target):
             values["state"] = None
+        if "state" in changes or not state_applies(target):
+            values["state_changed_at"] = now
         if not phase_applies(target):
-            values["phase"] = None
+            # An error keeps the phase it failed in, when the caller names it.
+            values["phase"] = changes.get("phase") if target == Status.ERROR else None
+            values["lease_owner"] = None
+            values["lease_until"] = None
         with self.db.begin() as conn:
+            if expected == Status.INITIALIZING or target == Status.INITIALIZING:
+                old = conn.execute(select(tasks.c.phases).where(tasks.c.id == task_id)).scalar()
+                # A new start keeps only its own phases; leaving initializing closes the last.
+                if target == Status.INITIALIZING:
+                    values["phases"] = advance_phases([], changes.get("phase"), parse_time(now))
+                else:
+                    values["phases"] = advance_phases(list(old or []), None, parse_time(now))
             result = conn.execute(
                 update(tasks)
                 .where(and_(tasks.c.id == task_id, tasks.c.status == expected.value))
@@ -177,12 +222,18 @@ class Store:
         now = utcnow()
         with self.db.begin() as conn:
             current = conn.execute(
-                select(tasks.c.state, tasks.c.phase).where(
+                select(tasks.c.state, tasks.c.phase, tasks.c.phases).where(
                     and_(tasks.c.id == task_id, tasks.c.status == expected.value)
                 )
             ).first()
             if current is None:
                 return False
+            if changes.get("phase") and changes["phase"] != current.phase:
+                changes["phases"] = advance_phases(
+                    list(current.phases or []), changes["phase"], parse_time(now)
+                )
+            if "state" in changes and changes["state"] != current.state:
+                changes["state_changed_at"] = now  # the idle clock restarts on every change
             result = conn.execute(
                 update(tasks)
                 .where(and_(tasks.c.id == task_id, tasks.c.status == expected.value))
@@ -209,6 +260,7 @@ class Store:
     def delete(self, task_id: str) -> None:
         """Remove a task with its history and logs."""
         with self.db.begin() as conn:
+            conn.execute(delete(prompts).where(prompts.c.task_id == task_id))
             conn.execute(delete(logs).where(logs.c.task_id == task_id))
             conn.execute(delete(events).where(events.c.task_id == task_id))
             conn.execute(delete(tasks).where(tasks.c.id == task_id))
@@ -222,78 +274,38 @@ class Store:
             )
             return [dict(r._mapping) for r in rows]
 
-    # logs -----------------------------------------------------------------
-    def append_logs(self, task_id: str, entries: list[dict[str, Any]]) -> int:
-        """Store transcript entries; ones whose seq is already stored are skipped."""
-        if not entries:
-            return 0
-        stored = 0
+    # leases -----------------------------------------------------------------
+    def acquire_lease(
+        self, task_id: str, worker: str, ttl: float, steal_from: str | None = None
+    ) -> bool:
+        """Take (or renew) the right to provision an initializing task; False if held."""
+        now = time.time()
+        free = or_(
+            tasks.c.lease_owner.is_(None),
+            tasks.c.lease_owner == worker,
+            tasks.c.lease_until < now,
+        )
+        if steal_from:
+            free = or_(free, tasks.c.lease_owner == steal_from)
         with self.db.begin() as conn:
-            have = {
-                r[0]
-                for r in conn.execute(
-                    select(logs.c.seq).where(
-                        and_(
-                            logs.c.task_id == task_id,
-                            logs.c.seq.in_([e["seq"] for e in entries if e.get("seq") is not None]),
-                        )
+            result = conn.execute(
+                update(tasks)
+                .where(
+                    and_(
+                        tasks.c.id == task_id,
+                        tasks.c.status == Status.INITIALIZING.value,
+                        free,
                     )
                 )
-            }
-            rows = [
-                {
-                    "task_id": task_id,
-                    "seq": e.get("seq"),
-                    "type": e["type"],
-                    "content": e["content"],
-                    "time": e.get("time") or utcnow(),
-                    "prompt_id": e.get("prompt_id"),
-                }
-                for e in entries
-                if e.get("seq") is None or e["seq"] not in have
-            ]
-            if rows:
-                conn.execute(insert(logs), rows)
-                stored = len(rows)
-        return stored
-
-    def system_log(self, task_id: str, content: str) -> None:
-        """A provisioning line (not from the agent) in the task's logs."""
-        self.append_logs(task_id, [{"seq": None, "type": "system", "content": content}])
-
-    def logs(self, task_id: str, after: int = 0, limit: int = 10000) -> list[dict[str, Any]]:
-        """Log entries with id > after, oldest first."""
-        with self.db.connect() as conn:
-            rows = conn.execute(
-                select(
-                    logs.c.id,
-                    logs.c.seq,
-                    logs.c.type,
-                    logs.c.content,
-                    logs.c.time,
-                    logs.c.prompt_id,
-                )
-                .where(and_(logs.c.task_id == task_id, logs.c.id > after))
-                .order_by(logs.c.id)
-                .limit(limit)
+                .values(lease_owner=worker, lease_until=now + ttl)
             )
-            return [dict(r._mapping) for r in rows]
+            return result.rowcount == 1
 
-    def last_seq(self, task_id: str) -> int:
-        """The highest bridge sequence number stored for the task (0 when none)."""
-        with self.db.connect() as conn:
-            value = conn.execute(
-                select(func.max(logs.c.seq)).where(logs.c.task_id == task_id)
-            ).scalar()
-        return int(value or 0)
-
-    def tail(self, task_id: str, lines: int = 10) -> list[str]:
-        """The last agent output lines, for error messages."""
-        with self.db.connect() as conn:
-            rows = conn.execute(
-                select(logs.c.content)
-                .where(and_(logs.c.task_id == task_id, or_(logs.c.type == "output")))
-                .order_by(logs.c.id.desc())
-                .limit(lines)
+    def renew_leases(self, worker: str, ttl: float) -> None:
+        """Extend every lease this worker holds (its heartbeat)."""
+        with self.db.begin() as conn:
+            conn.execute(
+                update(tasks)
+                .where(tasks.c.lease_owner == worker)
+                .values(lease_until=time.time() + ttl)
             )
-            return [r[0] for r in rows][::-1]

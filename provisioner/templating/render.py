@@ -13,7 +13,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from provisioner.errors import TemplateError
 from provisioner.templating.catalog import Preset, Template
 from provisioner.templating.params import resolve_parameters
-from provisioner.templating.schema import AgentProfile
+from provisioner.templating.schema import AgentProfile, LifecycleConfig
 
 _ENV = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
 
@@ -45,7 +45,9 @@ class WorkspaceSpec:
     agent_command: list[str]
     resume_command: list[str] | None
     profile: AgentProfile
-    labels: dict[str, str] = field(default_factory=dict)
+    setup_script: str | None = None
+    lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
+    cap_add: tuple[str, ...] = ()
 
 
 def render_string(text: str, context: dict[str, Any], where: str) -> str:
@@ -110,6 +112,9 @@ def render_workspace(
             else None
         ),
         profile=agent.profile,
+        setup_script=r(template.config.setup, "setup") if template.config.setup else None,
+        lifecycle=template.config.lifecycle,
+        cap_add=tuple(template.config.security.cap_add),
     )
 
 

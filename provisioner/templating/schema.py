@@ -74,6 +74,36 @@ class AgentConfig(_Strict):
     profile: AgentProfile = Field(default_factory=AgentProfile)
 
 
+class PhaseTimeouts(_Strict):
+    """Seconds each startup phase may take before the task goes to error (TIMEOUT)."""
+
+    image: float = Field(1800, gt=0, description="Building or finding the image")
+    create: float = Field(120, gt=0, description="Creating volumes and the container")
+    start: float = Field(60, gt=0, description="Starting the container")
+    setup: float = Field(900, gt=0, description="The template's setup script")
+    agent: float = Field(60, gt=0, description="Until the agent shows its input prompt")
+
+
+class LifecycleConfig(_Strict):
+    """How long things may take, and what happens when nobody uses the workspace."""
+
+    timeouts: PhaseTimeouts = Field(default_factory=PhaseTimeouts)
+    idle_timeout: float | None = Field(
+        None, gt=0, description="Seconds idle before the task is auto-paused; never if unset"
+    )
+    restart: Literal["no", "unless-stopped"] = Field(
+        "no", description="Docker restart policy: unless-stopped brings it back after dockerd"
+    )
+
+
+class SecurityConfig(_Strict):
+    """Hardening is on by default; a template may add back a few named capabilities."""
+
+    cap_add: list[str] = Field(
+        default_factory=list, description="Linux capabilities to keep (all others dropped)"
+    )
+
+
 class TemplateConfig(_Strict):
     """The whole of template.yaml."""
 
@@ -82,7 +112,12 @@ class TemplateConfig(_Strict):
     backend: Literal["docker"] = "docker"
     parameters: list[Parameter] = Field(default_factory=list)
     workspace: WorkspaceConfig = Field(default_factory=WorkspaceConfig)
+    setup: str | None = Field(
+        None, description="Shell script run in the workspace before the agent"
+    )
     agent: AgentConfig
+    lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
 
     @model_validator(mode="after")
     def _unique_parameters(self) -> TemplateConfig:

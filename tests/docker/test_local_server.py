@@ -15,9 +15,7 @@ import docker
 def dockyard(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "DOCKYARD_URL"}
     env["DOCKYARD_HOME"] = str(home)
-    return subprocess.run(
-        ["dockyard", *args], env=env, capture_output=True, text=True, timeout=300
-    )
+    return subprocess.run(["dockyard", *args], env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_cli_starts_a_local_server_and_runs_a_task(

@@ -90,17 +90,31 @@ def test_pause_and_resume_keep_the_workspace(server: ServerHandle, task: str) ->
     assert server.container(task).status == "exited"
     assert "Done: hello world" in server.output(task)  # logs stay readable while paused
 
-    result = server.cli("task", "send", task, "are you there?", check=False)
-    assert result.exit_code == 1 and "resume it first" in result.stderr
-
     server.cli("task", "resume", task)
     server.wait_idle(task)
     code, out = server.exec(task, "cat", "/workspace/kept.txt")
     assert code == 0 and out == "still here\n"
-    # The initial prompt is not run a second time on resume.
-    assert server.output(task).count("Working on: hello world") == 1
+    # The agent continues its session: no second run of the initial prompt.
+    out = server.output(task)
+    assert out.count("Working on: hello world") == 1
+    assert any(line.startswith("Resumed") for line in out)
     server.cli("task", "send", task, "after resume")
     server.wait_output(task, "Done: after resume")
+
+
+def test_send_to_paused_task_resumes_it(server: ServerHandle, task: str) -> None:
+    server.wait_idle(task)
+    server.cli("task", "pause", task)
+    assert server.status(task)["status"] == "paused"
+    result = server.cli("task", "send", task, "are you there?")
+    assert "Sent to" in result.stdout
+    server.wait_output(task, "Done: are you there?", timeout=60)
+    server.wait_idle(task)
+    logs = server.logs(task)
+    inputs = [e for e in logs if e["type"] == "input"]
+    assert [e["content"] for e in inputs] == ["hello world", "are you there?"]
+    assert all(e["delivery"] == "taken" for e in inputs)
+    assert server.output(task).count("Working on: hello world") == 1
 
 
 def test_agent_exit_code_becomes_error(server: ServerHandle, task: str) -> None:

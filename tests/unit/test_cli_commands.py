@@ -263,6 +263,22 @@ def build_app(state: FakeState) -> FastAPI:
         state.add_log(task["id"], "input", body.input)
         return {"ok": True, "prompt_id": "p-1"}
 
+    polls: dict[str, int] = {}
+
+    @app.get("/api/v2/tasks/{ref}/prompts/{prompt_id}", response_model=None)
+    def prompt(ref: str, prompt_id: str) -> Any:
+        # queued on the first look, taken on the second: the CLI has to poll
+        polls[prompt_id] = polls.get(prompt_id, 0) + 1
+        state_ = "taken" if polls[prompt_id] > 1 else "queued"
+        return {
+            "id": prompt_id,
+            "content": "",
+            "state": state_,
+            "created_at": "",
+            "delivered_at": None,
+            "taken_at": None,
+        }
+
     @app.post("/api/v2/tasks/{ref}/{action}", response_model=None)
     def act(ref: str, action: str) -> Any:
         task = find(ref)
@@ -532,8 +548,11 @@ def test_send_from_argument_and_stdin(run: Any) -> None:
     task_id = create(run, "fix it")
     result = run("task", "send", "fix-it", "focus on errors")
     assert result.exit_code == 0, result.output
-    assert result.stdout == "Sent to fix-it (prompt p-1)\n"
-    assert run("task", "send", "fix-it", "--stdin", input="more\n").exit_code == 0
+    assert result.stdout == (
+        "Sent to fix-it (prompt p-1)\nprompt queued\nprompt taken by the agent\n"
+    )
+    quick = run("task", "send", "fix-it", "--no-wait", "--stdin", input="more\n")
+    assert quick.exit_code == 0 and quick.stdout == "Sent to fix-it (prompt p-1)\n"
     assert [e["content"] for e in STATE.logs[task_id]] == ["fix it", "focus on errors", "more"]
     assert run("task", "send", "fix-it").exit_code == 2
 

@@ -52,3 +52,18 @@ def test_every_live_status_can_be_cancelled() -> None:
     for src in Status:
         if src not in TERMINAL:
             assert can_transition(src, Status.CANCELLED), src
+
+
+def test_phases_are_timed_one_after_another() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from provisioner.lifecycle import advance_phases
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    phases = advance_phases([], "image", t0)
+    phases = advance_phases(phases, "create", t0 + timedelta(seconds=2.5))
+    phases = advance_phases(phases, None, t0 + timedelta(seconds=3))
+    assert phases == [
+        {"phase": "image", "started_at": "2026-01-01T00:00:00.000Z", "duration_s": 2.5},
+        {"phase": "create", "started_at": "2026-01-01T00:00:02.500Z", "duration_s": 0.5},
+    ]

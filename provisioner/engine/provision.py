@@ -1,0 +1,213 @@
+"""Provisioning one task: the startup phases, each timed and each with a time limit.
+
+image -> create -> start -> setup -> agent. Every step is idempotent (an existing image,
+container or running workspace is reused), so a provisioning cut short by a crash is
+simply run again by whichever engine next holds the task's lease.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachable
+from provisioner.engine.workspace import spec_for
+from provisioner.errors import BridgeFailure, PhaseTimeout, StartupFailure, TaskConflict
+from provisioner.lifecycle import Phase, State, Status
+from provisioner.model import Task
+from provisioner.templating.render import WorkspaceSpec
+
+if TYPE_CHECKING:
+    from provisioner.engine.engine import Engine
+
+T = TypeVar("T")
+
+PROGRESS_EVERY_S = 1.0
+LAST_LINES = 8
+
+
+class Provisioner:
+    """Runs the startup phases of one task in the calling (pool) thread."""
+
+    def __init__(self, engine: Engine, task_id: str) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self.backend = engine.backend
+        self.task_id = task_id
+        self._deadline = 0.0
+        self._phase_name = ""
+
+    # phases ------------------------------------------------------------------
+    def _enter(self, phase: Phase, message: str, limits: dict[str, Any]) -> None:
+        if not self.store.update(
+            self.task_id, Status.INITIALIZING, actor="engine", phase=phase.value, message=message
+        ):
+            raise TaskConflict("task left initializing")
+        self._phase_name = phase.value
+        self._limit = float(limits.get(phase.value, 600))
+        self._deadline = time.monotonic() + self._limit
+
+    def _timeout(self, what: str) -> PhaseTimeout:
+        return PhaseTimeout(
+            f"phase {self._phase_name} timed out after {self._limit:g}s: {what}; "
+            "the workspace is left for inspection",
+            phase=self._phase_name,
+            hint="raise lifecycle.timeouts in the template if this phase needs longer",
+        )
+
+    def _bounded(self, fn: Callable[[], T], what: str) -> T:
+        """Run a blocking step under the phase's deadline (the step may finish later)."""
+        result: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                result["value"] = fn()
+            except BaseException as exc:
+                result["error"] = exc
+
+        worker = threading.Thread(target=target, name=f"{self._phase_name}-{self.task_id[:8]}")
+        worker.daemon = True
+        worker.start()
+        worker.join(max(self._deadline - time.monotonic(), 0))
+        if worker.is_alive():
+            raise self._timeout(what)
+        if "error" in result:
+            raise result["error"]
+        return result["value"]
+
+    def _progress(self) -> Callable[[str], None]:
+        """Build output goes to the task's logs; about once a second also to its message."""
+        last = 0.0
+
+        def report(line: str) -> None:
+            nonlocal last
+            self.store.system_log(self.task_id, line)
+            if time.monotonic() - last >= PROGRESS_EVERY_S:
+                last = time.monotonic()
+                self.store.update(
+                    self.task_id, Status.INITIALIZING, actor="engine", message=line[:200]
+                )
+
+        return report
+
+    # the run -------------------------------------------------------------------
+    def run(self) -> None:
+        """Take the task from wherever its provisioning stands to active."""
+        task = self.store.get(self.task_id)
+        if task.status != Status.INITIALIZING:
+            return
+        spec = spec_for(self.engine.catalog, task)
+        limits = dict(task.policy.get("timeouts") or spec.lifecycle.timeouts.model_dump())
+        bundle = self.engine.bundler.bundle(task, spec)
+        if not self.backend.observe(self.task_id).exists:
+            self._enter(Phase.IMAGE, "preparing the image", limits)
+            image = self._bounded(
+                lambda: self.backend.ensure_image(spec, self._progress()), "building the image"
+            )
+            self._enter(Phase.CREATE, "creating the workspace", limits)
+            self._bounded(
+                lambda: self.backend.create(self.task_id, task.name, spec, image, bundle),
+                "creating the container",
+            )
+        self._enter(Phase.START, "starting the workspace", limits)
+        self._bounded(lambda: self.backend.start(self.task_id, bundle), "starting the container")
+        client = self._wait_for_bridge(task)
+        try:
+            self._wait_for_agent(client, spec, limits)
+        finally:
+            client.close()
+        self.store.transition(
+            self.task_id,
+            Status.INITIALIZING,
+            Status.ACTIVE,
+            actor="engine",
+            reason="agent started",
+            state=State.WORKING.value,
+            message="agent started",
+            error_class=None,
+        )
+
+    def _died(self) -> BridgeFailure:
+        observed = self.backend.observe(self.task_id)
+        tail = self.store.tail(self.task_id, LAST_LINES) or self.backend.tail(
+            self.task_id, LAST_LINES
+        )
+        return BridgeFailure(
+            f"workspace stopped while starting: {observed.death_cause()}"
+            + ("; last output: " + " | ".join(tail) if tail else "")
+        )
+
+    def _wait_for_bridge(self, task: Task) -> BridgeClient:
+        last_error = "no address yet"
+        while time.monotonic() < self._deadline:
+            observed = self.backend.observe(self.task_id)
+            if not observed.running:
+                raise self._died()
+            if observed.endpoint:
+                client = BridgeClient(observed.endpoint, task.bridge_token, timeout=5)
+                try:
+                    client.status()
+                    return client
+                except (BridgeUnreachable, BridgeError) as exc:
+                    last_error = str(exc)
+                client.close()
+            time.sleep(0.05)
+        raise self._timeout(f"the bridge did not answer ({last_error})")
+
+    def _wait_for_agent(
+        self, client: BridgeClient, spec: WorkspaceSpec, limits: dict[str, Any]
+    ) -> None:
+        """Follow setup then agent start through the bridge, storing their output live."""
+        after = self.store.last_seq(self.task_id)
+        current = ""
+        while True:
+            try:
+                reply = client.log(after=after, wait=0.5)
+            except (BridgeUnreachable, BridgeError) as exc:
+                if not self.backend.observe(self.task_id).running:
+                    raise self._died() from exc
+                time.sleep(0.1)
+                reply = {"entries": [], "status": {}}
+            entries = reply.get("entries", [])
+            if entries:
+                self.store.append_logs(self.task_id, entries)
+                after = max(int(e["seq"]) for e in entries)
+            status = reply.get("status", {}).get("dockyard", {})
+            state = status.get("state")
+            if state == "setup_failed":
+                self._phase_name = Phase.SETUP.value
+                code = (status.get("setup") or {}).get("exit_code", status.get("exit_code"))
+                raise StartupFailure(
+                    f"setup script failed with exit code {code}" + self._last_output(),
+                    phase=Phase.SETUP.value,
+                )
+            wanted = {"setup": Phase.SETUP, "starting": Phase.AGENT}.get(str(state))
+            if state in ("working", "idle"):
+                wanted = Phase.AGENT
+            if wanted is not None and wanted.value != current:
+                current = wanted.value
+                message = (
+                    "running the setup script" if wanted == Phase.SETUP else ("starting the agent")
+                )
+                self._enter(wanted, message, limits)
+            if state in ("working", "idle"):
+                return
+            if state == "exited":
+                raise StartupFailure(
+                    f"the agent exited with code {status.get('exit_code')} while starting"
+                    + self._last_output(),
+                    phase=Phase.AGENT.value,
+                )
+            if time.monotonic() >= self._deadline:
+                what = (
+                    "the setup script is still running"
+                    if state == "setup"
+                    else ("the agent never showed its input prompt")
+                )
+                raise self._timeout(what)
+
+    def _last_output(self) -> str:
+        tail = self.store.tail(self.task_id, LAST_LINES)
+        return "; last output: " + " | ".join(tail) if tail else ""
