@@ -207,3 +207,18 @@ def presets_table(presets: Iterable[dict[str, Any]]) -> str:
         for p in presets
     ]
     return render_table(("TEMPLATE", "PRESET", "DEFAULT", "PARAMETERS"), rows)
+
+
+def events_table(events: Iterable[dict[str, Any]]) -> str:
+    """A task's history as a table."""
+    rows = [
+        [
+            cell(e.get("time")),
+            cell(e.get("kind")),
+            f"{cell(e.get('from_value'))} -> {cell(e.get('to_value'))}",
+            cell(e.get("actor")),
+            truncate(cell(e.get("reason")), 60),
+        ]
+        for e in events
+    ]
+    return render_table(["TIME", "KIND", "CHANGE", "ACTOR", "REASON"], rows)

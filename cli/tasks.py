@@ -14,6 +14,7 @@ from cli.render import (
     STOPPED_STATUSES,
     TASK_HEADERS,
     TERMINAL_STATUSES,
+    events_table,
     log_entry,
     log_text,
     render_table,
@@ -287,6 +288,20 @@ def logs(ctx: click.Context, task: str, follow: bool, output: str) -> None:
             click.echo(json.dumps(log_entry(entry)) if output == "json" else log_text(entry))
     except KeyboardInterrupt:
         ctx.exit(INTERRUPTED)
+
+
+@task_group.command("events")
+@click.argument("task")
+@click.option(
+    "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+def events(task: str, output: str) -> None:
+    """Show a task's history: every status, phase and state change, who made it and why."""
+    history = current_client().task_events(task)
+    if output == "json":
+        click.echo(to_json(history))
+        return
+    click.echo(events_table(history))
 
 
 @task_group.command("send")

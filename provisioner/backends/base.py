@@ -33,6 +33,7 @@ class Observed:
     oom_killed: bool = False
     error: str = ""
     endpoint: str | None = None  # base URL of the bridge, when running
+    restarting: bool = False  # its restart policy is bringing it back
 
     def death_cause(self) -> str:
         """Why a workspace that stopped by itself stopped, in words."""

@@ -79,6 +79,8 @@ class DockerBackend:
             memory=spec.memory,
             cpus=spec.cpus,
             pids=spec.pids,
+            cap_add=spec.cap_add,
+            restart=spec.lifecycle.restart,
         )
         self._inject(container, bridge)
 
@@ -131,6 +133,7 @@ class DockerBackend:
             oom_killed=info.oom_killed,
             error=info.error,
             endpoint=endpoint,
+            restarting=info.status == "restarting",
         )
 
     def tail(self, task_id: str, lines: int) -> list[str]:

@@ -217,6 +217,8 @@ class DockerClient:
         memory: str | None,
         cpus: float | None,
         pids: int | None,
+        cap_add: tuple[str, ...] = (),
+        restart: str = "no",
     ) -> str:
         """Create (not start) a hardened container; return its id."""
         host_config = self._api.create_host_config(
@@ -227,7 +229,9 @@ class DockerClient:
             pids_limit=pids,
             init=True,  # reap zombies the agent leaves behind
             cap_drop=["ALL"],
+            cap_add=list(cap_add) or None,
             security_opt=["no-new-privileges"],
+            restart_policy={"Name": restart} if restart != "no" else None,
         )
         try:
             created = self._api.create_container(

@@ -20,7 +20,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from provisioner.backends.base import Backend
+from provisioner.backends.base import Backend, Observed
 from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachable
 from provisioner.engine.follower import Follower
 from provisioner.engine.provision import Provisioner
@@ -49,6 +49,7 @@ LEASE_TTL_S = 15.0
 ORPHAN_SWEEP_EVERY_S = 30.0
 LAST_LINES = 8
 FOLLOWER_JOIN_S = 15.0
+RESTART_GRACE_S = 45.0
 
 
 def _pid_alive(pid: int) -> bool:
@@ -86,6 +87,7 @@ class Engine:
         self._lock = threading.Lock()
         self._provisioning: set[str] = set()
         self._pausing: set[str] = set()
+        self._down_since: dict[str, float] = {}
         self._followers: dict[str, Follower] = {}
         self._task_locks: dict[str, threading.Lock] = {}
         self._delivery_locks: dict[str, threading.Lock] = {}
@@ -363,7 +365,10 @@ class Engine:
             return  # a pause or delete is stopping it on purpose right now
         try:
             observed = self.backend.observe(task_id)
-            if observed.running:
+            if observed.running or observed.restarting:
+                self._down_since.pop(task_id, None)
+                return
+            if self._await_restart(task_id, observed):
                 return
             tail = self.store.tail(task_id, LAST_LINES) or self.backend.tail(task_id, LAST_LINES)
             message = f"workspace stopped: {observed.death_cause()}"
@@ -373,6 +378,24 @@ class Engine:
             self.fail(task_id, Status.ACTIVE, message, klass)
         finally:
             lock.release()
+
+    def _await_restart(self, task_id: str, observed: Observed) -> bool:
+        """True while a workspace whose template asks Docker to restart it may still return.
+
+        A dockerd restart stops every container before it restarts the ones with a restart
+        policy, and nothing in the API tells that stop from any other: give it a while.
+        """
+        task = self.store.get(task_id)
+        if task.policy.get("restart", "no") == "no" or observed.oom_killed or not observed.exists:
+            return False
+        first = self._down_since.setdefault(task_id, time.monotonic())
+        if time.monotonic() - first >= RESTART_GRACE_S:
+            self._down_since.pop(task_id, None)
+            return False
+        note = "workspace is down; waiting for Docker's restart policy to bring it back"
+        if task.message != note:
+            self.store.update(task_id, Status.ACTIVE, actor="engine", message=note)
+        return True
 
     # requests from the API -------------------------------------------------------------
     def create_task(

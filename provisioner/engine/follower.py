@@ -86,8 +86,9 @@ class Follower(threading.Thread):
             except BridgeUnreachable:
                 pass  # the poll below sees it too and handles it
             try:
-                # Once the agent has exited nothing will change: drain without waiting.
-                wait = 0.0 if bridge_state == "exited" else POLL_WAIT_S
+                # The first poll learns the state; once the agent has exited nothing will
+                # change: both are answered at once rather than long-polled.
+                wait = 0.0 if bridge_state in ("", "exited") else POLL_WAIT_S
                 reply = client.log(after=last_seq, wait=wait, state=bridge_state or None)
                 failures = 0
             except (BridgeUnreachable, BridgeError) as exc:
@@ -101,7 +102,7 @@ class Follower(threading.Thread):
                 except BackendUnavailable:
                     time.sleep(1.0)
                     continue
-                if not observed.running:
+                if not observed.running and not observed.restarting:
                     self._workspace_died()
                     return
                 if failures in (3, 30):
@@ -116,10 +117,18 @@ class Follower(threading.Thread):
                 last_seq = max(int(e["seq"]) for e in entries)
             status = reply.get("status", {}).get("dockyard", {})
             bridge_state = str(status.get("state", ""))
+            if bridge_state == "setup_failed":
+                self.engine.fail_active(
+                    self.task_id,
+                    f"setup script failed (exit code {status.get('exit_code')})",
+                    ErrorClass.PERMANENT,
+                    stop=False,
+                )
+                return
             if bridge_state == "exited":
                 if entries:
                     continue  # drain everything the agent printed before judging
-                self._agent_exited(status.get("exit_code"))
+                self._agent_exited(status.get("exit_code"), status.get("oom_kills"))
                 return
             if bridge_state == "stopping":
                 continue  # someone is stopping the workspace; its end will show itself
@@ -138,9 +147,15 @@ class Follower(threading.Thread):
         if client is not None:
             client.close()
 
-    def _agent_exited(self, code: object) -> None:
+    def _agent_exited(self, code: object, oom_kills: object) -> None:
         tail = self.engine.store.tail(self.task_id, LAST_LINES)
         message = f"agent exited with code {code}"
+        killed_by_limit = isinstance(oom_kills, int) and oom_kills > 0
+        if killed_by_limit or self.engine.backend.observe(self.task_id).oom_killed:
+            message = (
+                f"agent was OOM-killed (exit code {code}): it needs more memory than the "
+                "template's limit; raise the memory parameter"
+            )
         if tail:
             message += "; last output: " + " | ".join(tail)
         self.engine.fail_active(self.task_id, message, ErrorClass.PERMANENT, stop=True)

@@ -52,6 +52,7 @@ def run_server(host: str = "127.0.0.1", port: int = 0, home: Path | None = None)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per bridge poll is noise
     home = paths.home_dir(home)
     engine = build_engine(home)
     app = create_app(engine, home)

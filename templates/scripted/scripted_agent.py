@@ -8,6 +8,7 @@ Commands:
   /write PATH TEXT  write TEXT to PATH under the workspace directory
   /sleep N          work N seconds with progress lines, then Done
   /flood N          print N numbered lines as fast as possible, then Done
+  /alloc MB         allocate and hold MB MiB of memory (to test memory limits)
   /exit CODE        exit with that code
 With --resume it continues a previous session: it prints `Resumed` and the number of
 inputs it has handled so far (kept in a small context file) instead of starting afresh.
@@ -45,6 +46,7 @@ class Agent:
         self.work_seconds = work_seconds
         self.context_file = context_file
         self.handled = 0
+        self.ballast = bytearray()
 
     def load_context(self) -> None:
         try:
@@ -95,6 +97,19 @@ class Agent:
             _say(f"Working on: {text}")
             _work(seconds, "sleeping")
             _say("Done")
+            return None
+        if cmd == "/alloc":
+            try:
+                megabytes = int(rest.strip())
+            except ValueError:
+                _say(f"Error: /alloc needs a number of MiB, got {rest!r}")
+                return None
+            _say(f"Allocating {megabytes} MiB")
+            # Touch every page so the memory is really used (and a limit really hit).
+            self.ballast = bytearray(megabytes * 1024 * 1024)
+            for i in range(0, len(self.ballast), 4096):
+                self.ballast[i] = 1
+            _say(f"Done: allocated {megabytes} MiB")
             return None
         if cmd == "/flood":
             try:

@@ -17,6 +17,7 @@ def test_defaults_fill_missing_keys() -> None:
     assert (config.host, config.port) == ("0.0.0.0", 7777)
     assert (config.columns, config.rows) == (120, 40)
     assert config.resume_command is None and config.initial_prompt is None
+    assert config.setup_script is None and config.setup_shell is None
 
 
 def test_full_config_round_trip(tmp_path: Path) -> None:
@@ -51,6 +52,9 @@ def test_full_config_round_trip(tmp_path: Path) -> None:
         ({"agent_command": ["a"], "profile": {"quiet_ms": 0}}, "quiet_ms"),
         ({"agent_command": ["a"], "env": {"A": 1}}, "env"),
         ({"agent_command": ["a"], "columns": True}, "columns"),
+        ({"agent_command": ["a"], "setup_script": ["echo"]}, "setup_script"),
+        ({"agent_command": ["a"], "setup_shell": "/bin/sh -c"}, "setup_shell"),
+        ({"agent_command": ["a"], "setup_shell": []}, "setup_shell"),
         ([], "JSON object"),
     ],
 )
@@ -76,3 +80,14 @@ def test_unreadable_files_are_config_errors(tmp_path: Path) -> None:
         config.read_token()
     (tmp_path / "token").write_text("  secret\n")
     assert config.read_token() == "secret"
+
+
+def test_setup_keys() -> None:
+    config = parse_config(
+        {"agent_command": ["a"], "setup_script": "make deps", "setup_shell": ["/bin/zsh", "-c"]}
+    )
+    assert config.setup_script == "make deps" and config.setup_shell == ["/bin/zsh", "-c"]
+    # a blank script runs nothing: no setup at all; null is the default
+    assert parse_config({"agent_command": ["a"], "setup_script": " \n"}).setup_script is None
+    config = parse_config({"agent_command": ["a"], "setup_script": None, "setup_shell": None})
+    assert config.setup_script is None and config.setup_shell is None

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -373,3 +375,206 @@ def test_client_reports_unreachable() -> None:
             client.status()
     finally:
         client.close()
+
+
+# -- the setup script ------------------------------------------------------------------------
+
+
+def setup_lines(log: list[dict[str, Any]]) -> list[str]:
+    return [e["content"] for e in log if e.get("source") == "setup"]
+
+
+def index_of(log: list[dict[str, Any]], content: str) -> int:
+    return next(i for i, e in enumerate(log) if e["content"] == content)
+
+
+def saved_transcript(runner: BridgeRunner) -> list[dict[str, Any]]:
+    path = runner.state_dir / "transcript.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def live_in_group(pgid: int) -> list[int]:
+    """Processes of a process group that are still running (zombies do not count)."""
+    live = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # the command name may hold spaces: the fields after it are fixed
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            live.append(int(stat.parent.name))
+    return live
+
+
+def test_setup_runs_before_the_agent(runner: BridgeRunner) -> None:
+    script = "echo preparing; echo ready > $PWD/setup-marker.txt; sleep 0.5; echo setup done"
+    client = runner.start(setup_script=script, initial_prompt="after setup")
+    status = wait_stable(client)
+    assert status["dockyard"]["setup"] == {"state": "done", "exit_code": 0}
+    assert status["dockyard"]["exit_code"] is None
+    log = entries(client)
+    assert setup_lines(log) == ["preparing", "setup done"]
+    ready = index_of(log, "Scripted agent ready.")
+    assert index_of(log, "preparing") < index_of(log, "setup done") < ready
+    assert ready < index_of(log, "after setup") < index_of(log, "Done: after setup")
+    assert [e["seq"] for e in log] == list(range(1, len(log) + 1))
+    assert (runner.workdir / "setup-marker.txt").read_text() == "ready\n"
+    state = json.loads((runner.state_dir / "state.json").read_text())
+    assert state["setup_done"] is True and state["agent_started"] is True
+    # the setup is in the container log, but it is not the agent's turn in the conversation
+    assert b"preparing" in (runner.root / "bridge-1.out").read_bytes()
+    messages = client.messages()
+    assert [m["role"] for m in messages] == ["agent", "user", "agent"]
+    assert messages[0]["content"].startswith("Scripted agent ready.")
+
+
+def test_setup_output_is_visible_live(runner: BridgeRunner) -> None:
+    script = "echo first line; printf 'half a line'; sleep 1.5; echo; echo last line"
+    client = runner.start(setup_script=script, initial_prompt="queued first")
+    reply = client.log(after=0, wait=5)
+    assert reply["status"]["dockyard"]["state"] == "setup"
+    assert reply["status"]["status"] == "running"
+    assert reply["status"]["dockyard"]["setup"] == {"state": "running", "exit_code": None}
+    assert [e["content"] for e in reply["entries"]] == ["first line"]
+    assert reply["entries"][0]["source"] == "setup"
+    # an unfinished line shows up once the script is quiet for a moment
+    reply = client.log(after=reply["last_seq"], wait=5)
+    assert [(e["content"], e.get("partial")) for e in reply["entries"]] == [("half a line", True)]
+    # prompts wait for the agent; keystrokes have nowhere to go yet
+    client.send("queued second", prompt_id="second")
+    with pytest.raises(BridgeError) as error:
+        client.send("x", type="raw")
+    assert error.value.status_code == 409
+    status = client.status()
+    assert status["dockyard"]["state"] == "setup"
+    assert status["dockyard"]["queued_prompts"] == 2
+    assert status["dockyard"]["agent_pid"] is None
+    wait_stable(client, timeout=15)
+    log = entries(client)
+    assert setup_lines(log) == ["first line", "half a line", "last line"]
+    inputs = [e["content"] for e in log if e["type"] == "input"]
+    assert inputs == ["queued first", "queued second"]
+    assert index_of(log, "last line") < index_of(log, "Scripted agent ready.")
+    assert index_of(log, "Done: queued first") < index_of(log, "Done: queued second")
+
+
+def test_failing_setup_never_starts_the_agent(runner: BridgeRunner) -> None:
+    client = runner.start(setup_script="echo about to fail; exit 7", initial_prompt="never")
+    status = wait_until(
+        lambda: (s := client.status())["dockyard"]["state"] == "setup_failed" and s, 10, "failure"
+    )
+    dockyard = status["dockyard"]
+    assert status["status"] == "running"
+    assert dockyard["exit_code"] == 7 and dockyard["agent_pid"] is None
+    assert dockyard["setup"] == {"state": "failed", "exit_code": 7}
+    with pytest.raises(BridgeError) as error:
+        client.send("anyone there?")
+    assert error.value.status_code == 409
+    assert "setup failed (exit code 7); the agent was not started" in str(error.value)
+    time.sleep(0.5)  # an agent started by mistake would have printed by now
+    assert outputs(client) == ["about to fail"]
+    assert client.log(after=0)["status"]["dockyard"]["setup"]["exit_code"] == 7
+    assert client.health() == {"ok": True}
+    assert runner.stop() == 0
+    assert json.loads((runner.state_dir / "state.json").read_text())["setup_done"] is False
+
+
+def test_restart_after_setup_does_not_rerun_it(runner: BridgeRunner) -> None:
+    script = "echo run >> setup-count.txt; echo counted"
+    resume = runner.agent_command("--resume")
+    client = runner.start(setup_script=script, resume_command=resume, initial_prompt="one")
+    wait_stable(client)
+    assert runner.stop() == 0
+
+    client = runner.start(setup_script=script, resume_command=resume, initial_prompt="one")
+    status = wait_stable(client)
+    assert status["dockyard"]["setup"] == {"state": "done", "exit_code": 0}
+    assert (runner.workdir / "setup-count.txt").read_text() == "run\n"
+    lines = outputs(client)
+    assert lines.count("counted") == 1
+    assert any(line.startswith("Resumed (previous context: 1 inputs)") for line in lines)
+    assert "resumed: True; setup: done" in runner.stderr_path.read_text()
+
+
+def test_restart_after_failed_setup_reruns_it(runner: BridgeRunner) -> None:
+    script = "test -f ok-to-setup || { echo not yet; exit 3; }; echo setup ok"
+    resume = runner.agent_command("--resume")
+    client = runner.start(setup_script=script, resume_command=resume, initial_prompt="go")
+    wait_until(lambda: state_of(client) == "setup_failed", 10, "the setup to fail")
+    assert client.status()["dockyard"]["exit_code"] == 3
+    assert runner.stop() == 0
+
+    (runner.workdir / "ok-to-setup").touch()
+    client = runner.start(setup_script=script, resume_command=resume, initial_prompt="go")
+    status = wait_stable(client)
+    assert status["dockyard"]["setup"] == {"state": "done", "exit_code": 0}
+    log = entries(client)
+    assert setup_lines(log) == ["not yet", "setup ok"]
+    lines = [e["content"] for e in log if e["type"] == "output"]
+    # the agent never ran before: it starts afresh, not resumed, and gets the initial prompt
+    assert "Scripted agent ready." in lines
+    assert not any(line.startswith("Resumed") for line in lines)
+    assert index_of(log, "setup ok") < index_of(log, "Scripted agent ready.")
+    assert [e["content"] for e in log if e["type"] == "input"] == ["go"]
+    assert "Done: go" in lines
+
+
+def test_sigterm_during_setup_stops_the_script(runner: BridgeRunner) -> None:
+    script = "echo $$ > setup.pid; echo started; sleep 30; echo never"
+    client = runner.start(setup_script=script)
+    reply = client.log(after=0, wait=5)
+    assert [e["content"] for e in reply["entries"]] == ["started"]
+    pid = int((runner.workdir / "setup.pid").read_text())
+    started = time.monotonic()
+    assert runner.stop() == 0
+    assert time.monotonic() - started < 5
+    assert live_in_group(pid) == []  # the shell and its sleep are gone
+    log = saved_transcript(runner)
+    assert [e["content"] for e in log] == ["started"]  # and the agent never started
+    state = json.loads((runner.state_dir / "state.json").read_text())
+    assert state["setup_done"] is False and state["agent_started"] is False
+
+
+# -- stopping --------------------------------------------------------------------------------
+
+
+def test_sigterm_reports_stopping_not_exited(runner: BridgeRunner) -> None:
+    # the agent ignores SIGTERM, so the bridge spends its 2 s grace in `stopping`
+    command = ["sh", "-c", 'trap "" TERM; exec "$@"', "agent", *runner.agent_command()]
+    client = runner.start(agent_command=command)
+    status = wait_stable(client)
+    replies: list[dict[str, Any]] = []
+    poll = threading.Thread(
+        target=lambda: replies.append(client.log(after=status["dockyard"]["last_seq"], wait=10)),
+    )
+    poll.start()
+    time.sleep(0.3)  # the long-poll is in flight
+    assert runner.proc is not None
+    runner.proc.send_signal(signal.SIGTERM)
+    poll.join(timeout=5)
+    assert replies and replies[0]["status"]["dockyard"]["state"] == "stopping"
+    status = client.status()
+    assert status["status"] == "running"
+    assert status["dockyard"]["state"] == "stopping"
+    assert status["dockyard"]["agent_pid"] is not None  # still alive, ignoring the TERM
+    with pytest.raises(BridgeError) as error:
+        client.send("too late")
+    assert error.value.status_code == 409 and "stopping" in str(error.value)
+    # a long-poll on `stopping` is answered when the bridge shuts down, after the KILL; the
+    # bridge may exit before that answer is out, but an answer must still say `stopping`
+    final: list[dict[str, Any]] = []
+
+    def poll_stopping() -> None:
+        with contextlib.suppress(BridgeUnreachable):
+            final.append(
+                client.log(after=status["dockyard"]["last_seq"], wait=10, state="stopping")
+            )
+
+    poll = threading.Thread(target=poll_stopping)
+    poll.start()
+    poll.join(timeout=10)
+    if final:
+        assert final[0]["status"]["dockyard"]["state"] == "stopping"
+        assert final[0]["status"]["dockyard"]["exit_code"] == 137
+    assert runner.proc.wait(timeout=10) == 0

@@ -159,6 +159,7 @@ def test_conversation_turns() -> None:
     transcript = Transcript()
     conversation = Conversation(re.compile(r"^> ?$"))
     for entry in [
+        transcript.append("output", "installing tools", source="setup"),
         transcript.append("output", "Scripted agent ready."),
         transcript.append("output", "> ", partial=True),
         transcript.append("input", "do it", prompt_id="p1"),
@@ -176,3 +177,5 @@ def test_conversation_turns() -> None:
     ]
     assert conversation.last() == messages[-1]
     assert conversation.since(1) == messages[1:]
+    # the setup script's output is in the transcript, not in the conversation
+    assert transcript.entries[0]["source"] == "setup"

@@ -16,14 +16,27 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from .activity import EXITED, IDLE, Activity, Prompt
+from .activity import IDLE, Activity, Prompt
 from .agent import AgentProcess, terminal_env
+from .cgroup import oom_kills
 from .config import BridgeConfig, ConfigError, load_config
 from .screen import TerminalScreen
+from .setup import (
+    DONE,
+    FAILED,
+    RUNNING,
+    RunState,
+    SetupScript,
+    bridge_state,
+    resolve_shell,
+    setup_argv,
+)
 from .transcript import Conversation, LineAssembler, Transcript
 
 PROMPTS_FILE = "prompts.json"
 TRANSCRIPT_FILE = "transcript.jsonl"
+RUN_STATE_FILE = "state.json"
+SETUP_SOURCE = "setup"
 MAX_WAIT_S = 30.0
 MAX_LIMIT = 10000
 USER, RAW = "user", "raw"
@@ -71,9 +84,12 @@ class Bridge:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         prompts_path = self.state_dir / PROMPTS_FILE
         transcript_path = self.state_dir / TRANSCRIPT_FILE
-        self.resumed = prompts_path.exists() or (
+        has_history = prompts_path.exists() or (
             transcript_path.exists() and transcript_path.stat().st_size > 0
         )
+        self.run_state = self._load_run_state(has_history)
+        # the agent ran here before: start it with resume_command
+        self.resumed = self.run_state.agent_started
         self.transcript = Transcript(transcript_path)
         profile = config.profile
         self.conversation = Conversation(re.compile(profile.prompt_regex))
@@ -83,7 +99,7 @@ class Bridge:
         self.screen = TerminalScreen(config.columns, config.rows, profile.prompt_regex)
         now = time.time()
         self.activity = Activity(profile.quiet_s, profile.take_timeout_s, now)
-        self.initial_prompt_queued = self._load_prompts(prompts_path)
+        self.initial_prompt_queued = self._load_prompts(prompts_path, has_history)
         if not self.initial_prompt_queued:
             if config.initial_prompt:
                 prompt_id = config.initial_prompt_id or uuid.uuid4().hex
@@ -92,7 +108,15 @@ class Bridge:
         self._persisted_changes = -1
         self._persist_prompts()
         self.agent: AgentProcess | None = None
-        self.state = self.activity.state(now)
+        # the setup script: none, running (from the start when it must run), done or failed
+        self.setup_phase = self.run_state.setup_phase(config.setup_script)
+        self.setup_exit_code: int | None = 0 if self.setup_phase == DONE else None
+        self._setup: SetupScript | None = None
+        self._setup_thread: threading.Thread | None = None
+        self._setup_assembler = LineAssembler()
+        # SIGTERM/SIGINT arrived: from then on the state is `stopping`, whatever the agent does
+        self.stop_requested = False
+        self.state = self._current_state(now)
         # every status change, numbered, so each SSE client can send all it has not sent
         self.status_events: deque[tuple[int, dict[str, Any]]] = deque(maxlen=256)
         self.status_counter = 0
@@ -104,7 +128,30 @@ class Bridge:
 
     # -- persistence ---------------------------------------------------------------------
 
-    def _load_prompts(self, path: Path) -> bool:
+    def _load_run_state(self, has_history: bool) -> RunState:
+        """What earlier runs recorded; created on the first run (OSError if it cannot be)."""
+        path = self.state_dir / RUN_STATE_FILE
+        try:
+            return RunState.from_state(json.loads(path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError) as exc:
+            broken = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+            _log(f"cannot read {path} ({exc}); moved it to {broken.name}")
+            path.replace(broken)
+        # no record: a first run, or a state dir from before there was one, whose agent
+        # ran if it left anything behind
+        run_state = RunState(agent_started=has_history)
+        _atomic_write(path, json.dumps(run_state.to_state()))
+        return run_state
+
+    def _save_run_state(self) -> None:
+        try:
+            _atomic_write(self.state_dir / RUN_STATE_FILE, json.dumps(self.run_state.to_state()))
+        except OSError as exc:
+            _log(f"cannot persist the run state: {exc}")
+
+    def _load_prompts(self, path: Path, has_history: bool) -> bool:
         """Restore prompts from a previous run; return whether the initial prompt was queued."""
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -112,7 +159,7 @@ class Bridge:
             queued = bool(data.get("initial_prompt_queued", True))
         except FileNotFoundError:
             # a transcript without prompts.json is still a previous run: never re-run its prompt
-            return self.resumed
+            return has_history
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             broken = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
             _log(f"cannot read {path} ({exc}); moved it to {broken.name}, starting with no queue")
@@ -139,12 +186,33 @@ class Bridge:
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self) -> None:
-        """Spawn the agent (resume_command on a resumed workspace) and the ticker thread."""
+        """Start the setup script if it must run, else the agent; and the ticker thread."""
+        config = self.config
+        if self.setup_phase == RUNNING:
+            assert config.setup_script is not None
+            self._setup = SetupScript(
+                setup_argv(resolve_shell(config.setup_shell), config.setup_script),
+                config.cwd,
+                terminal_env(config.env),
+                self._on_setup_output,
+                self._on_setup_quiet,
+            )
+            self._setup_thread = threading.Thread(
+                target=self._setup_then_agent, name="bridge-setup", daemon=True
+            )
+            self._setup_thread.start()
+        else:
+            self._start_agent()
+        self._ticker = threading.Thread(target=self._tick_loop, name="bridge-ticker", daemon=True)
+        self._ticker.start()
+
+    def _start_agent(self) -> None:
+        """Spawn the agent (resume_command when it ran before)."""
         config = self.config
         argv = config.agent_command
         if self.resumed and config.resume_command:
             argv = config.resume_command
-        self.agent = AgentProcess(
+        agent = AgentProcess(
             argv,
             config.cwd,
             terminal_env(config.env),
@@ -153,19 +221,68 @@ class Bridge:
             self._on_output,
             self._on_exit,
         )
+        with self.cond:
+            self.agent = agent
         try:
-            self.agent.start()
+            agent.start()
         except OSError as exc:
             _log(f"cannot start the agent: {exc}")
-            self.agent = None
+            with self.cond:
+                self.agent = None
             self._on_exit(127)
-        self._ticker = threading.Thread(target=self._tick_loop, name="bridge-ticker", daemon=True)
-        self._ticker.start()
+            return
+        if not self.run_state.agent_started:
+            with self.cond:
+                self.run_state.agent_started = True
+                self._save_run_state()
+
+    def _setup_then_agent(self) -> None:
+        """Run the setup script (setup thread); start the agent if it succeeded."""
+        assert self._setup is not None
+        shell = " ".join(self._setup.argv[:-2])
+        _log(f"running the setup script with {shell} in {self.config.cwd}")
+        try:
+            code = self._setup.run()
+        except Exception as exc:  # the setup must end in a state whatever happens
+            _log(f"the setup script failed: {exc!r}")
+            self._setup.terminate(grace_s=0.5)
+            code = 1
+        with self.cond:
+            now = time.time()
+            line = self._setup_assembler.finish()
+            if line is not None:
+                self._append_setup_line(line, now, partial=True)
+            self.transcript.flush()
+            self.setup_exit_code = code
+            self.setup_phase = DONE if code == 0 else FAILED
+            self.run_state.setup_done = code == 0
+            self.run_state.setup_exit_code = code
+            self._save_run_state()
+            self._changed(now)
+            start_agent = code == 0 and not self.stop_requested
+        _log(f"the setup script exited with code {code}")
+        if start_agent:
+            # shutdown() waits for this thread, so an agent started here is stopped too
+            self._start_agent()
+
+    def begin_stop(self) -> None:
+        """A stop was asked for: report `stopping` from now on, and refuse new input."""
+        with self.cond:
+            if not self.stop_requested:
+                self.stop_requested = True
+                self._changed(time.time())
 
     def shutdown(self) -> None:
-        """Stop the agent (TERM, then KILL after 2 s), then persist everything."""
-        if self.agent is not None:
-            self.agent.terminate(grace_s=2.0)
+        """Stop the setup script or the agent (TERM, then KILL after 2 s), persist everything."""
+        self.begin_stop()
+        if self._setup is not None:
+            self._setup.terminate(grace_s=2.0)
+        if self._setup_thread is not None:
+            self._setup_thread.join(timeout=10.0)
+        with self.cond:
+            agent = self.agent
+        if agent is not None:
+            agent.terminate(grace_s=2.0)
         with self.cond:
             self.stopping.set()
             self.cond.notify_all()
@@ -180,13 +297,17 @@ class Bridge:
 
     # -- agent events (reader thread) ----------------------------------------------------
 
-    def _on_output(self, data: bytes) -> None:
+    def _mirror_output(self, data: bytes) -> None:
+        """Copy output to the bridge's stdout: the container log."""
         if self._mirror:
             try:
                 sys.stdout.buffer.write(data)
                 sys.stdout.buffer.flush()
             except (OSError, ValueError):
                 self._mirror = False  # nobody reads the container log: keep going without it
+
+    def _on_output(self, data: bytes) -> None:
+        self._mirror_output(data)
         # only the reader thread touches the screen, so emulation runs outside the lock
         self.screen.feed(data)
         at_prompt = self.screen.at_prompt()
@@ -208,6 +329,27 @@ class Bridge:
             self.transcript.flush()
             self._changed(now)
         _log(f"agent exited with code {code}")
+
+    # -- setup events (setup thread) -----------------------------------------------------
+
+    def _on_setup_output(self, data: bytes) -> None:
+        self._mirror_output(data)
+        with self.cond:
+            now = time.time()
+            for line in self._setup_assembler.feed(data):
+                self._append_setup_line(line, now)
+            self.transcript.flush()
+            self._changed(now)
+
+    def _on_setup_quiet(self) -> None:
+        """No setup output for a while: show an unfinished line (a progress message)."""
+        with self.cond:
+            line = self._setup_assembler.flush()
+            if line is not None:
+                now = time.time()
+                self._append_setup_line(line, now, partial=True)
+                self.transcript.flush()
+                self._changed(now)
 
     # -- ticker --------------------------------------------------------------------------
 
@@ -253,9 +395,17 @@ class Bridge:
         entry = self.transcript.append("output", line, now, **extra)
         self.conversation.add(entry)
 
+    def _append_setup_line(self, line: str, now: float, partial: bool = False) -> None:
+        # setup output is in the transcript, but it is not the agent's turn in the conversation
+        extra = {"partial": True} if partial else {}
+        self.transcript.append("output", line, now, source=SETUP_SOURCE, **extra)
+
+    def _current_state(self, now: float) -> str:
+        return bridge_state(self.activity.state(now), self.setup_phase, self.stop_requested)
+
     def _changed(self, now: float, touched: bool = True) -> None:
         """Record a state change, persist prompts, wake every waiter if anything changed."""
-        state = self.activity.state(now)
+        state = self._current_state(now)
         if state != self.state:
             self.state = state
             self._record_status()
@@ -275,14 +425,21 @@ class Bridge:
     def status_locked(self) -> dict[str, Any]:
         """The GET /status body (lock held)."""
         agent = self.agent
+        exit_code = self.activity.exit_code
+        if exit_code is None and self.setup_phase == FAILED:
+            exit_code = self.setup_exit_code
+        exited = self.activity.exited
         return {
             "status": "stable" if self.state == IDLE else "running",
             "dockyard": {
                 "state": self.state,
-                "exit_code": self.activity.exit_code,
+                "exit_code": exit_code,
                 "last_seq": self.transcript.last_seq,
                 "queued_prompts": self.activity.queued,
-                "agent_pid": agent.pid if agent is not None and self.state != EXITED else None,
+                "agent_pid": agent.pid if agent is not None and not exited else None,
+                "setup": {"state": self.setup_phase, "exit_code": self.setup_exit_code},
+                # Only worth reading once the agent died: was it the memory limit?
+                "oom_kills": oom_kills() if exited else None,
             },
         }
 
@@ -307,11 +464,19 @@ class Bridge:
         """Queue a user prompt or type raw keys; return the prompt id."""
         prompt_id = prompt_id or uuid.uuid4().hex
         with self.cond:
+            if self.stop_requested:
+                raise Rejected(409, "the bridge is stopping; it takes no input")
+            if self.setup_phase == FAILED:
+                code = self.setup_exit_code
+                raise Rejected(409, f"setup failed (exit code {code}); the agent was not started")
             if self.activity.exited:
                 code = self.activity.exit_code
                 raise Rejected(409, f"the agent has exited (code {code}); it takes no input")
             now = time.time()
             if type == RAW:
+                if self.agent is None:
+                    # a prompt waits in the queue; keystrokes have nowhere to go yet
+                    raise Rejected(409, "the agent has not started yet (the setup script runs)")
                 entry = self.transcript.append("input", content, now, raw=True, prompt_id=prompt_id)
                 self.conversation.add(entry)
                 self.transcript.flush()
@@ -388,10 +553,11 @@ def main(argv: list[str] | None = None) -> int:
         target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="http", daemon=True
     )
     serving.start()
-    pid = bridge.agent.pid if bridge.agent is not None else None
+    with bridge.cond:
+        pid = bridge.agent.pid if bridge.agent is not None else None
     _log(
         f"listening on {config.host}:{server.server_port}; agent pid {pid}; "
-        f"resumed: {bridge.resumed}"
+        f"resumed: {bridge.resumed}; setup: {bridge.setup_phase}"
     )
     while not stop.wait(1.0):
         pass

@@ -10,14 +10,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from .activity import EXITED, IDLE, STARTING, WORKING
+from .activity import STATES
 from .app import MAX_LIMIT, MAX_WAIT_S, RAW, USER, Bridge, Rejected
 
 MAX_BODY = 1 << 20
 # SSE: at most one message_update per client this often, and a keepalive when nothing happens
 EVENT_INTERVAL_S = 0.1
 KEEPALIVE_S = 15.0
-STATES = (STARTING, WORKING, IDLE, EXITED)
 
 
 class BridgeServer(ThreadingHTTPServer):

@@ -261,6 +261,8 @@ class Conversation:
             message.add(entry["content"])
             self._messages.append(message)
         elif entry["type"] == "output":
+            if entry.get("source") == "setup":
+                return  # the setup script's output, before the agent started: not its turn
             # the idle prompt line (`> `) is terminal furniture, not something the agent said
             if entry.get("partial") and self._prompt and self._prompt.search(entry["content"]):
                 return

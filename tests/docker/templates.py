@@ -1,0 +1,52 @@
+"""Test templates derived from the built-in `scripted` one, registered on a live server."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+import yaml
+
+from provisioner import paths
+from provisioner.templating.catalog import Catalog
+from tests.docker.conftest import ServerHandle
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def add_scripted_variant(server: ServerHandle, name: str, **changes: Any) -> str:
+    """Copy the scripted template as `name` with `changes` merged into its template.yaml."""
+    root = server.home / "test-templates"
+    folder = root / name
+    if folder.exists():
+        shutil.rmtree(folder)
+    shutil.copytree(paths.builtin_templates_dir() / "scripted", folder)
+    manifest = yaml.safe_load((folder / "template.yaml").read_text())
+    manifest = _merge(manifest, {"name": name, **changes})
+    (folder / "template.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    server.engine.catalog = Catalog(
+        [paths.builtin_templates_dir(), root], [paths.builtin_presets_dir()]
+    )
+    return name
+
+
+def cleanup_templates(server: ServerHandle) -> None:
+    """Forget the variants (their images stay cached by content hash)."""
+    shutil.rmtree(server.home / "test-templates", ignore_errors=True)
+    server.engine.catalog = Catalog()
+
+
+def remove_variant_images(server: ServerHandle, names: list[str]) -> None:
+    """Remove images built for variants so test runs do not pile them up."""
+    for name in names:
+        for image in server.docker.images.list(name=f"dockyard-tpl-{name}"):
+            for tag in image.tags:
+                server.docker.images.remove(tag, noprune=False)
