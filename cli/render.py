@@ -222,3 +222,17 @@ def events_table(events: Iterable[dict[str, Any]]) -> str:
         for e in events
     ]
     return render_table(["TIME", "KIND", "CHANGE", "ACTOR", "REASON"], rows)
+
+
+def phases_line(phases: Iterable[dict[str, Any]]) -> str:
+    """`phases: image 0.1s, create 0.1s, ... (total 0.9s)`; an open phase says `running`."""
+    parts = []
+    total = 0.0
+    for p in phases:
+        took = p.get("duration_s")
+        if took is None:
+            parts.append(f"{p.get('phase')} running")
+        else:
+            total += float(took)
+            parts.append(f"{p.get('phase')} {float(took):.2f}s")
+    return f"phases: {', '.join(parts)} (total {total:.2f}s)"

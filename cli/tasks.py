@@ -17,6 +17,7 @@ from cli.render import (
     events_table,
     log_entry,
     log_text,
+    phases_line,
     render_table,
     status_line,
     task_row,
@@ -223,7 +224,13 @@ def status(ctx: click.Context, task: str, output: str, watch: bool) -> None:
     client = current_client()
     found = client.get_task(task)
     if not watch:
-        click.echo(to_json(found) if output == "json" else tasks_table([found]))
+        if output == "json":
+            click.echo(to_json(found))
+            return
+        click.echo(tasks_table([found]))
+        # Below the two awk-able lines: how long each startup phase took.
+        if found.get("phases"):
+            click.echo(phases_line(found["phases"]))
         return
     try:
         _watch(client, found, output)

@@ -147,3 +147,30 @@ def test_secret_parameters_reach_the_workspace_only(server: ServerHandle, varian
     assert token not in "".join(
         server.docker.containers.get(server.container(task).id).logs().decode()
     )
+
+
+def test_errored_task_resumes_its_session(server: ServerHandle) -> None:
+    task = create(server, "scripted", "before the crash", "--wait")
+    try:
+        server.cli("task", "send", task, "/exit 3", "--no-wait")
+        server.wait_for(task, lambda s: s["status"] == "error", 30, "error")
+        server.cli("task", "resume", task)
+        server.wait_idle(task)
+        out = server.output(task)
+        assert out.count("Working on: before the crash") == 1
+        assert any(line.startswith("Resumed") for line in out)
+        server.cli("task", "send", task, "after the crash")
+        server.wait_output(task, "Done: after the crash")
+    finally:
+        server.cli("task", "delete", "-y", task)
+
+
+def test_template_may_add_back_named_capabilities(server: ServerHandle, variants: None) -> None:
+    name = add_scripted_variant(
+        server, "binds-low-ports", security={"cap_add": ["NET_BIND_SERVICE"]}
+    )
+    task = create(server, name, "hi", "--wait")
+    host = server.container(task).attrs["HostConfig"]
+    assert host["CapDrop"] == ["ALL"] and host["CapAdd"] == ["NET_BIND_SERVICE"]
+    mounts = [m.get("Source", "") for m in server.container(task).attrs["Mounts"]]
+    assert not any("docker.sock" in m for m in mounts)

@@ -171,6 +171,33 @@ def test_kill9_during_active_loses_and_repeats_nothing(
     assert len(containers_of(docker_client, task_id)) == 1
 
 
+def test_orphan_workspace_is_removed_on_restart(
+    proc_server: ServerProcess, docker_client: docker.DockerClient
+) -> None:
+    instance = paths.instance_id(proc_server.home)
+    image = docker_client.images.list(name="dockyard-base")[0].tags[0]
+    orphan = docker_client.containers.run(
+        image,
+        ["sleep", "300"],
+        detach=True,
+        labels={
+            "dockyard.managed": "true",
+            "dockyard.instance": instance,
+            "dockyard.task": "00000000-0000-0000-0000-000000000000",
+        },
+    )
+    proc_server.kill9()
+    proc_server.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if not containers_of(docker_client, "00000000-0000-0000-0000-000000000000"):
+            break
+        time.sleep(0.2)
+    else:
+        orphan.remove(force=True)
+        raise AssertionError("the orphan container was not removed")
+
+
 def test_two_engines_on_one_database_never_both_act(
     tmp_path: Path, docker_client: docker.DockerClient
 ) -> None:

@@ -261,3 +261,16 @@ def test_is_loopback() -> None:
     assert is_loopback("http://localhost:1")
     assert is_loopback("http://[::1]:1")
     assert not is_loopback("https://dockyard.example.com")
+
+
+def test_phases_line_sums_finished_phases() -> None:
+    from cli.render import phases_line
+
+    line = phases_line(
+        [
+            {"phase": "image", "duration_s": 0.5},
+            {"phase": "create", "duration_s": 0.25},
+            {"phase": "agent", "duration_s": None},
+        ]
+    )
+    assert line == "phases: image 0.50s, create 0.25s, agent running (total 0.75s)"
