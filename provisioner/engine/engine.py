@@ -441,7 +441,7 @@ class Engine:
             created_at=now,
             updated_at=now,
             message="waiting to be provisioned",
-            policy=spec.lifecycle.model_dump(),
+            policy={**spec.lifecycle.model_dump(), "backend": spec.backend},
         )
         self.store.create_task(task, actor="user")
         # The bridge queues the first prompt from its config; recording it here gives it

@@ -16,8 +16,10 @@ from fastapi import FastAPI
 
 from provisioner import __version__, paths
 from provisioner.backends.docker import DockerBackend
+from provisioner.backends.router import BackendRouter
 from provisioner.engine.engine import Engine
 from provisioner.engine.workspace import BridgeBundler
+from provisioner.errors import TaskNotFound
 from provisioner.server.api import build_router, install_error_handler
 from provisioner.store.store import Store, sqlite_url
 from provisioner.templating.catalog import Catalog
@@ -26,7 +28,15 @@ from provisioner.templating.catalog import Catalog
 def build_engine(home: Path) -> Engine:
     """The default wiring: SQLite in the home, local Docker, built-in templates."""
     store = Store(os.environ.get("DOCKYARD_DATABASE_URL") or sqlite_url(home / "dockyard.db"))
-    backend = DockerBackend(instance=paths.instance_id(home))
+    docker = DockerBackend(instance=paths.instance_id(home))
+
+    def backend_of(task_id: str) -> str | None:
+        try:
+            return str(store.get(task_id).policy.get("backend") or "docker")
+        except TaskNotFound:
+            return None
+
+    backend = BackendRouter({"docker": docker}, backend_of)
     return Engine(store, backend, Catalog(), BridgeBundler(paths.cache_dir()))
 
 

@@ -34,6 +34,7 @@ class WorkspaceSpec:
     template: str
     template_version: str
     preset: str | None
+    backend: str
     parameters: dict[str, Any]
     image: str | None  # an existing image, or "base" for Dockyard's base image
     build: BuildSpec | None
@@ -95,6 +96,7 @@ def render_workspace(
         template=template.name,
         template_version=template.version,
         preset=preset.name if preset else None,
+        backend=template.config.backend,
         parameters=values,
         image=r(ws.image, "workspace.image") if ws.image else None,
         build=build,

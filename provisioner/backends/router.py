@@ -1,0 +1,85 @@
+"""One Backend in front of several: each task goes to the backend its template names."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from provisioner.backends.base import Backend, BridgeBundle, Observed, ProgressFn
+from provisioner.errors import BackendError
+from provisioner.templating.render import WorkspaceSpec
+
+
+class BackendRouter:
+    """Dispatches per task; the engine sees a single backend."""
+
+    name = "router"
+
+    def __init__(
+        self,
+        backends: dict[str, Backend],
+        backend_of: Callable[[str], str | None],
+        default: str = "docker",
+    ) -> None:
+        self.backends = backends
+        self._backend_of = backend_of  # task id -> backend name; None for unknown tasks
+        self.default = default
+
+    def _for_name(self, name: str) -> Backend:
+        try:
+            return self.backends[name]
+        except KeyError:
+            known = ", ".join(sorted(self.backends))
+            raise BackendError(f"Unknown backend {name!r} (backends: {known})") from None
+
+    def _for(self, task_id: str) -> Backend:
+        return self._for_name(self._backend_of(task_id) or self.default)
+
+    @property
+    def instance(self) -> str:
+        """The instance label shared by every backend of this server."""
+        return str(getattr(self.backends[self.default], "instance", ""))
+
+    def ping(self) -> None:
+        """The default backend must answer (others are checked when used)."""
+        self.backends[self.default].ping()
+
+    def ensure_image(self, spec: WorkspaceSpec, progress: ProgressFn) -> str:
+        """Prepare the image with the backend the spec's template names."""
+        return self._for_name(spec.backend).ensure_image(spec, progress)
+
+    def create(
+        self, task_id: str, task_name: str, spec: WorkspaceSpec, image: str, bridge: BridgeBundle
+    ) -> None:
+        """Create on the template's backend."""
+        self._for_name(spec.backend).create(task_id, task_name, spec, image, bridge)
+
+    def start(self, task_id: str, bridge: BridgeBundle) -> None:
+        """Start on the task's backend."""
+        self._for(task_id).start(task_id, bridge)
+
+    def stop(self, task_id: str) -> None:
+        """Stop on the task's backend."""
+        self._for(task_id).stop(task_id)
+
+    def remove(self, task_id: str) -> None:
+        """Remove everywhere: an orphan's backend may be unknown."""
+        name = self._backend_of(task_id)
+        targets = [self._for_name(name)] if name else list(self.backends.values())
+        for backend in targets:
+            backend.remove(task_id)
+
+    def observe(self, task_id: str) -> Observed:
+        """Observe on the task's backend."""
+        return self._for(task_id).observe(task_id)
+
+    def tail(self, task_id: str, lines: int) -> list[str]:
+        """Tail on the task's backend."""
+        return self._for(task_id).tail(task_id, lines)
+
+    def running_task_ids(self) -> set[str]:
+        """Running tasks across every backend."""
+        return set().union(*(b.running_task_ids() for b in self.backends.values()))
+
+    def task_ids(self) -> set[str]:
+        """Tasks with resources on any backend."""
+        return set().union(*(b.task_ids() for b in self.backends.values()))
