@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from cli.client import current_client
-from cli.render import presets_table, template_text, templates_table, to_json
+from cli.client import CliError, current_client
+from cli.render import presets_table, render_table, template_text, templates_table, to_json
 
 table_or_json = click.option(
     "-o",
@@ -19,7 +21,7 @@ table_or_json = click.option(
 
 @click.group("template")
 def template_group() -> None:
-    """Inspect templates."""
+    """Inspect, validate and push templates."""
 
 
 @template_group.command("list")
@@ -46,9 +48,81 @@ def show_template(name: str, output: str) -> None:
     click.echo(to_json(template) if output == "json" else template_text(template))
 
 
+@template_group.command("versions")
+@click.argument("name")
+@table_or_json
+def template_versions(name: str, output: str) -> None:
+    """List the stored versions of a template; `*` marks the active one."""
+    versions = current_client().template_versions(name)
+    if output == "json":
+        click.echo(to_json(versions))
+        return
+    rows = [
+        [
+            ("* " if v.get("active") else "  ") + str(v["version"]),
+            v.get("label") or "-",
+            "pushed" if v.get("pushed") else "on disk",
+            v.get("created_at") or "-",
+        ]
+        for v in versions
+    ]
+    click.echo(render_table(["VERSION", "LABEL", "SOURCE", "STORED"], rows))
+
+
+@template_group.command("validate")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def validate(folder: Path) -> None:
+    """Check a template folder: schema, every preset rendered; builds nothing."""
+    from provisioner.errors import TemplateError
+    from provisioner.templating.validate import validate_template
+
+    try:
+        report = validate_template(folder)
+    except TemplateError as exc:
+        raise CliError(str(exc)) from exc
+    tpl = report.template
+    for line in report.errors:
+        click.echo(f"error: {line}", err=True)
+    if not report.ok:
+        raise click.exceptions.Exit(1)
+    rendered = ", ".join(report.rendered) or "none"
+    click.echo(f"ok: template {tpl.name} version {tpl.version}; presets rendered: {rendered}")
+
+
+@template_group.command("push")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--label", help="A human label for this version (e.g. v2).")
+def push(folder: Path, label: str | None) -> None:
+    """Validate FOLDER and register it with the server as the template's active version."""
+    from provisioner.errors import TemplateError
+    from provisioner.templating.push import pack_folder
+
+    try:
+        archive = pack_folder(folder)
+    except TemplateError as exc:
+        raise CliError(str(exc)) from exc
+    pushed = current_client().push_template(archive, label)
+    suffix = f" ({pushed['label']})" if pushed.get("label") else ""
+    click.echo(f"Pushed template {pushed['name']} version {pushed['version']}{suffix}")
+
+
 @click.group("preset")
 def preset_group() -> None:
     """Inspect presets (named sets of parameter values)."""
+
+
+@preset_group.command("show")
+@click.argument("template")
+@click.argument("preset")
+@table_or_json
+def show_preset(template: str, preset: str, output: str) -> None:
+    """Show one preset's parameter values."""
+    presets = current_client().list_presets(template)
+    found = [p for p in presets if str(p["name"]).lower() == preset.lower()]
+    if not found:
+        known = ", ".join(str(p["name"]) for p in presets) or "none"
+        raise CliError(f"Template {template!r} has no preset {preset!r} (presets: {known})")
+    click.echo(to_json(found[0]) if output == "json" else presets_table(found))
 
 
 @preset_group.command("list")

@@ -146,11 +146,15 @@ class Client:
         params: dict[str, Any] | None = None,
         json: Any = None,
         timeout: float | None = None,
+        content: bytes | None = None,
     ) -> Any:
         """Send one request and return the decoded JSON body."""
         if params is not None:
             params = {k: v for k, v in params.items() if v is not None}
         extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        if content is not None:
+            extra["content"] = content
+            extra["headers"] = {"content-type": "application/gzip"}
         try:
             response = self._http.request(method, API + path, params=params, json=json, **extra)
         except httpx.TransportError as exc:
@@ -182,6 +186,20 @@ class Client:
         result: JSON = self.request("GET", f"/templates/{_segment(name)}")
         return result
 
+    def template_versions(self, name: str) -> list[JSON]:
+        """Stored versions of a template, oldest first; `active` marks the one in use."""
+        result: list[JSON] = self.request("GET", f"/templates/{_segment(name)}/versions")[
+            "versions"
+        ]
+        return result
+
+    def push_template(self, archive: bytes, label: str | None) -> JSON:
+        """Upload a packed template folder; the server validates and stores it."""
+        result: JSON = self.request(
+            "POST", "/templates", params={"label": label}, content=archive, timeout=120
+        )
+        return result
+
     def list_presets(self, template: str | None = None) -> list[JSON]:
         """Presets, optionally of one template."""
         result: list[JSON] = self.request("GET", "/presets", params={"template": template})[
@@ -198,6 +216,7 @@ class Client:
         preset: str | None = None,
         parameters: dict[str, str] | None = None,
         name: str | None = None,
+        template_version: str | None = None,
     ) -> JSON:
         """Create a task; returns it."""
         body = {
@@ -206,6 +225,7 @@ class Client:
             "prompt": prompt,
             "parameters": parameters or {},
             "name": name,
+            "template_version": template_version,
         }
         result: JSON = self.request("POST", "/tasks", json=body)
         return result

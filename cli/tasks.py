@@ -139,6 +139,9 @@ def task_group() -> None:
     help="Parameter value overriding the preset; repeatable.",
 )
 @click.option("--name", help="Task name (default: derived from the prompt).")
+@click.option(
+    "--template-version", help="A stored version (hash, prefix or label) to pin; default: active."
+)
 @click.option("--stdin", "from_stdin", is_flag=True, help="Read the prompt from stdin.")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the task id.")
 @click.option("--wait", is_flag=True, help="Follow start-up until the agent is idle.")
@@ -156,6 +159,7 @@ def create(
     preset: str | None,
     params: dict[str, str],
     name: str | None,
+    template_version: str | None,
     from_stdin: bool,
     quiet: bool,
     wait: bool,
@@ -165,7 +169,12 @@ def create(
     text = read_text(prompt, from_stdin, "prompt")
     client = current_client()
     task = client.create_task(
-        template=template, preset=preset, prompt=text, parameters=params, name=name
+        template=template,
+        preset=preset,
+        prompt=text,
+        parameters=params,
+        name=name,
+        template_version=template_version,
     )
     if not quiet:
         source = "/".join(p for p in (task.get("template"), task.get("preset")) if p)

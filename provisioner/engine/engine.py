@@ -24,6 +24,7 @@ from provisioner.backends.base import Backend, Observed
 from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachable
 from provisioner.engine.follower import Follower
 from provisioner.engine.provision import Provisioner
+from provisioner.engine.secrets import SecretStore
 from provisioner.engine.workspace import BridgeBundler, initial_prompt_id
 from provisioner.errors import (
     BackendError,
@@ -74,6 +75,7 @@ class Engine:
         *,
         owner: str = "me",
         tick_s: float = 1.0,
+        secrets: SecretStore | None = None,
     ) -> None:
         self.store = store
         self.backend = backend
@@ -81,6 +83,7 @@ class Engine:
         self.bundler = bundler
         self.owner = owner
         self.tick_s = tick_s
+        self.secrets = secrets or SecretStore(None)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -406,13 +409,15 @@ class Engine:
         prompt: str,
         parameters: dict[str, Any],
         name: str | None,
+        template_version: str | None = None,
     ) -> Task:
         """Validate and render everything, then store the task as pending."""
         if not prompt.strip():
             raise ParameterError("The prompt is empty", hint="give the task something to do")
-        tpl = self.catalog.get(template)
+        tpl = self.catalog.get(template, template_version)
         chosen = select_preset(tpl, preset)
-        spec = render_workspace(tpl, chosen, parameters)  # fails before anything is created
+        given = {**self.secrets.from_environment(tpl, parameters), **parameters}
+        spec = render_workspace(tpl, chosen, given)  # fails before anything is created
         self.backend.ping()
         if name is not None:
             if not NAME_RE.match(name):
@@ -434,7 +439,7 @@ class Engine:
             template_version=tpl.version,
             preset=chosen.name if chosen else None,
             parameters=redact(tpl, spec.parameters),
-            resolved=spec.parameters,
+            resolved=redact(tpl, spec.parameters),  # secrets live in the secret store only
             prompt=prompt,
             status=Status.PENDING,
             bridge_token=secrets.token_urlsafe(32),
@@ -443,6 +448,10 @@ class Engine:
             message="waiting to be provisioned",
             policy={**spec.lifecycle.model_dump(), "backend": spec.backend},
         )
+        if self.catalog.versions is not None:
+            self.catalog.versions.snapshot(tpl)  # the task pins this exact content
+        secret_names = {p.name for p in tpl.config.parameters if p.secret}
+        self.secrets.save(task.id, {k: v for k, v in spec.parameters.items() if k in secret_names})
         self.store.create_task(task, actor="user")
         # The bridge queues the first prompt from its config; recording it here gives it
         # an id and a delivery state like every other prompt.
@@ -524,6 +533,7 @@ class Engine:
                     )
             self.backend.remove(task.id)
             self.store.delete(task.id)
+            self.secrets.delete(task.id)
         return task
 
     def send(self, ref: str, text: str) -> dict[str, Any]:

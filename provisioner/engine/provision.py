@@ -98,7 +98,7 @@ class Provisioner:
         task = self.store.get(self.task_id)
         if task.status != Status.INITIALIZING:
             return
-        spec = spec_for(self.engine.catalog, task)
+        spec = spec_for(self.engine.catalog, task, self.engine.secrets.load(task.id))
         limits = dict(task.policy.get("timeouts") or spec.lifecycle.timeouts.model_dump())
         bundle = self.engine.bundler.bundle(task, spec)
         if not self.backend.observe(self.task_id).exists:

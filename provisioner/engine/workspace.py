@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from provisioner.backends.base import BRIDGE_DIR, BRIDGE_PORT, BridgeBundle
 from provisioner.bridge.package import build_zipapp
@@ -15,10 +16,10 @@ from provisioner.templating.render import WorkspaceSpec, render_workspace
 BRIDGE_STATE_DIR = f"{recipes.AGENT_HOME}/.dockyard/bridge"
 
 
-def spec_for(catalog: Catalog, task: Task) -> WorkspaceSpec:
-    """Render the task's template with the parameters resolved when it was created."""
-    template = catalog.get(task.template)
-    return render_workspace(template, None, dict(task.resolved))
+def spec_for(catalog: Catalog, task: Task, secrets: dict[str, Any] | None = None) -> WorkspaceSpec:
+    """Render the version the task pinned with the parameters resolved at its creation."""
+    template = catalog.get(task.template, task.template_version)
+    return render_workspace(template, None, {**task.resolved, **(secrets or {})})
 
 
 def initial_prompt_id(task: Task) -> str:

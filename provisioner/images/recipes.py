@@ -117,7 +117,9 @@ def template_context_files(
     files: dict[str, bytes] = {}
     for path in sorted(context_dir.rglob("*")):
         rel = path.relative_to(context_dir).as_posix()
-        if path.is_file() and rel not in exclude and "__pycache__" not in path.parts:
+        # Presets never reach the image: changing one must not cause a rebuild.
+        skipped = "__pycache__" in path.parts or rel.split("/")[0] == "presets"
+        if path.is_file() and rel not in exclude and not skipped:
             files[rel] = path.read_bytes()
     files["Dockerfile"] = dockerfile.encode()
     return files

@@ -22,6 +22,7 @@ from provisioner.errors import (
 )
 from provisioner.lifecycle import Status
 from provisioner.templating.catalog import Template
+from provisioner.templating.push import push_archive
 
 
 class CreateTask(BaseModel):
@@ -32,6 +33,9 @@ class CreateTask(BaseModel):
     prompt: str = Field(description="The task's first input to the agent")
     parameters: dict[str, Any] = Field(default_factory=dict, description="Overrides")
     name: str | None = Field(None, description="Task name; derived from the prompt if absent")
+    template_version: str | None = Field(
+        None, description="A stored version (hash, prefix or label); the active one if absent"
+    )
 
 
 class SendInput(BaseModel):
@@ -114,6 +118,40 @@ def build_router(engine: Engine, home: str) -> APIRouter:
     def get_template(name: str) -> dict[str, Any]:
         return _template_json(engine.catalog.get(name))
 
+    @r.get("/templates/{name}/versions")
+    def template_versions(name: str) -> dict[str, Any]:
+        active = engine.catalog.get(name)
+        store = engine.catalog.versions
+        stored = store.versions(name) if store else []
+        rows = [
+            {
+                "version": v.version,
+                "label": v.label,
+                "created_at": v.created_at,
+                "pushed": v.pushed,
+                "active": v.version == active.version,
+            }
+            for v in stored
+        ]
+        if not any(r["active"] for r in rows):
+            # The folder on disk, not yet used by any task: a version all the same.
+            rows.append(
+                {
+                    "version": active.version,
+                    "label": None,
+                    "created_at": None,
+                    "pushed": False,
+                    "active": True,
+                }
+            )
+        return {"template": name, "versions": rows}
+
+    @r.post("/templates", status_code=201)
+    async def push_template(request: Request, label: str | None = None) -> dict[str, Any]:
+        body = await request.body()
+        info, tpl = await run_in_threadpool(push_archive, engine.catalog, body, label)
+        return {**_template_json(tpl), "label": info.label, "pushed": True}
+
     @r.get("/templates/{name}/presets")
     def template_presets(name: str) -> dict[str, Any]:
         return {"presets": _preset_json(engine.catalog.get(name))}
@@ -131,6 +169,7 @@ def build_router(engine: Engine, home: str) -> APIRouter:
             prompt=body.prompt,
             parameters=body.parameters,
             name=body.name,
+            template_version=body.template_version,
         )
         return task.public()
 

@@ -18,11 +18,13 @@ from provisioner import __version__, paths
 from provisioner.backends.docker import DockerBackend
 from provisioner.backends.router import BackendRouter
 from provisioner.engine.engine import Engine
+from provisioner.engine.secrets import SecretStore
 from provisioner.engine.workspace import BridgeBundler
 from provisioner.errors import TaskNotFound
 from provisioner.server.api import build_router, install_error_handler
 from provisioner.store.store import Store, sqlite_url
 from provisioner.templating.catalog import Catalog
+from provisioner.templating.versions import VersionStore
 
 
 def build_engine(home: Path) -> Engine:
@@ -37,7 +39,10 @@ def build_engine(home: Path) -> Engine:
             return None
 
     backend = BackendRouter({"docker": docker}, backend_of)
-    return Engine(store, backend, Catalog(), BridgeBundler(paths.cache_dir()))
+    catalog = Catalog(versions=VersionStore(home / "templates"))
+    return Engine(
+        store, backend, catalog, BridgeBundler(paths.cache_dir()), secrets=SecretStore(home)
+    )
 
 
 def create_app(engine: Engine, home: Path) -> FastAPI:

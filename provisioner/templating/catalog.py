@@ -5,14 +5,18 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from provisioner import paths
 from provisioner.errors import PresetNotFound, TemplateError, TemplateNotFound
+from provisioner.templating.locate import line_of
 from provisioner.templating.schema import PresetConfig, TemplateConfig
+
+if TYPE_CHECKING:
+    from provisioner.templating.versions import VersionStore
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -77,12 +81,17 @@ def _validate(model: type[M], data: Any, path: Path) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
+        text = path.read_text()
         problems = []
         for err in exc.errors():
-            loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
+            loc = [p for p in err["loc"] if isinstance(p, str | int)]
+            # Errors of a whole model (validators) point at the model itself.
+            line = line_of(text, loc) or 1
+            field = ".".join(str(part) for part in loc) or "(top level)"
             msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
-            problems.append(f"field {loc}: {msg}")
-        raise TemplateError(f"{path}: " + "; ".join(problems)) from exc
+            msg = msg.removeprefix("Value error, ")
+            problems.append(f"{path}:{line}: field {field}: {msg}")
+        raise TemplateError("; ".join(problems)) from exc
 
 
 def template_version(folder: Path) -> str:
@@ -103,8 +112,12 @@ def load_template(folder: Path, preset_dirs: list[Path] | None = None) -> Templa
         raise TemplateError(f"{folder}: no template.yaml in this folder")
     config = _validate(TemplateConfig, read_yaml(manifest), manifest)
     presets: dict[str, Preset] = {}
-    for base in preset_dirs if preset_dirs is not None else paths.preset_search_path():
-        for file in sorted((base / config.name).glob("*.yaml")):
+    searched = preset_dirs if preset_dirs is not None else paths.preset_search_path()
+    # A template may carry its own presets (presets/*.yaml inside its folder): that is how
+    # a pushed template brings them along.
+    folders = [folder / "presets", *(base / config.name for base in searched)]
+    for preset_folder in folders:
+        for file in sorted(preset_folder.glob("*.yaml")):
             pconf = _validate(PresetConfig, read_yaml(file), file)
             name = pconf.name or file.stem
             presets[name] = Preset(name=name, template=config.name, path=file, config=pconf)
@@ -117,13 +130,21 @@ def load_template(folder: Path, preset_dirs: list[Path] | None = None) -> Templa
 
 
 class Catalog:
-    """All templates on the search path, loaded fresh on each lookup (they are small)."""
+    """All templates: the folders on the search path plus pushed, stored versions.
+
+    Loaded fresh on each lookup (they are small), so an edit on disk shows at once; a
+    task pins the version it was created from through the version store.
+    """
 
     def __init__(
-        self, template_dirs: list[Path] | None = None, preset_dirs: list[Path] | None = None
+        self,
+        template_dirs: list[Path] | None = None,
+        preset_dirs: list[Path] | None = None,
+        versions: VersionStore | None = None,
     ) -> None:
         self._template_dirs = template_dirs
         self._preset_dirs = preset_dirs
+        self.versions = versions
 
     def _folders(self) -> dict[str, Path]:
         found: dict[str, Path] = {}
@@ -137,12 +158,25 @@ class Catalog:
         return found
 
     def names(self) -> list[str]:
-        """Names of the template folders on the search path."""
-        return sorted(self._folders())
+        """Names of every template: on the search path or pushed."""
+        pushed = self.versions.pushed_names() if self.versions else []
+        return sorted(set(self._folders()) | set(pushed))
 
-    def get(self, name: str) -> Template:
-        """Load the template called `name`."""
+    def get(self, name: str, version: str | None = None) -> Template:
+        """The active template called `name`, or the given stored version of it."""
         folder = self._folders().get(name)
+        if version is not None:
+            if folder is not None:
+                current = load_template(folder, self._preset_dirs)
+                if current.version.startswith(version):
+                    return current
+            if self.versions is None:
+                raise TemplateNotFound(f"Template {name!r} has no stored versions")
+            info = self.versions.resolve(name, version)
+            return self.versions.load(name, info.version)
+        pushed = self.versions.latest_pushed(name) if self.versions else None
+        if pushed is not None and self.versions is not None:
+            return self.versions.load(name, pushed.version)
         if folder is None:
             known = ", ".join(self.names()) or "none"
             raise TemplateNotFound(
@@ -152,5 +186,5 @@ class Catalog:
         return load_template(folder, self._preset_dirs)
 
     def all(self) -> list[Template]:
-        """Every template on the search path."""
+        """Every template's active version."""
         return [self.get(name) for name in self.names()]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+from jinja2 import StrictUndefined, UndefinedError
+from jinja2.sandbox import SandboxedEnvironment
 
 from provisioner.errors import ParameterError
 from provisioner.templating.catalog import Preset, Template
@@ -23,7 +27,12 @@ def coerce(param: Parameter, value: Any, source: str) -> Any:
         )
 
     result: Any
-    if param.type == "string":
+    if param.type == "choice":
+        # Options may be numbers or booleans: a --param string matches by its text.
+        assert param.options is not None
+        by_text = {str(o).lower(): o for o in param.options}
+        result = by_text.get(str(value).lower(), value)
+    elif param.type == "string":
         if isinstance(value, dict | list):
             raise bad("a string")
         result = "" if value is None else str(value)
@@ -56,6 +65,7 @@ def coerce(param: Parameter, value: Any, source: str) -> Any:
             result = [item.strip() for item in value.split(",") if item.strip()]
         else:
             raise bad("a list")
+    _validate(param, result, source)
     if param.options is not None and result not in param.options:
         choices = ", ".join(str(o) for o in param.options)
         raise ParameterError(
@@ -64,15 +74,48 @@ def coerce(param: Parameter, value: Any, source: str) -> Any:
     return result
 
 
+def _validate(param: Parameter, value: Any, source: str) -> None:
+    rule = param.validation
+    if rule is None:
+        return
+    why = f" ({rule.message})" if rule.message else ""
+    where = f"Parameter {param.name} from {source}"
+    if rule.regex is not None and isinstance(value, str) and not re.fullmatch(rule.regex, value):
+        raise ParameterError(f"{where}: {value!r} does not match {rule.regex!r}{why}")
+    measure = len(value) if isinstance(value, list) else value
+    if isinstance(measure, int | float) and not isinstance(measure, bool):
+        what = "items" if isinstance(value, list) else "value"
+        if rule.min is not None and measure < rule.min:
+            raise ParameterError(
+                f"{where}: {what} {measure} is below the minimum {rule.min:g}{why}"
+            )
+        if rule.max is not None and measure > rule.max:
+            raise ParameterError(
+                f"{where}: {what} {measure} is above the maximum {rule.max:g}{why}"
+            )
+
+
+def _render_default(param: Parameter, values: dict[str, Any], template: Template) -> Any:
+    """A default may be a Jinja expression over other parameters (`{{ repo }}-work`)."""
+    default = param.default
+    if not isinstance(default, str) or "{" not in default:
+        return default
+    env = SandboxedEnvironment(undefined=StrictUndefined)
+    try:
+        return env.from_string(default).render(values)
+    except UndefinedError as exc:
+        raise ParameterError(
+            f"Default of parameter {param.name} in template {template.name} refers to an "
+            f"unknown or unset parameter: {exc.message}"
+        ) from exc
+
+
 def resolve_parameters(
     template: Template, preset: Preset | None, overrides: dict[str, Any]
 ) -> dict[str, Any]:
     """Merge defaults < preset < overrides, check every value, and require what is required."""
     declared = {p.name: p for p in template.config.parameters}
     values: dict[str, Any] = {}
-    for p in template.config.parameters:
-        if p.default is not None:
-            values[p.name] = coerce(p, p.default, f"template {template.name} default")
     layers: list[tuple[str, dict[str, Any]]] = []
     if preset is not None:
         layers.append((f"preset {preset.name} ({preset.path})", preset.config.parameters))
@@ -86,6 +129,11 @@ def resolve_parameters(
                     f"declares: {known}"
                 )
             values[key] = coerce(declared[key], value, source)
+    # Defaults last, in declaration order, so one may use values set above it.
+    for p in template.config.parameters:
+        if p.name not in values and p.default is not None:
+            default = _render_default(p, values, template)
+            values[p.name] = coerce(p, default, f"template {template.name} default")
     for p in template.config.parameters:
         if p.required and values.get(p.name) in (None, ""):
             setters = sorted(

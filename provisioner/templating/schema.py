@@ -6,11 +6,20 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-ParamType = Literal["string", "number", "integer", "bool", "list"]
+ParamType = Literal["string", "number", "integer", "bool", "list", "choice"]
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class Validation(_Strict):
+    """Checks beyond the type: a pattern for strings, bounds for numbers and list lengths."""
+
+    regex: str | None = Field(None, description="The whole string value must match")
+    min: float | None = Field(None, description="Smallest number (or fewest list items)")
+    max: float | None = Field(None, description="Largest number (or most list items)")
+    message: str | None = Field(None, description="What to tell people when a check fails")
 
 
 class Parameter(_Strict):
@@ -23,6 +32,16 @@ class Parameter(_Strict):
     description: str = Field("", description="What the parameter means, for people")
     options: list[Any] | None = Field(None, description="The only values allowed, if set")
     secret: bool = Field(False, description="Passed to the workspace, redacted everywhere else")
+    validation: Validation | None = Field(None, description="Extra checks on the value")
+    env: str | None = Field(
+        None, description="Server environment variable a secret is read from when not given"
+    )
+
+    @model_validator(mode="after")
+    def _choices_need_options(self) -> Parameter:
+        if self.type == "choice" and not self.options:
+            raise ValueError(f"parameter {self.name!r} is a choice but lists no options")
+        return self
 
 
 class BuildConfig(_Strict):

@@ -49,4 +49,5 @@ def remove_variant_images(server: ServerHandle, names: list[str]) -> None:
     for name in names:
         for image in server.docker.images.list(name=f"dockyard-tpl-{name}"):
             for tag in image.tags:
-                server.docker.images.remove(tag, noprune=False)
+                if tag.startswith(f"dockyard-tpl-{name}:"):
+                    server.docker.images.remove(tag, noprune=False)

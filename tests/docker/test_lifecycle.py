@@ -141,6 +141,8 @@ def test_secret_parameters_reach_the_workspace_only(server: ServerHandle, varian
     assert secret in agent_env[1]
     everything = server.cli("task", "list", "-o", "json").stdout + json.dumps(server.logs(task))
     assert secret not in everything
+    database = b"".join(p.read_bytes() for p in server.home.glob("dockyard.db*"))
+    assert secret.encode() not in database  # never stored in clear
     # The bridge token is never shown either.
     token = server.engine.store.get(task).bridge_token
     assert token not in everything + server.cli("task", "status", task, "-o", "json").stdout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -133,10 +134,9 @@ def test_schema_errors_name_file_and_field(tmp_path: Path) -> None:
     with pytest.raises(TemplateError) as info:
         load_template(path.parent, [])
     msg = info.value.message
-    assert str(path) in msg
-    assert "field colour: unknown field" in msg
-    assert "field agent.command" in msg
-    assert "field parameters.0.type" in msg
+    assert f"{path}:2: field colour: unknown field" in msg
+    assert f"{path}:4: field agent.command" in msg
+    assert f"{path}:7: field parameters.0.type" in msg
 
 
 def test_undefined_variable_in_template(tmp_path: Path) -> None:
@@ -174,3 +174,85 @@ def test_builtin_scripted_template_renders() -> None:
     assert slow.build is not None and "FROM {{ base_image }}" in slow.build.dockerfile
     default = render_workspace(tpl, select_preset(tpl, None), {})
     assert default.agent_command[-1] == "1" and default.memory == "512m"
+
+
+CHECKED = """\
+name: checked
+parameters:
+  - name: repo
+    type: string
+    default: web
+    validation: {regex: "[a-z][a-z0-9-]*", message: "lowercase repository names only"}
+  - name: branch
+    type: string
+    default: "{{ repo }}-work"
+  - name: tries
+    type: integer
+    default: 3
+    validation: {min: 1, max: 5}
+  - name: size
+    type: choice
+    options: [small, large, 2]
+    default: small
+  - name: tags
+    type: list
+    default: [a]
+    validation: {max: 2}
+agent:
+  command: ["run", "{{ branch }}", "{{ size }}", "{{ tags | join(',') }}"]
+"""
+
+
+@pytest.fixture
+def checked(tmp_path: Path) -> Catalog:
+    write(tmp_path / "templates" / "checked" / "template.yaml", CHECKED)
+    return Catalog([tmp_path / "templates"], [tmp_path / "presets"])
+
+
+def test_defaults_may_reference_other_parameters(checked: Catalog) -> None:
+    tpl = checked.get("checked")
+    assert render_workspace(tpl, None, {}).agent_command == ["run", "web-work", "small", "a"]
+    spec = render_workspace(tpl, None, {"repo": "api", "tags": "x,y", "size": "2"})
+    assert spec.agent_command == ["run", "api-work", "2", "x,y"]
+    assert spec.parameters["size"] == 2  # a choice keeps the option's own type
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"repo": "Web"}, "does not match '[a-z][a-z0-9-]*' (lowercase repository names only)"),
+        ({"tries": "0"}, "value 0 is below the minimum 1"),
+        ({"tries": "9"}, "value 9 is above the maximum 5"),
+        ({"tags": "a,b,c"}, "items 3 is above the maximum 2"),
+        ({"size": "huge"}, "'huge' is not one of: small, large, 2"),
+    ],
+)
+def test_validation_rules(checked: Catalog, overrides: dict[str, str], fragment: str) -> None:
+    with pytest.raises(ParameterError, match=re.escape(fragment)):
+        render_workspace(checked.get("checked"), None, overrides)
+
+
+def test_choice_without_options_is_a_template_error(tmp_path: Path) -> None:
+    write(
+        tmp_path / "t" / "template.yaml",
+        "name: x\nparameters:\n  - {name: p, type: choice}\nagent:\n  command: [a]\n",
+    )
+    with pytest.raises(TemplateError, match="is a choice but lists no options"):
+        load_template(tmp_path / "t", [])
+
+
+def test_line_of_points_into_nested_yaml() -> None:
+    from provisioner.templating.locate import line_of
+
+    text = "name: x\nagent:\n  command:\n    - a\n    - b\nparameters: []\n"
+    assert line_of(text, ["agent", "command", 1]) == 5
+    assert line_of(text, ["agent", "nope"]) == 2
+    assert line_of(text, ["parameters"]) == 6
+    assert line_of("[unclosed", ["x"]) is None
+
+
+def test_presets_inside_the_template_folder(tmp_path: Path) -> None:
+    write(tmp_path / "t" / "template.yaml", "name: inner\nagent:\n  command: [a]\n")
+    write(tmp_path / "t" / "presets" / "mine.yaml", "default: true\nparameters: {}\n")
+    tpl = load_template(tmp_path / "t", [])
+    assert list(tpl.presets) == ["mine"] and tpl.default_preset() is not None

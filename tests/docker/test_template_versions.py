@@ -1,0 +1,68 @@
+"""Pushed template versions pin what a task runs (real server and daemon)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+
+from provisioner import paths
+from tests.docker.conftest import ServerHandle
+
+
+def variant(folder: Path, work_seconds: int) -> Path:
+    if folder.exists():
+        shutil.rmtree(folder)
+    shutil.copytree(paths.builtin_templates_dir() / "scripted", folder)
+    manifest = yaml.safe_load((folder / "template.yaml").read_text())
+    manifest["name"] = "pinned"
+    manifest["parameters"][0]["default"] = work_seconds
+    (folder / "template.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    return folder
+
+
+def bridge_config(server: ServerHandle, task: str) -> dict[str, object]:
+    code, out = server.exec(task, "cat", "/opt/dockyard/bridge.json")
+    assert code == 0, out
+    return dict(json.loads(out))
+
+
+def test_push_versions_and_pinning(server: ServerHandle, tmp_path: Path) -> None:
+    folder = variant(tmp_path / "pinned", 1)
+    pushed = server.cli("template", "push", str(folder), "--label", "v1").stdout
+    assert "Pushed template pinned version" in pushed and "(v1)" in pushed
+    first = server.cli("task", "create", "-t", "pinned", "-q", "--wait", "on v1").stdout.strip()
+    try:
+        v1 = server.status(first)["template_version"]
+        variant(folder, 2)
+        server.cli("template", "push", str(folder), "--label", "v2")
+        versions = json.loads(server.cli("template", "versions", "pinned", "-o", "json").stdout)
+        assert [v["label"] for v in versions] == ["v1", "v2"]
+        assert [v["active"] for v in versions] == [False, True]
+
+        second = server.cli("task", "create", "-t", "pinned", "-q", "--wait", "on v2").stdout
+        second = second.strip()
+        old = server.cli(
+            "task", "create", "-t", "pinned", "--template-version", "v1", "-q", "--wait", "old"
+        ).stdout.strip()
+        assert server.status(second)["template_version"] != v1
+        assert server.status(old)["template_version"] == v1
+        assert bridge_config(server, second)["agent_command"][-1] == "2"  # type: ignore[index]
+        assert bridge_config(server, old)["agent_command"][-1] == "1"  # type: ignore[index]
+
+        # A new version never changes a running task, not even when it restarts.
+        server.cli("task", "pause", first)
+        server.cli("task", "resume", first)
+        server.wait_idle(first)
+        assert server.status(first)["template_version"] == v1
+        assert bridge_config(server, first)["agent_command"][-1] == "1"  # type: ignore[index]
+        for task in (second, old):
+            server.cli("task", "delete", "-y", task)
+    finally:
+        server.cli("task", "delete", "-y", first, check=False)
+        for image in server.docker.images.list(name="dockyard-tpl-pinned"):
+            for tag in image.tags:
+                if tag.startswith("dockyard-tpl-pinned:"):  # the same image may carry others
+                    server.docker.images.remove(tag)
