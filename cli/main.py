@@ -10,6 +10,7 @@ from cli import __version__
 from cli.catalog import preset_group, template_group
 from cli.client import ClientSource, CliError
 from cli.local_server import resolve_url
+from cli.pools import pool_group
 from cli.tasks import task_group
 
 
@@ -30,6 +31,7 @@ def cli(ctx: click.Context, url: str | None) -> None:
 cli.add_command(task_group)
 cli.add_command(template_group)
 cli.add_command(preset_group)
+cli.add_command(pool_group)
 
 
 @cli.command("server")

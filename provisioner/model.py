@@ -64,6 +64,7 @@ class Task:
     state_changed_at: str | None = None
     lease_owner: str | None = None
     lease_until: float | None = None
+    kind: str = "task"  # "pool": a warm workspace waiting to be claimed by a task
 
     def public(self) -> dict[str, Any]:
         """The task as the API shows it: no token, no unredacted parameters."""

@@ -60,11 +60,20 @@ class Backend(Protocol):
         """Build or find the workspace image; return its reference."""
 
     def create(
-        self, task_id: str, task_name: str, spec: WorkspaceSpec, image: str, bridge: BridgeBundle
+        self,
+        task_id: str,
+        task_name: str,
+        spec: WorkspaceSpec,
+        image: str,
+        bridge: BridgeBundle,
+        progress: ProgressFn | None = None,
     ) -> None:
-        """Create the workspace (idempotent: an existing one for the task is reused)."""
+        """Create the workspace (idempotent: an existing one for the task is reused).
 
-    def start(self, task_id: str, bridge: BridgeBundle) -> None:
+        `progress` gets lines worth showing in the task's logs (Terraform's plan/apply).
+        """
+
+    def start(self, task_id: str, bridge: BridgeBundle, progress: ProgressFn | None = None) -> None:
         """Start the workspace, refreshing the injected bridge."""
 
     def stop(self, task_id: str) -> None:
@@ -78,6 +87,9 @@ class Backend(Protocol):
 
     def tail(self, task_id: str, lines: int) -> list[str]:
         """The last lines the workspace printed itself (diagnosis when the bridge is gone)."""
+
+    def exec(self, task_id: str, argv: list[str]) -> tuple[int, str]:
+        """Run a command in the running workspace; (exit code, merged output)."""
 
     def running_task_ids(self) -> set[str]:
         """Ids of tasks whose workspace is running (one cheap call per reconcile pass)."""

@@ -56,7 +56,13 @@ class DockerBackend:
         return self.images.ensure_image(spec.image, spec.template, spec.build, progress)
 
     def create(
-        self, task_id: str, task_name: str, spec: WorkspaceSpec, image: str, bridge: BridgeBundle
+        self,
+        task_id: str,
+        task_name: str,
+        spec: WorkspaceSpec,
+        image: str,
+        bridge: BridgeBundle,
+        progress: ProgressFn | None = None,  # nothing worth reporting: it takes milliseconds
     ) -> None:
         """Create volumes and the container unless they exist; inject the bridge."""
         if self._container(task_id) is not None:
@@ -95,7 +101,7 @@ class DockerBackend:
             },
         )
 
-    def start(self, task_id: str, bridge: BridgeBundle) -> None:
+    def start(self, task_id: str, bridge: BridgeBundle, progress: ProgressFn | None = None) -> None:
         """Start the container (after refreshing the bridge files) unless it runs."""
         info = self._container(task_id)
         if info is None:
@@ -140,6 +146,13 @@ class DockerBackend:
         """Last lines of the container's output."""
         info = self._container(task_id)
         return self.docker.logs_tail(info.id, lines) if info else []
+
+    def exec(self, task_id: str, argv: list[str]) -> tuple[int, str]:
+        """docker exec as the workspace's user, in its working directory."""
+        info = self._container(task_id)
+        if info is None or not info.running:
+            raise BackendError(f"task {task_id} has no running workspace to run a command in")
+        return self.docker.exec(info.id, argv)
 
     def running_task_ids(self) -> set[str]:
         """Ids of tasks whose workspace container is running."""

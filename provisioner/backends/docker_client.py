@@ -308,6 +308,16 @@ class DockerClient:
         except Exception as exc:
             raise _translate(exc, "list containers") from exc
 
+    def exec(self, container: str, argv: list[str]) -> tuple[int, str]:
+        """Run a command in a running container; (exit code, stdout+stderr)."""
+        try:
+            created = self._api.exec_create(container, argv)
+            output = self._api.exec_start(created["Id"])
+            code = self._api.exec_inspect(created["Id"]).get("ExitCode")
+        except Exception as exc:
+            raise _translate(exc, f"exec in {container[:12]}") from exc
+        return int(code or 0), output.decode("utf-8", "replace")
+
     def remove_container(self, container: str) -> None:
         """Force-remove a container; a missing one is fine."""
         try:

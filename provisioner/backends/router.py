@@ -48,14 +48,21 @@ class BackendRouter:
         return self._for_name(spec.backend).ensure_image(spec, progress)
 
     def create(
-        self, task_id: str, task_name: str, spec: WorkspaceSpec, image: str, bridge: BridgeBundle
+        self,
+        task_id: str,
+        task_name: str,
+        spec: WorkspaceSpec,
+        image: str,
+        bridge: BridgeBundle,
+        progress: ProgressFn | None = None,
     ) -> None:
         """Create on the template's backend."""
-        self._for_name(spec.backend).create(task_id, task_name, spec, image, bridge)
+        backend = self._for_name(spec.backend)
+        backend.create(task_id, task_name, spec, image, bridge, progress=progress)
 
-    def start(self, task_id: str, bridge: BridgeBundle) -> None:
+    def start(self, task_id: str, bridge: BridgeBundle, progress: ProgressFn | None = None) -> None:
         """Start on the task's backend."""
-        self._for(task_id).start(task_id, bridge)
+        self._for(task_id).start(task_id, bridge, progress=progress)
 
     def stop(self, task_id: str) -> None:
         """Stop on the task's backend."""
@@ -75,6 +82,10 @@ class BackendRouter:
     def tail(self, task_id: str, lines: int) -> list[str]:
         """Tail on the task's backend."""
         return self._for(task_id).tail(task_id, lines)
+
+    def exec(self, task_id: str, argv: list[str]) -> tuple[int, str]:
+        """Exec on the task's backend."""
+        return self._for(task_id).exec(task_id, argv)
 
     def running_task_ids(self) -> set[str]:
         """Running tasks across every backend."""

@@ -23,6 +23,7 @@ from typing import Any
 from provisioner.backends.base import Backend, Observed
 from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachable
 from provisioner.engine.follower import Follower
+from provisioner.engine.pools import WarmPools
 from provisioner.engine.provision import Provisioner
 from provisioner.engine.secrets import SecretStore
 from provisioner.engine.workspace import BridgeBundler, initial_prompt_id
@@ -40,9 +41,9 @@ from provisioner.errors import (
 from provisioner.lifecycle import TERMINAL, ErrorClass, Phase, State, Status
 from provisioner.model import NAME_RE, Task, parse_time, slug_from_prompt, utcnow
 from provisioner.store.store import Store
-from provisioner.templating.catalog import Catalog
+from provisioner.templating.catalog import Catalog, Template
 from provisioner.templating.params import redact
-from provisioner.templating.render import render_workspace, select_preset
+from provisioner.templating.render import WorkspaceSpec, render_workspace, select_preset
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class Engine:
         self.owner = owner
         self.tick_s = tick_s
         self.secrets = secrets or SecretStore(None)
+        self.pools = WarmPools(self)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -140,7 +142,7 @@ class Engine:
     # reconcile -------------------------------------------------------------------
     def reconcile(self) -> None:
         """One level-triggered pass over every live task."""
-        live = [t for t in self.store.list_tasks() if t.status not in TERMINAL]
+        live = [t for t in self.store.list_tasks(kind=None) if t.status not in TERMINAL]
         running: set[str] | None = None
         if any(t.status == Status.ACTIVE for t in live):
             try:
@@ -163,7 +165,8 @@ class Engine:
                 self._maybe_auto_pause(task)
         if time.monotonic() - self._last_sweep > ORPHAN_SWEEP_EVERY_S:
             self._last_sweep = time.monotonic()
-            self._sweep_orphans({t.id for t in self.store.list_tasks()})
+            self._sweep_orphans({t.id for t in self.store.list_tasks(kind=None)})
+        self.pools.fill()
 
     def _take_lease(self, task: Task) -> bool:
         steal = None
@@ -448,10 +451,25 @@ class Engine:
             message="waiting to be provisioned",
             policy={**spec.lifecycle.model_dump(), "backend": spec.backend},
         )
+        secret_names = {p.name for p in tpl.config.parameters if p.secret}
+        secret_values = {k: v for k, v in spec.parameters.items() if k in secret_names}
+        warm = self.pools.claim(
+            tpl,
+            chosen,
+            spec,
+            secret_values,
+            {
+                "name": task.name,
+                "display_name": task.display_name,
+                "prompt": prompt,
+                "message": "claimed a warm workspace",
+            },
+        )
+        if warm is not None:
+            return self._start_claimed(warm, tpl, spec)
         if self.catalog.versions is not None:
             self.catalog.versions.snapshot(tpl)  # the task pins this exact content
-        secret_names = {p.name for p in tpl.config.parameters if p.secret}
-        self.secrets.save(task.id, {k: v for k, v in spec.parameters.items() if k in secret_names})
+        self.secrets.save(task.id, secret_values)
         self.store.create_task(task, actor="user")
         # The bridge queues the first prompt from its config; recording it here gives it
         # an id and a delivery state like every other prompt.
@@ -459,6 +477,18 @@ class Engine:
         self.store.mark_handed(initial_prompt_id(task))
         self.wake()
         return task
+
+    def _start_claimed(self, task: Task, tpl: Template, spec: WorkspaceSpec) -> Task:
+        """A claimed warm workspace: run the per-claim step, then give it the prompt."""
+        try:
+            self.pools.claim_setup(task, tpl, spec)
+        except DockyardError as exc:
+            self.fail(task.id, Status.ACTIVE, str(exc), ErrorClass.PERMANENT)
+            return self.store.get(task.id)
+        self.store.add_prompt(task.id, initial_prompt_id(task), task.prompt)
+        self.store.update(task.id, Status.ACTIVE, actor="user", state=State.WORKING.value)
+        self._deliver_now(task)
+        return self.store.get(task.id)
 
     def pause(
         self,

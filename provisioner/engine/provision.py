@@ -108,11 +108,16 @@ class Provisioner:
             )
             self._enter(Phase.CREATE, "creating the workspace", limits)
             self._bounded(
-                lambda: self.backend.create(self.task_id, task.name, spec, image, bundle),
+                lambda: self.backend.create(
+                    self.task_id, task.name, spec, image, bundle, progress=self._progress()
+                ),
                 "creating the container",
             )
         self._enter(Phase.START, "starting the workspace", limits)
-        self._bounded(lambda: self.backend.start(self.task_id, bundle), "starting the container")
+        self._bounded(
+            lambda: self.backend.start(self.task_id, bundle, progress=self._progress()),
+            "starting the container",
+        )
         client = self._wait_for_bridge(task)
         try:
             self._wait_for_agent(client, spec, limits)

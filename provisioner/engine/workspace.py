@@ -37,7 +37,8 @@ def bridge_config(task: Task, spec: WorkspaceSpec) -> dict[str, object]:
         "listen": f"0.0.0.0:{BRIDGE_PORT}",
         "token_file": f"{BRIDGE_DIR}/token",
         "state_dir": BRIDGE_STATE_DIR,
-        "initial_prompt": task.prompt,
+        # A warm workspace waits for its first prompt until a task claims it.
+        "initial_prompt": task.prompt if task.kind == "task" else None,
         "initial_prompt_id": initial_prompt_id(task),
         "setup_script": spec.setup_script,
         "profile": spec.profile.model_dump(),

@@ -20,7 +20,7 @@ from provisioner.errors import (
     TaskNotFound,
     TemplateError,
 )
-from provisioner.lifecycle import Status
+from provisioner.lifecycle import TERMINAL, Status
 from provisioner.templating.catalog import Template
 from provisioner.templating.push import push_archive
 
@@ -183,6 +183,11 @@ def build_router(engine: Engine, home: str) -> APIRouter:
                 valid = ", ".join(s.value for s in Status)
                 raise TemplateError(f"Unknown status {status!r} (one of: {valid})") from exc
         return {"tasks": [t.public() for t in store.list_tasks(statuses)]}
+
+    @r.get("/pools")
+    def pools() -> dict[str, Any]:
+        members = [t for t in store.list_tasks(kind="pool") if t.status not in TERMINAL]
+        return {"members": [m.public() for m in members]}
 
     @r.get("/tasks/{ref}")
     def get_task(ref: str) -> dict[str, Any]:

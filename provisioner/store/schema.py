@@ -44,6 +44,7 @@ tasks = Table(
     Column("state_changed_at", String(32)),
     Column("lease_owner", String(128)),  # the engine provisioning it, while initializing
     Column("lease_until", Float),
+    Column("kind", String(8), nullable=False, default="task"),  # task | pool (warm member)
     Column("created_at", String(32), nullable=False),
     Column("updated_at", String(32), nullable=False),
     UniqueConstraint("owner", "name", name="uq_task_owner_name"),

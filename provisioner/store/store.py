@@ -130,11 +130,15 @@ class Store(LogsMixin, PromptsMixin):
             raise TaskNotFound(f"No task {ref!r}", hint="list tasks with: dockyard task list")
         return self._row_to_task(row)
 
-    def list_tasks(self, statuses: Iterable[Status] | None = None) -> list[Task]:
-        """Tasks, newest first, optionally only those in the given statuses."""
+    def list_tasks(
+        self, statuses: Iterable[Status] | None = None, kind: str | None = "task"
+    ) -> list[Task]:
+        """Tasks, newest first; by default real tasks only (kind None: warm members too)."""
         query = select(tasks).order_by(tasks.c.created_at.desc())
         if statuses is not None:
             query = query.where(tasks.c.status.in_([s.value for s in statuses]))
+        if kind is not None:
+            query = query.where(tasks.c.kind == kind)
         with self.db.connect() as conn:
             return [self._row_to_task(r) for r in conn.execute(query)]
 
@@ -273,6 +277,36 @@ class Store(LogsMixin, PromptsMixin):
                 select(events).where(events.c.task_id == task_id).order_by(events.c.id)
             )
             return [dict(r._mapping) for r in rows]
+
+    def claim_pool_member(self, member_id: str, changes: dict[str, Any], actor: str) -> bool:
+        """Turn an idle warm workspace into a task, atomically; False if someone was first."""
+        now = utcnow()
+        with self.db.begin() as conn:
+            result = conn.execute(
+                update(tasks)
+                .where(
+                    and_(
+                        tasks.c.id == member_id,
+                        tasks.c.kind == "pool",
+                        tasks.c.status == Status.ACTIVE.value,
+                    )
+                )
+                .values(kind="task", updated_at=now, **changes)
+            )
+            if result.rowcount != 1:
+                return False
+            conn.execute(
+                insert(events).values(
+                    task_id=member_id,
+                    kind="status",
+                    from_value="pool",
+                    to_value="active",
+                    actor=actor,
+                    reason="claimed a warm workspace",
+                    time=now,
+                )
+            )
+        return True
 
     # leases -----------------------------------------------------------------
     def acquire_lease(

@@ -28,6 +28,15 @@ class BuildSpec:
 
 
 @dataclass(frozen=True)
+class TerraformSpec:
+    """A template's Terraform files, rendered, and its extra variables (backend terraform)."""
+
+    source_dir: Path
+    files: dict[str, str]  # path relative to source_dir -> rendered text
+    variables: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class WorkspaceSpec:
     """Everything a backend needs to make one task's workspace."""
 
@@ -49,6 +58,7 @@ class WorkspaceSpec:
     setup_script: str | None = None
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
     cap_add: tuple[str, ...] = ()
+    terraform: TerraformSpec | None = None
 
 
 def render_string(text: str, context: dict[str, Any], where: str) -> str:
@@ -117,7 +127,34 @@ def render_workspace(
         setup_script=r(template.config.setup, "setup") if template.config.setup else None,
         lifecycle=template.config.lifecycle,
         cap_add=tuple(template.config.security.cap_add),
+        terraform=render_terraform(template, context),
     )
+
+
+def render_terraform(template: Template, context: dict[str, Any]) -> TerraformSpec | None:
+    """Render the files matching the terraform section's globs, and its variables."""
+    config = template.config.terraform
+    if config is None:
+        return None
+    manifest = template.path / "template.yaml"
+    folder = template.path / config.dir
+    files: dict[str, str] = {}
+    for pattern in config.files:
+        for path in sorted(folder.glob(pattern)):
+            rel = path.relative_to(folder).as_posix()
+            if path.is_file() and rel not in files:
+                files[rel] = render_string(path.read_text(), context, str(path))
+    if not files:
+        raise TemplateError(
+            f"{manifest}: field terraform: no file in {folder} matches {', '.join(config.files)}"
+        )
+    variables = {
+        key: render_string(value, context, f"{manifest}: field terraform.variables.{key}")
+        if isinstance(value, str)
+        else value
+        for key, value in config.variables.items()
+    }
+    return TerraformSpec(source_dir=folder, files=files, variables=variables)
 
 
 def select_preset(template: Template, name: str | None) -> Preset | None:

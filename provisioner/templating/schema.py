@@ -83,6 +83,11 @@ class AgentProfile(_Strict):
     quiet_ms: int = Field(250, ge=10, description="Output silence before it counts as idle")
     submit: Literal["line"] = Field("line", description="How a prompt is typed in")
     take_timeout_s: float = Field(10.0, gt=0, description="When to assume a prompt was taken")
+    state_source: Literal["screen", "hooks"] = Field(
+        "screen",
+        description="What decides working/idle: the screen (prompt_regex, quiet_ms) or the "
+        "agent's hook events (POST /dockyard/hook: prompt_submitted ... stop)",
+    )
 
 
 class AgentConfig(_Strict):
@@ -123,20 +128,46 @@ class SecurityConfig(_Strict):
     )
 
 
+class TerraformConfig(_Strict):
+    """Terraform files applied per task (backend: terraform), rendered with Jinja first."""
+
+    dir: str = Field("terraform", description="Folder in the template with the Terraform files")
+    files: list[str] = Field(
+        default_factory=lambda: ["*.tf", "*.tf.json"],
+        min_length=1,
+        description="Glob patterns (inside dir) of the files to render and apply",
+    )
+    variables: dict[str, Any] = Field(
+        default_factory=dict, description="Extra Terraform variables (strings rendered by Jinja)"
+    )
+
+
 class TemplateConfig(_Strict):
     """The whole of template.yaml."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", description="Unique template name")
     description: str = ""
-    backend: Literal["docker"] = "docker"
+    backend: Literal["docker", "terraform"] = "docker"
     parameters: list[Parameter] = Field(default_factory=list)
     workspace: WorkspaceConfig = Field(default_factory=WorkspaceConfig)
     setup: str | None = Field(
         None, description="Shell script run in the workspace before the agent"
     )
     agent: AgentConfig
+    claim_setup: str | None = Field(
+        None, description="Shell script run in a warm workspace when a task claims it"
+    )
     lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
+    terraform: TerraformConfig | None = Field(None, description="Required by backend terraform")
+
+    @model_validator(mode="after")
+    def _terraform_section(self) -> TemplateConfig:
+        if self.backend == "terraform" and self.terraform is None:
+            raise ValueError("backend terraform needs a terraform section (its files)")
+        if self.backend != "terraform" and self.terraform is not None:
+            raise ValueError(f"a terraform section needs backend: terraform, not {self.backend}")
+        return self
 
     @model_validator(mode="after")
     def _unique_parameters(self) -> TemplateConfig:
@@ -154,4 +185,7 @@ class PresetConfig(_Strict):
     name: str | None = Field(None, description="Display name; the file name when absent")
     description: str = ""
     default: bool = Field(False, description="Used when a task names no preset")
+    prebuilds: int = Field(
+        0, ge=0, le=50, description="Warm workspaces of this preset kept ready to be claimed"
+    )
     parameters: dict[str, Any] = Field(default_factory=dict)
