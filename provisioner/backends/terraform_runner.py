@@ -18,6 +18,7 @@ gives `-flag`, `IsNotFlagged` or None drops it, a bool gives `-flag=true|false`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -115,10 +116,8 @@ class StreamingTerraform(Terraform):
 
 def _kill_group(proc: subprocess.Popen[str]) -> None:
     log.warning("terraform ran out of time; killing it")
-    try:
+    with contextlib.suppress(OSError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except OSError:
-        pass
 
 
 class TerraformRunner:

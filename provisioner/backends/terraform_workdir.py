@@ -118,7 +118,8 @@ def write_workdir(workdir: Path, spec: WorkspaceSpec, variables: dict[str, Any])
         if old.is_file() and old.name.endswith(RENDERED_SUFFIXES):
             old.unlink()
     for rel, text in spec.terraform.files.items():
-        _write(workdir / rel, text.encode(), 0o600)
+        # main.tf.j2 says "Jinja" to editors; Terraform only reads main.tf.
+        _write(workdir / rel.removesuffix(".j2"), text.encode(), 0o600)
     write_variables(workdir, variables)
 
 
@@ -153,9 +154,7 @@ def parse_outputs(text: str) -> dict[str, Any]:
         raise ValueError("not a JSON object")
     is_state = isinstance(data.get("version"), int)  # a state file, not `output -json`
     outputs = (data.get("outputs") or {}) if is_state else data
-    return {
-        name: item.get("value") for name, item in outputs.items() if isinstance(item, dict)
-    }
+    return {name: item.get("value") for name, item in outputs.items() if isinstance(item, dict)}
 
 
 def has_resources(text: str) -> bool:
