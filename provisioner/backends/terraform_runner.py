@@ -138,10 +138,11 @@ class TerraformRunner:
         code, _, err = result
         if code in ok:
             return code
-        summary = error_summary(err) or f"exit code {code}"
-        for line in summary.splitlines():
+        lines = (error_summary(err) or f"exit code {code}").splitlines()
+        for line in lines:
             (on_line or _log_line)(line)
-        raise BackendError(f"terraform {what} failed: {summary}")
+        # Terraform wraps its messages at 78 columns: joined again, they read as one line.
+        raise BackendError(f"terraform {what} failed: {' '.join(lines)}")
 
     def version(self) -> str:
         """`terraform version`; BackendUnavailable unless it runs."""

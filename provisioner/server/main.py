@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from provisioner import __version__, paths
 from provisioner.backends.docker import DockerBackend
 from provisioner.backends.router import BackendRouter
+from provisioner.backends.terraform import TerraformBackend
 from provisioner.engine.engine import Engine
 from provisioner.engine.secrets import SecretStore
 from provisioner.engine.workspace import BridgeBundler
@@ -38,7 +39,8 @@ def build_engine(home: Path) -> Engine:
         except TaskNotFound:
             return None
 
-    backend = BackendRouter({"docker": docker}, backend_of)
+    terraform = TerraformBackend(docker.instance, home, docker.docker, images=docker.images)
+    backend = BackendRouter({"docker": docker, "terraform": terraform}, backend_of)
     catalog = Catalog(versions=VersionStore(home / "templates"))
     return Engine(
         store, backend, catalog, BridgeBundler(paths.cache_dir()), secrets=SecretStore(home)
