@@ -7,16 +7,8 @@ from pathlib import Path
 import click
 
 from cli.client import CliError, current_client
+from cli.options import output_option
 from cli.render import presets_table, render_table, template_text, templates_table, to_json
-
-table_or_json = click.option(
-    "-o",
-    "--output",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="Table for people, JSON for scripts.",
-)
 
 
 @click.group("template")
@@ -25,7 +17,7 @@ def template_group() -> None:
 
 
 @template_group.command("list")
-@table_or_json
+@output_option
 def list_templates(output: str) -> None:
     """List templates."""
     templates = current_client().list_templates()
@@ -50,7 +42,7 @@ def show_template(name: str, output: str) -> None:
 
 @template_group.command("versions")
 @click.argument("name")
-@table_or_json
+@output_option
 def template_versions(name: str, output: str) -> None:
     """List the stored versions of a template; `*` marks the active one."""
     versions = current_client().template_versions(name)
@@ -114,7 +106,7 @@ def preset_group() -> None:
 @preset_group.command("show")
 @click.argument("template")
 @click.argument("preset")
-@table_or_json
+@output_option
 def show_preset(template: str, preset: str, output: str) -> None:
     """Show one preset's parameter values."""
     presets = current_client().list_presets(template)
@@ -127,7 +119,7 @@ def show_preset(template: str, preset: str, output: str) -> None:
 
 @preset_group.command("list")
 @click.option("-t", "--template", help="Only the presets of this template.")
-@table_or_json
+@output_option
 def list_presets(template: str | None, output: str) -> None:
     """List presets."""
     presets = current_client().list_presets(template)

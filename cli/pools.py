@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from cli.client import current_client
+from cli.options import output_option
 from cli.render import cell, relative_time, render_table, short_version, to_json
 
 
@@ -14,9 +15,7 @@ def pool_group() -> None:
 
 
 @pool_group.command("list")
-@click.option(
-    "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
-)
+@output_option
 def list_pool(output: str) -> None:
     """List warm workspaces: ready ones are active and idle, waiting for a task."""
     members = current_client().request("GET", "/pools")["members"]

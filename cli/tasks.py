@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from cli.client import JSON, Client, CliError, ServerUnreachable, current_client
+from cli.options import output_option
 from cli.render import (
     STOPPED_STATUSES,
     TASK_HEADERS,
@@ -109,16 +110,6 @@ def wait_until_idle(
             )
         time.sleep(WAIT_POLL_INTERVAL)
         task = client.get_task(task["id"])
-
-
-output_option = click.option(
-    "-o",
-    "--output",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="Table for people, JSON for scripts.",
-)
 
 
 @click.group("task")
@@ -308,9 +299,7 @@ def logs(ctx: click.Context, task: str, follow: bool, output: str) -> None:
 
 @task_group.command("events")
 @click.argument("task")
-@click.option(
-    "-o", "--output", type=click.Choice(["table", "json"]), default="table", show_default=True
-)
+@output_option
 def events(task: str, output: str) -> None:
     """Show a task's history: every status, phase and state change, who made it and why."""
     history = current_client().task_events(task)

@@ -34,7 +34,6 @@ from provisioner.errors import (
     DockyardError,
     ParameterError,
     PhaseTimeout,
-    StartupFailure,
     TaskConflict,
     TaskNotFound,
 )
@@ -246,8 +245,9 @@ class Engine:
 
     # provisioning ------------------------------------------------------------------
     def _provision(self, task_id: str) -> None:
+        provisioner = Provisioner(self, task_id)
         try:
-            Provisioner(self, task_id).run()
+            provisioner.run()
             self._ensure_follower(task_id)
         except (TaskConflict, TaskNotFound):
             # Deleted or moved on while we worked: don't leave its workspace behind.
@@ -255,17 +255,20 @@ class Engine:
                 self.store.get(task_id)
             except TaskNotFound:
                 self.backend.remove(task_id)
-        except PhaseTimeout as exc:
-            self.fail(task_id, Status.INITIALIZING, str(exc), ErrorClass.TIMEOUT, phase=exc.phase)
-        except StartupFailure as exc:
-            self.fail(task_id, Status.INITIALIZING, str(exc), ErrorClass.PERMANENT, phase=exc.phase)
-        except BackendUnavailable as exc:
-            self.fail(task_id, Status.INITIALIZING, str(exc), ErrorClass.TRANSIENT)
-        except DockyardError as exc:
-            self.fail(task_id, Status.INITIALIZING, str(exc), ErrorClass.PERMANENT)
         except Exception as exc:
-            log.exception("provisioning task %s failed", task_id)
-            self.fail(task_id, Status.INITIALIZING, f"internal error: {exc}", ErrorClass.UNKNOWN)
+            # Every failure names the phase it happened in, so status says where it broke.
+            phase = getattr(exc, "phase", None) or provisioner.current_phase
+            if isinstance(exc, PhaseTimeout):
+                klass = ErrorClass.TIMEOUT
+            elif isinstance(exc, BackendUnavailable):
+                klass = ErrorClass.TRANSIENT
+            elif isinstance(exc, DockyardError):
+                klass = ErrorClass.PERMANENT
+            else:
+                log.exception("provisioning task %s failed", task_id)
+                klass = ErrorClass.UNKNOWN
+            message = str(exc) if isinstance(exc, DockyardError) else f"internal error: {exc}"
+            self.fail(task_id, Status.INITIALIZING, message, klass, phase=phase or None)
         finally:
             with self._lock:
                 self._provisioning.discard(task_id)

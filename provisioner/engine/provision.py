@@ -92,6 +92,11 @@ class Provisioner:
 
         return report
 
+    @property
+    def current_phase(self) -> str:
+        """The phase being run (or last run); empty before the first."""
+        return self._phase_name
+
     # the run -------------------------------------------------------------------
     def run(self) -> None:
         """Take the task from wherever its provisioning stands to active."""

@@ -1,0 +1,14 @@
+"""Options shared by several commands."""
+
+from __future__ import annotations
+
+import click
+
+output_option = click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Table for people, JSON for scripts.",
+)
