@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-echo "== ruff"; ruff check provisioner cli tests
+echo "== ruff"; ruff check provisioner cli tests bench
 echo "== mypy"; mypy
 echo "== pytest"; python3 -m pytest -q "$@"
