@@ -26,6 +26,9 @@ class DockerBackend:
         self.instance = instance
         self.docker = docker or DockerClient()
         self.images = ImageBuilder(self.docker)
+        # Containers this process created and has not started: their bridge files are
+        # fresh, so start need not copy them in a second time.
+        self._fresh: set[str] = set()
 
     def _labels(self, task_id: str) -> dict[str, str]:
         return {LABEL_MANAGED: "true", LABEL_INSTANCE: self.instance, LABEL_TASK: task_id}
@@ -89,6 +92,7 @@ class DockerBackend:
             restart=spec.lifecycle.restart,
         )
         self._inject(container, bridge)
+        self._fresh.add(container)
 
     def _inject(self, container: str, bridge: BridgeBundle) -> None:
         self.docker.put_files(
@@ -108,7 +112,10 @@ class DockerBackend:
             raise BackendError(f"task {task_id} has no workspace container to start")
         if info.running:
             return
-        self._inject(info.id, bridge)
+        if info.id in self._fresh:
+            self._fresh.discard(info.id)
+        else:
+            self._inject(info.id, bridge)  # the server may have a newer bridge than the disk
         self.docker.start(info.id)
 
     def stop(self, task_id: str) -> None:

@@ -85,6 +85,7 @@ class Engine:
         self.tick_s = tick_s
         self.secrets = secrets or SecretStore(None)
         self.pools = WarmPools(self)
+        self.endpoints: dict[str, str] = {}  # task id -> bridge URL, kept by followers
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -291,6 +292,7 @@ class Engine:
                 del self._followers[follower.task_id]
 
     def _stop_follower(self, task_id: str, wait: bool = True) -> None:
+        self.endpoints.pop(task_id, None)  # a stopped workspace may come back elsewhere
         with self._lock:
             follower = self._followers.get(task_id)
         if follower is not None:
@@ -597,10 +599,11 @@ class Engine:
         return {"ok": True, "prompt_id": prompt["id"], "state": prompt["state"]}
 
     def _deliver_now(self, task: Task) -> None:
-        observed = self.backend.observe(task.id)
-        if not observed.endpoint:
+        # The follower knows where the bridge is; asking Docker costs a list and an inspect.
+        endpoint = self.endpoints.get(task.id) or self.backend.observe(task.id).endpoint
+        if not endpoint:
             return  # the follower delivers once the workspace is back
-        client = BridgeClient(observed.endpoint, task.bridge_token, timeout=10)
+        client = BridgeClient(endpoint, task.bridge_token, timeout=5)
         try:
             self.deliver_prompts(task, client)
         except (BridgeUnreachable, BridgeError) as exc:

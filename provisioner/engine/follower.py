@@ -57,6 +57,7 @@ class Follower(threading.Thread):
         if not observed.running or not observed.endpoint:
             return None
         task = self.engine.store.get(self.task_id)
+        self.engine.endpoints[self.task_id] = observed.endpoint
         return BridgeClient(observed.endpoint, task.bridge_token, timeout=POLL_WAIT_S + 5)
 
     def _follow(self) -> None:
@@ -141,8 +142,15 @@ class Follower(threading.Thread):
             state = State.IDLE if idle else State.WORKING
             message = _message_from(entries, task.message)
             if state.value != task.state or message != task.message:
+                # the bridge says why when the agent's hooks decide ("hook stop")
+                reason = status.get("state_reason") if state.value == bridge_state else ""
                 store.update(
-                    self.task_id, Status.ACTIVE, actor="bridge", state=state.value, message=message
+                    self.task_id,
+                    Status.ACTIVE,
+                    actor="bridge",
+                    reason=str(reason or ""),
+                    state=state.value,
+                    message=message,
                 )
         if client is not None:
             client.close()

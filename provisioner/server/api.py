@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Query, Request
@@ -21,6 +22,7 @@ from provisioner.errors import (
     TemplateError,
 )
 from provisioner.lifecycle import TERMINAL, Status
+from provisioner.store.store import Store
 from provisioner.templating.catalog import Template
 from provisioner.templating.push import push_archive
 
@@ -83,6 +85,32 @@ def _preset_json(tpl: Template) -> list[dict[str, Any]]:
         }
         for p in sorted(tpl.presets.values(), key=lambda p: p.name)
     ]
+
+
+async def _wait_for_logs(
+    store: Store, task_id: str, after: int, limit: int, wait: float
+) -> list[dict[str, Any]]:
+    """Entries after `after`, long-polling up to `wait` s; woken as soon as lines are stored."""
+    loop = asyncio.get_running_loop()
+    arrived = asyncio.Event()
+
+    def wake() -> None:  # called from the follower's thread
+        loop.call_soon_threadsafe(arrived.set)
+
+    store.log_listeners.add(wake)
+    try:
+        deadline = loop.time() + wait
+        while True:
+            arrived.clear()
+            rows: list[dict[str, Any]] = await run_in_threadpool(store.logs, task_id, after, limit)
+            remaining = deadline - loop.time()
+            if rows or remaining <= 0:
+                return rows
+            # Other processes sharing the database do not wake us: re-check now and then.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(arrived.wait(), min(remaining, 1.0))
+    finally:
+        store.log_listeners.discard(wake)
 
 
 def _prompt_json(p: dict[str, Any]) -> dict[str, Any]:
@@ -206,13 +234,7 @@ def build_router(engine: Engine, home: str) -> APIRouter:
         limit: int = Query(10000, ge=1, le=100000),
     ) -> dict[str, Any]:
         task = await run_in_threadpool(store.get, ref)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        while True:
-            rows = await run_in_threadpool(store.logs, task.id, after, limit)
-            if rows or loop.time() >= deadline:
-                break
-            await asyncio.sleep(0.1)
+        rows = await _wait_for_logs(store, task.id, after, limit, wait)
         current = await run_in_threadpool(store.get, task.id)
         waiting = await run_in_threadpool(store.prompts, task.id)
         return {

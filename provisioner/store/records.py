@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine, and_, func, select, update
@@ -22,6 +23,9 @@ class LogsMixin:
     """Transcript entries from the bridge and provisioning lines, in arrival order."""
 
     db: Engine
+    # Callbacks run whenever lines are stored, so long-polling readers in this process wake
+    # at once; readers still re-check on a timer for writers in other processes.
+    log_listeners: set[Callable[[], None]]
 
     def append_logs(self, task_id: str, entries: list[dict[str, Any]]) -> int:
         """Store entries; ones whose bridge seq is already stored are skipped."""
@@ -40,6 +44,8 @@ class LogsMixin:
             return 0
         with self.db.begin() as conn:
             result = conn.execute(_insert_ignoring_duplicates(self.db, logs), rows)
+        for listener in list(self.log_listeners):
+            listener()
         return int(result.rowcount or 0)
 
     def system_log(self, task_id: str, content: str) -> None:

@@ -68,6 +68,7 @@ class Store(LogsMixin, PromptsMixin):
             self.db = create_engine(url, pool_pre_ping=True)
         metadata.create_all(self.db)
         self._check_schema()
+        self.log_listeners = set()
 
     def _check_schema(self) -> None:
         # No migrations yet: refuse an older database with a clear way out, rather than
