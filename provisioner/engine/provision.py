@@ -163,7 +163,7 @@ class Provisioner:
                 except (BridgeUnreachable, BridgeError) as exc:
                     last_error = str(exc)
                 client.close()
-            time.sleep(0.05)
+            time.sleep(0.02)
         raise self._timeout(f"the bridge did not answer ({last_error})")
 
     def _wait_for_agent(
@@ -172,9 +172,11 @@ class Provisioner:
         """Follow setup then agent start through the bridge, storing their output live."""
         after = self.store.last_seq(self.task_id)
         current = ""
+        seen_state: str | None = None
         while True:
             try:
-                reply = client.log(after=after, wait=0.5)
+                # Passing the state seen last makes the bridge answer the moment it changes.
+                reply = client.log(after=after, wait=0.5, state=seen_state)
             except (BridgeUnreachable, BridgeError) as exc:
                 if not self.backend.observe(self.task_id).running:
                     raise self._died() from exc
@@ -186,6 +188,7 @@ class Provisioner:
                 after = max(int(e["seq"]) for e in entries)
             status = reply.get("status", {}).get("dockyard", {})
             state = status.get("state")
+            seen_state = str(state) if state else None
             if state == "setup_failed":
                 self._phase_name = Phase.SETUP.value
                 code = (status.get("setup") or {}).get("exit_code", status.get("exit_code"))
