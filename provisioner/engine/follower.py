@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 POLL_WAIT_S = 10.0
+FETCH_LIMIT = 10000  # a flood comes over in a few large batches, not many small ones
 LAST_LINES = 8
 
 
@@ -90,7 +91,9 @@ class Follower(threading.Thread):
                 # The first poll learns the state; once the agent has exited nothing will
                 # change: both are answered at once rather than long-polled.
                 wait = 0.0 if bridge_state in ("", "exited") else POLL_WAIT_S
-                reply = client.log(after=last_seq, wait=wait, state=bridge_state or None)
+                reply = client.log(
+                    after=last_seq, wait=wait, state=bridge_state or None, limit=FETCH_LIMIT
+                )
                 failures = 0
             except (BridgeUnreachable, BridgeError) as exc:
                 failures += 1
