@@ -81,7 +81,9 @@ class AgentProfile(_Strict):
 
     prompt_regex: str = Field(r"^> ?$", description="Matches the cursor line when it waits")
     quiet_ms: int = Field(250, ge=10, description="Output silence before it counts as idle")
-    submit: Literal["line"] = Field("line", description="How a prompt is typed in")
+    submit: Literal["line", "paste"] = Field(
+        "line", description="How a prompt is typed in: one line + Enter, or bracketed paste + Enter"
+    )
     take_timeout_s: float = Field(10.0, gt=0, description="When to assume a prompt was taken")
     state_source: Literal["screen", "hooks"] = Field(
         "screen",

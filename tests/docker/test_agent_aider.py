@@ -139,7 +139,9 @@ def add_aider_variant(server: ServerHandle, name: str, env: dict[str, str]) -> s
     manifest["workspace"]["env"].update(env)
     (folder / "template.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
     server.engine.catalog = Catalog(
-        [paths.builtin_templates_dir(), folder.parent], [paths.builtin_presets_dir()]
+        [paths.builtin_templates_dir(), folder.parent],
+        [paths.builtin_presets_dir()],
+        server.engine.catalog.versions,
     )
     return name
 

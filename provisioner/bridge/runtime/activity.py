@@ -6,6 +6,7 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .hooks import PROMPT_SUBMITTED, HookTracker
 from .transcript import utc_iso
 
 QUEUED, DELIVERED, TAKEN = "queued", "delivered", "taken"
@@ -67,11 +68,15 @@ class Prompt:
 class Activity:
     """Decides working/idle and when the next queued prompt may be delivered."""
 
-    # idle = quiet for quiet_s, cursor at the prompt, nothing queued, last delivery taken
+    # idle = quiet for quiet_s, cursor at the prompt, nothing queued, last delivery taken;
+    # with `hooks` (state_source hooks) the agent's hook events decide instead: see hooks.py
 
-    def __init__(self, quiet_s: float, take_timeout_s: float, now: float) -> None:
+    def __init__(
+        self, quiet_s: float, take_timeout_s: float, now: float, hooks: HookTracker | None = None
+    ) -> None:
         self.quiet_s = quiet_s
         self.take_timeout_s = take_timeout_s
+        self.hooks = hooks
         self.prompts: list[Prompt] = []
         self._queue: deque[Prompt] = deque()
         self._in_flight: Prompt | None = None
@@ -127,8 +132,24 @@ class Activity:
         """The agent printed something; `at_prompt` is the screen's verdict afterwards."""
         self.last_output_at = now
         self.at_prompt = at_prompt
-        if self._in_flight is not None:
+        # with hooks, output is no proof: the agent echoes a prompt before it submits it
+        if self._in_flight is not None and self.hooks is None:
             self._take(now, assumed=False)
+
+    def on_hook(self, event: str, now: float) -> bool:
+        """The agent's hook reported `event`; False if it is unknown (or hooks are off)."""
+        if self.hooks is None or self.exited or not self.hooks.on_event(event, now):
+            return False
+        if event == PROMPT_SUBMITTED:
+            self._started = True  # it takes prompts, so it is up
+            if self._in_flight is not None:
+                self._take(now, assumed=False)
+        return True
+
+    def on_raw_input(self) -> None:
+        """Keys were typed directly: they may start or interrupt a turn no hook reports."""
+        if self.hooks is not None:
+            self.hooks.unconfirm()
 
     def on_exit(self, code: int, now: float) -> None:
         """The agent process ended."""
@@ -143,7 +164,9 @@ class Activity:
         """Apply time-driven transitions: the take timeout and first reaching the prompt."""
         if self._in_flight is not None and now - self._in_flight_at() >= self.take_timeout_s:
             self._take(now, assumed=True)
-        if not self._started and self._resting(now):
+            if self.hooks is not None:
+                self.hooks.unconfirm()  # taken, but no hook saw it: the screen decides
+        if not self._started and self._may_start(now):
             self._started = True
 
     def next_delivery(self, now: float) -> Prompt | None:
@@ -168,7 +191,7 @@ class Activity:
         """starting, working, idle or exited."""
         if self.exited:
             return EXITED
-        if not (self._started or self._resting(now)):
+        if not (self._started or self._may_start(now)):
             return STARTING
         if self._ready(now) and not self._queue:
             return IDLE
@@ -188,8 +211,20 @@ class Activity:
     def _resting(self, now: float) -> bool:
         return not self.exited and self.at_prompt and self.quiet(now)
 
+    def _may_start(self, now: float) -> bool:
+        if self.hooks is None:
+            return self._resting(now)
+        return not self.exited and self.hooks.started(self._resting(now), self.quiet(now))
+
     def _ready(self, now: float) -> bool:
-        return self._in_flight is None and self._resting(now)
+        if self.hooks is None:
+            return self._in_flight is None and self._resting(now)
+        return (
+            self._in_flight is None
+            and not self.exited
+            and (self._started or self._may_start(now))
+            and self.hooks.idle(self._resting(now))
+        )
 
     def _in_flight_at(self) -> float:
         assert self._in_flight is not None and self._in_flight.delivered_at is not None

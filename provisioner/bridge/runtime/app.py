@@ -16,10 +16,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from .activity import IDLE, Activity, Prompt
+from .activity import IDLE, WORKING, Activity, Prompt
 from .agent import AgentProcess, terminal_env
 from .cgroup import oom_kills
 from .config import BridgeConfig, ConfigError, load_config
+from .hooks import HOOKS, HookTracker, bridge_env
 from .screen import TerminalScreen
 from .setup import (
     DONE,
@@ -66,7 +67,16 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def submit_text(content: str, mode: str = "line") -> str:
-    """The keystrokes that submit `content` to the agent (mode "line" is the only one yet)."""
+    """The keystrokes that submit `content` to the agent.
+
+    "line": typed on one line, then Enter. "paste": a bracketed paste, then Enter, for
+    agents that turn on bracketed paste (Claude Code): the lines stay lines, and a long
+    prompt is not taken for a paste that swallows the Enter.
+    """
+    if mode == "paste":
+        # an ESC inside could end the paste early; newlines are the terminal's \n
+        text = content.replace("\x1b", "").replace("\r\n", "\n").replace("\r", "\n")
+        return f"\x1b[200~{text}\x1b[201~\r"
     # a newline would submit early, so the whole prompt goes on one line
     text = content.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
     return text + "\r"
@@ -98,7 +108,8 @@ class Bridge:
         self.assembler = LineAssembler()
         self.screen = TerminalScreen(config.columns, config.rows, profile.prompt_regex)
         now = time.time()
-        self.activity = Activity(profile.quiet_s, profile.take_timeout_s, now)
+        hooks = HookTracker() if profile.state_source == HOOKS else None
+        self.activity = Activity(profile.quiet_s, profile.take_timeout_s, now, hooks)
         self.initial_prompt_queued = self._load_prompts(prompts_path, has_history)
         if not self.initial_prompt_queued:
             if config.initial_prompt:
@@ -125,6 +136,8 @@ class Bridge:
         self.version = 0
         self._mirror = True
         self._ticker: threading.Thread | None = None
+        # the port the API really listens on (main() sets it once bound: the config may say 0)
+        self.listen_port = config.port
 
     # -- persistence ---------------------------------------------------------------------
 
@@ -193,7 +206,7 @@ class Bridge:
             self._setup = SetupScript(
                 setup_argv(resolve_shell(config.setup_shell), config.setup_script),
                 config.cwd,
-                terminal_env(config.env),
+                self._env(),
                 self._on_setup_output,
                 self._on_setup_quiet,
             )
@@ -215,7 +228,7 @@ class Bridge:
         agent = AgentProcess(
             argv,
             config.cwd,
-            terminal_env(config.env),
+            self._env(),
             config.columns,
             config.rows,
             self._on_output,
@@ -235,6 +248,12 @@ class Bridge:
             with self.cond:
                 self.run_state.agent_started = True
                 self._save_run_state()
+
+    def _env(self) -> dict[str, str]:
+        """The environment of the setup script and the agent: how to reach the bridge too."""
+        config = self.config
+        reach = bridge_env(config.host, self.listen_port, config.token_file)
+        return terminal_env({**config.env, **reach})
 
     def _setup_then_agent(self) -> None:
         """Run the setup script (setup thread); start the agent if it succeeded."""
@@ -422,6 +441,13 @@ class Bridge:
         event = {"status": "stable" if self.state == IDLE else "running", "state": self.state}
         self.status_events.append((self.status_counter, event))
 
+    def _state_reason(self) -> str:
+        """Why the agent counts as working or idle; only told when hooks decide."""
+        hooks = self.activity.hooks
+        if hooks is None or self.state not in (IDLE, WORKING):
+            return ""
+        return hooks.reason(self.activity.queued, self.activity.in_flight is not None)
+
     def status_locked(self) -> dict[str, Any]:
         """The GET /status body (lock held)."""
         agent = self.agent
@@ -436,6 +462,9 @@ class Bridge:
                 "exit_code": exit_code,
                 "last_seq": self.transcript.last_seq,
                 "queued_prompts": self.activity.queued,
+                "state_source": self.config.profile.state_source,
+                "state_reason": self._state_reason(),
+                "hooks": self.activity.hooks.to_dict() if self.activity.hooks else None,
                 "agent_pid": agent.pid if agent is not None and not exited else None,
                 "setup": {"state": self.setup_phase, "exit_code": self.setup_exit_code},
                 # Only worth reading once the agent died: was it the memory limit?
@@ -482,6 +511,7 @@ class Bridge:
                 self.transcript.flush()
                 if self.agent is not None:
                     self.agent.write(content.encode("utf-8"))
+                self.activity.on_raw_input()
                 self._changed(now)
                 return prompt_id
             existing = self.activity.find(prompt_id)
@@ -493,6 +523,15 @@ class Bridge:
             self.activity.enqueue(prompt_id, content, now)
             self._changed(now)  # working from this moment, before the caller hears back
             return prompt_id
+
+    def hook(self, event: str) -> dict[str, Any]:
+        """An agent hook reported `event` (POST /dockyard/hook); unknown events are counted."""
+        with self.cond:
+            now = time.time()
+            known = self.activity.on_hook(event, now)
+            self._changed(now)
+            source = self.config.profile.state_source
+            return {"ok": True, "known": known, "state_source": source, "state": self.state}
 
     def log(self, after: int, wait: float, limit: int, state: str | None) -> dict[str, Any]:
         """Entries after `after`; long-polls up to `wait` s while none and the state holds."""
@@ -547,6 +586,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     stop = threading.Event()
     _install_signals(stop)
+    bridge.listen_port = server.server_port
     bridge.start()  # forks the agent before the HTTP threads exist
     # a short poll interval makes server.shutdown() quick when Docker stops the container
     serving = threading.Thread(

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .hooks import SCREEN, STATE_SOURCES
+
 
 class ConfigError(Exception):
     """The configuration file is missing, unreadable or invalid."""
@@ -22,6 +24,8 @@ class Profile:
     quiet_ms: int = 250
     submit: str = "line"
     take_timeout_s: float = 10.0
+    # what decides working/idle: the screen (prompt_regex + quiet_ms) or the agent's hooks
+    state_source: str = SCREEN
 
     @property
     def quiet_s(self) -> float:
@@ -71,7 +75,7 @@ class BridgeConfig:
         return token
 
 
-_SUBMIT_MODES = ("line",)
+_SUBMIT_MODES = ("line", "paste")
 
 
 def _command(data: dict[str, Any], key: str, required: bool) -> list[str] | None:
@@ -120,7 +124,8 @@ def _profile(raw: Any, warn: Callable[[str], None]) -> Profile:
         return Profile()
     if not isinstance(raw, dict):
         raise ConfigError("profile must be an object")
-    unknown = sorted(set(raw) - {"prompt_regex", "quiet_ms", "submit", "take_timeout_s"})
+    known = {"prompt_regex", "quiet_ms", "submit", "take_timeout_s", "state_source"}
+    unknown = sorted(set(raw) - known)
     if unknown:
         warn(f"ignoring unknown profile keys: {', '.join(unknown)}")
     defaults = Profile()
@@ -132,11 +137,15 @@ def _profile(raw: Any, warn: Callable[[str], None]) -> Profile:
     submit = _str(raw, "submit", defaults.submit)
     if submit not in _SUBMIT_MODES:
         raise ConfigError(f"profile.submit must be one of: {', '.join(_SUBMIT_MODES)}")
+    state_source = _str(raw, "state_source", defaults.state_source)
+    if state_source not in STATE_SOURCES:
+        raise ConfigError(f"profile.state_source must be one of: {', '.join(STATE_SOURCES)}")
     return Profile(
         prompt_regex=regex,
         quiet_ms=int(_number(raw, "quiet_ms", defaults.quiet_ms, 1)),
         submit=submit,
         take_timeout_s=float(_number(raw, "take_timeout_s", defaults.take_timeout_s, 0.1)),
+        state_source=state_source,
     )
 
 

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from .activity import STATES
 from .app import MAX_LIMIT, MAX_WAIT_S, RAW, USER, Bridge, Rejected
+from .hooks import parse_event
 
 MAX_BODY = 1 << 20
 # SSE: at most one message_update per client this often, and a keepalive when nothing happens
@@ -152,6 +153,14 @@ class Handler(BaseHTTPRequestHandler):
         new_id = self.server.bridge.submit(content, kind, prompt_id)
         self._send_json(200, {"ok": True, "id": new_id})
 
+    def hook(self, query: dict[str, list[str]]) -> None:
+        """POST /dockyard/hook: an agent hook event ({"event": "prompt_submitted"|"stop"|...})."""
+        try:
+            event = parse_event(self._read_json())
+        except ValueError as exc:
+            raise Rejected(400, str(exc)) from None
+        self._send_json(200, self.server.bridge.hook(event))
+
     def _read_json(self) -> dict[str, Any]:
         length_text = self.headers.get("Content-Length")
         if length_text is None:
@@ -252,7 +261,7 @@ _GET = {
     "/dockyard/log": Handler.log,
     "/dockyard/prompts": Handler.prompts,
 }
-_POST = {"/message": Handler.message}
+_POST = {"/message": Handler.message, "/dockyard/hook": Handler.hook}
 
 
 class BridgeServer6(BridgeServer):

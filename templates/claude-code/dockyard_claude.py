@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""Dockyard's glue around Claude Code in a workspace (standard library only).
+
+dockyard-claude seed           answer Claude Code's first-run questions ahead of time and
+                               install the hooks that report each turn to the bridge
+                               (the template's setup script; safe to run again)
+dockyard-claude hook EVENT     a hook command: tell the bridge EVENT (prompt_submitted,
+                               stop, ...); never fails Claude Code, never prints to stdout
+dockyard-claude resume ARGS    start `claude ARGS --continue` when the workspace has a
+                               conversation to continue, else `claude ARGS`
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+HOOK_COMMAND = "dockyard-claude hook"
+# Claude Code hook event -> the bridge's event name (POST /dockyard/hook)
+HOOK_EVENTS = {
+    "SessionStart": "session_start",
+    "UserPromptSubmit": "prompt_submitted",
+    "PreToolUse": "tool_use",
+    "Stop": "stop",
+    "StopFailure": "stop_failure",
+    "Notification": "notification",
+    "SessionEnd": "session_end",
+}
+HOOK_TIMEOUT_S = 10
+POST_TIMEOUT_S = 5.0
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"dockyard-claude: {path} is unreadable ({exc}); starting it afresh\n")
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _save(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.dockyard.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        json.dump(data, out, indent=2)
+        out.write("\n")
+    os.replace(tmp, path)
+
+
+def _claude_version() -> str | None:
+    try:
+        out = subprocess.run(
+            ["claude", "--version"], capture_output=True, text=True, timeout=60, check=False
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.match(r"\s*(\d+\.\d+\.\d+)", out)
+    return match.group(1) if match else None
+
+
+def _our_hooks() -> dict[str, list[dict[str, Any]]]:
+    return {
+        claude_event: [
+            {
+                "hooks": [
+                    {
+                        "type": "command",
+                        "command": f"{HOOK_COMMAND} {event}",
+                        "timeout": HOOK_TIMEOUT_S,
+                    }
+                ]
+            }
+        ]
+        for claude_event, event in HOOK_EVENTS.items()
+    }
+
+
+def _merge_hooks(existing: Any) -> dict[str, Any]:
+    """The user's own hooks, kept, plus ours (replacing earlier copies of ours)."""
+    hooks: dict[str, Any] = dict(existing) if isinstance(existing, dict) else {}
+    for claude_event, ours in _our_hooks().items():
+        kept = []
+        for group in hooks.get(claude_event) or []:
+            commands = group.get("hooks") if isinstance(group, dict) else None
+            if isinstance(commands, list) and any(
+                isinstance(c, dict) and str(c.get("command", "")).startswith(HOOK_COMMAND)
+                for c in commands
+            ):
+                continue
+            kept.append(group)
+        hooks[claude_event] = kept + ours
+    return hooks
+
+
+def seed(workdir: str) -> int:
+    """Pre-answer first-run questions in ~/.claude.json; hooks in ~/.claude/settings.json."""
+    home = Path.home()
+    state_path = home / ".claude.json"
+    state = _load(state_path)
+    state["hasCompletedOnboarding"] = True
+    version = _claude_version()
+    if version:
+        state["lastOnboardingVersion"] = version  # no release notes screen either
+    state.setdefault("theme", "dark")
+    state["autoUpdates"] = False
+    state["bypassPermissionsModeAccepted"] = True
+    key = os.environ.get("ANTHROPIC_API_KEY", "")
+    if key:
+        # Claude Code asks once whether to use a key from the environment; it remembers the
+        # answer by the key's last 20 characters
+        responses = state.setdefault("customApiKeyResponses", {})
+        approved = responses.setdefault("approved", [])
+        if key[-20:] not in approved:
+            approved.append(key[-20:])
+        responses.setdefault("rejected", [])
+    project = state.setdefault("projects", {}).setdefault(workdir, {})
+    project["hasTrustDialogAccepted"] = True
+    project["hasCompletedProjectOnboarding"] = True
+    project.setdefault("allowedTools", [])
+    _save(state_path, state)
+
+    settings_path = home / ".claude" / "settings.json"
+    settings = _load(settings_path)
+    settings["skipDangerousModePermissionPrompt"] = True
+    settings["hooks"] = _merge_hooks(settings.get("hooks"))
+    _save(settings_path, settings)
+    where = f"version {version}" if version else "version unknown"
+    print(f"dockyard-claude: Claude Code ({where}) set up for {workdir}, hooks installed")
+    return 0
+
+
+def hook(event: str) -> int:
+    """Report `event` to the bridge. Exit 0 whatever happens: a hook must not block a turn."""
+    try:
+        payload = json.loads(sys.stdin.read() or "{}")
+    except (OSError, ValueError):
+        payload = {}
+    url = os.environ.get("DOCKYARD_BRIDGE_URL")
+    token_file = os.environ.get("DOCKYARD_BRIDGE_TOKEN_FILE")
+    if not url or not token_file:
+        return 0  # not under a Dockyard bridge
+    body: dict[str, Any] = {"event": event}
+    if isinstance(payload, dict):
+        # never the prompt or the answer: only what says which turn this is
+        for key in ("hook_event_name", "session_id", "prompt_id", "notification_type"):
+            if isinstance(payload.get(key), str):
+                body[key] = payload[key]
+    try:
+        token = Path(token_file).read_text(encoding="utf-8").strip()
+        request = urllib.request.Request(
+            url.rstrip("/") + "/dockyard/hook",
+            data=json.dumps(body).encode("utf-8"),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            method="POST",
+        )
+        # the bridge is on this machine: no proxy, whatever the environment says
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(request, timeout=POST_TIMEOUT_S) as response:
+            response.read()
+    except Exception as exc:  # the message names the URL and the error, never the token
+        sys.stderr.write(f"dockyard-claude: could not report {event} to the bridge: {exc}\n")
+    return 0
+
+
+def _has_conversation(workdir: str) -> bool:
+    """Whether Claude Code kept a conversation for `workdir` that --continue can pick up."""
+    config_dir = Path(os.environ.get("CLAUDE_CONFIG_DIR") or Path.home() / ".claude")
+    folder = config_dir / "projects" / re.sub(r"[^A-Za-z0-9]", "-", workdir)
+    for path in folder.glob("*.jsonl"):
+        try:
+            with path.open(encoding="utf-8", errors="replace") as f:
+                if any('"type":"user"' in line.replace(" ", "") for line in f):
+                    return True
+        except OSError:
+            continue
+    return False
+
+
+def resume(args: list[str], workdir: str) -> int:
+    """Exec Claude Code, continuing the last conversation when there is one."""
+    argv = ["claude", *args]
+    if _has_conversation(workdir):
+        argv.append("--continue")
+    os.execvp(argv[0], argv)
+    return 127  # not reached
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) >= 2 and argv[0] == "hook":
+        return hook(argv[1])
+    if argv and argv[0] == "seed":
+        return seed(os.getcwd())
+    if argv and argv[0] == "resume":
+        return resume(argv[1:], os.getcwd())
+    sys.stderr.write(__doc__ or "")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
