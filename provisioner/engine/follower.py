@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachable
 from provisioner.errors import BackendUnavailable, TaskConflict, TaskNotFound
@@ -28,6 +28,26 @@ def _message_from(entries: list[dict[str, object]], previous: str) -> str:
         if entry.get("type") == "output" and text and text not in (">",):
             return text[:200]
     return previous
+
+
+def _counted(value: object) -> int:
+    return value if isinstance(value, int) else 0
+
+
+def exit_message(code: object, status: dict[str, Any], *, oom_killed: bool = False) -> str:
+    """Why the agent stopped, from its exit code and the limits its cgroup enforced."""
+    if _counted(status.get("oom_kills")) or oom_killed:
+        return (
+            f"agent was OOM-killed (exit code {code}): it needs more memory than the "
+            "template's limit; raise the memory parameter"
+        )
+    refused = _counted(status.get("pids_limit_hits"))
+    if refused:
+        return (
+            f"agent exited with code {code} after hitting the workspace's process limit "
+            f"({refused} process starts refused); raise resources.pids in the template"
+        )
+    return f"agent exited with code {code}"
 
 
 class Follower(threading.Thread):
@@ -132,7 +152,7 @@ class Follower(threading.Thread):
             if bridge_state == "exited":
                 if entries:
                     continue  # drain everything the agent printed before judging
-                self._agent_exited(status.get("exit_code"), status.get("oom_kills"))
+                self._agent_exited(status.get("exit_code"), status)
                 return
             if bridge_state == "stopping":
                 continue  # someone is stopping the workspace; its end will show itself
@@ -158,15 +178,11 @@ class Follower(threading.Thread):
         if client is not None:
             client.close()
 
-    def _agent_exited(self, code: object, oom_kills: object) -> None:
+    def _agent_exited(self, code: object, status: dict[str, Any]) -> None:
         tail = self.engine.store.tail(self.task_id, LAST_LINES)
-        message = f"agent exited with code {code}"
-        killed_by_limit = isinstance(oom_kills, int) and oom_kills > 0
-        if killed_by_limit or self.engine.backend.observe(self.task_id).oom_killed:
-            message = (
-                f"agent was OOM-killed (exit code {code}): it needs more memory than the "
-                "template's limit; raise the memory parameter"
-            )
+        message = exit_message(
+            code, status, oom_killed=self.engine.backend.observe(self.task_id).oom_killed
+        )
         if tail:
             message += "; last output: " + " | ".join(tail)
         self.engine.fail_active(self.task_id, message, ErrorClass.PERMANENT, stop=True)

@@ -9,6 +9,7 @@ Commands:
   /sleep N          work N seconds with progress lines, then Done
   /flood N          print N numbered lines as fast as possible, then Done
   /alloc MB         allocate and hold MB MiB of memory (to test memory limits)
+  /fork N           start N helper processes (to test process limits); exit 1 if one fails
   /exit CODE        exit with that code
 With --resume it continues a previous session: it prints `Resumed` and the number of
 inputs it has handled so far (kept in a small context file) instead of starting afresh.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -47,6 +49,7 @@ class Agent:
         self.context_file = context_file
         self.handled = 0
         self.ballast = bytearray()
+        self.children: list[subprocess.Popen[bytes]] = []
 
     def load_context(self) -> None:
         try:
@@ -97,6 +100,22 @@ class Agent:
             _say(f"Working on: {text}")
             _work(seconds, "sleeping")
             _say("Done")
+            return None
+        if cmd == "/fork":
+            try:
+                count = int(rest.strip())
+            except ValueError:
+                _say(f"Error: /fork needs a number, got {rest!r}")
+                return None
+            # Start helper processes the way an agent runs tools; one that cannot start
+            # its tools gives up, like a real agent would.
+            for i in range(count):
+                try:
+                    self.children.append(subprocess.Popen(["sleep", "600"]))
+                except OSError as exc:
+                    _say(f"Error: cannot start process {i + 1}: {exc}")
+                    return 1
+            _say(f"Done: started {count} processes")
             return None
         if cmd == "/alloc":
             try:

@@ -176,3 +176,12 @@ def test_template_may_add_back_named_capabilities(server: ServerHandle, variants
     assert host["CapDrop"] == ["ALL"] and host["CapAdd"] == ["NET_BIND_SERVICE"]
     mounts = [m.get("Source", "") for m in server.container(task).attrs["Mounts"]]
     assert not any("docker.sock" in m for m in mounts)
+
+
+def test_pids_limit_is_an_error_with_its_cause(server: ServerHandle, variants: None) -> None:
+    name = add_scripted_variant(server, "few-pids", workspace={"resources": {"pids": 24}})
+    task = create(server, name, "hello", "--wait")
+    server.cli("task", "send", task, "/fork 60", "--no-wait")
+    status = server.wait_for(task, lambda s: s["status"] == "error", 60, "error")
+    assert "process limit" in status["message"], status["message"]
+    assert "cannot start process" in status["message"]

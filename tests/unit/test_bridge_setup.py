@@ -174,3 +174,23 @@ def test_oom_kill_counter_from_cgroup_v1_and_v2(tmp_path: Path) -> None:
     v2.write_text("oom 0\noom_kill 0\n")
     assert oom_kills((tmp_path / "missing", v2)) == 0
     assert oom_kills((tmp_path / "missing",)) is None
+
+
+def test_pids_limit_counter_from_cgroup(tmp_path: Path) -> None:
+    from provisioner.bridge.runtime.cgroup import parse_pids_max_events, pids_limit_hits
+
+    assert parse_pids_max_events("max 3\n") == 3
+    assert parse_pids_max_events("nothing\n") is None
+    events = tmp_path / "pids.events"
+    events.write_text("max 0\n")
+    assert pids_limit_hits((tmp_path / "missing", events)) == 0
+
+
+def test_exit_message_names_the_limit_that_was_hit() -> None:
+    from provisioner.engine.follower import exit_message
+
+    assert exit_message(3, {}) == "agent exited with code 3"
+    assert "OOM-killed" in exit_message(137, {"oom_kills": 1})
+    assert "OOM-killed" in exit_message(137, {}, oom_killed=True)
+    message = exit_message(1, {"pids_limit_hits": 4, "oom_kills": 0})
+    assert "process limit (4 process starts refused)" in message

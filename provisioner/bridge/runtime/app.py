@@ -18,7 +18,7 @@ from typing import Any
 
 from .activity import IDLE, WORKING, Activity, Prompt
 from .agent import AgentProcess, terminal_env
-from .cgroup import oom_kills
+from .cgroup import oom_kills, pids_limit_hits
 from .config import BridgeConfig, ConfigError, load_config
 from .hooks import HOOKS, HookTracker, bridge_env
 from .screen import TerminalScreen
@@ -469,6 +469,7 @@ class Bridge:
                 "setup": {"state": self.setup_phase, "exit_code": self.setup_exit_code},
                 # Only worth reading once the agent died: was it the memory limit?
                 "oom_kills": oom_kills() if exited else None,
+                "pids_limit_hits": pids_limit_hits() if exited else None,
             },
         }
 

@@ -1,4 +1,4 @@
-"""What the workspace's own cgroup says about memory kills (read from inside the container)."""
+"""What the workspace's own cgroup says about limits it enforced (read from inside it)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,33 @@ def oom_kills(sources: tuple[Path, ...] = _SOURCES) -> int | None:
     for source in sources:
         try:
             count = parse_oom_kills(source.read_text())
+        except OSError:
+            continue
+        if count is not None:
+            return count
+    return None
+
+
+_PIDS_SOURCES = (
+    Path("/sys/fs/cgroup/pids.events"),
+    Path("/sys/fs/cgroup/pids/pids.events"),
+)
+
+
+def parse_pids_max_events(text: str) -> int | None:
+    """The `max N` counter of a pids.events file: forks refused by the pids limit."""
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "max" and value.strip().isdigit():
+            return int(value)
+    return None
+
+
+def pids_limit_hits(sources: tuple[Path, ...] = _PIDS_SOURCES) -> int | None:
+    """How many times a process could not start because of the pids limit; None if unknown."""
+    for source in sources:
+        try:
+            count = parse_pids_max_events(source.read_text())
         except OSError:
             continue
         if count is not None:

@@ -1,0 +1,77 @@
+"""Transient Docker API failures are retried with backoff; permanent ones are not.
+
+The daemon is replaced by a stand-in that fails on purpose: this tests our retry policy
+(pure logic), not Docker.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import docker.errors
+import pytest
+import requests
+
+from provisioner.backends.docker_client import DockerClient
+from provisioner.errors import BackendError
+
+
+class FlakyDaemon:
+    """Answers create_container with the given failures first, then succeeds."""
+
+    def __init__(self, failures: list[Exception]) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    def create_host_config(self, **_: Any) -> dict[str, Any]:
+        return {}
+
+    def create_container(self, **_: Any) -> dict[str, str]:
+        self.calls += 1
+        if self.failures:
+            raise self.failures.pop(0)
+        return {"Id": "c0ffee"}
+
+
+def api_error(code: int, text: str) -> docker.errors.APIError:
+    response = requests.Response()
+    response.status_code = code
+    return docker.errors.APIError(text, response=response, explanation=text)
+
+
+def create(daemon: FlakyDaemon) -> str:
+    client = DockerClient()
+    client._client = daemon  # type: ignore[assignment]
+    return client.create_container(
+        image="i",
+        name="n",
+        command=["c"],
+        labels={},
+        user="1000:1000",
+        workdir="/w",
+        env={},
+        volumes={},
+        memory=None,
+        cpus=None,
+        pids=None,
+    )
+
+
+def test_transient_failures_are_retried() -> None:
+    daemon = FlakyDaemon([api_error(500, "daemon busy"), api_error(503, "restarting")])
+    assert create(daemon) == "c0ffee"
+    assert daemon.calls == 3
+
+
+def test_permanent_failures_are_not_retried() -> None:
+    daemon = FlakyDaemon([api_error(404, "No such image: i")])
+    with pytest.raises(BackendError, match="No such image"):
+        create(daemon)
+    assert daemon.calls == 1
+
+
+def test_retries_give_up_with_the_cause() -> None:
+    daemon = FlakyDaemon([api_error(500, "still broken")] * 6)
+    with pytest.raises(BackendError, match="still broken"):
+        create(daemon)
+    assert daemon.calls == 4
