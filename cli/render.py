@@ -122,6 +122,8 @@ def status_line(task: dict[str, Any]) -> str:
 def log_entry(entry: dict[str, Any]) -> dict[str, Any]:
     """The JSON shape of a log entry."""
     shape = {k: entry.get(k) for k in ("id", "type", "content", "time")}
+    if entry.get("source"):
+        shape["source"] = entry["source"]  # agent | screen | setup
     if entry.get("prompt_id"):
         shape["prompt_id"] = entry["prompt_id"]
         shape["delivery"] = entry.get("delivery")  # queued | delivered | taken

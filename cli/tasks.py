@@ -272,9 +272,25 @@ def _read_logs(client: Client, task: str, follow: bool) -> Iterable[JSON]:
         wait = FOLLOW_WAIT if follow and not stopped else 0.0
 
 
+def _shown(entries: Iterable[JSON], screen: bool, hidden: list[int]) -> Iterable[JSON]:
+    """The entries to show: without `screen`, lines cut from the screen of an agent whose
+    hooks report what it says (source "screen": a TUI's chrome) are counted, not shown."""
+    for entry in entries:
+        if not screen and entry.get("source") == "screen":
+            hidden[0] += 1
+            continue
+        yield entry
+
+
 @task_group.command("logs")
 @click.argument("task")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new logs until the agent stops.")
+@click.option(
+    "--screen",
+    is_flag=True,
+    help="Also show the lines cut from the agent's screen when its hooks report what it "
+    "says (Claude Code): its TUI's redraws, mostly chrome.",
+)
 @click.option(
     "-o",
     "--output",
@@ -284,9 +300,10 @@ def _read_logs(client: Client, task: str, follow: bool) -> Iterable[JSON]:
     help="Text, or JSON (a list; one object per line with --follow).",
 )
 @click.pass_context
-def logs(ctx: click.Context, task: str, follow: bool, output: str) -> None:
+def logs(ctx: click.Context, task: str, follow: bool, screen: bool, output: str) -> None:
     """Show a task's agent output, inputs and system messages."""
-    entries = _read_logs(current_client(), task, follow)
+    hidden = [0]
+    entries = _shown(_read_logs(current_client(), task, follow), screen, hidden)
     if output == "json" and not follow:
         click.echo(to_json([log_entry(e) for e in entries]))
         return
@@ -295,6 +312,10 @@ def logs(ctx: click.Context, task: str, follow: bool, output: str) -> None:
             click.echo(json.dumps(log_entry(entry)) if output == "json" else log_text(entry))
     except KeyboardInterrupt:
         ctx.exit(INTERRUPTED)
+    if hidden[0] and output == "text":
+        click.echo(
+            f"({hidden[0]} lines of the agent's screen hidden; --screen shows them)", err=True
+        )
 
 
 @task_group.command("events")

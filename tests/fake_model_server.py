@@ -1,6 +1,7 @@
-"""A local fake model server for tests: the OpenAI and Anthropic HTTP APIs, scripted replies.
+"""A local fake model server for tests: OpenAI (chat completions, Responses) and Anthropic
+HTTP APIs, scripted replies.
 
-Real agents (Aider, Claude Code, ...) run inside Docker workspaces and talk to a model API
+Real agents (Aider, Claude Code, Codex, ...) run inside Docker workspaces and talk to a model API
 over HTTP. No model API is reachable from the test machines, so tests start this server on
 the host and point the agent at it. What the model "says" is decided by the test.
 
@@ -9,7 +10,7 @@ Usage::
     from tests.fake_model_server import FakeModelServer, Reply, ToolCall, last_user_text
 
     def responder(request: dict, api: str) -> Reply | str:
-        # request: the decoded JSON body; api: "openai" or "anthropic"
+        # request: the decoded JSON body; api: "openai", "anthropic" or "responses"
         if "hello" in last_user_text(request):
             return Reply(text="Hi!", tool_calls=[ToolCall("write", {"path": "a.txt"})])
         return "OK"  # a plain string is a text-only reply
@@ -20,7 +21,7 @@ Usage::
         fake.openai_base_url_for_containers    # http://172.17.0.1:PORT/v1    (OPENAI_API_BASE)
         ...
         fake.requests                          # every request so far (RecordedRequest)
-        fake.model_requests("openai")          # only chat completions / messages calls
+        fake.model_requests("openai")          # one API's model calls ("openai": chat completions)
         fake.wait_for_requests(2, timeout=30)  # block until two model calls arrived
         fake.errors                            # exceptions the responder raised
 
@@ -34,22 +35,32 @@ The interface (stable; other tests depend on it):
   model call gets the text reply "OK".
 * ``responder(request_json, api) -> Reply | ErrorReply | str`` is called for each model
   call, from the server's request thread. ``api`` is ``"openai"`` (``POST
-  /v1/chat/completions``) or ``"anthropic"`` (``POST /v1/messages``). An exception in it
-  is recorded in ``errors`` and answered with HTTP 500.
+  /v1/chat/completions``), ``"anthropic"`` (``POST /v1/messages``) or ``"responses"``
+  (OpenAI's Responses API, ``POST /v1/responses``: Codex). An exception in it is recorded
+  in ``errors`` and answered with HTTP 500.
 * ``Reply(text="", tool_calls=[], stop_reason=None, delay_s=0, chunk_size=24,
   chunk_delay_s=0, input_tokens=None, output_tokens=None)``. The text becomes an Anthropic
-  text block / the OpenAI message content; each ``ToolCall(name, input, id=None)`` becomes
-  an Anthropic ``tool_use`` block / an OpenAI ``tool_calls`` entry (arguments as a JSON
-  string). ``stop_reason`` defaults to ``tool_use``/``end_turn`` (Anthropic) and
-  ``tool_calls``/``stop`` (OpenAI). ``delay_s`` waits before answering; when streaming,
-  text and tool input are sent in ``chunk_size``-character deltas ``chunk_delay_s`` apart.
-  Token counts default to an estimate (characters / 4).
+  text block / the OpenAI message content / a Responses ``message`` output item; each
+  ``ToolCall(name, input, id=None)`` becomes an Anthropic ``tool_use`` block / an OpenAI
+  ``tool_calls`` entry (arguments as a JSON string) / a Responses ``function_call`` item
+  (``call_id`` = id, arguments as a JSON string). When the Responses request declares the
+  tool as ``{"type": "custom"}`` (a freeform tool such as Codex's ``apply_patch``), the
+  item is a ``custom_tool_call`` whose ``input`` is ``input["input"]`` (a string), or the
+  JSON of ``input`` otherwise. ``stop_reason`` defaults to ``tool_use``/``end_turn``
+  (Anthropic) and ``tool_calls``/``stop`` (OpenAI); in the Responses API a ``length`` /
+  ``max_tokens`` / ``max_output_tokens`` stop makes the response ``incomplete``, anything
+  else ``completed``. ``delay_s`` waits before answering; when streaming, text and tool
+  input are sent in ``chunk_size``-character deltas ``chunk_delay_s`` apart. Token counts
+  default to an estimate (characters / 4).
 * ``ErrorReply(status=500, message="...", type=None)`` answers with an error body in the
   API's own shape (for retry and error-handling tests).
 * ``sequence(*replies)``: a responder that returns the replies in order, then repeats the
   last one.
-* Helpers over a request body, for both APIs: ``last_user_text(body)`` (the text of the
-  last user message), ``message_texts(body)`` (every text in system + messages, in order).
+* Helpers over a request body, for all three APIs: ``last_user_text(body)`` (the text of
+  the last user message), ``message_texts(body)`` (every text in system + messages, or in
+  instructions + input for the Responses API, in order). For the Responses API also
+  ``tool_outputs(body)``: the ``function_call_output`` / ``custom_tool_call_output`` items
+  that follow the last user message (what the agent's tools answered this turn).
 
 Endpoints:
 
@@ -61,6 +72,17 @@ Endpoints:
   (``text_delta`` or ``input_json_delta``)/``content_block_stop`` per block,
   ``message_delta`` and ``message_stop``.
 * ``POST /v1/messages/count_tokens``: ``{"input_tokens": N}`` (estimated).
+* ``POST /v1/responses`` (also ``/responses``): non-streaming JSON (a ``response`` object
+  with its ``output`` items and ``usage``), or with ``"stream": true`` SSE events, each as
+  ``event: TYPE`` + ``data: {...}`` with a ``sequence_number``: ``response.created``,
+  ``response.in_progress``; per message ``response.output_item.added``,
+  ``response.content_part.added``, ``response.output_text.delta``...,
+  ``response.output_text.done``, ``response.content_part.done``,
+  ``response.output_item.done``; per function call ``response.output_item.added``,
+  ``response.function_call_arguments.delta``..., ``response.function_call_arguments.done``,
+  ``response.output_item.done`` (``response.custom_tool_call_input.delta``/``.done`` for a
+  custom tool); then ``response.completed`` (or ``response.incomplete``) with the whole
+  response. An ``ErrorReply`` is an HTTP error in OpenAI's error shape.
 * ``GET /v1/models`` (and ``/models``): one list that both SDKs accept (OpenAI's
   ``object``/``owned_by`` and Anthropic's ``type``/``display_name``/``has_more`` fields).
 * ``GET /``, ``HEAD`` anything: 200, for clients that probe the endpoint.
@@ -68,11 +90,12 @@ Endpoints:
 
 Every request, known or not, is recorded as a ``RecordedRequest(method, path, query,
 headers, body, api, time)`` (headers lower-cased; body decoded JSON or None; api None
-unless it was a model call). A ``CONNECT`` is recorded with its ``host:port`` as path: set
-``HTTPS_PROXY``/``HTTP_PROXY`` in a workspace to ``base_url_for_containers`` (and
-``NO_PROXY`` to ``fake.gateway``) and every call an agent makes to anywhere but the model
-shows up in ``requests``. Also: ``fake.port``, ``fake.gateway`` (the bridge gateway
-address) and ``fake.clear()`` (forget the requests and errors so far).
+unless it was a model call: "openai", "anthropic" or "responses"). A ``CONNECT`` is
+recorded with its ``host:port`` as path: set ``HTTPS_PROXY``/``HTTP_PROXY`` in a workspace
+to ``base_url_for_containers`` (and ``NO_PROXY`` to ``fake.gateway``) and every call an
+agent makes to anywhere but the model shows up in ``requests``. Also: ``fake.port``,
+``fake.gateway`` (the bridge gateway address) and ``fake.clear()`` (forget the requests
+and errors so far).
 
 Streaming responses use chunked transfer encoding, so connections stay reusable (keep-alive)
 as with the real APIs.
@@ -93,7 +116,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-OPENAI, ANTHROPIC = "openai", "anthropic"
+OPENAI, ANTHROPIC, RESPONSES = "openai", "anthropic", "responses"
 DEFAULT_GATEWAY = "172.17.0.1"
 FAKE_MODELS = ("fake-model", "claude-sonnet-4-5", "gpt-4o")
 
@@ -143,7 +166,7 @@ class RecordedRequest:
     query: str
     headers: dict[str, str]  # names lower-cased
     body: Any  # decoded JSON, or None (no body or not JSON)
-    api: str | None  # "openai" / "anthropic" for model calls, else None
+    api: str | None  # "openai" / "anthropic" / "responses" for model calls, else None
     time: float
 
 
@@ -180,10 +203,21 @@ def _block_texts(content: Any) -> list[str]:
     return texts
 
 
+def _messages(body: dict[str, Any]) -> list[Any]:
+    """The conversation: `messages` (chat completions, Anthropic) or `input` (Responses)."""
+    if "messages" in body:
+        return list(body.get("messages") or [])
+    items = body.get("input")
+    if isinstance(items, str):  # the Responses API's shorthand: one user message
+        return [{"role": "user", "content": items}]
+    return list(items) if isinstance(items, list) else []
+
+
 def message_texts(body: dict[str, Any]) -> list[str]:
-    """Every text in a request: the (Anthropic) system prompt, then each message's content."""
-    texts = _block_texts(body.get("system"))
-    for message in body.get("messages") or []:
+    """Every text in a request: the system prompt (Anthropic `system`, Responses
+    `instructions`), then each message's content."""
+    texts = _block_texts(body.get("system")) + _block_texts(body.get("instructions"))
+    for message in _messages(body):
         if isinstance(message, dict):
             texts.extend(_block_texts(message.get("content")))
     return texts
@@ -191,10 +225,27 @@ def message_texts(body: dict[str, Any]) -> list[str]:
 
 def last_user_text(body: dict[str, Any]) -> str:
     """The text of the last user message ("" if there is none)."""
-    for message in reversed(body.get("messages") or []):
+    for message in reversed(_messages(body)):
         if isinstance(message, dict) and message.get("role") == "user":
             return "\n".join(_block_texts(message.get("content")))
     return ""
+
+
+_TOOL_OUTPUTS = ("function_call_output", "custom_tool_call_output")
+
+
+def tool_outputs(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The tool results after the last user message of a Responses request (items of type
+    function_call_output / custom_tool_call_output: call_id, output), oldest first."""
+    found: list[dict[str, Any]] = []
+    for item in reversed(_messages(body)):
+        if not isinstance(item, dict):
+            continue
+        if item.get("role") == "user":
+            break
+        if item.get("type") in _TOOL_OUTPUTS:
+            found.append(item)
+    return found[::-1]
 
 
 def _estimate_tokens(value: Any) -> int:
@@ -328,6 +379,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif route == "/messages":
             entry, _ = self._record(ANTHROPIC)
             self._model_call(entry, ANTHROPIC)
+        elif route == "/responses":
+            entry, _ = self._record(RESPONSES)
+            self._model_call(entry, RESPONSES)
         elif route == "/messages/count_tokens":
             entry, _ = self._record(None)
             body = entry.body if isinstance(entry.body, dict) else {}
@@ -386,6 +440,11 @@ class _Handler(BaseHTTPRequestHandler):
                     self._openai_stream(body, reply, model)
                 else:
                     self._send_json(200, _openai_message(body, reply, model))
+            elif api == RESPONSES:
+                if stream:
+                    self._responses_stream(body, reply, model)
+                else:
+                    self._send_json(200, _responses_object(body, reply, model))
             elif stream:
                 self._anthropic_stream(body, reply, model)
             else:
@@ -501,6 +560,57 @@ class _Handler(BaseHTTPRequestHandler):
         self._sse({"type": "message_stop"}, "message_stop")
         self._end_stream()
 
+    def _responses_stream(self, body: dict[str, Any], reply: Reply, model: str) -> None:
+        final = _responses_object(body, reply, model)
+        counter = iter(range(1_000_000))
+
+        def send(kind: str, **fields: Any) -> None:
+            self._sse({"type": kind, "sequence_number": next(counter), **fields}, kind)
+
+        opening = dict(final, status="in_progress", output=[], usage=None)
+        opening["incomplete_details"] = None
+        self._start_stream()
+        send("response.created", response=opening)
+        send("response.in_progress", response=opening)
+        for index, item in enumerate(final["output"]):
+            if item["type"] == "message":
+                text = item["content"][0]["text"]
+                send(
+                    "response.output_item.added",
+                    output_index=index,
+                    item=dict(item, status="in_progress", content=[]),
+                )
+                empty = {"type": "output_text", "text": "", "annotations": []}
+                where = {"item_id": item["id"], "output_index": index, "content_index": 0}
+                send("response.content_part.added", **where, part=empty)
+                for piece in _chunks(text, reply.chunk_size):
+                    self._pause(reply)
+                    send("response.output_text.delta", **where, delta=piece, logprobs=[])
+                send("response.output_text.done", **where, text=text, logprobs=[])
+                send("response.content_part.done", **where, part=item["content"][0])
+            else:
+                custom = item["type"] == "custom_tool_call"
+                field_name = "input" if custom else "arguments"
+                prefix = (
+                    "response.custom_tool_call_input"
+                    if custom
+                    else ("response.function_call_arguments")
+                )
+                send(
+                    "response.output_item.added",
+                    output_index=index,
+                    item=dict(item, status="in_progress", **{field_name: ""}),
+                )
+                where = {"item_id": item["id"], "output_index": index}
+                for piece in _chunks(item[field_name], reply.chunk_size):
+                    self._pause(reply)
+                    send(f"{prefix}.delta", **where, delta=piece)
+                send(f"{prefix}.done", **where, **{field_name: item[field_name]})
+            send("response.output_item.done", output_index=index, item=item)
+        done = "response.completed" if final["status"] == "completed" else "response.incomplete"
+        send(done, response=final)
+        self._end_stream()
+
     @staticmethod
     def _pause(reply: Reply) -> None:
         if reply.chunk_delay_s > 0:
@@ -580,6 +690,90 @@ def _openai_message(body: dict[str, Any], reply: Reply, model: str) -> dict[str,
     }
 
 
+_INCOMPLETE_STOPS = ("length", "max_tokens", "max_output_tokens")
+
+
+def _custom_tools(body: dict[str, Any]) -> set[str]:
+    """Names of the freeform (type custom) tools a Responses request declares."""
+    return {
+        str(tool.get("name"))
+        for tool in body.get("tools") or []
+        if isinstance(tool, dict) and tool.get("type") == "custom"
+    }
+
+
+def _responses_object(body: dict[str, Any], reply: Reply, model: str) -> dict[str, Any]:
+    """The whole Responses API `response` object for a reply (status completed/incomplete)."""
+    output: list[dict[str, Any]] = []
+    if reply.text or not reply.tool_calls:
+        output.append(
+            {
+                "id": _new_id("msg_"),
+                "type": "message",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": reply.text, "annotations": []}],
+            }
+        )
+    custom = _custom_tools(body)
+    for call in reply.tool_calls:
+        call_id = call.id or _new_id("call_")
+        if call.name in custom:
+            raw = call.input.get("input")
+            output.append(
+                {
+                    "id": _new_id("ctc_"),
+                    "type": "custom_tool_call",
+                    "status": "completed",
+                    "call_id": call_id,
+                    "name": call.name,
+                    "input": raw if isinstance(raw, str) else json.dumps(call.input),
+                }
+            )
+        else:
+            output.append(
+                {
+                    "id": _new_id("fc_"),
+                    "type": "function_call",
+                    "status": "completed",
+                    "call_id": call_id,
+                    "name": call.name,
+                    "arguments": json.dumps(call.input),
+                }
+            )
+    incomplete = reply.stop_reason in _INCOMPLETE_STOPS
+    prompt = (
+        reply.input_tokens
+        if reply.input_tokens is not None
+        else _estimate_tokens(
+            {k: body.get(k) for k in ("instructions", "input", "tools") if k in body}
+        )
+    )
+    completion = _output_tokens(reply)
+    return {
+        "id": _new_id("resp_"),
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "incomplete" if incomplete else "completed",
+        "error": None,
+        "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None,
+        "instructions": body.get("instructions"),
+        "model": model,
+        "output": output,
+        "parallel_tool_calls": bool(body.get("parallel_tool_calls", True)),
+        "previous_response_id": body.get("previous_response_id"),
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": body.get("tools") or [],
+        "usage": {
+            "input_tokens": prompt,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": completion,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": prompt + completion,
+        },
+    }
+
+
 def _anthropic_message(body: dict[str, Any], reply: Reply, model: str) -> dict[str, Any]:
     content: list[dict[str, Any]] = []
     if reply.text or not reply.tool_calls:
@@ -618,7 +812,8 @@ class _Server(ThreadingHTTPServer):
 
 
 class FakeModelServer:
-    """The fake OpenAI + Anthropic API server; see the module docstring."""
+    """The fake OpenAI (chat completions, Responses) + Anthropic API server; see the module
+    docstring."""
 
     def __init__(
         self, responder: Responder | None = None, host: str = "0.0.0.0", port: int = 0
@@ -709,7 +904,8 @@ class FakeModelServer:
             return list(self._requests)
 
     def model_requests(self, api: str | None = None) -> list[RecordedRequest]:
-        """The model calls (chat completions / messages) so far, optionally of one API."""
+        """The model calls (chat completions / messages / responses) so far, optionally of
+        one API."""
         return [r for r in self.requests if r.api is not None and (api is None or r.api == api)]
 
     @property

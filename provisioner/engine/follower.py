@@ -22,12 +22,25 @@ LAST_LINES = 8
 
 
 def _message_from(entries: list[dict[str, object]], previous: str) -> str:
-    """The agent's latest meaningful output line: the task's status message."""
-    for entry in reversed(entries):
-        text = str(entry.get("content", "")).strip()
-        if entry.get("type") == "output" and text and text not in (">",):
-            return text[:200]
-    return previous
+    """The agent's latest meaningful output line: the task's status message.
+
+    What the agent said through its hooks (source "agent") wins over any other line of the
+    batch. Lines cut from the screen of an agent whose hooks speak for it (source "screen")
+    are a TUI's chrome ("(shift+tab to cycle)"): they never make the message, else the
+    redraw after a reply would replace it.
+    """
+    lines = [
+        (entry.get("source"), text)
+        for entry in entries
+        if entry.get("type") == "output"
+        and entry.get("source") != "screen"
+        and (text := str(entry.get("content", "")).strip())
+        and text not in (">",)
+    ]
+    said = [text for source, text in lines if source == "agent"]
+    if said:
+        return said[-1][:200]
+    return lines[-1][1][:200] if lines else previous
 
 
 def _counted(value: object) -> int:

@@ -247,6 +247,8 @@ def build_router(engine: Engine, home: str) -> APIRouter:
                     "seq": x["seq"],
                     "prompt_id": x["prompt_id"],
                     "delivery": x["delivery"],
+                    # agent | screen | setup, or null (an agent whose screen is its output)
+                    "source": x["source"],
                 }
                 for x in rows
             ],

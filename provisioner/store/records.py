@@ -19,6 +19,11 @@ def _insert_ignoring_duplicates(db: Engine, table: Any) -> Any:
     return dialect.insert(table).on_conflict_do_nothing()
 
 
+def _source(value: object) -> str | None:
+    """An entry's source as stored: a short name or nothing (the column holds 16)."""
+    return value[:16] if isinstance(value, str) and value else None
+
+
 class LogsMixin:
     """Transcript entries from the bridge and provisioning lines, in arrival order."""
 
@@ -37,6 +42,7 @@ class LogsMixin:
                 "content": e["content"],
                 "time": e.get("time") or utcnow(),
                 "prompt_id": e.get("prompt_id"),
+                "source": _source(e.get("source")),
             }
             for e in entries
         ]
@@ -62,6 +68,7 @@ class LogsMixin:
                 logs.c.content,
                 logs.c.time,
                 logs.c.prompt_id,
+                logs.c.source,
                 prompts.c.state.label("delivery"),
             )
             .outerjoin(prompts, prompts.c.id == logs.c.prompt_id)

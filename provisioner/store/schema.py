@@ -74,6 +74,9 @@ logs = Table(
     Column("content", Text, nullable=False),
     Column("time", String(32), nullable=False),
     Column("prompt_id", String(64)),
+    # where an output line came from: agent (its hooks), screen (a hooks agent's screen),
+    # setup (the setup script); NULL for an agent whose screen is its output
+    Column("source", String(16)),
     UniqueConstraint("task_id", "seq", name="uq_logs_task_seq"),
     Index("ix_logs_task", "task_id", "id"),
 )

@@ -19,9 +19,10 @@ from sqlalchemy import (
     inspect,
     or_,
     select,
+    text,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from provisioner.errors import DockyardError, TaskConflict, TaskNotFound
@@ -81,6 +82,15 @@ class Store(LogsMixin, PromptsMixin):
                 f"{', '.join(missing)})",
                 hint="move the file aside to start afresh (its tasks will not be shown)",
             )
+        # A nullable column added since (where a log line came from) is added in place.
+        if "source" not in {c["name"] for c in inspect(self.db).get_columns("logs")}:
+            try:
+                with self.db.begin() as conn:
+                    conn.execute(text("ALTER TABLE logs ADD COLUMN source VARCHAR(16)"))
+            except (OperationalError, ProgrammingError):
+                # another process sharing the database may have added it first
+                if "source" not in {c["name"] for c in inspect(self.db).get_columns("logs")}:
+                    raise
 
     def close(self) -> None:
         """Dispose of pooled connections."""

@@ -5,7 +5,8 @@ dockyard-claude seed           answer Claude Code's first-run questions ahead of
                                install the hooks that report each turn to the bridge
                                (the template's setup script; safe to run again)
 dockyard-claude hook EVENT     a hook command: tell the bridge EVENT (prompt_submitted,
-                               stop, ...); never fails Claude Code, never prints to stdout
+                               stop, ...), and at the end of a turn what Claude Code said
+                               in it; never fails Claude Code, never prints to stdout
 dockyard-claude resume ARGS    start `claude ARGS --continue` when the workspace has a
                                conversation to continue, else `claude ARGS`
 """
@@ -34,6 +35,26 @@ HOOK_EVENTS = {
 }
 HOOK_TIMEOUT_S = 10
 POST_TIMEOUT_S = 5.0
+# events that end a turn: their POST carries the turn's reply (the bridge's transcript
+# shows it; Claude Code's screen is redrawn in place, so its lines are mostly chrome)
+TURN_END_EVENTS = ("stop", "stop_failure")
+# at most this much reply text in one POST (the bridge takes bodies up to 1 MiB)
+MAX_TEXT_CHARS = 256 * 1024
+# a tool use is one line: its name and the input that tells most, cut to this length
+TOOL_SUMMARY_CHARS = 120
+# the transcript lines _read_turn parses: messages and the summaries of Stop hooks
+_MAYBE_TURN = re.compile(r'"type"\s*:\s*"(?:assistant|user)"|"stop_hook_summary"')
+TOOL_SUMMARY_KEYS = (
+    "file_path",
+    "notebook_path",
+    "command",
+    "pattern",
+    "url",
+    "query",
+    "description",
+    "path",
+    "skill",
+)
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -139,6 +160,98 @@ def seed(workdir: str) -> int:
     return 0
 
 
+def _turn_start(entry: dict[str, Any]) -> bool:
+    """Whether a transcript entry opens a turn's reply: a prompt typed by the user, or the
+    end of an earlier Stop (a Stop hook that blocked lets the turn go on: not twice)."""
+    if entry.get("type") == "system":
+        return entry.get("subtype") == "stop_hook_summary"
+    if entry.get("type") != "user" or entry.get("isMeta") or entry.get("isCompactSummary"):
+        return False
+    content = (entry.get("message") or {}).get("content")
+    if isinstance(content, str):
+        return True
+    # a list: tool results come back as user entries; they continue the turn
+    return isinstance(content, list) and not any(
+        isinstance(b, dict) and b.get("type") == "tool_result" for b in content
+    )
+
+
+def _read_turn(transcript_path: str) -> list[dict[str, Any]]:
+    """The assistant entries of Claude Code's session JSONL since the turn began."""
+    turn: list[dict[str, Any]] = []
+    with open(transcript_path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if not _MAYBE_TURN.search(line):
+                continue  # not a message (most lines): not worth parsing
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a line being written
+            if not isinstance(entry, dict) or entry.get("isSidechain"):
+                continue
+            if _turn_start(entry):
+                turn = []
+            elif entry.get("type") == "assistant":
+                turn.append(entry)
+    return turn
+
+
+def tool_summary(name: str, tool_input: Any, cwd: str = "") -> str:
+    """One line for a tool use: `[tool] Write hello.py`, `[tool] Bash: pytest -q`."""
+    detail = ""
+    if isinstance(tool_input, dict):
+        for key in TOOL_SUMMARY_KEYS:
+            value = tool_input.get(key)
+            if isinstance(value, str) and value.strip():
+                detail = value.strip().splitlines()[0]
+                if key.endswith("path") and cwd and detail.startswith(cwd.rstrip("/") + "/"):
+                    detail = detail[len(cwd.rstrip("/")) + 1 :]
+                detail = (": " if key == "command" else " ") + detail
+                break
+    line = f"[tool] {name}{detail}"
+    if len(line) > TOOL_SUMMARY_CHARS:
+        line = line[: TOOL_SUMMARY_CHARS - 1] + "…"
+    return line
+
+
+def turn_text(payload: dict[str, Any]) -> str:
+    """What Claude Code said in the turn that just ended: every text block since the
+    user's prompt, and each tool use as one line, in order, from the session transcript;
+    the hook input's last_assistant_message when the transcript lacks it (or is gone)."""
+    lines: list[str] = []
+    texts: list[str] = []
+    path = payload.get("transcript_path")
+    cwd = payload.get("cwd") if isinstance(payload.get("cwd"), str) else ""
+    if isinstance(path, str) and path:
+        try:
+            turn = _read_turn(path)
+        except OSError:
+            turn = []
+        for entry in turn:
+            content = (entry.get("message") or {}).get("content")
+            if isinstance(content, str):
+                content = [{"type": "text", "text": content}]
+            for block in content if isinstance(content, list) else []:
+                if not isinstance(block, dict):
+                    continue
+                if block.get("type") == "text" and str(block.get("text") or "").strip():
+                    texts.append(str(block["text"]).strip())
+                    lines.append(texts[-1])
+                elif block.get("type") == "tool_use":
+                    lines.append(tool_summary(str(block.get("name")), block.get("input"), cwd))
+    last = payload.get("last_assistant_message")
+    said = {line.strip() for text in texts for line in text.splitlines()}
+    if isinstance(last, str) and any(
+        line.strip() not in said for line in last.splitlines() if line.strip()
+    ):
+        lines.append(last.strip())  # the transcript is behind (or unreadable)
+    text = "\n".join(lines)
+    if len(text) > MAX_TEXT_CHARS:
+        cut = len(text) - MAX_TEXT_CHARS
+        text = f"[{cut} characters of the reply left out]\n" + text[cut:]
+    return text
+
+
 def hook(event: str) -> int:
     """Report `event` to the bridge. Exit 0 whatever happens: a hook must not block a turn."""
     try:
@@ -151,10 +264,19 @@ def hook(event: str) -> int:
         return 0  # not under a Dockyard bridge
     body: dict[str, Any] = {"event": event}
     if isinstance(payload, dict):
-        # never the prompt or the answer: only what says which turn this is
+        # never the prompt (the bridge has it): what says which turn this is, and at the
+        # turn's end what Claude Code said in it (the task's logs show it)
         for key in ("hook_event_name", "session_id", "prompt_id", "notification_type"):
             if isinstance(payload.get(key), str):
                 body[key] = payload[key]
+        if event in TURN_END_EVENTS:
+            try:
+                text = turn_text(payload)
+            except Exception as exc:  # a transcript in an unknown shape: the event still goes
+                sys.stderr.write(f"dockyard-claude: could not read the turn's reply: {exc!r}\n")
+                text = ""
+            if text:
+                body["text"] = text
     try:
         token = Path(token_file).read_text(encoding="utf-8").strip()
         request = urllib.request.Request(

@@ -33,12 +33,14 @@ from provisioner.bridge.runtime.activity import (
     WORKING,
     Activity,
 )
-from provisioner.bridge.runtime.app import submit_text
+from provisioner.bridge.runtime.app import Bridge, submit_text
 from provisioner.bridge.runtime.config import ConfigError, parse_config
 from provisioner.bridge.runtime.hooks import (
+    MAX_TEXT_LINE,
     HookTracker,
     bridge_env,
     parse_event,
+    parse_text,
 )
 from provisioner.templating.catalog import Catalog
 from provisioner.templating.render import render_workspace
@@ -122,6 +124,82 @@ def test_parse_event_and_bridge_env() -> None:
     assert bridge_env("[::]", 80, "t")["DOCKYARD_BRIDGE_URL"] == "http://127.0.0.1:80"
     assert bridge_env("::1", 80, "t")["DOCKYARD_BRIDGE_URL"] == "http://[::1]:80"
     assert bridge_env("10.0.0.5", 81, "t")["DOCKYARD_BRIDGE_URL"] == "http://10.0.0.5:81"
+
+
+def test_parse_text_makes_transcript_lines() -> None:
+    assert parse_text({"event": "stop"}) == [] == parse_text({"event": "stop", "text": None})
+    assert parse_text({"text": " \n\n  "}) == []
+    text = "\n\nI'll create the file.\r\n[tool] Write hello.py\n\nCreated \x1bit\x07.  \n\n"
+    assert parse_text({"text": text}) == [
+        "I'll create the file.",
+        "[tool] Write hello.py",
+        "",  # a paragraph break inside the reply stays
+        "Created it.",
+    ]
+    assert parse_text({"text": "a\tb\rc"}) == ["a\tb", "c"]
+    long = "x" * (MAX_TEXT_LINE + 5)
+    assert parse_text({"text": long}) == ["x" * MAX_TEXT_LINE, "xxxxx"]
+    with pytest.raises(ValueError, match="text must be a string"):
+        parse_text({"text": ["a"]})
+
+
+def make_bridge(tmp_path: Path, state_source: str) -> Bridge:
+    """A bridge that is not started: its transcript and hook handling only."""
+    config = parse_config(
+        {
+            "agent_command": ["true"],
+            "cwd": str(tmp_path),
+            "state_dir": str(tmp_path / "state"),
+            "profile": {"state_source": state_source},
+        }
+    )
+    return Bridge(config, TOKEN)
+
+
+def test_hook_text_becomes_agent_lines_and_the_screen_is_marked(tmp_path: Path) -> None:
+    bridge = make_bridge(tmp_path, "hooks")
+    with bridge.cond:
+        bridge._append_output("\u2502 (shift+tab to cycle)", 1.0)  # the TUI's chrome
+    reply = bridge.hook("stop", ["I'll create the file.", "[tool] Write hello.py", "Created."])
+    assert reply["ok"] and reply["known"] and reply["lines"] == 3
+    with bridge.cond:
+        bridge._append_output("\u276f", 2.0, partial=True)
+    entries = bridge.transcript.after(0)
+    assert [(e["seq"], e["type"], e.get("source"), e["content"]) for e in entries] == [
+        (1, "output", "screen", "\u2502 (shift+tab to cycle)"),
+        (2, "output", "agent", "I'll create the file."),
+        (3, "output", "agent", "[tool] Write hello.py"),
+        (4, "output", "agent", "Created."),
+        (5, "output", "screen", "\u276f"),
+    ]
+    assert entries[-1]["partial"] and bridge.status()["dockyard"]["last_seq"] == 5
+    # the agent's turn in agentapi's conversation view has the reply
+    assert "Created." in bridge.messages()[-1]["content"]
+    # another turn's text follows; nothing is repeated
+    bridge.hook("prompt_submitted")
+    assert bridge.hook("stop", ["Updated."])["lines"] == 1
+    said = [e["content"] for e in bridge.transcript.after(0) if e.get("source") == "agent"]
+    assert said == ["I'll create the file.", "[tool] Write hello.py", "Created.", "Updated."]
+    bridge.transcript.close()
+
+    # on disk: a restarted bridge has them, numbered on from there
+    again = make_bridge(tmp_path, "hooks")
+    assert [e["seq"] for e in again.transcript.entries] == [1, 2, 3, 4, 5, 6]
+    assert again.hook("stop", ["More."])["lines"] == 1
+    assert again.transcript.entries[-1]["seq"] == 7
+    again.transcript.close()
+
+
+def test_hook_text_is_ignored_when_the_screen_decides(tmp_path: Path) -> None:
+    # the screen's lines are the agent's output then; the text would repeat them
+    bridge = make_bridge(tmp_path, "screen")
+    with bridge.cond:
+        bridge._append_output("Created.", 1.0)
+    reply = bridge.hook("stop", ["Created."])
+    assert not reply["known"] and reply["lines"] == 0
+    [entry] = bridge.transcript.after(0)
+    assert entry["content"] == "Created." and "source" not in entry
+    bridge.transcript.close()
 
 
 # -- the state machine with hooks (fake clock) -------------------------------------------
@@ -338,6 +416,105 @@ def test_has_conversation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert glue._has_conversation("/workspace")
 
 
+def write_session(path: Path, entries: list[dict[str, Any]]) -> str:
+    """A session transcript in Claude Code's shape: one compact JSON object a line."""
+    lines = [json.dumps(e, separators=(",", ":")) for e in entries]
+    path.write_text("\n".join(lines) + "\n" + '{"type":"assistant","message":{"con')
+    return str(path)  # the last line is being written: skipped
+
+
+def said(*blocks: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"type": "assistant", "message": {"role": "assistant", "content": list(blocks)}, **extra}
+
+
+def text(value: str) -> dict[str, Any]:
+    return {"type": "text", "text": value}
+
+
+def tool(name: str, **tool_input: Any) -> dict[str, Any]:
+    return {"type": "tool_use", "id": "toolu_1", "name": name, "input": tool_input}
+
+
+def prompt(value: Any, **extra: Any) -> dict[str, Any]:
+    return {"type": "user", "message": {"role": "user", "content": value}, **extra}
+
+
+RESULT = prompt([{"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"}])
+EARLIER_TURN = [prompt("first"), said(text("Old reply.")), {"type": "system", "subtype": "x"}]
+
+
+def test_turn_text_is_the_reply_since_the_prompt_with_tool_lines(tmp_path: Path) -> None:
+    glue = load_glue()
+    session = write_session(
+        tmp_path / "s.jsonl",
+        [
+            *EARLIER_TURN,
+            prompt("Create hello.py"),
+            {"type": "attachment", "attachment": {"type": "environment"}},
+            prompt("<system-reminder>", isMeta=True),
+            said(text("I'll create the file.")),
+            said(tool("Write", file_path="/workspace/hello.py", content="print()")),
+            RESULT,
+            said(text("A subagent's words."), isSidechain=True),
+            said({"type": "thinking", "thinking": "hm"}, tool("Bash", command="ls -la\nrm")),
+            RESULT,
+            prompt(
+                [{"type": "text", "text": "Summary of the conversation"}], isCompactSummary=True
+            ),
+            said(text("Created hello.py.\n\nRun it with python.")),
+        ],
+    )
+    payload = {"transcript_path": session, "cwd": "/workspace"}
+    payload["last_assistant_message"] = "Created hello.py.\n\nRun it with python."
+    assert glue.turn_text(payload) == (
+        "I'll create the file.\n"
+        "[tool] Write hello.py\n"
+        "[tool] Bash: ls -la\n"
+        "Created hello.py.\n\nRun it with python."
+    )
+    # the transcript is behind (the reply not written yet): the hook input has it
+    payload["last_assistant_message"] = "And a last word."
+    assert glue.turn_text(payload).endswith("Run it with python.\nAnd a last word.")
+    # no transcript at all: the hook input's message alone
+    assert glue.turn_text({"transcript_path": str(tmp_path / "gone.jsonl"),
+                           "last_assistant_message": "Hi."}) == "Hi."  # fmt: skip
+    assert glue.turn_text({}) == ""
+
+
+def test_turn_text_after_a_blocked_stop_has_only_what_came_after(tmp_path: Path) -> None:
+    # a Stop hook (the user's own) refused to let the turn end: the turn went on, and the
+    # next Stop must not send what the first one sent
+    glue = load_glue()
+    session = write_session(
+        tmp_path / "s.jsonl",
+        [
+            prompt("Fix the tests"),
+            said(text("Fixed.")),
+            {"type": "system", "subtype": "stop_hook_summary", "preventedContinuation": True},
+            prompt([{"type": "text", "text": "Stop hook feedback: run them"}], isMeta=True),
+            said(tool("Bash", command="pytest -q")),
+            RESULT,
+            said(text("They pass.")),
+        ],
+    )
+    payload = {"transcript_path": session, "last_assistant_message": "They pass."}
+    assert glue.turn_text(payload) == "[tool] Bash: pytest -q\nThey pass."
+
+
+def test_tool_summary_is_one_short_line() -> None:
+    glue = load_glue()
+    assert glue.tool_summary("Edit", {"file_path": "/workspace/a/b.py"}, "/workspace") == (
+        "[tool] Edit a/b.py"
+    )
+    assert glue.tool_summary("Read", {"file_path": "/etc/hosts"}, "/workspace") == (
+        "[tool] Read /etc/hosts"
+    )
+    assert glue.tool_summary("Grep", {"pattern": "TODO", "path": "src"}) == "[tool] Grep TODO"
+    assert glue.tool_summary("TodoWrite", {"todos": []}) == "[tool] TodoWrite"
+    line = glue.tool_summary("Bash", {"command": "echo " + "x" * 500})
+    assert len(line) == glue.TOOL_SUMMARY_CHARS and line.endswith("\u2026")
+
+
 class _Recorder(BaseHTTPRequestHandler):
     seen: list[tuple[str, str, dict[str, Any]]] = []
 
@@ -386,6 +563,20 @@ def test_hook_posts_the_event_and_nothing_else(tmp_path: Path) -> None:
             "hook_event_name": "UserPromptSubmit",
             "session_id": "s1",
         }  # never the prompt text
+        _Recorder.seen.clear()
+
+        # the end of a turn: the reply goes along (from the transcript, else the hook input)
+        session = write_session(tmp_path / "s.jsonl", [prompt("secret plan"), said(text("On it."))])
+        stop = {"hook_event_name": "Stop", "transcript_path": session, "cwd": str(tmp_path)}
+        done = run_hook("stop", json.dumps({**stop, "last_assistant_message": "On it."}), env)
+        assert done.returncode == 0 and done.stdout == "", done.stderr
+        [(_, _, body)] = _Recorder.seen
+        assert body == {"event": "stop", "hook_event_name": "Stop", "text": "On it."}
+        _Recorder.seen.clear()
+        failure = {"hook_event_name": "StopFailure", "last_assistant_message": "API Error: 400"}
+        done = run_hook("stop_failure", json.dumps(failure), env)
+        [(_, _, body)] = _Recorder.seen
+        assert body["text"] == "API Error: 400"
     finally:
         server.shutdown()
         server.server_close()
@@ -410,12 +601,19 @@ def test_hook_never_fails_the_agent(tmp_path: Path) -> None:
 # -- a real bridge, its agent reporting turns through the glue script ---------------------
 
 # Shows "> " at once after each prompt (a screen that looks idle) and only later ends the
-# turn with the stop hook: hooks, not the screen, must decide.
+# turn with the stop hook: hooks, not the screen, must decide. Like Claude Code, it keeps a
+# session transcript (JSONL) whose path its hooks get, and the stop hook reads the reply.
 HOOKED_AGENT = r"""
-import json, subprocess, sys, time
+import json, os, subprocess, sys, time
 glue, turn_s = sys.argv[1], float(sys.argv[2])
-def hook(event):
-    subprocess.run([sys.executable, glue, "hook", event], input=json.dumps({"session_id": "s"}),
+session = os.path.join(os.getcwd(), "session.jsonl")
+def record(kind, content, **extra):
+    entry = {"type": kind, "message": {"role": kind, "content": content}, **extra}
+    with open(session, "a") as f:
+        f.write(json.dumps(entry, separators=(",", ":")) + "\n")
+def hook(event, **extra):
+    payload = {"session_id": "s", "transcript_path": session, "cwd": os.getcwd(), **extra}
+    subprocess.run([sys.executable, glue, "hook", event], input=json.dumps(payload),
                    text=True, check=True)
 hook("session_start")
 while True:
@@ -426,10 +624,19 @@ while True:
     if line.startswith("/"):  # like a built-in command: no hooks
         sys.stdout.write("command " + line.strip() + "\n"); continue
     hook("prompt_submitted")
-    sys.stdout.write("Working on: " + line.strip() + "\n> "); sys.stdout.flush()
+    task = line.strip()
+    record("user", task)
+    record("assistant", [{"type": "text", "text": "Working on: " + task}])
+    path = os.path.join(os.getcwd(), "out.txt")
+    record("assistant", [{"type": "tool_use", "name": "Write", "input": {"file_path": path}}])
+    record("user", [{"type": "tool_result", "content": "written"}])
+    sys.stdout.write("Working on: " + task + "\n> "); sys.stdout.flush()
     time.sleep(turn_s)
-    sys.stdout.write("\rDone: " + line.strip() + "\n"); sys.stdout.flush()
-    hook("stop")
+    record("assistant", [{"type": "text", "text": "Done: " + task}])
+    sys.stdout.write("\rDone: " + task + "\n"); sys.stdout.flush()
+    hook("stop", last_assistant_message="Done: " + task)
+    with open(session, "a") as f:
+        f.write(json.dumps({"type": "system", "subtype": "stop_hook_summary"}) + "\n")
 """
 
 
@@ -527,6 +734,31 @@ def test_bridge_follows_the_agents_hooks(bridge: httpx.Client) -> None:
     assert prompts[-1]["assumed"] and dockyard(bridge)["state_reason"].startswith("screen")
 
 
+def test_the_agents_replies_reach_the_log_once_each(bridge: httpx.Client) -> None:
+    wait_until(lambda: dockyard(bridge)["hooks"]["events"].get("stop"), 10, "the first stop")
+    bridge.post("/message", json={"type": "user", "content": "second"})
+    wait_until(lambda: dockyard(bridge)["hooks"]["events"].get("stop") == 2, 10, "second stop")
+    log = bridge.get("/dockyard/log", params={"after": 0}).json()["entries"]
+    assert [e["seq"] for e in log] == list(range(1, len(log) + 1))
+    said = [e["content"] for e in log if e.get("source") == "agent"]
+    assert said == [
+        "Working on: first task",
+        "[tool] Write out.txt",
+        "Done: first task",
+        "Working on: second",
+        "[tool] Write out.txt",
+        "Done: second",
+    ]
+    # each reply sits in its turn: after its prompt, before the next one
+    first, second = [i for i, e in enumerate(log) if e["type"] == "input"]
+    where = {e["content"]: i for i, e in enumerate(log) if e.get("source") == "agent"}
+    assert first < where["Done: first task"] < second < where["Done: second"]
+    # everything else the agent printed is there too, marked as its screen's
+    screen = [e for e in log if e["type"] == "output" and e.get("source") != "agent"]
+    assert screen and all(e["source"] == "screen" for e in screen)
+    assert "Done: first task" in [e["content"] for e in screen]
+
+
 def test_hook_endpoint(bridge: httpx.Client) -> None:
     reply = bridge.post("/dockyard/hook", json={"event": "notification"})
     assert reply.status_code == 200
@@ -535,6 +767,12 @@ def test_hook_endpoint(bridge: httpx.Client) -> None:
     assert reply.status_code == 200 and not reply.json()["known"]
     assert dockyard(bridge)["hooks"]["ignored"] == 1
     assert bridge.post("/dockyard/hook", json={"event": ""}).status_code == 400
+    bad_text = bridge.post("/dockyard/hook", json={"event": "stop", "text": 3})
+    assert bad_text.status_code == 400 and "text must be a string" in bad_text.text
+    reply = bridge.post("/dockyard/hook", json={"event": "notification", "text": "a\nb"})
+    assert reply.json()["lines"] == 2
+    log = bridge.get("/dockyard/log", params={"after": 0}).json()["entries"]
+    assert [e["content"] for e in log if e.get("source") == "agent"][-2:] == ["a", "b"]
     assert bridge.post("/dockyard/hook", content=b"[1]").status_code == 400
     assert bridge.get("/dockyard/hook").status_code == 405
     unauthorized = httpx.post(

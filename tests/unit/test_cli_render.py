@@ -147,6 +147,10 @@ def test_log_text_marks_inputs_and_system_lines() -> None:
 def test_log_entry_json_shape() -> None:
     entry = {"id": 3, "type": "output", "content": "x", "time": "t", "extra": 1}
     assert log_entry(entry) == {"id": 3, "type": "output", "content": "x", "time": "t"}
+    # where a line came from, when known (a hooks-driven agent: agent or screen)
+    said = log_entry({**entry, "source": "agent"})
+    assert said == {"id": 3, "type": "output", "content": "x", "time": "t", "source": "agent"}
+    assert log_text({**entry, "source": "agent"}) == "x"  # what the agent said: plainly
 
 
 TEMPLATE = {

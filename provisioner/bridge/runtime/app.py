@@ -38,6 +38,9 @@ PROMPTS_FILE = "prompts.json"
 TRANSCRIPT_FILE = "transcript.jsonl"
 RUN_STATE_FILE = "state.json"
 SETUP_SOURCE = "setup"
+# with hooks deciding (state_source hooks): what the agent said, sent by its hooks, and the
+# lines cut from its screen (a TUI's screen lines: mostly chrome, kept but marked)
+AGENT_SOURCE, SCREEN_SOURCE = "agent", "screen"
 MAX_WAIT_S = 30.0
 MAX_LIMIT = 10000
 USER, RAW = "user", "raw"
@@ -410,7 +413,9 @@ class Bridge:
     # -- shared helpers (lock held) ------------------------------------------------------
 
     def _append_output(self, line: str, now: float, partial: bool = False) -> None:
-        extra = {"partial": True} if partial else {}
+        extra: dict[str, Any] = {"partial": True} if partial else {}
+        if self.activity.hooks is not None:
+            extra["source"] = SCREEN_SOURCE
         entry = self.transcript.append("output", line, now, **extra)
         self.conversation.add(entry)
 
@@ -525,14 +530,33 @@ class Bridge:
             self._changed(now)  # working from this moment, before the caller hears back
             return prompt_id
 
-    def hook(self, event: str) -> dict[str, Any]:
-        """An agent hook reported `event` (POST /dockyard/hook); unknown events are counted."""
+    def hook(self, event: str, lines: list[str] | None = None) -> dict[str, Any]:
+        """An agent hook reported `event` (POST /dockyard/hook); unknown events are counted.
+
+        `lines`: what the agent said (its reply, tool uses), appended to the transcript as
+        output with source "agent" before the event applies, so a reader sees the reply
+        with the idle it ends in. Only when hooks decide (state_source hooks): otherwise the
+        screen's lines are the agent's output already, and the text would repeat them.
+        """
         with self.cond:
             now = time.time()
+            appended = 0
+            if lines and self.activity.hooks is not None:
+                for line in lines:
+                    entry = self.transcript.append("output", line, now, source=AGENT_SOURCE)
+                    self.conversation.add(entry)
+                self.transcript.flush()
+                appended = len(lines)
             known = self.activity.on_hook(event, now)
             self._changed(now)
             source = self.config.profile.state_source
-            return {"ok": True, "known": known, "state_source": source, "state": self.state}
+            return {
+                "ok": True,
+                "known": known,
+                "state_source": source,
+                "state": self.state,
+                "lines": appended,
+            }
 
     def log(self, after: int, wait: float, limit: int, state: str | None) -> dict[str, Any]:
         """Entries after `after`; long-polls up to `wait` s while none and the state holds."""

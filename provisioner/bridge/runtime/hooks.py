@@ -10,6 +10,11 @@ tracker turns them into a deterministic verdict:
 * `session_start`: the agent is up (with a quiet terminal: its input box is drawn).
 * `notification`, `session_end`: recorded only.
 
+A hook event may also carry what the agent said (`"text"`: its reply for the turn, tool
+uses as one-line summaries). The bridge appends it to the transcript as output lines with
+`"source": "agent"`: a TUI agent redraws its screen with cursor movement rather than
+newlines, so the line-based screen capture (`"source": "screen"` then) is mostly chrome.
+
 The screen still decides two things the hooks cannot: when the agent first shows its
 input box (unless a session_start came), and a turn the hooks did not see start. Such a
 turn begins when a delivered prompt is taken without a prompt_submitted (assumed after
@@ -20,6 +25,7 @@ verdict (quiet at the prompt) applies, so the state never sticks at working.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 SCREEN, HOOKS = "screen", "hooks"
@@ -45,6 +51,10 @@ _BUSY = (PROMPT_SUBMITTED, TOOL_USE)
 _DONE = (STOP, STOP_FAILURE)
 # the longest event name accepted (unknown names are counted, never stored at length)
 MAX_EVENT_LEN = 64
+# a transcript line longer than this is cut into pieces (as the screen's lines are)
+MAX_TEXT_LINE = 16384
+# control characters a transcript reader never wants (tabs and newlines are kept)
+_TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 class HookTracker:
@@ -125,6 +135,31 @@ def parse_event(body: dict[str, Any]) -> str:
     if len(event) > MAX_EVENT_LEN:
         raise ValueError(f"event must be at most {MAX_EVENT_LEN} characters")
     return event
+
+
+def parse_text(body: dict[str, Any]) -> list[str]:
+    """The agent's text a `POST /dockyard/hook` body carries, as transcript lines.
+
+    No text (absent, null, blank): no lines. CR LF and CR end lines too; other control
+    characters and trailing spaces go; blank lines around the text go, blank lines inside
+    it stay (paragraphs). ValueError when `text` is not a string.
+    """
+    text = body.get("text")
+    if text is None:
+        return []
+    if not isinstance(text, str):
+        raise ValueError("text must be a string")
+    text = _TEXT_CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    lines = [line.rstrip() for line in text.split("\n")]
+    kept = [i for i, line in enumerate(lines) if line]
+    if not kept:
+        return []
+    lines = lines[kept[0] : kept[-1] + 1]
+    return [
+        line[i : i + MAX_TEXT_LINE]
+        for line in lines
+        for i in range(0, max(len(line), 1), MAX_TEXT_LINE)
+    ]
 
 
 def bridge_env(listen_host: str, port: int, token_file: str) -> dict[str, str]:

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from .activity import STATES
 from .app import MAX_LIMIT, MAX_WAIT_S, RAW, USER, Bridge, Rejected
-from .hooks import parse_event
+from .hooks import parse_event, parse_text
 
 MAX_BODY = 1 << 20
 # SSE: at most one message_update per client this often, and a keepalive when nothing happens
@@ -154,12 +154,15 @@ class Handler(BaseHTTPRequestHandler):
         self._send_json(200, {"ok": True, "id": new_id})
 
     def hook(self, query: dict[str, list[str]]) -> None:
-        """POST /dockyard/hook: an agent hook event ({"event": "prompt_submitted"|"stop"|...})."""
+        """POST /dockyard/hook: an agent hook event ({"event": "prompt_submitted"|"stop"|...},
+        optionally with "text": what the agent said in the turn)."""
+        body = self._read_json()
         try:
-            event = parse_event(self._read_json())
+            event = parse_event(body)
+            lines = parse_text(body)
         except ValueError as exc:
             raise Rejected(400, str(exc)) from None
-        self._send_json(200, self.server.bridge.hook(event))
+        self._send_json(200, self.server.bridge.hook(event, lines))
 
     def _read_json(self) -> dict[str, Any]:
         length_text = self.headers.get("Content-Length")
