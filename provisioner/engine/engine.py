@@ -369,6 +369,11 @@ class Engine:
         finally:
             lock.release()
 
+    def last_output(self, task_id: str) -> str:
+        """`; last output: a | b | c` for error messages: stored logs, else the container's."""
+        tail = self.store.tail(task_id, LAST_LINES) or self.backend.tail(task_id, LAST_LINES)
+        return "; last output: " + " | ".join(tail) if tail else ""
+
     def workspace_died(self, task_id: str) -> None:
         """An active task's workspace stopped by itself: error, with the cause."""
         lock = self._lock_for(self._task_locks, task_id)
@@ -381,10 +386,7 @@ class Engine:
                 return
             if self._await_restart(task_id, observed):
                 return
-            tail = self.store.tail(task_id, LAST_LINES) or self.backend.tail(task_id, LAST_LINES)
-            message = f"workspace stopped: {observed.death_cause()}"
-            if tail:
-                message += "; last output: " + " | ".join(tail)
+            message = f"workspace stopped: {observed.death_cause()}" + self.last_output(task_id)
             klass = ErrorClass.PERMANENT if observed.oom_killed else ErrorClass.UNKNOWN
             self.fail(task_id, Status.ACTIVE, message, klass)
         finally:

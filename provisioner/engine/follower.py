@@ -18,7 +18,6 @@ log = logging.getLogger(__name__)
 
 POLL_WAIT_S = 10.0
 FETCH_LIMIT = 10000  # a flood comes over in a few large batches, not many small ones
-LAST_LINES = 8
 
 
 def _message_from(entries: list[dict[str, object]], previous: str) -> str:
@@ -192,12 +191,9 @@ class Follower(threading.Thread):
             client.close()
 
     def _agent_exited(self, code: object, status: dict[str, Any]) -> None:
-        tail = self.engine.store.tail(self.task_id, LAST_LINES)
-        message = exit_message(
-            code, status, oom_killed=self.engine.backend.observe(self.task_id).oom_killed
-        )
-        if tail:
-            message += "; last output: " + " | ".join(tail)
+        observed = self.engine.backend.observe(self.task_id)
+        message = exit_message(code, status, oom_killed=observed.oom_killed)
+        message += self.engine.last_output(self.task_id)
         self.engine.fail_active(self.task_id, message, ErrorClass.PERMANENT, stop=True)
 
     def _workspace_died(self) -> None:

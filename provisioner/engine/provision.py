@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 PROGRESS_EVERY_S = 1.0
-LAST_LINES = 8
 
 
 class Provisioner:
@@ -140,13 +139,9 @@ class Provisioner:
         )
 
     def _died(self) -> BridgeFailure:
-        observed = self.backend.observe(self.task_id)
-        tail = self.store.tail(self.task_id, LAST_LINES) or self.backend.tail(
-            self.task_id, LAST_LINES
-        )
+        cause = self.backend.observe(self.task_id).death_cause()
         return BridgeFailure(
-            f"workspace stopped while starting: {observed.death_cause()}"
-            + ("; last output: " + " | ".join(tail) if tail else "")
+            f"workspace stopped while starting: {cause}" + self.engine.last_output(self.task_id)
         )
 
     def _wait_for_bridge(self, task: Task) -> BridgeClient:
@@ -193,7 +188,8 @@ class Provisioner:
                 self._phase_name = Phase.SETUP.value
                 code = (status.get("setup") or {}).get("exit_code", status.get("exit_code"))
                 raise StartupFailure(
-                    f"setup script failed with exit code {code}" + self._last_output(),
+                    f"setup script failed with exit code {code}"
+                    + self.engine.last_output(self.task_id),
                     phase=Phase.SETUP.value,
                 )
             wanted = {"setup": Phase.SETUP, "starting": Phase.AGENT}.get(str(state))
@@ -210,7 +206,7 @@ class Provisioner:
             if state == "exited":
                 raise StartupFailure(
                     f"the agent exited with code {status.get('exit_code')} while starting"
-                    + self._last_output(),
+                    + self.engine.last_output(self.task_id),
                     phase=Phase.AGENT.value,
                 )
             if time.monotonic() >= self._deadline:
@@ -220,7 +216,3 @@ class Provisioner:
                     else ("the agent never showed its input prompt")
                 )
                 raise self._timeout(what)
-
-    def _last_output(self) -> str:
-        tail = self.store.tail(self.task_id, LAST_LINES)
-        return "; last output: " + " | ".join(tail) if tail else ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +14,27 @@ from provisioner.model import Task
 from provisioner.templating.catalog import Catalog
 from provisioner.templating.render import WorkspaceSpec, render_workspace
 
+IMAGE_OF_TEMPLATE = "template:"
 BRIDGE_STATE_DIR = f"{recipes.AGENT_HOME}/.dockyard/bridge"
 
 
 def spec_for(catalog: Catalog, task: Task, secrets: dict[str, Any] | None = None) -> WorkspaceSpec:
     """Render the version the task pinned with the parameters resolved at its creation."""
     template = catalog.get(task.template, task.template_version)
-    return render_workspace(template, None, {**task.resolved, **(secrets or {})})
+    spec = render_workspace(template, None, {**task.resolved, **(secrets or {})})
+    return with_borrowed_image(catalog, spec)
+
+
+def with_borrowed_image(catalog: Catalog, spec: WorkspaceSpec) -> WorkspaceSpec:
+    """`workspace.image: template:NAME` builds NAME's image instead of a copy of its files."""
+    if not spec.image or not spec.image.startswith(IMAGE_OF_TEMPLATE):
+        return spec
+    name = spec.image.removeprefix(IMAGE_OF_TEMPLATE)
+    lender = catalog.get(name)
+    lent = render_workspace(lender, lender.default_preset(), {})
+    if lent.build is None:
+        return replace(spec, image=lent.image)
+    return replace(spec, image=None, build=lent.build)
 
 
 def initial_prompt_id(task: Task) -> str:
