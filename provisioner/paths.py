@@ -8,6 +8,9 @@ import uuid
 from pathlib import Path
 
 import platformdirs
+import yaml
+
+from provisioner.errors import DockyardError
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -62,13 +65,30 @@ def builtin_presets_dir() -> Path:
     return _builtin("presets")
 
 
+def _configured_dirs(setting: str, variable: str) -> list[Path]:
+    """Directories from the home's config.yaml (`setting: [dirs]`), then from `variable`."""
+    dirs: list[Path] = []
+    config = home_dir() / "config.yaml"
+    if config.is_file():
+        try:
+            data = yaml.safe_load(config.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise DockyardError(f"{config}: invalid YAML: {exc}") from exc
+        value = data.get(setting, []) if isinstance(data, dict) else []
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise DockyardError(f"{config}: {setting} must be a list of directories")
+        dirs += [Path(str(v)).expanduser() for v in value]
+    dirs += [Path(p) for p in os.environ.get(variable, "").split(os.pathsep) if p]
+    return dirs
+
+
 def template_search_path() -> list[Path]:
-    """Built-ins first, then directories listed in DOCKYARD_TEMPLATE_PATH (os.pathsep)."""
-    extra = [Path(p) for p in os.environ.get("DOCKYARD_TEMPLATE_PATH", "").split(os.pathsep) if p]
-    return [builtin_templates_dir(), *extra]
+    """Built-ins, then `template_path` in HOME/config.yaml, then DOCKYARD_TEMPLATE_PATH."""
+    return [builtin_templates_dir(), *_configured_dirs("template_path", "DOCKYARD_TEMPLATE_PATH")]
 
 
 def preset_search_path() -> list[Path]:
-    """Built-in presets, then DOCKYARD_PRESET_PATH directories (<template>/<preset>.yaml)."""
-    extra = [Path(p) for p in os.environ.get("DOCKYARD_PRESET_PATH", "").split(os.pathsep) if p]
-    return [builtin_presets_dir(), *extra]
+    """Built-ins, then `preset_path` (config.yaml), then DOCKYARD_PRESET_PATH directories."""
+    return [builtin_presets_dir(), *_configured_dirs("preset_path", "DOCKYARD_PRESET_PATH")]

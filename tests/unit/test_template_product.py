@@ -94,3 +94,21 @@ def test_secrets_come_from_env_or_secrets_file_and_stay_out_of_reach(
     assert store.load("t1") == {"key": "s3cret"}
     store.delete("t1")
     assert store.load("t1") == {} and not path.exists()
+
+
+def test_search_path_from_config_file_and_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from provisioner import paths
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("DOCKYARD_HOME", str(home))
+    monkeypatch.setenv("DOCKYARD_TEMPLATE_PATH", str(tmp_path / "from-env"))
+    assert paths.template_search_path()[1:] == [tmp_path / "from-env"]
+    write(home / "config.yaml", f"template_path:\n  - {tmp_path / 'team'}\n")
+    make_template(tmp_path / "team" / "demo")
+    assert paths.template_search_path()[1:] == [tmp_path / "team", tmp_path / "from-env"]
+    assert "demo" in Catalog().names()
+    write(home / "config.yaml", "template_path: 3\n")
+    with pytest.raises(Exception, match="template_path must be a list"):
+        paths.template_search_path()
