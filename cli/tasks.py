@@ -313,8 +313,9 @@ def logs(ctx: click.Context, task: str, follow: bool, screen: bool, output: str)
     except KeyboardInterrupt:
         ctx.exit(INTERRUPTED)
     if hidden[0] and output == "text":
+        lines = "line" if hidden[0] == 1 else "lines"
         click.echo(
-            f"({hidden[0]} lines of the agent's screen hidden; --screen shows them)", err=True
+            f"({hidden[0]} {lines} of the agent's screen hidden; --screen shows them)", err=True
         )
 
 

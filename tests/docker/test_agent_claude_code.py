@@ -3,7 +3,8 @@
 Claude Code (the real npm package, its native binary) runs in a workspace built from the
 template; the fake model answers with Write and Edit tool calls, so the edits really happen
 in /workspace. Working/idle comes from Claude Code's hooks: the task's history shows each
-idle caused by a Stop hook.
+idle caused by a Stop hook. What Claude Code said comes from its Stop hook too: each reply
+is in the task's logs once, and its last line is the task's message.
 """
 
 from __future__ import annotations
@@ -119,6 +120,27 @@ def session_files(server: ServerHandle, task: str) -> str:
     return out
 
 
+def all_logs(server: ServerHandle, task: str) -> list[dict[str, Any]]:
+    """Every log entry, the lines cut from Claude Code's screen too."""
+    return list(json.loads(server.cli("task", "logs", task, "-o", "json", "--screen").stdout))
+
+
+def said(server: ServerHandle, task: str) -> list[str]:
+    """The output lines `dockyard task logs` shows: what the agent said (and the setup's)."""
+    lines = [e for e in server.logs(task) if e["type"] == "output"]
+    assert all(e.get("source") in ("agent", "setup") for e in lines), lines
+    return [e["content"] for e in lines if e.get("source") == "agent"]
+
+
+def assert_replied(server: ServerHandle, task: str, *replies: str) -> list[str]:
+    """Each reply is in the logs exactly once, and the last one is the task's message."""
+    lines = said(server, task)
+    for reply in replies:
+        assert lines.count(reply) == 1, (reply, lines)
+    assert server.status(task)["message"] == replies[-1]
+    return lines
+
+
 def wait_model_call(model: FakeModelServer, prompt: str, timeout: float) -> RecordedRequest:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -169,6 +191,12 @@ def test_claude_code_edits_files_and_reports_turns_through_hooks(
         # working -> idle, and the idle came from Claude Code's Stop hook
         history = state_events(server, task)
         assert history and history[-1] == ("working", "idle", "hook stop"), history
+        # the turn's reply, its tool use on one line, in the logs; the reply's end the message
+        first = assert_replied(server, task, "Created hello.py.")
+        assert first == ["I'll create the file.", "[tool] Write hello.py", "Created hello.py."]
+        # the lines cut from its screen are kept (--screen shows them), each marked
+        outputs = [e for e in all_logs(server, task) if e["type"] == "output"]
+        assert {e.get("source") for e in outputs} <= {"agent", "screen", "setup"}, outputs
 
         server.cli("task", "send", task, EDIT_PROMPT)
         wait_file(server, task, EDITED, 60)
@@ -184,7 +212,9 @@ def test_claude_code_edits_files_and_reports_turns_through_hooks(
         assert "Requirement 60: keep the file tidy." in last_user_text(edit_call.body)
         failed = [r for r in script.tool_results if r.get("is_error")]
         assert not failed, failed
-        logs = server.logs(task)
+        lines = assert_replied(server, task, "Created hello.py.", "Updated hello.py.")
+        assert lines[3:] == ["I'll edit the file.", "[tool] Edit hello.py", "Updated hello.py."]
+        logs = all_logs(server, task)
         inputs = [e["content"] for e in logs if e["type"] == "input"]
         assert inputs == [WRITE_PROMPT, EDIT_PROMPT]
         assert all(e.get("delivery") == "taken" for e in logs if e["type"] == "input")
@@ -211,6 +241,10 @@ def test_claude_code_edits_files_and_reports_turns_through_hooks(
         )
         code, out = server.exec(task, "cat", "/workspace/hello.py")
         assert code == 0 and out == EDITED
+        # the resumed session's reply, and nothing of the earlier turns again
+        recap = "I created hello.py and then edited it."
+        lines = assert_replied(server, task, "Created hello.py.", "Updated hello.py.", recap)
+        assert lines[6:] == [recap]
         print(f"\nclaude-code: created to first idle in {ready_s:.1f}s (image build included)")
     finally:
         server.cli("task", "delete", "-y", task, check=False)
