@@ -39,12 +39,15 @@ tasks = Table(
     Column("error_class", String(16)),
     Column("workspace", JSON),
     Column("bridge_token", String(128), nullable=False),  # never returned by the API
-    Column("policy", JSON, nullable=False),  # the template's lifecycle, pinned at creation
-    Column("phases", JSON, nullable=False),  # [{phase, started_at, duration_s}] of the last start
+    # the template's lifecycle, pinned at creation
+    Column("policy", JSON, nullable=False, server_default="{}"),
+    # [{phase, started_at, duration_s}] of the last start
+    Column("phases", JSON, nullable=False, server_default="[]"),
     Column("state_changed_at", String(32)),
     Column("lease_owner", String(128)),  # the engine provisioning it, while initializing
     Column("lease_until", Float),
-    Column("kind", String(8), nullable=False, default="task"),  # task | pool (warm member)
+    # task | pool (a warm member)
+    Column("kind", String(8), nullable=False, default="task", server_default="task"),
     Column("created_at", String(32), nullable=False),
     Column("updated_at", String(32), nullable=False),
     UniqueConstraint("owner", "name", name="uq_task_owner_name"),

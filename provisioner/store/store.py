@@ -72,25 +72,33 @@ class Store(LogsMixin, PromptsMixin):
         self.log_listeners = set()
 
     def _check_schema(self) -> None:
-        # No migrations yet: refuse an older database with a clear way out, rather than
-        # failing later on a missing column.
-        have = {c["name"] for c in inspect(self.db).get_columns("tasks")}
-        missing = sorted({c.name for c in tasks.columns} - have)
-        if missing:
+        """Bring an older database up to date: columns added since are added in place."""
+        for table in (tasks, logs):
+            have = {c["name"] for c in inspect(self.db).get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in have:
+                    self._add_column(table.name, column)
+
+    def _add_column(self, table: str, column: Any) -> None:
+        if not column.nullable and column.server_default is None:
             raise DockyardError(
-                f"The database at {self.url} is from an older Dockyard (missing: "
-                f"{', '.join(missing)})",
+                f"The database at {self.url} is from an older Dockyard and lacks "
+                f"{table}.{column.name}, which cannot be filled in",
                 hint="move the file aside to start afresh (its tasks will not be shown)",
             )
-        # A nullable column added since (where a log line came from) is added in place.
-        if "source" not in {c["name"] for c in inspect(self.db).get_columns("logs")}:
-            try:
-                with self.db.begin() as conn:
-                    conn.execute(text("ALTER TABLE logs ADD COLUMN source VARCHAR(16)"))
-            except (OperationalError, ProgrammingError):
-                # another process sharing the database may have added it first
-                if "source" not in {c["name"] for c in inspect(self.db).get_columns("logs")}:
-                    raise
+        kind = column.type.compile(dialect=self.db.dialect)
+        ddl = f"ALTER TABLE {table} ADD COLUMN {column.name} {kind}"
+        if column.server_default is not None:
+            ddl += f" DEFAULT '{column.server_default.arg}'"
+            if not column.nullable:
+                ddl += " NOT NULL"
+        try:
+            with self.db.begin() as conn:
+                conn.execute(text(ddl))
+        except (OperationalError, ProgrammingError):
+            # another process sharing the database may have added it first
+            if column.name not in {c["name"] for c in inspect(self.db).get_columns(table)}:
+                raise
 
     def close(self) -> None:
         """Dispose of pooled connections."""

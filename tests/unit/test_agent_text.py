@@ -184,3 +184,19 @@ def test_task_logs_show_what_the_agent_said_and_hide_its_screen(tmp_path: Path) 
             assert [e.get("source") for e in entries].count("screen") == 2
     finally:
         store.close()
+
+
+def test_an_older_database_gets_new_task_columns(tmp_path: Path) -> None:
+    from provisioner.store.store import Store, sqlite_url
+
+    path = tmp_path / "old.db"
+    Store(sqlite_url(path)).close()
+    with sqlite3.connect(path) as db:  # make it look like an earlier Dockyard's
+        for column in ("kind", "policy", "phases", "lease_until"):
+            db.execute(f"ALTER TABLE tasks DROP COLUMN {column}")
+    store = Store(sqlite_url(path))
+    with sqlite3.connect(path) as db:
+        names = {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
+    assert {"kind", "policy", "phases", "lease_until"} <= names
+    assert store.list_tasks() == []
+    store.close()
