@@ -1,4 +1,5 @@
-"""The fake model server speaks the OpenAI and Anthropic wire formats the SDKs expect."""
+"""The fake model server speaks the OpenAI (chat completions, Responses) and Anthropic wire
+formats the SDKs and agents expect."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from tests.fake_model_server import (
     last_user_text,
     message_texts,
     sequence,
+    tool_outputs,
 )
 
 OPENAI_REQUEST = {
@@ -254,6 +256,186 @@ def test_anthropic_count_tokens(fake: FakeModelServer) -> None:
     assert fake.requests[0].path == "/v1/messages/count_tokens"
 
 
+# -- OpenAI Responses API (Codex) --------------------------------------------------------
+
+RESPONSES_REQUEST: dict[str, Any] = {
+    "model": "gpt-test",
+    "instructions": "you are codex",
+    "input": [
+        {"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "d"}]},
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "ctx"}]},
+        {
+            "type": "message",
+            "role": "user",
+            "content": [{"type": "input_text", "text": "write a.py"}],
+        },
+        {"type": "function_call", "call_id": "c1", "name": "exec_command", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "ok"},
+        {"type": "custom_tool_call", "call_id": "c2", "name": "apply_patch", "input": "*** x"},
+        {"type": "custom_tool_call_output", "call_id": "c2", "output": "Success"},
+    ],
+    "tools": [
+        {"type": "function", "name": "exec_command", "parameters": {"type": "object"}},
+        {"type": "custom", "name": "apply_patch", "format": {"type": "grammar"}},
+        {"type": "web_search"},
+    ],
+    "tool_choice": "auto",
+    "parallel_tool_calls": False,
+}
+EXEC = ToolCall("exec_command", {"cmd": "printf hi > a.py"}, "call_exec")
+PATCH = "*** Begin Patch\n*** Add File: b.py\n+print(1)\n*** End Patch\n"
+APPLY = ToolCall("apply_patch", {"input": PATCH}, "call_patch")
+
+
+def _responses(request: dict[str, Any], api: str) -> Reply:
+    assert api == "responses"
+    return Reply(text="Writing both files.", tool_calls=[EXEC, APPLY], chunk_size=7)
+
+
+def test_responses_non_streaming() -> None:
+    with FakeModelServer(_responses, host="127.0.0.1") as fake:
+        r = httpx.post(
+            f"{fake.base_url}/v1/responses",
+            json=RESPONSES_REQUEST,
+            headers={"Authorization": "Bearer sk-codex"},
+        )
+        assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+        body = r.json()
+        assert body["object"] == "response" and body["status"] == "completed"
+        assert body["id"].startswith("resp_") and body["model"] == "gpt-test"
+        assert body["incomplete_details"] is None and body["error"] is None
+        message, function, custom = body["output"]
+        assert message["type"] == "message" and message["role"] == "assistant"
+        assert message["content"] == [
+            {"type": "output_text", "text": "Writing both files.", "annotations": []}
+        ]
+        # a tool the request declares as a function: arguments are a JSON string
+        assert function["type"] == "function_call" and function["call_id"] == "call_exec"
+        assert function["name"] == "exec_command"
+        assert json.loads(function["arguments"]) == EXEC.input
+        # a tool it declares as custom (freeform): the input is the raw text
+        assert custom["type"] == "custom_tool_call" and custom["call_id"] == "call_patch"
+        assert custom["name"] == "apply_patch" and custom["input"] == PATCH
+        assert len({item["id"] for item in body["output"]}) == 3
+        usage = body["usage"]
+        assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"] > 0
+        assert usage["input_tokens_details"] == {"cached_tokens": 0}
+        assert usage["output_tokens_details"] == {"reasoning_tokens": 0}
+        (recorded,) = fake.requests
+        assert (recorded.method, recorded.path, recorded.api) == (
+            "POST",
+            "/v1/responses",
+            "responses",
+        )
+        assert recorded.headers["authorization"] == "Bearer sk-codex"
+        assert fake.model_requests("responses") == [recorded]
+        assert fake.model_requests("openai") == []
+
+
+def test_responses_streaming_event_sequence() -> None:
+    with FakeModelServer(_responses, host="127.0.0.1") as fake:
+        # without a /v1 prefix too, as when a client's base URL is the server's root
+        r = httpx.post(f"{fake.base_url}/responses", json={**RESPONSES_REQUEST, "stream": True})
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/event-stream")
+    events = _sse(r)
+    datas = [json.loads(d) for _, d in events]
+    assert all(event == data["type"] for (event, _), data in zip(events, datas, strict=True))
+    assert [d["sequence_number"] for d in datas] == list(range(len(datas)))
+    kinds = [d["type"] for d in datas]
+    assert kinds[:2] == ["response.created", "response.in_progress"]
+    assert kinds[-1] == "response.completed"
+    created = datas[0]["response"]
+    assert created["status"] == "in_progress" and created["output"] == []
+    final = datas[-1]["response"]
+    assert final["status"] == "completed" and final["id"] == created["id"]
+    assert final["usage"]["output_tokens"] > 0
+
+    # every item: added (empty), its deltas, done (whole), in output order
+    added = [d for d in datas if d["type"] == "response.output_item.added"]
+    done = [d for d in datas if d["type"] == "response.output_item.done"]
+    assert [d["output_index"] for d in added] == [0, 1, 2] == [d["output_index"] for d in done]
+    assert [d["item"] for d in done] == final["output"]
+    assert added[0]["item"]["content"] == [] and added[0]["item"]["status"] == "in_progress"
+    assert added[1]["item"]["arguments"] == "" and added[2]["item"]["input"] == ""
+
+    text = [d["delta"] for d in datas if d["type"] == "response.output_text.delta"]
+    assert len(text) > 1 and "".join(text) == "Writing both files."
+    assert [d["type"] for d in datas if d.get("output_index") == 0] == [
+        "response.output_item.added",
+        "response.content_part.added",
+        *["response.output_text.delta"] * len(text),
+        "response.output_text.done",
+        "response.content_part.done",
+        "response.output_item.done",
+    ]
+    args = [d["delta"] for d in datas if d["type"] == "response.function_call_arguments.delta"]
+    assert len(args) > 1 and json.loads("".join(args)) == EXEC.input
+    (args_done,) = [d for d in datas if d["type"] == "response.function_call_arguments.done"]
+    assert json.loads(args_done["arguments"]) == EXEC.input
+    patch = [d["delta"] for d in datas if d["type"] == "response.custom_tool_call_input.delta"]
+    assert len(patch) > 1 and "".join(patch) == PATCH
+    (patch_done,) = [d for d in datas if d["type"] == "response.custom_tool_call_input.done"]
+    assert patch_done["input"] == PATCH and patch_done["item_id"] == done[2]["item"]["id"]
+
+
+def test_responses_text_only_incomplete_and_errors() -> None:
+    with FakeModelServer(lambda req, api: "plain", host="127.0.0.1") as fake:
+        body = httpx.post(f"{fake.base_url}/v1/responses", json={"input": "hi"}).json()
+        (item,) = body["output"]
+        assert item["content"][0]["text"] == "plain" and body["model"] == "fake-model"
+        assert fake.model_requests("responses")[0].body == {"input": "hi"}
+
+    truncated = Reply(text="cut", stop_reason="max_output_tokens")
+    with FakeModelServer(lambda req, api: truncated, host="127.0.0.1") as fake:
+        r = httpx.post(f"{fake.base_url}/v1/responses", json={"input": "hi", "stream": True})
+        last = json.loads(_sse(r)[-1][1])
+        assert last["type"] == "response.incomplete"
+        assert last["response"]["status"] == "incomplete"
+        assert last["response"]["incomplete_details"] == {"reason": "max_output_tokens"}
+        body = httpx.post(f"{fake.base_url}/v1/responses", json={"input": "hi"}).json()
+        assert body["status"] == "incomplete"
+
+    def plain_tool(req: dict[str, Any], api: str) -> Reply:
+        return Reply(tool_calls=[ToolCall("apply_patch", {"input": "raw"})])
+
+    with FakeModelServer(plain_tool, host="127.0.0.1") as fake:
+        # no tools declared (so none is custom): a function call, its input as JSON
+        body = httpx.post(f"{fake.base_url}/v1/responses", json={"input": "hi"}).json()
+        (call,) = body["output"]  # no text: the tool call alone
+        assert call["type"] == "function_call" and json.loads(call["arguments"]) == {"input": "raw"}
+        assert call["call_id"].startswith("call_")
+
+    with FakeModelServer(lambda req, api: ErrorReply(429, "slow down"), host="127.0.0.1") as f:
+        r = httpx.post(f"{f.base_url}/v1/responses", json={"input": "hi", "stream": True})
+        assert r.status_code == 429 and r.headers["retry-after"] == "0"
+        assert r.json()["error"] == {
+            "message": "slow down",
+            "type": "rate_limit_exceeded",
+            "param": None,
+            "code": None,
+        }
+        assert httpx.post(f"{f.base_url}/v1/responses", content=b"[1]").status_code == 400
+
+
+def test_responses_request_helpers() -> None:
+    assert last_user_text(RESPONSES_REQUEST) == "write a.py"
+    assert message_texts(RESPONSES_REQUEST) == ["you are codex", "d", "ctx", "write a.py"]
+    assert [o["call_id"] for o in tool_outputs(RESPONSES_REQUEST)] == ["c1", "c2"]
+    # only the outputs after the last user message count: a new prompt starts afresh
+    follow_up = dict(RESPONSES_REQUEST)
+    follow_up["input"] = [
+        *RESPONSES_REQUEST["input"],
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "more"}]},
+    ]
+    assert tool_outputs(follow_up) == [] and last_user_text(follow_up) == "more"
+    assert last_user_text({"input": "just text"}) == "just text"
+    assert message_texts({"input": "just text"}) == ["just text"]
+    assert tool_outputs({"input": "just text"}) == [] and tool_outputs({}) == []
+    # chat completions and Anthropic bodies are read as before
+    assert tool_outputs(OPENAI_REQUEST) == []
+
+
 # -- behaviour common to both ------------------------------------------------------------
 
 
@@ -264,7 +446,9 @@ def test_keep_alive_connection_serves_several_streams(fake: FakeModelServer) -> 
             assert _sse(r)[-1] == (None, "[DONE]")
             r = client.post("/v1/messages", json={**ANTHROPIC_REQUEST, "stream": True})
             assert _sse(r)[-1][0] == "message_stop"
-    assert [r.api for r in fake.model_requests()] == ["openai", "anthropic"] * 3
+            r = client.post("/v1/responses", json={**RESPONSES_REQUEST, "stream": True})
+            assert _sse(r)[-1][0] == "response.completed"
+    assert [r.api for r in fake.model_requests()] == ["openai", "anthropic", "responses"] * 3
 
 
 @pytest.mark.parametrize(
