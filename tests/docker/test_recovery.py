@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import docker.errors
 import httpx
 import pytest
 import yaml
@@ -125,6 +127,12 @@ def proc_server(tmp_path: Path, docker_client: docker.DockerClient) -> Iterator[
             c.remove(force=True)
         for v in docker_client.volumes.list(filters={"label": label}):
             v.remove(force=True)
+        for variant in ("slow-start", "comes-back"):  # image tags of the test templates
+            for image in docker_client.images.list(name=f"dockyard-tpl-{variant}"):
+                for tag in image.tags:
+                    if tag.startswith(f"dockyard-tpl-{variant}:"):
+                        with contextlib.suppress(docker.errors.APIError):
+                            docker_client.images.remove(tag)
 
 
 def assert_transcript_exact(logs: list[dict[str, Any]]) -> None:
