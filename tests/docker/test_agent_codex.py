@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.docker.agent_script import EDIT_PROMPT, EDITED, HELLO, RECAP_PROMPT, WRITE_PROMPT
 from tests.docker.conftest import ServerHandle
 from tests.fake_model_server import (
     FakeModelServer,
@@ -30,14 +31,6 @@ from tests.fake_model_server import (
 
 pytestmark = pytest.mark.slow
 
-WRITE_PROMPT = "Create hello.py that prints hello (dockyard-write)"
-# long and multi-line: it must arrive whole (a bracketed paste, then Enter)
-EDIT_PROMPT = "Make hello.py greet dockyard instead (dockyard-edit).\n" + "\n".join(
-    f"Requirement {i}: keep the file tidy." for i in range(1, 61)
-)
-RECAP_PROMPT = "What have you done so far? (dockyard-recap)"
-HELLO = "print('hello')\n"
-EDITED = "print('hello, dockyard')\n"
 WRITE_COMMAND = "printf \"print('hello')\\n\" > hello.py"
 PATCH = (
     "*** Begin Patch\n"
