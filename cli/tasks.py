@@ -373,6 +373,8 @@ def _wait_until_taken(client: Client, task: str, prompt_id: str, timeout: float)
             return
         current = client.get_task(task)
         if current.get("status") in WAIT_FAILURES:
+            if client.get_prompt(task, prompt_id).get("state") == "taken":
+                continue  # taken just before the task stopped: report that, not a failure
             raise CliError(
                 f"task {task} is {current.get('status')}: {current.get('message') or ''}".strip(),
                 hint=f"the prompt stays queued; resume the task: dockyard task resume {task}",

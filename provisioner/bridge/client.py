@@ -79,12 +79,19 @@ class BridgeClient:
         return result
 
     def log(
-        self, after: int, wait: float = 0, limit: int = 1000, state: str | None = None
+        self,
+        after: int,
+        wait: float = 0,
+        limit: int = 1000,
+        state: str | None = None,
+        prompts_version: int | None = None,
     ) -> dict[str, Any]:
         """GET /dockyard/log: entries after seq `after`, long-polling up to `wait` seconds."""
         params: dict[str, Any] = {"after": after, "wait": wait, "limit": limit}
         if state is not None:
             params["state"] = state
+        if prompts_version is not None:
+            params["prompts"] = prompts_version
         # the server may hold the request for `wait` seconds before it answers
         result: dict[str, Any] = self._request(
             "GET", "/dockyard/log", params=params, timeout=self.timeout + wait

@@ -98,6 +98,7 @@ class Follower(threading.Thread):
         last_seq = store.last_seq(self.task_id)
         client: BridgeClient | None = None
         bridge_state = ""
+        prompts_version = 0  # the bridge's prompt counter last seen: it answers on a change
         failures = 0
         while not self.stopping.is_set():
             task = store.get(self.task_id)
@@ -124,8 +125,13 @@ class Follower(threading.Thread):
                 # change: both are answered at once rather than long-polled.
                 wait = 0.0 if bridge_state in ("", "exited") else POLL_WAIT_S
                 reply = client.log(
-                    after=last_seq, wait=wait, state=bridge_state or None, limit=FETCH_LIMIT
+                    after=last_seq,
+                    wait=wait,
+                    state=bridge_state or None,
+                    limit=FETCH_LIMIT,
+                    prompts_version=prompts_version,
                 )
+                prompts_version = int(reply.get("prompts_version", prompts_version))
                 failures = 0
             except (BridgeUnreachable, BridgeError) as exc:
                 failures += 1
@@ -153,6 +159,15 @@ class Follower(threading.Thread):
                 last_seq = max(int(e["seq"]) for e in entries)
             status = reply.get("status", {}).get("dockyard", {})
             bridge_state = str(status.get("state", ""))
+            # Delivery states first: a prompt the agent took just before it exited is taken.
+            untaken = [p for p in store.prompts(self.task_id) if p["state"] != "taken"]
+            if untaken:
+                reported = reply.get("prompts")
+                known = {p.get("id") for p in reported or []}
+                if reported is None or any(p["id"] not in known for p in untaken):
+                    reported = client.prompts()  # an older bridge, or a long queue
+                store.sync_prompts(self.task_id, reported)
+                untaken = [p for p in store.prompts(self.task_id) if p["state"] != "taken"]
             if bridge_state == "setup_failed":
                 self.engine.fail_active(
                     self.task_id,
@@ -168,10 +183,6 @@ class Follower(threading.Thread):
                 return
             if bridge_state == "stopping":
                 continue  # someone is stopping the workspace; its end will show itself
-            untaken = [p for p in store.prompts(self.task_id) if p["state"] != "taken"]
-            if untaken:
-                store.sync_prompts(self.task_id, client.prompts())
-                untaken = [p for p in store.prompts(self.task_id) if p["state"] != "taken"]
             # Idle only once the agent has taken every prompt sent to it.
             idle = bridge_state == "idle" and not untaken
             state = State.IDLE if idle else State.WORKING

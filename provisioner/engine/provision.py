@@ -193,6 +193,9 @@ class Provisioner:
                     phase=Phase.SETUP.value,
                 )
             wanted = {"setup": Phase.SETUP, "starting": Phase.AGENT}.get(str(state))
+            setup_state = (status.get("setup") or {}).get("state")
+            if state == "starting" and spec.setup_script and setup_state not in ("done", None):
+                wanted = Phase.SETUP  # the bridge has not begun the script yet: still setup
             if state in ("working", "idle"):
                 wanted = Phase.AGENT
             if wanted is not None and wanted.value != current:

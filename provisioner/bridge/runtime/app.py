@@ -42,6 +42,7 @@ SETUP_SOURCE = "setup"
 # lines cut from its screen (a TUI's screen lines: mostly chrome, kept but marked)
 AGENT_SOURCE, SCREEN_SOURCE = "agent", "screen"
 MAX_WAIT_S = 30.0
+RECENT_PROMPTS = 32  # prompts carried in a log reply: enough to cover a burst
 MAX_LIMIT = 10000
 USER, RAW = "user", "raw"
 
@@ -558,24 +559,36 @@ class Bridge:
                 "lines": appended,
             }
 
-    def log(self, after: int, wait: float, limit: int, state: str | None) -> dict[str, Any]:
-        """Entries after `after`; long-polls up to `wait` s while none and the state holds."""
+    def log(
+        self, after: int, wait: float, limit: int, state: str | None, prompts: int = -1
+    ) -> dict[str, Any]:
+        """Entries after `after`; long-polls up to `wait` s while none and the state holds.
+
+        With `prompts` (the `prompts_version` a reader saw) it also answers as soon as a
+        prompt moves (queued, delivered, taken), and carries the recent prompts, so a
+        follower learns `taken` without a second request.
+        """
         deadline = time.monotonic() + min(max(wait, 0.0), MAX_WAIT_S)
         with self.cond:
             expected = state or self.state
             while True:
                 entries = self.transcript.after(after, limit)
-                if entries or self.state != expected or self.stopping.is_set():
+                moved = prompts >= 0 and self.activity.changes != prompts
+                if entries or moved or self.state != expected or self.stopping.is_set():
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 self.cond.wait(remaining)
-            return {
+            reply: dict[str, Any] = {
                 "entries": entries,
                 "last_seq": self.transcript.last_seq,
                 "status": self.status_locked(),
             }
+            if prompts >= 0:
+                reply["prompts_version"] = self.activity.changes
+                reply["prompts"] = [p.to_dict() for p in self.activity.prompts[-RECENT_PROMPTS:]]
+            return reply
 
 
 def _install_signals(stop: threading.Event) -> None:

@@ -133,7 +133,10 @@ class Handler(BaseHTTPRequestHandler):
         state = query.get("state", [None])[-1]
         if state is not None and state not in STATES:
             raise Rejected(400, f"state must be one of: {', '.join(STATES)}")
-        body = self.server.bridge.log(after, min(wait, MAX_WAIT_S), min(limit, MAX_LIMIT), state)
+        prompts = _query_number(query, "prompts", -1, int)
+        body = self.server.bridge.log(
+            after, min(wait, MAX_WAIT_S), min(limit, MAX_LIMIT), state, prompts
+        )
         self._send_json(200, body)
 
     def message(self, query: dict[str, list[str]]) -> None:
