@@ -30,7 +30,6 @@ from provisioner.engine.workspace import BridgeBundler, initial_prompt_id
 from provisioner.errors import (
     BackendError,
     BackendUnavailable,
-    BridgeFailure,
     DockyardError,
     ParameterError,
     PhaseTimeout,
@@ -612,6 +611,3 @@ class Engine:
             log.warning("prompt for %s stays queued: %s", task.id, exc)
         finally:
             client.close()
-
-
-__all__ = ["BridgeFailure", "Engine"]

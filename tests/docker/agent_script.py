@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tests.docker.conftest import ServerHandle
+
 WRITE_PROMPT = "Create hello.py that prints hello (dockyard-write)"
 # long and multi-line: it must arrive whole (typed as a bracketed paste, then Enter)
 EDIT_PROMPT = "Make hello.py greet dockyard instead (dockyard-edit).\n" + "\n".join(
@@ -10,3 +16,15 @@ EDIT_PROMPT = "Make hello.py greet dockyard instead (dockyard-edit).\n" + "\n".j
 RECAP_PROMPT = "What have you done so far? (dockyard-recap)"
 HELLO = "print('hello')\n"
 EDITED = "print('hello, dockyard')\n"
+
+
+def wait_file(server: ServerHandle, task: str, content: str, timeout: float) -> None:
+    """Wait until the agent's hello.py in the workspace holds `content`."""
+    deadline = time.monotonic() + timeout
+    out = ""
+    while time.monotonic() < deadline:
+        code, out = server.exec(task, "cat", "/workspace/hello.py")
+        if code == 0 and out == content:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"hello.py never became {content!r}; last: {out!r}")

@@ -17,7 +17,14 @@ from typing import Any
 
 import pytest
 
-from tests.docker.agent_script import EDIT_PROMPT, EDITED, HELLO, RECAP_PROMPT, WRITE_PROMPT
+from tests.docker.agent_script import (
+    EDIT_PROMPT,
+    EDITED,
+    HELLO,
+    RECAP_PROMPT,
+    WRITE_PROMPT,
+    wait_file,
+)
 from tests.docker.conftest import ServerHandle
 from tests.fake_model_server import (
     FakeModelServer,
@@ -142,17 +149,6 @@ def wait_model_call(model: FakeModelServer, prompt: str, timeout: float) -> Reco
                 return request
         time.sleep(0.2)
     raise AssertionError(f"the model never got {prompt!r}")
-
-
-def wait_file(server: ServerHandle, task: str, content: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    out = ""
-    while time.monotonic() < deadline:
-        code, out = server.exec(task, "cat", "/workspace/hello.py")
-        if code == 0 and out == content:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"hello.py never became {content!r}; last: {out!r}")
 
 
 @pytest.mark.timeout(BUILD_TIMEOUT_S + 300)
