@@ -130,7 +130,7 @@ def main(args: Any, stack: contextlib.ExitStack) -> None:
         print_rows,
         [
             "active = the bridge saw the agent at its prompt and quiet for the profile's "
-            "quiet_ms (250 ms); idle = it also answered the first prompt (work_seconds=0)",
+            "quiet_ms (50 ms); idle = it also answered the first prompt (work_seconds=0)",
             "raw = containers.run (same image, limits, hardening; no volumes, no bridge) "
             "+ exec of the agent under a tty, read until `> `",
         ],

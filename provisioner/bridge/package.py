@@ -16,7 +16,7 @@ MAIN_PY = (
     '"""Run the Dockyard bridge."""\n'
     "import sys\n"
     "\n"
-    f"from {RUNTIME_PACKAGE}.app import main\n"
+    f"from {RUNTIME_PACKAGE}.launch import main\n"
     "\n"
     "sys.exit(main(sys.argv[1:]))\n"
 )

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 PROGRESS_EVERY_S = 1.0
+# waiting for a starting bridge: a refused connection is tried again after BRIDGE_RETRY_S
+BRIDGE_RETRY_S = 0.005
+DOCKER_RECHECK_S = 0.25
 
 
 class Provisioner:
@@ -145,20 +148,38 @@ class Provisioner:
         )
 
     def _wait_for_bridge(self, task: Task) -> BridgeClient:
+        # The bridge binds its port first thing, so a connection made after that waits in
+        # its backlog and is answered the moment it serves; before that it is refused, and
+        # is tried again soon. Docker is asked again (is it still running? a new
+        # address?) only every DOCKER_RECHECK_S, not on every refusal.
         last_error = "no address yet"
-        while time.monotonic() < self._deadline:
-            observed = self.backend.observe(self.task_id)
-            if not observed.running:
-                raise self._died()
-            if observed.endpoint:
-                client = BridgeClient(observed.endpoint, task.bridge_token, timeout=5)
-                try:
-                    client.status()
-                    return client
-                except (BridgeUnreachable, BridgeError) as exc:
-                    last_error = str(exc)
+        client: BridgeClient | None = None
+        checked = 0.0
+        try:
+            while time.monotonic() < self._deadline:
+                if client is None or time.monotonic() - checked >= DOCKER_RECHECK_S:
+                    observed = self.backend.observe(self.task_id)
+                    checked = time.monotonic()
+                    if not observed.running:
+                        raise self._died()
+                    endpoint = (observed.endpoint or "").rstrip("/")
+                    if client is not None and client.base_url != endpoint:
+                        client.close()
+                        client = None
+                    if client is None and endpoint:
+                        # one client for all tries: making one costs more than a refused try
+                        client = BridgeClient(endpoint, task.bridge_token, timeout=5)
+                if client is not None:
+                    try:
+                        client.status()
+                        found, client = client, None
+                        return found
+                    except (BridgeUnreachable, BridgeError) as exc:
+                        last_error = str(exc)
+                time.sleep(BRIDGE_RETRY_S)
+        finally:
+            if client is not None:
                 client.close()
-            time.sleep(0.02)
         raise self._timeout(f"the bridge did not answer ({last_error})")
 
     def _wait_for_agent(

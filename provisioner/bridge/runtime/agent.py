@@ -13,7 +13,14 @@ import struct
 import sys
 import termios
 import threading
+import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from .hooks import bridge_env
+
+if TYPE_CHECKING:
+    from .config import BridgeConfig
 
 READ_SIZE = 65536
 # A burst is gathered up to this size before it is handed on, so a flood costs few batches.
@@ -26,8 +33,18 @@ def exit_code_of(status: int) -> int:
     return 128 - code if code < 0 else code
 
 
+# what the reader hands on: the bytes (or the exit code) and the time they were read
+OutputHandler = Callable[[bytes, float], None]
+ExitHandler = Callable[[int, float], None]
+
+
 class AgentProcess:
-    """One agent under a pty: a reader thread hands output on, a writer thread types input."""
+    """One agent under a pty: a reader thread hands output on, a writer thread types input.
+
+    Handlers may be attached after start(): the launcher starts the agent before the rest
+    of the bridge is even imported, so the agent's own start overlaps the bridge's. Until
+    then the reader keeps what it reads, with the time it read it, and attach() hands it on.
+    """
 
     def __init__(
         self,
@@ -36,8 +53,8 @@ class AgentProcess:
         env: dict[str, str],
         columns: int,
         rows: int,
-        on_output: Callable[[bytes], None],
-        on_exit: Callable[[int], None],
+        on_output: OutputHandler | None = None,
+        on_exit: ExitHandler | None = None,
     ) -> None:
         self.argv = argv
         self.cwd = cwd
@@ -46,6 +63,11 @@ class AgentProcess:
         self.rows = rows
         self._on_output = on_output
         self._on_exit = on_exit
+        # the hand-over: output and exit read before attach(), in order
+        self._handover = threading.Lock()
+        self._early: list[tuple[bytes, float]] = []
+        self._early_exit: tuple[int, float] | None = None
+        self._first_output = threading.Event()
         self.pid: int | None = None
         self.exit_code: int | None = None
         self._fd = -1
@@ -53,6 +75,44 @@ class AgentProcess:
         self._reader: threading.Thread | None = None
         self._writer: threading.Thread | None = None
         self._exited = threading.Event()
+
+    def attach(self, on_output: OutputHandler, on_exit: ExitHandler) -> None:
+        """Hand everything read so far to these handlers, then all that follows."""
+        with self._handover:
+            for data, at in self._early:
+                on_output(data, at)
+            self._early.clear()
+            if self._early_exit is not None:
+                on_exit(*self._early_exit)
+            self._on_output, self._on_exit = on_output, on_exit
+
+    def wait_first_output(self, timeout: float) -> bool:
+        """Wait until the agent printed something (or exited); False after `timeout` s."""
+        return self._first_output.wait(timeout)
+
+    def _output(self, data: bytes) -> None:
+        self._first_output.set()
+        at = time.time()
+        handler = self._on_output
+        if handler is None:
+            with self._handover:
+                handler = self._on_output
+                if handler is None:
+                    self._early.append((data, at))
+                    return
+        handler(data, at)
+
+    def _exit(self, code: int) -> None:
+        self._first_output.set()
+        at = time.time()
+        handler = self._on_exit
+        if handler is None:
+            with self._handover:
+                handler = self._on_exit
+                if handler is None:
+                    self._early_exit = (code, at)
+                    return
+        handler(code, at)
 
     def start(self) -> None:
         """Fork the agent under a new pty and start the reader and writer threads."""
@@ -104,7 +164,7 @@ class AgentProcess:
                 if data is None:
                     break
                 if data:
-                    self._on_output(data)
+                    self._output(data)
         except Exception as exc:  # the reader must report an exit whatever happens
             sys.stderr.write(f"dockyard-bridge: agent reader failed: {exc!r}\n")
         finally:
@@ -124,7 +184,7 @@ class AgentProcess:
                     raise
             if not chunk:
                 if chunks:
-                    self._on_output(b"".join(chunks))
+                    self._output(b"".join(chunks))
                 return None
             chunks.append(chunk)
             size += len(chunk)
@@ -140,7 +200,7 @@ class AgentProcess:
             if data is None:
                 return
             if data:
-                self._on_output(data)
+                self._output(data)
 
     def _poll_exit(self) -> bool:
         """Reap the agent if it has ended; True when it has."""
@@ -169,7 +229,7 @@ class AgentProcess:
             os.close(self._fd)
         self._writes.put(None)
         try:
-            self._on_exit(self.exit_code)
+            self._exit(self.exit_code)
         finally:
             # set only after the owner recorded the exit, so a waiter sees it recorded
             self._exited.set()
@@ -233,3 +293,16 @@ def terminal_env(extra: dict[str, str], base: dict[str, str] | None = None) -> d
     env["TERM"] = "xterm-256color"
     env.update(extra)
     return env
+
+
+def agent_argv(config: BridgeConfig, resumed: bool) -> list[str]:
+    """The command that starts the agent: resume_command when it ran here before."""
+    if resumed and config.resume_command:
+        return config.resume_command
+    return config.agent_command
+
+
+def agent_env(config: BridgeConfig, port: int) -> dict[str, str]:
+    """The environment of the setup script and the agent: how to reach the bridge too."""
+    reach = bridge_env(config.host, port, config.token_file)
+    return terminal_env({**config.env, **reach})

@@ -1,26 +1,23 @@
-"""The bridge: wires the agent, transcript, screen and activity together; entry point main()."""
+"""The bridge: wires the agent, transcript, screen and activity together.
+
+launch.main() starts it; this module is what the launcher imports once the agent runs.
+"""
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import re
-import signal
 import sys
 import threading
 import time
 import uuid
 from collections import deque
-from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from .activity import IDLE, WORKING, Activity, Prompt
-from .agent import AgentProcess, terminal_env
+from .agent import AgentProcess, agent_argv, agent_env
 from .cgroup import oom_kills, pids_limit_hits
-from .config import BridgeConfig, ConfigError, load_config
-from .hooks import HOOKS, HookTracker, bridge_env
+from .config import BridgeConfig
+from .hooks import HOOKS, HookTracker
 from .screen import TerminalScreen
 from .setup import (
     DONE,
@@ -32,11 +29,9 @@ from .setup import (
     resolve_shell,
     setup_argv,
 )
+from .statedir import StateDir, log
 from .transcript import Conversation, LineAssembler, Transcript
 
-PROMPTS_FILE = "prompts.json"
-TRANSCRIPT_FILE = "transcript.jsonl"
-RUN_STATE_FILE = "state.json"
 SETUP_SOURCE = "setup"
 # with hooks deciding (state_source hooks): what the agent said, sent by its hooks, and the
 # lines cut from its screen (a TUI's screen lines: mostly chrome, kept but marked)
@@ -53,21 +48,6 @@ class Rejected(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
-
-
-def _log(message: str) -> None:
-    sys.stderr.write(f"dockyard-bridge: {message}\n")
-    sys.stderr.flush()
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Replace `path` with `text` so readers see the old or the new file, never half of one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def submit_text(content: str, mode: str = "line") -> str:
@@ -89,22 +69,27 @@ def submit_text(content: str, mode: str = "line") -> str:
 class Bridge:
     """All bridge state behind one condition variable; HTTP handlers call its methods."""
 
-    def __init__(self, config: BridgeConfig, token: str) -> None:
+    def __init__(
+        self,
+        config: BridgeConfig,
+        token: str,
+        state: StateDir | None = None,
+        run_state: RunState | None = None,
+        agent: AgentProcess | None = None,
+    ) -> None:
+        """`state`, `run_state`: as the launcher read them (read here when not given).
+        `agent`: the agent the launcher already started, not yet attached; start() adopts it.
+        """
         self.config = config
         self.token = token
         self.cond = threading.Condition()
         self.stopping = threading.Event()
-        self.state_dir = Path(config.state_dir)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        prompts_path = self.state_dir / PROMPTS_FILE
-        transcript_path = self.state_dir / TRANSCRIPT_FILE
-        has_history = prompts_path.exists() or (
-            transcript_path.exists() and transcript_path.stat().st_size > 0
-        )
-        self.run_state = self._load_run_state(has_history)
+        self.state_dir = state if state is not None else StateDir(config.state_dir)
+        has_history = self.state_dir.has_history
+        self.run_state = run_state if run_state is not None else self.state_dir.load_run_state()
         # the agent ran here before: start it with resume_command
         self.resumed = self.run_state.agent_started
-        self.transcript = Transcript(transcript_path)
+        self.transcript = Transcript(self.state_dir.transcript_path)
         profile = config.profile
         self.conversation = Conversation(re.compile(profile.prompt_regex))
         for entry in self.transcript.entries:
@@ -114,7 +99,7 @@ class Bridge:
         now = time.time()
         hooks = HookTracker() if profile.state_source == HOOKS else None
         self.activity = Activity(profile.quiet_s, profile.take_timeout_s, now, hooks)
-        self.initial_prompt_queued = self._load_prompts(prompts_path, has_history)
+        self.initial_prompt_queued = self._load_prompts(has_history)
         if not self.initial_prompt_queued:
             if config.initial_prompt:
                 prompt_id = config.initial_prompt_id or uuid.uuid4().hex
@@ -123,6 +108,7 @@ class Bridge:
         self._persisted_changes = -1
         self._persist_prompts()
         self.agent: AgentProcess | None = None
+        self._early_agent = agent
         # the setup script: none, running (from the start when it must run), done or failed
         self.setup_phase = self.run_state.setup_phase(config.setup_script)
         self.setup_exit_code: int | None = 0 if self.setup_phase == DONE else None
@@ -145,60 +131,28 @@ class Bridge:
 
     # -- persistence ---------------------------------------------------------------------
 
-    def _load_run_state(self, has_history: bool) -> RunState:
-        """What earlier runs recorded; created on the first run (OSError if it cannot be)."""
-        path = self.state_dir / RUN_STATE_FILE
-        try:
-            return RunState.from_state(json.loads(path.read_text(encoding="utf-8")))
-        except FileNotFoundError:
-            pass
-        except (OSError, ValueError) as exc:
-            broken = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
-            _log(f"cannot read {path} ({exc}); moved it to {broken.name}")
-            path.replace(broken)
-        # no record: a first run, or a state dir from before there was one, whose agent
-        # ran if it left anything behind
-        run_state = RunState(agent_started=has_history)
-        _atomic_write(path, json.dumps(run_state.to_state()))
-        return run_state
-
     def _save_run_state(self) -> None:
-        try:
-            _atomic_write(self.state_dir / RUN_STATE_FILE, json.dumps(self.run_state.to_state()))
-        except OSError as exc:
-            _log(f"cannot persist the run state: {exc}")
+        self.state_dir.save_run_state(self.run_state)
 
-    def _load_prompts(self, path: Path, has_history: bool) -> bool:
+    def _load_prompts(self, has_history: bool) -> bool:
         """Restore prompts from a previous run; return whether the initial prompt was queued."""
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            prompts = [Prompt.from_state(p) for p in data.get("prompts", [])]
-            queued = bool(data.get("initial_prompt_queued", True))
-        except FileNotFoundError:
+
+        def restore(states: list[Any]) -> None:
+            self.activity.restore([Prompt.from_state(p) for p in states])
+
+        loaded = self.state_dir.load_prompts(restore)
+        if loaded is None:
             # a transcript without prompts.json is still a previous run: never re-run its prompt
             return has_history
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            broken = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
-            _log(f"cannot read {path} ({exc}); moved it to {broken.name}, starting with no queue")
-            path.replace(broken)
-            return True
-        self.activity.restore(prompts)
-        return queued
+        return loaded[1]
 
     def _persist_prompts(self) -> None:
         """Rewrite prompts.json if any prompt changed since the last write."""
         if self.activity.changes == self._persisted_changes:
             return
-        data = {
-            "version": 1,
-            "initial_prompt_queued": self.initial_prompt_queued,
-            "prompts": [p.to_state() for p in self.activity.prompts],
-        }
-        try:
-            _atomic_write(self.state_dir / PROMPTS_FILE, json.dumps(data, ensure_ascii=False))
+        prompts = [p.to_state() for p in self.activity.prompts]
+        if self.state_dir.save_prompts(prompts, self.initial_prompt_queued):
             self._persisted_changes = self.activity.changes
-        except OSError as exc:
-            _log(f"cannot persist prompts: {exc}")
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -218,6 +172,8 @@ class Bridge:
                 target=self._setup_then_agent, name="bridge-setup", daemon=True
             )
             self._setup_thread.start()
+        elif self._early_agent is not None:
+            self._adopt(self._early_agent)
         else:
             self._start_agent()
         self._ticker = threading.Thread(target=self._tick_loop, name="bridge-ticker", daemon=True)
@@ -226,28 +182,29 @@ class Bridge:
     def _start_agent(self) -> None:
         """Spawn the agent (resume_command when it ran before)."""
         config = self.config
-        argv = config.agent_command
-        if self.resumed and config.resume_command:
-            argv = config.resume_command
         agent = AgentProcess(
-            argv,
+            agent_argv(config, self.resumed),
             config.cwd,
             self._env(),
             config.columns,
             config.rows,
-            self._on_output,
-            self._on_exit,
         )
-        with self.cond:
-            self.agent = agent
         try:
             agent.start()
         except OSError as exc:
-            _log(f"cannot start the agent: {exc}")
-            with self.cond:
-                self.agent = None
-            self._on_exit(127)
+            log(f"cannot start the agent: {exc}")
+            self._on_exit(127, time.time())
             return
+        self._adopt(agent)
+
+    def _adopt(self, agent: AgentProcess) -> None:
+        """Take over a started agent: its output so far, then all that follows."""
+        if agent.pid is None:  # the launcher could not start it: it said why
+            self._on_exit(127, time.time())
+            return
+        with self.cond:
+            self.agent = agent
+        agent.attach(self._on_output, self._on_exit)
         if not self.run_state.agent_started:
             with self.cond:
                 self.run_state.agent_started = True
@@ -255,19 +212,17 @@ class Bridge:
 
     def _env(self) -> dict[str, str]:
         """The environment of the setup script and the agent: how to reach the bridge too."""
-        config = self.config
-        reach = bridge_env(config.host, self.listen_port, config.token_file)
-        return terminal_env({**config.env, **reach})
+        return agent_env(self.config, self.listen_port)
 
     def _setup_then_agent(self) -> None:
         """Run the setup script (setup thread); start the agent if it succeeded."""
         assert self._setup is not None
         shell = " ".join(self._setup.argv[:-2])
-        _log(f"running the setup script with {shell} in {self.config.cwd}")
+        log(f"running the setup script with {shell} in {self.config.cwd}")
         try:
             code = self._setup.run()
         except Exception as exc:  # the setup must end in a state whatever happens
-            _log(f"the setup script failed: {exc!r}")
+            log(f"the setup script failed: {exc!r}")
             self._setup.terminate(grace_s=0.5)
             code = 1
         with self.cond:
@@ -283,7 +238,7 @@ class Bridge:
             self._save_run_state()
             self._changed(now)
             start_agent = code == 0 and not self.stop_requested
-        _log(f"the setup script exited with code {code}")
+        log(f"the setup script exited with code {code}")
         if start_agent:
             # shutdown() waits for this thread, so an agent started here is stopped too
             self._start_agent()
@@ -329,29 +284,28 @@ class Bridge:
             except (OSError, ValueError):
                 self._mirror = False  # nobody reads the container log: keep going without it
 
-    def _on_output(self, data: bytes) -> None:
+    def _on_output(self, data: bytes, now: float) -> None:
+        """Output the reader read at `now` (the launcher's early output comes late)."""
         self._mirror_output(data)
         # only the reader thread touches the screen, so emulation runs outside the lock
         self.screen.feed(data)
         at_prompt = self.screen.at_prompt()
         with self.cond:
-            now = time.time()
             for line in self.assembler.feed(data):
                 self._append_output(line, now)
             self.activity.on_output(now, at_prompt)
             self.transcript.flush()
             self._changed(now)
 
-    def _on_exit(self, code: int) -> None:
+    def _on_exit(self, code: int, now: float) -> None:
         with self.cond:
-            now = time.time()
             line = self.assembler.finish()
             if line is not None:
                 self._append_output(line, now, partial=True)
             self.activity.on_exit(code, now)
             self.transcript.flush()
             self._changed(now)
-        _log(f"agent exited with code {code}")
+        log(f"agent exited with code {code}")
 
     # -- setup events (setup thread) -----------------------------------------------------
 
@@ -589,58 +543,3 @@ class Bridge:
                 reply["prompts_version"] = self.activity.changes
                 reply["prompts"] = [p.to_dict() for p in self.activity.prompts[-RECENT_PROMPTS:]]
             return reply
-
-
-def _install_signals(stop: threading.Event) -> None:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the bridge until SIGTERM/SIGINT; 0 on a clean stop, non-zero on a bad start."""
-    from .http import make_server  # here, so the pure modules import without http machinery
-
-    parser = argparse.ArgumentParser(prog="dockyard-bridge", description=__doc__)
-    parser.add_argument("--config", required=True, help="the bridge's JSON configuration")
-    args = parser.parse_args(argv)
-    try:
-        config = load_config(args.config, warn=_log)
-        token = config.read_token()
-    except ConfigError as exc:
-        _log(f"bad configuration: {exc}")
-        return 2
-    try:
-        bridge = Bridge(config, token)
-    except OSError as exc:
-        _log(f"cannot use state_dir {config.state_dir}: {exc}")
-        return 1
-    try:
-        server = make_server(bridge, config.host, config.port)
-    except OSError as exc:
-        _log(f"cannot listen on {config.listen}: {exc}")
-        return 1
-    stop = threading.Event()
-    _install_signals(stop)
-    bridge.listen_port = server.server_port
-    bridge.start()  # forks the agent before the HTTP threads exist
-    # a short poll interval makes server.shutdown() quick when Docker stops the container
-    serving = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="http", daemon=True
-    )
-    serving.start()
-    with bridge.cond:
-        pid = bridge.agent.pid if bridge.agent is not None else None
-    _log(
-        f"listening on {config.host}:{server.server_port}; agent pid {pid}; "
-        f"resumed: {bridge.resumed}; setup: {bridge.setup_phase}"
-    )
-    while not stop.wait(1.0):
-        pass
-    _log("stopping")
-    bridge.shutdown()
-    server.shutdown()
-    server.server_close()
-    return 0

@@ -26,9 +26,17 @@ class BridgeServer(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False  # long-polls and SSE streams must not hold up a stop
 
-    def __init__(self, address: tuple[str, int], bridge: Bridge) -> None:
+    def __init__(self, listener: socket.socket, bridge: Bridge) -> None:
         self.bridge = bridge
-        super().__init__(address, Handler)
+        self.address_family = listener.family
+        super().__init__(listener.getsockname(), Handler, bind_and_activate=False)
+        # the launcher bound and listens already (connections made since wait in its
+        # backlog); http.server's own bind would also look the host's name up in DNS
+        self.socket.close()
+        self.socket = listener
+        self.server_address = listener.getsockname()
+        self.server_name = str(self.server_address[0])
+        self.server_port = int(self.server_address[1])
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -270,14 +278,6 @@ _GET = {
 _POST = {"/message": Handler.message, "/dockyard/hook": Handler.hook}
 
 
-class BridgeServer6(BridgeServer):
-    """The same server on IPv6."""
-
-    address_family = socket.AF_INET6
-
-
-def make_server(bridge: Bridge, host: str, port: int) -> BridgeServer:
-    """Bind the API server (not yet serving); an IPv6 host may come in brackets."""
-    if ":" in host:
-        return BridgeServer6((host.strip("[]"), port), bridge)
-    return BridgeServer((host, port), bridge)
+def make_server(bridge: Bridge, listener: socket.socket) -> BridgeServer:
+    """The API server on a bound, listening socket (not yet serving)."""
+    return BridgeServer(listener, bridge)

@@ -1,0 +1,132 @@
+"""The bridge's entry point: start the agent first, then the rest of the bridge.
+
+A workspace is ready when its agent shows its prompt, so the agent starts as early as the
+bridge can start it: after reading the configuration and the state dir, before the
+terminal emulator, the HTTP server and the rest are imported (about 60 ms of imports on
+a small machine). The agent's own start runs meanwhile, on the other core; its output
+waits in the reader, stamped with the time it came. The API socket is bound first too:
+a client that connects early is answered the moment the server runs instead of being
+refused and trying again.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import sys
+import threading
+from types import FrameType
+
+from .agent import AgentProcess, agent_argv, agent_env
+from .config import ConfigError, load_config
+from .setup import RUNNING
+from .statedir import StateDir, log
+
+AGENT_HEAD_START_S = 0.1
+USAGE = "usage: dockyard-bridge --config PATH   (the bridge's JSON configuration)"
+
+
+def config_path(argv: list[str]) -> str | None:
+    """The --config argument; None when argv is anything else."""
+    if len(argv) == 2 and argv[0] == "--config" and argv[1]:
+        return argv[1]
+    if len(argv) == 1 and argv[0].startswith("--config=") and len(argv[0]) > len("--config="):
+        return argv[0].split("=", 1)[1]
+    return None
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (an IPv6 host may come in brackets)."""
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # as http.server does: a restarted bridge can take its port back at once
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(64)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _install_signals(stop: threading.Event) -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the bridge until SIGTERM/SIGINT; 0 on a clean stop, non-zero on a bad start."""
+    path = config_path(sys.argv[1:] if argv is None else argv)
+    if path is None:
+        sys.stderr.write(USAGE + "\n")
+        return 2
+    stop = threading.Event()
+    _install_signals(stop)  # a stop while starting is kept, not a half-started bridge killed
+    try:
+        config = load_config(path, warn=log)
+        token = config.read_token()
+    except ConfigError as exc:
+        log(f"bad configuration: {exc}")
+        return 2
+    try:
+        state = StateDir(config.state_dir)
+        run_state = state.load_run_state()
+    except OSError as exc:
+        log(f"cannot use state_dir {config.state_dir}: {exc}")
+        return 1
+    try:
+        listener = bind(config.host, config.port)
+    except OSError as exc:
+        log(f"cannot listen on {config.listen}: {exc}")
+        return 1
+    port = listener.getsockname()[1]
+    early: AgentProcess | None = None
+    if run_state.setup_phase(config.setup_script) != RUNNING:
+        # no setup script to run first: the agent starts now. Forked before any thread of
+        # ours exists (the child only execs); a failed start is reported by the bridge.
+        early = AgentProcess(
+            agent_argv(config, run_state.agent_started),
+            config.cwd,
+            agent_env(config, port),
+            config.columns,
+            config.rows,
+        )
+        try:
+            early.start()
+            # Let the agent start on its own first: a fast agent shows its prompt before
+            # the imports below would compete with it for the CPU, and they then overlap
+            # its quiet time. A slow one (a big TUI) only waits this long.
+            early.wait_first_output(AGENT_HEAD_START_S)
+        except OSError as exc:
+            log(f"cannot start the agent: {exc}")
+
+    from .app import Bridge  # the heavy part: emulator, transcript, activity
+    from .http import make_server
+
+    bridge = Bridge(config, token, state, run_state, agent=early)
+    bridge.listen_port = port
+    server = make_server(bridge, listener)
+    bridge.start()  # adopts the early agent, or runs the setup script then the agent
+    # a short poll interval makes server.shutdown() quick when Docker stops the container
+    serving = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="http", daemon=True
+    )
+    serving.start()
+    with bridge.cond:
+        pid = bridge.agent.pid if bridge.agent is not None else None
+    log(
+        f"listening on {config.host}:{port}; agent pid {pid}; "
+        f"resumed: {bridge.resumed}; setup: {bridge.setup_phase}"
+    )
+    while not stop.wait(1.0):
+        pass
+    log("stopping")
+    bridge.shutdown()
+    server.shutdown()
+    server.server_close()
+    return 0

@@ -1,0 +1,110 @@
+"""The bridge's state directory: what survives a bridge restart, and how it is written.
+
+Light on imports on purpose: the launcher reads it before the agent starts, and
+everything imported before that delays the agent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .setup import RunState
+
+T = TypeVar("T")
+
+PROMPTS_FILE = "prompts.json"
+TRANSCRIPT_FILE = "transcript.jsonl"
+RUN_STATE_FILE = "state.json"
+
+
+def log(message: str) -> None:
+    """One line on the bridge's stderr (the container log)."""
+    sys.stderr.write(f"dockyard-bridge: {message}\n")
+    sys.stderr.flush()
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Replace `path` with `text` so readers see the old or the new file, never half of one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _set_aside(path: Path, why: Exception) -> Path:
+    """Move an unreadable file out of the way (kept for a post-mortem) and say so."""
+    broken = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+    log(f"cannot read {path} ({why}); moved it to {broken.name}")
+    path.replace(broken)
+    return broken
+
+
+class StateDir:
+    """The files of one workspace's bridge state (created on first use; OSError if it
+    cannot be)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.prompts_path = self.root / PROMPTS_FILE
+        self.transcript_path = self.root / TRANSCRIPT_FILE
+        self.run_state_path = self.root / RUN_STATE_FILE
+        # an earlier run left something: its prompts must never run again
+        self.has_history = self.prompts_path.exists() or (
+            self.transcript_path.exists() and self.transcript_path.stat().st_size > 0
+        )
+
+    def load_run_state(self) -> RunState:
+        """What earlier runs recorded; written on the first run (OSError if it cannot be)."""
+        try:
+            return RunState.from_state(json.loads(self.run_state_path.read_text("utf-8")))
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError) as exc:
+            _set_aside(self.run_state_path, exc)
+        # no record: a first run, or a state dir from before there was one, whose agent
+        # ran if it left anything behind
+        run_state = RunState(agent_started=self.has_history)
+        atomic_write(self.run_state_path, json.dumps(run_state.to_state()))
+        return run_state
+
+    def save_run_state(self, run_state: RunState) -> None:
+        try:
+            atomic_write(self.run_state_path, json.dumps(run_state.to_state()))
+        except OSError as exc:
+            log(f"cannot persist the run state: {exc}")
+
+    def load_prompts(self, restore: Callable[[list[Any]], T]) -> tuple[T, bool] | None:
+        """(restore(prompt states), whether the initial prompt was queued) from a previous
+        run, or None when there is no prompts file (then `has_history` tells whether a
+        previous run's initial prompt must be taken as queued).
+
+        A file that cannot be read or restored is set aside and taken as an empty queue
+        whose initial prompt was queued: a prompt of a previous run is never run again.
+        """
+        try:
+            data = json.loads(self.prompts_path.read_text(encoding="utf-8"))
+            return restore(data.get("prompts", [])), bool(data.get("initial_prompt_queued", True))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            _set_aside(self.prompts_path, exc)
+            return restore([]), True
+
+    def save_prompts(self, prompts: list[dict[str, Any]], initial_prompt_queued: bool) -> bool:
+        """Rewrite prompts.json; False (and a log line) when it cannot be written."""
+        data = {"version": 1, "initial_prompt_queued": initial_prompt_queued, "prompts": prompts}
+        try:
+            atomic_write(self.prompts_path, json.dumps(data, ensure_ascii=False))
+            return True
+        except OSError as exc:
+            log(f"cannot persist prompts: {exc}")
+            return False

@@ -1,0 +1,110 @@
+"""The launcher's pieces: an agent started before the bridge is built, under a real pty."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+from provisioner.bridge.runtime.agent import AgentProcess
+from provisioner.bridge.runtime.launch import bind, config_path
+
+
+class Collected:
+    """What a bridge would be handed: output with its read times, then the exit."""
+
+    def __init__(self) -> None:
+        self.output: list[tuple[bytes, float]] = []
+        self.exit: tuple[int, float] | None = None
+        self.done = threading.Event()
+
+    def on_output(self, data: bytes, at: float) -> None:
+        self.output.append((data, at))
+
+    def on_exit(self, code: int, at: float) -> None:
+        self.exit = (code, at)
+        self.done.set()
+
+    @property
+    def text(self) -> str:
+        return b"".join(d for d, _ in self.output).decode()
+
+
+def started(argv: list[str]) -> AgentProcess:
+    agent = AgentProcess(argv, "/", {"PATH": "/usr/bin:/bin"}, 80, 24)
+    agent.start()
+    return agent
+
+
+def test_output_read_before_attach_is_handed_on_with_its_read_time() -> None:
+    agent = started(["sh", "-c", 'echo early; read line; echo "got $line"; exit 3'])
+    try:
+        assert agent.wait_first_output(5.0)
+        time.sleep(0.2)  # the bridge is still importing
+        attached_at = time.time()
+        got = Collected()
+        agent.attach(got.on_output, got.on_exit)
+        assert "early" in got.text
+        # stamped when read, not when handed on: the quiet time counts from then
+        assert got.output[0][1] <= attached_at - 0.15
+        agent.write(b"late\r")
+        assert got.done.wait(5.0)
+        assert "got late" in got.text
+        assert got.exit is not None and got.exit[0] == 3
+        assert [at for _, at in got.output] == sorted(at for _, at in got.output)
+    finally:
+        agent.terminate(grace_s=0.5)
+
+
+def test_an_exit_before_attach_is_handed_on() -> None:
+    agent = started(["sh", "-c", "echo bye; exit 7"])
+    assert agent.wait(5.0)  # exited and recorded, nobody attached yet
+    got = Collected()
+    agent.attach(got.on_output, got.on_exit)
+    assert "bye" in got.text
+    assert got.exit is not None and got.exit[0] == 7
+    assert got.exit[1] >= got.output[-1][1]
+
+
+def test_a_silent_agent_does_not_hold_the_launcher_up() -> None:
+    agent = started(["sleep", "5"])
+    try:
+        began = time.monotonic()
+        assert not agent.wait_first_output(0.1)
+        assert time.monotonic() - began < 1.0
+    finally:
+        agent.terminate(grace_s=0.5)
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--config", "/opt/dockyard/bridge.json"], "/opt/dockyard/bridge.json"),
+        (["--config=/x.json"], "/x.json"),
+        ([], None),
+        (["--config"], None),
+        (["--config="], None),
+        (["--help"], None),
+        (["--config", "a", "b"], None),
+    ],
+)
+def test_config_argument(argv: list[str], expected: str | None) -> None:
+    assert config_path(argv) == expected
+
+
+def test_bind_listens_before_anyone_serves() -> None:
+    listener = bind("127.0.0.1", 0)
+    try:
+        port = listener.getsockname()[1]
+        # a client connects while nothing accepts yet: it waits in the backlog
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as client:
+            conn, _ = listener.accept()
+            with conn:
+                client.sendall(b"ping")
+                assert conn.recv(4) == b"ping"
+        with pytest.raises(OSError):
+            bind("127.0.0.1", port)  # taken: the launcher says so and exits 1
+    finally:
+        listener.close()
