@@ -10,6 +10,7 @@ from provisioner.bridge.runtime.transcript import (
     Conversation,
     LineAssembler,
     Transcript,
+    entry_json,
     utc_iso,
 )
 
@@ -124,6 +125,33 @@ def test_transcript_sequence_and_after(tmp_path: Path) -> None:
     assert transcript.after(6) == []
     assert transcript.entries[5]["prompt_id"] == "p1"
     assert transcript.entries[0]["time"] == utc_iso(1_700_000_000.0) == "2023-11-14T22:13:20.000Z"
+
+
+def test_entry_json_is_what_json_dumps_writes() -> None:
+    contents = [
+        "plain",
+        'quote " and \\ back',
+        "tab\tnew\nline \x00\x1f\x7f",
+        "é 漢字 😀 \u2028",
+        "",
+    ]
+    extras: list[dict[str, object]] = [
+        {},
+        {"partial": True},
+        {"source": "setup", "partial": True},
+        {"raw": True, "prompt_id": 'p"1'},
+        {"prompt_id": None},
+    ]
+    for content in contents:
+        for extra in extras:
+            entry = {
+                "seq": 7,
+                "type": "output",
+                "content": content,
+                "time": "2023-11-14T22:13:20.000Z",
+            }
+            entry.update(extra)
+            assert entry_json(entry) == json.dumps(entry, ensure_ascii=False)
 
 
 def test_transcript_reload_continues_seq(tmp_path: Path) -> None:
