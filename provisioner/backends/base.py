@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -12,6 +13,13 @@ ProgressFn = Callable[[str], None]
 
 BRIDGE_PORT = 7777
 BRIDGE_DIR = "/opt/dockyard"
+# Where a workspace mounts the shared, read-only volume holding the bridge zipapp
+BRIDGE_LIB_DIR = f"{BRIDGE_DIR}/lib"
+# A task's bridge configuration and token, given to a fresh container in its environment
+# (copying files into a container costs ~50 ms of its start); the bridge reads them, takes
+# them out of the agent's environment, and prefers files in BRIDGE_DIR when there are any
+BRIDGE_CONFIG_ENV = "DOCKYARD_BRIDGE_CONFIG"
+BRIDGE_TOKEN_ENV = "DOCKYARD_BRIDGE_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -21,6 +29,11 @@ class BridgeBundle:
     zipapp: bytes
     config_json: bytes
     token: str
+
+    @property
+    def digest(self) -> str:
+        """The zipapp's content hash (12 hex digits): which bridge this is."""
+        return hashlib.sha256(self.zipapp).hexdigest()[:12]
 
 
 @dataclass(frozen=True)

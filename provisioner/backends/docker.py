@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from provisioner.backends.base import BRIDGE_DIR, BRIDGE_PORT, BridgeBundle, Observed, ProgressFn
+from provisioner.backends.base import (
+    BRIDGE_CONFIG_ENV,
+    BRIDGE_DIR,
+    BRIDGE_LIB_DIR,
+    BRIDGE_PORT,
+    BRIDGE_TOKEN_ENV,
+    BridgeBundle,
+    Observed,
+    ProgressFn,
+)
+from provisioner.backends.bridge_volume import BridgeVolumes
 from provisioner.backends.docker_client import ContainerInfo, DockerClient
 from provisioner.errors import BackendError
 from provisioner.images import recipes
@@ -14,7 +24,18 @@ LABEL_INSTANCE = "dockyard.instance"
 LABEL_TASK = "dockyard.task"
 LABEL_TEMPLATE = "dockyard.template"
 
-BRIDGE_COMMAND = ["python3", f"{BRIDGE_DIR}/bridge.pyz", "--config", f"{BRIDGE_DIR}/bridge.json"]
+# The zipapp from the shared bridge volume; the config from BRIDGE_DIR when a server copied
+# one in (a restart), else from the environment. The zipapp itself runs a newer bridge
+# copied into BRIDGE_DIR instead, when there is one.
+BRIDGE_COMMAND = [
+    "python3",
+    f"{BRIDGE_LIB_DIR}/bridge.pyz",
+    "--config",
+    f"{BRIDGE_DIR}/bridge.json",
+]
+# A configuration larger than this (a long first prompt) is copied in as a file instead:
+# the kernel limits one environment string to 128 KiB.
+MAX_CONFIG_ENV = 64 * 1024
 
 
 class DockerBackend:
@@ -26,6 +47,9 @@ class DockerBackend:
         self.instance = instance
         self.docker = docker or DockerClient()
         self.images = ImageBuilder(self.docker)
+        self.bridges = BridgeVolumes(
+            self.docker, {LABEL_MANAGED: "true", LABEL_INSTANCE: instance}, instance
+        )
         # Containers this process created and has not started: their bridge files are
         # fresh, so start need not copy them in a second time.
         self._fresh: set[str] = set()
@@ -67,7 +91,7 @@ class DockerBackend:
         bridge: BridgeBundle,
         progress: ProgressFn | None = None,  # nothing worth reporting: it takes milliseconds
     ) -> None:
-        """Create volumes and the container unless they exist; inject the bridge."""
+        """Create volumes and the container unless they exist; give it the bridge."""
         if self._container(task_id) is not None:
             return
         labels = {**self._labels(task_id), LABEL_TEMPLATE: spec.template}
@@ -75,6 +99,13 @@ class DockerBackend:
         for vol, path in self._volume_names(task_id).items():
             self.docker.ensure_volume(vol, labels)
             volumes[vol] = path or spec.workdir
+        bridge_volume, filled = self.bridges.prepare(bridge)
+        volumes[bridge_volume] = BRIDGE_LIB_DIR
+        env = {"HOME": recipes.AGENT_HOME}
+        config_in_env = len(bridge.config_json) <= MAX_CONFIG_ENV
+        if config_in_env:
+            env[BRIDGE_CONFIG_ENV] = bridge.config_json.decode()
+            env[BRIDGE_TOKEN_ENV] = bridge.token
         short = task_id.replace("-", "")[:8]
         container = self.docker.create_container(
             image=image,
@@ -83,18 +114,32 @@ class DockerBackend:
             labels=labels,
             user=f"{recipes.AGENT_UID}:{recipes.AGENT_UID}",
             workdir=spec.workdir,
-            env={"HOME": recipes.AGENT_HOME},
+            env=env,
             volumes=volumes,
             memory=spec.memory,
             cpus=spec.cpus,
             pids=spec.pids,
             cap_add=spec.cap_add,
             restart=spec.lifecycle.restart,
+            # read-write only for the one workspace that fills it
+            read_only=frozenset({bridge_volume}) if filled else frozenset(),
         )
-        self._inject(container, bridge)
+        if not filled:
+            self.bridges.fill(container, bridge_volume, bridge)
+        if not config_in_env:
+            self._put_config(container, bridge)
         self._fresh.add(container)
 
+    def _put_config(self, container: str, bridge: BridgeBundle) -> None:
+        self.docker.put_files(
+            container,
+            BRIDGE_DIR,
+            {"bridge.json": (bridge.config_json, 0o600), "token": (bridge.token.encode(), 0o600)},
+        )
+
     def _inject(self, container: str, bridge: BridgeBundle) -> None:
+        """Copy this server's bridge and the task's config in: a container created by an
+        older server then runs the bridge that matches this one."""
         self.docker.put_files(
             container,
             BRIDGE_DIR,

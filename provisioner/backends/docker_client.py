@@ -219,10 +219,15 @@ class DockerClient:
         pids: int | None,
         cap_add: tuple[str, ...] = (),
         restart: str = "no",
+        read_only: frozenset[str] = frozenset(),
     ) -> str:
-        """Create (not start) a hardened container; return its id."""
+        """Create (not start) a hardened container; return its id. `read_only`: volumes
+        mounted read-only."""
         host_config = self._api.create_host_config(
-            binds={vol: {"bind": path, "mode": "rw"} for vol, path in volumes.items()},
+            binds={
+                vol: {"bind": path, "mode": "ro" if vol in read_only else "rw"}
+                for vol, path in volumes.items()
+            },
             mem_limit=memory,
             memswap_limit=memory,  # no swap: an OOM is an OOM, not a crawl
             nano_cpus=int(cpus * 1e9) if cpus else None,
@@ -249,20 +254,39 @@ class DockerClient:
         except Exception as exc:
             raise _translate(exc, f"create container {name}") from exc
 
-    def put_files(self, container: str, dest_dir: str, files: dict[str, tuple[bytes, int]]) -> None:
-        """Copy files (name -> (content, mode)) into a created or stopped container."""
+    def put_files(
+        self,
+        container: str,
+        dest_dir: str,
+        files: dict[str, tuple[bytes, int]],
+        owner: int = 1000,
+    ) -> None:
+        """Copy files (name -> (content, mode)) into a created or stopped container, in
+        order, owned by uid and gid `owner`."""
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
             for name, (content, mode) in files.items():
                 info = tarfile.TarInfo(name)
                 info.size = len(content)
                 info.mode = mode
-                info.uid = info.gid = 1000
+                info.uid = info.gid = owner
                 tar.addfile(info, io.BytesIO(content))
         try:
             self._api.put_archive(container, dest_dir, buf.getvalue())
         except Exception as exc:
             raise _translate(exc, f"copy files into {container[:12]}") from exc
+
+    def path_exists(self, container: str, path: str) -> bool:
+        """Whether `path` exists in a container (created, running or stopped; volumes too)."""
+        try:
+            stream, _stat = self._api.get_archive(container, path)
+        except docker.errors.NotFound:
+            return False
+        except Exception as exc:
+            raise _translate(exc, f"look for {path} in {container[:12]}") from exc
+        for _chunk in stream:  # a marker file: drained so the connection is reused
+            pass
+        return True
 
     @_retry
     def start(self, container: str) -> None:
@@ -342,6 +366,16 @@ class DockerClient:
             self._api.create_volume(name=name, labels=labels)
         except Exception as exc:
             raise _translate(exc, f"create volume {name}") from exc
+
+    def volume_exists(self, name: str) -> bool:
+        """True when the named volume exists."""
+        try:
+            self._api.inspect_volume(name)
+            return True
+        except docker.errors.NotFound:
+            return False
+        except Exception as exc:
+            raise _translate(exc, f"inspect volume {name}") from exc
 
     def volumes(self, labels: dict[str, str]) -> list[str]:
         """Names of volumes carrying every given label."""

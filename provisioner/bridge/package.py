@@ -12,9 +12,17 @@ from pathlib import Path
 
 RUNTIME_PACKAGE = "dockyard_bridge"
 SHEBANG = b"#!/usr/bin/env python3\n"
+# Where a server restarting an existing workspace copies its own bridge (BRIDGE_DIR): a
+# zipapp found there runs instead of this one, so the workspace's bridge matches the server
+OVERRIDE = "/opt/dockyard/bridge.pyz"
 MAIN_PY = (
-    '"""Run the Dockyard bridge."""\n'
+    '"""Run the Dockyard bridge (a newer one copied in beside it, when there is one)."""\n'
+    "import os\n"
     "import sys\n"
+    "\n"
+    f"OVERRIDE = {OVERRIDE!r}\n"
+    "if os.path.abspath(sys.argv[0]) != OVERRIDE and os.path.isfile(OVERRIDE):\n"
+    "    os.execv(sys.executable, [sys.executable, OVERRIDE, *sys.argv[1:]])\n"
     "\n"
     f"from {RUNTIME_PACKAGE}.launch import main\n"
     "\n"

@@ -24,8 +24,11 @@ def variant(folder: Path, work_seconds: int) -> Path:
 
 
 def bridge_config(server: ServerHandle, task: str) -> dict[str, object]:
+    """The config the task's bridge got: a file copied in (a restart), else its env."""
     code, out = server.exec(task, "cat", "/opt/dockyard/bridge.json")
-    assert code == 0, out
+    if code != 0:
+        env = dict(e.split("=", 1) for e in server.container(task).attrs["Config"]["Env"])
+        out = env["DOCKYARD_BRIDGE_CONFIG"]
     return dict(json.loads(out))
 
 

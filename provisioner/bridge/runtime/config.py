@@ -204,8 +204,15 @@ def load_config(path: str | Path, warn: Callable[[str], None] = _ignore) -> Brid
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    return parse_config_text(text, f"config file {path}", warn)
+
+
+def parse_config_text(
+    text: str, source: str, warn: Callable[[str], None] = _ignore
+) -> BridgeConfig:
+    """Validate a configuration given as JSON text; `source` names it in errors."""
     try:
         data = json.loads(text)
     except ValueError as exc:
-        raise ConfigError(f"config file {path} is not valid JSON: {exc}") from exc
+        raise ConfigError(f"{source} is not valid JSON: {exc}") from exc
     return parse_config(data, warn)

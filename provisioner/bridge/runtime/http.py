@@ -44,6 +44,9 @@ class Handler(BaseHTTPRequestHandler):
 
     server: BridgeServer
     _body_pending = False
+    # headers and body go out in two writes: with Nagle's algorithm the body waits for
+    # the client's delayed ACK of the headers, 40 ms on Linux, on every reply
+    disable_nagle_algorithm = True
     protocol_version = "HTTP/1.1"
     server_version = "dockyard-bridge"
     sys_version = ""

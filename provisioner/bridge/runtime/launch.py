@@ -11,6 +11,8 @@ refused and trying again.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import signal
 import socket
 import sys
@@ -18,9 +20,16 @@ import threading
 from types import FrameType
 
 from .agent import AgentProcess, agent_argv, agent_env
-from .config import ConfigError, load_config
+from .config import BridgeConfig, ConfigError, load_config, parse_config_text
 from .setup import RUNNING
-from .statedir import StateDir, log
+from .statedir import StateDir, atomic_write, log
+
+# A fresh workspace gets its configuration and token in the environment (the server's
+# BRIDGE_CONFIG_ENV and BRIDGE_TOKEN_ENV); files at the configured paths win (a server
+# restarting the workspace copies newer ones in). Neither reaches the agent's environment.
+CONFIG_ENV = "DOCKYARD_BRIDGE_CONFIG"
+TOKEN_ENV = "DOCKYARD_BRIDGE_TOKEN"
+TOKEN_FILE = "token"
 
 AGENT_HEAD_START_S = 0.1
 USAGE = "usage: dockyard-bridge --config PATH   (the bridge's JSON configuration)"
@@ -51,6 +60,34 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def read_config(path: str, environ: dict[str, str] | os._Environ[str]) -> BridgeConfig:
+    """The configuration: the file at `path`, else CONFIG_ENV (taken out of `environ`)."""
+    from_env = environ.pop(CONFIG_ENV, None)
+    if from_env is not None and not os.path.exists(path):
+        return parse_config_text(from_env, f"${CONFIG_ENV}", warn=log)
+    return load_config(path, warn=log)
+
+
+def read_token(
+    config: BridgeConfig, state: StateDir, environ: dict[str, str] | os._Environ[str]
+) -> tuple[BridgeConfig, str]:
+    """(config, token): the token file's, else TOKEN_ENV's (taken out of `environ`), which
+    is then written to a 0600 file in the state dir for the agent's hooks to read."""
+    from_env = environ.pop(TOKEN_ENV, None)
+    if from_env is None or os.path.exists(config.token_file):
+        return config, config.read_token()
+    token = from_env.strip()
+    if not token:
+        raise ConfigError(f"${TOKEN_ENV} is empty")
+    path = state.root / TOKEN_FILE
+    old_mask = os.umask(0o077)
+    try:
+        atomic_write(path, token + "\n")
+    finally:
+        os.umask(old_mask)
+    return dataclasses.replace(config, token_file=str(path)), token
+
+
 def _install_signals(stop: threading.Event) -> None:
     def handler(signum: int, frame: FrameType | None) -> None:
         stop.set()
@@ -68,8 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     _install_signals(stop)  # a stop while starting is kept, not a half-started bridge killed
     try:
-        config = load_config(path, warn=log)
-        token = config.read_token()
+        config = read_config(path, os.environ)
     except ConfigError as exc:
         log(f"bad configuration: {exc}")
         return 2
@@ -78,6 +114,14 @@ def main(argv: list[str] | None = None) -> int:
         run_state = state.load_run_state()
     except OSError as exc:
         log(f"cannot use state_dir {config.state_dir}: {exc}")
+        return 1
+    try:
+        config, token = read_token(config, state, os.environ)
+    except ConfigError as exc:
+        log(f"bad configuration: {exc}")
+        return 2
+    except OSError as exc:
+        log(f"cannot keep the token in {config.state_dir}: {exc}")
         return 1
     try:
         listener = bind(config.host, config.port)
