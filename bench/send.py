@@ -21,6 +21,7 @@ from typing import Any
 
 import common
 
+from provisioner.backends.base import BRIDGE_TOKEN_ENV
 from provisioner.bridge.client import BridgeClient
 
 POLL_S = 0.005
@@ -74,10 +75,11 @@ def main(args: Any, stack: contextlib.ExitStack) -> None:
     container = server.container(task_id)
     networks = container.attrs["NetworkSettings"]["Networks"]
     ip = next(n["IPAddress"] for n in networks.values() if n.get("IPAddress"))
-    code, out = container.exec_run(["cat", "/opt/dockyard/token"])
-    if code != 0:
-        raise RuntimeError(f"cannot read the bridge token: {out!r}")
-    bridge = BridgeClient(f"http://{ip}:7777", out.decode().strip())
+    # a fresh workspace's bridge token comes in its environment
+    env = dict(e.split("=", 1) for e in container.attrs["Config"]["Env"] if "=" in e)
+    if BRIDGE_TOKEN_ENV not in env:
+        raise RuntimeError(f"the workspace has no {BRIDGE_TOKEN_ENV} in its environment")
+    bridge = BridgeClient(f"http://{ip}:7777", env[BRIDGE_TOKEN_ENV])
     stack.callback(bridge.close)
 
     R = common.Row
