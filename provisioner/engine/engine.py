@@ -26,7 +26,7 @@ from provisioner.engine.follower import Follower
 from provisioner.engine.pools import WarmPools
 from provisioner.engine.provision import Provisioner
 from provisioner.engine.secrets import SecretStore
-from provisioner.engine.workspace import BridgeBundler, initial_prompt_id
+from provisioner.engine.workspace import BridgeBundler, initial_prompt_id, task_policy
 from provisioner.errors import (
     BackendError,
     BackendUnavailable,
@@ -455,7 +455,7 @@ class Engine:
             created_at=now,
             updated_at=now,
             message="waiting to be provisioned",
-            policy={**spec.lifecycle.model_dump(), "backend": spec.backend},
+            policy=task_policy(self.catalog, spec),
         )
         secret_names = {p.name for p in tpl.config.parameters if p.secret}
         secret_values = {k: v for k, v in spec.parameters.items() if k in secret_names}

@@ -14,6 +14,7 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from provisioner.engine.workspace import IMAGE_FROM, lender_pin, task_policy
 from provisioner.errors import BackendError, DockyardError, TaskConflict, TaskNotFound
 from provisioner.lifecycle import TERMINAL, State, Status
 from provisioner.model import Task, utcnow
@@ -50,12 +51,24 @@ class WarmPools:
                 mine = [
                     m for m in members if m.template == template.name and m.preset == preset.name
                 ]
-                stale = [m for m in mine if m.template_version != template.version]
+                lender = self._lender_pin(template, preset)
+                stale = [
+                    m
+                    for m in mine
+                    if m.template_version != template.version or m.policy.get(IMAGE_FROM) != lender
+                ]
                 for member in stale:
                     self._retire(member, "built from an older template version")
                 fresh = [m for m in mine if m not in stale and m.status != Status.ERROR]
                 for _ in range(preset.config.prebuilds - len(fresh)):
                     self._add_member(template, preset)
+
+    def _lender_pin(self, template: Template, preset: Preset) -> dict[str, str] | None:
+        """The lender version a member of this pool would pin now (None: no lender)."""
+        try:
+            return lender_pin(self.engine.catalog, render_workspace(template, preset, {}))
+        except DockyardError:
+            return None  # _add_member says why it cannot render
 
     def _templates(self) -> list[Template]:
         try:
@@ -68,6 +81,7 @@ class WarmPools:
         engine = self.engine
         try:
             spec = render_workspace(template, preset, {})
+            policy = task_policy(engine.catalog, spec)
         except DockyardError as exc:
             log.warning("warm pool of %s/%s cannot render: %s", template.name, preset.name, exc)
             return
@@ -88,7 +102,7 @@ class WarmPools:
             created_at=now,
             updated_at=now,
             message="warming up",
-            policy=_policy(spec),
+            policy=policy,
             kind="pool",
         )
         if engine.catalog.versions is not None:
@@ -123,6 +137,7 @@ class WarmPools:
                 or member.preset != preset.name
                 or member.template_version != template.version
                 or member.resolved != wanted
+                or member.policy.get(IMAGE_FROM) != lender_pin(self.engine.catalog, spec)
                 or member.state != State.IDLE.value
                 or self.engine.secrets.load(member.id) != secret_values
             ):
@@ -148,7 +163,3 @@ class WarmPools:
             self.engine.store.system_log(task.id, f"claim setup: {line}")
         if code != 0:
             raise BackendError(f"claim setup failed with exit code {code}: {output[-500:]}")
-
-
-def _policy(spec: WorkspaceSpec) -> dict[str, Any]:
-    return {**spec.lifecycle.model_dump(), "backend": spec.backend}

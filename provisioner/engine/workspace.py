@@ -15,6 +15,8 @@ from provisioner.templating.catalog import Catalog
 from provisioner.templating.render import WorkspaceSpec, render_workspace
 
 IMAGE_OF_TEMPLATE = "template:"
+# the task policy's record of the lender template (and version) whose image it borrows
+IMAGE_FROM = "image_from"
 BRIDGE_STATE_DIR = f"{recipes.AGENT_HOME}/.dockyard/bridge"
 
 
@@ -22,19 +24,53 @@ def spec_for(catalog: Catalog, task: Task, secrets: dict[str, Any] | None = None
     """Render the version the task pinned with the parameters resolved at its creation."""
     template = catalog.get(task.template, task.template_version)
     spec = render_workspace(template, None, {**task.resolved, **(secrets or {})})
-    return with_borrowed_image(catalog, spec)
+    return with_borrowed_image(catalog, spec, task.policy.get(IMAGE_FROM))
 
 
-def with_borrowed_image(catalog: Catalog, spec: WorkspaceSpec) -> WorkspaceSpec:
-    """`workspace.image: template:NAME` builds NAME's image instead of a copy of its files."""
+def lender_of(spec: WorkspaceSpec) -> str | None:
+    """The template whose image `spec` borrows (`workspace.image: template:NAME`)."""
     if not spec.image or not spec.image.startswith(IMAGE_OF_TEMPLATE):
+        return None
+    return spec.image.removeprefix(IMAGE_OF_TEMPLATE)
+
+
+def with_borrowed_image(
+    catalog: Catalog, spec: WorkspaceSpec, pinned: dict[str, str] | None = None
+) -> WorkspaceSpec:
+    """`workspace.image: template:NAME` builds NAME's image instead of a copy of its files:
+    the version of NAME the task pinned (`pinned`, from task_policy), else NAME's current
+    one (a task from before lenders were pinned)."""
+    name = lender_of(spec)
+    if name is None:
         return spec
-    name = spec.image.removeprefix(IMAGE_OF_TEMPLATE)
-    lender = catalog.get(name)
+    version = pinned.get("version") if pinned and pinned.get("template") == name else None
+    lender = catalog.get(name, version)
     lent = render_workspace(lender, lender.default_preset(), {})
     if lent.build is None:
         return replace(spec, image=lent.image)
     return replace(spec, image=None, build=lent.build)
+
+
+def lender_pin(catalog: Catalog, spec: WorkspaceSpec) -> dict[str, str] | None:
+    """The current version of the template whose image `spec` borrows, if it borrows."""
+    name = lender_of(spec)
+    if name is None:
+        return None
+    lender = catalog.get(name)
+    return {"template": lender.name, "version": lender.version}
+
+
+def task_policy(catalog: Catalog, spec: WorkspaceSpec) -> dict[str, Any]:
+    """What a new task keeps of its rendered spec besides its parameters: the lifecycle,
+    the backend, and the version of a template whose image it borrows, pinned (and stored)
+    like its own, so a change to the lender never changes the task's image."""
+    policy: dict[str, Any] = {**spec.lifecycle.model_dump(), "backend": spec.backend}
+    pin = lender_pin(catalog, spec)
+    if pin is not None:
+        if catalog.versions is not None:
+            catalog.versions.snapshot(catalog.get(pin["template"]))
+        policy[IMAGE_FROM] = pin
+    return policy
 
 
 def initial_prompt_id(task: Task) -> str:
