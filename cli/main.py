@@ -10,7 +10,7 @@ from cli import __version__
 from cli.catalog import preset_group, template_group
 from cli.client import ClientSource, CliError
 from cli.local_server import resolve_url
-from cli.pools import pool_group
+from cli.pools import capacity, pool_group
 from cli.tasks import task_group
 
 
@@ -32,6 +32,7 @@ cli.add_command(task_group)
 cli.add_command(template_group)
 cli.add_command(preset_group)
 cli.add_command(pool_group)
+cli.add_command(capacity)
 
 
 @cli.command("server")

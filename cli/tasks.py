@@ -12,6 +12,7 @@ import click
 from cli.client import JSON, Client, CliError, ServerUnreachable, current_client
 from cli.options import output_option
 from cli.render import (
+    MESSAGE_WIDTH,
     STOPPED_STATUSES,
     TASK_HEADERS,
     TERMINAL_STATUSES,
@@ -170,6 +171,8 @@ def create(
     if not quiet:
         source = "/".join(p for p in (task.get("template"), task.get("preset")) if p)
         click.echo(f"Created task {task.get('name')} ({task['id']}) from {source}")
+        if task.get("status") == "pending" and "capacity" in str(task.get("message")):
+            click.echo(f"It is {task['message']}")
     try:
         if wait:
             wait_until_idle(client, task, timeout, (lambda _: None) if quiet else click.echo)
@@ -228,6 +231,9 @@ def status(ctx: click.Context, task: str, output: str, watch: bool) -> None:
             click.echo(to_json(found))
             return
         click.echo(tasks_table([found]))
+        message = str(found.get("message") or "")
+        if found.get("status") == "pending" and len(message) > MESSAGE_WIDTH:
+            click.echo(f"message: {message}")  # the table cut it; why it waits matters
         # Below the two awk-able lines: how long each startup phase took.
         if found.get("phases"):
             click.echo(phases_line(found["phases"]))

@@ -17,7 +17,7 @@ class Status(StrEnum):
     """Where a task is in its life."""
 
     BACKLOG = "backlog"  # parked; not scheduled until moved to pending
-    PENDING = "pending"  # accepted; waiting for capacity or a worker
+    PENDING = "pending"  # accepted; waiting for capacity or a worker (new, or a resume)
     INITIALIZING = "initializing"  # workspace being provisioned; `phase` says which step
     ACTIVE = "active"  # agent running; `state` says working or idle
     PAUSED = "paused"  # workspace stopped, disk kept; resumable
@@ -64,8 +64,9 @@ _ALLOWED: dict[Status, frozenset[Status]] = {
     Status.ACTIVE: frozenset(
         {Status.PAUSED, Status.ERROR, Status.COMPLETED, Status.FAILED, Status.CANCELLED}
     ),
-    Status.PAUSED: frozenset({Status.INITIALIZING, Status.CANCELLED}),
-    Status.ERROR: frozenset({Status.INITIALIZING, Status.FAILED, Status.CANCELLED}),
+    # to pending: a resume that waits for a free workspace slot
+    Status.PAUSED: frozenset({Status.INITIALIZING, Status.PENDING, Status.CANCELLED}),
+    Status.ERROR: frozenset({Status.INITIALIZING, Status.PENDING, Status.FAILED, Status.CANCELLED}),
     Status.COMPLETED: frozenset(),
     Status.FAILED: frozenset(),
     Status.CANCELLED: frozenset(),

@@ -65,6 +65,7 @@ class Task:
     lease_owner: str | None = None
     lease_until: float | None = None
     kind: str = "task"  # "pool": a warm workspace waiting to be claimed by a task
+    queued_at: str | None = None  # when a resume began waiting for capacity
 
     def public(self) -> dict[str, Any]:
         """The task as the API shows it: no token, no unredacted parameters."""

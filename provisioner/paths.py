@@ -10,6 +10,7 @@ from pathlib import Path
 import platformdirs
 import yaml
 
+from provisioner.engine.capacity import parse_limit
 from provisioner.errors import DockyardError
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -65,23 +66,45 @@ def builtin_presets_dir() -> Path:
     return _builtin("presets")
 
 
+def _config(home: Path | None = None) -> tuple[Path, dict[str, object]]:
+    """HOME/config.yaml as a mapping (empty when the file is absent)."""
+    config = home_dir(home) / "config.yaml"
+    if not config.is_file():
+        return config, {}
+    try:
+        data = yaml.safe_load(config.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise DockyardError(f"{config}: invalid YAML: {exc}") from exc
+    return config, data if isinstance(data, dict) else {}
+
+
 def _configured_dirs(setting: str, variable: str) -> list[Path]:
     """Directories from the home's config.yaml (`setting: [dirs]`), then from `variable`."""
     dirs: list[Path] = []
-    config = home_dir() / "config.yaml"
-    if config.is_file():
-        try:
-            data = yaml.safe_load(config.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise DockyardError(f"{config}: invalid YAML: {exc}") from exc
-        value = data.get(setting, []) if isinstance(data, dict) else []
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list):
-            raise DockyardError(f"{config}: {setting} must be a list of directories")
-        dirs += [Path(str(v)).expanduser() for v in value]
+    config, data = _config()
+    value = data.get(setting, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        raise DockyardError(f"{config}: {setting} must be a list of directories")
+    dirs += [Path(str(v)).expanduser() for v in value]
     dirs += [Path(p) for p in os.environ.get(variable, "").split(os.pathsep) if p]
     return dirs
+
+
+def max_workspaces(home: Path | None = None) -> int | None:
+    """The most workspaces that may run at once: DOCKYARD_MAX_WORKSPACES, else
+    `capacity: {workspaces: N}` in HOME/config.yaml; None (unlimited) when neither is set."""
+    try:
+        if os.environ.get("DOCKYARD_MAX_WORKSPACES", "").strip():
+            return parse_limit(os.environ["DOCKYARD_MAX_WORKSPACES"], "DOCKYARD_MAX_WORKSPACES")
+        config, data = _config(home)
+        section = data.get("capacity") or {}
+        if not isinstance(section, dict):
+            raise ValueError(f"{config}: capacity must be a mapping, e.g. {{workspaces: 4}}")
+        return parse_limit(section.get("workspaces"), f"{config}: capacity.workspaces")
+    except ValueError as exc:
+        raise DockyardError(str(exc), hint="set a positive integer, or leave it unset") from exc
 
 
 def template_search_path() -> list[Path]:

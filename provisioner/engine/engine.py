@@ -22,6 +22,8 @@ from typing import Any
 
 from provisioner.backends.base import Backend, Observed
 from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachable
+from provisioner.engine.admission import Admissions
+from provisioner.engine.capacity import Usage
 from provisioner.engine.follower import Follower
 from provisioner.engine.pools import WarmPools
 from provisioner.engine.provision import Provisioner
@@ -36,7 +38,7 @@ from provisioner.errors import (
     TaskConflict,
     TaskNotFound,
 )
-from provisioner.lifecycle import TERMINAL, ErrorClass, Phase, State, Status
+from provisioner.lifecycle import TERMINAL, ErrorClass, State, Status
 from provisioner.model import NAME_RE, Task, parse_time, slug_from_prompt, utcnow
 from provisioner.store.store import Store
 from provisioner.templating.catalog import Catalog, Template
@@ -75,6 +77,7 @@ class Engine:
         owner: str = "me",
         tick_s: float = 1.0,
         secrets: SecretStore | None = None,
+        max_workspaces: int | None = None,
     ) -> None:
         self.store = store
         self.backend = backend
@@ -84,6 +87,8 @@ class Engine:
         self.tick_s = tick_s
         self.secrets = secrets or SecretStore(None)
         self.pools = WarmPools(self)
+        # None: unlimited; otherwise at most this many workspaces initializing or active
+        self.admissions = Admissions(self, max_workspaces)
         self.endpoints: dict[str, str] = {}  # task id -> bridge URL, kept by followers
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._wake = threading.Event()
@@ -121,6 +126,19 @@ class Engine:
         """Reconcile now rather than at the next tick."""
         self._wake.set()
 
+    @property
+    def max_workspaces(self) -> int | None:
+        """The capacity limit (None: unlimited)."""
+        return self.admissions.limit
+
+    @max_workspaces.setter
+    def max_workspaces(self, limit: int | None) -> None:
+        self.admissions.limit = limit
+
+    def capacity(self) -> Usage:
+        """Live workspaces against the limit, and the queue of pending tasks."""
+        return self.admissions.usage()
+
     def _loop(self) -> None:
         while not self._stopping.is_set():
             try:
@@ -148,10 +166,12 @@ class Engine:
                 running = self.backend.running_task_ids()
             except BackendError as exc:
                 log.warning("cannot list workspaces: %s", exc)
+        pending = [t for t in live if t.status == Status.PENDING]
+        if pending:
+            for task_id in self.admissions.run(pending, LEASE_TTL_S):
+                self._submit_provision(task_id)
         for task in live:
-            if task.status == Status.PENDING:
-                self._claim(task)
-            elif task.status == Status.INITIALIZING:
+            if task.status == Status.INITIALIZING:
                 if self._take_lease(task):
                     self._submit_provision(task.id)
             elif task.status == Status.ACTIVE:
@@ -177,23 +197,6 @@ class Engine:
             if host == socket.gethostname() and pid.isdigit() and not _pid_alive(int(pid)):
                 steal = owner
         return self.store.acquire_lease(task.id, self.worker_id, LEASE_TTL_S, steal)
-
-    def _claim(self, task: Task) -> None:
-        try:
-            self.store.transition(
-                task.id,
-                Status.PENDING,
-                Status.INITIALIZING,
-                actor="engine",
-                reason="claimed",
-                phase=Phase.IMAGE.value,
-                message="preparing the image",
-                lease_owner=self.worker_id,
-                lease_until=time.time() + LEASE_TTL_S,
-            )
-        except (TaskConflict, TaskNotFound):
-            return  # another engine took it, or it was deleted
-        self._submit_provision(task.id)
 
     def _submit_provision(self, task_id: str) -> None:
         with self._lock:
@@ -352,6 +355,7 @@ class Engine:
             )
         except (TaskConflict, TaskNotFound):
             return
+        self.wake()  # its slot is free
         if stop:
             try:
                 self.backend.stop(task_id)
@@ -457,6 +461,7 @@ class Engine:
             message="waiting to be provisioned",
             policy=task_policy(self.catalog, spec),
         )
+        task.message = self.admissions.first_message(task)
         secret_names = {p.name for p in tpl.config.parameters if p.secret}
         secret_values = {k: v for k, v in spec.parameters.items() if k in secret_names}
         warm = self.pools.claim(
@@ -519,7 +524,7 @@ class Engine:
             self.sync_logs(task)
             self.backend.stop(task.id)
             message = "paused" if actor == "user" else reason
-            return self.store.transition(
+            paused = self.store.transition(
                 task.id,
                 Status.ACTIVE,
                 Status.PAUSED,
@@ -528,6 +533,8 @@ class Engine:
                 reason=reason,
                 message=message,
             )
+        self.wake()  # a slot is free: a waiting task may start
+        return paused
 
     def resume(self, ref: str, *, actor: str = "user", reason: str = "resumed by user") -> Task:
         """Start a paused or errored task's workspace again."""
@@ -538,19 +545,12 @@ class Engine:
                 raise TaskConflict(
                     f"Cannot resume {task.name}: it is {task.status.value}, not paused or error"
                 )
-            task = self.store.transition(
-                task.id,
-                task.status,
-                Status.INITIALIZING,
-                actor=actor,
-                action="resume",
-                reason=reason,
-                phase=Phase.START.value,
-                message="resuming",
-                lease_owner=self.worker_id,
-                lease_until=time.time() + LEASE_TTL_S,
+            # Past capacity it waits as pending (its prompts kept) until a slot frees.
+            task, started = self.admissions.resume(
+                task, actor=actor, reason=reason, lease_s=LEASE_TTL_S
             )
-        self._submit_provision(task.id)
+        if started:
+            self._submit_provision(task.id)
         return task
 
     def delete(self, ref: str) -> Task:
@@ -570,6 +570,7 @@ class Engine:
             self.backend.remove(task.id)
             self.store.delete(task.id)
             self.secrets.delete(task.id)
+        self.wake()  # a slot may be free: a waiting task may start
         return task
 
     def send(self, ref: str, text: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from provisioner import __version__
+from provisioner.engine.capacity import Usage
 from provisioner.engine.engine import Engine
 from provisioner.errors import (
     BackendUnavailable,
@@ -124,6 +125,31 @@ def _prompt_json(p: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _capacity_json(usage: Usage, store: Store) -> dict[str, Any]:
+    names = {t.id: t for t in store.list_tasks([Status.PENDING], kind=None)}
+    return {
+        "limit": usage.limit,  # null: unlimited
+        "in_use": usage.in_use,  # workspaces initializing or active
+        "tasks": usage.tasks,
+        "pool": usage.pool,  # warm-pool members among in_use
+        "available": usage.available,  # null: unlimited
+        "waiting": usage.waiting,  # user tasks pending (warm-pool members not counted)
+        "summary": usage.summary(),
+        # pending tasks and warm-pool members, first to start first
+        "queue": [
+            {
+                "id": slot.id,
+                "name": names[slot.id].name if slot.id in names else None,
+                "kind": slot.kind,
+                "priority": slot.priority,
+                "waiting_since": slot.waiting_since,
+                "message": names[slot.id].message if slot.id in names else None,
+            }
+            for slot in usage.queue
+        ],
+    }
+
+
 def build_router(engine: Engine, home: str) -> APIRouter:
     """All /api/v2 routes, bound to one engine."""
     r = APIRouter(prefix="/api/v2")
@@ -215,7 +241,14 @@ def build_router(engine: Engine, home: str) -> APIRouter:
     @r.get("/pools")
     def pools() -> dict[str, Any]:
         members = [t for t in store.list_tasks(kind="pool") if t.status not in TERMINAL]
-        return {"members": [m.public() for m in members]}
+        return {
+            "members": [m.public() for m in members],
+            "capacity": _capacity_json(engine.capacity(), store),
+        }
+
+    @r.get("/capacity")
+    def capacity() -> dict[str, Any]:
+        return _capacity_json(engine.capacity(), store)
 
     @r.get("/tasks/{ref}")
     def get_task(ref: str) -> dict[str, Any]:

@@ -43,7 +43,12 @@ def build_engine(home: Path) -> Engine:
     backend = BackendRouter({"docker": docker, "terraform": terraform}, backend_of)
     catalog = Catalog(versions=VersionStore(home / "templates"))
     return Engine(
-        store, backend, catalog, BridgeBundler(paths.cache_dir()), secrets=SecretStore(home)
+        store,
+        backend,
+        catalog,
+        BridgeBundler(paths.cache_dir()),
+        secrets=SecretStore(home),
+        max_workspaces=paths.max_workspaces(home),
     )
 
 

@@ -12,7 +12,7 @@ from provisioner.model import utcnow
 from provisioner.store.schema import logs, prompts
 
 
-def _insert_ignoring_duplicates(db: Engine, table: Any) -> Any:
+def insert_ignoring_duplicates(db: Engine, table: Any) -> Any:
     # Two followers (or a follower and a final sync) may store the same bridge entry:
     # the unique (task_id, seq) keeps one and the other is dropped silently.
     dialect = postgresql if db.dialect.name == "postgresql" else sqlite
@@ -33,7 +33,7 @@ class _BulkLogInsert:
 
     def __init__(self, db: Engine) -> None:
         compiled = (
-            _insert_ignoring_duplicates(db, logs)
+            insert_ignoring_duplicates(db, logs)
             .inline()
             .compile(dialect=db.dialect, column_keys=list(_LOG_COLUMNS))
         )
@@ -149,7 +149,7 @@ class PromptsMixin:
             "created_at": utcnow(),
         }
         with self.db.begin() as conn:
-            conn.execute(_insert_ignoring_duplicates(self.db, prompts), [row])
+            conn.execute(insert_ignoring_duplicates(self.db, prompts), [row])
         return self.prompt(prompt_id) or row
 
     def prompt(self, prompt_id: str) -> dict[str, Any] | None:

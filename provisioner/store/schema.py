@@ -48,6 +48,9 @@ tasks = Table(
     Column("lease_until", Float),
     # task | pool (a warm member)
     Column("kind", String(8), nullable=False, default="task", server_default="task"),
+    # when it last started waiting (a resume that waits for capacity); its place in the
+    # queue, with created_at standing in when it never left
+    Column("queued_at", String(32)),
     Column("created_at", String(32), nullable=False),
     Column("updated_at", String(32), nullable=False),
     UniqueConstraint("owner", "name", name="uq_task_owner_name"),
@@ -96,4 +99,14 @@ prompts = Table(
     Column("delivered_at", String(32)),
     Column("taken_at", String(32)),
     Index("ix_prompts_task", "task_id", "created_at"),
+)
+
+# Named locks: a transaction that must see every task as of now (capacity admission)
+# first bumps its row, which serializes it against every other such transaction on
+# SQLite (the write lock) and PostgreSQL (the row lock) alike.
+locks = Table(
+    "locks",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("taken", Integer, nullable=False, default=0),
 )

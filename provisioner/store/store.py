@@ -25,6 +25,14 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from provisioner.engine.capacity import (
+    COUNTED,
+    Slot,
+    Usage,
+    count_usage,
+    may_start,
+    pool_members_to_evict,
+)
 from provisioner.errors import DockyardError, TaskConflict, TaskNotFound
 from provisioner.lifecycle import (
     Status,
@@ -34,8 +42,8 @@ from provisioner.lifecycle import (
     state_applies,
 )
 from provisioner.model import Task, parse_time, utcnow
-from provisioner.store.records import LogsMixin, PromptsMixin
-from provisioner.store.schema import events, logs, metadata, prompts, tasks
+from provisioner.store.records import LogsMixin, PromptsMixin, insert_ignoring_duplicates
+from provisioner.store.schema import events, locks, logs, metadata, prompts, tasks
 
 _TASK_FIELDS = [f.name for f in fields(Task)]
 
@@ -69,6 +77,8 @@ class Store(LogsMixin, PromptsMixin):
             self.db = create_engine(url, pool_pre_ping=True)
         metadata.create_all(self.db)
         self._check_schema()
+        with self.db.begin() as conn:
+            conn.execute(insert_ignoring_duplicates(self.db, locks), [{"name": "capacity"}])
         self.log_listeners = set()
 
     def _check_schema(self) -> None:
@@ -180,6 +190,125 @@ class Store(LogsMixin, PromptsMixin):
     ) -> Task:
         """Move a task from `expected` to `target`, atomically, or raise TaskConflict."""
         check_transition(expected, target, action=action)
+        with self.db.begin() as conn:
+            self._move(conn, task_id, expected, target, actor, reason, changes)
+        return self.get(task_id)
+
+    def admit(
+        self,
+        task_id: str,
+        expected: Status,
+        limit: int | None,
+        *,
+        kind: str = "task",
+        actor: str,
+        reason: str = "",
+        action: str | None = None,
+        **changes: Any,
+    ) -> tuple[Task | None, Usage]:
+        """Move a task to initializing if a workspace slot is free for it (see capacity).
+
+        Counting and moving happen in one transaction that first takes the capacity lock,
+        so engines sharing the database never both take the last slot. Returns the moved
+        task (None when it must wait) and the usage the decision was made on.
+        """
+        check_transition(expected, Status.INITIALIZING, action=action)
+        with self.db.begin() as conn:
+            current = self._locked_usage(conn, limit)
+            if not may_start(current, task_id, kind):
+                return None, current
+            self._move(conn, task_id, expected, Status.INITIALIZING, actor, reason, changes)
+        return self.get(task_id), current
+
+    def usage(self, limit: int | None) -> Usage:
+        """How many workspaces are live and who waits, as of now (no lock taken)."""
+        with self.db.connect() as conn:
+            return count_usage(limit, self._slots(conn))
+
+    def evict_pool_members(self, limit: int | None, actor: str = "capacity") -> list[str]:
+        """Cancel warm-pool members whose slots waiting user tasks need; their ids.
+
+        A member claimed by a task meanwhile is no longer of kind pool and is left alone.
+        The caller removes the cancelled members' workspaces and rows.
+        """
+        if limit is None:
+            return []
+        with self.db.begin() as conn:
+            current = self._locked_usage(conn, limit)
+            if current.waiting == 0:
+                return []
+            chosen = pool_members_to_evict(current, self._slots(conn, kind="pool"))
+            evicted = []
+            for member_id in chosen:
+                status = conn.execute(
+                    select(tasks.c.status).where(
+                        and_(tasks.c.id == member_id, tasks.c.kind == "pool")
+                    )
+                ).scalar()
+                if status is None:
+                    continue
+                try:
+                    self._move(
+                        conn,
+                        member_id,
+                        Status(status),
+                        Status.CANCELLED,
+                        actor,
+                        "its slot went to a waiting task",
+                        {"message": "stopped: its slot went to a waiting task"},
+                        kind="pool",
+                    )
+                except (TaskConflict, TaskNotFound):
+                    continue  # claimed or moved meanwhile (the failed update wrote nothing)
+                evicted.append(member_id)
+        return evicted
+
+    def _locked_usage(self, conn: Any, limit: int | None) -> Usage:
+        # The first statement: from here on no other admission runs until we commit.
+        conn.execute(
+            update(locks).where(locks.c.name == "capacity").values(taken=locks.c.taken + 1)
+        )
+        return count_usage(limit, self._slots(conn))
+
+    @staticmethod
+    def _slots(conn: Any, kind: str | None = None) -> list[Slot]:
+        query = select(
+            tasks.c.id,
+            tasks.c.kind,
+            tasks.c.status,
+            tasks.c.priority,
+            tasks.c.queued_at,
+            tasks.c.created_at,
+            tasks.c.state,
+        ).where(tasks.c.status.in_([s.value for s in COUNTED]))
+        if kind is not None:
+            query = query.where(tasks.c.kind == kind)
+        return [
+            Slot(
+                id=r.id,
+                kind=r.kind,
+                status=Status(r.status),
+                priority=int(r.priority or 0),
+                waiting_since=r.queued_at or r.created_at,
+                state=r.state,
+            )
+            for r in conn.execute(query)
+        ]
+
+    def _move(
+        self,
+        conn: Any,
+        task_id: str,
+        expected: Status,
+        target: Status,
+        actor: str,
+        reason: str,
+        changes: dict[str, Any],
+        kind: str | None = None,
+    ) -> None:
+        """The compare-and-set of a status change and its events, inside `conn`'s
+        transaction; `kind` also guards the row's kind."""
+        check_transition(expected, target)
         now = utcnow()
         values: dict[str, Any] = {"status": target.value, "updated_at": now, **changes}
         if not state_applies(target):
@@ -191,48 +320,44 @@ class Store(LogsMixin, PromptsMixin):
             values["phase"] = changes.get("phase") if target == Status.ERROR else None
             values["lease_owner"] = None
             values["lease_until"] = None
-        with self.db.begin() as conn:
-            if expected == Status.INITIALIZING or target == Status.INITIALIZING:
-                old = conn.execute(select(tasks.c.phases).where(tasks.c.id == task_id)).scalar()
-                # A new start keeps only its own phases; leaving initializing closes the last.
-                if target == Status.INITIALIZING:
-                    values["phases"] = advance_phases([], changes.get("phase"), parse_time(now))
-                else:
-                    values["phases"] = advance_phases(list(old or []), None, parse_time(now))
-            result = conn.execute(
-                update(tasks)
-                .where(and_(tasks.c.id == task_id, tasks.c.status == expected.value))
-                .values(**values)
+        # A new start keeps only its own phases; leaving initializing closes the last.
+        if target == Status.INITIALIZING:
+            values["phases"] = advance_phases([], changes.get("phase"), parse_time(now))
+        elif expected == Status.INITIALIZING:
+            old = conn.execute(select(tasks.c.phases).where(tasks.c.id == task_id)).scalar()
+            values["phases"] = advance_phases(list(old or []), None, parse_time(now))
+        guard = and_(tasks.c.id == task_id, tasks.c.status == expected.value)
+        if kind is not None:
+            guard = and_(guard, tasks.c.kind == kind)
+        result = conn.execute(update(tasks).where(guard).values(**values))
+        if result.rowcount != 1:
+            current = conn.execute(select(tasks.c.status).where(tasks.c.id == task_id)).scalar()
+            if current is None:
+                raise TaskNotFound(f"No task {task_id!r} (it was deleted)")
+            raise TaskConflict(f"Task changed meanwhile: it is {current}, not {expected.value}")
+        conn.execute(
+            insert(events).values(
+                task_id=task_id,
+                kind="status",
+                from_value=expected.value,
+                to_value=target.value,
+                actor=actor,
+                reason=reason,
+                time=now,
             )
-            if result.rowcount != 1:
-                current = conn.execute(select(tasks.c.status).where(tasks.c.id == task_id)).scalar()
-                if current is None:
-                    raise TaskNotFound(f"No task {task_id!r} (it was deleted)")
-                raise TaskConflict(f"Task changed meanwhile: it is {current}, not {expected.value}")
+        )
+        if changes.get("phase"):
             conn.execute(
                 insert(events).values(
                     task_id=task_id,
-                    kind="status",
-                    from_value=expected.value,
-                    to_value=target.value,
+                    kind="phase",
+                    from_value=None,
+                    to_value=changes["phase"],
                     actor=actor,
-                    reason=reason,
+                    reason="",
                     time=now,
                 )
             )
-            if changes.get("phase"):
-                conn.execute(
-                    insert(events).values(
-                        task_id=task_id,
-                        kind="phase",
-                        from_value=None,
-                        to_value=changes["phase"],
-                        actor=actor,
-                        reason="",
-                        time=now,
-                    )
-                )
-        return self.get(task_id)
 
     def update(
         self, task_id: str, expected: Status, *, actor: str, reason: str = "", **changes: Any

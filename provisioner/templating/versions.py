@@ -56,7 +56,12 @@ class VersionStore:
                     dest = staged / "presets" / preset.path.name
                     if not dest.exists():
                         shutil.copy2(preset.path, dest)
-                staged.rename(target)
+                try:
+                    staged.rename(target)
+                except OSError:
+                    # A concurrent snapshot of the same content got there first: same bytes.
+                    if not target.is_dir():
+                        raise
         if meta_path.exists():
             meta = json.loads(meta_path.read_text())
             changed = (pushed and not meta.get("pushed")) or (label and label != meta.get("label"))
