@@ -7,17 +7,21 @@ dockyard-claude seed           answer Claude Code's first-run questions ahead of
 dockyard-claude hook EVENT     a hook command: tell the bridge EVENT (prompt_submitted,
                                stop, ...), and at the end of a turn what Claude Code said
                                in it; never fails Claude Code, never prints to stdout
+dockyard-claude report INFO    left behind by a tool_use hook: once Claude Code wrote the
+                               tool use down, tell the bridge what the turn said so far
 dockyard-claude resume ARGS    start `claude ARGS --continue` when the workspace has a
                                conversation to continue, else `claude ARGS`
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -38,6 +42,12 @@ POST_TIMEOUT_S = 5.0
 # events that end a turn: their POST carries the turn's reply (the bridge's transcript
 # shows it; Claude Code's screen is redrawn in place, so its lines are mostly chrome)
 TURN_END_EVENTS = ("stop", "stop_failure")
+# a tool about to run (PreToolUse): a reporter then sends what the turn said up to it,
+# as an `output` event (lines only), once Claude Code has written that to its transcript
+TOOL_USE_EVENT = "tool_use"
+OUTPUT_EVENT = "output"
+REPORT_WAIT_S = 10.0
+REPORT_POLL_S = 0.05
 # at most this much reply text in one POST (the bridge takes bodies up to 1 MiB)
 MAX_TEXT_CHARS = 256 * 1024
 # a tool use is one line: its name and the input that tells most, cut to this length
@@ -176,11 +186,13 @@ def _turn_start(entry: dict[str, Any]) -> bool:
     )
 
 
-def _read_turn(transcript_path: str) -> list[dict[str, Any]]:
-    """The assistant entries of Claude Code's session JSONL since the turn began."""
+def _read_turn(transcript_path: str) -> tuple[str, list[dict[str, Any]]]:
+    """(which turn, its assistant entries): the entries of Claude Code's session JSONL since
+    the current turn began; the turn is named by its first entry's uuid (or line number)."""
     turn: list[dict[str, Any]] = []
+    key = ""
     with open(transcript_path, encoding="utf-8", errors="replace") as f:
-        for line in f:
+        for number, line in enumerate(f, 1):
             if not _MAYBE_TURN.search(line):
                 continue  # not a message (most lines): not worth parsing
             try:
@@ -191,9 +203,10 @@ def _read_turn(transcript_path: str) -> list[dict[str, Any]]:
                 continue
             if _turn_start(entry):
                 turn = []
+                key = str(entry.get("uuid") or f"line {number}")
             elif entry.get("type") == "assistant":
                 turn.append(entry)
-    return turn
+    return key, turn
 
 
 def tool_summary(name: str, tool_input: Any, cwd: str = "") -> str:
@@ -214,17 +227,17 @@ def tool_summary(name: str, tool_input: Any, cwd: str = "") -> str:
     return line
 
 
-def turn_text(payload: dict[str, Any]) -> str:
-    """What Claude Code said in the turn that just ended: every text block since the
-    user's prompt, and each tool use as one line, in order, from the session transcript;
-    the hook input's last_assistant_message when the transcript lacks it (or is gone)."""
+def turn_lines(payload: dict[str, Any]) -> tuple[str, list[str], list[str]]:
+    """(which turn, its lines, its texts) so far: every text block since the user's prompt
+    and each tool use as one line, in order, from the session transcript."""
     lines: list[str] = []
     texts: list[str] = []
+    key = ""
     path = payload.get("transcript_path")
     cwd = payload.get("cwd") if isinstance(payload.get("cwd"), str) else ""
     if isinstance(path, str) and path:
         try:
-            turn = _read_turn(path)
+            key, turn = _read_turn(path)
         except OSError:
             turn = []
         for entry in turn:
@@ -239,44 +252,136 @@ def turn_text(payload: dict[str, Any]) -> str:
                     lines.append(texts[-1])
                 elif block.get("type") == "tool_use":
                     lines.append(tool_summary(str(block.get("name")), block.get("input"), cwd))
+    return key, lines, texts
+
+
+def turn_text(payload: dict[str, Any], already_sent: int = 0) -> str:
+    """What Claude Code said in the turn that just ended, less the first `already_sent`
+    lines (reported while it ran); the hook input's last_assistant_message when the
+    transcript lacks it (or is gone)."""
+    _key, lines, texts = turn_lines(payload)
+    lines = lines[already_sent:]
     last = payload.get("last_assistant_message")
     said = {line.strip() for text in texts for line in text.splitlines()}
     if isinstance(last, str) and any(
         line.strip() not in said for line in last.splitlines() if line.strip()
     ):
         lines.append(last.strip())  # the transcript is behind (or unreadable)
-    text = "\n".join(lines)
+    return _capped("\n".join(lines))
+
+
+def _capped(text: str) -> str:
     if len(text) > MAX_TEXT_CHARS:
         cut = len(text) - MAX_TEXT_CHARS
         text = f"[{cut} characters of the reply left out]\n" + text[cut:]
     return text
 
 
-def hook(event: str) -> int:
-    """Report `event` to the bridge. Exit 0 whatever happens: a hook must not block a turn."""
+class TurnProgress:
+    """How many lines of the running turn were already reported, kept in a small file
+    (each hook is its own process) and locked (tools may run, and hooks fire, in parallel)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = -1
+
+    def __enter__(self) -> TurnProgress:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self._fd)  # releases the lock
+
+    def sent(self, session: str, turn: str) -> int:
+        try:
+            data = json.loads(os.pread(self._fd, 65536, 0) or b"{}")
+        except ValueError:
+            return 0
+        if not isinstance(data, dict) or [data.get("session"), data.get("turn")] != [session, turn]:
+            return 0  # another turn (or session): nothing of this one was reported
+        sent = data.get("sent")
+        return sent if isinstance(sent, int) and sent >= 0 else 0
+
+    def record(self, session: str, turn: str, sent: int) -> None:
+        data = json.dumps({"session": session, "turn": turn, "sent": sent}).encode()
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, data, 0)
+
+
+def progress_path() -> Path:
+    return Path.home() / ".dockyard" / "claude-turn.json"
+
+
+def final_text(payload: dict[str, Any], progress: TurnProgress) -> str:
+    """At the turn's end: what it said that was not reported while it ran. The whole turn
+    then counts as reported, so a reporter that comes late sends nothing twice."""
+    session = str(payload.get("session_id") or "")
+    key, lines, _texts = turn_lines(payload)
+    sent = progress.sent(session, key) if key else 0
+    text = turn_text(payload, already_sent=sent)
+    progress.record(session, key, len(lines))
+    return text
+
+
+def progress_text(payload: dict[str, Any], progress: TurnProgress) -> str:
+    """While the turn runs: what it said since the last report (its text and tool uses)."""
+    session = str(payload.get("session_id") or "")
+    key, lines, _texts = turn_lines(payload)
+    if not key:
+        return ""
+    sent = progress.sent(session, key)
+    progress.record(session, key, max(sent, len(lines)))
+    return _capped("\n".join(lines[sent:]))
+
+
+def _written(transcript_path: str, marker: str) -> bool:
     try:
-        payload = json.loads(sys.stdin.read() or "{}")
-    except (OSError, ValueError):
-        payload = {}
+        with open(transcript_path, encoding="utf-8", errors="replace") as f:
+            return any(marker in line for line in f)
+    except OSError:
+        return False
+
+
+def report(info: dict[str, Any]) -> int:
+    """The reporter a PreToolUse hook leaves behind: wait until Claude Code has written the
+    tool use to its transcript (it writes in batches: at the hook it is often not there
+    yet), then send the bridge what the turn said up to it. Never blocks the tool."""
+    path = info.get("transcript_path")
+    if not isinstance(path, str) or not path:
+        return 0
+    marker = info.get("tool_use_id")
+    deadline = time.monotonic() + REPORT_WAIT_S
+    while time.monotonic() < deadline:
+        if isinstance(marker, str) and marker and _written(path, marker):
+            break
+        time.sleep(REPORT_POLL_S)
+    with TurnProgress(progress_path()) as progress:
+        text = progress_text(info, progress)
+        if text:
+            _post({"event": OUTPUT_EVENT, "text": text})  # in order: under the lock
+    return 0
+
+
+def _start_reporter(payload: dict[str, Any]) -> None:
+    info = {k: payload.get(k) for k in ("transcript_path", "session_id", "cwd", "tool_use_id")}
+    # detached, its output nowhere: Claude Code waits for a hook's output to close
+    subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), "report", json.dumps(info)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _post(body: dict[str, Any]) -> None:
+    """POST a hook event to the bridge; a failure is said on stderr, never raised."""
     url = os.environ.get("DOCKYARD_BRIDGE_URL")
     token_file = os.environ.get("DOCKYARD_BRIDGE_TOKEN_FILE")
     if not url or not token_file:
-        return 0  # not under a Dockyard bridge
-    body: dict[str, Any] = {"event": event}
-    if isinstance(payload, dict):
-        # never the prompt (the bridge has it): what says which turn this is, and at the
-        # turn's end what Claude Code said in it (the task's logs show it)
-        for key in ("hook_event_name", "session_id", "prompt_id", "notification_type"):
-            if isinstance(payload.get(key), str):
-                body[key] = payload[key]
-        if event in TURN_END_EVENTS:
-            try:
-                text = turn_text(payload)
-            except Exception as exc:  # a transcript in an unknown shape: the event still goes
-                sys.stderr.write(f"dockyard-claude: could not read the turn's reply: {exc!r}\n")
-                text = ""
-            if text:
-                body["text"] = text
+        return  # not under a Dockyard bridge
     try:
         token = Path(token_file).read_text(encoding="utf-8").strip()
         request = urllib.request.Request(
@@ -290,7 +395,40 @@ def hook(event: str) -> int:
         with opener.open(request, timeout=POST_TIMEOUT_S) as response:
             response.read()
     except Exception as exc:  # the message names the URL and the error, never the token
+        event = body.get("event")
         sys.stderr.write(f"dockyard-claude: could not report {event} to the bridge: {exc}\n")
+
+
+def hook(event: str) -> int:
+    """Report `event` to the bridge. Exit 0 whatever happens: a hook must not block a turn."""
+    try:
+        payload = json.loads(sys.stdin.read() or "{}")
+    except (OSError, ValueError):
+        payload = {}
+    if not os.environ.get("DOCKYARD_BRIDGE_URL") or not os.environ.get(
+        "DOCKYARD_BRIDGE_TOKEN_FILE"
+    ):
+        return 0  # not under a Dockyard bridge
+    body: dict[str, Any] = {"event": event}
+    if isinstance(payload, dict):
+        # never the prompt (the bridge has it): what says which turn this is, and at the
+        # turn's end what Claude Code said in it (the task's logs show it)
+        for key in ("hook_event_name", "session_id", "prompt_id", "notification_type"):
+            if isinstance(payload.get(key), str):
+                body[key] = payload[key]
+        try:
+            if event in TURN_END_EVENTS:
+                with TurnProgress(progress_path()) as progress:
+                    text = final_text(payload, progress)
+                    if text:
+                        body["text"] = text
+                    _post(body)  # under the lock: after any report of this turn
+                return 0
+            if event == TOOL_USE_EVENT:
+                _start_reporter(payload)
+        except Exception as exc:  # a transcript in an unknown shape: the event still goes
+            sys.stderr.write(f"dockyard-claude: could not read the turn's reply: {exc!r}\n")
+    _post(body)
     return 0
 
 
@@ -320,6 +458,12 @@ def resume(args: list[str], workdir: str) -> int:
 def main(argv: list[str]) -> int:
     if len(argv) >= 2 and argv[0] == "hook":
         return hook(argv[1])
+    if len(argv) == 2 and argv[0] == "report":
+        try:
+            info = json.loads(argv[1])
+        except ValueError:
+            return 2
+        return report(info) if isinstance(info, dict) else 2
     if argv and argv[0] == "seed":
         return seed(os.getcwd())
     if argv and argv[0] == "resume":

@@ -68,7 +68,8 @@ class ClaudeScript:
                 return Reply(text=f"The tool failed: {json.dumps(failed)[:300]}")
             if results[0].get("tool_use_id", "").startswith("toolu_write"):
                 return Reply(text="Created hello.py.")
-            return Reply(text="Updated hello.py.")
+            # slow to answer: the test reads the logs while this turn still runs
+            return Reply(text="Updated hello.py.", delay_s=EDIT_REPLY_DELAY_S)
         prompt = last_user_text(body)
         if "dockyard-edit" in prompt:
             edit = {
@@ -88,6 +89,9 @@ class ClaudeScript:
         if "dockyard-recap" in prompt:
             return Reply(text="I created hello.py and then edited it.")
         return "Nothing to do."
+
+
+EDIT_REPLY_DELAY_S = 4.0
 
 
 @pytest.fixture
@@ -189,6 +193,16 @@ def test_claude_code_edits_files_and_reports_turns_through_hooks(
 
         server.cli("task", "send", task, EDIT_PROMPT)
         wait_file(server, task, EDITED, 60)
+        # mid-turn (the model is slow with its last answer): the logs already show what the
+        # turn said and the tool it used, reported by the PreToolUse hook
+        running = server.wait_for(
+            task,
+            lambda s: "[tool] Edit hello.py" in said(server, task),
+            EDIT_REPLY_DELAY_S,
+            "the edit's tool use in the logs while the turn runs",
+        )
+        assert running["state"] == "working"
+        assert said(server, task)[3:] == ["I'll edit the file.", "[tool] Edit hello.py"]
         server.wait_for(
             task,
             lambda s: s["state"] == "idle" and len(idle_by_stop(server, task)) >= 2,

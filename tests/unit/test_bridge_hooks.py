@@ -69,12 +69,15 @@ def test_tracker_turns_follow_the_events() -> None:
     assert hooks.busy
     assert hooks.on_event("stop_failure", 5.0)  # an API error ends the turn too
     assert not hooks.busy
+    # lines reported late (after the turn's end): no turn, and not the last word
+    assert hooks.on_event("output", 6.0)
+    assert not hooks.busy and hooks.idle(screen_resting=False)
     assert hooks.to_dict() == {
         "busy": False,
         "confirmed": True,
         "last_event": "stop_failure",
         "events": {"prompt_submitted": 1, "notification": 1, "stop": 1, "tool_use": 1,
-                   "stop_failure": 1},
+                   "stop_failure": 1, "output": 1},
         "ignored": 0,
     }  # fmt: skip
 
@@ -499,6 +502,41 @@ def test_turn_text_after_a_blocked_stop_has_only_what_came_after(tmp_path: Path)
     )
     payload = {"transcript_path": session, "last_assistant_message": "They pass."}
     assert glue.turn_text(payload) == "[tool] Bash: pytest -q\nThey pass."
+
+
+def test_a_long_turn_is_reported_at_each_tool_use_and_the_rest_at_its_end(
+    tmp_path: Path,
+) -> None:
+    # the logs follow a turn as it runs: each PreToolUse hook sends what the turn said
+    # since the last report, the Stop hook only what is left; a new turn starts afresh
+    glue = load_glue()
+    path = tmp_path / "s.jsonl"
+    progress = glue.TurnProgress(tmp_path / "progress.json")
+    turn = [*EARLIER_TURN, prompt("Create hello.py", uuid="u-turn-1")]
+
+    def report(event: str, entries: list[dict[str, Any]], session: str = "s1") -> str:
+        payload = {"transcript_path": write_session(path, entries), "cwd": "/workspace"}
+        payload["session_id"] = session
+        with progress:
+            if event == "stop":
+                return str(glue.final_text(payload, progress))
+            return str(glue.progress_text(payload, progress))
+
+    turn.append(said(text("I'll create the file."), tool("Write", file_path="/workspace/a.py")))
+    assert report("tool_use", turn) == "I'll create the file.\n[tool] Write a.py"
+    turn += [RESULT, said(tool("Bash", command="python a.py"))]
+    assert report("tool_use", turn) == "[tool] Bash: python a.py"
+    assert report("tool_use", turn) == ""  # a second hook for the same tool: nothing new
+    turn += [RESULT, said(text("Created a.py."))]
+    assert report("stop", turn) == "Created a.py."
+    assert report("tool_use", turn) == ""  # a reporter later than the turn's end: nothing
+    # the next turn: everything of it, nothing of the last
+    turn += [prompt("Again", uuid="u-turn-2"), said(text("Done again."))]
+    assert report("stop", turn) == "Done again."
+    # another session with a turn of the same name: not taken for this one's
+    turn += [prompt("Third", uuid="u-turn-3"), said(text("A."), tool("Read", file_path="/x"))]
+    assert report("tool_use", turn) == "A.\n[tool] Read /x"
+    assert report("stop", turn, session="s2") == "A.\n[tool] Read /x"
 
 
 def test_tool_summary_is_one_short_line() -> None:

@@ -9,6 +9,7 @@ tracker turns them into a deterministic verdict:
 * `stop` / `stop_failure` (Stop / StopFailure): the turn ended; the agent waits for input.
 * `session_start`: the agent is up (with a quiet terminal: its input box is drawn).
 * `notification`, `session_end`: recorded only.
+* `output`: what the agent said while a turn runs (its `text`), nothing more.
 
 A hook event may also carry what the agent said (`"text"`: its reply for the turn, tool
 uses as one-line summaries). The bridge appends it to the transcript as output lines with
@@ -38,6 +39,7 @@ STOP = "stop"
 STOP_FAILURE = "stop_failure"
 NOTIFICATION = "notification"
 SESSION_END = "session_end"
+OUTPUT = "output"
 EVENTS = (
     SESSION_START,
     PROMPT_SUBMITTED,
@@ -46,6 +48,7 @@ EVENTS = (
     STOP_FAILURE,
     NOTIFICATION,
     SESSION_END,
+    OUTPUT,
 )
 _BUSY = (PROMPT_SUBMITTED, TOOL_USE)
 _DONE = (STOP, STOP_FAILURE)
@@ -77,6 +80,8 @@ class HookTracker:
             self.ignored += 1
             return False
         self.counts[event] = self.counts.get(event, 0) + 1
+        if event == OUTPUT:
+            return True  # lines only: it says nothing of the turn, may come after its end
         self.last_event = event
         self.last_event_at = now
         if event == SESSION_START:
