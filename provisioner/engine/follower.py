@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachable
@@ -62,6 +63,34 @@ def exit_message(code: object, status: dict[str, Any], *, oom_killed: bool = Fal
     return f"agent exited with code {code}"
 
 
+class _Poll(threading.Thread):
+    """A bridge poll already on its way while the follower stores the previous reply.
+
+    In a flood, fetching a page and storing it took turns; now the next page crosses the
+    network (and the bridge prepares it) while this one goes into the database.
+    """
+
+    def __init__(self, call: Callable[[], dict[str, Any]], name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self._call = call
+        self._reply: dict[str, Any] = {}
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._reply = self._call()
+        except BaseException as exc:  # raised again in the follower's thread
+            self._error = exc
+
+    def result(self) -> dict[str, Any]:
+        """The reply, or the poll's exception raised here."""
+        self.join()
+        if self._error is not None:
+            raise self._error
+        return self._reply
+
+
 class Follower(threading.Thread):
     """One thread per active task; ends when the task stops being active."""
 
@@ -100,6 +129,7 @@ class Follower(threading.Thread):
         bridge_state = ""
         prompts_version = 0  # the bridge's prompt counter last seen: it answers on a change
         failures = 0
+        ahead: _Poll | None = None  # the next poll, sent before the last reply was stored
         while not self.stopping.is_set():
             task = store.get(self.task_id)
             if task.status != Status.ACTIVE:
@@ -124,13 +154,17 @@ class Follower(threading.Thread):
                 # The first poll learns the state; once the agent has exited nothing will
                 # change: both are answered at once rather than long-polled.
                 wait = 0.0 if bridge_state in ("", "exited") else POLL_WAIT_S
-                reply = client.log(
-                    after=last_seq,
-                    wait=wait,
-                    state=bridge_state or None,
-                    limit=FETCH_LIMIT,
-                    prompts_version=prompts_version,
-                )
+                if ahead is not None:
+                    # sent with the very arguments this iteration would use
+                    reply, ahead = ahead.result(), None
+                else:
+                    reply = client.log(
+                        after=last_seq,
+                        wait=wait,
+                        state=bridge_state or None,
+                        limit=FETCH_LIMIT,
+                        prompts_version=prompts_version,
+                    )
                 prompts_version = int(reply.get("prompts_version", prompts_version))
                 failures = 0
             except (BridgeUnreachable, BridgeError) as exc:
@@ -154,11 +188,13 @@ class Follower(threading.Thread):
             if self.stopping.is_set():
                 return  # a pause or delete is stopping the workspace: its exit is expected
             entries = reply.get("entries", [])
-            if entries:
-                store.append_logs(self.task_id, entries)
-                last_seq = max(int(e["seq"]) for e in entries)
             status = reply.get("status", {}).get("dockyard", {})
             bridge_state = str(status.get("state", ""))
+            if entries:
+                last_seq = max(int(e["seq"]) for e in entries)
+                if bridge_state == "working":  # more is likely on its way: ask for it now
+                    ahead = self._poll_ahead(client, last_seq, bridge_state, prompts_version)
+                store.append_logs(self.task_id, entries)
             # Delivery states first: a prompt the agent took just before it exited is taken.
             untaken = [p for p in store.prompts(self.task_id) if p["state"] != "taken"]
             if untaken:
@@ -200,6 +236,22 @@ class Follower(threading.Thread):
                 )
         if client is not None:
             client.close()
+
+    def _poll_ahead(
+        self, client: BridgeClient, after: int, state: str, prompts_version: int
+    ) -> _Poll:
+        """Send the next long-poll now; the loop takes its reply instead of polling."""
+
+        def call() -> dict[str, Any]:
+            return client.log(
+                after=after,
+                wait=POLL_WAIT_S,
+                state=state,
+                limit=FETCH_LIMIT,
+                prompts_version=prompts_version,
+            )
+
+        return _Poll(call, name=f"{self.name}-poll")
 
     def _agent_exited(self, code: object, status: dict[str, Any]) -> None:
         observed = self.engine.backend.observe(self.task_id)
