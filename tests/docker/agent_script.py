@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
+
+from tests.fake_model_server import FakeModelServer, RecordedRequest, last_user_text
 
 if TYPE_CHECKING:
     from tests.docker.conftest import ServerHandle
@@ -28,3 +31,23 @@ def wait_file(server: ServerHandle, task: str, content: str, timeout: float) -> 
             return
         time.sleep(0.5)
     raise AssertionError(f"hello.py never became {content!r}; last: {out!r}")
+
+
+def wait_model_call(
+    calls: Callable[[], list[RecordedRequest]], prompt: str, timeout: float
+) -> RecordedRequest:
+    """Wait for the model call (one of `calls()`) whose last user message has `prompt`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for request in calls():
+            if prompt in last_user_text(request.body):
+                return request
+        time.sleep(0.2)
+    raise AssertionError(f"the model never got {prompt!r}")
+
+
+def diagnose(server: ServerHandle, task: str, model: FakeModelServer) -> str:
+    """What a failed assertion should show: the agent's last output, the model's calls."""
+    out = "\n".join(server.output(task)[-40:])
+    calls = [(r.method, r.path, r.api) for r in model.requests]
+    return f"last output:\n{out}\nrequests: {calls}\nresponder errors: {model.errors}"

@@ -17,6 +17,7 @@ import yaml
 
 from provisioner import paths
 from provisioner.templating.catalog import Catalog
+from tests.docker.agent_script import diagnose
 from tests.docker.conftest import ServerHandle
 from tests.docker.templates import cleanup_templates, remove_variant_images
 from tests.fake_model_server import FakeModelServer, Reply, last_user_text, message_texts
@@ -47,12 +48,6 @@ def responder(request: dict[str, Any], api: str) -> Reply | str:
     return "Nothing to do."
 
 
-def _diagnose(server: ServerHandle, task: str, fake: FakeModelServer) -> str:
-    out = "\n".join(server.output(task)[-40:])
-    calls = [(r.method, r.path, r.api) for r in fake.requests]
-    return f"last output:\n{out}\nrequests: {calls}\nresponder errors: {fake.errors}"
-
-
 def test_aider_edits_files_and_takes_follow_ups(server: ServerHandle) -> None:
     with FakeModelServer(responder) as fake:
         started = time.monotonic()
@@ -81,23 +76,23 @@ def test_aider_edits_files_and_takes_follow_ups(server: ServerHandle) -> None:
             assert status["template"] == "aider" and status["preset"] == "default"
             assert status["parameters"]["api_key"] != API_KEY  # a secret: redacted
             code, out = server.exec(task, "cat", "/workspace/hello.py")
-            assert code == 0, _diagnose(server, task, fake)
+            assert code == 0, diagnose(server, task, fake)
             assert out == FIRST
 
             calls = fake.model_requests("openai")
-            assert calls, _diagnose(server, task, fake)
+            assert calls, diagnose(server, task, fake)
             assert CREATE in last_user_text(calls[0].body)
             assert calls[0].body["model"] == "fake-model"
             assert calls[0].headers.get("authorization") == f"Bearer {API_KEY}"
             # aider made no call but to the model (no update check, no price-map fetch)
-            assert all(r.api == "openai" for r in fake.requests), _diagnose(server, task, fake)
+            assert all(r.api == "openai" for r in fake.requests), diagnose(server, task, fake)
 
             before = len(calls)
             server.cli("task", "send", task, CHANGE)
             fake.wait_for_requests(before + 1, timeout=60, api="openai")
             server.wait_idle(task, timeout=120)
             code, out = server.exec(task, "cat", "/workspace/hello.py")
-            assert (code, out) == (0, SECOND), _diagnose(server, task, fake)
+            assert (code, out) == (0, SECOND), diagnose(server, task, fake)
             follow_up = fake.model_requests("openai")[before]
             assert CHANGE in last_user_text(follow_up.body)
             # the follow-up carries the conversation so far: aider's session went on
@@ -180,7 +175,7 @@ def test_aider_starts_without_network_calls_but_the_model(server: ServerHandle) 
             task = result.stdout.strip().splitlines()[-1]
             server.wait_idle(task, timeout=120)
             seen = [(r.method, r.path) for r in fake.requests]
-            assert seen == [("POST", "/v1/chat/completions")], _diagnose(server, task, fake)
+            assert seen == [("POST", "/v1/chat/completions")], diagnose(server, task, fake)
             assert fake.requests[0].body["model"] == "gpt-4o"  # the template's default model
         finally:
             if task:

@@ -24,6 +24,7 @@ from tests.docker.agent_script import (
     RECAP_PROMPT,
     WRITE_PROMPT,
     wait_file,
+    wait_model_call,
 )
 from tests.docker.conftest import ServerHandle
 from tests.fake_model_server import (
@@ -129,6 +130,11 @@ def all_logs(server: ServerHandle, task: str) -> list[dict[str, Any]]:
     return list(json.loads(server.cli("task", "logs", task, "-o", "json", "--screen").stdout))
 
 
+def turn_calls(model: FakeModelServer) -> list[RecordedRequest]:
+    """The model calls of real turns (with Claude Code's tools), not the side calls."""
+    return [r for r in model.model_requests("anthropic") if r.body.get("tools")]
+
+
 def said(server: ServerHandle, task: str) -> list[str]:
     """The output lines `dockyard task logs` shows: what the agent said (and the setup's)."""
     lines = [e for e in server.logs(task) if e["type"] == "output"]
@@ -143,16 +149,6 @@ def assert_replied(server: ServerHandle, task: str, *replies: str) -> list[str]:
         assert lines.count(reply) == 1, (reply, lines)
     assert server.status(task)["message"] == replies[-1]
     return lines
-
-
-def wait_model_call(model: FakeModelServer, prompt: str, timeout: float) -> RecordedRequest:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for request in model.model_requests("anthropic"):
-            if request.body.get("tools") and prompt in last_user_text(request.body):
-                return request
-        time.sleep(0.2)
-    raise AssertionError(f"the model never got {prompt!r}")
 
 
 @pytest.mark.timeout(BUILD_TIMEOUT_S + 300)
@@ -210,7 +206,7 @@ def test_claude_code_edits_files_and_reports_turns_through_hooks(
             "idle again after the second turn's Stop hook",
         )
         assert any(r["tool_use_id"] == "toolu_edit_1" for r in script.tool_results)
-        edit_call = wait_model_call(model, "dockyard-edit", 5)
+        edit_call = wait_model_call(lambda: turn_calls(model), "dockyard-edit", 5)
         assert "Requirement 1: keep" in last_user_text(edit_call.body)
         assert "Requirement 60: keep the file tidy." in last_user_text(edit_call.body)
         failed = [r for r in script.tool_results if r.get("is_error")]
@@ -234,7 +230,7 @@ def test_claude_code_edits_files_and_reports_turns_through_hooks(
         _, ps = server.exec(task, "ps", "-eo", "args")
         assert "--continue" in ps, ps
         server.cli("task", "send", task, RECAP_PROMPT)
-        recap = wait_model_call(model, RECAP_PROMPT, 60)
+        recap = wait_model_call(lambda: turn_calls(model), RECAP_PROMPT, 60)
         assert WRITE_PROMPT in message_texts(recap.body)  # the earlier turns came along
         server.wait_for(
             task,

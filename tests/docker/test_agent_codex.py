@@ -23,7 +23,9 @@ from tests.docker.agent_script import (
     HELLO,
     RECAP_PROMPT,
     WRITE_PROMPT,
+    diagnose,
     wait_file,
+    wait_model_call,
 )
 from tests.docker.conftest import ServerHandle
 from tests.fake_model_server import (
@@ -112,22 +114,6 @@ def turn_calls(model: FakeModelServer) -> list[RecordedRequest]:
     return [r for r in model.model_requests("responses") if "exec_command" in tool_names(r.body)]
 
 
-def wait_model_call(model: FakeModelServer, prompt: str, timeout: float) -> RecordedRequest:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for request in turn_calls(model):
-            if prompt in last_user_text(request.body):
-                return request
-        time.sleep(0.2)
-    raise AssertionError(f"the model never got {prompt!r}")
-
-
-def _diagnose(server: ServerHandle, task: str, model: FakeModelServer) -> str:
-    out = "\n".join(server.output(task)[-40:])
-    calls = [(r.method, r.path, r.api) for r in model.requests]
-    return f"last output:\n{out}\nrequests: {calls}\nresponder errors: {model.errors}"
-
-
 @pytest.mark.timeout(BUILD_TIMEOUT_S + 300)
 def test_codex_edits_files_and_takes_follow_ups(
     server: ServerHandle, fake: tuple[FakeModelServer, CodexScript]
@@ -151,7 +137,7 @@ def test_codex_edits_files_and_takes_follow_ups(
         code, owner = server.exec(task, "stat", "-c", "%u", "/workspace/hello.py")
         assert code == 0 and owner.strip() == "1000"
 
-        first = wait_model_call(model, WRITE_PROMPT, 5)
+        first = wait_model_call(lambda: turn_calls(model), WRITE_PROMPT, 5)
         assert first.path == "/v1/responses" and first.body["stream"] is True
         assert first.body["model"] == "gpt-5.5"  # the default preset's model
         assert first.headers.get("authorization") == f"Bearer {PLACEHOLDER_KEY}"
@@ -159,7 +145,7 @@ def test_codex_edits_files_and_takes_follow_ups(
         assert tools["exec_command"] == "function" and tools["apply_patch"] == "custom", tools
         # Codex called nothing on the model host but the Responses API
         assert {(r.method, r.path) for r in model.requests} == {("POST", "/v1/responses")}, (
-            _diagnose(server, task, model)
+            diagnose(server, task, model)
         )
 
         edit_at = time.monotonic()
@@ -168,7 +154,7 @@ def test_codex_edits_files_and_takes_follow_ups(
         server.wait_idle(task, timeout=60)
         edit_s = time.monotonic() - edit_at
         assert "Success" in script.output_of("call_edit_1")
-        edit_call = wait_model_call(model, "dockyard-edit", 5)
+        edit_call = wait_model_call(lambda: turn_calls(model), "dockyard-edit", 5)
         assert "Requirement 1: keep" in last_user_text(edit_call.body)
         assert "Requirement 60: keep the file tidy." in last_user_text(edit_call.body)
         # the follow-up went to the same session: the first turn is in its history
@@ -193,7 +179,7 @@ def test_codex_edits_files_and_takes_follow_ups(
         assert "resume --last" in ps, ps
         assert len(turn_calls(model)) == turns  # no prompt ran again
         server.cli("task", "send", task, RECAP_PROMPT)
-        recap = wait_model_call(model, RECAP_PROMPT, 60)
+        recap = wait_model_call(lambda: turn_calls(model), RECAP_PROMPT, 60)
         history = message_texts(recap.body)
         assert WRITE_PROMPT in history and "Created hello.py." in "\n".join(history)
         server.wait_idle(task, timeout=60)

@@ -23,7 +23,9 @@ from tests.docker.agent_script import (
     HELLO,
     RECAP_PROMPT,
     WRITE_PROMPT,
+    diagnose,
     wait_file,
+    wait_model_call,
 )
 from tests.docker.conftest import ServerHandle
 from tests.fake_model_server import (
@@ -121,16 +123,6 @@ def turn_calls(model: FakeModelServer) -> list[RecordedRequest]:
     return [r for r in model.model_requests("openai") if "shell" in tool_names(r.body)]
 
 
-def wait_model_call(model: FakeModelServer, prompt: str, timeout: float) -> RecordedRequest:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for request in turn_calls(model):
-            if prompt in last_user_text(request.body):
-                return request
-        time.sleep(0.2)
-    raise AssertionError(f"the model never got {prompt!r}")
-
-
 def history(request: RecordedRequest) -> str:
     """Every text of a request, joined (Goose adds its turn context to a user message)."""
     return "\n".join(message_texts(request.body))
@@ -143,12 +135,6 @@ def sessions(server: ServerHandle, task: str) -> list[dict[str, Any]]:
     found = json.loads(out)
     assert isinstance(found, list), out
     return found
-
-
-def _diagnose(server: ServerHandle, task: str, model: FakeModelServer) -> str:
-    out = "\n".join(server.output(task)[-40:])
-    calls = [(r.method, r.path, r.api) for r in model.requests]
-    return f"last output:\n{out}\nrequests: {calls}\nresponder errors: {model.errors}"
 
 
 @pytest.mark.timeout(BUILD_TIMEOUT_S + 300)
@@ -171,12 +157,12 @@ def test_goose_edits_files_and_takes_follow_ups(
         assert status["parameters"]["api_key"] == "********"
         # idle came after the whole turn, not in its silences
         assert server.exec(task, "cat", "/workspace/hello.py") == (0, HELLO)
-        assert "Created hello.py." in server.output(task), _diagnose(server, task, model)
+        assert "Created hello.py." in server.output(task), diagnose(server, task, model)
         script.result_of("call_write_1")  # the shell tool answered the call
         code, owner = server.exec(task, "stat", "-c", "%u", "/workspace/hello.py")
         assert code == 0 and owner.strip() == "1000"
 
-        first = wait_model_call(model, WRITE_PROMPT, 5)
+        first = wait_model_call(lambda: turn_calls(model), WRITE_PROMPT, 5)
         assert first.path == "/v1/chat/completions" and first.body["stream"] is True
         assert first.body["model"] == "gpt-4o"  # the default preset's model
         assert first.headers.get("authorization") == f"Bearer {PLACEHOLDER_KEY}"
@@ -184,7 +170,7 @@ def test_goose_edits_files_and_takes_follow_ups(
         # Goose called nothing on the model host but chat completions and the model list
         # (read as Goose starts)
         seen = {(r.method, r.path) for r in model.requests}
-        assert seen == {("GET", "/v1/models"), ("POST", "/v1/chat/completions")}, _diagnose(
+        assert seen == {("GET", "/v1/models"), ("POST", "/v1/chat/completions")}, diagnose(
             server, task, model
         )
 
@@ -194,7 +180,7 @@ def test_goose_edits_files_and_takes_follow_ups(
         server.wait_idle(task, timeout=60)
         edit_s = time.monotonic() - edit_at
         assert "Edited hello.py" in script.result_of("call_edit_1")
-        edit_call = wait_model_call(model, "dockyard-edit", 5)
+        edit_call = wait_model_call(lambda: turn_calls(model), "dockyard-edit", 5)
         # the long multi-line prompt arrived whole, as one prompt
         assert "Requirement 1: keep" in last_user_text(edit_call.body)
         assert "Requirement 60: keep the file tidy." in last_user_text(edit_call.body)
@@ -222,7 +208,7 @@ def test_goose_edits_files_and_takes_follow_ups(
         assert "goose session --resume" in ps, ps
         assert len(turn_calls(model)) == turns  # no prompt ran again
         server.cli("task", "send", task, RECAP_PROMPT)
-        recap = wait_model_call(model, RECAP_PROMPT, 60)
+        recap = wait_model_call(lambda: turn_calls(model), RECAP_PROMPT, 60)
         assert WRITE_PROMPT in history(recap) and "Updated hello.py." in history(recap)
         server.wait_idle(task, timeout=60)
         assert len(turn_calls(model)) == turns + 1
