@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -129,11 +130,57 @@ def load_template(folder: Path, preset_dirs: list[Path] | None = None) -> Templa
     return Template(config.name, folder, config, template_version(folder), presets)
 
 
+def _fingerprint(folders: list[Path]) -> tuple[tuple[str, int, int], ...]:
+    """Every file under `folders` with its modification time and size."""
+    found = []
+    for base in folders:
+        if base.is_dir():
+            for path in base.rglob("*"):
+                if "__pycache__" in path.parts:
+                    continue
+                try:
+                    st = path.stat()
+                except OSError:
+                    continue  # gone meanwhile: the load that follows says so
+                found.append((str(path), st.st_mtime_ns, st.st_size))
+    return tuple(sorted(found))
+
+
+class _LoadCache:
+    """Loaded templates, reused while none of their files (or presets) changed: loading
+    one parses and validates YAML and hashes every file, and the engine looks every
+    template up every few seconds (warm pools)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[
+            tuple[Path, tuple[Path, ...]], tuple[tuple[tuple[str, int, int], ...], Template]
+        ] = {}
+
+    def load(self, folder: Path, preset_dirs: list[Path] | None) -> Template:
+        searched = tuple(preset_dirs if preset_dirs is not None else paths.preset_search_path())
+        key = (folder, searched)
+        # the folder (with any presets inside it) and the preset folders (presets are
+        # found by the name in template.yaml, which may differ from the folder's)
+        fingerprint = _fingerprint([folder, *searched])
+        with self._lock:
+            hit = self._entries.get(key)
+        if hit is not None and hit[0] == fingerprint:
+            return hit[1]
+        template = load_template(folder, list(searched))
+        with self._lock:
+            self._entries[key] = (fingerprint, template)
+        return template
+
+
+_LOADED = _LoadCache()
+
+
 class Catalog:
     """All templates: the folders on the search path plus pushed, stored versions.
 
-    Loaded fresh on each lookup (they are small), so an edit on disk shows at once; a
-    task pins the version it was created from through the version store.
+    Looked up fresh each time (unchanged files are not read again), so an edit on disk
+    shows at once; a task pins the version it was created from through the version store.
     """
 
     def __init__(
@@ -167,7 +214,7 @@ class Catalog:
         folder = self._folders().get(name)
         if version is not None:
             if folder is not None:
-                current = load_template(folder, self._preset_dirs)
+                current = _LOADED.load(folder, self._preset_dirs)
                 if current.version.startswith(version):
                     return current
             if self.versions is None:
@@ -183,7 +230,7 @@ class Catalog:
                 f"Unknown template {name!r} (templates: {known})",
                 hint="list them with: dockyard template list",
             )
-        return load_template(folder, self._preset_dirs)
+        return _LOADED.load(folder, self._preset_dirs)
 
     def all(self) -> list[Template]:
         """Every template's active version."""

@@ -241,6 +241,22 @@ def test_flood_keeps_every_line_and_returns_to_stable(runner: BridgeRunner) -> N
     assert elapsed < 5
 
 
+def test_a_line_paused_mid_write_stays_one_line(runner: BridgeRunner) -> None:
+    # a busy agent stops mid-line for longer than quiet_ms (100 ms here): not at its
+    # prompt, the half line is not shown early, so it is not cut in two entries; an
+    # unfinished line that stays (a progress message) shows after about a second
+    script = (
+        "printf 'half'; sleep 0.4; printf 'way\\n'; printf 'loading...'; sleep 2.5;"
+        " printf ' done\\n> '; read line"
+    )
+    client = runner.start(agent_command=["sh", "-c", script], profile={"quiet_ms": 100})
+    progress = wait_until(lambda: "loading..." in outputs(client) and outputs(client), 2.4,
+                          "the progress message")  # fmt: skip
+    assert progress == ["halfway", "loading..."]
+    wait_stable(client)
+    assert outputs(client) == ["halfway", "loading...", " done", "> "]
+
+
 def test_agent_exit_is_reported_and_the_bridge_keeps_serving(runner: BridgeRunner) -> None:
     client = runner.start()
     wait_stable(client)

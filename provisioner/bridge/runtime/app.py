@@ -37,6 +37,10 @@ SETUP_SOURCE = "setup"
 # lines cut from its screen (a TUI's screen lines: mostly chrome, kept but marked)
 AGENT_SOURCE, SCREEN_SOURCE = "agent", "screen"
 MAX_WAIT_S = 30.0
+# An unfinished line is shown early at the prompt (quiet_ms), elsewhere (a progress
+# message) only after this long: a busy agent can pause mid-line for longer than quiet_ms,
+# and the line would then be cut in two entries
+PARTIAL_LINE_AFTER_S = 1.0
 RECENT_PROMPTS = 32  # prompts carried in a log reply: enough to cover a burst
 MAX_LIMIT = 10000
 USER, RAW = "user", "raw"
@@ -344,7 +348,9 @@ class Bridge:
         activity = self.activity
         last_seq = self.transcript.last_seq
         activity.tick(now)
-        if activity.quiet(now):
+        if activity.quiet(now) and (
+            activity.at_prompt or now - activity.last_output_at >= PARTIAL_LINE_AFTER_S
+        ):
             line = self.assembler.flush()
             if line is not None:
                 # the transcript is complete when idle: a prompt line shows up before input
