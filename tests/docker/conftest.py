@@ -39,6 +39,18 @@ def docker_client() -> Iterator[docker.DockerClient]:
     client.close()
 
 
+def remove_instance(docker_client: docker.DockerClient, instance: str) -> list[Any]:
+    """Remove every container and volume of a Dockyard instance (its tasks' and its shared
+    bridge volume); return the containers that were still there."""
+    label = {"label": f"{LABEL_INSTANCE}={instance}"}
+    leftovers = docker_client.containers.list(all=True, filters=label)
+    for c in leftovers:
+        c.remove(force=True)
+    for v in docker_client.volumes.list(filters=label):
+        v.remove(force=True)
+    return list(leftovers)
+
+
 @dataclass
 class ServerHandle:
     url: str

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import docker
 
+from tests.docker.conftest import remove_instance
+
 
 def dockyard(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "DOCKYARD_URL"}
@@ -46,9 +48,5 @@ def test_cli_starts_a_local_server_and_runs_a_task(
         while (home / "server.json").exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         instance = json.loads((home / "instance.json").read_text())["id"]
-        leftovers = docker_client.containers.list(
-            all=True, filters={"label": f"dockyard.instance={instance}"}
-        )
-        for c in leftovers:
-            c.remove(force=True)
+        leftovers = remove_instance(docker_client, instance)
         assert leftovers == []

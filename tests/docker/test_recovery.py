@@ -25,6 +25,7 @@ from cli.main import cli
 from provisioner import paths
 from provisioner.lifecycle import Status
 from provisioner.server.main import build_engine
+from tests.docker.conftest import remove_instance
 
 
 class ServerProcess:
@@ -246,6 +247,7 @@ def test_two_engines_on_one_database_never_both_act(
         second.stop()
         first.store.close()
         second.store.close()
+        remove_instance(docker_client, paths.instance_id(home))
 
 
 def _dockerd_pid() -> int | None:
