@@ -6,6 +6,11 @@ import os
 
 import pytest
 
+# a throwaway PostgreSQL cluster, and a fresh store per test on SQLite and PostgreSQL
+from tests.postgres import postgres_cluster, store, store_url
+
+__all__ = ["postgres_cluster", "store", "store_url"]
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Everything under tests/docker/ needs the daemon: mark it so `-m "not docker"` is the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable
 from dataclasses import fields
@@ -63,6 +64,25 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
     cur.close()
 
 
+@functools.cache
+def _nul_free_text() -> type:
+    """psycopg's text adapter, but a NUL (which PostgreSQL text cannot hold) becomes U+FFFD."""
+    from psycopg.types.string import StrDumperUnknown
+
+    class NulFreeText(StrDumperUnknown):
+        def dump(self, obj: str) -> Any:
+            return super().dump(obj.replace("\x00", "\ufffd") if "\x00" in obj else obj)
+
+    return NulFreeText
+
+
+def _postgres_text(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
+    # A binary file printed by a setup script or an agent's tool would otherwise fail the
+    # whole batch of log lines it is in, and the task's log follower with it. SQLite keeps
+    # NULs as they are.
+    dbapi_conn.adapters.register_dumper(str, _nul_free_text())
+
+
 class Store(LogsMixin, PromptsMixin):
     """All reads and writes of task data go through here."""
 
@@ -74,12 +94,32 @@ class Store(LogsMixin, PromptsMixin):
             )
             event.listen(self.db, "connect", _sqlite_pragmas)
         else:
-            self.db = create_engine(url, pool_pre_ping=True)
-        metadata.create_all(self.db)
+            # Compare-and-set and the capacity lock rely on READ COMMITTED: a statement
+            # that waited for another transaction's row lock re-reads the row it then
+            # changes (or skips), where a stricter level set as the database's default
+            # would fail it with a serialization error instead.
+            self.db = create_engine(url, pool_pre_ping=True, isolation_level="READ COMMITTED")
+            if self.db.dialect.driver == "psycopg":
+                event.listen(self.db, "connect", _postgres_text)
+        self._create_tables()
         self._check_schema()
         with self.db.begin() as conn:
             conn.execute(insert_ignoring_duplicates(self.db, locks), [{"name": "capacity"}])
         self.log_listeners = set()
+
+    def _create_tables(self) -> None:
+        """Create the tables a new database lacks, even while another process does too."""
+        for attempt in range(5):
+            try:
+                metadata.create_all(self.db)
+                return
+            except (OperationalError, ProgrammingError, IntegrityError):
+                # Two servers opening a new database at once both find a table missing and
+                # one CREATE fails ("already exists"; on PostgreSQL a unique violation in
+                # its catalog): look again, the table is there now.
+                if attempt == 4:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
 
     def _check_schema(self) -> None:
         """Bring an older database up to date: columns added since are added in place."""

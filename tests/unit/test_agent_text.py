@@ -4,7 +4,6 @@ the task's message (the follower), the stored logs with their source, and the CL
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,9 @@ from provisioner.engine.follower import _message_from
 from provisioner.engine.workspace import BridgeBundler
 from provisioner.lifecycle import Status
 from provisioner.model import Task, utcnow
-from provisioner.store.store import Store, sqlite_url
+from provisioner.store.store import Store
 from provisioner.templating.catalog import Catalog
+from tests.postgres import column_names, drop_columns
 from tests.serving import serve
 
 
@@ -91,8 +91,7 @@ def make_task(store: Store, status: Status = Status.ACTIVE) -> str:
     return task.id
 
 
-def test_store_keeps_each_lines_source(tmp_path: Path) -> None:
-    store = Store(sqlite_url(tmp_path / "db.sqlite"))
+def test_store_keeps_each_lines_source(store: Store) -> None:
     task = make_task(store)
     entries = [
         {"seq": 1, "type": "output", "content": "installing", "source": "setup"},
@@ -113,32 +112,30 @@ def test_store_keeps_each_lines_source(tmp_path: Path) -> None:
         (5, "odd", None),
         (None, "agent started", None),
     ]
-    store.close()
 
 
-def test_an_older_database_gets_the_source_column(tmp_path: Path) -> None:
-    path = tmp_path / "db.sqlite"
-    store = Store(sqlite_url(path))
+def test_an_older_database_gets_the_source_column(store_url: str) -> None:
+    store = Store(store_url)
     task = make_task(store)
     store.append_logs(task, [{"seq": 1, "type": "output", "content": "before"}])
     store.close()
-    with sqlite3.connect(path) as db:  # as the logs table was before it had the column
-        db.execute("ALTER TABLE logs DROP COLUMN source")
-    store = Store(sqlite_url(path))
+    drop_columns(store_url, "logs", ["source"])  # as the table was before it had the column
+    store = Store(store_url)
     store.append_logs(task, [{"seq": 2, "type": "output", "content": "after", "source": "agent"}])
     assert [(r["content"], r["source"]) for r in store.logs(task)] == [
         ("before", None),
         ("after", "agent"),
     ]
     store.close()
-    Store(sqlite_url(path)).close()  # and opening it again changes nothing
+    Store(store_url).close()  # and opening it again changes nothing
 
 
 # -- through the API to `dockyard task logs` ---------------------------------------------
 
 
-def test_task_logs_show_what_the_agent_said_and_hide_its_screen(tmp_path: Path) -> None:
-    store = Store(sqlite_url(tmp_path / "db.sqlite"))
+def test_task_logs_show_what_the_agent_said_and_hide_its_screen(
+    store: Store, tmp_path: Path
+) -> None:
     task = make_task(store, Status.COMPLETED)  # nothing for the engine to do
     store.append_logs(
         task,
@@ -186,17 +183,11 @@ def test_task_logs_show_what_the_agent_said_and_hide_its_screen(tmp_path: Path) 
         store.close()
 
 
-def test_an_older_database_gets_new_task_columns(tmp_path: Path) -> None:
-    from provisioner.store.store import Store, sqlite_url
-
-    path = tmp_path / "old.db"
-    Store(sqlite_url(path)).close()
-    with sqlite3.connect(path) as db:  # make it look like an earlier Dockyard's
-        for column in ("kind", "policy", "phases", "lease_until"):
-            db.execute(f"ALTER TABLE tasks DROP COLUMN {column}")
-    store = Store(sqlite_url(path))
-    with sqlite3.connect(path) as db:
-        names = {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
-    assert {"kind", "policy", "phases", "lease_until"} <= names
+def test_an_older_database_gets_new_task_columns(store_url: str) -> None:
+    Store(store_url).close()
+    # make it look like an earlier Dockyard's
+    drop_columns(store_url, "tasks", ["kind", "policy", "phases", "lease_until"])
+    store = Store(store_url)
+    assert {"kind", "policy", "phases", "lease_until"} <= column_names(store_url, "tasks")
     assert store.list_tasks() == []
     store.close()

@@ -20,7 +20,7 @@ from provisioner.engine.capacity import (
 from provisioner.errors import DockyardError
 from provisioner.lifecycle import Status, can_transition
 from provisioner.model import Task, utcnow
-from provisioner.store.store import Store, sqlite_url
+from provisioner.store.store import Store
 
 
 def slot(
@@ -179,8 +179,7 @@ def admit(store: Store, task: Task, limit: int | None) -> Task | None:
     return moved
 
 
-def test_store_admits_within_the_limit_and_in_order(tmp_path: Path) -> None:
-    store = Store(sqlite_url(tmp_path / "db.sqlite"))
+def test_store_admits_within_the_limit_and_in_order(store: Store) -> None:
     warm = make_task(store, kind="pool")
     first, second = make_task(store), make_task(store)
     assert admit(store, second, 1) is None  # first is ahead of it
@@ -197,9 +196,8 @@ def test_store_admits_within_the_limit_and_in_order(tmp_path: Path) -> None:
     assert admit(store, second, None) is not None  # unlimited: always
 
 
-def test_two_stores_never_both_take_the_last_slot(tmp_path: Path) -> None:
-    url = sqlite_url(tmp_path / "db.sqlite")
-    stores = [Store(url), Store(url)]
+def test_two_stores_never_both_take_the_last_slot(store_url: str) -> None:
+    stores = [Store(store_url), Store(store_url)]
     for _ in range(5):
         # Paused tasks being resumed all stand at the head of the line: only the count
         # (taken under the lock) can stop all but one of them.
@@ -228,10 +226,11 @@ def test_two_stores_never_both_take_the_last_slot(tmp_path: Path) -> None:
         assert stores[1].usage(1).in_use == 1
         for t in stores[0].list_tasks():
             stores[0].delete(t.id)
+    for s in stores:
+        s.close()
 
 
-def test_eviction_spares_a_member_claimed_meanwhile(tmp_path: Path) -> None:
-    store = Store(sqlite_url(tmp_path / "db.sqlite"))
+def test_eviction_spares_a_member_claimed_meanwhile(store: Store) -> None:
     members = [make_task(store, kind="pool") for _ in range(2)]
     for m in members:
         assert admit(store, m, None)
