@@ -12,6 +12,7 @@ from cli.client import ClientSource, CliError
 from cli.local_server import resolve_url
 from cli.pools import capacity, pool_group
 from cli.tasks import task_group
+from provisioner.errors import DockyardError
 
 
 @click.group("dockyard", context_settings={"help_option_names": ["-h", "--help"]})
@@ -50,7 +51,10 @@ def server(host: str, port: int, home: Path | None) -> None:
         from provisioner.server.main import run_server
     except ImportError as exc:
         raise CliError(f"cannot load the Dockyard server: {exc}") from exc
-    run_server(host=host, port=port, home=home)
+    try:
+        run_server(host=host, port=port, home=home)
+    except DockyardError as exc:  # e.g. its database cannot be opened
+        raise CliError(str(exc)) from exc
 
 
 def main() -> None:

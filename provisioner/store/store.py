@@ -18,6 +18,7 @@ from sqlalchemy import (
     func,
     insert,
     inspect,
+    make_url,
     or_,
     select,
     text,
@@ -88,6 +89,22 @@ class Store(LogsMixin, PromptsMixin):
 
     def __init__(self, url: str) -> None:
         self.url = url
+        shown = make_url(url).render_as_string(hide_password=True)
+        try:
+            self._open(url)
+        except ImportError as exc:
+            raise DockyardError(
+                f"The database driver for {shown} is not installed ({exc.name or exc})",
+                hint="for PostgreSQL: pip install 'dockyard[postgres]'",
+            ) from exc
+        except OperationalError as exc:
+            raise DockyardError(
+                f"Cannot open the database at {shown}: {str(exc.orig).strip()}",
+                hint="check DOCKYARD_DATABASE_URL and that the database server is running",
+            ) from exc
+        self.log_listeners = set()
+
+    def _open(self, url: str) -> None:
         if url.startswith("sqlite"):
             self.db: Engine = create_engine(
                 url, connect_args={"check_same_thread": False, "timeout": 30}
@@ -105,7 +122,6 @@ class Store(LogsMixin, PromptsMixin):
         self._check_schema()
         with self.db.begin() as conn:
             conn.execute(insert_ignoring_duplicates(self.db, locks), [{"name": "capacity"}])
-        self.log_listeners = set()
 
     def _create_tables(self) -> None:
         """Create the tables a new database lacks, even while another process does too."""

@@ -3,16 +3,18 @@ warm-pool claims, logs and prompts, and several stores (engines) sharing one dat
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, make_url, text
 
-from provisioner.errors import TaskConflict, TaskNotFound
+from provisioner.errors import DockyardError, TaskConflict, TaskNotFound
 from provisioner.lifecycle import Status
 from provisioner.model import Task, utcnow
 from provisioner.store.store import Store
@@ -383,3 +385,18 @@ def test_a_nul_in_text_is_stored_not_rejected(store: Store) -> None:
     assert store.get(task.id).prompt == f"see{nul}this"
     store.add_prompt(task.id, "p1", "follow\x00up")
     assert store.prompts(task.id)[0]["content"] == f"follow{nul}up"
+
+
+def test_an_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
+    url = f"postgresql+psycopg://me:hunter2@/dockyard?host={tmp_path}"  # no server there
+    with pytest.raises(DockyardError, match="Cannot open the database at") as caught:
+        Store(url)
+    assert "hunter2" not in str(caught.value) and "DOCKYARD_DATABASE_URL" in str(caught.value)
+
+
+def test_a_missing_driver_says_what_to_install() -> None:
+    if importlib.util.find_spec("pg8000") is not None:
+        pytest.skip("pg8000 is installed")
+    with pytest.raises(DockyardError, match=r"driver .* is not installed \(pg8000\)") as caught:
+        Store("postgresql+pg8000://me:hunter2@localhost/dockyard")
+    assert "dockyard[postgres]" in str(caught.value) and "hunter2" not in str(caught.value)
