@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from provisioner import __version__
@@ -23,6 +23,7 @@ from provisioner.errors import (
     TemplateError,
 )
 from provisioner.lifecycle import TERMINAL, Status
+from provisioner.server.logjson import LogRow, page_json
 from provisioner.store.store import Store
 from provisioner.templating.catalog import Template
 from provisioner.templating.push import push_archive
@@ -90,7 +91,7 @@ def _preset_json(tpl: Template) -> list[dict[str, Any]]:
 
 async def _wait_for_logs(
     store: Store, task_id: str, after: int, limit: int, wait: float
-) -> list[dict[str, Any]]:
+) -> list[LogRow]:
     """Entries after `after`, long-polling up to `wait` s; woken as soon as lines are stored."""
     loop = asyncio.get_running_loop()
     arrived = asyncio.Event()
@@ -103,7 +104,7 @@ async def _wait_for_logs(
         deadline = loop.time() + wait
         while True:
             arrived.clear()
-            rows: list[dict[str, Any]] = await run_in_threadpool(store.logs, task_id, after, limit)
+            rows = await run_in_threadpool(store.log_rows, task_id, after, limit)
             remaining = deadline - loop.time()
             if rows or remaining <= 0:
                 return rows
@@ -123,6 +124,20 @@ def _prompt_json(p: dict[str, Any]) -> dict[str, Any]:
         "delivered_at": p["delivered_at"],
         "taken_at": p["taken_at"],
     }
+
+
+def _logs_page(store: Store, task_id: str, rows: list[LogRow], after: int) -> bytes:
+    """GET .../logs as JSON bytes (a flood's page holds thousands of entries)."""
+    current = store.get(task_id)
+    waiting = store.prompts(task_id)
+    rest = {
+        "last_id": rows[-1][0] if rows else after,
+        "status": current.status.value,
+        "state": current.state,
+        # sent but not yet typed into the agent: not in the transcript yet
+        "pending_prompts": [_prompt_json(p) for p in waiting if p["state"] == "queued"],
+    }
+    return page_json(rows, rest)
 
 
 def _capacity_json(usage: Usage, store: Store) -> dict[str, Any]:
@@ -259,38 +274,17 @@ def build_router(engine: Engine, home: str) -> APIRouter:
         task = store.get(ref)
         return {"events": store.events(task.id)}
 
-    @r.get("/tasks/{ref}/logs")
+    @r.get("/tasks/{ref}/logs", response_model=None)
     async def task_logs(
         ref: str,
         after: int = 0,
         wait: float = Query(0, ge=0, le=60),
         limit: int = Query(10000, ge=1, le=100000),
-    ) -> dict[str, Any]:
+    ) -> Response:
         task = await run_in_threadpool(store.get, ref)
         rows = await _wait_for_logs(store, task.id, after, limit, wait)
-        current = await run_in_threadpool(store.get, task.id)
-        waiting = await run_in_threadpool(store.prompts, task.id)
-        return {
-            "logs": [
-                {
-                    "id": x["id"],
-                    "type": x["type"],
-                    "content": x["content"],
-                    "time": x["time"],
-                    "seq": x["seq"],
-                    "prompt_id": x["prompt_id"],
-                    "delivery": x["delivery"],
-                    # agent | screen | setup, or null (an agent whose screen is its output)
-                    "source": x["source"],
-                }
-                for x in rows
-            ],
-            "last_id": rows[-1]["id"] if rows else after,
-            "status": current.status.value,
-            "state": current.state,
-            # sent but not yet typed into the agent: not in the transcript yet
-            "pending_prompts": [_prompt_json(p) for p in waiting if p["state"] == "queued"],
-        }
+        body = await run_in_threadpool(_logs_page, store, task.id, rows, after)
+        return Response(body, media_type="application/json")
 
     @r.get("/tasks/{ref}/prompts")
     def task_prompts(ref: str) -> dict[str, Any]:

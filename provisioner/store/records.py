@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from provisioner.model import utcnow
@@ -20,7 +20,8 @@ def insert_ignoring_duplicates(db: Engine, table: Any) -> Any:
 
 
 _LOG_COLUMNS = ("task_id", "seq", "type", "content", "time", "prompt_id", "source")
-_LOG_KEYS = ("id", "seq", "type", "content", "time", "prompt_id", "source", "delivery")
+# a log row as read: (id, seq, ...), the order of the columns of _LogsQuery
+LOG_KEYS = ("id", "seq", "type", "content", "time", "prompt_id", "source", "delivery")
 
 
 class _BulkLogInsert:
@@ -28,8 +29,12 @@ class _BulkLogInsert:
 
     A flood stores thousands of lines per batch: SQLAlchemy's per-row parameter handling
     cost more than SQLite's insert itself. The columns are plain strings and integers, so
-    the driver takes the values as they are.
+    the driver takes the values as they are. On SQLite one statement inserts up to
+    ROWS_PER_STATEMENT rows: Python's sqlite3 releases and takes back the GIL around every
+    statement it runs, and with the API's threads busy each hand-over waited its turn.
     """
+
+    ROWS_PER_STATEMENT = 100  # 700 parameters: below SQLite's oldest limit of 999
 
     def __init__(self, db: Engine) -> None:
         compiled = (
@@ -39,13 +44,80 @@ class _BulkLogInsert:
         )
         self.sql = str(compiled)
         self.order = compiled.positiontup if compiled.positional else None
+        group = "(" + ", ".join(["?"] * len(_LOG_COLUMNS)) + ")"
+        self._multi: tuple[str, str] | None = None
+        if (
+            db.dialect.name == "sqlite"
+            and self.order == list(_LOG_COLUMNS)
+            and self.sql.count(group) == 1
+        ):
+            head, _, tail = self.sql.partition(group)
+            self._multi = (head, tail)
+        self._statements: dict[int, str] = {}
 
-    def params(self, rows: list[dict[str, Any]]) -> list[Any]:
-        """The rows in the driver's parameter style."""
+    def _statement(self, count: int) -> str:
+        """INSERT ... VALUES (...), (...) ... with `count` rows."""
+        sql = self._statements.get(count)
+        if sql is None:
+            assert self._multi is not None
+            head, tail = self._multi
+            group = "(" + ", ".join(["?"] * len(_LOG_COLUMNS)) + ")"
+            sql = self._statements[count] = head + ", ".join([group] * count) + tail
+        return sql
+
+    def run(self, conn: Connection, rows: list[tuple[Any, ...]]) -> int:
+        """Insert rows (values in the order of _LOG_COLUMNS); how many were new."""
+        if self._multi is None:
+            keys = _LOG_COLUMNS
+            if self.order is None:
+                params: list[Any] = [dict(zip(keys, row, strict=True)) for row in rows]
+            else:
+                at = [keys.index(key) for key in self.order]
+                params = [tuple(row[i] for i in at) for row in rows]
+            return int(conn.exec_driver_sql(self.sql, params).rowcount or 0)
+        added = 0
+        step = self.ROWS_PER_STATEMENT
+        for start in range(0, len(rows), step):
+            chunk = rows[start : start + step]
+            flat = tuple(value for row in chunk for value in row)
+            added += int(conn.exec_driver_sql(self._statement(len(chunk)), flat).rowcount or 0)
+        return added
+
+
+class _LogsQuery:
+    """The log page query compiled once, run straight on the driver's cursor.
+
+    A page of a flood holds thousands of rows: SQLAlchemy's result rows cost more than
+    SQLite's reading them. The columns are plain strings and integers (no conversion).
+    """
+
+    def __init__(self, db: Engine) -> None:
+        query = (
+            select(
+                logs.c.id,
+                logs.c.seq,
+                logs.c.type,
+                logs.c.content,
+                logs.c.time,
+                logs.c.prompt_id,
+                logs.c.source,
+                prompts.c.state.label("delivery"),
+            )
+            .outerjoin(prompts, prompts.c.id == logs.c.prompt_id)
+            .where(and_(logs.c.task_id == bindparam("task_id"), logs.c.id > bindparam("after")))
+            .order_by(logs.c.id)
+            .limit(bindparam("limit"))
+        )
+        self.compiled = query.compile(dialect=db.dialect)
+        self.sql = str(self.compiled)
+        self.order = self.compiled.positiontup if self.compiled.positional else None
+
+    def params(self, task_id: str, after: int, limit: int) -> Any:
+        """The arguments in the driver's parameter style (SQLite's OFFSET 0 included)."""
+        named = self.compiled.construct_params({"task_id": task_id, "after": after, "limit": limit})
         if self.order is None:
-            return rows
-        order = self.order
-        return [tuple(row[key] for key in order) for row in rows]
+            return named
+        return tuple(named[key] for key in self.order)
 
 
 def _source(value: object) -> str | None:
@@ -61,19 +133,21 @@ class LogsMixin:
     # at once; readers still re-check on a timer for writers in other processes.
     log_listeners: set[Callable[[], None]]
     _bulk_log_insert: _BulkLogInsert | None = None
+    _logs_query: _LogsQuery | None = None
 
     def append_logs(self, task_id: str, entries: list[dict[str, Any]]) -> int:
         """Store entries; ones whose bridge seq is already stored are skipped."""
+        # values in the order of _LOG_COLUMNS
         rows = [
-            {
-                "task_id": task_id,
-                "seq": e.get("seq"),
-                "type": e["type"],
-                "content": e["content"],
-                "time": e.get("time") or utcnow(),
-                "prompt_id": e.get("prompt_id"),
-                "source": _source(e.get("source")),
-            }
+            (
+                task_id,
+                e.get("seq"),
+                e["type"],
+                e["content"],
+                e.get("time") or utcnow(),
+                e.get("prompt_id"),
+                _source(e.get("source")),
+            )
             for e in entries
         ]
         if not rows:
@@ -82,10 +156,10 @@ class LogsMixin:
         if bulk is None:
             bulk = self._bulk_log_insert = _BulkLogInsert(self.db)
         with self.db.begin() as conn:
-            result = conn.exec_driver_sql(bulk.sql, bulk.params(rows))
+            added = bulk.run(conn, rows)
         for listener in list(self.log_listeners):
             listener()
-        return int(result.rowcount or 0)
+        return added
 
     def system_log(self, task_id: str, content: str) -> None:
         """A provisioning line (not from the agent) in the task's logs."""
@@ -93,25 +167,23 @@ class LogsMixin:
 
     def logs(self, task_id: str, after: int = 0, limit: int = 10000) -> list[dict[str, Any]]:
         """Log entries with id > after, oldest first, inputs with their delivery state."""
-        query = (
-            select(
-                logs.c.id,
-                logs.c.seq,
-                logs.c.type,
-                logs.c.content,
-                logs.c.time,
-                logs.c.prompt_id,
-                logs.c.source,
-                prompts.c.state.label("delivery"),
-            )
-            .outerjoin(prompts, prompts.c.id == logs.c.prompt_id)
-            .where(and_(logs.c.task_id == task_id, logs.c.id > after))
-            .order_by(logs.c.id)
-            .limit(limit)
-        )
+        # zip over plain tuples: a third of the cost of dict(row._mapping) per row
+        return [
+            dict(zip(LOG_KEYS, row, strict=True)) for row in self.log_rows(task_id, after, limit)
+        ]
+
+    def log_rows(self, task_id: str, after: int = 0, limit: int = 10000) -> list[tuple[Any, ...]]:
+        """`logs` as plain tuples in the order of LOG_KEYS (for the API's JSON)."""
+        query = self._logs_query
+        if query is None:
+            query = self._logs_query = _LogsQuery(self.db)
         with self.db.connect() as conn:
-            # zip over plain tuples: a third of the cost of dict(row._mapping) per row
-            return [dict(zip(_LOG_KEYS, row, strict=True)) for row in conn.execute(query)]
+            cursor = conn.connection.cursor()
+            try:
+                cursor.execute(query.sql, query.params(task_id, after, limit))
+                return list(cursor.fetchall())
+            finally:
+                cursor.close()
 
     def last_seq(self, task_id: str) -> int:
         """The highest bridge sequence number stored for the task (0 when none)."""
