@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     Float,
     ForeignKey,
@@ -17,6 +18,10 @@ from sqlalchemy import (
 )
 
 metadata = MetaData()
+
+# Row ids of the tables that grow with use: 64-bit on PostgreSQL (a busy shared store can
+# pass 2**31 log lines), SQLite's INTEGER PRIMARY KEY (the rowid, already 64-bit) there.
+RowId = Integer().with_variant(BigInteger(), "postgresql")
 
 tasks = Table(
     "tasks",
@@ -59,7 +64,7 @@ tasks = Table(
 events = Table(
     "events",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", RowId, primary_key=True, autoincrement=True),
     Column("task_id", String(36), ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
     Column("kind", String(16), nullable=False),  # status | phase | state
     Column("from_value", String(32)),
@@ -73,7 +78,7 @@ events = Table(
 logs = Table(
     "logs",
     metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("id", RowId, primary_key=True, autoincrement=True),
     Column("task_id", String(36), ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
     Column("seq", Integer),  # the bridge's sequence number; NULL for provisioning lines
     Column("type", String(8), nullable=False),  # input | output | system

@@ -400,3 +400,19 @@ def test_a_missing_driver_says_what_to_install() -> None:
     with pytest.raises(DockyardError, match=r"driver .* is not installed \(pg8000\)") as caught:
         Store("postgresql+pg8000://me:hunter2@localhost/dockyard")
     assert "dockyard[postgres]" in str(caught.value) and "hunter2" not in str(caught.value)
+
+
+def test_log_ids_go_past_32_bits(postgres_cluster: PostgresCluster) -> None:
+    url = postgres_cluster.database()
+    store = Store(url)
+    try:
+        with store.db.begin() as conn:
+            conn.execute(text("ALTER SEQUENCE logs_id_seq RESTART WITH 3000000000"))
+        task = make_task(store, Status.ACTIVE)
+        store.append_logs(task.id, [{"seq": 1, "type": "output", "content": "far along"}])
+        (row,) = store.logs(task.id)
+        assert row["id"] == 3000000000
+        assert store.logs(task.id, after=row["id"]) == []
+    finally:
+        store.close()
+        postgres_cluster.drop(url)
