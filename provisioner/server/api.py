@@ -23,7 +23,7 @@ from provisioner.errors import (
     TemplateError,
 )
 from provisioner.lifecycle import TERMINAL, Status
-from provisioner.server.logjson import LogRow, page_json
+from provisioner.server.logjson import entries_json, page_json
 from provisioner.store.store import Store
 from provisioner.templating.catalog import Template
 from provisioner.templating.push import push_archive
@@ -89,10 +89,20 @@ def _preset_json(tpl: Template) -> list[dict[str, Any]]:
     ]
 
 
+def _read_logs(store: Store, task_id: str, after: int, limit: int) -> tuple[str, int | None]:
+    """Entries after `after` as a JSON array, and the id of the last one (None: none)."""
+    written = store.log_rows_json(task_id, after, limit)
+    if written is not None:
+        text, ids = written
+        return text, ids[-1] if ids else None
+    rows = store.log_rows(task_id, after, limit)
+    return entries_json(rows), rows[-1][0] if rows else None
+
+
 async def _wait_for_logs(
     store: Store, task_id: str, after: int, limit: int, wait: float
-) -> list[LogRow]:
-    """Entries after `after`, long-polling up to `wait` s; woken as soon as lines are stored."""
+) -> tuple[str, int | None]:
+    """_read_logs, long-polling up to `wait` s; woken as soon as lines are stored."""
     loop = asyncio.get_running_loop()
     arrived = asyncio.Event()
 
@@ -104,10 +114,10 @@ async def _wait_for_logs(
         deadline = loop.time() + wait
         while True:
             arrived.clear()
-            rows = await run_in_threadpool(store.log_rows, task_id, after, limit)
+            entries, last_id = await run_in_threadpool(_read_logs, store, task_id, after, limit)
             remaining = deadline - loop.time()
-            if rows or remaining <= 0:
-                return rows
+            if last_id is not None or remaining <= 0:
+                return entries, last_id
             # Other processes sharing the database do not wake us: re-check now and then.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(arrived.wait(), min(remaining, 1.0))
@@ -126,18 +136,18 @@ def _prompt_json(p: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _logs_page(store: Store, task_id: str, rows: list[LogRow], after: int) -> bytes:
+def _logs_page(store: Store, task_id: str, entries: str, last_id: int) -> bytes:
     """GET .../logs as JSON bytes (a flood's page holds thousands of entries)."""
     current = store.get(task_id)
     waiting = store.prompts(task_id)
     rest = {
-        "last_id": rows[-1][0] if rows else after,
+        "last_id": last_id,
         "status": current.status.value,
         "state": current.state,
         # sent but not yet typed into the agent: not in the transcript yet
         "pending_prompts": [_prompt_json(p) for p in waiting if p["state"] == "queued"],
     }
-    return page_json(rows, rest)
+    return page_json(entries, rest)
 
 
 def _capacity_json(usage: Usage, store: Store) -> dict[str, Any]:
@@ -282,8 +292,9 @@ def build_router(engine: Engine, home: str) -> APIRouter:
         limit: int = Query(10000, ge=1, le=100000),
     ) -> Response:
         task = await run_in_threadpool(store.get, ref)
-        rows = await _wait_for_logs(store, task.id, after, limit, wait)
-        body = await run_in_threadpool(_logs_page, store, task.id, rows, after)
+        entries, last_id = await _wait_for_logs(store, task.id, after, limit, wait)
+        last = after if last_id is None else last_id
+        body = await run_in_threadpool(_logs_page, store, task.id, entries, last)
         return Response(body, media_type="application/json")
 
     @r.get("/tasks/{ref}/prompts")

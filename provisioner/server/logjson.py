@@ -3,6 +3,7 @@
 A flood's page holds up to 10,000 entries: building a dict per row and handing it to
 FastAPI's serialisation (or even `json.dumps`) cost three times what formatting each row
 with the C string quoter costs. The text is the one `json.dumps` gives (ASCII, escapes).
+On SQLite the store writes the array itself (`Store.log_rows_json`); this is the rest.
 """
 
 from __future__ import annotations
@@ -51,8 +52,12 @@ def entry_json(row: LogRow) -> str:
     )
 
 
-def page_json(rows: list[LogRow], rest: dict[str, Any]) -> bytes:
-    """`{"logs": [...], **rest}` as UTF-8 (in fact ASCII) bytes."""
-    head = '{"logs":[' + ",".join([entry_json(row) for row in rows]) + "]"
+def entries_json(rows: list[LogRow]) -> str:
+    """Log entries as a JSON array."""
+    return "[" + ",".join([entry_json(row) for row in rows]) + "]"
+
+
+def page_json(entries: str, rest: dict[str, Any]) -> bytes:
+    """`{"logs": entries, **rest}` as UTF-8, `entries` being a JSON array already."""
     tail = _encode(rest)
-    return (head + ("," + tail[1:] if len(tail) > 2 else "}")).encode("ascii")
+    return ('{"logs":' + entries + ("," + tail[1:] if len(tail) > 2 else "}")).encode("utf-8")

@@ -19,7 +19,7 @@ from provisioner.engine.engine import Engine
 from provisioner.engine.workspace import BridgeBundler
 from provisioner.lifecycle import Status
 from provisioner.model import Task, utcnow
-from provisioner.server.logjson import entry_json, page_json
+from provisioner.server.logjson import entries_json, entry_json, page_json
 from provisioner.store.records import LOG_KEYS
 from provisioner.store.store import Store, sqlite_url
 from provisioner.templating.catalog import Catalog
@@ -84,10 +84,34 @@ def test_an_entry_is_the_text_json_dumps_gives(row: tuple[Any, ...], content: st
 def test_a_page_has_the_logs_first_then_the_rest() -> None:
     rows = [(i, i, "output", AWKWARD[i % len(AWKWARD)], "t", None, None, None) for i in range(9)]
     rest = {"last_id": 8, "status": "active", "state": "idle", "pending_prompts": []}
-    page = page_json(rows, rest)
+    page = page_json(entries_json(rows), rest)
     assert page.isascii()
-    assert json.loads(page) == {"logs": [dict(zip(LOG_KEYS, r, strict=True)) for r in rows], **rest}
-    assert json.loads(page_json([], {})) == {"logs": []}
+    as_dicts = [dict(zip(LOG_KEYS, r, strict=True)) for r in rows]
+    assert json.loads(page) == {"logs": as_dicts, **rest}
+    assert json.loads(page_json(entries_json([]), {})) == {"logs": []}
+
+
+def test_sqlite_writes_the_same_entries_as_python(store: Store) -> None:
+    task = _task(store)
+    store.add_prompt(task.id, "p-1", "do it")
+    store.sync_prompts(task.id, [{"id": "p-1", "state": "delivered"}])
+    awkward = [text for text in AWKWARD if "\ud800" not in text]  # not storable in SQLite
+    entries = [{"seq": i + 1, "type": "output", "content": c} for i, c in enumerate(awkward)]
+    entries.append({"seq": 99, "type": "input", "content": "do it", "prompt_id": "p-1"})
+    entries.append({"seq": 100, "type": "output", "content": "nul \x00 in", "source": "agent"})
+    store.append_logs(task.id, entries)
+    store.system_log(task.id, "provisioned")
+    rows = store.log_rows(task.id)
+    written = store.log_rows_json(task.id)
+    assert written is not None
+    text, ids = written
+    assert json.loads(text) == json.loads(entries_json(rows))
+    assert ids == [r[0] for r in rows]
+    assert json.loads(text)[-3]["delivery"] == "delivered"
+    some = store.log_rows_json(task.id, after=ids[2], limit=2)
+    assert some is not None and some[1] == ids[3:5]
+    assert json.loads(some[0]) == json.loads(entries_json(rows[3:5]))
+    assert store.log_rows_json(task.id, after=ids[-1]) == ("[]", [])
 
 
 @pytest.mark.parametrize("n", [1, 99, 100, 101, 250])
@@ -181,3 +205,15 @@ def test_a_waiting_reader_gets_lines_as_they_are_stored(served: tuple[str, Store
     page = httpx.get(url, params={"wait": 10}, timeout=20).json()
     assert [e["content"] for e in page["logs"]] == ["late"]
     assert time.monotonic() - started < 5
+
+
+def test_without_sqlites_json_the_api_writes_the_same_page(
+    served: tuple[str, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, store = served
+    task = _task(store)
+    store.append_logs(task.id, [{"seq": 1, "type": "output", "content": AWKWARD[4]}])
+    url = f"{base}/api/v2/tasks/{task.id}/logs"
+    by_sqlite = httpx.get(url).json()
+    monkeypatch.setattr(store, "log_rows_json", lambda *args: None)
+    assert httpx.get(url).json() == by_sqlite
