@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -153,6 +154,9 @@ def test_limit_from_config_then_environment(
 
 # the store: counting and moving in one locked transaction ------------------------------
 def make_task(store: Store, status: Status = Status.PENDING, kind: str = "task") -> Task:
+    # one millisecond apart (the stored time's resolution): arrival order is the order
+    # of the calls, not a tie broken by random ids
+    time.sleep(0.002)
     now = utcnow()
     task = Task(
         id=str(uuid.uuid4()),
