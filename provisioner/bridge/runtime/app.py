@@ -341,6 +341,11 @@ class Bridge:
                 now = time.time()
                 self._tick(now)
                 deadline = self.activity.next_deadline(now)
+                if self.assembler.partial:
+                    # an unfinished line away from the prompt shows at this time
+                    shown_at = self.activity.last_output_at + PARTIAL_LINE_AFTER_S
+                    if shown_at > now:
+                        deadline = shown_at if deadline is None else min(deadline, shown_at)
                 timeout = 1.0 if deadline is None else min(1.0, max(0.005, deadline - now))
                 self.cond.wait(timeout)
 
