@@ -16,11 +16,11 @@ from provisioner.engine.engine import Engine
 from provisioner.engine.follower import _message_from
 from provisioner.engine.workspace import BridgeBundler
 from provisioner.lifecycle import Status
-from provisioner.model import Task, utcnow
 from provisioner.store.store import Store
 from provisioner.templating.catalog import Catalog
 from tests.postgres import column_names, drop_columns
 from tests.serving import serve
+from tests.stored import stored_task
 
 
 def out(content: str, source: str | None = None, **extra: Any) -> dict[str, object]:
@@ -70,24 +70,14 @@ def test_screen_chrome_never_replaces_the_message() -> None:
 
 
 def make_task(store: Store, status: Status = Status.ACTIVE) -> str:
-    now = utcnow()
-    task = Task(
+    task = stored_task(
+        store,
+        status,
         id="00000000-0000-0000-0000-000000000001",
         name="t",
-        display_name="t",
-        owner="me",
         template="claude-code",
-        template_version="v1",
-        preset=None,
-        parameters={},
-        resolved={},
-        prompt="p",
-        status=status,
         bridge_token="tok",
-        created_at=now,
-        updated_at=now,
     )
-    store.create_task(task, actor="test")
     return task.id
 
 

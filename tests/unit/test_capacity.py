@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import pytest
@@ -20,8 +19,9 @@ from provisioner.engine.capacity import (
 )
 from provisioner.errors import DockyardError
 from provisioner.lifecycle import Status, can_transition
-from provisioner.model import Task, utcnow
+from provisioner.model import Task
 from provisioner.store.store import Store
+from tests.stored import stored_task
 
 
 def slot(
@@ -157,25 +157,7 @@ def make_task(store: Store, status: Status = Status.PENDING, kind: str = "task")
     # one millisecond apart (the stored time's resolution): arrival order is the order
     # of the calls, not a tie broken by random ids
     time.sleep(0.002)
-    now = utcnow()
-    task = Task(
-        id=str(uuid.uuid4()),
-        name=f"t-{uuid.uuid4().hex[:8]}",
-        display_name="t",
-        owner="me",
-        template="scripted",
-        template_version="v1",
-        preset=None,
-        parameters={},
-        resolved={},
-        prompt="p",
-        status=status,
-        bridge_token="x",
-        created_at=now,
-        updated_at=now,
-        kind=kind,
-    )
-    return store.create_task(task, actor="test")
+    return stored_task(store, status, kind=kind)
 
 
 def admit(store: Store, task: Task, limit: int | None) -> Task | None:

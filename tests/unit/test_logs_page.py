@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,13 @@ from provisioner.backends.docker_client import DockerClient
 from provisioner.engine.engine import Engine
 from provisioner.engine.workspace import BridgeBundler
 from provisioner.lifecycle import Status
-from provisioner.model import Task, utcnow
+from provisioner.model import Task
 from provisioner.server.logjson import entries_json, entry_json, page_json
 from provisioner.store.records import LOG_KEYS
 from provisioner.store.store import Store, sqlite_url
 from provisioner.templating.catalog import Catalog
 from tests.serving import serve
+from tests.stored import stored_task
 
 AWKWARD = [
     "flood line 1",
@@ -37,24 +37,7 @@ AWKWARD = [
 
 
 def _task(store: Store) -> Task:
-    now = utcnow()
-    task = Task(
-        id=str(uuid.uuid4()),
-        name=f"t-{uuid.uuid4().hex[:8]}",
-        display_name="t",
-        owner="me",
-        template="scripted",
-        template_version="v1",
-        preset=None,
-        parameters={},
-        resolved={},
-        prompt="p",
-        status=Status.ACTIVE,
-        bridge_token="x",
-        created_at=now,
-        updated_at=now,
-    )
-    return store.create_task(task, actor="test")
+    return stored_task(store, Status.ACTIVE)
 
 
 @pytest.fixture

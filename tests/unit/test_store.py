@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,31 +15,14 @@ from sqlalchemy import create_engine, make_url, text
 
 from provisioner.errors import DockyardError, TaskConflict, TaskNotFound
 from provisioner.lifecycle import Status
-from provisioner.model import Task, utcnow
+from provisioner.model import Task
 from provisioner.store.store import Store
 from tests.postgres import PostgresCluster
+from tests.stored import stored_task
 
 
 def make_task(store: Store, status: Status = Status.PENDING, **fields: Any) -> Task:
-    now = utcnow()
-    values: dict[str, Any] = {
-        "id": str(uuid.uuid4()),
-        "name": f"t-{uuid.uuid4().hex[:8]}",
-        "display_name": "t",
-        "owner": "me",
-        "template": "scripted",
-        "template_version": "v1",
-        "preset": None,
-        "parameters": {},
-        "resolved": {},
-        "prompt": "p",
-        "status": status,
-        "bridge_token": "x",
-        "created_at": now,
-        "updated_at": now,
-        **fields,
-    }
-    return store.create_task(Task(**values), actor="test")
+    return stored_task(store, status, **fields)
 
 
 def race(workers: list[Callable[[], Any]]) -> list[Any]:
