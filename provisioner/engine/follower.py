@@ -155,8 +155,10 @@ class Follower(threading.Thread):
                 # change: both are answered at once rather than long-polled.
                 wait = 0.0 if bridge_state in ("", "exited") else POLL_WAIT_S
                 if ahead is not None:
-                    # sent with the very arguments this iteration would use
-                    reply, ahead = ahead.result(), None
+                    # sent with the very arguments this iteration would use; taken off
+                    # first, so a poll that failed is not asked for its answer again
+                    poll, ahead = ahead, None
+                    reply = poll.result()
                 else:
                     reply = client.log(
                         after=last_seq,
