@@ -29,6 +29,9 @@ class BridgeBundle:
     zipapp: bytes
     config_json: bytes
     token: str
+    # the config holds secret parameter values: never in the container's environment
+    # (`docker inspect` shows it, every `docker exec` inherits it), always a 0600 file
+    secret: bool = False
 
     @property
     def digest(self) -> str:

@@ -2,14 +2,16 @@
 
 Copying the zipapp into every new container cost ~50 ms of each create (Docker's archive
 API has that much fixed cost, whatever the size). Instead, each Dockyard instance keeps a
-volume per bridge version: the first workspace created with a new bridge fills it (mounted
-read-write, files owned by root, a `ready` marker written last), every later workspace
-mounts it read-only. Volumes of older bridges are removed once nothing uses them.
+volume per bridge version, filled once through a container that is created for that and
+never started (files owned by root, a `ready` marker written last); every workspace mounts
+it read-only, so no agent can change the bridge others run. Volumes of older bridges are
+removed once nothing uses them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import secrets
 import threading
 
 from provisioner.backends.base import BRIDGE_LIB_DIR, BridgeBundle
@@ -38,32 +40,44 @@ class BridgeVolumes:
     def name(self, bundle: BridgeBundle) -> str:
         return self.prefix + bundle.digest
 
-    def prepare(self, bundle: BridgeBundle) -> tuple[str, bool]:
-        """(volume name, whether it is known to be filled). Creates it when missing."""
+    def prepare(self, bundle: BridgeBundle, image: str) -> str:
+        """The volume holding this bridge, filled (through a never-started container of
+        `image`) when it is new, or when it was removed since."""
         name = self.name(bundle)
+        # one filler at a time: a second create waits, then finds the volume ready
         with self._lock:
-            known = name in self._ready
-        # checked every time (a millisecond): Docker would quietly create a removed volume
-        # anew, empty, and the workspace's bridge would not start
-        if known and self.docker.volume_exists(name):
-            return name, True
-        with self._lock:
+            # checked every time (a millisecond): Docker would quietly create a removed
+            # volume anew, empty, and the workspace's bridge would not start
+            if name in self._ready and self.docker.volume_exists(name):
+                return name
             self._ready.discard(name)
-        self.docker.ensure_volume(name, {**self.labels, LABEL_BRIDGE: bundle.digest})
-        return name, False
-
-    def fill(self, container: str, name: str, bundle: BridgeBundle) -> None:
-        """Fill the volume (mounted read-write at BRIDGE_LIB_DIR in `container`) unless an
-        earlier run did; then remove the volumes of older bridges nothing uses."""
-        marker = f"{BRIDGE_LIB_DIR}/{READY}"
-        if not self.docker.path_exists(container, marker):
-            # in order: the marker only once the zipapp is whole. Owned by root, so no
-            # agent can change the bridge that other workspaces run
-            files = {ZIPAPP: (bundle.zipapp, 0o644), READY: (bundle.digest.encode(), 0o644)}
-            self.docker.put_files(container, BRIDGE_LIB_DIR, files, owner=0)
-        with self._lock:
+            self.docker.ensure_volume(name, {**self.labels, LABEL_BRIDGE: bundle.digest})
+            self._fill(name, bundle, image)
             self._ready.add(name)
         self.prune(keep=name)
+        return name
+
+    def _fill(self, name: str, bundle: BridgeBundle, image: str) -> None:
+        filler = self.docker.create_container(
+            image=image,
+            name=f"dockyard-bridge-fill-{bundle.digest}-{secrets.token_hex(3)}",
+            command=["true"],
+            labels={**self.labels, LABEL_BRIDGE: bundle.digest},
+            user="0:0",
+            workdir="/",
+            env={},
+            volumes={name: BRIDGE_LIB_DIR},
+            memory=None,
+            cpus=None,
+            pids=None,
+        )
+        try:
+            if not self.docker.path_exists(filler, f"{BRIDGE_LIB_DIR}/{READY}"):
+                # in order: the marker only once the zipapp is whole
+                files = {ZIPAPP: (bundle.zipapp, 0o644), READY: (bundle.digest.encode(), 0o644)}
+                self.docker.put_files(filler, BRIDGE_LIB_DIR, files, owner=0)
+        finally:
+            self.docker.remove_container(filler)
 
     def prune(self, keep: str) -> None:
         """Remove this instance's other bridge volumes; those still mounted stay."""

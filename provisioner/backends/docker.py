@@ -99,10 +99,10 @@ class DockerBackend:
         for vol, path in self._volume_names(task_id).items():
             self.docker.ensure_volume(vol, labels)
             volumes[vol] = path or spec.workdir
-        bridge_volume, filled = self.bridges.prepare(bridge)
+        bridge_volume = self.bridges.prepare(bridge, image)
         volumes[bridge_volume] = BRIDGE_LIB_DIR
         env = {"HOME": recipes.AGENT_HOME}
-        config_in_env = len(bridge.config_json) <= MAX_CONFIG_ENV
+        config_in_env = not bridge.secret and len(bridge.config_json) <= MAX_CONFIG_ENV
         if config_in_env:
             env[BRIDGE_CONFIG_ENV] = bridge.config_json.decode()
             env[BRIDGE_TOKEN_ENV] = bridge.token
@@ -121,11 +121,8 @@ class DockerBackend:
             pids=spec.pids,
             cap_add=spec.cap_add,
             restart=spec.lifecycle.restart,
-            # read-write only for the one workspace that fills it
-            read_only=frozenset({bridge_volume}) if filled else frozenset(),
+            read_only=frozenset({bridge_volume}),
         )
-        if not filled:
-            self.bridges.fill(container, bridge_volume, bridge)
         if not config_in_env:
             self._put_config(container, bridge)
         self._fresh.add(container)

@@ -22,6 +22,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from provisioner.backends.base import BRIDGE_CONFIG_ENV, BRIDGE_TOKEN_ENV
 from provisioner.errors import BackendError, BackendUnavailable, ImageBuildError
 
 START_HINT = "start it with: sudo dockerd & (or: sudo systemctl start docker)"
@@ -48,6 +49,9 @@ def _translate(exc: Exception, what: str) -> BackendError:
         return TransientDockerError(f"{what}: the Docker daemon timed out")
     return BackendError(f"{what}: {exc}")
 
+
+# blanked for `docker exec`ed commands, which otherwise inherit the container's environment
+_EXEC_ENV = {BRIDGE_CONFIG_ENV: "", BRIDGE_TOKEN_ENV: ""}
 
 _retry = retry(
     retry=retry_if_exception_type(TransientDockerError),
@@ -335,7 +339,8 @@ class DockerClient:
     def exec(self, container: str, argv: list[str]) -> tuple[int, str]:
         """Run a command in a running container; (exit code, stdout+stderr)."""
         try:
-            created = self._api.exec_create(container, argv)
+            # the bridge's config and token are for the bridge: not for anything run here
+            created = self._api.exec_create(container, argv, environment=_EXEC_ENV)
             output = self._api.exec_start(created["Id"])
             code = self._api.exec_inspect(created["Id"]).get("ExitCode")
         except Exception as exc:

@@ -105,9 +105,10 @@ class Provisioner:
         task = self.store.get(self.task_id)
         if task.status != Status.INITIALIZING:
             return
-        spec = spec_for(self.engine.catalog, task, self.engine.secrets.load(task.id))
+        secrets = self.engine.secrets.load(task.id)
+        spec = spec_for(self.engine.catalog, task, secrets)
         limits = dict(task.policy.get("timeouts") or spec.lifecycle.timeouts.model_dump())
-        bundle = self.engine.bundler.bundle(task, spec)
+        bundle = self.engine.bundler.bundle(task, spec, secret=bool(secrets))
         if not self.backend.observe(self.task_id).exists:
             self._enter(Phase.IMAGE, "preparing the image", limits)
             image = self._bounded(

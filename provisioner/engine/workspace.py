@@ -105,9 +105,12 @@ class BridgeBundler:
         self._cache_dir = cache_dir
         self._zipapp: bytes | None = None
 
-    def bundle(self, task: Task, spec: WorkspaceSpec) -> BridgeBundle:
-        """The files to inject into the task's workspace."""
+    def bundle(self, task: Task, spec: WorkspaceSpec, secret: bool = False) -> BridgeBundle:
+        """What the task's workspace needs of the bridge; `secret`: the spec carries
+        secret parameter values."""
         if self._zipapp is None:
             self._zipapp = build_zipapp(self._cache_dir).read_bytes()
         config = json.dumps(bridge_config(task, spec), indent=1).encode()
-        return BridgeBundle(zipapp=self._zipapp, config_json=config, token=task.bridge_token)
+        return BridgeBundle(
+            zipapp=self._zipapp, config_json=config, token=task.bridge_token, secret=secret
+        )

@@ -166,8 +166,12 @@ def test_codex_edits_files_and_takes_follow_ups(
         # Codex keeps the session in its home volume (what `codex resume --last` continues)
         code, sessions = server.exec(task, "sh", "-c", "cat /home/agent/.codex/sessions/*/*/*/*")
         assert code == 0 and "Updated hello.py." in sessions, sessions[-500:]
-        # the key was never shown: not in the logs, not in the status
+        # the key was never shown: not in the logs, not in the status, not in what
+        # `docker inspect` shows (a config with secrets goes in as a 0600 file)
         assert PLACEHOLDER_KEY not in json.dumps(logs) + json.dumps(status)
+        env = server.container(task).attrs["Config"]["Env"]
+        assert not any(PLACEHOLDER_KEY in e or "DOCKYARD_BRIDGE_CONFIG" in e for e in env), env
+        assert server.exec(task, "sh", "-c", "echo $DOCKYARD_BRIDGE_TOKEN")[1].strip() == ""
 
         # pause and resume: Codex continues the same session (codex resume --last)
         turns = len(turn_calls(model))

@@ -38,7 +38,7 @@ def test_bridge_comes_from_a_shared_read_only_volume(server: ServerHandle) -> No
         ]
         assert mounts[0]["Name"] == mounts[1]["Name"]
         assert mounts[0]["Name"].startswith(f"dockyard-bridge-{server.instance[:12]}-")
-        assert mounts[1]["RW"] is False  # only the workspace that filled it had it writable
+        assert mounts[0]["RW"] is False and mounts[1]["RW"] is False  # no agent may write it
         # root's files: the agent cannot change the bridge other workspaces run
         code, out = server.exec(second, "stat", "-c", "%u %a %n", *(
             f"{BRIDGE_LIB_DIR}/{name}" for name in ("bridge.pyz", "ready")
@@ -139,23 +139,23 @@ def test_older_bridge_volumes_go_unless_mounted(server: ServerHandle, instance: 
     probe = create(server, "which image")
     image = server.container(probe).attrs["Config"]["Image"]
     server.cli("task", "delete", "-y", probe)
-    for bundle in (old, kept):
-        name, filled = volumes.prepare(bundle)
-        assert not filled
+    assert volumes.prepare(old, image) == volumes.name(old)
+    volumes.prepare(kept, image)  # the older one goes: nothing mounts it
+    assert set(client.volumes(labels)) == {volumes.name(kept)}
     holder = client.create_container(
         image=image, name=f"dockyard-test-{instance}", command=["true"], labels=labels,
         user="1000:1000", workdir="/", env={}, volumes={volumes.name(kept): BRIDGE_LIB_DIR},
-        memory=None, cpus=None, pids=None,
+        memory=None, cpus=None, pids=None, read_only=frozenset({volumes.name(kept)}),
     )  # fmt: skip
-    name, filled = volumes.prepare(new)
-    container = client.create_container(
-        image=image, name=f"dockyard-test-{instance}-2", command=["true"], labels=labels,
-        user="1000:1000", workdir="/", env={}, volumes={name: BRIDGE_LIB_DIR},
-        memory=None, cpus=None, pids=None,
+    name = volumes.prepare(new, image)
+    # filled through a container made for it, which is gone again; root's files
+    assert [c.id for c in client.containers(labels)] == [holder]
+    files = [f"{BRIDGE_LIB_DIR}/bridge.pyz", f"{BRIDGE_LIB_DIR}/ready"]
+    out = server.docker.containers.run(
+        image, ["stat", "-c", "%u %a %s", *files], labels=labels, remove=True,
+        volumes={name: {"bind": BRIDGE_LIB_DIR, "mode": "ro"}},
     )  # fmt: skip
-    volumes.fill(container, name, new)
-    assert client.path_exists(container, f"{BRIDGE_LIB_DIR}/ready")
-    assert volumes.prepare(new) == (name, True)
-    left = set(client.volumes(labels))
-    assert left == {name, volumes.name(kept)}  # the old one went; the mounted one stayed
-    assert not filled and holder
+    assert out.decode().split("\n")[0] == f"0 644 {len(new.zipapp)}"
+    assert volumes.prepare(new, image) == name  # known now: nothing to do
+    # the mounted older one stayed
+    assert set(client.volumes(labels)) == {name, volumes.name(kept)}
