@@ -340,7 +340,12 @@ class Engine:
         stop: bool = False,
         phase: str | None = None,
     ) -> None:
-        """Move a task to error with its cause; optionally stop its workspace."""
+        """Move a task to error with its cause; optionally stop its workspace.
+
+        With a capacity limit the workspace is always stopped (its disk and logs kept for
+        inspection): a task in error holds no slot, so a running one would overcommit.
+        """
+        stop = stop or self.max_workspaces is not None
         extra = {"phase": phase} if phase else {}
         try:
             self.store.transition(

@@ -51,7 +51,13 @@ class WarmPools:
                 mine = [
                     m for m in members if m.template == template.name and m.preset == preset.name
                 ]
-                lender = self._lender_pin(template, preset)
+                try:
+                    lender = lender_pin(self.engine.catalog, render_workspace(template, preset, {}))
+                except DockyardError as exc:
+                    # the lender cannot be read right now (a half-saved file?): judge
+                    # nothing, retire nothing, add nothing until it can
+                    log.warning("warm pool of %s/%s: %s", template.name, preset.name, exc)
+                    continue
                 stale = [
                     m
                     for m in mine
@@ -62,13 +68,6 @@ class WarmPools:
                 fresh = [m for m in mine if m not in stale and m.status != Status.ERROR]
                 for _ in range(preset.config.prebuilds - len(fresh)):
                     self._add_member(template, preset)
-
-    def _lender_pin(self, template: Template, preset: Preset) -> dict[str, str] | None:
-        """The lender version a member of this pool would pin now (None: no lender)."""
-        try:
-            return lender_pin(self.engine.catalog, render_workspace(template, preset, {}))
-        except DockyardError:
-            return None  # _add_member says why it cannot render
 
     def _templates(self) -> list[Template]:
         try:

@@ -11,7 +11,7 @@ from provisioner.backends.base import BRIDGE_DIR, BRIDGE_PORT, BridgeBundle
 from provisioner.bridge.package import build_zipapp
 from provisioner.images import recipes
 from provisioner.model import Task
-from provisioner.templating.catalog import Catalog
+from provisioner.templating.catalog import Catalog, Template
 from provisioner.templating.render import WorkspaceSpec, render_workspace
 
 IMAGE_OF_TEMPLATE = "template:"
@@ -53,11 +53,13 @@ def with_borrowed_image(
 
 def lender_pin(catalog: Catalog, spec: WorkspaceSpec) -> dict[str, str] | None:
     """The current version of the template whose image `spec` borrows, if it borrows."""
+    lender = _lender(catalog, spec)
+    return None if lender is None else {"template": lender.name, "version": lender.version}
+
+
+def _lender(catalog: Catalog, spec: WorkspaceSpec) -> Template | None:
     name = lender_of(spec)
-    if name is None:
-        return None
-    lender = catalog.get(name)
-    return {"template": lender.name, "version": lender.version}
+    return None if name is None else catalog.get(name)
 
 
 def task_policy(catalog: Catalog, spec: WorkspaceSpec) -> dict[str, Any]:
@@ -65,11 +67,11 @@ def task_policy(catalog: Catalog, spec: WorkspaceSpec) -> dict[str, Any]:
     the backend, and the version of a template whose image it borrows, pinned (and stored)
     like its own, so a change to the lender never changes the task's image."""
     policy: dict[str, Any] = {**spec.lifecycle.model_dump(), "backend": spec.backend}
-    pin = lender_pin(catalog, spec)
-    if pin is not None:
+    lender = _lender(catalog, spec)  # loaded once: what is stored is what is pinned
+    if lender is not None:
         if catalog.versions is not None:
-            catalog.versions.snapshot(catalog.get(pin["template"]))
-        policy[IMAGE_FROM] = pin
+            catalog.versions.snapshot(lender)
+        policy[IMAGE_FROM] = {"template": lender.name, "version": lender.version}
     return policy
 
 

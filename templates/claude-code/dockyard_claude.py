@@ -294,20 +294,27 @@ class TurnProgress:
     def __exit__(self, *exc: object) -> None:
         os.close(self._fd)  # releases the lock
 
-    def sent(self, session: str, turn: str) -> int:
+    def _load(self, session: str, turn: str) -> dict[str, Any]:
         try:
             data = json.loads(os.pread(self._fd, 65536, 0) or b"{}")
         except ValueError:
-            return 0
+            return {}
         if not isinstance(data, dict) or [data.get("session"), data.get("turn")] != [session, turn]:
-            return 0  # another turn (or session): nothing of this one was reported
-        sent = data.get("sent")
+            return {}  # another turn (or session): nothing of this one was reported
+        return data
+
+    def sent(self, session: str, turn: str) -> int:
+        sent = self._load(session, turn).get("sent")
         return sent if isinstance(sent, int) and sent >= 0 else 0
 
-    def record(self, session: str, turn: str, sent: int) -> None:
-        data = json.dumps({"session": session, "turn": turn, "sent": sent}).encode()
+    def done(self, session: str, turn: str) -> bool:
+        """The turn's end was reported: a reporter that comes later sends nothing."""
+        return self._load(session, turn).get("done") is True
+
+    def record(self, session: str, turn: str, sent: int, done: bool = False) -> None:
+        data = json.dumps({"session": session, "turn": turn, "sent": sent, "done": done})
         os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, data, 0)
+        os.pwrite(self._fd, data.encode(), 0)
 
 
 def progress_path() -> Path:
@@ -321,7 +328,8 @@ def final_text(payload: dict[str, Any], progress: TurnProgress) -> str:
     key, lines, _texts = turn_lines(payload)
     sent = progress.sent(session, key) if key else 0
     text = turn_text(payload, already_sent=sent)
-    progress.record(session, key, len(lines))
+    # done, whatever the transcript had yet: the reply may have come from the hook input
+    progress.record(session, key, len(lines), done=True)
     return text
 
 
@@ -329,7 +337,7 @@ def progress_text(payload: dict[str, Any], progress: TurnProgress) -> str:
     """While the turn runs: what it said since the last report (its text and tool uses)."""
     session = str(payload.get("session_id") or "")
     key, lines, _texts = turn_lines(payload)
-    if not key:
+    if not key or progress.done(session, key):
         return ""
     sent = progress.sent(session, key)
     progress.record(session, key, max(sent, len(lines)))

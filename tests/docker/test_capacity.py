@@ -229,3 +229,16 @@ def test_prebuilds_count_and_yield_to_user_tasks(capped: ServerHandle) -> None:
         cleanup_templates(capped)
         for m in members():
             capped.cli("task", "delete", "-y", m["id"], check=False)
+
+
+def test_a_failed_workspace_is_stopped_so_it_holds_no_slot(capped: ServerHandle) -> None:
+    # unlimited, a workspace whose setup failed keeps running for inspection; with a limit
+    # it is stopped (disk and logs kept), or failed tasks would run past the limit
+    broken = add_scripted_variant(capped, "cap-broken-setup", setup="echo nope; exit 3")
+    failed = capped.cli("task", "create", "-t", broken, "-q", "will fail").stdout.strip()
+    status = capped.wait_for(failed, lambda s: s["status"] == "error", 60, "the setup failure")
+    assert status["phase"] == "setup"
+    capped.wait_for(failed, lambda s: capped.container(failed).status == "exited", 30, "stop")
+    assert "nope" in "\n".join(capped.output(failed))  # its logs stay readable
+    task = capped.cli("task", "create", "-t", "scripted", "-q", "--wait", "next").stdout.strip()
+    assert capped.status(task)["status"] == "active"  # the slot was free

@@ -530,6 +530,9 @@ def test_a_long_turn_is_reported_at_each_tool_use_and_the_rest_at_its_end(
     turn += [RESULT, said(text("Created a.py."))]
     assert report("stop", turn) == "Created a.py."
     assert report("tool_use", turn) == ""  # a reporter later than the turn's end: nothing
+    # ... even when the transcript caught up only after the Stop (its reply came from
+    # the hook input then): the turn is done, nothing of it is sent again
+    assert report("tool_use", [*turn, said(text("Written late."))]) == ""
     # the next turn: everything of it, nothing of the last
     turn += [prompt("Again", uuid="u-turn-2"), said(text("Done again."))]
     assert report("stop", turn) == "Done again."

@@ -152,7 +152,14 @@ def main(argv: list[str] | None = None) -> int:
     from .app import Bridge  # the heavy part: emulator, transcript, activity
     from .http import make_server
 
-    bridge = Bridge(config, token, state, run_state, agent=early)
+    try:
+        bridge = Bridge(config, token, state, run_state, agent=early)
+    except OSError as exc:
+        log(f"cannot use state_dir {config.state_dir}: {exc}")
+        if early is not None:
+            early.terminate(grace_s=1.0)
+        listener.close()
+        return 1
     bridge.listen_port = port
     server = make_server(bridge, listener)
     bridge.start()  # adopts the early agent, or runs the setup script then the agent
