@@ -170,14 +170,20 @@ class Provisioner:
                     if client is None and endpoint:
                         # one client for all tries: making one costs more than a refused try
                         client = BridgeClient(endpoint, task.bridge_token, timeout=5)
-                if client is not None:
+                pause = BRIDGE_RETRY_S
+                if client is None:
+                    pause = DOCKER_RECHECK_S / 5  # no address yet: Docker is asked again
+                else:
                     try:
                         client.status()
                         found, client = client, None
                         return found
-                    except (BridgeUnreachable, BridgeError) as exc:
+                    except BridgeUnreachable as exc:  # not listening yet: soon, surely
                         last_error = str(exc)
-                time.sleep(BRIDGE_RETRY_S)
+                    except BridgeError as exc:  # it answered, with an error: not so soon
+                        last_error = str(exc)
+                        pause = DOCKER_RECHECK_S / 5
+                time.sleep(pause)
         finally:
             if client is not None:
                 client.close()

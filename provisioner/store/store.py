@@ -129,11 +129,13 @@ class Store(LogsMixin, PromptsMixin):
             try:
                 metadata.create_all(self.db)
                 return
-            except (OperationalError, ProgrammingError, IntegrityError):
+            except (OperationalError, ProgrammingError, IntegrityError) as exc:
                 # Two servers opening a new database at once both find a table missing and
                 # one CREATE fails ("already exists"; on PostgreSQL a unique violation in
-                # its catalog): look again, the table is there now.
-                if attempt == 4:
+                # its catalog): look again, the table is there now. Anything else (the
+                # database is unreachable) is said at once.
+                lost_race = isinstance(exc, IntegrityError) or "already exists" in str(exc)
+                if attempt == 4 or not lost_race:
                     raise
                 time.sleep(0.05 * (attempt + 1))
 

@@ -344,10 +344,14 @@ def progress_text(payload: dict[str, Any], progress: TurnProgress) -> str:
     return _capped("\n".join(lines[sent:]))
 
 
-def _written(transcript_path: str, marker: str) -> bool:
+def _written(transcript_path: str, marker: str, offset: int) -> bool:
+    """Whether `marker` is in the transcript past `offset` (its size at the hook: what is
+    written down after that is all that can hold the tool use; a session's transcript
+    can be tens of megabytes, and it is looked at every REPORT_POLL_S)."""
     try:
-        with open(transcript_path, encoding="utf-8", errors="replace") as f:
-            return any(marker in line for line in f)
+        with open(transcript_path, "rb") as f:
+            f.seek(max(0, offset - len(marker)))
+            return marker.encode() in f.read()
     except OSError:
         return False
 
@@ -360,10 +364,14 @@ def report(info: dict[str, Any]) -> int:
     if not isinstance(path, str) or not path:
         return 0
     marker = info.get("tool_use_id")
-    deadline = time.monotonic() + REPORT_WAIT_S
+    # without the tool's id there is nothing to wait for: a short while, then report
+    deadline = time.monotonic() + (REPORT_WAIT_S if marker else 1.0)
+    offset = 0
     while time.monotonic() < deadline:
-        if isinstance(marker, str) and marker and _written(path, marker):
+        # the whole file once (it may be written down already), then only what came since
+        if isinstance(marker, str) and marker and _written(path, marker, offset):
             break
+        offset = int(info.get("offset") or 0)
         time.sleep(REPORT_POLL_S)
     with TurnProgress(progress_path()) as progress:
         text = progress_text(info, progress)
@@ -374,6 +382,10 @@ def report(info: dict[str, Any]) -> int:
 
 def _start_reporter(payload: dict[str, Any]) -> None:
     info = {k: payload.get(k) for k in ("transcript_path", "session_id", "cwd", "tool_use_id")}
+    try:
+        info["offset"] = os.path.getsize(str(info["transcript_path"]))
+    except (OSError, TypeError):
+        info["offset"] = 0
     # detached, its output nowhere: Claude Code waits for a hook's output to close
     subprocess.Popen(
         [sys.executable, os.path.abspath(__file__), "report", json.dumps(info)],

@@ -542,6 +542,20 @@ def test_a_long_turn_is_reported_at_each_tool_use_and_the_rest_at_its_end(
     assert report("stop", turn, session="s2") == "A.\n[tool] Read /x"
 
 
+def test_the_reporter_looks_only_past_what_was_written_at_the_hook(tmp_path: Path) -> None:
+    glue = load_glue()
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"id":"toolu_old"}\n')
+    offset = path.stat().st_size
+    assert glue._written(str(path), "toolu_old", 0)  # the first look reads it all
+    assert not glue._written(str(path), "toolu_new", offset)
+    with path.open("a") as f:
+        f.write('{"id":"toolu_new"}\n')
+    assert glue._written(str(path), "toolu_new", offset)
+    assert not glue._written(str(path), "toolu_old", offset)  # before the hook: not looked at
+    assert not glue._written(str(tmp_path / "gone.jsonl"), "toolu_new", 0)
+
+
 def test_tool_summary_is_one_short_line() -> None:
     glue = load_glue()
     assert glue.tool_summary("Edit", {"file_path": "/workspace/a/b.py"}, "/workspace") == (
