@@ -127,25 +127,16 @@ class DockerBackend:
             self._put_config(container, bridge)
         self._fresh.add(container)
 
-    def _put_config(self, container: str, bridge: BridgeBundle) -> None:
-        self.docker.put_files(
-            container,
-            BRIDGE_DIR,
-            {"bridge.json": (bridge.config_json, 0o600), "token": (bridge.token.encode(), 0o600)},
-        )
-
-    def _inject(self, container: str, bridge: BridgeBundle) -> None:
-        """Copy this server's bridge and the task's config in: a container created by an
-        older server then runs the bridge that matches this one."""
-        self.docker.put_files(
-            container,
-            BRIDGE_DIR,
-            {
-                "bridge.pyz": (bridge.zipapp, 0o644),
-                "bridge.json": (bridge.config_json, 0o600),
-                "token": (bridge.token.encode(), 0o600),
-            },
-        )
+    def _put_config(self, container: str, bridge: BridgeBundle, with_zipapp: bool = False) -> None:
+        """Copy the task's config and token in (0600), and with `with_zipapp` this server's
+        bridge too: a container created by an older server then runs the matching one."""
+        files = {
+            "bridge.json": (bridge.config_json, 0o600),
+            "token": (bridge.token.encode(), 0o600),
+        }
+        if with_zipapp:
+            files["bridge.pyz"] = (bridge.zipapp, 0o644)
+        self.docker.put_files(container, BRIDGE_DIR, files)
 
     def start(self, task_id: str, bridge: BridgeBundle, progress: ProgressFn | None = None) -> None:
         """Start the container (after refreshing the bridge files) unless it runs."""
@@ -157,7 +148,8 @@ class DockerBackend:
         if info.id in self._fresh:
             self._fresh.discard(info.id)
         else:
-            self._inject(info.id, bridge)  # the server may have a newer bridge than the disk
+            # the server may have a newer bridge than the disk
+            self._put_config(info.id, bridge, with_zipapp=True)
         self.docker.start(info.id)
 
     def stop(self, task_id: str) -> None:

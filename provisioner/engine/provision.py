@@ -27,6 +27,8 @@ T = TypeVar("T")
 PROGRESS_EVERY_S = 1.0
 # waiting for a starting bridge: a refused connection is tried again after BRIDGE_RETRY_S
 BRIDGE_RETRY_S = 0.005
+# ... and after BRIDGE_SLOW_RETRY_S when it has no address yet or answered with an error
+BRIDGE_SLOW_RETRY_S = 0.05
 DOCKER_RECHECK_S = 0.25
 
 
@@ -172,7 +174,7 @@ class Provisioner:
                         client = BridgeClient(endpoint, task.bridge_token, timeout=5)
                 pause = BRIDGE_RETRY_S
                 if client is None:
-                    pause = DOCKER_RECHECK_S / 5  # no address yet: Docker is asked again
+                    pause = BRIDGE_SLOW_RETRY_S  # no address yet: Docker is asked again
                 else:
                     try:
                         client.status()
@@ -182,7 +184,7 @@ class Provisioner:
                         last_error = str(exc)
                     except BridgeError as exc:  # it answered, with an error: not so soon
                         last_error = str(exc)
-                        pause = DOCKER_RECHECK_S / 5
+                        pause = BRIDGE_SLOW_RETRY_S
                 time.sleep(pause)
         finally:
             if client is not None:

@@ -260,13 +260,18 @@ def turn_text(payload: dict[str, Any], already_sent: int = 0) -> str:
     lines (reported while it ran); the hook input's last_assistant_message when the
     transcript lacks it (or is gone)."""
     _key, lines, texts = turn_lines(payload)
-    lines = lines[already_sent:]
+    return _reply(payload, lines[already_sent:], texts)
+
+
+def _reply(payload: dict[str, Any], lines: list[str], texts: list[str]) -> str:
+    """`lines`, plus the hook input's last_assistant_message where the transcript's
+    `texts` lack it."""
     last = payload.get("last_assistant_message")
     said = {line.strip() for text in texts for line in text.splitlines()}
     if isinstance(last, str) and any(
         line.strip() not in said for line in last.splitlines() if line.strip()
     ):
-        lines.append(last.strip())  # the transcript is behind (or unreadable)
+        lines = [*lines, last.strip()]  # the transcript is behind (or unreadable)
     return _capped("\n".join(lines))
 
 
@@ -325,9 +330,9 @@ def final_text(payload: dict[str, Any], progress: TurnProgress) -> str:
     """At the turn's end: what it said that was not reported while it ran. The whole turn
     then counts as reported, so a reporter that comes late sends nothing twice."""
     session = str(payload.get("session_id") or "")
-    key, lines, _texts = turn_lines(payload)
+    key, lines, texts = turn_lines(payload)  # the transcript read once
     sent = progress.sent(session, key) if key else 0
-    text = turn_text(payload, already_sent=sent)
+    text = _reply(payload, lines[sent:], texts)
     # done, whatever the transcript had yet: the reply may have come from the hook input
     progress.record(session, key, len(lines), done=True)
     return text

@@ -17,6 +17,7 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import MutableMapping
 from types import FrameType
 
 from .agent import AgentProcess, agent_argv, agent_env
@@ -60,7 +61,7 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def read_config(path: str, environ: dict[str, str] | os._Environ[str]) -> BridgeConfig:
+def read_config(path: str, environ: MutableMapping[str, str]) -> BridgeConfig:
     """The configuration: the file at `path`, else CONFIG_ENV (taken out of `environ`)."""
     from_env = environ.pop(CONFIG_ENV, None)
     if from_env is not None and not os.path.exists(path):
@@ -69,7 +70,7 @@ def read_config(path: str, environ: dict[str, str] | os._Environ[str]) -> Bridge
 
 
 def read_token(
-    config: BridgeConfig, state: StateDir, environ: dict[str, str] | os._Environ[str]
+    config: BridgeConfig, state: StateDir, environ: MutableMapping[str, str]
 ) -> tuple[BridgeConfig, str]:
     """(config, token): the token file's, else TOKEN_ENV's (taken out of `environ`), which
     is then written to a 0600 file in the state dir for the agent's hooks to read."""
