@@ -120,14 +120,22 @@ class Client:
     """Typed calls of the Dockyard API; every failure raises a CliError."""
 
     def __init__(
-        self, base_url: str, *, timeout: float = 30.0, transport: httpx.BaseTransport | None = None
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        timeout: float = 30.0,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        headers = {"User-Agent": f"dockyard-cli/{__version__}"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         self._http = httpx.Client(
             base_url=self.base_url,
             timeout=timeout,
             transport=transport,
-            headers={"User-Agent": f"dockyard-cli/{__version__}"},
+            headers=headers,
             # a proxy from the environment must never be asked to reach our own loopback server
             trust_env=not is_loopback(self.base_url),
             # plain http never does TLS; not loading the CA bundle saves ~50 ms per command
@@ -160,7 +168,10 @@ class Client:
         except httpx.TransportError as exc:
             raise ServerUnreachable(self.base_url, str(exc) or type(exc).__name__) from exc
         if response.is_error:
-            raise error_from_response(response)
+            error = error_from_response(response)
+            if response.status_code == 401:
+                error.hint = f"log in with: dockyard login {self.base_url} (or set DOCKYARD_TOKEN)"
+            raise error
         try:
             return response.json()
         except ValueError as exc:
@@ -217,9 +228,11 @@ class Client:
         parameters: dict[str, str] | None = None,
         name: str | None = None,
         template_version: str | None = None,
+        owner: str | None = None,
     ) -> JSON:
         """Create a task; returns it."""
         body = {
+            "owner": owner,
             "template": template,
             "preset": preset,
             "prompt": prompt,
@@ -230,9 +243,10 @@ class Client:
         result: JSON = self.request("POST", "/tasks", json=body)
         return result
 
-    def list_tasks(self, status: str | None = None) -> list[JSON]:
-        """Tasks, optionally of one status."""
-        result: list[JSON] = self.request("GET", "/tasks", params={"status": status})["tasks"]
+    def list_tasks(self, status: str | None = None, all_users: bool = False) -> list[JSON]:
+        """The caller's tasks (every user's with `all_users`), optionally of one status."""
+        params = {"status": status, "all": "true" if all_users else None}
+        result: list[JSON] = self.request("GET", "/tasks", params=params)["tasks"]
         return result
 
     def get_task(self, task: str) -> JSON:
@@ -281,18 +295,62 @@ class Client:
         """Delete the task and its workspace."""
         self.request("DELETE", f"/tasks/{_segment(task)}")
 
+    # --- users, tokens, audit ---
+    def me(self) -> JSON:
+        """Who the token belongs to."""
+        result: JSON = self.request("GET", "/me")
+        return result
+
+    def list_users(self) -> list[JSON]:
+        """Every user (admins)."""
+        result: list[JSON] = self.request("GET", "/users")["users"]
+        return result
+
+    def create_user(self, name: str, role: str) -> JSON:
+        """Add a user (admins)."""
+        result: JSON = self.request("POST", "/users", json={"name": name, "role": role})
+        return result
+
+    def remove_user(self, name: str) -> None:
+        """Remove a user and revoke their tokens (admins)."""
+        self.request("DELETE", f"/users/{_segment(name)}")
+
+    def create_token(self, name: str, expires: str | None, user: str | None) -> JSON:
+        """A new token; the reply holds it, the only time it is shown."""
+        body = {"name": name, "expires": expires, "user": user}
+        result: JSON = self.request("POST", "/tokens", json=body)
+        return result
+
+    def list_tokens(self, all_users: bool = False) -> list[JSON]:
+        """The caller's tokens (everyone's with `all_users`, admins)."""
+        params = {"all": "true" if all_users else None}
+        result: list[JSON] = self.request("GET", "/tokens", params=params)["tokens"]
+        return result
+
+    def revoke_token(self, token_id: str) -> JSON:
+        """Revoke one token."""
+        result: JSON = self.request("DELETE", f"/tokens/{_segment(token_id)}")
+        return result
+
+    def audit(self, after: int = 0, limit: int = 1000) -> list[JSON]:
+        """Audit entries after an id (admins)."""
+        params = {"after": after, "limit": limit}
+        result: list[JSON] = self.request("GET", "/audit", params=params)["entries"]
+        return result
+
 
 class ClientSource:
     """Builds the Client on first use, so `--help` and `dockyard server` never need a server."""
 
-    def __init__(self, resolve_url: Callable[[], str]) -> None:
-        self._resolve_url = resolve_url
+    def __init__(self, resolve: Callable[[], tuple[str, str | None]]) -> None:
+        self._resolve = resolve
         self._client: Client | None = None
 
     def get(self) -> Client:
         """The client, resolving (and maybe starting) the server the first time."""
         if self._client is None:
-            self._client = Client(self._resolve_url())
+            url, token = self._resolve()
+            self._client = Client(url, token=token)
             click.get_current_context().find_root().call_on_close(self._client.close)
         return self._client
 

@@ -16,7 +16,7 @@ import click
 import filelock
 
 from cli.client import Client, CliError, LocalServerError
-from provisioner.paths import home_dir
+from provisioner.paths import admin_token_path, home_dir
 
 START_TIMEOUT = 20.0
 # a second CLI may wait behind the first one's whole start-up before it gets the lock
@@ -45,9 +45,17 @@ def read_server_info(home: Path) -> ServerInfo | None:
     return ServerInfo(url=data["url"], pid=pid if isinstance(pid, int) else None)
 
 
-def is_healthy(url: str) -> bool:
-    """True when the server at `url` answers its health check."""
-    client = Client(url, timeout=HEALTH_TIMEOUT)
+def local_admin_token(home: Path) -> str | None:
+    """The admin token the local server of `home` wrote (provisioner.server.bootstrap)."""
+    try:
+        return admin_token_path(home).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def is_healthy(url: str, home: Path) -> bool:
+    """True when the server at `url` answers the health check of `home`'s admin."""
+    client = Client(url, token=local_admin_token(home), timeout=HEALTH_TIMEOUT)
     try:
         client.health()
     except CliError:
@@ -105,7 +113,7 @@ def wait_for_server(home: Path, proc: subprocess.Popen[bytes], timeout: float) -
     while True:
         # a stale server.json from an earlier run fails the health check, so it is never taken
         info = read_server_info(home)
-        if info is not None and is_healthy(info.url):
+        if info is not None and is_healthy(info.url, home):
             return info.url
         if proc.poll() is not None:
             raise LocalServerError(
@@ -126,14 +134,14 @@ def wait_for_server(home: Path, proc: subprocess.Popen[bytes], timeout: float) -
 def ensure_local_server(home: Path) -> str:
     """The URL of the healthy local server of `home`, starting one if there is none."""
     info = read_server_info(home)
-    if info is not None and is_healthy(info.url):
+    if info is not None and is_healthy(info.url, home):
         return info.url
     home.mkdir(parents=True, exist_ok=True)
     try:
         with filelock.FileLock(home / "server.lock", timeout=LOCK_TIMEOUT):
             # whoever held the lock before us may have started it already
             info = read_server_info(home)
-            if info is not None and is_healthy(info.url):
+            if info is not None and is_healthy(info.url, home):
                 return info.url
             url = wait_for_server(home, spawn_server(home), START_TIMEOUT)
     except filelock.Timeout as exc:

@@ -7,9 +7,10 @@ from pathlib import Path
 import click
 
 from cli import __version__
+from cli.accounts import audit, login, logout, token_group, user_group, whoami
 from cli.catalog import preset_group, template_group
 from cli.client import ClientSource, CliError
-from cli.local_server import resolve_url
+from cli.credentials import connect
 from cli.pools import capacity, pool_group
 from cli.tasks import task_group
 from provisioner.errors import DockyardError
@@ -26,7 +27,7 @@ from provisioner.errors import DockyardError
 @click.pass_context
 def cli(ctx: click.Context, url: str | None) -> None:
     """Run coding agents in Docker workspaces, one per task."""
-    ctx.obj = ClientSource(lambda: resolve_url(url))
+    ctx.obj = ClientSource(lambda: connect(url))
 
 
 cli.add_command(task_group)
@@ -34,6 +35,8 @@ cli.add_command(template_group)
 cli.add_command(preset_group)
 cli.add_command(pool_group)
 cli.add_command(capacity)
+for command in (user_group, token_group, login, logout, whoami, audit):
+    cli.add_command(command)
 
 
 @cli.command("server")
@@ -44,15 +47,38 @@ cli.add_command(capacity)
     type=click.Path(file_okay=False, path_type=Path),
     help="State directory [default: $DOCKYARD_HOME or the user data dir].",
 )
-def server(host: str, port: int, home: Path | None) -> None:
-    """Run the Dockyard server in the foreground."""
+@click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path), help="Serve HTTPS.")
+@click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), help="Its key.")
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="A DNS name clients use for this server (repeatable; env DOCKYARD_ALLOWED_HOSTS).",
+)
+def server(
+    host: str,
+    port: int,
+    home: Path | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    allowed_hosts: tuple[str, ...],
+) -> None:
+    """Run the Dockyard server in the foreground; every request needs an API token."""
     try:
         # the server's dependencies are heavy; only this command needs them
         from provisioner.server.main import run_server
     except ImportError as exc:
         raise CliError(f"cannot load the Dockyard server: {exc}") from exc
     try:
-        run_server(host=host, port=port, home=home)
+        run_server(
+            host=host,
+            port=port,
+            home=home,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            allowed_hosts=list(allowed_hosts),
+        )
     except DockyardError as exc:  # e.g. its database cannot be opened
         raise CliError(str(exc)) from exc
 

@@ -107,8 +107,13 @@ def task_row(task: dict[str, Any], now: datetime | None = None) -> list[str]:
     ]
 
 
-def tasks_table(tasks: Iterable[dict[str, Any]], now: datetime | None = None) -> str:
-    """The task list table."""
+def tasks_table(
+    tasks: Iterable[dict[str, Any]], now: datetime | None = None, owners: bool = False
+) -> str:
+    """The task list table; with `owners`, an OWNER column first (every user's tasks)."""
+    if owners:
+        rows = [[cell(t.get("owner")), *task_row(t, now)] for t in tasks]
+        return render_table(["OWNER", *TASK_HEADERS], rows)
     return render_table(TASK_HEADERS, [task_row(t, now) for t in tasks])
 
 

@@ -145,6 +145,7 @@ def task_group() -> None:
     show_default=True,
     help="Seconds --wait waits before giving up.",
 )
+@click.option("--owner", metavar="USER", help="Create the task for this user (admins).")
 def create(
     prompt: str | None,
     template: str,
@@ -156,6 +157,7 @@ def create(
     quiet: bool,
     wait: bool,
     timeout: float,
+    owner: str | None,
 ) -> None:
     """Create a task from a template (and preset) with PROMPT."""
     text = read_text(prompt, from_stdin, "prompt")
@@ -167,6 +169,7 @@ def create(
         parameters=params,
         name=name,
         template_version=template_version,
+        owner=owner,
     )
     if not quiet:
         source = "/".join(p for p in (task.get("template"), task.get("preset")) if p)
@@ -184,18 +187,19 @@ def create(
 
 @task_group.command("list")
 @click.option("--status", type=click.Choice(STATUSES, case_sensitive=False), help="Only this one.")
+@click.option("-a", "--all", "all_users", is_flag=True, help="Every user's tasks (admins).")
 @output_option
 @click.option("-q", "--quiet", is_flag=True, help="Print only task ids.")
-def list_tasks(status: str | None, output: str, quiet: bool) -> None:
-    """List tasks."""
-    tasks = current_client().list_tasks(status)
+def list_tasks(status: str | None, all_users: bool, output: str, quiet: bool) -> None:
+    """List your tasks (-a: everyone's)."""
+    tasks = current_client().list_tasks(status, all_users=all_users)
     if quiet:
         for task in tasks:
             click.echo(task["id"])
     elif output == "json":
         click.echo(to_json(tasks))
     else:
-        click.echo(tasks_table(tasks))
+        click.echo(tasks_table(tasks, owners=all_users))
 
 
 def _watch(client: Client, task: JSON, output: str) -> None:

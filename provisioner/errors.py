@@ -6,6 +6,8 @@ DockyardError
 │   ├── PresetNotFound (LookupError)
 │   └── ParameterError                  missing / unknown / wrongly typed parameter
 ├── TaskNotFound (LookupError)
+├── Unauthenticated (PermissionError)   no credential, or one that is unknown/expired/revoked
+├── Forbidden (PermissionError)         a valid caller whose role does not allow the act
 ├── TaskConflict                        a name is taken, or the task is in the wrong status
 │   └── IllegalTransition               the state machine rejected a move
 ├── BackendError (RuntimeError)         the workspace backend failed
@@ -49,6 +51,14 @@ class ParameterError(TemplateError):
 
 class TaskNotFound(DockyardError, LookupError):
     """No task with that id or name."""
+
+
+class Unauthenticated(DockyardError, PermissionError):
+    """The request carries no valid credential (HTTP 401)."""
+
+
+class Forbidden(DockyardError, PermissionError):
+    """The caller is known, but their role does not allow this (HTTP 403)."""
 
 
 class TaskConflict(DockyardError):

@@ -32,7 +32,10 @@ def slug_from_prompt(prompt: str, max_len: int = 32) -> str:
     return stem or "task"
 
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+# use with fullmatch: `$` would also take a name ending in a newline
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+# the owner of warm-pool members until a claim gives them a user (no user has this name)
+POOL_OWNER = "@pool"
 
 
 @dataclass

@@ -28,6 +28,11 @@ def home_dir(explicit: Path | None = None) -> Path:
     return path.resolve()
 
 
+def admin_token_path(home: Path) -> Path:
+    """Where a home keeps its local admin's API token (0600; written by the server)."""
+    return home / "admin-token"
+
+
 def cache_dir() -> Path:
     """Shared across homes: image-build work and the bridge zipapp are per machine."""
     path = Path(

@@ -12,6 +12,7 @@ from pathlib import Path
 import uvicorn
 
 from provisioner.engine.engine import Engine
+from provisioner.paths import admin_token_path
 from provisioner.server.main import create_app
 
 
@@ -42,3 +43,18 @@ def serve(engine: Engine, home: Path) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=20)
+
+
+def admin_token(home: Path) -> str:
+    """The API token of the local admin the server of `home` made for itself."""
+    return admin_token_path(home).read_text().strip()
+
+
+def admin_headers(home: Path) -> dict[str, str]:
+    """Headers that authenticate a request as the local admin of `home`."""
+    return {"Authorization": f"Bearer {admin_token(home)}"}
+
+
+def admin_env(url: str, home: Path) -> dict[str, str]:
+    """The environment of a `dockyard` command run as `home`'s admin against `url`."""
+    return {"DOCKYARD_URL": url, "DOCKYARD_TOKEN": admin_token(home)}

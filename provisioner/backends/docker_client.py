@@ -33,6 +33,8 @@ class TransientDockerError(BackendError):
 
 
 def _translate(exc: Exception, what: str) -> BackendError:
+    if isinstance(exc, BackendError):  # already ours (e.g. the daemon is down): keep its class
+        return exc
     if isinstance(exc, requests.exceptions.ConnectionError) or (
         isinstance(exc, docker.errors.DockerException)
         and not isinstance(exc, docker.errors.APIError)

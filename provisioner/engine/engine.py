@@ -39,7 +39,7 @@ from provisioner.errors import (
     TaskNotFound,
 )
 from provisioner.lifecycle import TERMINAL, ErrorClass, State, Status
-from provisioner.model import NAME_RE, Task, parse_time, slug_from_prompt, utcnow
+from provisioner.model import NAME_RE, POOL_OWNER, Task, parse_time, slug_from_prompt, utcnow
 from provisioner.store.store import Store
 from provisioner.templating.catalog import Catalog, Template
 from provisioner.templating.params import redact
@@ -74,7 +74,7 @@ class Engine:
         catalog: Catalog,
         bundler: BridgeBundler,
         *,
-        owner: str = "me",
+        owner: str = POOL_OWNER,
         tick_s: float = 1.0,
         secrets: SecretStore | None = None,
         max_workspaces: int | None = None,
@@ -428,8 +428,10 @@ class Engine:
         parameters: dict[str, Any],
         name: str | None,
         template_version: str | None = None,
+        owner: str,
+        actor: str = "user",
     ) -> Task:
-        """Validate and render everything, then store the task as pending."""
+        """Validate and render everything, then store `owner`'s task as pending."""
         if not prompt.strip():
             raise ParameterError("The prompt is empty", hint="give the task something to do")
         tpl = self.catalog.get(template, template_version)
@@ -438,21 +440,21 @@ class Engine:
         spec = render_workspace(tpl, chosen, given)  # fails before anything is created
         self.backend.ping()
         if name is not None:
-            if not NAME_RE.match(name):
+            if not NAME_RE.fullmatch(name):
                 raise ParameterError(
                     f"Invalid task name {name!r}: use lowercase letters, digits and dashes"
                 )
         else:
             stem = slug_from_prompt(prompt)
             name = f"{stem}-{secrets.token_hex(2)}"
-            while self.store.name_taken(self.owner, name):
+            while self.store.name_taken(owner, name):
                 name = f"{stem}-{secrets.token_hex(2)}"
         now = utcnow()
         task = Task(
             id=str(uuid.uuid4()),
             name=name,
             display_name=prompt.strip().splitlines()[0][:120],
-            owner=self.owner,
+            owner=owner,
             template=tpl.name,
             template_version=tpl.version,
             preset=chosen.name if chosen else None,
@@ -476,17 +478,18 @@ class Engine:
             secret_values,
             {
                 "name": task.name,
+                "owner": owner,
                 "display_name": task.display_name,
                 "prompt": prompt,
                 "message": "claimed a warm workspace",
             },
         )
         if warm is not None:
-            return self._start_claimed(warm, tpl, spec)
+            return self._start_claimed(warm, tpl, spec, actor)
         if self.catalog.versions is not None:
             self.catalog.versions.snapshot(tpl)  # the task pins this exact content
         self.secrets.save(task.id, secret_values)
-        self.store.create_task(task, actor="user")
+        self.store.create_task(task, actor=actor)
         # The bridge queues the first prompt from its config; recording it here gives it
         # an id and a delivery state like every other prompt.
         self.store.add_prompt(task.id, initial_prompt_id(task), prompt)
@@ -494,7 +497,7 @@ class Engine:
         self.wake()
         return task
 
-    def _start_claimed(self, task: Task, tpl: Template, spec: WorkspaceSpec) -> Task:
+    def _start_claimed(self, task: Task, tpl: Template, spec: WorkspaceSpec, actor: str) -> Task:
         """A claimed warm workspace: run the per-claim step, then give it the prompt."""
         try:
             self.pools.claim_setup(task, tpl, spec)
@@ -502,7 +505,7 @@ class Engine:
             self.fail(task.id, Status.ACTIVE, str(exc), ErrorClass.PERMANENT)
             return self.store.get(task.id)
         self.store.add_prompt(task.id, initial_prompt_id(task), task.prompt)
-        self.store.update(task.id, Status.ACTIVE, actor="user", state=State.WORKING.value)
+        self.store.update(task.id, Status.ACTIVE, actor=actor, state=State.WORKING.value)
         self._deliver_now(task)
         return self.store.get(task.id)
 
@@ -528,7 +531,7 @@ class Engine:
             self._stop_follower(task.id, wait=False)
             self.sync_logs(task)
             self.backend.stop(task.id)
-            message = "paused" if actor == "user" else reason
+            message = "paused" if actor.startswith("user") else reason
             paused = self.store.transition(
                 task.id,
                 Status.ACTIVE,
@@ -558,10 +561,14 @@ class Engine:
             self._submit_provision(task.id)
         return task
 
-    def delete(self, ref: str) -> Task:
-        """Remove the task's workspace (containers and volumes) and its records."""
+    def delete(self, ref: str, *, actor: str = "user") -> Task:
+        """Remove the task's workspace (containers and volumes) and its records.
+
+        Of deletes racing for one task exactly one wins; the others find it gone (404).
+        """
         task = self.store.get(ref)
         with self._lock_for(self._task_locks, task.id):
+            task = self.store.get(task.id)  # a delete that held the lock first removed it
             self._stop_follower(task.id, wait=False)
             if task.status not in TERMINAL:
                 with contextlib.suppress(TaskConflict, TaskNotFound):
@@ -569,16 +576,17 @@ class Engine:
                         task.id,
                         task.status,
                         Status.CANCELLED,
-                        actor="user",
+                        actor=actor,
                         reason="deleted by user",
                     )
             self.backend.remove(task.id)
-            self.store.delete(task.id)
+            if not self.store.delete(task.id):  # another server sharing the store was first
+                raise TaskNotFound(f"No task {ref[:80]!r}", hint="it was deleted just now")
             self.secrets.delete(task.id)
         self.wake()  # a slot may be free: a waiting task may start
         return task
 
-    def send(self, ref: str, text: str) -> dict[str, Any]:
+    def send(self, ref: str, text: str, *, actor: str = "user") -> dict[str, Any]:
         """Queue a follow-up prompt; it reaches the agent once it is active and idle.
 
         A paused task is resumed first; a starting one gets it once active; a working
@@ -598,10 +606,10 @@ class Engine:
         prompt = self.store.add_prompt(task.id, uuid.uuid4().hex, text)
         if task.status == Status.PAUSED:
             with contextlib.suppress(TaskConflict):
-                self.resume(task.id, reason="resumed to take a prompt")
+                self.resume(task.id, actor=actor, reason="resumed to take a prompt")
         elif task.status == Status.ACTIVE:
             # The agent is about to work: say so at once, the bridge will confirm.
-            self.store.update(task.id, Status.ACTIVE, actor="user", state=State.WORKING.value)
+            self.store.update(task.id, Status.ACTIVE, actor=actor, state=State.WORKING.value)
             self._deliver_now(task)
         return {"ok": True, "prompt_id": prompt["id"], "state": prompt["state"]}
 

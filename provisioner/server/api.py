@@ -6,23 +6,30 @@ import asyncio
 import contextlib
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from provisioner import __version__
+from provisioner.auth.tokens import Principal
 from provisioner.engine.capacity import Usage
 from provisioner.engine.engine import Engine
 from provisioner.errors import (
     BackendUnavailable,
     BridgeFailure,
     DockyardError,
+    Forbidden,
+    ParameterError,
     TaskConflict,
     TaskNotFound,
     TemplateError,
+    Unauthenticated,
 )
 from provisioner.lifecycle import TERMINAL, Status
+from provisioner.model import Task
+from provisioner.server.auth import admin_only, caller
 from provisioner.server.logjson import entries_json, page_json
 from provisioner.store.store import Store
 from provisioner.templating.catalog import Template
@@ -40,6 +47,9 @@ class CreateTask(BaseModel):
     template_version: str | None = Field(
         None, description="A stored version (hash, prefix or label); the active one if absent"
     )
+    owner: str | None = Field(
+        None, description="Create it for this user (admins only); the caller if absent"
+    )
 
 
 class SendInput(BaseModel):
@@ -48,7 +58,55 @@ class SendInput(BaseModel):
     input: str = Field(description="The follow-up prompt")
 
 
+# longest `detail` an error answer carries: a message quoting a huge value stays readable
+MAX_DETAIL = 1000
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: what happened, and what to do about it."""
+
+    detail: str | list[dict[str, Any]] = Field(
+        description="The message; for a malformed request, one item per bad field"
+    )
+    hint: str | None = Field(None, description="What to do about it")
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": why}
+    for code, why in [
+        (400, "Malformed request, or a value that is not allowed"),
+        (401, "No API token, or one that is unknown, expired or revoked"),
+        (403, "The caller's role does not allow this"),
+        (404, "No such task, template, user or token (or not the caller's)"),
+        (409, "The task or name is in a state that does not allow this"),
+        (413, "The request or a prompt is larger than allowed"),
+    ]
+}
+
+
+def _capped(text: str | None) -> str | None:
+    if text is None or len(text) <= MAX_DETAIL:
+        return text
+    return text[: MAX_DETAIL - 40] + f"... ({len(text) - MAX_DETAIL + 40} more characters)"
+
+
+def _validation_detail(exc: RequestValidationError) -> list[dict[str, Any]]:
+    # only where and what: the raw input may be huge or not even encodable
+    return [
+        {
+            "loc": [str(p)[:100] for p in err.get("loc", ())],
+            "msg": _capped(str(err.get("msg", "invalid value"))),
+            "type": str(err.get("type", ""))[:100],
+        }
+        for err in exc.errors()[:20]
+    ]
+
+
 def _status_code(exc: DockyardError) -> int:
+    if isinstance(exc, Unauthenticated):
+        return 401
+    if isinstance(exc, Forbidden):
+        return 403
     if isinstance(exc, LookupError):
         return 404
     if isinstance(exc, BackendUnavailable):
@@ -150,8 +208,25 @@ def _logs_page(store: Store, task_id: str, entries: str, last_id: int) -> bytes:
     return page_json(entries, rest)
 
 
-def _capacity_json(usage: Usage, store: Store) -> dict[str, Any]:
-    names = {t.id: t for t in store.list_tasks([Status.PENDING], kind=None)}
+def find_task(store: Store, who: Principal, ref: str) -> Task:
+    """The task `ref` names, as `who` may see it: members only their own (others' are
+    not found, never forbidden, so their names do not leak); admins their own first,
+    then anyone's."""
+    if not who.is_admin:
+        return store.get(ref, owner=who.user)
+    try:
+        return store.get(ref, owner=who.user)
+    except TaskNotFound:
+        return store.get(ref)
+
+
+def _capacity_json(usage: Usage, store: Store, who: Principal) -> dict[str, Any]:
+    # a member sees where others' tasks stand in the queue, not what they are called
+    names = {
+        t.id: t
+        for t in store.list_tasks([Status.PENDING], kind=None)
+        if who.is_admin or t.owner == who.user
+    }
     return {
         "limit": usage.limit,  # null: unlimited
         "in_use": usage.in_use,  # workspaces initializing or active
@@ -177,11 +252,11 @@ def _capacity_json(usage: Usage, store: Store) -> dict[str, Any]:
 
 def build_router(engine: Engine, home: str) -> APIRouter:
     """All /api/v2 routes, bound to one engine."""
-    r = APIRouter(prefix="/api/v2")
+    r = APIRouter(prefix="/api/v2", responses=ERROR_RESPONSES)
     store = engine.store
 
     @r.get("/health")
-    def health() -> dict[str, Any]:
+    def health(who: Principal = Depends(caller)) -> dict[str, Any]:
         docker: dict[str, Any] = {"ok": True, "error": None}
         try:
             engine.backend.ping()
@@ -190,15 +265,15 @@ def build_router(engine: Engine, home: str) -> APIRouter:
         return {"ok": True, "version": __version__, "docker": docker, "home": home}
 
     @r.get("/templates")
-    def list_templates() -> dict[str, Any]:
+    def list_templates(who: Principal = Depends(caller)) -> dict[str, Any]:
         return {"templates": [_template_json(t) for t in engine.catalog.all()]}
 
     @r.get("/templates/{name}")
-    def get_template(name: str) -> dict[str, Any]:
+    def get_template(name: str, who: Principal = Depends(caller)) -> dict[str, Any]:
         return _template_json(engine.catalog.get(name))
 
     @r.get("/templates/{name}/versions")
-    def template_versions(name: str) -> dict[str, Any]:
+    def template_versions(name: str, who: Principal = Depends(caller)) -> dict[str, Any]:
         active = engine.catalog.get(name)
         store = engine.catalog.versions
         stored = store.versions(name) if store else []
@@ -226,23 +301,39 @@ def build_router(engine: Engine, home: str) -> APIRouter:
         return {"template": name, "versions": rows}
 
     @r.post("/templates", status_code=201)
-    async def push_template(request: Request, label: str | None = None) -> dict[str, Any]:
+    async def push_template(
+        request: Request, label: str | None = None, who: Principal = Depends(admin_only)
+    ) -> dict[str, Any]:
         body = await request.body()
         info, tpl = await run_in_threadpool(push_archive, engine.catalog, body, label)
+        await run_in_threadpool(
+            store.record_audit, who.actor, "template.push", f"{tpl.name}@{tpl.version}", label or ""
+        )
         return {**_template_json(tpl), "label": info.label, "pushed": True}
 
     @r.get("/templates/{name}/presets")
-    def template_presets(name: str) -> dict[str, Any]:
+    def template_presets(name: str, who: Principal = Depends(caller)) -> dict[str, Any]:
         return {"presets": _preset_json(engine.catalog.get(name))}
 
     @r.get("/presets")
-    def list_presets(template: str | None = None) -> dict[str, Any]:
+    def list_presets(
+        template: str | None = None, who: Principal = Depends(caller)
+    ) -> dict[str, Any]:
         tpls = [engine.catalog.get(template)] if template else engine.catalog.all()
         return {"presets": [p for t in tpls for p in _preset_json(t)]}
 
     @r.post("/tasks", status_code=201)
-    def create_task(body: CreateTask) -> dict[str, Any]:
+    def create_task(body: CreateTask, who: Principal = Depends(caller)) -> dict[str, Any]:
+        owner = who.user
+        if body.owner is not None and body.owner != who.user:
+            if not who.is_admin:
+                raise Forbidden("Only an admin may create tasks for another user")
+            if store.user(body.owner) is None:
+                raise ParameterError(f"No user {body.owner[:40]!r} to own the task")
+            owner = body.owner
         task = engine.create_task(
+            owner=owner,
+            actor=who.actor,
             template=body.template,
             preset=body.preset,
             prompt=body.prompt,
@@ -250,10 +341,18 @@ def build_router(engine: Engine, home: str) -> APIRouter:
             name=body.name,
             template_version=body.template_version,
         )
+        if owner != who.user:
+            store.record_audit(who.actor, "task.create", f"{owner}/{task.name}", task.id)
         return task.public()
 
     @r.get("/tasks")
-    def list_tasks(status: str | None = None) -> dict[str, Any]:
+    def list_tasks(
+        status: str | None = None,
+        all: bool = Query(False, description="Every user's tasks (admins only)"),
+        who: Principal = Depends(caller),
+    ) -> dict[str, Any]:
+        if all and not who.is_admin:
+            raise Forbidden("Only an admin may list every user's tasks")
         statuses = None
         if status:
             try:
@@ -261,27 +360,28 @@ def build_router(engine: Engine, home: str) -> APIRouter:
             except ValueError as exc:
                 valid = ", ".join(s.value for s in Status)
                 raise TemplateError(f"Unknown status {status!r} (one of: {valid})") from exc
-        return {"tasks": [t.public() for t in store.list_tasks(statuses)]}
+        owner = None if all else who.user
+        return {"tasks": [t.public() for t in store.list_tasks(statuses, owner=owner)]}
 
     @r.get("/pools")
-    def pools() -> dict[str, Any]:
+    def pools(who: Principal = Depends(caller)) -> dict[str, Any]:
         members = [t for t in store.list_tasks(kind="pool") if t.status not in TERMINAL]
         return {
             "members": [m.public() for m in members],
-            "capacity": _capacity_json(engine.capacity(), store),
+            "capacity": _capacity_json(engine.capacity(), store, who),
         }
 
     @r.get("/capacity")
-    def capacity() -> dict[str, Any]:
-        return _capacity_json(engine.capacity(), store)
+    def capacity(who: Principal = Depends(caller)) -> dict[str, Any]:
+        return _capacity_json(engine.capacity(), store, who)
 
     @r.get("/tasks/{ref}")
-    def get_task(ref: str) -> dict[str, Any]:
-        return store.get(ref).public()
+    def get_task(ref: str, who: Principal = Depends(caller)) -> dict[str, Any]:
+        return find_task(store, who, ref).public()
 
     @r.get("/tasks/{ref}/events")
-    def task_events(ref: str) -> dict[str, Any]:
-        task = store.get(ref)
+    def task_events(ref: str, who: Principal = Depends(caller)) -> dict[str, Any]:
+        task = find_task(store, who, ref)
         return {"events": store.events(task.id)}
 
     @r.get("/tasks/{ref}/logs", response_model=None)
@@ -290,41 +390,53 @@ def build_router(engine: Engine, home: str) -> APIRouter:
         after: int = 0,
         wait: float = Query(0, ge=0, le=60),
         limit: int = Query(10000, ge=1, le=100000),
+        who: Principal = Depends(caller),
     ) -> Response:
-        task = await run_in_threadpool(store.get, ref)
+        task = await run_in_threadpool(find_task, store, who, ref)
         entries, last_id = await _wait_for_logs(store, task.id, after, limit, wait)
         last = after if last_id is None else last_id
         body = await run_in_threadpool(_logs_page, store, task.id, entries, last)
         return Response(body, media_type="application/json")
 
     @r.get("/tasks/{ref}/prompts")
-    def task_prompts(ref: str) -> dict[str, Any]:
-        task = store.get(ref)
+    def task_prompts(ref: str, who: Principal = Depends(caller)) -> dict[str, Any]:
+        task = find_task(store, who, ref)
         return {"prompts": [_prompt_json(p) for p in store.prompts(task.id)]}
 
     @r.get("/tasks/{ref}/prompts/{prompt_id}")
-    def task_prompt(ref: str, prompt_id: str) -> dict[str, Any]:
-        task = store.get(ref)
+    def task_prompt(ref: str, prompt_id: str, who: Principal = Depends(caller)) -> dict[str, Any]:
+        task = find_task(store, who, ref)
         prompt = store.prompt(prompt_id)
         if prompt is None or prompt["task_id"] != task.id:
             raise TaskNotFound(f"Task {task.name} has no prompt {prompt_id!r}")
         return _prompt_json(prompt)
 
+    def act_on(who: Principal, ref: str, action: str) -> Task:
+        """The task an act names; an admin acting on another's task is audited."""
+        task = find_task(store, who, ref)
+        if task.owner != who.user:
+            store.record_audit(who.actor, action, f"{task.owner}/{task.name}", task.id)
+        return task
+
     @r.post("/tasks/{ref}/send")
-    def send(ref: str, body: SendInput) -> dict[str, Any]:
-        return engine.send(ref, body.input)
+    def send(ref: str, body: SendInput, who: Principal = Depends(caller)) -> dict[str, Any]:
+        task = act_on(who, ref, "task.send")
+        return engine.send(task.id, body.input, actor=who.actor)
 
     @r.post("/tasks/{ref}/pause")
-    def pause(ref: str) -> dict[str, Any]:
-        return engine.pause(ref).public()
+    def pause(ref: str, who: Principal = Depends(caller)) -> dict[str, Any]:
+        task = act_on(who, ref, "task.pause")
+        return engine.pause(task.id, actor=who.actor).public()
 
     @r.post("/tasks/{ref}/resume")
-    def resume(ref: str) -> dict[str, Any]:
-        return engine.resume(ref).public()
+    def resume(ref: str, who: Principal = Depends(caller)) -> dict[str, Any]:
+        task = act_on(who, ref, "task.resume")
+        return engine.resume(task.id, actor=who.actor).public()
 
     @r.delete("/tasks/{ref}")
-    def delete(ref: str) -> dict[str, Any]:
-        task = engine.delete(ref)
+    def delete(ref: str, who: Principal = Depends(caller)) -> dict[str, Any]:
+        task = act_on(who, ref, "task.delete")
+        task = engine.delete(task.id, actor=who.actor)
         return {"ok": True, "id": task.id, "name": task.name}
 
     return r
@@ -335,6 +447,15 @@ def install_error_handler(app: FastAPI) -> None:
 
     @app.exception_handler(DockyardError)
     async def _dockyard_error(_: Request, exc: DockyardError) -> JSONResponse:
+        code = _status_code(exc)
+        headers = {"WWW-Authenticate": 'Bearer realm="dockyard"'} if code == 401 else None
         return JSONResponse(
-            status_code=_status_code(exc), content={"detail": exc.message, "hint": exc.hint}
+            status_code=code,
+            content={"detail": _capped(exc.message), "hint": _capped(exc.hint)},
+            headers=headers,
         )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # a malformed body or query is the caller's mistake: 400, like our own checks
+        return JSONResponse(status_code=400, content={"detail": _validation_detail(exc)})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import json
 import logging
 import os
@@ -21,8 +22,12 @@ from provisioner.backends.terraform import TerraformBackend
 from provisioner.engine.engine import Engine
 from provisioner.engine.secrets import SecretStore
 from provisioner.engine.workspace import BridgeBundler
-from provisioner.errors import TaskNotFound
+from provisioner.errors import DockyardError, TaskNotFound
+from provisioner.server.accounts_api import build_accounts_router
 from provisioner.server.api import build_router, install_error_handler
+from provisioner.server.auth import Authenticator
+from provisioner.server.bootstrap import ensure_local_admin, token_path
+from provisioner.server.guard import RequestGuard
 from provisioner.store.store import Store, sqlite_url
 from provisioner.templating.catalog import Catalog
 from provisioner.templating.versions import VersionStore
@@ -52,8 +57,21 @@ def build_engine(home: Path) -> Engine:
     )
 
 
-def create_app(engine: Engine, home: Path) -> FastAPI:
-    """The FastAPI app; starts the engine with the app and stops it after."""
+def allowed_hosts_from_env() -> list[str]:
+    """DOCKYARD_ALLOWED_HOSTS: more names the server answers to (comma-separated)."""
+    raw = os.environ.get("DOCKYARD_ALLOWED_HOSTS", "")
+    return [h.strip() for h in raw.split(",") if h.strip()]
+
+
+def create_app(engine: Engine, home: Path, allowed_hosts: list[str] | None = None) -> FastAPI:
+    """The FastAPI app; starts the engine with the app and stops it after.
+
+    Every request passes the guard (Host, Origin, content type, size), then needs an API
+    token; the home gets a local admin token first (see bootstrap).
+    """
+    ensure_local_admin(engine.store, home)
+    names = [socket.gethostname(), socket.getfqdn(), *(allowed_hosts or [])]
+    names += allowed_hosts_from_env()
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -63,28 +81,57 @@ def create_app(engine: Engine, home: Path) -> FastAPI:
         finally:
             engine.stop()
 
-    app = FastAPI(title="Dockyard", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="Dockyard", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     install_error_handler(app)
     app.include_router(build_router(engine, str(home)))
+    app.include_router(build_accounts_router(engine.store))
+    # the last added runs first: the guard, then authentication, then the routes
+    app.add_middleware(Authenticator, store=engine.store)
+    app.add_middleware(RequestGuard, allowed_hosts=names)
     return app
 
 
-def run_server(host: str = "127.0.0.1", port: int = 0, home: Path | None = None) -> None:
+def is_loopback_address(host: str) -> bool:
+    """True when binding `host` keeps the server on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run_server(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    home: Path | None = None,
+    *,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+    allowed_hosts: list[str] | None = None,
+) -> None:
     """Serve until interrupted; writes HOME/server.json once listening."""
+    if (tls_cert is None) != (tls_key is None):
+        raise DockyardError("TLS needs both --tls-cert and --tls-key")
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per bridge poll is noise
     home = paths.home_dir(home)
     engine = build_engine(home)
-    app = create_app(engine, home)
+    app = create_app(engine, home, [host, *(allowed_hosts or [])])
     sock = socket.socket(
         socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP
     )  # so asyncio sets TCP_NODELAY
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    url = f"http://{host}:{sock.getsockname()[1]}"
+    scheme = "https" if tls_cert else "http"
+    shown = f"[{host}]" if ":" in host else host
+    url = f"{scheme}://{shown}:{sock.getsockname()[1]}"
     address_file = home / "server.json"
+    token_file = token_path(home)
 
     class _Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
@@ -92,9 +139,28 @@ def run_server(host: str = "127.0.0.1", port: int = 0, home: Path | None = None)
             tmp = address_file.with_suffix(".tmp")
             tmp.write_text(json.dumps({"url": url, "pid": os.getpid()}))
             tmp.replace(address_file)
-            logging.getLogger("dockyard").info("Dockyard %s serving at %s", __version__, url)
+            say = logging.getLogger("dockyard").info
+            say("Dockyard %s serving at %s", __version__, url)
+            say("every request needs an API token; the admin token is in %s", token_file)
+            if not is_loopback_address(host):
+                say(
+                    "listening beyond this machine on %s: give users their own tokens "
+                    "(dockyard user create / token create)%s",
+                    host,
+                    ""
+                    if tls_cert
+                    else "; without --tls-cert/--tls-key tokens cross the "
+                    "network in the clear, so put a TLS reverse proxy in front",
+                )
 
-    server = _Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=False,
+        ssl_certfile=str(tls_cert) if tls_cert else None,
+        ssl_keyfile=str(tls_key) if tls_key else None,
+    )
+    server = _Server(config)
     try:
         server.run(sockets=[sock])
     finally:
@@ -109,5 +175,15 @@ def cli_main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--home", type=Path, default=None)
+    parser.add_argument("--tls-cert", type=Path, default=None)
+    parser.add_argument("--tls-key", type=Path, default=None)
+    parser.add_argument("--allowed-host", action="append", default=[])
     args = parser.parse_args()
-    run_server(args.host, args.port, args.home)
+    run_server(
+        args.host,
+        args.port,
+        args.home,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        allowed_hosts=args.allowed_host,
+    )

@@ -115,3 +115,42 @@ locks = Table(
     Column("name", String(32), primary_key=True),
     Column("taken", Integer, nullable=False, default=0),
 )
+
+# People and programs that may call the API. A token is shown once and stored only as its
+# SHA-256, so a leaked database gives no working credential.
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("role", String(16), nullable=False),  # admin | member
+    Column("created_at", String(32), nullable=False),
+    Column("disabled_at", String(32)),  # set when the user is removed; its tokens stop working
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", String(16), primary_key=True),  # public: list and revoke by it
+    Column("user_name", String(32), ForeignKey("users.name"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("hash", String(64), nullable=False, unique=True),
+    Column("created_at", String(32), nullable=False),
+    Column("expires_at", String(32)),  # NULL: never
+    Column("revoked_at", String(32)),
+    Column("last_used_at", String(32)),
+    Index("ix_tokens_user", "user_name"),
+)
+
+# Acts that are not a task's own history: authentication failures and admin acts.
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("time", String(32), nullable=False),
+    Column("actor", String(64), nullable=False),  # user:NAME, or anonymous
+    Column("action", String(64), nullable=False),  # e.g. auth.failed, token.create
+    Column("target", String(256), nullable=False, default=""),
+    Column("detail", Text, nullable=False, default=""),
+    Column("remote", String(64), nullable=False, default=""),
+    Index("ix_audit_time", "id"),
+)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import fields
@@ -22,6 +23,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
@@ -44,6 +46,7 @@ from provisioner.lifecycle import (
     state_applies,
 )
 from provisioner.model import Task, parse_time, utcnow
+from provisioner.store.accounts import AccountsMixin
 from provisioner.store.records import LogsMixin, PromptsMixin, insert_ignoring_duplicates
 from provisioner.store.schema import events, locks, logs, metadata, prompts, tasks
 
@@ -57,11 +60,20 @@ def sqlite_url(path: Path) -> str:
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
     cur = dbapi_conn.cursor()
-    # WAL lets readers (API) and the writer (engine) proceed together.
-    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    # WAL lets readers (API) and the writer (engine) proceed together. Switching a new
+    # file to WAL while another process does too can fail at once with "locked" (SQLite
+    # does not always wait on its busy handler there): try again shortly.
+    for attempt in range(50):
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError:
+            if attempt == 49:
+                raise
+            time.sleep(0.02)
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
     cur.close()
 
 
@@ -84,7 +96,7 @@ def _postgres_text(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
     dbapi_conn.adapters.register_dumper(str, _nul_free_text())
 
 
-class Store(LogsMixin, PromptsMixin):
+class Store(LogsMixin, PromptsMixin, AccountsMixin):
     """All reads and writes of task data go through here."""
 
     def __init__(self, url: str) -> None:
@@ -103,6 +115,8 @@ class Store(LogsMixin, PromptsMixin):
                 hint="check DOCKYARD_DATABASE_URL and that the database server is running",
             ) from exc
         self.log_listeners = set()
+        self._touched = {}
+        self._audit_writes = 0
 
     def _open(self, url: str) -> None:
         if url.startswith("sqlite"):
@@ -204,28 +218,47 @@ class Store(LogsMixin, PromptsMixin):
             ) from exc
         return task
 
-    def get(self, ref: str) -> Task:
-        """A task by id, id prefix (8+ chars) or name."""
+    def get(self, ref: str, owner: str | None = None) -> Task:
+        """A task by id, name or id prefix (8+ chars); with `owner`, only that owner's.
+
+        Without an owner a name two owners use is ambiguous and refused: say the id.
+        """
+        mine = tasks.c.owner == owner if owner is not None else true()
         with self.db.connect() as conn:
-            row = conn.execute(select(tasks).where(tasks.c.id == ref)).first()
+            row = conn.execute(select(tasks).where(and_(tasks.c.id == ref, mine))).first()
             if row is None:
-                row = conn.execute(select(tasks).where(tasks.c.name == ref)).first()
+                named = conn.execute(
+                    select(tasks).where(and_(tasks.c.name == ref, mine)).limit(2)
+                ).all()
+                if len(named) > 1:
+                    raise TaskConflict(
+                        f"Several users have a task named {ref!r}", hint="use the task's id"
+                    )
+                row = named[0] if named else None
             if row is None and len(ref) >= 8:
-                rows = conn.execute(select(tasks).where(tasks.c.id.startswith(ref))).all()
+                # autoescape: `_` and `%` in a ref are characters, not LIKE wildcards
+                query = select(tasks).where(and_(tasks.c.id.startswith(ref, autoescape=True), mine))
+                rows = conn.execute(query.limit(2)).all()
                 row = rows[0] if len(rows) == 1 else None
         if row is None:
-            raise TaskNotFound(f"No task {ref!r}", hint="list tasks with: dockyard task list")
+            raise TaskNotFound(f"No task {ref[:80]!r}", hint="list tasks with: dockyard task list")
         return self._row_to_task(row)
 
     def list_tasks(
-        self, statuses: Iterable[Status] | None = None, kind: str | None = "task"
+        self,
+        statuses: Iterable[Status] | None = None,
+        kind: str | None = "task",
+        owner: str | None = None,
     ) -> list[Task]:
-        """Tasks, newest first; by default real tasks only (kind None: warm members too)."""
+        """Tasks, newest first; by default real tasks only (kind None: warm members too);
+        with `owner`, only that owner's."""
         query = select(tasks).order_by(tasks.c.created_at.desc())
         if statuses is not None:
             query = query.where(tasks.c.status.in_([s.value for s in statuses]))
         if kind is not None:
             query = query.where(tasks.c.kind == kind)
+        if owner is not None:
+            query = query.where(tasks.c.owner == owner)
         with self.db.connect() as conn:
             return [self._row_to_task(r) for r in conn.execute(query)]
 
@@ -463,13 +496,13 @@ class Store(LogsMixin, PromptsMixin):
                     )
         return True
 
-    def delete(self, task_id: str) -> None:
-        """Remove a task with its history and logs."""
+    def delete(self, task_id: str) -> bool:
+        """Remove a task with its history and logs; False when it was already gone."""
         with self.db.begin() as conn:
             conn.execute(delete(prompts).where(prompts.c.task_id == task_id))
             conn.execute(delete(logs).where(logs.c.task_id == task_id))
             conn.execute(delete(events).where(events.c.task_id == task_id))
-            conn.execute(delete(tasks).where(tasks.c.id == task_id))
+            return bool(conn.execute(delete(tasks).where(tasks.c.id == task_id)).rowcount)
 
     # events ---------------------------------------------------------------
     def events(self, task_id: str) -> list[dict[str, Any]]:

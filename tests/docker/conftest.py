@@ -18,7 +18,7 @@ from cli.main import cli
 from provisioner.backends.docker import LABEL_INSTANCE, LABEL_TASK
 from provisioner.engine.engine import Engine
 from provisioner.server.main import build_engine
-from tests.serving import serve
+from tests.serving import admin_env, admin_headers, serve
 
 
 def _docker_or_skip() -> docker.DockerClient:
@@ -62,7 +62,7 @@ class ServerHandle:
     def cli(self, *args: str, input: str | None = None, check: bool = True) -> Result:
         """Run `dockyard ARGS` against this server."""
         result = CliRunner().invoke(
-            cli, list(args), input=input, env={"DOCKYARD_URL": self.url}, catch_exceptions=False
+            cli, list(args), input=input, env=admin_env(self.url, self.home), catch_exceptions=False
         )
         if check and result.exit_code != 0:
             raise AssertionError(
@@ -70,6 +70,11 @@ class ServerHandle:
                 f"{result.stdout}\n{result.stderr}"
             )
         return result
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers of an API request as this server's local admin."""
+        return admin_headers(self.home)
 
     def status(self, task: str) -> dict[str, Any]:
         return json.loads(self.cli("task", "status", task, "-o", "json").stdout)

@@ -132,6 +132,7 @@ def test_two_engines_and_concurrent_creates_never_overcommit(capped: ServerHandl
             def post(prompt: str) -> None:
                 reply = httpx.post(
                     f"{capped.url}/api/v2/tasks",
+                    headers=capped.headers,
                     json={"template": "scripted", "prompt": prompt, "name": prompt},
                     timeout=60,
                 )
@@ -210,6 +211,7 @@ def test_prebuilds_count_and_yield_to_user_tasks(capped: ServerHandle) -> None:
             # A task of the pooled preset claims the ready member: no new slot taken.
             reply = httpx.post(
                 f"{capped.url}/api/v2/tasks",
+                headers=capped.headers,
                 json={"template": name, "prompt": "warm job", "name": "warm-job"},
                 timeout=60,
             )

@@ -26,6 +26,7 @@ from provisioner import paths
 from provisioner.lifecycle import Status
 from provisioner.server.main import build_engine
 from tests.docker.conftest import remove_instance
+from tests.serving import admin_env, admin_headers
 
 
 class ServerProcess:
@@ -73,19 +74,25 @@ class ServerProcess:
                 self.proc.kill()
 
     def cli(self, *args: str) -> str:
-        result = CliRunner().invoke(cli, list(args), env={"DOCKYARD_URL": self.url})
+        result = CliRunner().invoke(cli, list(args), env=admin_env(self.url, self.home))
         assert result.exit_code == 0, f"{args}: {result.stdout}{result.stderr}"
         return result.stdout
 
     def task(self, ref: str) -> dict[str, Any]:
-        return dict(httpx.get(f"{self.url}/api/v2/tasks/{ref}", timeout=10).json())
+        reply = httpx.get(
+            f"{self.url}/api/v2/tasks/{ref}", headers=admin_headers(self.home), timeout=10
+        )
+        return dict(reply.json())
 
     def logs(self, ref: str) -> list[dict[str, Any]]:
         entries: list[dict[str, Any]] = []
         while True:  # the API pages: read until a page comes back empty
             after = entries[-1]["id"] if entries else 0
             reply = httpx.get(
-                f"{self.url}/api/v2/tasks/{ref}/logs", params={"after": after}, timeout=30
+                f"{self.url}/api/v2/tasks/{ref}/logs",
+                params={"after": after},
+                headers=admin_headers(self.home),
+                timeout=30,
             ).json()
             if not reply["logs"]:
                 return entries

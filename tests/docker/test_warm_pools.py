@@ -54,6 +54,7 @@ def test_warm_pool_claims_refills_and_replaces(server: ServerHandle) -> None:
         def create(prompt: str) -> None:
             reply = httpx.post(
                 f"{server.url}/api/v2/tasks",
+                headers=server.headers,
                 json={"template": name, "prompt": prompt, "name": prompt},
                 timeout=60,
             )

@@ -19,7 +19,7 @@ from provisioner.lifecycle import Status
 from provisioner.store.store import Store
 from provisioner.templating.catalog import Catalog
 from tests.postgres import column_names, drop_columns
-from tests.serving import serve
+from tests.serving import admin_env, serve
 from tests.stored import stored_task
 
 
@@ -147,7 +147,7 @@ def test_task_logs_show_what_the_agent_said_and_hide_its_screen(
 
             def run(*args: str) -> Any:
                 result = CliRunner().invoke(
-                    cli, ["task", "logs", task, *args], env={"DOCKYARD_URL": url}
+                    cli, ["task", "logs", task, *args], env=admin_env(url, tmp_path)
                 )
                 assert result.exit_code == 0, result.output
                 return result

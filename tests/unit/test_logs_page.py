@@ -22,7 +22,7 @@ from provisioner.server.logjson import entries_json, entry_json, page_json
 from provisioner.store.records import LOG_KEYS
 from provisioner.store.store import Store, sqlite_url
 from provisioner.templating.catalog import Catalog
-from tests.serving import serve
+from tests.serving import admin_headers, serve
 from tests.stored import stored_task
 
 AWKWARD = [
@@ -127,7 +127,7 @@ def served(tmp_path: Path, store: Store) -> Iterator[tuple[str, Store]]:
         yield base, store
 
 
-def test_the_logs_api_keeps_its_json_shape(served: tuple[str, Store]) -> None:
+def test_the_logs_api_keeps_its_json_shape(served: tuple[str, Store], tmp_path: Path) -> None:
     base, store = served
     task = _task(store)
     store.add_prompt(task.id, "p-1", "do it")
@@ -142,7 +142,7 @@ def test_the_logs_api_keeps_its_json_shape(served: tuple[str, Store]) -> None:
     )
     store.system_log(task.id, "provisioned")
     url = f"{base}/api/v2/tasks/{task.id}/logs"
-    page = httpx.get(url).json()
+    page = httpx.get(url, headers=admin_headers(tmp_path)).json()
     first, second, third = page["logs"]
     assert first == {
         "id": first["id"],
@@ -167,14 +167,18 @@ def test_the_logs_api_keeps_its_json_shape(served: tuple[str, Store]) -> None:
         "delivered_at",
         "taken_at",
     }
-    later = httpx.get(url, params={"after": first["id"], "limit": 1}).json()
+    later = httpx.get(
+        url, headers=admin_headers(tmp_path), params={"after": first["id"], "limit": 1}
+    ).json()
     assert [e["id"] for e in later["logs"]] == [second["id"]]
     assert later["last_id"] == second["id"]
-    empty = httpx.get(url, params={"after": third["id"]}).json()
+    empty = httpx.get(url, headers=admin_headers(tmp_path), params={"after": third["id"]}).json()
     assert empty["logs"] == [] and empty["last_id"] == third["id"]
 
 
-def test_a_waiting_reader_gets_lines_as_they_are_stored(served: tuple[str, Store]) -> None:
+def test_a_waiting_reader_gets_lines_as_they_are_stored(
+    served: tuple[str, Store], tmp_path: Path
+) -> None:
     base, store = served
     task = _task(store)
     url = f"{base}/api/v2/tasks/{task.id}/logs"
@@ -185,18 +189,18 @@ def test_a_waiting_reader_gets_lines_as_they_are_stored(served: tuple[str, Store
 
     threading.Thread(target=later, daemon=True).start()
     started = time.monotonic()
-    page = httpx.get(url, params={"wait": 10}, timeout=20).json()
+    page = httpx.get(url, headers=admin_headers(tmp_path), params={"wait": 10}, timeout=20).json()
     assert [e["content"] for e in page["logs"]] == ["late"]
     assert time.monotonic() - started < 5
 
 
 def test_without_sqlites_json_the_api_writes_the_same_page(
-    served: tuple[str, Store], monkeypatch: pytest.MonkeyPatch
+    served: tuple[str, Store], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     base, store = served
     task = _task(store)
     store.append_logs(task.id, [{"seq": 1, "type": "output", "content": AWKWARD[4]}])
     url = f"{base}/api/v2/tasks/{task.id}/logs"
-    by_sqlite = httpx.get(url).json()
+    by_sqlite = httpx.get(url, headers=admin_headers(tmp_path)).json()
     monkeypatch.setattr(store, "log_rows_json", lambda *args: None)
-    assert httpx.get(url).json() == by_sqlite
+    assert httpx.get(url, headers=admin_headers(tmp_path)).json() == by_sqlite

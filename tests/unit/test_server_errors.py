@@ -16,7 +16,7 @@ from provisioner.engine.engine import Engine
 from provisioner.engine.workspace import BridgeBundler
 from provisioner.store.store import Store, sqlite_url
 from provisioner.templating.catalog import Catalog
-from tests.serving import serve
+from tests.serving import admin_env, serve
 
 
 @pytest.fixture
@@ -31,26 +31,31 @@ def url(tmp_path: Path) -> Iterator[str]:
     store.close()
 
 
-def run(url: str, *args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), env={"DOCKYARD_URL": url})
+@pytest.fixture
+def env(url: str, tmp_path: Path) -> dict[str, str]:
+    return admin_env(url, tmp_path)
 
 
-def test_create_without_docker_says_how_to_start_it(url: str) -> None:
-    result = run(url, "task", "create", "--template", "scripted", "fix it")
+def run(env: dict[str, str], *args: str) -> Result:
+    return CliRunner().invoke(cli, list(args), env=env)
+
+
+def test_create_without_docker_says_how_to_start_it(env: dict[str, str]) -> None:
+    result = run(env, "task", "create", "--template", "scripted", "fix it")
     assert result.exit_code == 1
     assert "error: Docker is not running" in result.stderr
     assert "sudo dockerd" in result.stderr
-    listed = run(url, "task", "list", "-o", "json")
+    listed = run(env, "task", "list", "-o", "json")
     assert listed.exit_code == 0 and json.loads(listed.stdout) == []  # nothing was created
 
 
-def test_template_errors_come_before_docker(url: str) -> None:
-    result = run(url, "task", "create", "--template", "scripted", "--preset", "fast", "x")
+def test_template_errors_come_before_docker(env: dict[str, str]) -> None:
+    result = run(env, "task", "create", "--template", "scripted", "--preset", "fast", "x")
     assert result.exit_code == 1
     assert "has no preset 'fast' (presets: default, slow)" in result.stderr
 
 
 def test_unreachable_server(tmp_path: Path) -> None:
-    result = run("http://127.0.0.1:9", "task", "list")
+    result = run({"DOCKYARD_URL": "http://127.0.0.1:9"}, "task", "list")
     assert result.exit_code == 1
     assert "cannot reach the Dockyard server at http://127.0.0.1:9" in result.stderr

@@ -1,0 +1,88 @@
+"""Which API token the CLI sends, and where `dockyard login` keeps tokens.
+
+In order: DOCKYARD_TOKEN; for the local server (no URL given), the admin token its home
+holds; for a URL, the token `dockyard login URL` stored, or the home's admin token when
+the URL is the home's own local server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+
+import platformdirs
+
+from cli.local_server import local_admin_token, read_server_info, resolve_url
+from provisioner.paths import home_dir
+
+TOKEN_ENV = "DOCKYARD_TOKEN"
+
+
+def credentials_path() -> Path:
+    """The user's stored logins (0600): {"servers": {URL: token}}."""
+    base = Path(platformdirs.user_config_dir("dockyard", appauthor=False))
+    return base / "credentials.json"
+
+
+def _stored() -> dict[str, str]:
+    try:
+        data = json.loads(credentials_path().read_text())
+    except (OSError, ValueError):
+        return {}
+    servers = data.get("servers") if isinstance(data, dict) else None
+    if not isinstance(servers, dict):
+        return {}
+    return {str(k): str(v) for k, v in servers.items() if isinstance(v, str)}
+
+
+def store_login(url: str, token: str) -> Path:
+    """Remember the token for `url`, in a file only the user can read."""
+    servers = {**_stored(), url.rstrip("/"): token}
+    path = credentials_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"servers": servers}, f, indent=2)
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+    return path
+
+
+def forget_login(url: str) -> bool:
+    """Drop the stored token of `url`; False when there was none."""
+    servers = _stored()
+    if servers.pop(url.rstrip("/"), None) is None:
+        return False
+    path = credentials_path()
+    with contextlib.suppress(OSError):
+        tmp = path.with_name(path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"servers": servers}, f, indent=2)
+        tmp.replace(path)
+    return True
+
+
+def token_for(url: str, local: bool) -> str | None:
+    """The token to send to `url` (`local`: it is the home's own server we started)."""
+    if os.environ.get(TOKEN_ENV):
+        return os.environ[TOKEN_ENV].strip()
+    home = home_dir()
+    if local:
+        return local_admin_token(home)
+    stored = _stored().get(url.rstrip("/"))
+    if stored:
+        return stored
+    info = read_server_info(home)
+    if info is not None and info.url.rstrip("/") == url.rstrip("/"):
+        return local_admin_token(home)
+    return None
+
+
+def connect(explicit_url: str | None) -> tuple[str, str | None]:
+    """The server to use (starting the local one if none is given) and its token."""
+    url = resolve_url(explicit_url)
+    return url, token_for(url, local=not explicit_url)

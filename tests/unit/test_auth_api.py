@@ -1,0 +1,367 @@
+"""Every route needs a token; roles and owners decide the rest (a real server, no Docker).
+
+The route matrix is driven by the server's OpenAPI document: a route added without a rule
+here fails `test_every_route_has_a_rule`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from cli.main import cli
+from provisioner.backends.docker import DockerBackend
+from provisioner.backends.docker_client import DockerClient
+from provisioner.engine.engine import Engine
+from provisioner.engine.workspace import BridgeBundler
+from provisioner.lifecycle import Status
+from provisioner.model import Task
+from provisioner.store.store import Store, sqlite_url
+from provisioner.templating.catalog import Catalog
+from provisioner.templating.versions import VersionStore
+from tests.serving import admin_token, serve
+from tests.stored import stored_task
+
+MEMBER, ADMIN = "member", "admin"
+
+# (method, path) -> who may call it. Tasks are further limited to their owner (and admins).
+RULES: dict[tuple[str, str], str] = {
+    ("GET", "/api/v2/health"): MEMBER,
+    ("GET", "/api/v2/templates"): MEMBER,
+    ("POST", "/api/v2/templates"): ADMIN,
+    ("GET", "/api/v2/templates/{name}"): MEMBER,
+    ("GET", "/api/v2/templates/{name}/versions"): MEMBER,
+    ("GET", "/api/v2/templates/{name}/presets"): MEMBER,
+    ("GET", "/api/v2/presets"): MEMBER,
+    ("POST", "/api/v2/tasks"): MEMBER,
+    ("GET", "/api/v2/tasks"): MEMBER,
+    ("GET", "/api/v2/pools"): MEMBER,
+    ("GET", "/api/v2/capacity"): MEMBER,
+    ("GET", "/api/v2/tasks/{ref}"): MEMBER,
+    ("DELETE", "/api/v2/tasks/{ref}"): MEMBER,
+    ("GET", "/api/v2/tasks/{ref}/events"): MEMBER,
+    ("GET", "/api/v2/tasks/{ref}/logs"): MEMBER,
+    ("GET", "/api/v2/tasks/{ref}/prompts"): MEMBER,
+    ("GET", "/api/v2/tasks/{ref}/prompts/{prompt_id}"): MEMBER,
+    ("POST", "/api/v2/tasks/{ref}/send"): MEMBER,
+    ("POST", "/api/v2/tasks/{ref}/pause"): MEMBER,
+    ("POST", "/api/v2/tasks/{ref}/resume"): MEMBER,
+    ("GET", "/api/v2/me"): MEMBER,
+    ("GET", "/api/v2/users"): ADMIN,
+    ("POST", "/api/v2/users"): ADMIN,
+    ("DELETE", "/api/v2/users/{name}"): ADMIN,
+    ("GET", "/api/v2/tokens"): MEMBER,
+    ("POST", "/api/v2/tokens"): MEMBER,
+    ("DELETE", "/api/v2/tokens/{token_id}"): MEMBER,
+    ("GET", "/api/v2/audit"): ADMIN,
+}
+
+# a body that passes validation, so only authorization can stop the request
+BODIES: dict[tuple[str, str], Any] = {
+    ("POST", "/api/v2/tasks"): {"template": "scripted", "prompt": "hello"},
+    ("POST", "/api/v2/tasks/{ref}/send"): {"input": "more"},
+    ("POST", "/api/v2/users"): {"name": "carol", "role": "member"},
+    ("POST", "/api/v2/tokens"): {"name": "ci"},
+}
+
+
+@dataclass
+class Served:
+    url: str
+    home: Path
+    store: Store
+    tokens: dict[str, str]  # who -> token
+    task: Task  # alice's
+
+    def call(self, who: str | None, method: str, path: str, **kw: Any) -> httpx.Response:
+        headers = dict(kw.pop("headers", {}))
+        if who is not None:
+            headers["Authorization"] = f"Bearer {self.tokens[who]}"
+        return httpx.request(method, self.url + path, headers=headers, timeout=30, **kw)
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    dead = DockerClient(base_url=f"unix://{tmp_path}/no-docker.sock")
+    store = Store(sqlite_url(tmp_path / "db.sqlite"))
+    engine = Engine(
+        store,
+        DockerBackend("test", dead),
+        Catalog(versions=VersionStore(tmp_path / "templates")),
+        BridgeBundler(tmp_path / "cache"),
+    )
+    try:
+        with serve(engine, tmp_path) as url:
+            tokens = {"admin": admin_token(tmp_path)}
+            for name in ("alice", "bob"):
+                store.create_user(name, "member")
+                tokens[name], _ = store.create_token(name, "laptop", None)
+            tokens["revoked"], record = store.create_token("alice", "old", None)
+            store.revoke_token(record["id"], store.authenticate(tokens["revoked"]))
+            tokens["expired"], _ = store.create_token("alice", "x", "2020-01-01T00:00:00.000Z")
+            task = stored_task(store, Status.PAUSED, owner="alice", name="alices-task")
+            store.add_prompt(task.id, "p1", "hello")
+            yield Served(url, tmp_path, store, tokens, task)
+    finally:
+        store.close()
+
+
+def _routes(served: Served) -> set[tuple[str, str]]:
+    doc = served.call("admin", "GET", "/openapi.json").json()
+    return {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
+
+
+def _fill(path: str, served: Served) -> str:
+    return (
+        path.replace("{ref}", served.task.id)
+        .replace("{prompt_id}", "p1")
+        .replace("{name}", "scripted" if "/templates/" in path else "nobody")
+        .replace("{token_id}", "000000000000")
+        .replace("{version}", "0" * 12)
+    )
+
+
+def _request(served: Served, who: str | None, method: str, path: str) -> httpx.Response:
+    body = BODIES.get((method, path))
+    kw: dict[str, Any] = {"json": body} if body is not None else {}
+    if (method, path) == ("POST", "/api/v2/templates"):
+        kw = {"content": b"not a tarball", "headers": {"content-type": "application/gzip"}}
+    return served.call(who, method, _fill(path, served), **kw)
+
+
+def test_every_route_has_a_rule(served: Served) -> None:
+    routes = _routes(served)
+    missing = routes - set(RULES)
+    assert not missing, f"routes without an access rule in this test: {sorted(missing)}"
+    assert not set(RULES) - routes, "rules for routes that no longer exist"
+
+
+@pytest.mark.parametrize("who", [None, "revoked", "expired", "garbage"])
+def test_nothing_is_served_without_a_valid_token(served: Served, who: str | None) -> None:
+    served.tokens["garbage"] = "dy_" + "A" * 43
+    for method, path in [*RULES, ("GET", "/openapi.json")]:
+        reply = _request(served, who, method, path)
+        assert reply.status_code == 401, (who, method, path, reply.text)
+        assert reply.headers["www-authenticate"].startswith("Bearer")
+    assert served.store.get(served.task.id).status == Status.PAUSED  # nothing happened
+
+
+def test_roles_decide_who_may_call_each_route(served: Served) -> None:
+    for (method, path), rule in RULES.items():
+        for who in ("alice", "admin"):
+            reply = _request(served, who, method, path)
+            if rule == ADMIN and who == "alice":
+                assert reply.status_code == 403, (method, path, reply.text)
+            else:
+                assert reply.status_code not in (401, 403), (who, method, path, reply.text)
+                assert reply.status_code < 500 or reply.status_code == 503, (
+                    who,
+                    method,
+                    path,
+                    reply.text,
+                )
+
+
+def test_another_members_task_is_not_found(served: Served) -> None:
+    for method, path in RULES:
+        if "{ref}" not in path:
+            continue
+        reply = _request(served, "bob", method, path)
+        assert reply.status_code == 404, (method, path, reply.text)
+        assert served.task.name not in reply.text
+    assert served.store.get(served.task.id).status == Status.PAUSED
+    assert [p["id"] for p in served.store.prompts(served.task.id)] == ["p1"]  # no send landed
+    listed = served.call("bob", "GET", "/api/v2/tasks").json()["tasks"]
+    assert listed == []
+    assert served.call("bob", "GET", "/api/v2/tasks", params={"all": "true"}).status_code == 403
+    everyone = served.call("admin", "GET", "/api/v2/tasks", params={"all": "true"}).json()
+    assert [t["owner"] for t in everyone["tasks"]] == ["alice"]
+    mine = served.call("alice", "GET", "/api/v2/tasks/alices-task").json()
+    assert mine["owner"] == "alice"
+
+
+def test_only_admins_create_tasks_for_others(served: Served) -> None:
+    body = {"template": "scripted", "prompt": "x", "owner": "bob"}
+    reply = served.call("alice", "POST", "/api/v2/tasks", json=body)
+    assert reply.status_code == 403
+    reply = served.call("admin", "POST", "/api/v2/tasks", json={**body, "owner": "nobody"})
+    assert reply.status_code == 400 and "nobody" in reply.json()["detail"]
+
+
+def test_a_member_manages_only_their_own_tokens(served: Served) -> None:
+    made = served.call("alice", "POST", "/api/v2/tokens", json={"name": "ci", "expires": "1h"})
+    assert made.status_code == 201
+    token = made.json()["token"]
+    assert made.json()["expires_at"]
+    theirs = served.call("bob", "DELETE", f"/api/v2/tokens/{made.json()['id']}")
+    assert theirs.status_code == 404
+    other = served.call("alice", "POST", "/api/v2/tokens", json={"user": "bob"})
+    assert other.status_code == 403
+    listed = served.call("alice", "GET", "/api/v2/tokens").json()["tokens"]
+    assert {t["user"] for t in listed} == {"alice"}
+    assert all("token" not in t and "hash" not in t for t in listed)
+    # the new token works until it is revoked
+    me = httpx.get(served.url + "/api/v2/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.json()["user"] == "alice"
+    served.call("alice", "DELETE", f"/api/v2/tokens/{made.json()['id']}")
+    me = httpx.get(served.url + "/api/v2/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.status_code == 401 and "revoked" in me.json()["detail"]
+
+
+@pytest.mark.parametrize("expires", ["0d", "-1d", "30", "1y", "9999999d", "1d; rm -rf /"])
+def test_a_bad_token_lifetime_is_refused(served: Served, expires: str) -> None:
+    reply = served.call("alice", "POST", "/api/v2/tokens", json={"expires": expires})
+    assert reply.status_code == 400, reply.text
+
+
+@pytest.mark.parametrize(
+    "name", ["Admin", "a" * 33, "x y", "bob\n", "../etc", "-x", "\u00e9", "@pool", ""]
+)
+def test_bad_user_names_are_refused(served: Served, name: str) -> None:
+    reply = served.call("admin", "POST", "/api/v2/users", json={"name": name})
+    assert reply.status_code == 400, reply.text
+    assert len(reply.text) < 2000
+
+
+def test_a_removed_user_cannot_call_and_the_last_admin_stays(served: Served) -> None:
+    assert served.call("admin", "DELETE", "/api/v2/users/alice").status_code == 200
+    assert served.call("alice", "GET", "/api/v2/me").status_code == 401
+    admins = [u for u in served.store.users() if u["role"] == "admin"]
+    assert len(admins) == 1
+    last = served.call("admin", "DELETE", f"/api/v2/users/{admins[0]['name']}")
+    assert last.status_code == 409
+
+
+def test_failures_and_admin_acts_are_audited(served: Served) -> None:
+    served.call(None, "GET", "/api/v2/tasks")
+    served.call("revoked", "GET", "/api/v2/tasks")
+    served.call("admin", "POST", "/api/v2/users", json={"name": "dave"})
+    served.call("admin", "POST", f"/api/v2/tasks/{served.task.id}/pause")
+    entries = served.call("admin", "GET", "/api/v2/audit").json()["entries"]
+    failed = [e for e in entries if e["action"] == "auth.failed"]
+    assert [e["target"] for e in failed] == ["GET /api/v2/tasks"] * 2
+    assert "revoked" in failed[1]["detail"] and failed[0]["remote"] == "127.0.0.1"
+    acts = {(e["actor"], e["action"], e["target"]) for e in entries}
+    admin = f"user:{served.call('admin', 'GET', '/api/v2/me').json()['user']}"
+    assert (admin, "user.create", "dave") in acts
+    assert (admin, "task.pause", "alice/alices-task") in acts
+    assert all(served.tokens["admin"] not in str(e) for e in entries)
+
+
+def test_the_local_admin_token_is_private_and_kept(served: Served) -> None:
+    path = served.home / "admin-token"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert served.call("admin", "GET", "/api/v2/me").json()["role"] == "admin"
+    # a token file that no longer works is replaced on the next start
+    served.store.revoke_token(
+        served.store.authenticate(served.tokens["admin"]).token_id,
+        served.store.authenticate(served.tokens["admin"]),
+    )
+    from provisioner.server.bootstrap import ensure_local_admin
+
+    ensure_local_admin(served.store, served.home)
+    assert path.read_text().strip() != served.tokens["admin"]
+    assert served.store.token_valid(path.read_text().strip())
+    # the database keeps only hashes
+    assert not any(
+        served.tokens["alice"] in str(row)
+        for row in served.store.db.connect().exec_driver_sql("SELECT * FROM tokens")
+    )
+
+
+def test_a_browser_page_cannot_act_or_rebind(served: Served) -> None:
+    pause = f"/api/v2/tasks/{served.task.id}/pause"
+    rebound = served.call("alice", "GET", "/api/v2/me", headers={"Host": "evil.example"})
+    assert rebound.status_code == 421
+    for origin in ("http://evil.example", "null", "http://127.0.0.1:1"):
+        reply = served.call("alice", "POST", pause, headers={"Origin": origin})
+        assert reply.status_code == 403, origin
+    same = served.call("alice", "POST", pause, headers={"Origin": served.url})
+    assert same.status_code != 403
+    form = served.call(
+        "admin",
+        "POST",
+        "/api/v2/templates",
+        content=b"x",
+        headers={"content-type": "text/plain"},
+    )
+    assert form.status_code == 415
+    assert (
+        served.call(None, "GET", "/api/v2/me", headers={"Host": "evil.example"}).status_code == 421
+    )
+
+
+def _raw(served: Served, head: str) -> str:
+    """Send a request head over a plain socket; the status line of the answer."""
+    host, port = served.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head.encode())
+        return sock.recv(4096).decode().splitlines()[0]
+
+
+def test_bodies_are_bounded(served: Served) -> None:
+    path = f"/api/v2/tasks/{served.task.id}/send"
+    auth = f"Authorization: Bearer {served.tokens['alice']}\r\nHost: 127.0.0.1\r\n"
+    big = _raw(
+        served,
+        f"POST {path} HTTP/1.1\r\n{auth}Content-Type: application/json\r\n"
+        f"Content-Length: {1 << 30}\r\n\r\n{{}}",
+    )
+    assert " 413 " in big
+    chunked = _raw(
+        served,
+        f"POST {path} HTTP/1.1\r\n{auth}Content-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+    )
+    assert " 411 " in chunked
+    assert [p["id"] for p in served.store.prompts(served.task.id)] == ["p1"]
+
+
+def test_a_malformed_body_is_a_400_naming_the_field(served: Served) -> None:
+    reply = served.call("alice", "POST", "/api/v2/tasks", json={"template": 5})
+    assert reply.status_code == 400
+    fields = {tuple(d["loc"]) for d in reply.json()["detail"]}
+    assert ("body", "prompt") in fields
+
+
+def test_cli_login_whoami_and_tokens(served: Served, tmp_path: Path) -> None:
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "DOCKYARD_URL": served.url}
+    env["DOCKYARD_HOME"] = str(tmp_path / "other-home")
+    runner = CliRunner()
+    refused = runner.invoke(cli, ["task", "list"], env=env)
+    assert refused.exit_code == 1
+    assert f"dockyard login {served.url}" in refused.stderr
+    bad = runner.invoke(cli, ["login", served.url, "--token", served.tokens["revoked"]], env=env)
+    assert bad.exit_code == 1 and "revoked" in bad.stderr
+    ok = runner.invoke(cli, ["login", served.url], input=served.tokens["alice"] + "\n", env=env)
+    assert ok.exit_code == 0, ok.output
+    assert served.tokens["alice"] not in ok.stdout
+    creds = tmp_path / "config" / "dockyard" / "credentials.json"
+    assert stat.S_IMODE(creds.stat().st_mode) == 0o600
+    assert runner.invoke(cli, ["whoami"], env=env).stdout.startswith("alice (member)")
+    listed = runner.invoke(cli, ["task", "list", "-q"], env=env)
+    assert listed.stdout.split() == [served.task.id]
+    assert runner.invoke(cli, ["task", "list", "-a"], env=env).exit_code == 1
+    made = runner.invoke(cli, ["token", "create", "--name", "ci", "-q"], env=env)
+    assert made.exit_code == 0 and made.stdout.startswith("dy_")
+    # DOCKYARD_TOKEN wins over the stored login
+    as_bob = runner.invoke(cli, ["whoami"], env={**env, "DOCKYARD_TOKEN": served.tokens["bob"]})
+    assert as_bob.stdout.startswith("bob (member)")
+    assert runner.invoke(cli, ["user", "list"], env=env).exit_code == 1  # admin only
+    admin_env = {**env, "DOCKYARD_TOKEN": served.tokens["admin"]}
+    made = runner.invoke(cli, ["user", "create", "erin", "--role", "admin"], env=admin_env)
+    assert made.exit_code == 0, made.output
+    everyone = runner.invoke(cli, ["task", "list", "-a"], env=admin_env)
+    assert everyone.stdout.splitlines()[0].split()[0] == "OWNER"
+    assert runner.invoke(cli, ["logout", served.url], env=env).exit_code == 0
+    assert os.path.exists(creds)
+    assert runner.invoke(cli, ["whoami"], env=env).exit_code == 1
