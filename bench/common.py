@@ -39,6 +39,7 @@ if str(REPO) not in sys.path:  # `python bench/x.py` from anywhere uses this che
 
 from provisioner.backends.docker_client import DockerClient  # noqa: E402
 from provisioner.images.builder import ImageBuilder  # noqa: E402
+from provisioner.paths import admin_token_path  # noqa: E402
 from provisioner.templating.catalog import Catalog  # noqa: E402
 from provisioner.templating.render import WorkspaceSpec, render_workspace  # noqa: E402
 
@@ -351,6 +352,9 @@ class DockyardServer:
 
         self.url = poll(ready, timeout, 0.05, "the Dockyard server to listen")["url"]
         self.http.base_url = httpx.URL(self.url + "/api/v2")
+        # the server wrote its local admin's token before it listened
+        token = admin_token_path(self.home).read_text().strip()
+        self.http.headers["Authorization"] = f"Bearer {token}"
         self.instance = json.loads((self.home / "instance.json").read_text())["id"]
         return self
 

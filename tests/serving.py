@@ -24,11 +24,11 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve(engine: Engine, home: Path) -> Iterator[str]:
-    """Serve the engine's API until the block ends; yields the base URL."""
+def serve(engine: Engine, home: Path, host: str = "127.0.0.1") -> Iterator[str]:
+    """Serve the engine's API until the block ends; yields the base URL (on loopback)."""
     port = free_port()
     config = uvicorn.Config(
-        create_app(engine, home), host="127.0.0.1", port=port, log_level="warning"
+        create_app(engine, home, [host]), host=host, port=port, log_level="warning"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -434,17 +434,17 @@ class Engine:
         """Validate and render everything, then store `owner`'s task as pending."""
         if not prompt.strip():
             raise ParameterError("The prompt is empty", hint="give the task something to do")
+        if name is not None and not NAME_RE.fullmatch(name):
+            raise ParameterError(
+                f"Invalid task name {name[:80]!r}: use 1-64 lowercase letters, digits and "
+                "dashes, starting with a letter or digit"
+            )
         tpl = self.catalog.get(template, template_version)
         chosen = select_preset(tpl, preset)
         given = {**self.secrets.from_environment(tpl, parameters), **parameters}
         spec = render_workspace(tpl, chosen, given)  # fails before anything is created
         self.backend.ping()
-        if name is not None:
-            if not NAME_RE.fullmatch(name):
-                raise ParameterError(
-                    f"Invalid task name {name!r}: use lowercase letters, digits and dashes"
-                )
-        else:
+        if name is None:
             stem = slug_from_prompt(prompt)
             name = f"{stem}-{secrets.token_hex(2)}"
             while self.store.name_taken(owner, name):

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from provisioner.auth.tokens import Principal, Role, expiry, parse_lifetime
 from provisioner.errors import Forbidden
-from provisioner.server.api import ERROR_RESPONSES
+from provisioner.server.api import ERROR_RESPONSES, MAX_ROW_ID
 from provisioner.server.auth import admin_only, caller
 from provisioner.store.store import Store
 
@@ -83,7 +83,7 @@ def build_accounts_router(store: Store) -> APIRouter:
 
     @r.get("/audit")
     def audit(
-        after: int = Query(0, ge=0),
+        after: int = Query(0, ge=0, le=MAX_ROW_ID),
         limit: int = Query(1000, ge=1, le=10000),
         who: Principal = Depends(admin_only),
     ) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from provisioner.errors import (
 )
 from provisioner.lifecycle import TERMINAL, Status
 from provisioner.model import Task
-from provisioner.server.auth import admin_only, caller
+from provisioner.server.auth import CHALLENGE, admin_only, caller
 from provisioner.server.logjson import entries_json, page_json
 from provisioner.store.store import Store
 from provisioner.templating.catalog import Template
@@ -58,6 +58,8 @@ class SendInput(BaseModel):
     input: str = Field(description="The follow-up prompt")
 
 
+# the largest row id a database holds (64-bit); a larger `after` would not fit a query
+MAX_ROW_ID = 2**63 - 1
 # longest `detail` an error answer carries: a message quoting a huge value stays readable
 MAX_DETAIL = 1000
 
@@ -387,7 +389,7 @@ def build_router(engine: Engine, home: str) -> APIRouter:
     @r.get("/tasks/{ref}/logs", response_model=None)
     async def task_logs(
         ref: str,
-        after: int = 0,
+        after: int = Query(0, ge=0, le=MAX_ROW_ID),
         wait: float = Query(0, ge=0, le=60),
         limit: int = Query(10000, ge=1, le=100000),
         who: Principal = Depends(caller),
@@ -448,7 +450,7 @@ def install_error_handler(app: FastAPI) -> None:
     @app.exception_handler(DockyardError)
     async def _dockyard_error(_: Request, exc: DockyardError) -> JSONResponse:
         code = _status_code(exc)
-        headers = {"WWW-Authenticate": 'Bearer realm="dockyard"'} if code == 401 else None
+        headers = dict([CHALLENGE]) if code == 401 else None
         return JSONResponse(
             status_code=code,
             content={"detail": _capped(exc.message), "hint": _capped(exc.hint)},

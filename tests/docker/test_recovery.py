@@ -228,7 +228,12 @@ def test_two_engines_on_one_database_never_both_act(
         for i in range(3):
             engine = first if i % 2 == 0 else second
             task = engine.create_task(
-                template="scripted", preset=None, prompt=f"race {i}", parameters={}, name=None
+                template="scripted",
+                preset=None,
+                prompt=f"race {i}",
+                parameters={},
+                name=None,
+                owner="tester",
             )
             ids.append(task.id)
         deadline = time.monotonic() + 120

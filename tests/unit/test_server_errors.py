@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner, Result
 
@@ -16,7 +17,7 @@ from provisioner.engine.engine import Engine
 from provisioner.engine.workspace import BridgeBundler
 from provisioner.store.store import Store, sqlite_url
 from provisioner.templating.catalog import Catalog
-from tests.serving import admin_env, serve
+from tests.serving import admin_env, admin_headers, serve
 
 
 @pytest.fixture
@@ -59,3 +60,12 @@ def test_unreachable_server(tmp_path: Path) -> None:
     result = run({"DOCKYARD_URL": "http://127.0.0.1:9"}, "task", "list")
     assert result.exit_code == 1
     assert "cannot reach the Dockyard server at http://127.0.0.1:9" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["fix\n", "fix\r\n", "Fix", "-fix", "a" * 65, "fix it"])
+def test_a_bad_task_name_is_refused_first(url: str, tmp_path: Path, name: str) -> None:
+    # before rendering or asking Docker: the name alone decides
+    body = {"template": "scripted", "prompt": "fix it", "name": name}
+    reply = httpx.post(f"{url}/api/v2/tasks", json=body, headers=admin_headers(tmp_path))
+    assert reply.status_code == 400, reply.text
+    assert "Invalid task name" in reply.json()["detail"]
