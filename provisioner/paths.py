@@ -24,7 +24,8 @@ def home_dir(explicit: Path | None = None) -> Path:
         path = Path(os.environ["DOCKYARD_HOME"])
     else:
         path = Path(platformdirs.user_data_dir("dockyard", appauthor=False))
-    path.mkdir(parents=True, exist_ok=True)
+    # a new home is its user's alone: it holds prompts, logs and the admin token
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path.resolve()
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -56,6 +58,14 @@ _TASK_FIELDS = [f.name for f in fields(Task)]
 def sqlite_url(path: Path) -> str:
     """The SQLAlchemy URL of a SQLite file."""
     return f"sqlite:///{path}"
+
+
+def _create_private(database: str | None) -> None:
+    """Create a new SQLite file readable by its owner only (its -wal and -shm follow)."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    with contextlib.suppress(FileExistsError, FileNotFoundError):
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
@@ -120,6 +130,7 @@ class Store(LogsMixin, PromptsMixin, AccountsMixin):
 
     def _open(self, url: str) -> None:
         if url.startswith("sqlite"):
+            _create_private(make_url(url).database)
             self.db: Engine = create_engine(
                 url, connect_args={"check_same_thread": False, "timeout": 30}
             )

@@ -69,6 +69,8 @@ def test_warm_pool_claims_refills_and_replaces(server: ServerHandle) -> None:
         took = time.monotonic() - started
         assert {r["id"] for r in results} == warm_ids  # both claimed, neither twice
         assert all(r["status"] == "active" for r in results)
+        me = httpx.get(f"{server.url}/api/v2/me", headers=server.headers).json()["user"]
+        assert {r["owner"] for r in results} == {me}  # a claim makes the creator the owner
         assert took < 10, f"claiming took {took:.1f}s"
         for r in results:
             server.wait_output(r["id"], f"Done: {r['name']}")

@@ -365,3 +365,17 @@ def test_cli_login_whoami_and_tokens(served: Served, tmp_path: Path) -> None:
     assert runner.invoke(cli, ["logout", served.url], env=env).exit_code == 0
     assert os.path.exists(creds)
     assert runner.invoke(cli, ["whoami"], env=env).exit_code == 1
+
+
+def test_a_new_home_and_database_are_private(tmp_path: Path) -> None:
+    from provisioner.paths import home_dir
+
+    home = home_dir(tmp_path / "fresh")
+    store = Store(sqlite_url(home / "dockyard.db"))
+    try:
+        store.create_user("zed", "member")  # writes the WAL too
+        for path in (home / "dockyard.db", home / "dockyard.db-wal"):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    finally:
+        store.close()
