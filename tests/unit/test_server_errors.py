@@ -69,3 +69,10 @@ def test_a_bad_task_name_is_refused_first(url: str, tmp_path: Path, name: str) -
     reply = httpx.post(f"{url}/api/v2/tasks", json=body, headers=admin_headers(tmp_path))
     assert reply.status_code == 400, reply.text
     assert "Invalid task name" in reply.json()["detail"]
+
+
+def test_error_messages_are_capped(url: str, tmp_path: Path) -> None:
+    reply = httpx.get(f"{url}/api/v2/templates/{'x' * 9000}", headers=admin_headers(tmp_path))
+    assert reply.status_code == 404
+    assert len(reply.json()["detail"]) <= 1000
+    assert reply.json()["detail"].endswith("more characters)")
