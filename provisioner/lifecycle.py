@@ -75,9 +75,7 @@ _ALLOWED: dict[Status, frozenset[Status]] = {
 # Specific reasons for the moves people actually attempt, so the error says what to do.
 _WHY_NOT: dict[tuple[Status, Status], str] = {
     (Status.PENDING, Status.PAUSED): "it has not started yet; delete it instead",
-    (Status.PAUSED, Status.PAUSED): "it is already paused",
     (Status.ACTIVE, Status.INITIALIZING): "it is already running; there is nothing to resume",
-    (Status.PENDING, Status.INITIALIZING): "",
     (Status.BACKLOG, Status.PAUSED): "it has not started yet",
 }
 

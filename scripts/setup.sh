@@ -7,9 +7,15 @@ cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
+# DOCKYARD_NO_DOCKER=1 (set by `scripts/test.sh -m "not docker"`): the fast tier, which
+# must run on a machine without Docker, so Docker is neither installed nor started.
+no_docker="${DOCKYARD_NO_DOCKER:-}"
+
 missing=()
-command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
-command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+if [ -z "$no_docker" ]; then
+  command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+  command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+fi
 # the store's tests also run against a throwaway PostgreSQL cluster
 [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -18,7 +24,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-if ! docker info >/dev/null 2>&1; then
+if [ -z "$no_docker" ] && ! docker info >/dev/null 2>&1; then
   echo "setup: starting dockerd (log: /var/log/dockyard-dockerd.log)"
   $SUDO sh -c 'nohup dockerd >/var/log/dockyard-dockerd.log 2>&1 &'
   for _ in $(seq 120); do

@@ -204,4 +204,6 @@ class DockerBackend:
         """Task ids with containers or volumes of this instance."""
         base = {LABEL_MANAGED: "true", LABEL_INSTANCE: self.instance}
         ids = {c.labels.get(LABEL_TASK, "") for c in self.docker.containers(base)}
+        # a volume can outlive its container (a removal cut short): it is a leftover too
+        ids |= {labels.get(LABEL_TASK, "") for labels in self.docker.volume_labels(base)}
         return {i for i in ids if i}

@@ -386,9 +386,16 @@ class DockerClient:
 
     def volumes(self, labels: dict[str, str]) -> list[str]:
         """Names of volumes carrying every given label."""
+        return [v["Name"] for v in self._volumes(labels)]
+
+    def volume_labels(self, labels: dict[str, str]) -> list[dict[str, str]]:
+        """Labels of the volumes carrying every given label."""
+        return [v.get("Labels") or {} for v in self._volumes(labels)]
+
+    def _volumes(self, labels: dict[str, str]) -> list[dict[str, Any]]:
         filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
         try:
-            return [v["Name"] for v in self._api.volumes(filters=filters).get("Volumes") or []]
+            return list(self._api.volumes(filters=filters).get("Volumes") or [])
         except Exception as exc:
             raise _translate(exc, "list volumes") from exc
 

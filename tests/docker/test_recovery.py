@@ -307,3 +307,24 @@ def test_dockerd_restart_under_running_tasks(
     assert out.count("Working on: one") == 1
     lost = proc_server.wait(gone, lambda t: t["status"] == "error")
     assert "workspace stopped" in lost["message"]
+
+
+def test_a_volume_whose_container_is_gone_is_removed(
+    proc_server: ServerProcess, docker_client: docker.DockerClient
+) -> None:
+    ghost = "00000000-0000-0000-0000-00000000dead"
+    labels = {
+        "dockyard.managed": "true",
+        "dockyard.instance": paths.instance_id(proc_server.home),
+        "dockyard.task": ghost,
+    }
+    volume = docker_client.volumes.create(labels=labels)
+    proc_server.kill9()
+    proc_server.start()
+    deadline = time.monotonic() + 45
+    while time.monotonic() < deadline:
+        if not docker_client.volumes.list(filters={"label": f"dockyard.task={ghost}"}):
+            return
+        time.sleep(0.2)
+    volume.remove(force=True)
+    raise AssertionError("the volume of a task that no longer exists was not removed")

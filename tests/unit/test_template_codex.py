@@ -48,7 +48,8 @@ def test_default_preset_renders_an_unattended_codex() -> None:
     assert spec.env["OPENAI_API_KEY"] == "sk-dockyard-placeholder-key"
     assert not any("sk-" in arg for arg in spec.agent_command)
     assert spec.build is not None
-    assert '"@openai/codex@0.169.0"' in spec.build.dockerfile
+    pinned = {p.name: p for p in tpl.config.parameters}["codex_version"].default
+    assert f'"@openai/codex@{pinned}"' in spec.build.dockerfile  # the version is pinned
     assert "{{ base_image }}" in spec.build.dockerfile  # filled in at build time
     assert "dockyard-codex" in spec.build.dockerfile
     profile = tpl.config.agent.profile
