@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -70,7 +71,7 @@ def read_text(argument: str | None, from_stdin: bool, what: str) -> str:
     if argument is not None and from_stdin:
         raise click.UsageError(f"give the {what} as an argument or with --stdin, not both")
     if from_stdin:
-        text = click.get_text_stream("stdin").read()
+        text = sys.stdin.read()  # click's CliRunner swaps sys.stdin too
     elif argument is None:
         raise click.UsageError(f"missing {what}: give it as an argument or pipe it in with --stdin")
     else:
