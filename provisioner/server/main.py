@@ -128,8 +128,9 @@ def run_server(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     scheme = "https" if tls_cert else "http"
-    shown = f"[{host}]" if ":" in host else host
-    url = f"{scheme}://{shown}:{sock.getsockname()[1]}"
+    # the CLI on this machine reads server.json: a wildcard bind is reached on loopback
+    near = "127.0.0.1" if host in ("0.0.0.0", "") else host
+    url = f"{scheme}://{near}:{sock.getsockname()[1]}"
     address_file = home / "server.json"
     token_file = token_path(home)
 

@@ -166,7 +166,7 @@ class Store(LogsMixin, PromptsMixin, AccountsMixin):
 
     def _check_schema(self) -> None:
         """Bring an older database up to date: columns added since are added in place."""
-        for table in (tasks, logs):
+        for table in metadata.sorted_tables:
             have = {c["name"] for c in inspect(self.db).get_columns(table.name)}
             for column in table.columns:
                 if column.name not in have:
