@@ -16,6 +16,16 @@ _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
 REDACTED = "********"
+# Longest part of a value an error message shows: values come from anyone creating a task.
+SHOWN_CHARS = 80
+
+
+def shown(param: Parameter, value: Any) -> str:
+    """A value as an error message may show it: never a secret's, never a huge one."""
+    if param.secret:
+        return "(the secret value)"
+    text = repr(value)
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 3] + "..."
 
 
 def coerce(param: Parameter, value: Any, source: str) -> Any:
@@ -23,7 +33,7 @@ def coerce(param: Parameter, value: Any, source: str) -> Any:
 
     def bad(expected: str) -> ParameterError:
         return ParameterError(
-            f"Parameter {param.name} from {source}: expected {expected}, got {value!r}"
+            f"Parameter {param.name} from {source}: expected {expected}, got {shown(param, value)}"
         )
 
     result: Any
@@ -69,7 +79,7 @@ def coerce(param: Parameter, value: Any, source: str) -> Any:
     if param.options is not None and result not in param.options:
         choices = ", ".join(str(o) for o in param.options)
         raise ParameterError(
-            f"Parameter {param.name} from {source}: {result!r} is not one of: {choices}"
+            f"Parameter {param.name} from {source}: {shown(param, result)} is not one of: {choices}"
         )
     return result
 
@@ -81,7 +91,7 @@ def _validate(param: Parameter, value: Any, source: str) -> None:
     why = f" ({rule.message})" if rule.message else ""
     where = f"Parameter {param.name} from {source}"
     if rule.regex is not None and isinstance(value, str) and not re.fullmatch(rule.regex, value):
-        raise ParameterError(f"{where}: {value!r} does not match {rule.regex!r}{why}")
+        raise ParameterError(f"{where}: {shown(param, value)} does not match {rule.regex!r}{why}")
     measure = len(value) if isinstance(value, list) else value
     if isinstance(measure, int | float) and not isinstance(measure, bool):
         what = "items" if isinstance(value, list) else "value"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ from provisioner.templating.params import resolve_parameters
 from provisioner.templating.schema import AgentProfile, LifecycleConfig
 
 _ENV = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
+# `{{ value | shell_quote }}`: one shell word whatever the value holds, for anything a
+# template puts into a script or a Dockerfile's RUN line.
+_ENV.filters["shell_quote"] = lambda value: shlex.quote(str(value))
 
 
 @dataclass(frozen=True)

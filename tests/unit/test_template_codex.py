@@ -48,7 +48,7 @@ def test_default_preset_renders_an_unattended_codex() -> None:
     assert spec.env["OPENAI_API_KEY"] == "sk-dockyard-placeholder-key"
     assert not any("sk-" in arg for arg in spec.agent_command)
     assert spec.build is not None
-    assert '"@openai/codex@0.169.0"' in spec.build.dockerfile
+    assert "@openai/codex@0.169.0 " in spec.build.dockerfile
     assert "{{ base_image }}" in spec.build.dockerfile  # filled in at build time
     assert "dockyard-codex" in spec.build.dockerfile
     profile = tpl.config.agent.profile
@@ -67,7 +67,7 @@ def test_parameters_required_checked_and_redacted() -> None:
     )
     assert spec.env["OPENAI_API_KEY"] == "sk-real-secret"
     assert spec.env["DOCKYARD_CODEX_MODEL"] == "m1"
-    assert spec.build is not None and '"@openai/codex@0.1.0"' in spec.build.dockerfile
+    assert spec.build is not None and "@openai/codex@0.1.0 " in spec.build.dockerfile
     shown = redact(tpl, spec.parameters)
     assert shown["api_key"] != "sk-real-secret" and shown["base_url"] == URL
     assert "sk-real-secret" not in json.dumps(shown)
