@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from provisioner import paths
 from provisioner.errors import PresetNotFound, TemplateError, TemplateNotFound
+from provisioner.templating.confine import check_tree
 from provisioner.templating.locate import line_of
 from provisioner.templating.schema import PresetConfig, TemplateConfig
 
@@ -111,6 +112,7 @@ def load_template(folder: Path, preset_dirs: list[Path] | None = None) -> Templa
     manifest = folder / "template.yaml"
     if not manifest.is_file():
         raise TemplateError(f"{folder}: no template.yaml in this folder")
+    check_tree(folder)  # before any file in it is read
     config = _validate(TemplateConfig, read_yaml(manifest), manifest)
     presets: dict[str, Preset] = {}
     searched = preset_dirs if preset_dirs is not None else paths.preset_search_path()

@@ -13,6 +13,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from provisioner.errors import TemplateError
 from provisioner.templating.catalog import Preset, Template
+from provisioner.templating.confine import confined
 from provisioner.templating.params import resolve_parameters
 from provisioner.templating.schema import AgentProfile, LifecycleConfig
 
@@ -94,13 +95,14 @@ def render_workspace(
 
     build = None
     if ws.build is not None:
+        field_name = f"{manifest}: field workspace.build.dockerfile"
         dockerfile_path = template.path / ws.build.dockerfile
+        confined(template.path, dockerfile_path, field_name)
         try:
             raw = dockerfile_path.read_text()
-        except OSError as exc:
-            raise TemplateError(
-                f"{manifest}: field workspace.build.dockerfile: cannot read {dockerfile_path}"
-            ) from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            # never the exception's text: it may quote the file
+            raise TemplateError(f"{field_name}: cannot read {ws.build.dockerfile!r}") from exc
         # base_image stays a placeholder: it is only known once the base image is built.
         dockerfile = render_string(
             raw, {**context, "base_image": "{{ base_image }}"}, str(dockerfile_path)
@@ -141,13 +143,16 @@ def render_terraform(template: Template, context: dict[str, Any]) -> TerraformSp
     if config is None:
         return None
     manifest = template.path / "template.yaml"
+    where = f"{manifest}: field terraform"
     folder = template.path / config.dir
+    confined(template.path, folder, f"{where}.dir")
     files: dict[str, str] = {}
     for pattern in config.files:
         for path in sorted(folder.glob(pattern)):
             rel = path.relative_to(folder).as_posix()
+            confined(template.path, path, f"{where}.files")
             if path.is_file() and rel not in files:
-                files[rel] = render_string(path.read_text(), context, str(path))
+                files[rel] = render_string(_read_text(path, where), context, str(path))
     if not files:
         raise TemplateError(
             f"{manifest}: field terraform: no file in {folder} matches {', '.join(config.files)}"
@@ -159,6 +164,13 @@ def render_terraform(template: Template, context: dict[str, Any]) -> TerraformSp
         for key, value in config.variables.items()
     }
     return TerraformSpec(source_dir=folder, files=files, variables=variables)
+
+
+def _read_text(path: Path, where: str) -> str:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TemplateError(f"{where}: cannot read {path.name!r} as text") from exc
 
 
 def select_preset(template: Template, name: str | None) -> Preset | None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from provisioner.templating.confine import relative_name
 
 ParamType = Literal["string", "number", "integer", "bool", "list", "choice"]
 
@@ -48,6 +50,11 @@ class BuildConfig(_Strict):
     """A workspace image built from a Dockerfile in the template folder."""
 
     dockerfile: str = Field("Dockerfile", description="Path of the Dockerfile (Jinja template)")
+
+    @field_validator("dockerfile")
+    @classmethod
+    def _inside(cls, value: str) -> str:
+        return relative_name(value, "the Dockerfile")
 
 
 class Resources(_Strict):
@@ -142,6 +149,16 @@ class TerraformConfig(_Strict):
     variables: dict[str, Any] = Field(
         default_factory=dict, description="Extra Terraform variables (strings rendered by Jinja)"
     )
+
+    @field_validator("dir")
+    @classmethod
+    def _dir_inside(cls, value: str) -> str:
+        return relative_name(value, "the Terraform folder")
+
+    @field_validator("files")
+    @classmethod
+    def _files_inside(cls, value: list[str]) -> list[str]:
+        return [relative_name(pattern, "a Terraform file pattern") for pattern in value]
 
 
 class TemplateConfig(_Strict):

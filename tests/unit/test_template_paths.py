@@ -1,0 +1,152 @@
+"""Every file a template names stays inside its folder: no host file is read or written."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from provisioner.backends.terraform_workdir import write_workdir
+from provisioner.errors import BackendError, TemplateError
+from provisioner.templating.catalog import Catalog, load_template
+from provisioner.templating.push import push_archive
+from provisioner.templating.render import TerraformSpec, render_workspace
+from provisioner.templating.validate import validate_template
+from provisioner.templating.versions import VersionStore
+
+SECRET = "root:TOPSECRET-LINE:19000:0:99999:7:::"
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def secret(tmp_path: Path) -> Path:
+    return write(tmp_path / "host" / "shadow", SECRET + "\n")
+
+
+def docker_template(folder: Path, dockerfile: str = "Dockerfile") -> Path:
+    write(
+        folder / "template.yaml",
+        f"name: demo\nworkspace:\n  build:\n    dockerfile: {dockerfile!r}\n"
+        "agent:\n  command: [run]\n",
+    )
+    write(folder / "Dockerfile", "FROM {{ base_image }}\n")
+    return folder
+
+
+def terraform_template(folder: Path, files: str = '["*.tf"]', tf_dir: str = "terraform") -> Path:
+    write(
+        folder / "template.yaml",
+        "name: demo\nbackend: terraform\nagent:\n  command: [run]\n"
+        f"terraform:\n  dir: {tf_dir!r}\n  files: {files}\n",
+    )
+    write(folder / "terraform" / "main.tf", "# {{ template.name }}\n")
+    return folder
+
+
+def refused(folder: Path) -> str:
+    with pytest.raises(TemplateError) as caught:
+        report = validate_template(folder, preset_dirs=[])
+        if report.errors:  # a render error is reported, not raised
+            raise TemplateError("; ".join(report.errors))
+    assert "TOPSECRET" not in str(caught.value)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["{secret}", "../host/shadow", "sub/../../host/shadow"])
+def test_dockerfile_outside_the_folder_is_refused(tmp_path: Path, secret: Path, name: str) -> None:
+    folder = docker_template(tmp_path / "demo", name.format(secret=secret))
+    assert "workspace.build.dockerfile" in refused(folder)
+
+
+def test_a_symlink_pointing_out_is_refused(tmp_path: Path, secret: Path) -> None:
+    folder = docker_template(tmp_path / "demo")
+    (folder / "Dockerfile").unlink()
+    (folder / "Dockerfile").symlink_to(secret)
+    assert "'Dockerfile' is a symlink leading outside" in refused(folder)
+
+
+def test_a_symlinked_folder_pointing_out_is_refused(tmp_path: Path, secret: Path) -> None:
+    folder = docker_template(tmp_path / "demo")
+    (folder / "extra").symlink_to(secret.parent, target_is_directory=True)
+    assert "'extra' is a symlink leading outside" in refused(folder)
+
+
+def test_a_symlinked_manifest_is_refused(tmp_path: Path, secret: Path) -> None:
+    folder = docker_template(tmp_path / "demo")
+    (folder / "template.yaml").rename(tmp_path / "host" / "template.yaml")
+    (folder / "template.yaml").symlink_to(tmp_path / "host" / "template.yaml")
+    assert "'template.yaml' is a symlink" in refused(folder)
+
+
+def test_a_fifo_is_refused(tmp_path: Path) -> None:
+    folder = docker_template(tmp_path / "demo")
+    os.mkfifo(folder / "pipe")
+    assert "'pipe' is not a regular file" in refused(folder)
+
+
+def test_symlinks_inside_and_a_symlinked_template_folder_are_fine(tmp_path: Path) -> None:
+    real = docker_template(tmp_path / "real")
+    (real / "Dockerfile.link").symlink_to("Dockerfile")
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "demo").symlink_to(real, target_is_directory=True)
+    template = Catalog([tmp_path / "templates"], []).get("demo")
+    assert render_workspace(template, None, {}).build is not None
+
+
+@pytest.mark.parametrize(
+    ("files", "tf_dir"),
+    [('["../../host/*"]', "terraform"), ('["/etc/*"]', "terraform"), ('["*.tf"]', "../host")],
+)
+def test_terraform_globs_stay_inside(tmp_path: Path, secret: Path, files: str, tf_dir: str) -> None:
+    folder = terraform_template(tmp_path / "demo", files, tf_dir)
+    message = refused(folder)
+    assert "field terraform" in message and "inside the template folder" in message
+
+
+def test_a_file_linked_out_after_loading_is_not_rendered(tmp_path: Path, secret: Path) -> None:
+    folder = terraform_template(tmp_path / "demo")
+    template = load_template(folder, preset_dirs=[])
+    (folder / "terraform" / "leak.tf").symlink_to(secret)  # after the load's check
+    with pytest.raises(TemplateError, match="leads outside the template folder") as caught:
+        render_workspace(template, None, {})
+    assert "TOPSECRET" not in str(caught.value)
+
+
+def test_push_refuses_a_dockerfile_outside(tmp_path: Path, secret: Path) -> None:
+    catalog = Catalog([tmp_path / "nowhere"], [], VersionStore(tmp_path / "store"))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        manifest = (
+            f"name: demo\nworkspace:\n  build: {{dockerfile: {secret}}}\nagent: {{command: [x]}}\n"
+        ).encode()
+        info = tarfile.TarInfo("template.yaml")
+        info.size = len(manifest)
+        tar.addfile(info, io.BytesIO(manifest))
+    with pytest.raises(TemplateError) as caught:
+        push_archive(catalog, buf.getvalue(), None)
+    assert "TOPSECRET" not in str(caught.value) and "dockerfile" in str(caught.value)
+    assert catalog.versions is not None and catalog.versions.versions("demo") == []
+
+
+@pytest.mark.parametrize(
+    "rel", ["../escape.tf", "../../escape.tf", "/tmp/escape.tf", "terraform.tfvars.json"]
+)
+def test_write_workdir_refuses_paths_out_of_the_task_dir(tmp_path: Path, rel: str) -> None:
+    folder = terraform_template(tmp_path / "demo")
+    spec = render_workspace(load_template(folder, preset_dirs=[]), None, {})
+    assert spec.terraform is not None
+    hostile = replace(spec, terraform=TerraformSpec(folder, {rel: "pwned"}))
+    workdir = tmp_path / "tf" / "task"
+    with pytest.raises(BackendError, match="would"):
+        write_workdir(workdir, hostile, {})
+    assert not (tmp_path / "tf" / "escape.tf").exists()
+    assert not (tmp_path / "escape.tf").exists() and not Path("/tmp/escape.tf").exists()
