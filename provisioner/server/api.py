@@ -26,6 +26,7 @@ from provisioner.lifecycle import TERMINAL, Status
 from provisioner.server.logjson import entries_json, page_json
 from provisioner.store.store import Store
 from provisioner.templating.catalog import Template
+from provisioner.templating.delete import delete_versions
 from provisioner.templating.push import push_archive
 
 
@@ -230,6 +231,17 @@ def build_router(engine: Engine, home: str) -> APIRouter:
         body = await request.body()
         info, tpl = await run_in_threadpool(push_archive, engine.catalog, body, label)
         return {**_template_json(tpl), "label": info.label, "pushed": True}
+
+    @r.delete("/templates/{name}")
+    def delete_template(name: str) -> dict[str, Any]:
+        live = engine.store.list_tasks(kind=None)
+        return {"template": name, "deleted": delete_versions(engine.catalog, live, name)}
+
+    @r.delete("/templates/{name}/versions/{version}")
+    def delete_template_version(name: str, version: str) -> dict[str, Any]:
+        live = engine.store.list_tasks(kind=None)
+        deleted = delete_versions(engine.catalog, live, name, version)
+        return {"template": name, "deleted": deleted}
 
     @r.get("/templates/{name}/presets")
     def template_presets(name: str) -> dict[str, Any]:

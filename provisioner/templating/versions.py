@@ -8,6 +8,7 @@ changes or a newer version is pushed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from provisioner.errors import TemplateNotFound
 from provisioner.model import utcnow
-from provisioner.templating.catalog import Template, load_template
+from provisioner.templating.catalog import Template, load_cached
 
 
 @dataclass(frozen=True)
@@ -136,11 +137,18 @@ class VersionStore:
             hint=f"list them with: dockyard template versions {name}",
         )
 
+    def delete(self, name: str, version: str) -> None:
+        """Remove one stored version: its record first, so a half-removed one is not listed."""
+        folder = self._dir(name, version)
+        folder.with_suffix(".json").unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            folder.parent.rmdir()  # the last version gone: so is the name
+
     def load(self, name: str, version: str) -> Template:
         """The template exactly as that version stored it."""
         folder = self._dir(name, version)
         if not folder.is_dir():
             raise TemplateNotFound(f"Version {version} of template {name!r} is not stored")
-        template = load_template(folder, preset_dirs=[])
         # The folder is the snapshot; its hash is the version it was stored under.
-        return Template(template.name, folder, template.config, version, template.presets)
+        return load_cached(folder, [], version)
