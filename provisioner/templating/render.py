@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jinja2 import StrictUndefined, UndefinedError
 from jinja2 import TemplateError as JinjaError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import UndefinedError
 
 from provisioner.errors import TemplateError
 from provisioner.templating.catalog import Preset, Template
 from provisioner.templating.confine import confined
 from provisioner.templating.params import resolve_parameters
+from provisioner.templating.sandbox import make_environment, render_bounded
 from provisioner.templating.schema import AgentProfile, LifecycleConfig
 
-_ENV = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
-# `{{ value | shell_quote }}`: one shell word whatever the value holds, for anything a
-# template puts into a script or a Dockerfile's RUN line.
-_ENV.filters["shell_quote"] = lambda value: shlex.quote(str(value))
+_ENV = make_environment(keep_trailing_newline=True)
 
 
 @dataclass(frozen=True)
@@ -69,7 +65,7 @@ class WorkspaceSpec:
 def render_string(text: str, context: dict[str, Any], where: str) -> str:
     """Render one Jinja string; undefined names and syntax errors say where they are."""
     try:
-        return _ENV.from_string(text).render(context)
+        return render_bounded(_ENV, text, context, where)
     except UndefinedError as exc:
         raise TemplateError(f"{where}: {exc.message} (is the parameter declared?)") from exc
     except JinjaError as exc:
