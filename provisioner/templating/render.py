@@ -13,6 +13,7 @@ from provisioner.errors import TemplateError
 from provisioner.templating.catalog import Preset, Template
 from provisioner.templating.confine import confined
 from provisioner.templating.params import resolve_parameters
+from provisioner.templating.resources import check_resources
 from provisioner.templating.sandbox import make_environment, render_bounded
 from provisioner.templating.schema import AgentProfile, LifecycleConfig
 
@@ -104,6 +105,8 @@ def render_workspace(
             raw, {**context, "base_image": "{{ base_image }}"}, str(dockerfile_path)
         )
         build = BuildSpec(dockerfile=dockerfile, context_dir=template.path)
+    memory = r(ws.resources.memory, "workspace.resources.memory") if ws.resources.memory else None
+    check_resources(memory, ws.resources.cpus, ws.resources.pids, f"{manifest}: field ")
     return WorkspaceSpec(
         template=template.name,
         template_version=template.version,
@@ -114,9 +117,7 @@ def render_workspace(
         build=build,
         workdir=r(ws.workdir, "workspace.workdir"),
         env={k: r(v, f"workspace.env.{k}") for k, v in ws.env.items()},
-        memory=r(ws.resources.memory, "workspace.resources.memory")
-        if ws.resources.memory
-        else None,
+        memory=memory,
         cpus=ws.resources.cpus,
         pids=ws.resources.pids,
         agent_command=[r(a, f"agent.command[{i}]") for i, a in enumerate(agent.command)],

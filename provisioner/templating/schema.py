@@ -61,8 +61,10 @@ class Resources(_Strict):
     """Limits for the workspace container."""
 
     memory: str | None = Field("2g", description="Memory limit, Docker syntax (512m, 2g)")
-    cpus: float | None = Field(2.0, description="CPU limit in cores")
-    pids: int | None = Field(1024, description="Maximum number of processes")
+    cpus: float | None = Field(
+        2.0, gt=0, le=1024, allow_inf_nan=False, description="CPU limit in cores"
+    )
+    pids: int | None = Field(1024, ge=1, description="Maximum number of processes")
 
 
 class WorkspaceConfig(_Strict):

@@ -91,7 +91,10 @@ def _unchecked_copy(tmp_path: Path) -> Catalog:
     shutil.copytree(source, target)
     manifest = target / "template.yaml"
     text = manifest.read_text()
-    manifest.write_text(re.sub(r"\n    validation:\n(      .*\n)+", "\n", text))
+    text = re.sub(r"\n    validation:\n(      .*\n)+", "\n", text)
+    # a workdir from a parameter no rule checks (memory is checked as a resource too)
+    text = text.replace("parameters:\n", "parameters:\n  - name: dir\n    default: /w\n")
+    manifest.write_text(text.replace("  workdir: /workspace", '  workdir: "{{ dir }}"'))
     return Catalog([tmp_path / "templates"], [paths.builtin_presets_dir()])
 
 
@@ -121,8 +124,8 @@ def _scripts(main_tf: str) -> list[str]:
 def test_terraform_commands_take_values_only_quoted(tmp_path: Path) -> None:
     catalog = _unchecked_copy(tmp_path)
     template = catalog.get("terraform-docker")
-    spec = render_workspace(template, template.default_preset(), {"memory": PAYLOAD})
-    assert spec.memory == PAYLOAD  # no validation left: only the quoting stands
+    spec = render_workspace(template, template.default_preset(), {"dir": f"/w {PAYLOAD}"})
+    assert spec.workdir == f"/w {PAYLOAD}"  # no validation: only the quoting stands
     assert spec.terraform is not None
     scripts = _scripts(spec.terraform.files["main.tf"])
     assert len(scripts) >= 5
