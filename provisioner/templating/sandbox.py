@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import shlex
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from types import FrameType
@@ -27,23 +28,46 @@ from provisioner.errors import TemplateError
 
 MAX_RENDERED_BYTES = 1024 * 1024  # one rendered file or field
 MAX_RENDER_SECONDS = 3.0
+# Text and lists one rendering may make in all (operators, calls, filters, joins): what is
+# made need not be output (`{% set %}` blocks, loops), so the output cap alone is no bound.
+MAX_MADE_BYTES = 16 * MAX_RENDERED_BYTES
 # The largest integer a template may pass to a call or use as a repeat count or a power:
 # more than any real width or count, far less than what exhausts memory.
 MAX_ARGUMENT = MAX_RENDERED_BYTES
-_WIDTH = re.compile(r"%[-+ #0]*(\d+|\*)|\{[^{}]*:[^{}]*?(\d{7,})")
+# Python's integers have no size limit, and squaring one in a loop doubles it each time.
+MAX_INT_BITS = 4096
+# widths and precisions of %-formats and of str.format fields: each pads to its size
+_PERCENT = re.compile(r"%[-+ #0]*(\d+|\*)?(?:\.(\d+|\*))?")
+_FIELD_SPEC = re.compile(r"\{[^{}]*?:([^{}]*)\}")
+_NESTED_SPEC = re.compile(r"\{[^{}]*:[^{}]*\{")
+_WIDTH_METHODS = frozenset({"ljust", "rjust", "center", "zfill"})
 
 
 class RenderLimit(TemplateError):
     """A rendering went past one of the bounds."""
 
 
+_budget = threading.local()  # what the rendering under way in this thread may still make
+
+
+def _made(value: Any) -> Any:
+    """Count `value` against the rendering's budget; return it."""
+    left = getattr(_budget, "left", None)
+    size = _size(value)
+    if left is not None and size:
+        _budget.left = left - size
+        if _budget.left < 0:
+            raise RenderLimit(f"the rendering makes more than {MAX_MADE_BYTES >> 20} MiB of text")
+    return value
+
+
 def _size(value: Any) -> int | None:
     return len(value) if isinstance(value, str | bytes | list | tuple) else None
 
 
-def _check_argument(value: Any) -> None:
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_ARGUMENT:
-        raise RenderLimit(f"a number larger than {MAX_ARGUMENT} is not allowed in a call")
+def _check_width(value: Any) -> None:
+    if isinstance(value, int) and not isinstance(value, bool) and value > MAX_ARGUMENT:
+        raise RenderLimit(f"a width larger than {MAX_ARGUMENT}")
 
 
 def _bounded_concat(parts: Iterable[Any]) -> str:
@@ -56,7 +80,7 @@ def _bounded_concat(parts: Iterable[Any]) -> str:
         if size > MAX_RENDERED_BYTES:
             raise RenderLimit(f"a text larger than {MAX_RENDERED_BYTES >> 10} KiB")
         out.append(text)
-    return "".join(out)
+    return str(_made("".join(out)))
 
 
 class _CodeGenerator(CodeGenerator):
@@ -80,19 +104,34 @@ class BoundedEnvironment(SandboxedEnvironment):
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "*":
+            both_ints = isinstance(left, int) and isinstance(right, int)
+            if both_ints and left.bit_length() + right.bit_length() > MAX_INT_BITS:
+                raise RenderLimit(f"a product larger than 2**{MAX_INT_BITS}")
             for seq, times in ((left, right), (right, left)):
                 size = _size(seq)
                 if size is not None and isinstance(times, int) and size * times > MAX_ARGUMENT:
                     raise RenderLimit(f"a repeat making more than {MAX_ARGUMENT} items")
         elif operator == "**":
             exact = isinstance(left, int) and isinstance(right, int) and right > 0
-            if exact and left.bit_length() * right > 4096:  # exact ints of any size are slow
-                raise RenderLimit("a power larger than 2**4096")
+            if exact and left.bit_length() * right > MAX_INT_BITS:
+                raise RenderLimit(f"a power larger than 2**{MAX_INT_BITS}")
             if isinstance(right, int | float) and abs(right) > MAX_ARGUMENT:
                 raise RenderLimit(f"an exponent larger than {MAX_ARGUMENT}")
         elif operator == "%" and isinstance(left, str):
             _check_percent(left)
-        return super().call_binop(context, operator, left, right)
+        return _made(super().call_binop(context, operator, left, right))
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        # str.format and format_map: the sandbox swaps them for a wrapper when looked up
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        _check_format(value.__self__)
+
+        def bounded(*args: Any, **kwargs: Any) -> str:
+            return str(_made(wrapped(*args, **kwargs)))
+
+        return bounded
 
     def call(
         __self,  # Jinja's signature: a template may pass `self` as a keyword
@@ -101,24 +140,29 @@ class BoundedEnvironment(SandboxedEnvironment):
         *args: Any,
         **kwargs: Any,
     ) -> Any:
-        for value in (*args, *kwargs.values()):
-            _check_argument(value)
         owner = getattr(__obj, "__self__", None)
         if isinstance(owner, str):
             method = getattr(__obj, "__name__", "")
-            if method in ("format", "format_map"):
-                _check_format(owner)
+            if method in _WIDTH_METHODS:
+                for value in (*args, *kwargs.values()):
+                    _check_width(value)
+            elif method == "expandtabs":
+                size = args[0] if args else kwargs.get("tabsize", 8)
+                if isinstance(size, int):
+                    _check_width(size * owner.count("\t"))
             elif method == "replace":
                 _check_replace(owner, args)
             elif method == "join" and args:
                 _check_join(owner, args[0])
-        return super().call(__context, __obj, *args, **kwargs)
+        return _made(super().call(__context, __obj, *args, **kwargs))
 
 
 def _check_format(text: str) -> None:
-    for match in re.finditer(r"\{[^{}]*:[^{}]*?(\d+)", text):
-        if int(match.group(1)) > MAX_ARGUMENT:
-            raise RenderLimit(f"a format width larger than {MAX_ARGUMENT}")
+    if _NESTED_SPEC.search(text):  # `{:{}}`: a width given as an argument
+        raise RenderLimit("a format field whose width or precision is itself a field")
+    for spec in _FIELD_SPEC.findall(text):
+        if any(int(n) > MAX_ARGUMENT for n in re.findall(r"\d+", spec)):
+            raise RenderLimit(f"a format width or precision larger than {MAX_ARGUMENT}")
 
 
 def _check_replace(text: str, args: tuple[Any, ...]) -> None:
@@ -135,10 +179,10 @@ def _check_join(separator: str, items: Any) -> None:
 
 
 def _check_percent(text: str) -> None:
-    for match in _WIDTH.finditer(text):
-        width = match.group(1) or match.group(2)
-        if width == "*" or (width and int(width) > MAX_ARGUMENT):
-            raise RenderLimit(f"a format width larger than {MAX_ARGUMENT}")
+    for match in _PERCENT.finditer(text):
+        for number in match.groups():
+            if number == "*" or (number and int(number) > MAX_ARGUMENT):
+                raise RenderLimit(f"a format width or precision larger than {MAX_ARGUMENT}")
 
 
 def _bounded_filter(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
@@ -148,9 +192,9 @@ def _bounded_filter(name: str, original: Callable[..., Any]) -> Callable[..., An
 
     def checked(*args: Any, **kwargs: Any) -> Any:
         given = args[skip:]
-        for value in (*given, *kwargs.values()):
-            _check_argument(value)
         value = given[0] if given else None
+        if name in ("center", "batch", "slice"):  # a width, or a count of items made
+            _check_width(given[1] if len(given) > 1 else next(iter(kwargs.values()), None))
         if name == "replace" and isinstance(value, str):
             _check_replace(value, given[1:])
         elif name == "format" and isinstance(value, str):
@@ -158,10 +202,11 @@ def _bounded_filter(name: str, original: Callable[..., Any]) -> Callable[..., An
         elif name == "join" and len(given) >= 2 and isinstance(given[1], str):
             _check_join(given[1], given[0])
         elif name == "indent" and isinstance(value, str):
-            width = given[1] if len(given) > 1 else kwargs.get("width", "")
-            if isinstance(width, str) and len(width) * (value.count("\n") + 1) > MAX_ARGUMENT:
+            width = given[1] if len(given) > 1 else kwargs.get("width", 4)
+            per_line = len(width) if isinstance(width, str) else width
+            if isinstance(per_line, int) and per_line * (value.count("\n") + 1) > MAX_ARGUMENT:
                 raise RenderLimit(f"an indent making more than {MAX_ARGUMENT} characters")
-        return original(*args, **kwargs)
+        return _made(original(*args, **kwargs))
 
     for attr in ("jinja_pass_arg",):  # keep what tells Jinja to pass the context first
         if hasattr(original, attr):
@@ -196,6 +241,8 @@ def render_bounded(env: BoundedEnvironment, text: str, context: dict[str, Any], 
         return on_line if frame.f_code.co_filename == "<template>" else None
 
     previous = sys.gettrace()
+    outer = getattr(_budget, "left", None)  # a default rendered within a rendering
+    _budget.left = MAX_MADE_BYTES
     sys.settrace(on_call)
     parts: list[str] = []
     size = 0
@@ -216,4 +263,5 @@ def render_bounded(env: BoundedEnvironment, text: str, context: dict[str, Any], 
         raise RenderLimit(f"{where}: {type(exc).__name__}: {str(exc)[:120]}") from None
     finally:
         sys.settrace(previous)
+        _budget.left = outer
     return "".join(parts)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,21 @@ WHERE = "t/template.yaml: field setup"
         "{{ 'x' * 10**9 }}",
         "{{ ['x'] * 10**9 }}",
         "{{ 7 ** 1000000 }}",
+        "{% set ns = namespace(x=3) %}{% for i in range(100) %}{% set ns.x = ns.x * ns.x %}"
+        "{% endfor %}{{ ns.x > 1 }}",
+        "{{ [1]|batch(1000000000, 'x')|list }}",
         "{{ 'x'.ljust(10**9) }}",
         "{{ 'x'|center(1000000000) }}",
         "{{ '%1000000000s' % 'x' }}",
         "{{ '%*s' % (1000000000, 'x') }}",
         "{{ '%1000000000s'|format('x') }}",
+        "{{ '%.1000000000f' % 1.0 }}",
         "{{ '{:>1000000000}'.format('x') }}",
+        "{{ '{:.1000000000f}'.format(1.0) }}",
+        "{{ '{:{}}'.format('x', 1000000000) }}",
+        "{{ ('\t' * 1000).expandtabs(1000000) }}",
+        "{{ 'x'.zfill(1000000000) }}",
+        "{{ ('\n' * 1000000)|indent(1000000) }}",
         "{{ ('x' * 1000000)|replace('x', 'y' * 1000000) }}",
         "{{ ('x' * 1000000).replace('x', 'y' * 1000000) }}",
         "{{ range(100000)|join('x' * 1000000) }}",
@@ -45,9 +55,15 @@ WHERE = "t/template.yaml: field setup"
 )
 def test_huge_renderings_are_refused_quickly(text: str) -> None:
     started = time.monotonic()
-    with pytest.raises(TemplateError) as caught:
-        render_string(text, {}, WHERE)
+    tracemalloc.start()
+    try:
+        with pytest.raises(TemplateError) as caught:
+            render_string(text, {}, WHERE)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
     assert time.monotonic() - started < sandbox.MAX_RENDER_SECONDS + 1
+    assert peak < sandbox.MAX_MADE_BYTES + (8 << 20)
     assert str(caught.value).startswith(WHERE) and len(str(caught.value)) < 300
 
 
@@ -73,6 +89,10 @@ def test_a_busy_loop_without_output_runs_out_of_time(monkeypatch: pytest.MonkeyP
 def test_ordinary_templates_render_as_before() -> None:
     text = "{% for i in range(3) %}{{ i ~ '-' ~ name|upper }} {% endfor %}{{ '%5s' % 'x' }}"
     assert render_string(text, {"name": "a"}, WHERE) == "0-A 1-A 2-A     x"
+    fields = "{{ '{}://{}'.format('http', 'h') }} {{ '{a}:{b:>3}'.format_map({'a': 1, 'b': 2}) }}"
+    assert render_string(fields, {}, WHERE) == "http://h 1:  2"
+    big = "{{ '%d'|format(4294967296) }} {{ '{:,}'.format(10**12) }} {{ 4096 * 1048576 }}"
+    assert render_string(big, {}, WHERE) == "4294967296 1,000,000,000,000 4294967296"
     assert render_string("{{ 'ab' * 3 }}{{ 2 ** 10 }}", {}, WHERE) == "ababab1024"
     assert render_string("{{ v | shell_quote }}", {"v": "a b"}, WHERE) == "'a b'"
 
