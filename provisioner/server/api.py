@@ -27,7 +27,7 @@ from provisioner.server.logjson import entries_json, page_json
 from provisioner.store.store import Store
 from provisioner.templating.catalog import Template
 from provisioner.templating.delete import delete_versions
-from provisioner.templating.push import push_archive
+from provisioner.templating.push import MAX_ARCHIVE_BYTES, push_archive
 
 
 class CreateTask(BaseModel):
@@ -61,6 +61,23 @@ def _status_code(exc: DockyardError) -> int:
     if isinstance(exc, BridgeFailure):
         return 502
     return 500
+
+
+async def _read_archive(request: Request) -> bytes:
+    """An uploaded template archive, refused as soon as it passes MAX_ARCHIVE_BYTES (an
+    endless upload was read into memory whole before its size was checked)."""
+    too_big = TemplateError(f"template archive is larger than {MAX_ARCHIVE_BYTES >> 20} MiB")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_ARCHIVE_BYTES:
+        raise too_big
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_ARCHIVE_BYTES:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _template_json(tpl: Template) -> dict[str, Any]:
@@ -228,7 +245,7 @@ def build_router(engine: Engine, home: str) -> APIRouter:
 
     @r.post("/templates", status_code=201)
     async def push_template(request: Request, label: str | None = None) -> dict[str, Any]:
-        body = await request.body()
+        body = await _read_archive(request)
         info, tpl = await run_in_threadpool(push_archive, engine.catalog, body, label)
         return {**_template_json(tpl), "label": info.label, "pushed": True}
 

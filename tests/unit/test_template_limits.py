@@ -9,18 +9,26 @@ import tarfile
 import time
 import tracemalloc
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from provisioner.backends.docker import DockerBackend
+from provisioner.backends.docker_client import DockerClient
+from provisioner.engine.engine import Engine
+from provisioner.engine.workspace import BridgeBundler
 from provisioner.errors import TaskConflict, TemplateError, TemplateNotFound
 from provisioner.lifecycle import Status
 from provisioner.model import Task, utcnow
+from provisioner.store.store import Store, sqlite_url
 from provisioner.templating import catalog as catalog_module
 from provisioner.templating.catalog import Catalog
 from provisioner.templating.delete import delete_versions, pinned_by
 from provisioner.templating.push import (
+    MAX_ARCHIVE_BYTES,
     MAX_FILES,
     MAX_UNPACKED_BYTES,
     _unpack,
@@ -28,6 +36,7 @@ from provisioner.templating.push import (
     push_archive,
 )
 from provisioner.templating.versions import VersionStore
+from tests.serving import serve
 
 MANIFEST = b"name: demo\nagent:\n  command: [run]\n"
 
@@ -205,3 +214,36 @@ def test_a_template_on_disk_keeps_its_folder(tmp_path: Path) -> None:
     assert catalog.get("demo").path == tmp_path / "templates" / "demo"
     with pytest.raises(TemplateNotFound):
         delete_versions(catalog, [], "../../etc")
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> Iterator[str]:
+    """A real server (its Docker daemon missing: pushing needs none)."""
+    dead = DockerClient(base_url=f"unix://{tmp_path}/no-docker.sock")
+    store = Store(sqlite_url(tmp_path / "db.sqlite"))
+    catalog = Catalog([tmp_path / "nowhere"], [], VersionStore(tmp_path / "store"))
+    engine = Engine(store, DockerBackend("test", dead), catalog, BridgeBundler(tmp_path / "c"))
+    with serve(engine, tmp_path) as base:
+        yield base
+    store.close()
+
+
+def test_an_oversized_upload_is_refused_before_it_is_read_whole(url: str) -> None:
+    def endless() -> Iterator[bytes]:  # no length given: the server must count
+        chunk = bytes(1 << 20)
+        for _ in range(4 * (MAX_ARCHIVE_BYTES >> 20)):
+            yield chunk
+
+    tracemalloc.start()  # the server runs in this process
+    try:
+        try:
+            answer = httpx.post(f"{url}/api/v2/templates", content=endless(), timeout=60)
+        except httpx.TransportError:
+            answer = None  # the server answered and closed while the upload went on
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    if answer is not None:
+        assert answer.status_code == 400
+        assert f"larger than {MAX_ARCHIVE_BYTES >> 20} MiB" in answer.text
+    assert peak < MAX_ARCHIVE_BYTES + (16 << 20)
