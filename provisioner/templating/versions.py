@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -18,6 +19,9 @@ from pathlib import Path
 from provisioner.errors import TemplateNotFound
 from provisioner.model import utcnow
 from provisioner.templating.catalog import Template, load_cached
+
+# a template name or a version hash: one path segment, never `..`
+_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,8 @@ class VersionStore:
         self.root = root
 
     def _dir(self, name: str, version: str) -> Path:
+        if not (_SEGMENT.match(name) and _SEGMENT.match(version)):
+            raise TemplateNotFound(f"Version {version[:80]!r} of template {name[:80]!r} is unknown")
         return self.root / name / version
 
     def snapshot(
@@ -94,6 +100,8 @@ class VersionStore:
 
     def versions(self, name: str) -> list[VersionInfo]:
         """Stored versions of a template, oldest first."""
+        if not _SEGMENT.match(name):
+            return []  # names come from requests: `..` must not list the home
         folder = self.root / name
         if not folder.is_dir():
             return []

@@ -150,3 +150,16 @@ def test_write_workdir_refuses_paths_out_of_the_task_dir(tmp_path: Path, rel: st
         write_workdir(workdir, hostile, {})
     assert not (tmp_path / "tf" / "escape.tf").exists()
     assert not (tmp_path / "escape.tf").exists() and not Path("/tmp/escape.tf").exists()
+
+
+def test_version_lookups_stay_in_the_store(tmp_path: Path) -> None:
+    # a folder beside the store that looks like a stored version
+    docker_template(tmp_path / "home" / "x")
+    (tmp_path / "home" / "x.json").write_text('{"pushed": true}')
+    (tmp_path / "home" / "store").mkdir()
+    catalog = Catalog([tmp_path / "nowhere"], [], VersionStore(tmp_path / "home" / "store"))
+    assert catalog.versions is not None and catalog.versions.versions("..") == []
+    with pytest.raises(TemplateError):
+        catalog.get("..", "x")
+    with pytest.raises(TemplateError):
+        catalog.versions.load("demo", "../../x")
