@@ -9,6 +9,7 @@ from pathlib import Path
 
 from provisioner.errors import TemplateError
 from provisioner.templating.catalog import Catalog, Template
+from provisioner.templating.confine import check_tree
 from provisioner.templating.validate import validate_template
 from provisioner.templating.versions import VersionInfo
 
@@ -23,8 +24,11 @@ def pack_folder(folder: Path) -> bytes:
     """A template folder as a gzipped tar (what the CLI uploads)."""
     if not (folder / "template.yaml").is_file():
         raise TemplateError(f"{folder}: no template.yaml in this folder")
+    check_tree(folder)
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+    # Symlinks (all inside the folder, checked above) go as the files they point at: the
+    # server takes regular files only.
+    with tarfile.open(fileobj=buf, mode="w:gz", dereference=True) as tar:
         for path in sorted(folder.rglob("*")):
             if "__pycache__" in path.parts or not path.is_file():
                 continue

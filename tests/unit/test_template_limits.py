@@ -247,3 +247,12 @@ def test_an_oversized_upload_is_refused_before_it_is_read_whole(url: str) -> Non
         assert answer.status_code == 400
         assert f"larger than {MAX_ARCHIVE_BYTES >> 20} MiB" in answer.text
     assert peak < MAX_ARCHIVE_BYTES + (16 << 20)
+
+
+def test_a_symlink_inside_is_pushed_as_its_file(tmp_path: Path, catalog: Catalog) -> None:
+    folder = write_template(tmp_path / "demo")
+    (folder / "run.sh").write_text("echo hi\n")
+    (folder / "alias.sh").symlink_to("run.sh")
+    _, template = push_archive(catalog, pack_folder(folder), None)
+    stored = template.path / "alias.sh"
+    assert not stored.is_symlink() and stored.read_text() == "echo hi\n"
