@@ -179,6 +179,12 @@ class _LoadCache:
             self._entries[key] = (fingerprint, template)
         return template
 
+    def forget(self, folder: Path) -> None:
+        """Drop what was loaded from `folder` (a deleted version)."""
+        with self._lock:
+            for key in [k for k in self._entries if k[0] == folder]:
+                del self._entries[key]
+
 
 _LOADED = _LoadCache()
 
@@ -187,6 +193,11 @@ def load_cached(folder: Path, preset_dirs: list[Path], version: str) -> Template
     """A stored version: loaded once while its files are unchanged, and never hashed (it is
     the version it was stored under; a big one was rehashed on every reconcile tick)."""
     return _LOADED.load(folder, preset_dirs, version)
+
+
+def forget_cached(folder: Path) -> None:
+    """Forget a stored version that was deleted."""
+    _LOADED.forget(folder)
 
 
 class Catalog:

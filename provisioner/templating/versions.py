@@ -18,7 +18,7 @@ from pathlib import Path
 
 from provisioner.errors import TemplateNotFound
 from provisioner.model import utcnow
-from provisioner.templating.catalog import Template, load_cached
+from provisioner.templating.catalog import Template, forget_cached, load_cached
 
 # a template name or a version hash: one path segment, never `..`
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -150,6 +150,7 @@ class VersionStore:
         folder = self._dir(name, version)
         folder.with_suffix(".json").unlink(missing_ok=True)
         shutil.rmtree(folder, ignore_errors=True)
+        forget_cached(folder)
         with contextlib.suppress(OSError):
             folder.parent.rmdir()  # the last version gone: so is the name
 
