@@ -8,15 +8,24 @@ import tarfile
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import pytest
+from click.testing import CliRunner
 
+from cli.main import cli
+from provisioner.backends.docker import DockerBackend
+from provisioner.backends.docker_client import DockerClient
 from provisioner.backends.terraform_workdir import write_workdir
+from provisioner.engine.engine import Engine
+from provisioner.engine.workspace import BridgeBundler
 from provisioner.errors import BackendError, TemplateError
+from provisioner.store.store import Store, sqlite_url
 from provisioner.templating.catalog import Catalog, load_template
-from provisioner.templating.push import push_archive
+from provisioner.templating.push import pack_folder, push_archive
 from provisioner.templating.render import TerraformSpec, render_workspace
 from provisioner.templating.validate import validate_template
 from provisioner.templating.versions import VersionStore
+from tests.serving import serve
 
 SECRET = "root:TOPSECRET-LINE:19000:0:99999:7:::"
 
@@ -163,3 +172,26 @@ def test_version_lookups_stay_in_the_store(tmp_path: Path) -> None:
         catalog.get("..", "x")
     with pytest.raises(TemplateError):
         catalog.versions.load("demo", "../../x")
+
+
+def test_a_real_server_refuses_the_push_with_a_400(tmp_path: Path) -> None:
+    shadow = Path("/etc/shadow")
+    folder = docker_template(tmp_path / "demo", str(shadow))
+    dead = DockerClient(base_url=f"unix://{tmp_path}/no-docker.sock")
+    store = Store(sqlite_url(tmp_path / "db.sqlite"))
+    catalog = Catalog([tmp_path / "nowhere"], [], VersionStore(tmp_path / "store"))
+    engine = Engine(store, DockerBackend("test", dead), catalog, BridgeBundler(tmp_path / "c"))
+    try:
+        with serve(engine, tmp_path) as url:
+            answer = httpx.post(f"{url}/api/v2/templates", content=pack_folder(folder))
+            assert answer.status_code == 400
+            assert "workspace.build.dockerfile" in answer.text
+            pushed = CliRunner().invoke(
+                cli, ["template", "push", str(folder)], env={"DOCKYARD_URL": url}
+            )
+            assert pushed.exit_code == 1 and "inside the template folder" in pushed.stderr
+            if shadow.exists():
+                first = shadow.read_text().splitlines()[0]
+                assert first not in answer.text and first not in pushed.stderr
+    finally:
+        store.close()
