@@ -98,6 +98,20 @@ def push(folder: Path, label: str | None) -> None:
     click.echo(f"Pushed template {pushed['name']} version {pushed['version']}{suffix}")
 
 
+@template_group.command("delete")
+@click.argument("name")
+@click.option("--version", help="Only this version (hash, prefix or label).")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+def delete(name: str, version: str | None, yes: bool) -> None:
+    """Delete the stored versions of template NAME (a folder on disk stays); refused while
+    a live task uses one."""
+    if not yes:
+        what = f"version {version} of template {name}" if version else f"every version of {name}"
+        click.confirm(f"Delete {what}?", abort=True)
+    deleted = current_client().delete_template(name, version)
+    click.echo(f"Deleted template {name} version(s): {', '.join(deleted)}")
+
+
 @click.group("preset")
 def preset_group() -> None:
     """Inspect presets (named sets of parameter values)."""

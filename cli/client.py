@@ -211,6 +211,14 @@ class Client:
         )
         return result
 
+    def delete_template(self, name: str, version: str | None = None) -> list[str]:
+        """Delete one stored version of a template, or all of them; returns those deleted."""
+        path = f"/templates/{_segment(name)}"
+        if version is not None:
+            path += f"/versions/{_segment(version)}"
+        result: list[str] = self.request("DELETE", path)["deleted"]
+        return result
+
     def list_presets(self, template: str | None = None) -> list[JSON]:
         """Presets, optionally of one template."""
         result: list[JSON] = self.request("GET", "/presets", params={"template": template})[

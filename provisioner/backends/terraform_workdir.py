@@ -114,13 +114,28 @@ def write_workdir(workdir: Path, spec: WorkspaceSpec, variables: dict[str, Any])
     if spec.terraform is None:
         raise BackendError(f"template {spec.template!r} has no terraform section")
     workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    targets = {rel: rendered_path(workdir, rel) for rel in spec.terraform.files}
     for old in workdir.iterdir():
         if old.is_file() and old.name.endswith(RENDERED_SUFFIXES):
             old.unlink()
     for rel, text in spec.terraform.files.items():
-        # main.tf.j2 says "Jinja" to editors; Terraform only reads main.tf.
-        _write(workdir / rel.removesuffix(".j2"), text.encode(), 0o600)
+        _write(targets[rel], text.encode(), 0o600)
     write_variables(workdir, variables)
+
+
+def rendered_path(workdir: Path, rel: str) -> Path:
+    """Where a rendered file goes: inside the work dir and none of Dockyard's own files.
+    (Rendering already keeps names inside the template; this holds even if it did not.)"""
+    # main.tf.j2 says "Jinja" to editors; Terraform only reads main.tf.
+    name = rel.removesuffix(".j2")
+    base = workdir.resolve()
+    target = (workdir / name).resolve()
+    own = {TFVARS_FILE, STATE_FILE, PLAN_FILE, STATE_FILE + ".backup", BRIDGE_SUBDIR, ".terraform"}
+    if not target.is_relative_to(base) or target == base:
+        raise BackendError(f"Terraform file {rel[:80]!r} would be written outside the task's dir")
+    if target.relative_to(base).parts[0] in own:
+        raise BackendError(f"Terraform file {rel[:80]!r} would replace Dockyard's own {name!r}")
+    return target
 
 
 def write_variables(workdir: Path, variables: dict[str, Any]) -> None:

@@ -33,7 +33,8 @@ from provisioner.server.auth import CHALLENGE, admin_only, caller
 from provisioner.server.logjson import entries_json, page_json
 from provisioner.store.store import Store
 from provisioner.templating.catalog import Template
-from provisioner.templating.push import push_archive
+from provisioner.templating.delete import delete_versions
+from provisioner.templating.push import MAX_ARCHIVE_BYTES, push_archive
 
 
 class CreateTask(BaseModel):
@@ -120,6 +121,23 @@ def _status_code(exc: DockyardError) -> int:
     if isinstance(exc, BridgeFailure):
         return 502
     return 500
+
+
+async def _read_archive(request: Request) -> bytes:
+    """An uploaded template archive, refused as soon as it passes MAX_ARCHIVE_BYTES (an
+    endless upload was read into memory whole before its size was checked)."""
+    too_big = TemplateError(f"template archive is larger than {MAX_ARCHIVE_BYTES >> 20} MiB")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_ARCHIVE_BYTES:
+        raise too_big
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_ARCHIVE_BYTES:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _template_json(tpl: Template) -> dict[str, Any]:
@@ -306,12 +324,28 @@ def build_router(engine: Engine, home: str) -> APIRouter:
     async def push_template(
         request: Request, label: str | None = None, who: Principal = Depends(admin_only)
     ) -> dict[str, Any]:
-        body = await request.body()
+        body = await _read_archive(request)
         info, tpl = await run_in_threadpool(push_archive, engine.catalog, body, label)
         await run_in_threadpool(
             store.record_audit, who.actor, "template.push", f"{tpl.name}@{tpl.version}", label or ""
         )
         return {**_template_json(tpl), "label": info.label, "pushed": True}
+
+    @r.delete("/templates/{name}")
+    def delete_template(name: str, who: Principal = Depends(admin_only)) -> dict[str, Any]:
+        live = engine.store.list_tasks(kind=None)
+        deleted = delete_versions(engine.catalog, live, name)
+        store.record_audit(who.actor, "template.delete", name, ", ".join(deleted))
+        return {"template": name, "deleted": deleted}
+
+    @r.delete("/templates/{name}/versions/{version}")
+    def delete_template_version(
+        name: str, version: str, who: Principal = Depends(admin_only)
+    ) -> dict[str, Any]:
+        live = engine.store.list_tasks(kind=None)
+        deleted = delete_versions(engine.catalog, live, name, version)
+        store.record_audit(who.actor, "template.delete", f"{name}@{version}", ", ".join(deleted))
+        return {"template": name, "deleted": deleted}
 
     @r.get("/templates/{name}/presets")
     def template_presets(name: str, who: Principal = Depends(caller)) -> dict[str, Any]:

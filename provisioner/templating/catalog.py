@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from provisioner import paths
 from provisioner.errors import PresetNotFound, TemplateError, TemplateNotFound
+from provisioner.templating.confine import check_tree
 from provisioner.templating.locate import line_of
 from provisioner.templating.schema import PresetConfig, TemplateConfig
 
@@ -106,11 +107,15 @@ def template_version(folder: Path) -> str:
     return digest.hexdigest()[:12]
 
 
-def load_template(folder: Path, preset_dirs: list[Path] | None = None) -> Template:
-    """Load and validate one template folder and the presets that belong to it."""
+def load_template(
+    folder: Path, preset_dirs: list[Path] | None = None, version: str | None = None
+) -> Template:
+    """Load and validate one template folder and the presets that belong to it; `version`,
+    when known (a stored snapshot is named by it), spares hashing every file."""
     manifest = folder / "template.yaml"
     if not manifest.is_file():
         raise TemplateError(f"{folder}: no template.yaml in this folder")
+    check_tree(folder)  # before any file in it is read
     config = _validate(TemplateConfig, read_yaml(manifest), manifest)
     presets: dict[str, Preset] = {}
     searched = preset_dirs if preset_dirs is not None else paths.preset_search_path()
@@ -127,7 +132,7 @@ def load_template(folder: Path, preset_dirs: list[Path] | None = None) -> Templa
         raise TemplateError(
             f"template {config.name!r}: more than one default preset ({', '.join(defaults)})"
         )
-    return Template(config.name, folder, config, template_version(folder), presets)
+    return Template(config.name, folder, config, version or template_version(folder), presets)
 
 
 def _fingerprint(folders: list[Path]) -> tuple[tuple[str, int, int], ...]:
@@ -157,7 +162,9 @@ class _LoadCache:
             tuple[Path, tuple[Path, ...]], tuple[tuple[tuple[str, int, int], ...], Template]
         ] = {}
 
-    def load(self, folder: Path, preset_dirs: list[Path] | None) -> Template:
+    def load(
+        self, folder: Path, preset_dirs: list[Path] | None, version: str | None = None
+    ) -> Template:
         searched = tuple(preset_dirs if preset_dirs is not None else paths.preset_search_path())
         key = (folder, searched)
         # the folder (with any presets inside it) and the preset folders (presets are
@@ -167,13 +174,30 @@ class _LoadCache:
             hit = self._entries.get(key)
         if hit is not None and hit[0] == fingerprint:
             return hit[1]
-        template = load_template(folder, list(searched))
+        template = load_template(folder, list(searched), version)
         with self._lock:
             self._entries[key] = (fingerprint, template)
         return template
 
+    def forget(self, folder: Path) -> None:
+        """Drop what was loaded from `folder` (a deleted version)."""
+        with self._lock:
+            for key in [k for k in self._entries if k[0] == folder]:
+                del self._entries[key]
+
 
 _LOADED = _LoadCache()
+
+
+def load_cached(folder: Path, preset_dirs: list[Path], version: str) -> Template:
+    """A stored version: loaded once while its files are unchanged, and never hashed (it is
+    the version it was stored under; a big one was rehashed on every reconcile tick)."""
+    return _LOADED.load(folder, preset_dirs, version)
+
+
+def forget_cached(folder: Path) -> None:
+    """Forget a stored version that was deleted."""
+    _LOADED.forget(folder)
 
 
 class Catalog:
@@ -203,6 +227,10 @@ class Catalog:
                     # Later directories override built-ins of the same folder name.
                     found[folder.name] = folder
         return found
+
+    def folder(self, name: str) -> Path | None:
+        """The folder on the search path holding template `name`, if any."""
+        return self._folders().get(name)
 
     def names(self) -> list[str]:
         """Names of every template: on the search path or pushed."""

@@ -2,20 +2,64 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
-from jinja2 import StrictUndefined, UndefinedError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import TemplateError as JinjaError
+from jinja2 import UndefinedError
 
 from provisioner.errors import ParameterError
 from provisioner.templating.catalog import Preset, Template
+from provisioner.templating.sandbox import make_environment, render_bounded
 from provisioner.templating.schema import Parameter
 
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
 REDACTED = "********"
+# Numbers a parameter may take: beyond this no count, size or time makes sense, and up to
+# it integers stay exact as floats (2**53 is about 9e15).
+MAX_NUMBER = 1e15
+_NUMBER_CHARS = 40
+_ENV = make_environment()
+# Longest part of a value an error message shows: values come from anyone creating a task.
+SHOWN_CHARS = 80
+
+
+def shown(param: Parameter, value: Any) -> str:
+    """A value as an error message may show it: never a secret's, never a huge one."""
+    if param.secret:
+        return "(the secret value)"
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print
+        return "(a value too long to show)"
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 3] + "..."
+
+
+def parse_number(value: Any) -> int | float | None:
+    """`value` as a finite number within ±MAX_NUMBER, else None (booleans, NaN, inf,
+    1e999, a 400-digit number: all would overflow or mislead whatever uses them)."""
+    if isinstance(value, bool):
+        return None
+    number: int | float
+    if isinstance(value, int | float):
+        number = value
+    elif isinstance(value, str) and len(value.strip()) <= _NUMBER_CHARS:
+        text = value.strip()
+        try:
+            number = int(text)
+        except ValueError:
+            try:
+                number = float(text)
+            except ValueError:
+                return None
+    else:
+        return None
+    if isinstance(number, float) and not math.isfinite(number):
+        return None
+    return number if abs(number) <= MAX_NUMBER else None
 
 
 def coerce(param: Parameter, value: Any, source: str) -> Any:
@@ -23,7 +67,7 @@ def coerce(param: Parameter, value: Any, source: str) -> Any:
 
     def bad(expected: str) -> ParameterError:
         return ParameterError(
-            f"Parameter {param.name} from {source}: expected {expected}, got {value!r}"
+            f"Parameter {param.name} from {source}: expected {expected}, got {shown(param, value)}"
         )
 
     result: Any
@@ -37,12 +81,10 @@ def coerce(param: Parameter, value: Any, source: str) -> Any:
             raise bad("a string")
         result = "" if value is None else str(value)
     elif param.type in ("number", "integer"):
-        if isinstance(value, bool):
-            raise bad("a number" if param.type == "number" else "an integer")
-        try:
-            number = float(value) if not isinstance(value, int | float) else value
-        except (TypeError, ValueError):
-            raise bad("a number" if param.type == "number" else "an integer") from None
+        number = parse_number(value)
+        if number is None:
+            kind = "a number" if param.type == "number" else "an integer"
+            raise bad(f"{kind} from {-MAX_NUMBER:g} to {MAX_NUMBER:g}")
         if param.type == "integer":
             if float(number) != int(number):
                 raise bad("an integer")
@@ -69,7 +111,7 @@ def coerce(param: Parameter, value: Any, source: str) -> Any:
     if param.options is not None and result not in param.options:
         choices = ", ".join(str(o) for o in param.options)
         raise ParameterError(
-            f"Parameter {param.name} from {source}: {result!r} is not one of: {choices}"
+            f"Parameter {param.name} from {source}: {shown(param, result)} is not one of: {choices}"
         )
     return result
 
@@ -81,7 +123,7 @@ def _validate(param: Parameter, value: Any, source: str) -> None:
     why = f" ({rule.message})" if rule.message else ""
     where = f"Parameter {param.name} from {source}"
     if rule.regex is not None and isinstance(value, str) and not re.fullmatch(rule.regex, value):
-        raise ParameterError(f"{where}: {value!r} does not match {rule.regex!r}{why}")
+        raise ParameterError(f"{where}: {shown(param, value)} does not match {rule.regex!r}{why}")
     measure = len(value) if isinstance(value, list) else value
     if isinstance(measure, int | float) and not isinstance(measure, bool):
         what = "items" if isinstance(value, list) else "value"
@@ -100,14 +142,15 @@ def _render_default(param: Parameter, values: dict[str, Any], template: Template
     default = param.default
     if not isinstance(default, str) or "{" not in default:
         return default
-    env = SandboxedEnvironment(undefined=StrictUndefined)
+    where = f"Default of parameter {param.name} in template {template.name}"
     try:
-        return env.from_string(default).render(values)
+        return render_bounded(_ENV, default, values, where)
     except UndefinedError as exc:
         raise ParameterError(
-            f"Default of parameter {param.name} in template {template.name} refers to an "
-            f"unknown or unset parameter: {exc.message}"
+            f"{where} refers to an unknown or unset parameter: {exc.message}"
         ) from exc
+    except JinjaError as exc:
+        raise ParameterError(f"{where}: template error: {str(exc)[:200]}") from exc
 
 
 def resolve_parameters(

@@ -6,16 +6,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jinja2 import StrictUndefined, UndefinedError
 from jinja2 import TemplateError as JinjaError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import UndefinedError
 
 from provisioner.errors import TemplateError
 from provisioner.templating.catalog import Preset, Template
+from provisioner.templating.confine import confined
 from provisioner.templating.params import resolve_parameters
+from provisioner.templating.resources import check_resources
+from provisioner.templating.sandbox import make_environment, render_bounded
 from provisioner.templating.schema import AgentProfile, LifecycleConfig
 
-_ENV = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True)
+_ENV = make_environment(keep_trailing_newline=True)
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ class WorkspaceSpec:
 def render_string(text: str, context: dict[str, Any], where: str) -> str:
     """Render one Jinja string; undefined names and syntax errors say where they are."""
     try:
-        return _ENV.from_string(text).render(context)
+        return render_bounded(_ENV, text, context, where)
     except UndefinedError as exc:
         raise TemplateError(f"{where}: {exc.message} (is the parameter declared?)") from exc
     except JinjaError as exc:
@@ -90,18 +92,21 @@ def render_workspace(
 
     build = None
     if ws.build is not None:
+        field_name = f"{manifest}: field workspace.build.dockerfile"
         dockerfile_path = template.path / ws.build.dockerfile
+        confined(template.path, dockerfile_path, field_name)
         try:
             raw = dockerfile_path.read_text()
-        except OSError as exc:
-            raise TemplateError(
-                f"{manifest}: field workspace.build.dockerfile: cannot read {dockerfile_path}"
-            ) from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            # never the exception's text: it may quote the file
+            raise TemplateError(f"{field_name}: cannot read {ws.build.dockerfile!r}") from exc
         # base_image stays a placeholder: it is only known once the base image is built.
         dockerfile = render_string(
             raw, {**context, "base_image": "{{ base_image }}"}, str(dockerfile_path)
         )
         build = BuildSpec(dockerfile=dockerfile, context_dir=template.path)
+    memory = r(ws.resources.memory, "workspace.resources.memory") if ws.resources.memory else None
+    check_resources(memory, ws.resources.cpus, ws.resources.pids, f"{manifest}: field ")
     return WorkspaceSpec(
         template=template.name,
         template_version=template.version,
@@ -112,9 +117,7 @@ def render_workspace(
         build=build,
         workdir=r(ws.workdir, "workspace.workdir"),
         env={k: r(v, f"workspace.env.{k}") for k, v in ws.env.items()},
-        memory=r(ws.resources.memory, "workspace.resources.memory")
-        if ws.resources.memory
-        else None,
+        memory=memory,
         cpus=ws.resources.cpus,
         pids=ws.resources.pids,
         agent_command=[r(a, f"agent.command[{i}]") for i, a in enumerate(agent.command)],
@@ -137,13 +140,16 @@ def render_terraform(template: Template, context: dict[str, Any]) -> TerraformSp
     if config is None:
         return None
     manifest = template.path / "template.yaml"
+    where = f"{manifest}: field terraform"
     folder = template.path / config.dir
+    confined(template.path, folder, f"{where}.dir")
     files: dict[str, str] = {}
     for pattern in config.files:
         for path in sorted(folder.glob(pattern)):
             rel = path.relative_to(folder).as_posix()
+            confined(template.path, path, f"{where}.files")
             if path.is_file() and rel not in files:
-                files[rel] = render_string(path.read_text(), context, str(path))
+                files[rel] = render_string(_read_text(path, where), context, str(path))
     if not files:
         raise TemplateError(
             f"{manifest}: field terraform: no file in {folder} matches {', '.join(config.files)}"
@@ -155,6 +161,13 @@ def render_terraform(template: Template, context: dict[str, Any]) -> TerraformSp
         for key, value in config.variables.items()
     }
     return TerraformSpec(source_dir=folder, files=files, variables=variables)
+
+
+def _read_text(path: Path, where: str) -> str:
+    try:
+        return path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TemplateError(f"{where}: cannot read {path.name!r} as text") from exc
 
 
 def select_preset(template: Template, name: str | None) -> Preset | None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from provisioner.templating.confine import relative_name
 
 ParamType = Literal["string", "number", "integer", "bool", "list", "choice"]
 
@@ -49,13 +51,20 @@ class BuildConfig(_Strict):
 
     dockerfile: str = Field("Dockerfile", description="Path of the Dockerfile (Jinja template)")
 
+    @field_validator("dockerfile")
+    @classmethod
+    def _inside(cls, value: str) -> str:
+        return relative_name(value, "the Dockerfile")
+
 
 class Resources(_Strict):
     """Limits for the workspace container."""
 
     memory: str | None = Field("2g", description="Memory limit, Docker syntax (512m, 2g)")
-    cpus: float | None = Field(2.0, description="CPU limit in cores")
-    pids: int | None = Field(1024, description="Maximum number of processes")
+    cpus: float | None = Field(
+        2.0, gt=0, le=1024, allow_inf_nan=False, description="CPU limit in cores"
+    )
+    pids: int | None = Field(1024, ge=1, description="Maximum number of processes")
 
 
 class WorkspaceConfig(_Strict):
@@ -142,6 +151,16 @@ class TerraformConfig(_Strict):
     variables: dict[str, Any] = Field(
         default_factory=dict, description="Extra Terraform variables (strings rendered by Jinja)"
     )
+
+    @field_validator("dir")
+    @classmethod
+    def _dir_inside(cls, value: str) -> str:
+        return relative_name(value, "the Terraform folder")
+
+    @field_validator("files")
+    @classmethod
+    def _files_inside(cls, value: list[str]) -> list[str]:
+        return [relative_name(pattern, "a Terraform file pattern") for pattern in value]
 
 
 class TemplateConfig(_Strict):

@@ -8,7 +8,9 @@ changes or a newer version is pushed.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -16,7 +18,10 @@ from pathlib import Path
 
 from provisioner.errors import TemplateNotFound
 from provisioner.model import utcnow
-from provisioner.templating.catalog import Template, load_template
+from provisioner.templating.catalog import Template, forget_cached, load_cached
+
+# a template name or a version hash: one path segment, never `..`
+_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,8 @@ class VersionStore:
         self.root = root
 
     def _dir(self, name: str, version: str) -> Path:
+        if not (_SEGMENT.match(name) and _SEGMENT.match(version)):
+            raise TemplateNotFound(f"Version {version[:80]!r} of template {name[:80]!r} is unknown")
         return self.root / name / version
 
     def snapshot(
@@ -93,6 +100,8 @@ class VersionStore:
 
     def versions(self, name: str) -> list[VersionInfo]:
         """Stored versions of a template, oldest first."""
+        if not _SEGMENT.match(name):
+            return []  # names come from requests: `..` must not list the home
         folder = self.root / name
         if not folder.is_dir():
             return []
@@ -136,11 +145,19 @@ class VersionStore:
             hint=f"list them with: dockyard template versions {name}",
         )
 
+    def delete(self, name: str, version: str) -> None:
+        """Remove one stored version: its record first, so a half-removed one is not listed."""
+        folder = self._dir(name, version)
+        folder.with_suffix(".json").unlink(missing_ok=True)
+        shutil.rmtree(folder, ignore_errors=True)
+        forget_cached(folder)
+        with contextlib.suppress(OSError):
+            folder.parent.rmdir()  # the last version gone: so is the name
+
     def load(self, name: str, version: str) -> Template:
         """The template exactly as that version stored it."""
         folder = self._dir(name, version)
         if not folder.is_dir():
             raise TemplateNotFound(f"Version {version} of template {name!r} is not stored")
-        template = load_template(folder, preset_dirs=[])
         # The folder is the snapshot; its hash is the version it was stored under.
-        return Template(template.name, folder, template.config, version, template.presets)
+        return load_cached(folder, [], version)

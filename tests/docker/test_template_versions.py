@@ -69,3 +69,32 @@ def test_push_versions_and_pinning(server: ServerHandle, tmp_path: Path) -> None
             for tag in image.tags:
                 if tag.startswith("dockyard-tpl-pinned:"):  # the same image may carry others
                     server.docker.images.remove(tag)
+
+
+def test_delete_is_refused_while_a_task_pins_the_version(
+    server: ServerHandle, tmp_path: Path
+) -> None:
+    folder = variant(tmp_path / "deletable", 1)
+    manifest = folder / "template.yaml"
+    manifest.write_text(manifest.read_text().replace("name: pinned", "name: deletable"))
+    server.cli("template", "push", str(folder), "--label", "v1")
+    task = server.cli("task", "create", "-t", "deletable", "-q", "--wait", "hi").stdout.strip()
+    try:
+        refused = server.cli("template", "delete", "deletable", "-y", check=False)
+        assert refused.exit_code != 0
+        name = server.status(task)["name"]
+        assert "in use by live tasks" in refused.stderr and name in refused.stderr
+        on_disk = server.cli("template", "delete", "scripted", "-y", check=False)
+        assert on_disk.exit_code != 0 and "is a folder on disk" in on_disk.stderr
+
+        server.cli("task", "delete", "-y", task)
+        deleted = server.cli("template", "delete", "deletable", "--version", "v1", "-y")
+        assert "Deleted template deletable version(s)" in deleted.stdout
+        gone = server.cli("template", "versions", "deletable", check=False)
+        assert gone.exit_code != 0 and "Unknown template 'deletable'" in gone.stderr
+    finally:
+        server.cli("task", "delete", "-y", task, check=False)
+        for image in server.docker.images.list(name="dockyard-tpl-deletable"):
+            for tag in image.tags:
+                if tag.startswith("dockyard-tpl-deletable:"):
+                    server.docker.images.remove(tag)

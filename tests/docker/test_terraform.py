@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from provisioner import paths
@@ -199,3 +200,60 @@ def test_timings_are_reasonable(server: ServerHandle) -> None:
     finally:
         server.cli("task", "delete", "-y", task_id)
     assert_gone(server, task_id)
+
+
+def test_injected_memory_is_refused_and_runs_nothing(server: ServerHandle, tmp_path: Path) -> None:
+    marker = tmp_path / "x"
+    body = {
+        "template": TEMPLATE,
+        "prompt": "hello",
+        "parameters": {"memory": f"512m $(id > {marker})"},
+    }
+    answer = httpx.post(f"{server.url}/api/v2/tasks", json=body, timeout=30)
+    assert answer.status_code == 400, answer.text
+    assert "Parameter memory" in answer.text and "512m or 2g" in answer.text
+    time.sleep(2)  # a few reconcile ticks: nothing was queued that could run it
+    assert not marker.exists()
+
+
+@pytest.fixture
+def unchecked(server: ServerHandle, tmp_path: Path) -> Iterator[str]:
+    """terraform-docker with a workdir parameter that no rule checks: only quoting stands."""
+    name = "terraform-unchecked"
+    folder = tmp_path / "templates" / name
+    shutil.copytree(paths.builtin_templates_dir() / TEMPLATE, folder)
+    manifest = folder / "template.yaml"
+    text = manifest.read_text().replace(f"name: {TEMPLATE}", f"name: {name}")
+    text = text.replace("parameters:\n", "parameters:\n  - name: dir\n    default: /workspace\n")
+    manifest.write_text(text.replace("  workdir: /workspace", '  workdir: "{{ dir }}"'))
+    previous = server.engine.catalog
+    server.engine.catalog = Catalog(
+        [paths.builtin_templates_dir(), tmp_path / "templates"], [paths.builtin_presets_dir()]
+    )
+    try:
+        yield name
+    finally:
+        server.engine.catalog = previous
+        for image in server.docker.images.list(name=f"dockyard-tpl-{name}"):
+            for tag in image.tags:
+                if tag.startswith(f"dockyard-tpl-{name}:"):
+                    server.docker.images.remove(tag, noprune=False)
+
+
+def test_hostile_values_stay_one_argument_in_local_exec(
+    server: ServerHandle, unchecked: str, tmp_path: Path
+) -> None:
+    marker = tmp_path / "pwned"
+    hostile = f"/w$(touch {marker})`touch {marker}`"
+    body = {"template": unchecked, "prompt": "hello", "parameters": {"dir": hostile}}
+    answer = httpx.post(f"{server.url}/api/v2/tasks", json=body, timeout=30)
+    assert answer.status_code == 201, answer.text
+    task_id = answer.json()["id"]
+    try:
+        server.wait_idle(task_id, timeout=120)
+        assert server.container(task_id).attrs["Config"]["WorkingDir"] == hostile
+        assert not marker.exists()
+    finally:
+        server.cli("task", "delete", "-y", task_id, check=False)
+    assert_gone(server, task_id)
+    assert not marker.exists()

@@ -38,6 +38,8 @@ RULES: dict[tuple[str, str], str] = {
     ("GET", "/api/v2/health"): MEMBER,
     ("GET", "/api/v2/templates"): MEMBER,
     ("POST", "/api/v2/templates"): ADMIN,
+    ("DELETE", "/api/v2/templates/{name}"): ADMIN,
+    ("DELETE", "/api/v2/templates/{name}/versions/{version}"): ADMIN,
     ("GET", "/api/v2/templates/{name}"): MEMBER,
     ("GET", "/api/v2/templates/{name}/versions"): MEMBER,
     ("GET", "/api/v2/templates/{name}/presets"): MEMBER,

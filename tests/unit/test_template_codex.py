@@ -49,7 +49,7 @@ def test_default_preset_renders_an_unattended_codex() -> None:
     assert not any("sk-" in arg for arg in spec.agent_command)
     assert spec.build is not None
     pinned = {p.name: p for p in tpl.config.parameters}["codex_version"].default
-    assert f'"@openai/codex@{pinned}"' in spec.build.dockerfile  # the version is pinned
+    assert f"@openai/codex@{pinned} " in spec.build.dockerfile  # the version is pinned
     assert "{{ base_image }}" in spec.build.dockerfile  # filled in at build time
     assert "dockyard-codex" in spec.build.dockerfile
     profile = tpl.config.agent.profile
@@ -68,7 +68,7 @@ def test_parameters_required_checked_and_redacted() -> None:
     )
     assert spec.env["OPENAI_API_KEY"] == "sk-real-secret"
     assert spec.env["DOCKYARD_CODEX_MODEL"] == "m1"
-    assert spec.build is not None and '"@openai/codex@0.1.0"' in spec.build.dockerfile
+    assert spec.build is not None and "@openai/codex@0.1.0 " in spec.build.dockerfile
     shown = redact(tpl, spec.parameters)
     assert shown["api_key"] != "sk-real-secret" and shown["base_url"] == URL
     assert "sk-real-secret" not in json.dumps(shown)

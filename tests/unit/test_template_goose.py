@@ -35,7 +35,7 @@ def test_default_preset_renders_an_unattended_goose() -> None:
     assert spec.env["GOOSE_TELEMETRY_OFF"] == "true"
     assert spec.env["GOOSE_DISABLE_KEYRING"] == "true"
     assert spec.build is not None
-    assert '"@aaif/$package@1.52.0"' in spec.build.dockerfile
+    assert '"@aaif/$package@"1.52.0 ' in spec.build.dockerfile
     assert "{{ base_image }}" in spec.build.dockerfile  # filled in at build time
     assert "dockyard-goose" in spec.build.dockerfile
     profile = tpl.config.agent.profile
@@ -54,7 +54,7 @@ def test_parameters_required_checked_and_redacted() -> None:
     assert spec.env["OPENAI_API_KEY"] == "sk-real-secret"
     assert spec.env["GOOSE_MODEL"] == "m1"
     assert not any("sk-real-secret" in arg for arg in spec.agent_command)
-    assert spec.build is not None and '"@aaif/$package@1.50.0"' in spec.build.dockerfile
+    assert spec.build is not None and '"@aaif/$package@"1.50.0 ' in spec.build.dockerfile
     shown = redact(tpl, spec.parameters)
     assert shown["api_key"] != "sk-real-secret" and shown["base_url"] == URL
     assert "sk-real-secret" not in json.dumps(shown)

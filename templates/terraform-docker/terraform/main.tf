@@ -84,6 +84,9 @@ variable "stop_timeout" {
   type = number
 }
 
+# Every value reaches the shell through a provisioner's `environment` and is quoted there
+# ("$VAR"): Terraform has no shell quoting, and a value spliced into `command` is code
+# (a parameter such as memory = "512m $(id)" would run on the host, as the server's user).
 locals {
   short = replace(var.task_id, "-", "")
   name  = "dockyard-${substr(var.task_name, 0, 40)}-${substr(local.short, 0, 8)}"
@@ -91,40 +94,61 @@ locals {
     workspace = "dockyard-${substr(local.short, 0, 12)}-workspace"
     home      = "dockyard-${substr(local.short, 0, 12)}-home"
   }
-  labels = join(" ", [for key, value in var.labels : "--label '${key}=${value}'"])
-  limits = join(" ", compact([
-    var.memory == null ? "" : "--memory ${var.memory} --memory-swap ${var.memory}",
-    var.cpus == null ? "" : "--cpus ${var.cpus}",
-    var.pids == null ? "" : "--pids-limit ${var.pids}",
-    var.restart == "no" ? "" : "--restart ${var.restart}",
-  ]))
-  hardening = join(" ", concat(
-    ["--init", "--cap-drop ALL", "--security-opt no-new-privileges"],
-    [for cap in var.cap_add : "--cap-add ${cap}"],
-  ))
-  uid = split(":", var.agent_user)[0]
-  gid = split(":", var.agent_user)[1]
-  # docker cp keeps the archive's owners: the agent user must be able to read the token.
-  copy_bridge = join(" ", [
-    "tar -C '${var.bridge_dir}' --owner=${local.uid} --group=${local.gid} --numeric-owner",
-    "-cf - bridge.pyz bridge.json token",
-    "| docker cp - ${local.name}:${var.bridge_container_dir}",
-  ])
+  # one key=value a line: the scripts read them into --label arguments
+  labels = join("\n", [for key, value in var.labels : "${key}=${value}"])
+  # the variables every script below may use
+  env = {
+    NAME                  = local.name
+    LABELS                = local.labels
+    AGENT_USER            = var.agent_user
+    AGENT_UID             = split(":", var.agent_user)[0]
+    AGENT_GID             = split(":", var.agent_user)[1]
+    AGENT_HOME            = var.agent_home
+    WORKDIR               = var.workdir
+    VOLUME_WORKSPACE      = local.volumes.workspace
+    VOLUME_HOME           = local.volumes.home
+    MEMORY                = var.memory == null ? "" : var.memory
+    CPUS                  = var.cpus == null ? "" : tostring(var.cpus)
+    PIDS                  = var.pids == null ? "" : tostring(var.pids)
+    RESTART               = var.restart
+    CAP_ADD               = join("\n", var.cap_add)
+    BRIDGE_PORT           = tostring(var.bridge_port)
+    BRIDGE_CONTAINER_PORT = tostring(var.bridge_container_port)
+    BRIDGE_DIR            = var.bridge_dir
+    BRIDGE_CONTAINER_DIR  = var.bridge_container_dir
+    IMAGE                 = var.image
+    STOP_TIMEOUT          = tostring(var.stop_timeout)
+  }
+  # bash: arrays keep each value one argument
+  shell       = ["/bin/bash", "-c"]
+  read_labels = <<-EOT
+    labels=()
+    while IFS= read -r label; do
+      [ -n "$label" ] && labels+=(--label "$label")
+    done <<< "$LABELS"
+  EOT
 }
 
 resource "terraform_data" "volumes" {
   input = local.volumes
 
   provisioner "local-exec" {
-    command = join(" && ", [
-      for volume in values(local.volumes) : "docker volume create ${local.labels} ${volume}"
-    ])
+    interpreter = local.shell
+    environment = local.env
+    command     = <<-EOT
+      set -e
+      ${local.read_labels}
+      docker volume create "$${labels[@]}" "$VOLUME_WORKSPACE"
+      docker volume create "$${labels[@]}" "$VOLUME_HOME"
+    EOT
   }
 
   # Destroy-time provisioners may only use self: what they need is kept in input.
   provisioner "local-exec" {
-    when    = destroy
-    command = "docker volume rm --force ${join(" ", values(self.input))}"
+    when        = destroy
+    interpreter = ["/bin/bash", "-c"]
+    environment = { VOLUME_WORKSPACE = self.input.workspace, VOLUME_HOME = self.input.home }
+    command     = "docker volume rm --force \"$VOLUME_WORKSPACE\" \"$VOLUME_HOME\""
   }
 }
 
@@ -133,23 +157,40 @@ resource "terraform_data" "container" {
   input      = { name = local.name }
 
   provisioner "local-exec" {
-    command = <<-EOT
-      docker container inspect ${local.name} >/dev/null 2>&1 || docker create \
-        --name ${local.name} ${local.labels} \
-        --user ${var.agent_user} --workdir ${var.workdir} --env HOME=${var.agent_home} \
-        --volume ${local.volumes.workspace}:${var.workdir} \
-        --volume ${local.volumes.home}:${var.agent_home} \
-        ${local.limits} ${local.hardening} \
-        --publish 127.0.0.1:${var.bridge_port}:${var.bridge_container_port} \
-        ${var.image} \
-        python3 ${var.bridge_container_dir}/bridge.pyz \
-        --config ${var.bridge_container_dir}/bridge.json
+    interpreter = local.shell
+    environment = local.env
+    command     = <<-EOT
+      set -e
+      docker container inspect "$NAME" >/dev/null 2>&1 && exit 0
+      ${local.read_labels}
+      limits=()
+      [ -n "$MEMORY" ] && limits+=(--memory "$MEMORY" --memory-swap "$MEMORY")
+      [ -n "$CPUS" ] && limits+=(--cpus "$CPUS")
+      [ -n "$PIDS" ] && limits+=(--pids-limit "$PIDS")
+      [ "$RESTART" != no ] && limits+=(--restart "$RESTART")
+      caps=()
+      while IFS= read -r cap; do
+        [ -n "$cap" ] && caps+=(--cap-add "$cap")
+      done <<< "$CAP_ADD"
+      docker create \
+        --name "$NAME" "$${labels[@]}" \
+        --user "$AGENT_USER" --workdir "$WORKDIR" --env "HOME=$AGENT_HOME" \
+        --volume "$VOLUME_WORKSPACE:$WORKDIR" \
+        --volume "$VOLUME_HOME:$AGENT_HOME" \
+        "$${limits[@]}" \
+        --init --cap-drop ALL --security-opt no-new-privileges "$${caps[@]}" \
+        --publish "127.0.0.1:$BRIDGE_PORT:$BRIDGE_CONTAINER_PORT" \
+        -- "$IMAGE" \
+        python3 "$BRIDGE_CONTAINER_DIR/bridge.pyz" \
+        --config "$BRIDGE_CONTAINER_DIR/bridge.json"
     EOT
   }
 
   provisioner "local-exec" {
-    when    = destroy
-    command = "docker rm --force ${self.input.name}"
+    when        = destroy
+    interpreter = ["/bin/bash", "-c"]
+    environment = { NAME = self.input.name }
+    command     = "docker rm --force \"$NAME\""
   }
 }
 
@@ -159,9 +200,18 @@ resource "terraform_data" "power" {
   input            = { name = local.name, running = var.running }
 
   provisioner "local-exec" {
+    interpreter = local.shell
+    environment = local.env
+    # docker cp keeps the archive's owners: the agent user must be able to read the token.
     command = (var.running
-      ? "${local.copy_bridge} && docker start ${local.name}"
-      : "docker stop -t ${var.stop_timeout} ${local.name}"
+      ? <<-EOT
+        set -eo pipefail
+        tar -C "$BRIDGE_DIR" --owner="$AGENT_UID" --group="$AGENT_GID" --numeric-owner \
+          -cf - bridge.pyz bridge.json token \
+          | docker cp - "$NAME:$BRIDGE_CONTAINER_DIR"
+        docker start "$NAME"
+      EOT
+      : "docker stop -t \"$STOP_TIMEOUT\" \"$NAME\""
     )
   }
 }
