@@ -18,11 +18,13 @@ from provisioner.errors import (
     BackendUnavailable,
     BridgeFailure,
     DockyardError,
+    PayloadTooLarge,
     TaskConflict,
     TaskNotFound,
     TemplateError,
 )
 from provisioner.lifecycle import TERMINAL, Status
+from provisioner.server import inputs
 from provisioner.server.logjson import entries_json, page_json
 from provisioner.store.store import Store
 from provisioner.templating.catalog import Template
@@ -51,6 +53,8 @@ class SendInput(BaseModel):
 def _status_code(exc: DockyardError) -> int:
     if isinstance(exc, LookupError):
         return 404
+    if isinstance(exc, PayloadTooLarge):
+        return 413
     if isinstance(exc, BackendUnavailable):
         return 503
     if isinstance(exc, TaskConflict):
@@ -242,10 +246,11 @@ def build_router(engine: Engine, home: str) -> APIRouter:
 
     @r.post("/tasks", status_code=201)
     def create_task(body: CreateTask) -> dict[str, Any]:
+        prompt = inputs.create_prompt(body)
         task = engine.create_task(
             template=body.template,
             preset=body.preset,
-            prompt=body.prompt,
+            prompt=prompt,
             parameters=body.parameters,
             name=body.name,
             template_version=body.template_version,
@@ -312,7 +317,7 @@ def build_router(engine: Engine, home: str) -> APIRouter:
 
     @r.post("/tasks/{ref}/send")
     def send(ref: str, body: SendInput) -> dict[str, Any]:
-        return engine.send(ref, body.input)
+        return engine.send(ref, inputs.send_input(body))
 
     @r.post("/tasks/{ref}/pause")
     def pause(ref: str) -> dict[str, Any]:
