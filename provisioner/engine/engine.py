@@ -485,8 +485,15 @@ class Engine:
             return self._start_claimed(warm, tpl, spec)
         if self.catalog.versions is not None:
             self.catalog.versions.snapshot(tpl)  # the task pins this exact content
+        # Saved first: the engine may pick the stored task up at once and must find them.
+        # A task that cannot be stored (its name taken, text the database refuses) must
+        # not leave its secrets behind in a file no task owns.
         self.secrets.save(task.id, secret_values)
-        self.store.create_task(task, actor="user")
+        try:
+            self.store.create_task(task, actor="user")
+        except BaseException:
+            self.secrets.delete(task.id)
+            raise
         # The bridge queues the first prompt from its config; recording it here gives it
         # an id and a delivery state like every other prompt.
         self.store.add_prompt(task.id, initial_prompt_id(task), prompt)
