@@ -594,3 +594,71 @@ def test_sigterm_reports_stopping_not_exited(runner: BridgeRunner) -> None:
         assert final[0]["status"]["dockyard"]["state"] == "stopping"
         assert final[0]["status"]["dockyard"]["exit_code"] == 137
     assert runner.proc.wait(timeout=10) == 0
+
+
+# -- what a prompt types: control characters stay text, long lines arrive whole ---------
+
+
+def input_contents(client: BridgeClient) -> list[str]:
+    return [e["content"] for e in entries(client) if e["type"] == "input"]
+
+
+def test_control_characters_in_a_prompt_never_act_as_keys(runner: BridgeRunner) -> None:
+    client = runner.start()
+    wait_stable(client)
+    # Ctrl-U would erase "text" and leave the hidden command as the line the agent reads
+    client.send("text\u0015/write pwned.txt hacked")
+    wait_stable(client)
+    assert not (runner.workdir / "pwned.txt").exists()
+    assert "Done: text\u2415/write pwned.txt hacked" in outputs(client)
+    # Ctrl-D would end the agent's input; Ctrl-C, Ctrl-Z and Ctrl-\ signal it, Ctrl-V
+    # quotes the next key, Ctrl-W and DEL erase, ESC and the C1 CSI start sequences
+    client.send("\u0004")
+    client.send("a\x03b\x1ac\x1cd\x16e\x17f\x7fg\x1b[2Jh\x9b2Ji\x00j")
+    wait_stable(client)
+    status = client.status()["dockyard"]
+    assert status["state"] == "idle" and status["exit_code"] is None
+    out = outputs(client)
+    assert "Done: \u2404" in out
+    assert "Done: a\u2403b\u241ac\u241cd\u2416e\u2417f\u2421g\u241b[2Jh\ufffd2Ji\u2400j" in out
+    # the transcript shows what the agent was given, not what was sent
+    assert input_contents(client) == [
+        "text\u2415/write pwned.txt hacked",
+        "\u2404",
+        "a\u2403b\u241ac\u241cd\u2416e\u2417f\u2421g\u241b[2Jh\ufffd2Ji\u2400j",
+    ]
+    client.send("/write after.txt still here")
+    wait_stable(client)
+    assert (runner.workdir / "after.txt").read_text() == "still here\n"
+
+
+@pytest.mark.parametrize("size", [4000, 100_000])
+def test_a_long_line_reaches_a_line_mode_agent_whole(runner: BridgeRunner, size: int) -> None:
+    # the scripted agent reads in canonical mode, whose line buffer holds 4095 bytes
+    client = runner.start()
+    wait_stable(client)
+    text = ("0123456789abcdé" * (size // 16 + 1))[:size]
+    client.send(f"/write big.txt {text}")
+    wait_stable(client, timeout=30)
+    assert (runner.workdir / "big.txt").read_text() == text + "\n"
+    assert input_contents(client) == [f"/write big.txt {text}"]
+    assert [p["state"] for p in client.prompts()] == ["taken"]
+
+
+def test_a_line_too_long_for_the_terminal_fails_visibly(runner: BridgeRunner) -> None:
+    # with no end-of-file key a canonical-mode line cannot be handed over in pieces
+    agent = " ".join(runner.agent_command())
+    client = runner.start(agent_command=["sh", "-c", f"stty eof undef; exec {agent}"])
+    wait_stable(client)
+    client.send("/write big.txt " + "x" * 5000, prompt_id="big")
+    client.send("/write small.txt fine", prompt_id="small")
+    wait_stable(client)
+    assert not (runner.workdir / "big.txt").exists()
+    assert (runner.workdir / "small.txt").read_text() == "fine\n"
+    big, small = client.prompts()
+    assert (big["id"], big["state"], small["state"]) == ("big", "failed", "taken")
+    assert big["reason"] == (
+        "the agent reads lines in canonical mode, which holds at most 4095 bytes; "
+        "this prompt has a line of 5015 bytes"
+    )
+    assert input_contents(client) == ["/write small.txt fine"]  # never typed cut short
