@@ -11,6 +11,8 @@ ends strings in C: both are refused in every string of a request.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 from typing import Any
 
@@ -101,3 +103,25 @@ def check_strings(value: Any, field: str) -> None:
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
             check_strings(item, f"{field}[{i}]")
+
+
+# A prompt's delivery states. Taken and failed are final: a failed prompt was refused or
+# could not be typed whole, and the reason says why; neither holds up the prompts after it.
+QUEUED, DELIVERED, TAKEN, FAILED = "queued", "delivered", "taken", "failed"
+FINISHED = (TAKEN, FAILED)
+STATE_ORDER = {QUEUED: 0, DELIVERED: 1, TAKEN: 2, FAILED: 2}
+
+# what a bridge answers to a prompt it will never take, however often it is sent (a body
+# too large, content it cannot read); any other error may pass (the agent not started,
+# the bridge restarting) and the prompt stays queued
+REFUSED_FOR_GOOD = frozenset({400, 413, 414, 415, 422})
+
+
+def refusal_reason(status: int, body: str) -> str | None:
+    """Why a prompt failed, when a bridge's `status` answer refuses it for good; else None."""
+    if status not in REFUSED_FOR_GOOD:
+        return None
+    said = body
+    with contextlib.suppress(ValueError, AttributeError):  # the bridge says {"error": ...}
+        said = str(json.loads(body).get("error") or body)
+    return f"the workspace's bridge refused it ({status}): {shorten(said.strip())}"

@@ -40,6 +40,7 @@ from provisioner.errors import (
 )
 from provisioner.lifecycle import TERMINAL, ErrorClass, State, Status
 from provisioner.model import NAME_RE, Task, parse_time, slug_from_prompt, utcnow
+from provisioner.prompts import FINISHED, refusal_reason
 from provisioner.store.store import Store
 from provisioner.templating.catalog import Catalog, Template
 from provisioner.templating.params import redact
@@ -222,7 +223,7 @@ class Engine:
         idle_for = time.time() - parse_time(task.state_changed_at).timestamp()
         if idle_for < float(limit):
             return
-        if any(p["state"] != "taken" for p in self.store.prompts(task.id)):
+        if any(p["state"] not in FINISHED for p in self.store.prompts(task.id)):
             return  # a prompt is on its way: the agent is about to work
         with self._lock:
             if task.id in self._pausing:
@@ -316,7 +317,8 @@ class Engine:
                     break
                 self.store.append_logs(task.id, entries)
                 after = max(int(e["seq"]) for e in entries)
-            self.store.sync_prompts(task.id, client.prompts())
+            for prompt_id, reason in self.store.sync_prompts(task.id, client.prompts()):
+                self.prompt_failure_logged(task.id, prompt_id, reason)
         except (BridgeUnreachable, BridgeError) as exc:
             log.warning("final log sync of %s failed: %s", task.id, exc)
         finally:
@@ -326,8 +328,28 @@ class Engine:
         """Hand every prompt the bridge does not have yet to it, in the order sent."""
         with self._lock_for(self._delivery_locks, task.id):
             for prompt in self.store.prompts(task.id, only_unhanded=True):
-                client.send(prompt["content"], "user", prompt["id"])
+                if prompt["state"] in FINISHED:
+                    continue
+                try:
+                    client.send(prompt["content"], "user", prompt["id"])
+                except BridgeError as exc:
+                    reason = refusal_reason(exc.status_code, exc.body)
+                    if reason is None:
+                        raise  # it may pass: this one and those after it wait, in order
+                    # sent again it would be refused again, and hold up every later one
+                    self.prompt_failed(task.id, prompt["id"], reason, actor="engine")
+                    continue
                 self.store.mark_handed(prompt["id"])
+
+    def prompt_failed(self, task_id: str, prompt_id: str, reason: str, *, actor: str) -> None:
+        """A prompt will never reach the agent: failed, with its reason in the logs too."""
+        if self.store.fail_prompt(task_id, prompt_id, reason, actor):
+            self.prompt_failure_logged(task_id, prompt_id, reason)
+
+    def prompt_failure_logged(self, task_id: str, prompt_id: str, reason: str) -> None:
+        """Say in the task's logs that a prompt failed (its state and event say it too)."""
+        log.warning("prompt %s of task %s failed: %s", prompt_id, task_id, reason)
+        self.store.system_log(task_id, f"prompt {prompt_id} failed: {reason}")
 
     # failing -------------------------------------------------------------------------
     def fail(

@@ -137,6 +137,7 @@ def _prompt_json(p: dict[str, Any]) -> dict[str, Any]:
         "created_at": p["created_at"],
         "delivered_at": p["delivered_at"],
         "taken_at": p["taken_at"],
+        "reason": p.get("reason"),  # why it failed
     }
 
 

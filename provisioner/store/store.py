@@ -141,7 +141,7 @@ class Store(LogsMixin, PromptsMixin):
 
     def _check_schema(self) -> None:
         """Bring an older database up to date: columns added since are added in place."""
-        for table in (tasks, logs):
+        for table in (tasks, logs, prompts):
             have = {c["name"] for c in inspect(self.db).get_columns(table.name)}
             for column in table.columns:
                 if column.name not in have:
