@@ -632,16 +632,29 @@ def test_control_characters_in_a_prompt_never_act_as_keys(runner: BridgeRunner) 
     assert (runner.workdir / "after.txt").read_text() == "still here\n"
 
 
-@pytest.mark.parametrize("size", [4000, 100_000])
-def test_a_long_line_reaches_a_line_mode_agent_whole(runner: BridgeRunner, size: int) -> None:
+@pytest.mark.parametrize(
+    "line_bytes",
+    [
+        4000,  # under the canonical limit: typed as it is
+        4095,  # the most a canonical-mode line holds: still typed as it is
+        4096,  # one more: in pieces
+        100_000,
+    ],
+)
+def test_a_long_line_reaches_a_line_mode_agent_whole(runner: BridgeRunner, line_bytes: int) -> None:
     # the scripted agent reads in canonical mode, whose line buffer holds 4095 bytes
     client = runner.start()
     wait_stable(client)
-    text = ("0123456789abcdé" * (size // 16 + 1))[:size]
-    client.send(f"/write big.txt {text}")
+    command = "/write big.txt "
+    text = "0123456789abcdé" * (line_bytes // 16 + 1)  # two-byte characters among them
+    while len((command + text).encode()) > line_bytes:
+        text = text[:-1]
+    text += "x" * (line_bytes - len((command + text).encode()))
+    assert len((command + text).encode()) == line_bytes
+    client.send(command + text)
     wait_stable(client, timeout=30)
     assert (runner.workdir / "big.txt").read_text() == text + "\n"
-    assert input_contents(client) == [f"/write big.txt {text}"]
+    assert input_contents(client) == [command + text]
     assert [p["state"] for p in client.prompts()] == ["taken"]
 
 
