@@ -68,13 +68,21 @@ def check_prompt(text: str, what: str = "the prompt", limit: int = MAX_PROMPT_BY
             f"{bad.start()}; only newlines and tabs are allowed"
         )
     text = text.replace("\r\n", "\n")
-    size = len(text.encode("utf-8"))
-    if size > limit:
-        raise PayloadTooLarge(
-            f"{what} is {size} bytes; at most {limit} bytes ({limit // 1024} KiB) are accepted",
-            hint="put long material in a file in the workspace and point the agent at it",
-        )
+    check_size(text, what, limit)
     return text
+
+
+def check_size(text: str, what: str, limit: int, taker: str = "") -> None:
+    """Refuse text over `limit` UTF-8 bytes; `taker` (a template) says whose limit it is."""
+    size = len(text.encode("utf-8"))
+    if size <= limit:
+        return
+    shown = f"{limit} bytes" + (f" ({limit // 1024} KiB)" if limit % 1024 == 0 else "")
+    whose = f"template {shorten(taker)} takes" if taker else "Dockyard takes"
+    raise PayloadTooLarge(
+        f"{what} is {size} bytes; {whose} at most {shown}",
+        hint="put long material in a file in the workspace and point the agent at it",
+    )
 
 
 def check_text(field: str, value: str) -> None:

@@ -40,7 +40,7 @@ from provisioner.errors import (
 )
 from provisioner.lifecycle import TERMINAL, ErrorClass, State, Status
 from provisioner.model import NAME_RE, Task, parse_time, slug_from_prompt, utcnow
-from provisioner.prompts import FINISHED, refusal_reason
+from provisioner.prompts import FINISHED, check_size, refusal_reason
 from provisioner.store.store import Store
 from provisioner.templating.catalog import Catalog, Template
 from provisioner.templating.params import redact
@@ -455,6 +455,7 @@ class Engine:
         if not prompt.strip():
             raise ParameterError("The prompt is empty", hint="give the task something to do")
         tpl = self.catalog.get(template, template_version)
+        check_size(prompt, "the prompt", tpl.config.agent.profile.max_prompt_bytes, tpl.name)
         chosen = select_preset(tpl, preset)
         given = {**self.secrets.from_environment(tpl, parameters), **parameters}
         spec = render_workspace(tpl, chosen, given)  # fails before anything is created
@@ -624,6 +625,7 @@ class Engine:
                 else "create a new task instead"
             )
             raise TaskConflict(f"Cannot send to {task.name}: it is {task.status.value}", hint=hint)
+        self._check_prompt_size(task, text)
         prompt = self.store.add_prompt(task.id, uuid.uuid4().hex, text)
         if task.status == Status.PAUSED:
             with contextlib.suppress(TaskConflict):
@@ -633,6 +635,14 @@ class Engine:
             self.store.update(task.id, Status.ACTIVE, actor="user", state=State.WORKING.value)
             self._deliver_now(task)
         return {"ok": True, "prompt_id": prompt["id"], "state": prompt["state"]}
+
+    def _check_prompt_size(self, task: Task, text: str) -> None:
+        """Refuse input larger than the task's template takes (its pinned version)."""
+        try:
+            tpl = self.catalog.get(task.template, task.template_version)
+        except DockyardError:
+            return  # its template is gone: the API's own limit still holds
+        check_size(text, "the input", tpl.config.agent.profile.max_prompt_bytes, tpl.name)
 
     def _deliver_now(self, task: Task) -> None:
         # The follower knows where the bridge is; asking Docker costs a list and an inspect.

@@ -8,7 +8,13 @@ import pytest
 
 from provisioner.bridge.runtime.http import MAX_BODY
 from provisioner.errors import ParameterError, PayloadTooLarge
-from provisioner.prompts import MAX_PROMPT_BYTES, check_prompt, check_strings, describe
+from provisioner.prompts import (
+    MAX_PROMPT_BYTES,
+    check_prompt,
+    check_strings,
+    describe,
+    refusal_reason,
+)
 
 
 def test_text_newlines_and_tabs_pass_and_crlf_becomes_a_newline() -> None:
@@ -44,7 +50,10 @@ def test_a_prompt_over_the_limit_is_refused_with_the_limit() -> None:
     assert check_prompt("x" * MAX_PROMPT_BYTES)
     with pytest.raises(PayloadTooLarge) as caught:
         check_prompt("é" * (MAX_PROMPT_BYTES // 2 + 1))
-    assert f"is {MAX_PROMPT_BYTES + 2} bytes; at most {MAX_PROMPT_BYTES} bytes" in str(caught.value)
+    assert str(caught.value).startswith(
+        f"the prompt is {MAX_PROMPT_BYTES + 2} bytes; "
+        f"Dockyard takes at most {MAX_PROMPT_BYTES} bytes (256 KiB)"
+    )
 
 
 @pytest.mark.parametrize("char", ["\U0001f600", "\n", '"', "\\", "\u4e2d"])
@@ -77,3 +86,13 @@ def test_messages_never_echo_a_huge_name() -> None:
 def test_describe() -> None:
     assert describe("\x00") == "U+0000 (NUL)"
     assert describe("\x01") == "U+0001 (Ctrl-A)"
+
+
+def test_only_a_refusal_for_good_fails_a_prompt() -> None:
+    assert refusal_reason(413, '{"error": "body larger than 1048576 bytes"}') == (
+        "the workspace's bridge refused it (413): body larger than 1048576 bytes"
+    )
+    assert refusal_reason(400, "not json " + "z" * 500) is not None
+    assert len(refusal_reason(400, "z" * 5000) or "") < 150  # never the whole body
+    for passing in (401, 404, 409, 429, 500, 502, 503):
+        assert refusal_reason(passing, '{"error": "the agent has exited"}') is None

@@ -90,5 +90,6 @@ def test_a_prompt_over_the_limit_is_a_413_with_the_limit(url: str) -> None:
         response = post(url, path, body)
         assert response.status_code == 413, response.text
         detail = response.json()["detail"]
-        assert f"is {MAX_PROMPT_BYTES + 1} bytes; at most {MAX_PROMPT_BYTES} bytes" in detail
+        limit = f"Dockyard takes at most {MAX_PROMPT_BYTES} bytes (256 KiB)"
+        assert f" is {MAX_PROMPT_BYTES + 1} bytes; {limit}" in detail
         assert len(detail) < 200
