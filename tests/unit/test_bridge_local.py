@@ -632,6 +632,18 @@ def test_control_characters_in_a_prompt_never_act_as_keys(runner: BridgeRunner) 
     assert (runner.workdir / "after.txt").read_text() == "still here\n"
 
 
+def test_the_transcript_shows_a_multi_line_prompt_as_the_agent_got_it(
+    runner: BridgeRunner,
+) -> None:
+    client = runner.start()
+    wait_stable(client)
+    client.send("first\nsecond\r\nthird")
+    wait_stable(client)
+    # line mode: a newline would submit early, so the lines were typed as one
+    assert "Done: first second third" in outputs(client)
+    assert input_contents(client) == ["first second third"]
+
+
 @pytest.mark.parametrize(
     "line_bytes",
     [

@@ -18,7 +18,7 @@ from .agent import AgentProcess, agent_argv, agent_env
 from .cgroup import oom_kills, pids_limit_hits
 from .config import BridgeConfig
 from .hooks import HOOKS, HookTracker
-from .keys import Undeliverable, inert, submit_text
+from .keys import Undeliverable, shown_text, submit_text
 from .screen import TerminalScreen
 from .setup import (
     DONE,
@@ -354,7 +354,8 @@ class Bridge:
 
     def _deliver(self, prompt: Prompt, now: float) -> None:
         """Type a prompt into the terminal and record it where the terminal shows it."""
-        keys = submit_text(prompt.content, self.config.profile.submit).encode("utf-8")
+        mode = self.config.profile.submit
+        keys = submit_text(prompt.content, mode).encode("utf-8")
         if self.agent is not None:
             try:
                 keys = self.agent.typeable(keys)
@@ -363,8 +364,10 @@ class Bridge:
                 self.activity.fail(prompt, str(exc), now)
                 log(f"prompt {prompt.id} not delivered: {exc}")
                 return
-        # what the agent is given: control characters show as the symbols typed instead
-        entry = self.transcript.append("input", inert(prompt.content), now, prompt_id=prompt.id)
+        # what the agent is given: on one line in line mode, control characters as the
+        # symbols typed instead
+        shown = shown_text(prompt.content, mode)
+        entry = self.transcript.append("input", shown, now, prompt_id=prompt.id)
         self.conversation.add(entry)
         self.transcript.flush()
         if self.agent is not None:
