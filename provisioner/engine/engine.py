@@ -40,7 +40,7 @@ from provisioner.errors import (
 )
 from provisioner.lifecycle import TERMINAL, ErrorClass, State, Status
 from provisioner.model import NAME_RE, Task, parse_time, slug_from_prompt, utcnow
-from provisioner.prompts import FINISHED, check_size, refusal_reason
+from provisioner.prompts import FINISHED, check_size, refusal_reason, shorten
 from provisioner.store.store import Store
 from provisioner.templating.catalog import Catalog, Template
 from provisioner.templating.params import redact
@@ -459,13 +459,12 @@ class Engine:
         chosen = select_preset(tpl, preset)
         given = {**self.secrets.from_environment(tpl, parameters), **parameters}
         spec = render_workspace(tpl, chosen, given)  # fails before anything is created
+        if name is not None and not NAME_RE.match(name):
+            raise ParameterError(
+                f"Invalid task name {shorten(repr(name))}: use lowercase letters, digits and dashes"
+            )
         self.backend.ping()
-        if name is not None:
-            if not NAME_RE.match(name):
-                raise ParameterError(
-                    f"Invalid task name {name!r}: use lowercase letters, digits and dashes"
-                )
-        else:
+        if name is None:
             stem = slug_from_prompt(prompt)
             name = f"{stem}-{secrets.token_hex(2)}"
             while self.store.name_taken(self.owner, name):

@@ -93,3 +93,11 @@ def test_a_prompt_over_the_limit_is_a_413_with_the_limit(url: str) -> None:
         limit = f"Dockyard takes at most {MAX_PROMPT_BYTES} bytes (256 KiB)"
         assert f" is {MAX_PROMPT_BYTES + 1} bytes; {limit}" in detail
         assert len(detail) < 200
+
+
+def test_a_huge_bad_name_is_not_echoed_whole(url: str) -> None:
+    body = '{"template": "scripted", "prompt": "x", "name": "' + "A" * 100_000 + '"}'
+    response = post(url, "/api/v2/tasks", body)
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert detail.startswith("Invalid task name 'AAAA") and len(detail) < 200
