@@ -326,6 +326,7 @@ class Engine:
 
     def deliver_prompts(self, task: Task, client: BridgeClient) -> None:
         """Hand every prompt the bridge does not have yet to it, in the order sent."""
+        failed = False
         with self._lock_for(self._delivery_locks, task.id):
             for prompt in self.store.prompts(task.id, only_unhanded=True):
                 if prompt["state"] in FINISHED:
@@ -338,8 +339,28 @@ class Engine:
                         raise  # it may pass: this one and those after it wait, in order
                     # sent again it would be refused again, and hold up every later one
                     self.prompt_failed(task.id, prompt["id"], reason, actor="engine")
+                    failed = True
                     continue
                 self.store.mark_handed(prompt["id"])
+        if failed:
+            self._idle_if_nothing_left(task.id, client)
+
+    def _idle_if_nothing_left(self, task_id: str, client: BridgeClient) -> None:
+        """After a failed prompt: idle at once if the agent has nothing else to do.
+
+        Sending marked the task working; the bridge never saw the prompt, so its state
+        does not change and the follower, long-polling on it, would notice only later.
+        """
+        if any(p["state"] not in FINISHED for p in self.store.prompts(task_id)):
+            return
+        try:
+            state = client.status()["dockyard"]["state"]
+        except (BridgeUnreachable, BridgeError, KeyError, TypeError):
+            return  # the follower finds out
+        if state == State.IDLE.value:
+            self.store.update(
+                task_id, Status.ACTIVE, actor="engine", reason="its prompt failed", state=state
+            )
 
     def prompt_failed(self, task_id: str, prompt_id: str, reason: str, *, actor: str) -> None:
         """A prompt will never reach the agent: failed, with its reason in the logs too."""

@@ -146,3 +146,12 @@ def test_send_reports_a_prompt_that_failed_and_exits_non_zero(served: Served) ->
     wait_until(lambda: served.status()["state"] == "idle", 30, "the task to be idle")
     assert served.cli("task", "send", served.task, "/write small.txt ok").exit_code == 0
     assert (served.runner.workdir / "small.txt").read_text() == "ok\n"
+
+
+def test_a_task_whose_prompt_failed_is_idle_at_once(served: Served) -> None:
+    wait_until(lambda: served.status()["state"] == "idle", 20, "the task to be idle")
+    # past the API's limit, straight to the engine: marked working, then refused (413)
+    sent = served.engine.send(served.task, "x" * (MAX_BODY + 1))
+    assert served.prompts()[sent["prompt_id"]]["state"] == "failed"
+    # not after the follower's next long poll (10 s): the bridge is idle, nothing is left
+    assert served.status()["state"] == "idle"
