@@ -22,6 +22,7 @@ def test_every_control_character_but_newline_and_tab_shows_as_a_symbol() -> None
     assert [c for c in shown if ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F] == ["\t", "\n"]
     assert inert("a\x15b\x04\x7f\x9b") == "a\u2415b\u2404\u2421\ufffd"
     assert inert("plain é \U0001f600") == "plain é \U0001f600"
+    assert inert("x \ud800") == "x \ufffd"  # cannot be encoded at all
 
 
 @pytest.mark.parametrize("mode", ["line", "paste"])

@@ -322,6 +322,12 @@ def test_bad_requests_are_refused(runner: BridgeRunner) -> None:
             assert response.status_code == 400, body
             assert "error" in response.json()
         assert http.post("/message", content=b"{not json").status_code == 400
+        # an unpaired surrogate, as only a JSON escape can send it: a clear 400 (the
+        # request failed without an answer)
+        for raw in (b'{"content": "x \\ud800"}', b'{"content": "x", "id": "\\udc00"}'):
+            response = http.post("/message", content=raw)
+            assert response.status_code == 400, raw
+            assert "unpaired surrogate at position" in response.json()["error"]
         assert http.get("/dockyard/log", params={"after": "x"}).status_code == 400
         assert http.get("/dockyard/log", params={"state": "napping"}).status_code == 400
         assert http.get("/nowhere").status_code == 404

@@ -27,6 +27,8 @@ def _inert_table() -> dict[int, str]:
     table = {code: chr(0x2400 + code) for code in range(0x20) if chr(code) not in "\n\t"}
     table[0x7F] = "\u2421"
     table.update({code: "\ufffd" for code in range(0x80, 0xA0)})
+    # an unpaired surrogate cannot be encoded at all (nor written to the transcript)
+    table.update({code: "\ufffd" for code in range(0xD800, 0xE000)})
     return table
 
 
@@ -34,7 +36,8 @@ _INERT = _inert_table()
 
 
 def inert(text: str) -> str:
-    """`text` with every control character but newline and tab made a visible symbol."""
+    """`text` with every control character but newline and tab made a visible symbol
+    (and an unpaired surrogate U+FFFD)."""
     return text.translate(_INERT)
 
 
