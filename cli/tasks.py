@@ -382,6 +382,9 @@ def _wait_until_taken(client: Client, task: str, prompt_id: str, timeout: float)
         if state == "taken":
             click.echo("prompt taken by the agent")
             return
+        if state == "failed":
+            # final: it will never reach the agent, waiting longer changes nothing
+            raise CliError(f"the prompt failed: {prompt.get('reason') or 'no reason given'}")
         current = client.get_task(task)
         if current.get("status") in WAIT_FAILURES:
             if client.get_prompt(task, prompt_id).get("state") == "taken":

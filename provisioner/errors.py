@@ -5,6 +5,7 @@ DockyardError
 │   ├── TemplateNotFound (LookupError)
 │   ├── PresetNotFound (LookupError)
 │   └── ParameterError                  missing / unknown / wrongly typed parameter
+│       └── PayloadTooLarge             a prompt (or other input) is over its size limit
 ├── TaskNotFound (LookupError)
 ├── Unauthenticated (PermissionError)   no credential, or one that is unknown/expired/revoked
 ├── Forbidden (PermissionError)         a valid caller whose role does not allow the act
@@ -47,6 +48,10 @@ class PresetNotFound(TemplateError, LookupError):
 
 class ParameterError(TemplateError):
     """A parameter is missing, unknown or of the wrong type."""
+
+
+class PayloadTooLarge(ParameterError):
+    """A prompt (or other input) is larger than Dockyard takes; the message says the limit."""
 
 
 class TaskNotFound(DockyardError, LookupError):

@@ -40,6 +40,7 @@ from provisioner.errors import (
 )
 from provisioner.lifecycle import TERMINAL, ErrorClass, State, Status
 from provisioner.model import NAME_RE, POOL_OWNER, Task, parse_time, slug_from_prompt, utcnow
+from provisioner.prompts import FINISHED, check_size, refusal_reason, shorten
 from provisioner.store.store import Store
 from provisioner.templating.catalog import Catalog, Template
 from provisioner.templating.params import redact
@@ -222,7 +223,7 @@ class Engine:
         idle_for = time.time() - parse_time(task.state_changed_at).timestamp()
         if idle_for < float(limit):
             return
-        if any(p["state"] != "taken" for p in self.store.prompts(task.id)):
+        if any(p["state"] not in FINISHED for p in self.store.prompts(task.id)):
             return  # a prompt is on its way: the agent is about to work
         with self._lock:
             if task.id in self._pausing:
@@ -316,7 +317,8 @@ class Engine:
                     break
                 self.store.append_logs(task.id, entries)
                 after = max(int(e["seq"]) for e in entries)
-            self.store.sync_prompts(task.id, client.prompts())
+            for prompt_id, reason in self.store.sync_prompts(task.id, client.prompts()):
+                self.prompt_failure_logged(task.id, prompt_id, reason)
         except (BridgeUnreachable, BridgeError) as exc:
             log.warning("final log sync of %s failed: %s", task.id, exc)
         finally:
@@ -324,10 +326,51 @@ class Engine:
 
     def deliver_prompts(self, task: Task, client: BridgeClient) -> None:
         """Hand every prompt the bridge does not have yet to it, in the order sent."""
+        failed = False
         with self._lock_for(self._delivery_locks, task.id):
             for prompt in self.store.prompts(task.id, only_unhanded=True):
-                client.send(prompt["content"], "user", prompt["id"])
+                if prompt["state"] in FINISHED:
+                    continue
+                try:
+                    client.send(prompt["content"], "user", prompt["id"])
+                except BridgeError as exc:
+                    reason = refusal_reason(exc.status_code, exc.body)
+                    if reason is None:
+                        raise  # it may pass: this one and those after it wait, in order
+                    # sent again it would be refused again, and hold up every later one
+                    self.prompt_failed(task.id, prompt["id"], reason, actor="engine")
+                    failed = True
+                    continue
                 self.store.mark_handed(prompt["id"])
+        if failed:
+            self._idle_if_nothing_left(task.id, client)
+
+    def _idle_if_nothing_left(self, task_id: str, client: BridgeClient) -> None:
+        """After a failed prompt: idle at once if the agent has nothing else to do.
+
+        Sending marked the task working; the bridge never saw the prompt, so its state
+        does not change and the follower, long-polling on it, would notice only later.
+        """
+        if any(p["state"] not in FINISHED for p in self.store.prompts(task_id)):
+            return
+        try:
+            state = client.status()["dockyard"]["state"]
+        except (BridgeUnreachable, BridgeError, KeyError, TypeError):
+            return  # the follower finds out
+        if state == State.IDLE.value:
+            self.store.update(
+                task_id, Status.ACTIVE, actor="engine", reason="its prompt failed", state=state
+            )
+
+    def prompt_failed(self, task_id: str, prompt_id: str, reason: str, *, actor: str) -> None:
+        """A prompt will never reach the agent: failed, with its reason in the logs too."""
+        if self.store.fail_prompt(task_id, prompt_id, reason, actor):
+            self.prompt_failure_logged(task_id, prompt_id, reason)
+
+    def prompt_failure_logged(self, task_id: str, prompt_id: str, reason: str) -> None:
+        """Say in the task's logs that a prompt failed (its state and event say it too)."""
+        log.warning("prompt %s of task %s failed: %s", prompt_id, task_id, reason)
+        self.store.system_log(task_id, f"prompt {prompt_id} failed: {reason}")
 
     # failing -------------------------------------------------------------------------
     def fail(
@@ -440,9 +483,14 @@ class Engine:
                 "dashes, starting with a letter or digit"
             )
         tpl = self.catalog.get(template, template_version)
+        check_size(prompt, "the prompt", tpl.config.agent.profile.max_prompt_bytes, tpl.name)
         chosen = select_preset(tpl, preset)
         given = {**self.secrets.from_environment(tpl, parameters), **parameters}
         spec = render_workspace(tpl, chosen, given)  # fails before anything is created
+        if name is not None and not NAME_RE.match(name):
+            raise ParameterError(
+                f"Invalid task name {shorten(repr(name))}: use lowercase letters, digits and dashes"
+            )
         self.backend.ping()
         if name is None:
             stem = slug_from_prompt(prompt)
@@ -488,8 +536,15 @@ class Engine:
             return self._start_claimed(warm, tpl, spec, actor)
         if self.catalog.versions is not None:
             self.catalog.versions.snapshot(tpl)  # the task pins this exact content
+        # Saved first: the engine may pick the stored task up at once and must find them.
+        # A task that cannot be stored (its name taken, text the database refuses) must
+        # not leave its secrets behind in a file no task owns.
         self.secrets.save(task.id, secret_values)
-        self.store.create_task(task, actor=actor)
+        try:
+            self.store.create_task(task, actor=actor)
+        except BaseException:
+            self.secrets.delete(task.id)
+            raise
         # The bridge queues the first prompt from its config; recording it here gives it
         # an id and a delivery state like every other prompt.
         self.store.add_prompt(task.id, initial_prompt_id(task), prompt)
@@ -603,6 +658,7 @@ class Engine:
                 else "create a new task instead"
             )
             raise TaskConflict(f"Cannot send to {task.name}: it is {task.status.value}", hint=hint)
+        self._check_prompt_size(task, text)
         prompt = self.store.add_prompt(task.id, uuid.uuid4().hex, text)
         if task.status == Status.PAUSED:
             with contextlib.suppress(TaskConflict):
@@ -612,6 +668,14 @@ class Engine:
             self.store.update(task.id, Status.ACTIVE, actor=actor, state=State.WORKING.value)
             self._deliver_now(task)
         return {"ok": True, "prompt_id": prompt["id"], "state": prompt["state"]}
+
+    def _check_prompt_size(self, task: Task, text: str) -> None:
+        """Refuse input larger than the task's template takes (its pinned version)."""
+        try:
+            tpl = self.catalog.get(task.template, task.template_version)
+        except DockyardError:
+            return  # its template is gone: the API's own limit still holds
+        check_size(text, "the input", tpl.config.agent.profile.max_prompt_bytes, tpl.name)
 
     def _deliver_now(self, task: Task) -> None:
         # The follower knows where the bridge is; asking Docker costs a list and an inspect.

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachable
 from provisioner.errors import BackendUnavailable, TaskConflict, TaskNotFound
 from provisioner.lifecycle import ErrorClass, State, Status
+from provisioner.prompts import FINISHED
 
 if TYPE_CHECKING:
     from provisioner.engine.engine import Engine
@@ -198,14 +199,15 @@ class Follower(threading.Thread):
                     ahead = self._poll_ahead(client, last_seq, bridge_state, prompts_version)
                 store.append_logs(self.task_id, entries)
             # Delivery states first: a prompt the agent took just before it exited is taken.
-            untaken = [p for p in store.prompts(self.task_id) if p["state"] != "taken"]
+            untaken = [p for p in store.prompts(self.task_id) if p["state"] not in FINISHED]
             if untaken:
                 reported = reply.get("prompts")
                 known = {p.get("id") for p in reported or []}
                 if reported is None or any(p["id"] not in known for p in untaken):
                     reported = client.prompts()  # an older bridge, or a long queue
-                store.sync_prompts(self.task_id, reported)
-                untaken = [p for p in store.prompts(self.task_id) if p["state"] != "taken"]
+                for prompt_id, reason in store.sync_prompts(self.task_id, reported):
+                    self.engine.prompt_failure_logged(self.task_id, prompt_id, reason)
+                untaken = [p for p in store.prompts(self.task_id) if p["state"] not in FINISHED]
             if bridge_state == "setup_failed":
                 self.engine.fail_active(
                     self.task_id,

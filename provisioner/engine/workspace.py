@@ -94,7 +94,8 @@ def bridge_config(task: Task, spec: WorkspaceSpec) -> dict[str, object]:
         "initial_prompt": task.prompt if task.kind == "task" else None,
         "initial_prompt_id": initial_prompt_id(task),
         "setup_script": spec.setup_script,
-        "profile": spec.profile.model_dump(),
+        # the server enforces the prompt size; the bridge reads how to drive the terminal
+        "profile": spec.profile.model_dump(exclude={"max_prompt_bytes"}),
         "columns": 120,
         "rows": 40,
     }

@@ -22,6 +22,7 @@ from provisioner.errors import (
     DockyardError,
     Forbidden,
     ParameterError,
+    PayloadTooLarge,
     TaskConflict,
     TaskNotFound,
     TemplateError,
@@ -29,6 +30,7 @@ from provisioner.errors import (
 )
 from provisioner.lifecycle import TERMINAL, Status
 from provisioner.model import Task
+from provisioner.server import inputs
 from provisioner.server.auth import CHALLENGE, admin_only, caller
 from provisioner.server.logjson import entries_json, page_json
 from provisioner.store.store import Store
@@ -112,6 +114,8 @@ def _status_code(exc: DockyardError) -> int:
         return 403
     if isinstance(exc, LookupError):
         return 404
+    if isinstance(exc, PayloadTooLarge):
+        return 413
     if isinstance(exc, BackendUnavailable):
         return 503
     if isinstance(exc, TaskConflict):
@@ -211,6 +215,7 @@ def _prompt_json(p: dict[str, Any]) -> dict[str, Any]:
         "created_at": p["created_at"],
         "delivered_at": p["delivered_at"],
         "taken_at": p["taken_at"],
+        "reason": p.get("reason"),  # why it failed
     }
 
 
@@ -360,6 +365,7 @@ def build_router(engine: Engine, home: str) -> APIRouter:
 
     @r.post("/tasks", status_code=201)
     def create_task(body: CreateTask, who: Principal = Depends(caller)) -> dict[str, Any]:
+        prompt = inputs.create_prompt(body)
         owner = who.user
         if body.owner is not None and body.owner != who.user:
             if not who.is_admin:
@@ -372,7 +378,7 @@ def build_router(engine: Engine, home: str) -> APIRouter:
             actor=who.actor,
             template=body.template,
             preset=body.preset,
-            prompt=body.prompt,
+            prompt=prompt,
             parameters=body.parameters,
             name=body.name,
             template_version=body.template_version,
@@ -456,8 +462,9 @@ def build_router(engine: Engine, home: str) -> APIRouter:
 
     @r.post("/tasks/{ref}/send")
     def send(ref: str, body: SendInput, who: Principal = Depends(caller)) -> dict[str, Any]:
+        text = inputs.send_input(body)
         task = act_on(who, ref, "task.send")
-        return engine.send(task.id, body.input, actor=who.actor)
+        return engine.send(task.id, text, actor=who.actor)
 
     @r.post("/tasks/{ref}/pause")
     def pause(ref: str, who: Principal = Depends(caller)) -> dict[str, Any]:

@@ -8,11 +8,22 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, literal_column, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from provisioner.model import utcnow
-from provisioner.store.schema import logs, prompts
+from provisioner.prompts import FAILED, FINISHED, QUEUED, STATE_ORDER
+from provisioner.store.schema import events, logs, prompts
 
 
 def insert_ignoring_duplicates(db: Engine, table: Any) -> Any:
@@ -290,15 +301,28 @@ class PromptsMixin:
         with self.db.begin() as conn:
             conn.execute(update(prompts).where(prompts.c.id == prompt_id).values(handed=1))
 
-    def sync_prompts(self, task_id: str, reported: list[dict[str, Any]]) -> None:
-        """Take the bridge's view of delivery states (it is the one that knows)."""
-        order = {"queued": 0, "delivered": 1, "taken": 2}
+    def sync_prompts(self, task_id: str, reported: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        """Take the bridge's view of delivery states (it is the one that knows).
+
+        Returns the prompts it says failed, newly: (id, reason) each.
+        """
         mine = {p["id"]: p for p in self.prompts(task_id)}
+        failed: list[tuple[str, str]] = []
         with self.db.begin() as conn:
             for rp in reported:
                 have = mine.get(rp.get("id", ""))
-                state = rp.get("state", "queued")
-                if have is None or order.get(state, 0) <= order.get(have["state"], 0):
+                state = rp.get("state", QUEUED)
+                if (
+                    have is None
+                    or state not in STATE_ORDER
+                    or have["state"] in FINISHED
+                    or STATE_ORDER[state] <= STATE_ORDER.get(have["state"], 0)
+                ):
+                    continue
+                if state == FAILED:
+                    reason = str(rp.get("reason") or "the bridge could not deliver it")
+                    if self._fail_prompt(conn, task_id, have["id"], reason, "bridge"):
+                        failed.append((have["id"], reason))
                     continue
                 conn.execute(
                     update(prompts)
@@ -310,3 +334,34 @@ class PromptsMixin:
                         taken_at=rp.get("taken_at"),
                     )
                 )
+        return failed
+
+    def fail_prompt(self, task_id: str, prompt_id: str, reason: str, actor: str) -> bool:
+        """Mark a prompt that will never reach the agent failed; False if it had finished."""
+        with self.db.begin() as conn:
+            return self._fail_prompt(conn, task_id, prompt_id, reason, actor)
+
+    @staticmethod
+    def _fail_prompt(
+        conn: Connection, task_id: str, prompt_id: str, reason: str, actor: str
+    ) -> bool:
+        done = conn.execute(
+            update(prompts)
+            .where(and_(prompts.c.id == prompt_id, prompts.c.state.not_in(FINISHED)))
+            .values(state=FAILED, handed=1, reason=reason)
+        )
+        if not done.rowcount:
+            return False
+        # the task's history says which prompt failed and why
+        conn.execute(
+            insert(events).values(
+                task_id=task_id,
+                kind="prompt",
+                from_value=prompt_id[:32],
+                to_value=FAILED,
+                actor=actor,
+                reason=reason,
+                time=utcnow(),
+            )
+        )
+        return True

@@ -98,7 +98,8 @@ prompts = Table(
     Column("id", String(64), primary_key=True),
     Column("task_id", String(36), ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
     Column("content", Text, nullable=False),
-    Column("state", String(16), nullable=False),  # queued | delivered | taken
+    Column("state", String(16), nullable=False),  # queued | delivered | taken | failed
+    Column("reason", Text),  # why it failed
     Column("handed", Integer, nullable=False, default=0),  # 1 once the bridge has it
     Column("created_at", String(32), nullable=False),
     Column("delivered_at", String(32)),

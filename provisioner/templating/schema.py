@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from provisioner.prompts import MAX_PROMPT_BYTES
 from provisioner.templating.confine import relative_name
 
 ParamType = Literal["string", "number", "integer", "bool", "list", "choice"]
@@ -98,6 +99,12 @@ class AgentProfile(_Strict):
         "screen",
         description="What decides working/idle: the screen (prompt_regex, quiet_ms) or the "
         "agent's hook events (POST /dockyard/hook: prompt_submitted ... stop)",
+    )
+    max_prompt_bytes: int = Field(
+        MAX_PROMPT_BYTES,
+        ge=1,
+        le=MAX_PROMPT_BYTES,
+        description="The largest prompt the agent takes, in UTF-8 bytes (at most 256 KiB)",
     )
 
 

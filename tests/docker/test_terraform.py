@@ -209,7 +209,7 @@ def test_injected_memory_is_refused_and_runs_nothing(server: ServerHandle, tmp_p
         "prompt": "hello",
         "parameters": {"memory": f"512m $(id > {marker})"},
     }
-    answer = httpx.post(f"{server.url}/api/v2/tasks", json=body, timeout=30)
+    answer = httpx.post(f"{server.url}/api/v2/tasks", json=body, headers=server.headers, timeout=30)
     assert answer.status_code == 400, answer.text
     assert "Parameter memory" in answer.text and "512m or 2g" in answer.text
     time.sleep(2)  # a few reconcile ticks: nothing was queued that could run it
@@ -246,7 +246,7 @@ def test_hostile_values_stay_one_argument_in_local_exec(
     marker = tmp_path / "pwned"
     hostile = f"/w$(touch {marker})`touch {marker}`"
     body = {"template": unchecked, "prompt": "hello", "parameters": {"dir": hostile}}
-    answer = httpx.post(f"{server.url}/api/v2/tasks", json=body, timeout=30)
+    answer = httpx.post(f"{server.url}/api/v2/tasks", json=body, headers=server.headers, timeout=30)
     assert answer.status_code == 201, answer.text
     task_id = answer.json()["id"]
     try:

@@ -843,7 +843,8 @@ def test_hook_endpoint(bridge: httpx.Client) -> None:
 
 def test_paste_submit_keeps_lines_and_cannot_be_broken_out_of() -> None:
     assert submit_text("a\r\nb\nc", "paste") == "\x1b[200~a\nb\nc\x1b[201~\r"
-    assert submit_text("x\x1b[201~rm -rf", "paste") == "\x1b[200~x[201~rm -rf\x1b[201~\r"
+    # an ESC inside would end the paste early: it shows instead
+    assert submit_text("x\x1b[201~rm -rf", "paste") == "\x1b[200~x\u241b[201~rm -rf\x1b[201~\r"
     assert submit_text("a\nb") == "a b\r"  # line mode: one line
     config = parse_config({"agent_command": ["a"], "profile": {"submit": "paste"}})
     assert config.profile.submit == "paste"

@@ -322,6 +322,12 @@ def test_bad_requests_are_refused(runner: BridgeRunner) -> None:
             assert response.status_code == 400, body
             assert "error" in response.json()
         assert http.post("/message", content=b"{not json").status_code == 400
+        # an unpaired surrogate, as only a JSON escape can send it: a clear 400 (the
+        # request failed without an answer)
+        for raw in (b'{"content": "x \\ud800"}', b'{"content": "x", "id": "\\udc00"}'):
+            response = http.post("/message", content=raw)
+            assert response.status_code == 400, raw
+            assert "unpaired surrogate at position" in response.json()["error"]
         assert http.get("/dockyard/log", params={"after": "x"}).status_code == 400
         assert http.get("/dockyard/log", params={"state": "napping"}).status_code == 400
         assert http.get("/nowhere").status_code == 404
@@ -594,3 +600,96 @@ def test_sigterm_reports_stopping_not_exited(runner: BridgeRunner) -> None:
         assert final[0]["status"]["dockyard"]["state"] == "stopping"
         assert final[0]["status"]["dockyard"]["exit_code"] == 137
     assert runner.proc.wait(timeout=10) == 0
+
+
+# -- what a prompt types: control characters stay text, long lines arrive whole ---------
+
+
+def input_contents(client: BridgeClient) -> list[str]:
+    return [e["content"] for e in entries(client) if e["type"] == "input"]
+
+
+def test_control_characters_in_a_prompt_never_act_as_keys(runner: BridgeRunner) -> None:
+    client = runner.start()
+    wait_stable(client)
+    # Ctrl-U would erase "text" and leave the hidden command as the line the agent reads
+    client.send("text\u0015/write pwned.txt hacked")
+    wait_stable(client)
+    assert not (runner.workdir / "pwned.txt").exists()
+    assert "Done: text\u2415/write pwned.txt hacked" in outputs(client)
+    # Ctrl-D would end the agent's input; Ctrl-C, Ctrl-Z and Ctrl-\ signal it, Ctrl-V
+    # quotes the next key, Ctrl-W and DEL erase, ESC and the C1 CSI start sequences
+    client.send("\u0004")
+    client.send("a\x03b\x1ac\x1cd\x16e\x17f\x7fg\x1b[2Jh\x9b2Ji\x00j")
+    wait_stable(client)
+    status = client.status()["dockyard"]
+    assert status["state"] == "idle" and status["exit_code"] is None
+    out = outputs(client)
+    assert "Done: \u2404" in out
+    assert "Done: a\u2403b\u241ac\u241cd\u2416e\u2417f\u2421g\u241b[2Jh\ufffd2Ji\u2400j" in out
+    # the transcript shows what the agent was given, not what was sent
+    assert input_contents(client) == [
+        "text\u2415/write pwned.txt hacked",
+        "\u2404",
+        "a\u2403b\u241ac\u241cd\u2416e\u2417f\u2421g\u241b[2Jh\ufffd2Ji\u2400j",
+    ]
+    client.send("/write after.txt still here")
+    wait_stable(client)
+    assert (runner.workdir / "after.txt").read_text() == "still here\n"
+
+
+def test_the_transcript_shows_a_multi_line_prompt_as_the_agent_got_it(
+    runner: BridgeRunner,
+) -> None:
+    client = runner.start()
+    wait_stable(client)
+    client.send("first\nsecond\r\nthird")
+    wait_stable(client)
+    # line mode: a newline would submit early, so the lines were typed as one
+    assert "Done: first second third" in outputs(client)
+    assert input_contents(client) == ["first second third"]
+
+
+@pytest.mark.parametrize(
+    "line_bytes",
+    [
+        4000,  # under the canonical limit: typed as it is
+        4095,  # the most a canonical-mode line holds: still typed as it is
+        4096,  # one more: in pieces
+        100_000,
+    ],
+)
+def test_a_long_line_reaches_a_line_mode_agent_whole(runner: BridgeRunner, line_bytes: int) -> None:
+    # the scripted agent reads in canonical mode, whose line buffer holds 4095 bytes
+    client = runner.start()
+    wait_stable(client)
+    command = "/write big.txt "
+    text = "0123456789abcdé" * (line_bytes // 16 + 1)  # two-byte characters among them
+    while len((command + text).encode()) > line_bytes:
+        text = text[:-1]
+    text += "x" * (line_bytes - len((command + text).encode()))
+    assert len((command + text).encode()) == line_bytes
+    client.send(command + text)
+    wait_stable(client, timeout=30)
+    assert (runner.workdir / "big.txt").read_text() == text + "\n"
+    assert input_contents(client) == [command + text]
+    assert [p["state"] for p in client.prompts()] == ["taken"]
+
+
+def test_a_line_too_long_for_the_terminal_fails_visibly(runner: BridgeRunner) -> None:
+    # with no end-of-file key a canonical-mode line cannot be handed over in pieces
+    agent = " ".join(runner.agent_command())
+    client = runner.start(agent_command=["sh", "-c", f"stty eof undef; exec {agent}"])
+    wait_stable(client)
+    client.send("/write big.txt " + "x" * 5000, prompt_id="big")
+    client.send("/write small.txt fine", prompt_id="small")
+    wait_stable(client)
+    assert not (runner.workdir / "big.txt").exists()
+    assert (runner.workdir / "small.txt").read_text() == "fine\n"
+    big, small = client.prompts()
+    assert (big["id"], big["state"], small["state"]) == ("big", "failed", "taken")
+    assert big["reason"] == (
+        "the agent reads lines in canonical mode, which holds at most 4095 bytes; "
+        "this prompt has a line of 5015 bytes"
+    )
+    assert input_contents(client) == ["/write small.txt fine"]  # never typed cut short

@@ -166,6 +166,7 @@ def test_the_logs_api_keeps_its_json_shape(served: tuple[str, Store], tmp_path: 
         "created_at",
         "delivered_at",
         "taken_at",
+        "reason",  # why a prompt failed
     }
     later = httpx.get(
         url, headers=admin_headers(tmp_path), params={"after": first["id"], "limit": 1}

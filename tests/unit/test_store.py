@@ -309,6 +309,53 @@ def test_prompts_are_kept_until_taken(store: Store) -> None:
 
 
 # several engines on one database -------------------------------------------------------------
+def test_a_failed_prompt_is_final_and_says_why(store: Store) -> None:
+    task = make_task(store, Status.ACTIVE)
+    for prompt_id in ("p1", "p2", "p3"):
+        store.add_prompt(task.id, prompt_id, prompt_id)
+    assert store.fail_prompt(task.id, "p1", "refused (413)", "engine") is True
+    assert store.fail_prompt(task.id, "p1", "refused again", "engine") is False
+    failed = store.sync_prompts(
+        task.id,
+        [
+            {"id": "p1", "state": "taken"},  # final states never change
+            {"id": "p2", "state": "failed", "reason": "too long"},
+            {"id": "p3", "state": "taken", "taken_at": "t"},
+        ],
+    )
+    assert failed == [("p2", "too long")]
+    assert store.sync_prompts(task.id, [{"id": "p3", "state": "failed", "reason": "x"}]) == []
+    assert [(p["state"], p["reason"], p["handed"]) for p in store.prompts(task.id)] == [
+        ("failed", "refused (413)", 1),
+        ("failed", "too long", 1),
+        ("taken", None, 1),
+    ]
+    history = [
+        (e["from_value"], e["to_value"], e["actor"], e["reason"])
+        for e in store.events(task.id)
+        if e["kind"] == "prompt"
+    ]
+    assert history == [
+        ("p1", "failed", "engine", "refused (413)"),
+        ("p2", "failed", "bridge", "too long"),
+    ]
+
+
+def test_an_older_database_gets_the_prompt_reason_column(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    Store(url).close()
+    old = create_engine(url)
+    with old.begin() as conn:
+        conn.execute(text("ALTER TABLE prompts DROP COLUMN reason"))
+    old.dispose()
+    store = Store(url)
+    task = make_task(store, Status.ACTIVE)
+    store.add_prompt(task.id, "p1", "x")
+    assert store.fail_prompt(task.id, "p1", "why", "engine")
+    assert store.prompts(task.id)[0]["reason"] == "why"
+    store.close()
+
+
 def test_stores_opening_one_new_database_together(store_url: str) -> None:
     stores = race([lambda: Store(store_url) for _ in range(4)])
     try:

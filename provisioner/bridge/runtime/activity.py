@@ -9,7 +9,8 @@ from typing import Any
 from .hooks import PROMPT_SUBMITTED, HookTracker
 from .transcript import utc_iso
 
-QUEUED, DELIVERED, TAKEN = "queued", "delivered", "taken"
+# failed: the bridge could not type it (the reason says why); like taken, it is done
+QUEUED, DELIVERED, TAKEN, FAILED = "queued", "delivered", "taken", "failed"
 STARTING, WORKING, IDLE, EXITED = "starting", "working", "idle", "exited"
 # the bridge's own states around the agent's: before it starts, instead of it, while stopping
 SETUP, SETUP_FAILED, STOPPING = "setup", "setup_failed", "stopping"
@@ -31,6 +32,7 @@ class Prompt:
     delivered_at: float | None = None
     taken_at: float | None = None
     assumed: bool = False
+    reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """The API view, with ISO 8601 times."""
@@ -42,6 +44,7 @@ class Prompt:
             "delivered_at": _iso(self.delivered_at),
             "taken_at": _iso(self.taken_at),
             "assumed": self.assumed,
+            "reason": self.reason,
         }
 
     def to_state(self) -> dict[str, Any]:
@@ -52,7 +55,7 @@ class Prompt:
     def from_state(cls, data: dict[str, Any]) -> Prompt:
         """Rebuild a prompt from its persisted view."""
         state = data.get("state", QUEUED)
-        if state not in (QUEUED, DELIVERED, TAKEN):
+        if state not in (QUEUED, DELIVERED, TAKEN, FAILED):
             raise ValueError(f"unknown prompt state {state!r}")
         return cls(
             id=str(data["id"]),
@@ -62,6 +65,7 @@ class Prompt:
             delivered_at=None if data.get("delivered_at") is None else float(data["delivered_at"]),
             taken_at=None if data.get("taken_at") is None else float(data["taken_at"]),
             assumed=bool(data.get("assumed", False)),
+            reason=str(data.get("reason") or ""),
         )
 
 
@@ -101,7 +105,7 @@ class Activity:
     def restore(self, prompts: list[Prompt]) -> None:
         """Load prompts from a previous run: any not taken is queued again, in order."""
         for prompt in prompts:
-            if prompt.state != TAKEN:
+            if prompt.state not in (TAKEN, FAILED):
                 # a delivery the old agent never took may have been lost with it: deliver again
                 prompt.state = QUEUED
                 prompt.delivered_at = None
@@ -225,6 +229,15 @@ class Activity:
             and (self._started or self._may_start(now))
             and self.hooks.idle(self._resting(now))
         )
+
+    def fail(self, prompt: Prompt, reason: str, now: float) -> None:
+        """The prompt just popped for delivery cannot be typed: it fails, the next may go."""
+        prompt.state = FAILED
+        prompt.reason = reason
+        prompt.delivered_at = None
+        if self._in_flight is prompt:
+            self._in_flight = None
+        self.changes += 1
 
     def _in_flight_at(self) -> float:
         assert self._in_flight is not None and self._in_flight.delivered_at is not None

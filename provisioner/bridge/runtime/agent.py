@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .hooks import bridge_env
+from .keys import canonical_keys
 
 if TYPE_CHECKING:
     from .config import BridgeConfig
@@ -235,6 +236,23 @@ class AgentProcess:
             self._exited.set()
 
     # -- writing -------------------------------------------------------------------------
+
+    def typeable(self, keys: bytes) -> bytes:
+        """`keys` as they must go to the terminal as it is set now (see canonical_keys).
+
+        Raises keys.Undeliverable when the terminal cannot take them whole.
+        """
+        if self._exited.is_set():
+            return keys
+        try:
+            # on the master, Linux answers with the agent's (the slave's) settings
+            attrs = termios.tcgetattr(self._fd)
+        except (OSError, termios.error):
+            return keys  # the terminal is going away: the write fails, the exit shows
+        if not attrs[3] & termios.ICANON:
+            return keys  # raw mode: the agent reads every byte as it comes
+        veof = attrs[6][termios.VEOF]
+        return canonical_keys(keys, veof if isinstance(veof, bytes) else bytes([veof]))
 
     def write(self, data: bytes) -> None:
         """Queue bytes to type into the terminal (never blocks the caller)."""

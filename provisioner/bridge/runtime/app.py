@@ -18,6 +18,7 @@ from .agent import AgentProcess, agent_argv, agent_env
 from .cgroup import oom_kills, pids_limit_hits
 from .config import BridgeConfig
 from .hooks import HOOKS, HookTracker
+from .keys import Undeliverable, shown_text, submit_text
 from .screen import TerminalScreen
 from .setup import (
     DONE,
@@ -52,22 +53,6 @@ class Rejected(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
-
-
-def submit_text(content: str, mode: str = "line") -> str:
-    """The keystrokes that submit `content` to the agent.
-
-    "line": typed on one line, then Enter. "paste": a bracketed paste, then Enter, for
-    agents that turn on bracketed paste (Claude Code): the lines stay lines, and a long
-    prompt is not taken for a paste that swallows the Enter.
-    """
-    if mode == "paste":
-        # an ESC inside could end the paste early; newlines are the terminal's \n
-        text = content.replace("\x1b", "").replace("\r\n", "\n").replace("\r", "\n")
-        return f"\x1b[200~{text}\x1b[201~\r"
-    # a newline would submit early, so the whole prompt goes on one line
-    text = content.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
-    return text + "\r"
 
 
 class Bridge:
@@ -369,12 +354,24 @@ class Bridge:
 
     def _deliver(self, prompt: Prompt, now: float) -> None:
         """Type a prompt into the terminal and record it where the terminal shows it."""
-        entry = self.transcript.append("input", prompt.content, now, prompt_id=prompt.id)
+        mode = self.config.profile.submit
+        keys = submit_text(prompt.content, mode).encode("utf-8")
+        if self.agent is not None:
+            try:
+                keys = self.agent.typeable(keys)
+            except Undeliverable as exc:
+                # never typed cut short: the prompt fails, and says why
+                self.activity.fail(prompt, str(exc), now)
+                log(f"prompt {prompt.id} not delivered: {exc}")
+                return
+        # what the agent is given: on one line in line mode, control characters as the
+        # symbols typed instead
+        shown = shown_text(prompt.content, mode)
+        entry = self.transcript.append("input", shown, now, prompt_id=prompt.id)
         self.conversation.add(entry)
         self.transcript.flush()
         if self.agent is not None:
-            text = submit_text(prompt.content, self.config.profile.submit)
-            self.agent.write(text.encode("utf-8"))
+            self.agent.write(keys)
 
     # -- shared helpers (lock held) ------------------------------------------------------
 

@@ -164,6 +164,9 @@ class Handler(BaseHTTPRequestHandler):
             raise Rejected(400, "a user prompt must contain more than whitespace")
         if prompt_id is not None and (not isinstance(prompt_id, str) or not prompt_id.strip()):
             raise Rejected(400, "id must be a non-empty string")
+        _check_unicode("content", content)
+        if prompt_id is not None:
+            _check_unicode("id", prompt_id)
         new_id = self.server.bridge.submit(content, kind, prompt_id)
         self._send_json(200, {"ok": True, "id": new_id})
 
@@ -250,6 +253,17 @@ class Handler(BaseHTTPRequestHandler):
         ]
         self.wfile.write("".join(chunks).encode("utf-8"))
         self.wfile.flush()
+
+
+def _check_unicode(field: str, value: str) -> None:
+    """Refuse text with an unpaired surrogate (a JSON "\\ud800"): it cannot be typed,
+    stored or sent back, and failed the request with no answer at all."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise Rejected(
+            400, f"{field} is not valid Unicode: an unpaired surrogate at position {exc.start}"
+        ) from None
 
 
 def _message_event(message: dict[str, Any]) -> dict[str, Any]:
