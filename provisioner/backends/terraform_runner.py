@@ -24,7 +24,7 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,26 @@ log = logging.getLogger(__name__)
 LineFn = Callable[[str], None]
 LOCK_TIMEOUT = "60s"
 ENV = {"TF_IN_AUTOMATION": "1", "TF_INPUT": "0", "CHECKPOINT_DISABLE": "1"}
+# What Terraform and its provisioners may see of the server's environment: what it takes
+# to run programs, reach Docker and the network. Not the rest: the server's environment
+# holds its database URL (with a password), DOCKYARD_SECRET_* values and model API keys,
+# and a template's local-exec or `external` data source could print any of it to a log.
+_PASSED = frozenset(
+    {"PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR", "TERM", "SHELL"}
+    | {"DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CERT_PATH", "DOCKER_TLS_VERIFY", "DOCKER_CONTEXT"}
+    | {"SSL_CERT_FILE", "SSL_CERT_DIR"}
+    | {"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"}
+)
+_PASSED_PREFIXES = ("LC_", "TF_")
+
+
+def terraform_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment a Terraform run gets: the passed-through part of `environ`, plus
+    Dockyard's own settings."""
+    kept = {k: v for k, v in environ.items() if k in _PASSED or k.startswith(_PASSED_PREFIXES)}
+    return {**kept, **ENV}
+
+
 INSTALL_HINT = "install Terraform 1.x and put `terraform` on PATH"
 
 
@@ -86,7 +106,7 @@ class StreamingTerraform(Terraform):
             proc = subprocess.Popen(
                 argv,
                 cwd=self.working_dir,
-                env={**os.environ, **ENV},
+                env=terraform_env(os.environ),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
