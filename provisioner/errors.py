@@ -5,6 +5,7 @@ DockyardError
 │   ├── TemplateNotFound (LookupError)
 │   ├── PresetNotFound (LookupError)
 │   └── ParameterError                  missing / unknown / wrongly typed parameter
+│       └── MissingParameter            a required parameter nobody gave
 │       └── PayloadTooLarge             a prompt (or other input) is over its size limit
 ├── TaskNotFound (LookupError)
 ├── Unauthenticated (PermissionError)   no credential, or one that is unknown/expired/revoked
@@ -52,6 +53,14 @@ class ParameterError(TemplateError):
 
 class PayloadTooLarge(ParameterError):
     """A prompt (or other input) is larger than Dockyard takes; the message says the limit."""
+
+
+class MissingParameter(ParameterError):
+    """A required parameter is set neither by the preset nor by the task."""
+
+    def __init__(self, message: str, *, name: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.name = name
 
 
 class TaskNotFound(DockyardError, LookupError):

@@ -9,7 +9,7 @@ from typing import Any
 from jinja2 import TemplateError as JinjaError
 from jinja2 import UndefinedError
 
-from provisioner.errors import ParameterError
+from provisioner.errors import MissingParameter, ParameterError
 from provisioner.templating.catalog import Preset, Template
 from provisioner.templating.sandbox import make_environment, render_bounded
 from provisioner.templating.schema import Parameter
@@ -187,7 +187,9 @@ def resolve_parameters(
                 if setters
                 else f"set it with --param {p.name}=VALUE"
             )
-            raise ParameterError(f"Required parameter not provided: {p.name}", hint=hint)
+            raise MissingParameter(
+                f"Required parameter not provided: {p.name}", name=p.name, hint=hint
+            )
     return values
 
 

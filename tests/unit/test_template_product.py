@@ -9,9 +9,10 @@ from click.testing import CliRunner
 
 from cli.main import cli
 from provisioner.engine.secrets import SecretStore
-from provisioner.errors import TemplateNotFound
+from provisioner.errors import ParameterError, TemplateNotFound
 from provisioner.templating.catalog import Catalog, load_template
 from provisioner.templating.push import pack_folder, push_archive
+from provisioner.templating.render import render_workspace
 from provisioner.templating.versions import VersionStore
 
 
@@ -112,3 +113,21 @@ def test_search_path_from_config_file_and_environment(
     write(home / "config.yaml", "template_path: 3\n")
     with pytest.raises(Exception, match="template_path must be a list"):
         paths.template_search_path()
+
+
+def test_a_preset_may_leave_a_required_parameter_to_the_task(tmp_path: Path) -> None:
+    folder = make_template(tmp_path / "demo")
+    write(folder / "presets" / "plain.yaml", "parameters: {}\n")  # leaves `mode`
+    ok = CliRunner().invoke(cli, ["template", "validate", str(folder)])
+    assert ok.exit_code == 0, ok.output
+    assert "plain (leaves mode to the task)" in ok.stdout
+    # the rest of such a preset is still checked
+    write(folder / "presets" / "plain.yaml", "parameters: {speed: 9}\n")
+    bad = CliRunner().invoke(cli, ["template", "validate", str(folder)])
+    assert bad.exit_code == 1 and "Unknown parameter 'speed'" in bad.stderr
+    # and only the create fails, naming the presets that set it
+    write(folder / "presets" / "plain.yaml", "parameters: {}\n")
+    tpl = load_template(folder, [])
+    with pytest.raises(ParameterError, match="Required parameter not provided: mode") as info:
+        render_workspace(tpl, tpl.presets["plain"], {})
+    assert "presets that set it: fast" in str(info.value)
