@@ -40,8 +40,9 @@ if str(REPO) not in sys.path:  # `python bench/x.py` from anywhere uses this che
 from provisioner.backends.docker_client import DockerClient  # noqa: E402
 from provisioner.images.builder import ImageBuilder  # noqa: E402
 from provisioner.paths import admin_token_path  # noqa: E402
+from provisioner.spec import WorkspaceSpec  # noqa: E402
 from provisioner.templating.catalog import Catalog  # noqa: E402
-from provisioner.templating.render import WorkspaceSpec, render_workspace  # noqa: E402
+from provisioner.templating.render import render_workspace  # noqa: E402
 
 BENCH_LABEL = "dockyard.bench"
 RUN_LABEL = "dockyard.bench.run"

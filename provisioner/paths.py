@@ -10,7 +10,7 @@ from pathlib import Path
 import platformdirs
 import yaml
 
-from provisioner.engine.capacity import parse_limit
+from provisioner.capacity import parse_limit
 from provisioner.errors import DockyardError
 
 _PACKAGE_DIR = Path(__file__).resolve().parent

@@ -17,7 +17,7 @@ from provisioner.backends.docker_client import ContainerInfo, DockerClient
 from provisioner.errors import BackendError
 from provisioner.images import recipes
 from provisioner.images.builder import ImageBuilder
-from provisioner.templating.render import WorkspaceSpec
+from provisioner.spec import WorkspaceSpec
 
 LABEL_MANAGED = "dockyard.managed"
 LABEL_INSTANCE = "dockyard.instance"

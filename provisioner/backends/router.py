@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from provisioner.backends.base import Backend, BridgeBundle, Observed, ProgressFn
 from provisioner.errors import BackendError
-from provisioner.templating.render import WorkspaceSpec
+from provisioner.spec import WorkspaceSpec
 
 
 class BackendRouter:

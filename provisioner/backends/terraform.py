@@ -37,7 +37,7 @@ from provisioner.backends.terraform_workdir import (
 )
 from provisioner.errors import BackendError
 from provisioner.images.builder import ImageBuilder
-from provisioner.templating.render import WorkspaceSpec
+from provisioner.spec import WorkspaceSpec
 
 log = logging.getLogger(__name__)
 

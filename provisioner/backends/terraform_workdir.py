@@ -19,7 +19,7 @@ from typing import Any
 from provisioner.backends.base import BRIDGE_DIR, BRIDGE_PORT, BridgeBundle
 from provisioner.errors import BackendError
 from provisioner.images import recipes
-from provisioner.templating.render import WorkspaceSpec
+from provisioner.spec import WorkspaceSpec
 
 TFVARS_FILE = "terraform.tfvars.json"
 STATE_FILE = "terraform.tfstate"

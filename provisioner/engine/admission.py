@@ -12,7 +12,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from provisioner.engine.capacity import Usage, waiting_message
+from provisioner.capacity import Usage, waiting_message
 from provisioner.errors import BackendError, TaskConflict, TaskNotFound
 from provisioner.lifecycle import Phase, Status
 from provisioner.model import Task, utcnow

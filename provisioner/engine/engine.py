@@ -22,8 +22,8 @@ from typing import Any
 
 from provisioner.backends.base import Backend, Observed
 from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachable
+from provisioner.capacity import Usage
 from provisioner.engine.admission import Admissions
-from provisioner.engine.capacity import Usage
 from provisioner.engine.follower import Follower
 from provisioner.engine.pools import WarmPools
 from provisioner.engine.provision import Provisioner
@@ -41,10 +41,11 @@ from provisioner.errors import (
 from provisioner.lifecycle import TERMINAL, ErrorClass, State, Status
 from provisioner.model import NAME_RE, POOL_OWNER, Task, parse_time, slug_from_prompt, utcnow
 from provisioner.prompts import FINISHED, check_size, refusal_reason, shorten
+from provisioner.spec import WorkspaceSpec
 from provisioner.store.store import Store
 from provisioner.templating.catalog import Catalog, Template
 from provisioner.templating.params import redact
-from provisioner.templating.render import WorkspaceSpec, render_workspace, select_preset
+from provisioner.templating.render import render_workspace, select_preset
 
 log = logging.getLogger(__name__)
 

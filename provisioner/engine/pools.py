@@ -14,13 +14,14 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from provisioner.engine.workspace import IMAGE_FROM, lender_pin, task_policy
+from provisioner.engine.workspace import lender_pin, task_policy
 from provisioner.errors import BackendError, DockyardError, TaskConflict, TaskNotFound
 from provisioner.lifecycle import TERMINAL, State, Status
 from provisioner.model import Task, utcnow
+from provisioner.spec import IMAGE_FROM, WorkspaceSpec
 from provisioner.templating.catalog import Preset, Template
 from provisioner.templating.params import redact
-from provisioner.templating.render import WorkspaceSpec, render_string, render_workspace
+from provisioner.templating.render import render_string, render_workspace
 
 if TYPE_CHECKING:
     from provisioner.engine.engine import Engine

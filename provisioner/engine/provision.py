@@ -17,7 +17,7 @@ from provisioner.engine.workspace import spec_for
 from provisioner.errors import BridgeFailure, PhaseTimeout, StartupFailure, TaskConflict
 from provisioner.lifecycle import Phase, State, Status
 from provisioner.model import Task
-from provisioner.templating.render import WorkspaceSpec
+from provisioner.spec import WorkspaceSpec
 
 if TYPE_CHECKING:
     from provisioner.engine.engine import Engine

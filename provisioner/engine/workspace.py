@@ -11,12 +11,12 @@ from provisioner.backends.base import BRIDGE_DIR, BRIDGE_PORT, BridgeBundle
 from provisioner.bridge.package import build_zipapp
 from provisioner.images import recipes
 from provisioner.model import Task
+from provisioner.spec import IMAGE_FROM, WorkspaceSpec
 from provisioner.templating.catalog import Catalog, Template
-from provisioner.templating.render import WorkspaceSpec, render_workspace
+from provisioner.templating.render import render_workspace
 
 IMAGE_OF_TEMPLATE = "template:"
 # the task policy's record of the lender template (and version) whose image it borrows
-IMAGE_FROM = "image_from"
 BRIDGE_STATE_DIR = f"{recipes.AGENT_HOME}/.dockyard/bridge"
 
 

@@ -12,14 +12,14 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from filelock import FileLock
 
 from provisioner import paths
-from provisioner.backends.docker_client import DockerClient
 from provisioner.errors import ImageBuildError
 from provisioner.images import recipes
-from provisioner.templating.render import BuildSpec
+from provisioner.spec import BuildSpec
 
 ProgressFn = Callable[[str], None]
 
@@ -28,10 +28,33 @@ def _quiet(_: str) -> None:
     pass
 
 
+class ImageClient(Protocol):
+    """What building images needs of Docker (backends.docker_client.DockerClient has it):
+    images build on the daemon, but know nothing of workspaces or backends."""
+
+    def image_exists(self, ref: str) -> bool: ...
+
+    def import_rootfs(
+        self, tar_path: str, repository: str, tag: str, labels: dict[str, str]
+    ) -> None: ...
+
+    def build(
+        self,
+        context_tar: bytes,
+        tag: str,
+        labels: dict[str, str],
+        on_line: Callable[[str], None],
+    ) -> None: ...
+
+    def images_with_label(self, label: str) -> list[tuple[str, list[str]]]: ...
+
+    def remove_image(self, ref: str) -> None: ...
+
+
 class ImageBuilder:
     """Ensures the base image and template images exist, building only what is missing."""
 
-    def __init__(self, docker: DockerClient, cache: Path | None = None) -> None:
+    def __init__(self, docker: ImageClient, cache: Path | None = None) -> None:
         self._docker = docker
         self._cache = cache or paths.cache_dir()
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from provisioner import __version__
 from provisioner.auth.tokens import Principal
-from provisioner.engine.capacity import Usage
+from provisioner.capacity import Usage
 from provisioner.engine.engine import Engine
 from provisioner.errors import (
     BackendUnavailable,

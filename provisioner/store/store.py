@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from provisioner.engine.capacity import (
+from provisioner.capacity import (
     COUNTED,
     Slot,
     Usage,

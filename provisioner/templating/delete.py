@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from provisioner.engine.workspace import IMAGE_FROM
 from provisioner.errors import TaskConflict, TemplateError, TemplateNotFound
 from provisioner.lifecycle import TERMINAL
 from provisioner.model import Task
+from provisioner.spec import IMAGE_FROM
 from provisioner.templating.catalog import Catalog
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")  # as in schema.TemplateConfig: a path segment

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -10,57 +9,14 @@ from jinja2 import TemplateError as JinjaError
 from jinja2 import UndefinedError
 
 from provisioner.errors import TemplateError
+from provisioner.spec import BuildSpec, TerraformSpec, WorkspaceSpec
 from provisioner.templating.catalog import Preset, Template
 from provisioner.templating.confine import confined
 from provisioner.templating.params import resolve_parameters
 from provisioner.templating.resources import check_resources
 from provisioner.templating.sandbox import make_environment, render_bounded
-from provisioner.templating.schema import AgentProfile, LifecycleConfig
 
 _ENV = make_environment(keep_trailing_newline=True)
-
-
-@dataclass(frozen=True)
-class BuildSpec:
-    """A Dockerfile to build on top of the base image; the context is the template folder."""
-
-    dockerfile: str  # rendered text; `{{ base_image }}` is filled in at build time
-    context_dir: Path
-    context_exclude: tuple[str, ...] = ("template.yaml",)
-
-
-@dataclass(frozen=True)
-class TerraformSpec:
-    """A template's Terraform files, rendered, and its extra variables (backend terraform)."""
-
-    source_dir: Path
-    files: dict[str, str]  # path relative to source_dir -> rendered text
-    variables: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class WorkspaceSpec:
-    """Everything a backend needs to make one task's workspace."""
-
-    template: str
-    template_version: str
-    preset: str | None
-    backend: str
-    parameters: dict[str, Any]
-    image: str | None  # an existing image, or "base" for Dockyard's base image
-    build: BuildSpec | None
-    workdir: str
-    env: dict[str, str]
-    memory: str | None
-    cpus: float | None
-    pids: int | None
-    agent_command: list[str]
-    resume_command: list[str] | None
-    profile: AgentProfile
-    setup_script: str | None = None
-    lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
-    cap_add: tuple[str, ...] = ()
-    terraform: TerraformSpec | None = None
 
 
 def render_string(text: str, context: dict[str, Any], where: str) -> str:

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from provisioner.prompts import MAX_PROMPT_BYTES
+from provisioner.spec import AgentProfile, LifecycleConfig, _Strict
 from provisioner.templating.confine import relative_name
 
 ParamType = Literal["string", "number", "integer", "bool", "list", "choice"]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class Validation(_Strict):
@@ -86,56 +82,12 @@ class WorkspaceConfig(_Strict):
         return self
 
 
-class AgentProfile(_Strict):
-    """How the bridge reads this agent's terminal."""
-
-    prompt_regex: str = Field(r"^> ?$", description="Matches the cursor line when it waits")
-    quiet_ms: int = Field(250, ge=10, description="Output silence before it counts as idle")
-    submit: Literal["line", "paste"] = Field(
-        "line", description="How a prompt is typed in: one line + Enter, or bracketed paste + Enter"
-    )
-    take_timeout_s: float = Field(10.0, gt=0, description="When to assume a prompt was taken")
-    state_source: Literal["screen", "hooks"] = Field(
-        "screen",
-        description="What decides working/idle: the screen (prompt_regex, quiet_ms) or the "
-        "agent's hook events (POST /dockyard/hook: prompt_submitted ... stop)",
-    )
-    max_prompt_bytes: int = Field(
-        MAX_PROMPT_BYTES,
-        ge=1,
-        le=MAX_PROMPT_BYTES,
-        description="The largest prompt the agent takes, in UTF-8 bytes (at most 256 KiB)",
-    )
-
-
 class AgentConfig(_Strict):
     """The agent program the bridge runs under a terminal."""
 
     command: list[str] = Field(min_length=1, description="argv of the agent (Jinja per item)")
     resume_command: list[str] | None = Field(None, description="argv to continue a session")
     profile: AgentProfile = Field(default_factory=AgentProfile)
-
-
-class PhaseTimeouts(_Strict):
-    """Seconds each startup phase may take before the task goes to error (TIMEOUT)."""
-
-    image: float = Field(1800, gt=0, description="Building or finding the image")
-    create: float = Field(120, gt=0, description="Creating volumes and the container")
-    start: float = Field(60, gt=0, description="Starting the container")
-    setup: float = Field(900, gt=0, description="The template's setup script")
-    agent: float = Field(60, gt=0, description="Until the agent shows its input prompt")
-
-
-class LifecycleConfig(_Strict):
-    """How long things may take, and what happens when nobody uses the workspace."""
-
-    timeouts: PhaseTimeouts = Field(default_factory=PhaseTimeouts)
-    idle_timeout: float | None = Field(
-        None, gt=0, description="Seconds idle before the task is auto-paused; never if unset"
-    )
-    restart: Literal["no", "unless-stopped"] = Field(
-        "no", description="Docker restart policy: unless-stopped brings it back after dockerd"
-    )
 
 
 class SecurityConfig(_Strict):

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import yaml
 
-from provisioner.engine.workspace import IMAGE_FROM, lender_pin, spec_for, task_policy
+from provisioner.engine.workspace import lender_pin, spec_for, task_policy
 from provisioner.lifecycle import Status
 from provisioner.model import Task, utcnow
+from provisioner.spec import IMAGE_FROM
 from provisioner.templating.catalog import Catalog
 from provisioner.templating.render import render_workspace
 from provisioner.templating.versions import VersionStore

@@ -42,9 +42,9 @@ from provisioner.bridge.runtime.hooks import (
     parse_event,
     parse_text,
 )
+from provisioner.spec import AgentProfile
 from provisioner.templating.catalog import Catalog
 from provisioner.templating.render import render_workspace
-from provisioner.templating.schema import AgentProfile
 
 REPO = Path(__file__).resolve().parents[2]
 GLUE = REPO / "templates" / "claude-code" / "dockyard_claude.py"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from provisioner import paths
-from provisioner.engine.capacity import (
+from provisioner.capacity import (
     Slot,
     count_usage,
     may_start,

@@ -19,10 +19,11 @@ from provisioner.backends.terraform_workdir import write_workdir
 from provisioner.engine.engine import Engine
 from provisioner.engine.workspace import BridgeBundler
 from provisioner.errors import BackendError, TemplateError
+from provisioner.spec import TerraformSpec
 from provisioner.store.store import Store, sqlite_url
 from provisioner.templating.catalog import Catalog, load_template
 from provisioner.templating.push import pack_folder, push_archive
-from provisioner.templating.render import TerraformSpec, render_workspace
+from provisioner.templating.render import render_workspace
 from provisioner.templating.validate import validate_template
 from provisioner.templating.versions import VersionStore
 from tests.serving import admin_env, admin_headers, serve

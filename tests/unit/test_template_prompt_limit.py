@@ -12,9 +12,9 @@ from provisioner.engine.workspace import BridgeBundler
 from provisioner.errors import PayloadTooLarge
 from provisioner.lifecycle import Status
 from provisioner.prompts import MAX_PROMPT_BYTES
+from provisioner.spec import AgentProfile
 from provisioner.store.store import Store, sqlite_url
 from provisioner.templating.catalog import Catalog
-from provisioner.templating.schema import AgentProfile
 from tests.unit.test_create_secrets import ReachableBackend
 
 TEMPLATE = """\

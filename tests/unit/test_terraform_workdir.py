@@ -30,8 +30,9 @@ from provisioner.backends.terraform_workdir import (
     write_workdir,
 )
 from provisioner.errors import BackendError, TemplateError
+from provisioner.spec import WorkspaceSpec
 from provisioner.templating.catalog import Catalog
-from provisioner.templating.render import WorkspaceSpec, render_workspace
+from provisioner.templating.render import render_workspace
 from provisioner.templating.schema import TemplateConfig
 
 TASK = "0a1b2c3d-0000-4000-8000-1234567890ab"

@@ -1,0 +1,115 @@
+"""What a backend is asked to make: the typed workspace spec a rendered template becomes,
+and the parts of a template that travel with it (the agent's profile, its lifecycle).
+
+These are domain types shared by templating (which produces them), the engine and every
+backend (which consume them), so they sit beside lifecycle.py and model.py and import
+nothing from those packages. Sections: the agent and its lifecycle (pydantic, the shape
+template.yaml gives them), then the spec (frozen dataclasses), with the Docker build and
+the Terraform part tagged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from provisioner.prompts import MAX_PROMPT_BYTES
+
+# The policy key of a task whose image is borrowed from another template (`template:NAME`)
+IMAGE_FROM = "image_from"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- the agent and its lifecycle, as template.yaml gives them ---------------------------
+class AgentProfile(_Strict):
+    """How the bridge reads this agent's terminal."""
+
+    prompt_regex: str = Field(r"^> ?$", description="Matches the cursor line when it waits")
+    quiet_ms: int = Field(250, ge=10, description="Output silence before it counts as idle")
+    submit: Literal["line", "paste"] = Field(
+        "line", description="How a prompt is typed in: one line + Enter, or bracketed paste + Enter"
+    )
+    take_timeout_s: float = Field(10.0, gt=0, description="When to assume a prompt was taken")
+    state_source: Literal["screen", "hooks"] = Field(
+        "screen",
+        description="What decides working/idle: the screen (prompt_regex, quiet_ms) or the "
+        "agent's hook events (POST /dockyard/hook: prompt_submitted ... stop)",
+    )
+    max_prompt_bytes: int = Field(
+        MAX_PROMPT_BYTES,
+        ge=1,
+        le=MAX_PROMPT_BYTES,
+        description="The largest prompt the agent takes, in UTF-8 bytes (at most 256 KiB)",
+    )
+
+
+class PhaseTimeouts(_Strict):
+    """Seconds each startup phase may take before the task goes to error (TIMEOUT)."""
+
+    image: float = Field(1800, gt=0, description="Building or finding the image")
+    create: float = Field(120, gt=0, description="Creating volumes and the container")
+    start: float = Field(60, gt=0, description="Starting the container")
+    setup: float = Field(900, gt=0, description="The template's setup script")
+    agent: float = Field(60, gt=0, description="Until the agent shows its input prompt")
+
+
+class LifecycleConfig(_Strict):
+    """How long things may take, and what happens when nobody uses the workspace."""
+
+    timeouts: PhaseTimeouts = Field(default_factory=PhaseTimeouts)
+    idle_timeout: float | None = Field(
+        None, gt=0, description="Seconds idle before the task is auto-paused; never if unset"
+    )
+    restart: Literal["no", "unless-stopped"] = Field(
+        "no", description="Docker restart policy: unless-stopped brings it back after dockerd"
+    )
+
+
+# --- the spec a backend gets -----------------------------------------------------------
+@dataclass(frozen=True)
+class BuildSpec:
+    """A Dockerfile to build on top of the base image; the context is the template folder."""
+
+    dockerfile: str  # rendered text; `{{ base_image }}` is filled in at build time
+    context_dir: Path
+    context_exclude: tuple[str, ...] = ("template.yaml",)
+
+
+@dataclass(frozen=True)
+class TerraformSpec:
+    """A template's Terraform files, rendered, and its extra variables (backend terraform)."""
+
+    source_dir: Path
+    files: dict[str, str]  # path relative to source_dir -> rendered text
+    variables: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WorkspaceSpec:
+    """Everything a backend needs to make one task's workspace."""
+
+    template: str
+    template_version: str
+    preset: str | None
+    backend: str
+    parameters: dict[str, Any]
+    image: str | None  # an existing image, or "base" for Dockyard's base image
+    build: BuildSpec | None
+    workdir: str
+    env: dict[str, str]
+    memory: str | None
+    cpus: float | None
+    pids: int | None
+    agent_command: list[str]
+    resume_command: list[str] | None
+    profile: AgentProfile
+    setup_script: str | None = None
+    lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
+    cap_add: tuple[str, ...] = ()
+    terraform: TerraformSpec | None = None

@@ -1,0 +1,143 @@
+"""The import structure stays layered: domain types at the bottom, then templating, store,
+images and backends side by side, the engine above them and the server on top. Read from
+the source (AST), so a TYPE_CHECKING import counts too."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# a module (by prefix) -> module prefixes it must not import
+FORBIDDEN: dict[str, tuple[str, ...]] = {
+    # the bottom: domain types and pure rules
+    "provisioner.lifecycle": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    "provisioner.model": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    "provisioner.spec": (
+        "provisioner.engine",
+        "provisioner.server",
+        "provisioner.store",
+        "provisioner.backends",
+        "provisioner.templating",
+        "provisioner.images",
+    ),
+    "provisioner.capacity": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    "provisioner.auth": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    # side by side: none of them reaches up to the engine or the server, or across
+    "provisioner.templating": (
+        "provisioner.engine",
+        "provisioner.server",
+        "provisioner.store",
+        "provisioner.backends",
+        "provisioner.images",
+    ),
+    "provisioner.store": (
+        "provisioner.engine",
+        "provisioner.server",
+        "provisioner.backends",
+        "provisioner.templating",
+        "provisioner.images",
+    ),
+    "provisioner.images": (
+        "provisioner.engine",
+        "provisioner.server",
+        "provisioner.store",
+        "provisioner.backends",
+        "provisioner.templating",
+    ),
+    "provisioner.backends": ("provisioner.engine", "provisioner.server", "provisioner.templating"),
+    "provisioner.engine": ("provisioner.server",),
+    # the bridge runs inside the workspace from a zipapp: it has only itself
+    "provisioner.bridge.runtime": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    # the CLI is a client of the HTTP API
+    "cli": (
+        "provisioner.engine",
+        "provisioner.server",
+        "provisioner.store",
+        "provisioner.backends",
+    ),
+}
+
+# Exceptions, each with its reason
+ALLOWED = {
+    # `dockyard server` runs the server in the foreground (imported inside that command)
+    ("cli.main", "provisioner.server.main"),
+    ("cli.main", "provisioner.server.main.run_server"),
+}
+
+# Engine helpers that still call back into engine.py (the hub); this list only shrinks.
+ENGINE_HUB_USERS = {
+    "provisioner.engine.admission",
+    "provisioner.engine.follower",
+    "provisioner.engine.pools",
+    "provisioner.engine.provision",
+}
+
+
+def _modules() -> dict[str, set[str]]:
+    """Every module of provisioner/ and cli/ with the provisioner/cli modules it imports."""
+    found: dict[str, set[str]] = {}
+    for package in ("provisioner", "cli"):
+        for path in (ROOT / package).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(p for p in parts if p != "__init__")
+            imported: set[str] = set()
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    imported.add(node.module)
+                    imported.update(f"{node.module}.{a.name}" for a in node.names)
+                elif isinstance(node, ast.Import):
+                    imported.update(a.name for a in node.names)
+            found[name] = {i for i in imported if i.split(".")[0] in ("provisioner", "cli")}
+    return found
+
+
+def _under(name: str, prefix: str) -> bool:
+    return (
+        name == prefix
+        or name.startswith(prefix.rstrip(".") + ".")
+        or (prefix.endswith(".") and name.startswith(prefix))
+    )
+
+
+def test_no_layer_imports_one_above_or_beside_it() -> None:
+    modules = _modules()
+    assert len(modules) > 50
+    broken = [
+        f"{name} imports {imported}"
+        for name, imports in sorted(modules.items())
+        for prefix, banned in FORBIDDEN.items()
+        if _under(name, prefix)
+        for imported in sorted(imports)
+        if any(_under(imported, b) for b in banned)
+        and not _under(imported, prefix)
+        and (name, imported) not in ALLOWED
+    ]
+    assert not broken, "\n".join(broken)
+
+
+def test_the_bridge_runtime_imports_only_itself() -> None:
+    # it is shipped alone as a zipapp into the workspace
+    modules = _modules()
+    outside = [
+        f"{name} imports {imported}"
+        for name, imports in modules.items()
+        if _under(name, "provisioner.bridge.runtime")
+        for imported in imports
+        if not _under(imported, "provisioner.bridge.runtime")
+    ]
+    assert not outside, "\n".join(outside)
+
+
+def test_engine_helpers_calling_back_into_the_engine_only_get_fewer() -> None:
+    modules = _modules()
+    users = {
+        name
+        for name, imports in modules.items()
+        if _under(name, "provisioner.engine")
+        and name != "provisioner.engine.engine"
+        and any(_under(i, "provisioner.engine.engine") for i in imports)
+    }
+    assert users <= ENGINE_HUB_USERS, f"new callers of engine.py: {users - ENGINE_HUB_USERS}"
+    assert users == ENGINE_HUB_USERS, f"no longer calling engine.py: {ENGINE_HUB_USERS - users}"
