@@ -18,7 +18,7 @@ from provisioner.lifecycle import Phase, Status
 from provisioner.model import Task, utcnow
 
 if TYPE_CHECKING:
-    from provisioner.engine.engine import Engine
+    from provisioner.engine.ports import AdmissionPort
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ def _start_changes(task: Task, worker: str, lease_s: float) -> dict[str, Any]:
 class Admissions:
     """Starts pending tasks of one engine's store as slots allow."""
 
-    def __init__(self, engine: Engine, limit: int | None) -> None:
+    def __init__(self, engine: AdmissionPort, limit: int | None) -> None:
         self.engine = engine
         self.limit = limit  # None: unlimited
 

@@ -14,7 +14,7 @@ from provisioner.lifecycle import ErrorClass, State, Status
 from provisioner.prompts import FINISHED
 
 if TYPE_CHECKING:
-    from provisioner.engine.engine import Engine
+    from provisioner.engine.ports import FollowerPort
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class _Poll(threading.Thread):
 class Follower(threading.Thread):
     """One thread per active task; ends when the task stops being active."""
 
-    def __init__(self, engine: Engine, task_id: str) -> None:
+    def __init__(self, engine: FollowerPort, task_id: str) -> None:
         super().__init__(name=f"follow-{task_id[:8]}", daemon=True)
         self.engine = engine
         self.task_id = task_id

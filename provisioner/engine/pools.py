@@ -24,7 +24,7 @@ from provisioner.templating.params import redact
 from provisioner.templating.render import render_string, render_workspace
 
 if TYPE_CHECKING:
-    from provisioner.engine.engine import Engine
+    from provisioner.engine.ports import PoolsPort
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ FILL_EVERY_S = 2.0
 class WarmPools:
     """Keeps every preset's pool at its size and hands members to new tasks."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: PoolsPort) -> None:
         self.engine = engine
         self._last_fill = 0.0
 

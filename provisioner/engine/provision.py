@@ -20,7 +20,7 @@ from provisioner.model import Task
 from provisioner.spec import WorkspaceSpec
 
 if TYPE_CHECKING:
-    from provisioner.engine.engine import Engine
+    from provisioner.engine.ports import ProvisionPort
 
 T = TypeVar("T")
 
@@ -35,7 +35,7 @@ DOCKER_RECHECK_S = 0.25
 class Provisioner:
     """Runs the startup phases of one task in the calling (pool) thread."""
 
-    def __init__(self, engine: Engine, task_id: str) -> None:
+    def __init__(self, engine: ProvisionPort, task_id: str) -> None:
         self.engine = engine
         self.store = engine.store
         self.backend = engine.backend

@@ -1,0 +1,84 @@
+"""What each engine helper may use of the engine: one small Protocol per helper.
+
+The helpers (admission, warm pools, provisioning, following a bridge) used to take the
+whole Engine and reach into it; now each names the few parts and callbacks it needs, and
+none imports engine.py. The Engine satisfies every port; a test can hand a helper
+anything that does.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from provisioner.backends.base import Backend
+from provisioner.engine.secrets import SecretStore
+from provisioner.lifecycle import ErrorClass
+from provisioner.model import Task
+from provisioner.store.store import Store
+from provisioner.templating.catalog import Catalog
+
+if TYPE_CHECKING:
+    from provisioner.bridge.client import BridgeClient
+    from provisioner.engine.follower import Follower
+    from provisioner.engine.workspace import BridgeBundler
+
+
+class AdmissionPort(Protocol):
+    """What starting waiting tasks needs: the store, who we are, and two nudges."""
+
+    store: Store
+    worker_id: str
+
+    def wake(self) -> None:
+        """Run a reconcile pass soon."""
+
+    def delete(self, ref: str, *, actor: str = ...) -> Task:
+        """Remove a task and its workspace."""
+
+
+class PoolsPort(AdmissionPort, Protocol):
+    """What keeping warm workspaces needs, beyond admission's parts."""
+
+    backend: Backend
+    catalog: Catalog
+    secrets: SecretStore
+    owner: str  # who owns members until a claim
+
+
+class ProvisionPort(Protocol):
+    """What running a task's startup phases needs."""
+
+    store: Store
+    backend: Backend
+    catalog: Catalog
+    secrets: SecretStore
+    bundler: BridgeBundler
+
+    def last_output(self, task_id: str) -> str:
+        """The workspace's last lines, to end a failure message with."""
+
+
+class FollowerPort(Protocol):
+    """What following one task's bridge needs, and what it reports back."""
+
+    store: Store
+    backend: Backend
+    endpoints: dict[str, str]  # task id -> bridge URL, for prompt delivery from the API
+
+    def deliver_prompts(self, task: Task, client: BridgeClient) -> None:
+        """Hand the task's queued prompts to its bridge."""
+
+    def prompt_failure_logged(self, task_id: str, prompt_id: str, reason: str) -> None:
+        """Record, once, that the bridge refused a prompt."""
+
+    def fail_active(self, task_id: str, message: str, klass: ErrorClass, *, stop: bool) -> None:
+        """Fail an active task (unless a pause or delete holds it)."""
+
+    def last_output(self, task_id: str) -> str:
+        """The workspace's last lines, to end a failure message with."""
+
+    def workspace_died(self, task_id: str) -> None:
+        """The workspace stopped by itself: decide what becomes of the task."""
+
+    def follower_done(self, follower: Follower) -> None:
+        """The follower ended."""
