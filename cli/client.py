@@ -10,7 +10,6 @@ Errors (all print as `error: ...` plus an optional `hint: ...` line, exit status
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from typing import IO, Any
 from urllib.parse import quote, urlsplit
@@ -19,6 +18,7 @@ import click
 import httpx
 
 from cli import __version__
+from provisioner.net import is_loopback_host
 
 JSON = dict[str, Any]
 
@@ -64,13 +64,7 @@ class LocalServerError(CliError):
 
 def is_loopback(url: str) -> bool:
     """True when the URL's host is this machine."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(urlsplit(url).hostname or "")
 
 
 def _format_validation(items: list[Any]) -> str:

@@ -12,6 +12,11 @@ from provisioner.store.store import Store
 
 def stored_task(store: Store, status: Status = Status.PENDING, **fields: Any) -> Task:
     """Create a task in `store` (a scripted one by default) and return it as stored."""
+    return store.create_task(new_task(status, **fields), actor="test")
+
+
+def new_task(status: Status = Status.PENDING, **fields: Any) -> Task:
+    """A task record (a scripted one by default), not stored anywhere."""
     now = utcnow()
     values: dict[str, Any] = {
         "id": str(uuid.uuid4()),
@@ -30,4 +35,4 @@ def stored_task(store: Store, status: Status = Status.PENDING, **fields: Any) ->
         "updated_at": now,
         **fields,
     }
-    return store.create_task(Task(**values), actor="test")
+    return Task(**values)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ipaddress
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ from provisioner.engine.engine import Engine
 from provisioner.engine.secrets import SecretStore
 from provisioner.engine.workspace import BridgeBundler
 from provisioner.errors import DockyardError, TaskNotFound
+from provisioner.net import is_loopback_host
 from provisioner.server.accounts_api import build_accounts_router
 from provisioner.server.api import build_router, install_error_handler
 from provisioner.server.auth import Authenticator
@@ -93,16 +93,6 @@ def create_app(engine: Engine, home: Path, allowed_hosts: list[str] | None = Non
     return app
 
 
-def is_loopback_address(host: str) -> bool:
-    """True when binding `host` keeps the server on this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def run_server(
     host: str = "127.0.0.1",
     port: int = 0,
@@ -143,7 +133,7 @@ def run_server(
             say = logging.getLogger("dockyard").info
             say("Dockyard %s serving at %s", __version__, url)
             say("every request needs an API token; the admin token is in %s", token_file)
-            if not is_loopback_address(host):
+            if not is_loopback_host(host):
                 say(
                     "listening beyond this machine on %s: give users their own tokens "
                     "(dockyard user create / token create)%s",

@@ -6,6 +6,7 @@ the docker CLI. Driven through the CLI against the in-process server, like the s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
@@ -141,6 +142,24 @@ def test_delete_destroys_everything(server: ServerHandle) -> None:
     assert_gone(server, task_id)
 
 
+@contextlib.contextmanager
+def variant_served(server: ServerHandle, name: str, tmp_path: Path) -> Iterator[None]:
+    """Serve the template variant in tmp_path/templates while the block runs; then drop
+    its image tag (variants share the scripted image's layers and id: only our tag goes)."""
+    previous = server.engine.catalog
+    server.engine.catalog = Catalog(
+        [paths.builtin_templates_dir(), tmp_path / "templates"], [paths.builtin_presets_dir()]
+    )
+    try:
+        yield
+    finally:
+        server.engine.catalog = previous
+        for image in server.docker.images.list(name=f"dockyard-tpl-{name}"):
+            for tag in image.tags:
+                if tag.startswith(f"dockyard-tpl-{name}:"):
+                    server.docker.images.remove(tag, noprune=False)
+
+
 @pytest.fixture
 def broken(server: ServerHandle, tmp_path: Path) -> Iterator[str]:
     name = "terraform-broken"
@@ -156,19 +175,8 @@ def broken(server: ServerHandle, tmp_path: Path) -> Iterator[str]:
             '    command = "echo quota exceeded for ${var.task_name} >&2; exit 1"\n'
             "  }\n}\n"
         )
-    previous = server.engine.catalog
-    server.engine.catalog = Catalog(
-        [paths.builtin_templates_dir(), tmp_path / "templates"], [paths.builtin_presets_dir()]
-    )
-    try:
+    with variant_served(server, name, tmp_path):
         yield name
-    finally:
-        server.engine.catalog = previous
-        for image in server.docker.images.list(name=f"dockyard-tpl-{name}"):
-            # Variants share the scripted image's layers (and id): remove only our tag.
-            for tag in image.tags:
-                if tag.startswith(f"dockyard-tpl-{name}:"):
-                    server.docker.images.remove(tag, noprune=False)
 
 
 def test_failed_apply_is_an_error_with_terraforms_message(
@@ -226,18 +234,8 @@ def unchecked(server: ServerHandle, tmp_path: Path) -> Iterator[str]:
     text = manifest.read_text().replace(f"name: {TEMPLATE}", f"name: {name}")
     text = text.replace("parameters:\n", "parameters:\n  - name: dir\n    default: /workspace\n")
     manifest.write_text(text.replace("  workdir: /workspace", '  workdir: "{{ dir }}"'))
-    previous = server.engine.catalog
-    server.engine.catalog = Catalog(
-        [paths.builtin_templates_dir(), tmp_path / "templates"], [paths.builtin_presets_dir()]
-    )
-    try:
+    with variant_served(server, name, tmp_path):
         yield name
-    finally:
-        server.engine.catalog = previous
-        for image in server.docker.images.list(name=f"dockyard-tpl-{name}"):
-            for tag in image.tags:
-                if tag.startswith(f"dockyard-tpl-{name}:"):
-                    server.docker.images.remove(tag, noprune=False)
 
 
 def test_hostile_values_stay_one_argument_in_local_exec(

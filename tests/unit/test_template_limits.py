@@ -8,7 +8,6 @@ import io
 import tarfile
 import time
 import tracemalloc
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from provisioner.engine.engine import Engine
 from provisioner.engine.workspace import BridgeBundler
 from provisioner.errors import TaskConflict, TemplateError, TemplateNotFound
 from provisioner.lifecycle import Status
-from provisioner.model import Task, utcnow
+from provisioner.model import Task
 from provisioner.store.store import Store, sqlite_url
 from provisioner.templating import catalog as catalog_module
 from provisioner.templating.catalog import Catalog
@@ -37,6 +36,7 @@ from provisioner.templating.push import (
 )
 from provisioner.templating.versions import VersionStore
 from tests.serving import admin_headers, serve
+from tests.stored import new_task
 
 MANIFEST = b"name: demo\nagent:\n  command: [run]\n"
 
@@ -156,24 +156,7 @@ def test_a_stored_version_is_not_hashed_again(
 
 
 def task(status: Status = Status.ACTIVE, **fields: Any) -> Task:
-    values: dict[str, Any] = {
-        "id": str(uuid.uuid4()),
-        "name": f"t-{uuid.uuid4().hex[:6]}",
-        "display_name": "t",
-        "owner": "me",
-        "template": "demo",
-        "template_version": "v1",
-        "preset": None,
-        "parameters": {},
-        "resolved": {},
-        "prompt": "p",
-        "status": status,
-        "bridge_token": "x",
-        "created_at": utcnow(),
-        "updated_at": utcnow(),
-        **fields,
-    }
-    return Task(**values)
+    return new_task(status, **{"template": "demo", **fields})
 
 
 def test_pinned_by_counts_live_tasks_and_borrowers() -> None:
