@@ -31,20 +31,20 @@ RENDERED_SUFFIXES = (".tf", ".tf.json")
 OUTPUT_ENDPOINT = "bridge_endpoint"
 OUTPUT_CONTAINER = "container"
 
-_TASK_ID = re.compile(r"^[0-9a-f][0-9a-f-]{7,63}$")
+_TASK_ID = re.compile(r"[0-9a-f][0-9a-f-]{7,63}")
 _BOX = "╷│╵"  # Terraform frames its diagnostics with these, even with -no-color
 
 
 def task_workdir(root: Path, task_id: str) -> Path:
     """The working directory of one task (its id is checked: it becomes a path)."""
-    if not _TASK_ID.match(task_id):
+    if not _TASK_ID.fullmatch(task_id):
         raise BackendError(f"not a task id: {task_id!r}")
     return root / task_id
 
 
 def is_task_dir(path: Path) -> bool:
     """True for a directory named like a task id."""
-    return path.is_dir() and bool(_TASK_ID.match(path.name))
+    return path.is_dir() and bool(_TASK_ID.fullmatch(path.name))
 
 
 def dockyard_variables(

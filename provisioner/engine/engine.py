@@ -9,47 +9,40 @@ by a lease with a heartbeat, so two engines on one database never act on one tas
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import secrets
 import socket
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from provisioner.backends.base import Backend, Observed
 from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachable
 from provisioner.capacity import Usage
 from provisioner.engine.admission import Admissions
+from provisioner.engine.commands import LEASE_TTL_S, UserCommands
 from provisioner.engine.follower import Follower
 from provisioner.engine.pools import WarmPools
 from provisioner.engine.provision import Provisioner
 from provisioner.engine.secrets import SecretStore
-from provisioner.engine.workspace import BridgeBundler, initial_prompt_id, task_policy
+from provisioner.engine.workspace import BridgeBundler
 from provisioner.errors import (
     BackendError,
     BackendUnavailable,
     DockyardError,
-    ParameterError,
     PhaseTimeout,
     TaskConflict,
     TaskNotFound,
 )
 from provisioner.lifecycle import TERMINAL, ErrorClass, State, Status
-from provisioner.model import NAME_RE, POOL_OWNER, Task, parse_time, slug_from_prompt, utcnow
-from provisioner.prompts import FINISHED, check_size, refusal_reason, shorten
-from provisioner.spec import WorkspaceSpec
+from provisioner.model import POOL_OWNER, Task, parse_time
+from provisioner.prompts import FINISHED, refusal_reason
 from provisioner.store.store import Store
-from provisioner.templating.catalog import Catalog, Template
-from provisioner.templating.params import redact
-from provisioner.templating.render import render_workspace, select_preset
+from provisioner.templating.catalog import Catalog
 
 log = logging.getLogger(__name__)
 
-LEASE_TTL_S = 15.0
 ORPHAN_SWEEP_EVERY_S = 30.0
 LAST_LINES = 8
 FOLLOWER_JOIN_S = 15.0
@@ -66,7 +59,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-class Engine:
+class Engine(UserCommands):
     """Drives every task of one store on one backend."""
 
     def __init__(
@@ -461,232 +454,3 @@ class Engine:
         if task.message != note:
             self.store.update(task_id, Status.ACTIVE, actor="engine", message=note)
         return True
-
-    # requests from the API -------------------------------------------------------------
-    def create_task(
-        self,
-        *,
-        template: str,
-        preset: str | None,
-        prompt: str,
-        parameters: dict[str, Any],
-        name: str | None,
-        template_version: str | None = None,
-        owner: str,
-        actor: str = "user",
-    ) -> Task:
-        """Validate and render everything, then store `owner`'s task as pending."""
-        if not prompt.strip():
-            raise ParameterError("The prompt is empty", hint="give the task something to do")
-        if name is not None and not NAME_RE.fullmatch(name):
-            raise ParameterError(
-                f"Invalid task name {name[:80]!r}: use 1-64 lowercase letters, digits and "
-                "dashes, starting with a letter or digit"
-            )
-        tpl = self.catalog.get(template, template_version)
-        check_size(prompt, "the prompt", tpl.config.agent.profile.max_prompt_bytes, tpl.name)
-        chosen = select_preset(tpl, preset)
-        given = {**self.secrets.from_environment(tpl, parameters), **parameters}
-        spec = render_workspace(tpl, chosen, given)  # fails before anything is created
-        if name is not None and not NAME_RE.match(name):
-            raise ParameterError(
-                f"Invalid task name {shorten(repr(name))}: use lowercase letters, digits and dashes"
-            )
-        self.backend.ping()
-        if name is None:
-            stem = slug_from_prompt(prompt)
-            name = f"{stem}-{secrets.token_hex(2)}"
-            while self.store.name_taken(owner, name):
-                name = f"{stem}-{secrets.token_hex(2)}"
-        now = utcnow()
-        task = Task(
-            id=str(uuid.uuid4()),
-            name=name,
-            display_name=prompt.strip().splitlines()[0][:120],
-            owner=owner,
-            template=tpl.name,
-            template_version=tpl.version,
-            preset=chosen.name if chosen else None,
-            parameters=redact(tpl, spec.parameters),
-            resolved=redact(tpl, spec.parameters),  # secrets live in the secret store only
-            prompt=prompt,
-            status=Status.PENDING,
-            bridge_token=secrets.token_urlsafe(32),
-            created_at=now,
-            updated_at=now,
-            message="waiting to be provisioned",
-            policy=task_policy(self.catalog, spec),
-        )
-        task.message = self.admissions.first_message(task)
-        secret_names = {p.name for p in tpl.config.parameters if p.secret}
-        secret_values = {k: v for k, v in spec.parameters.items() if k in secret_names}
-        warm = self.pools.claim(
-            tpl,
-            chosen,
-            spec,
-            secret_values,
-            {
-                "name": task.name,
-                "owner": owner,
-                "display_name": task.display_name,
-                "prompt": prompt,
-                "message": "claimed a warm workspace",
-            },
-        )
-        if warm is not None:
-            return self._start_claimed(warm, tpl, spec, actor)
-        if self.catalog.versions is not None:
-            self.catalog.versions.snapshot(tpl)  # the task pins this exact content
-        # Saved first: the engine may pick the stored task up at once and must find them.
-        # A task that cannot be stored (its name taken, text the database refuses) must
-        # not leave its secrets behind in a file no task owns.
-        self.secrets.save(task.id, secret_values)
-        try:
-            self.store.create_task(task, actor=actor)
-        except BaseException:
-            self.secrets.delete(task.id)
-            raise
-        # The bridge queues the first prompt from its config; recording it here gives it
-        # an id and a delivery state like every other prompt.
-        self.store.add_prompt(task.id, initial_prompt_id(task), prompt)
-        self.store.mark_handed(initial_prompt_id(task))
-        self.wake()
-        return task
-
-    def _start_claimed(self, task: Task, tpl: Template, spec: WorkspaceSpec, actor: str) -> Task:
-        """A claimed warm workspace: run the per-claim step, then give it the prompt."""
-        try:
-            self.pools.claim_setup(task, tpl, spec)
-        except DockyardError as exc:
-            self.fail(task.id, Status.ACTIVE, str(exc), ErrorClass.PERMANENT)
-            return self.store.get(task.id)
-        self.store.add_prompt(task.id, initial_prompt_id(task), task.prompt)
-        self.store.update(task.id, Status.ACTIVE, actor=actor, state=State.WORKING.value)
-        self._deliver_now(task)
-        return self.store.get(task.id)
-
-    def pause(
-        self,
-        ref: str,
-        *,
-        actor: str = "user",
-        reason: str = "paused by user",
-        expect_idle: bool = False,
-    ) -> Task:
-        """Stop the workspace, keep its disk and logs."""
-        task = self.store.get(ref)
-        with self._lock_for(self._task_locks, task.id):
-            task = self.store.get(task.id)
-            if task.status != Status.ACTIVE:
-                hint = "wait until it is active" if task.status == Status.INITIALIZING else None
-                raise TaskConflict(
-                    f"Cannot pause {task.name}: it is {task.status.value}", hint=hint
-                )
-            if expect_idle and task.state != State.IDLE.value:
-                raise TaskConflict(f"{task.name} is working again; not auto-pausing")
-            self._stop_follower(task.id, wait=False)
-            self.sync_logs(task)
-            self.backend.stop(task.id)
-            message = "paused" if actor.startswith("user") else reason
-            paused = self.store.transition(
-                task.id,
-                Status.ACTIVE,
-                Status.PAUSED,
-                actor=actor,
-                action="pause",
-                reason=reason,
-                message=message,
-            )
-        self.wake()  # a slot is free: a waiting task may start
-        return paused
-
-    def resume(self, ref: str, *, actor: str = "user", reason: str = "resumed by user") -> Task:
-        """Start a paused or errored task's workspace again."""
-        task = self.store.get(ref)
-        with self._lock_for(self._task_locks, task.id):
-            task = self.store.get(task.id)
-            if task.status not in (Status.PAUSED, Status.ERROR):
-                raise TaskConflict(
-                    f"Cannot resume {task.name}: it is {task.status.value}, not paused or error"
-                )
-            # Past capacity it waits as pending (its prompts kept) until a slot frees.
-            task, started = self.admissions.resume(
-                task, actor=actor, reason=reason, lease_s=LEASE_TTL_S
-            )
-        if started:
-            self._submit_provision(task.id)
-        return task
-
-    def delete(self, ref: str, *, actor: str = "user") -> Task:
-        """Remove the task's workspace (containers and volumes) and its records.
-
-        Of deletes racing for one task exactly one wins; the others find it gone (404).
-        """
-        task = self.store.get(ref)
-        with self._lock_for(self._task_locks, task.id):
-            task = self.store.get(task.id)  # a delete that held the lock first removed it
-            self._stop_follower(task.id, wait=False)
-            if task.status not in TERMINAL:
-                with contextlib.suppress(TaskConflict, TaskNotFound):
-                    self.store.transition(
-                        task.id,
-                        task.status,
-                        Status.CANCELLED,
-                        actor=actor,
-                        reason="deleted by user",
-                    )
-            self.backend.remove(task.id)
-            if not self.store.delete(task.id):  # another server sharing the store was first
-                raise TaskNotFound(f"No task {ref[:80]!r}", hint="it was deleted just now")
-            self.secrets.delete(task.id)
-        self.wake()  # a slot may be free: a waiting task may start
-        return task
-
-    def send(self, ref: str, text: str, *, actor: str = "user") -> dict[str, Any]:
-        """Queue a follow-up prompt; it reaches the agent once it is active and idle.
-
-        A paused task is resumed first; a starting one gets it once active; a working
-        agent gets it when it is next idle. The prompt is stored before anything else, so
-        a crash or restart anywhere after this call loses nothing.
-        """
-        task = self.store.get(ref)
-        if not text.strip():
-            raise ParameterError("The prompt is empty")
-        if task.status in TERMINAL or task.status == Status.ERROR:
-            hint = (
-                f"resume it first: dockyard task resume {task.name}"
-                if task.status == Status.ERROR
-                else "create a new task instead"
-            )
-            raise TaskConflict(f"Cannot send to {task.name}: it is {task.status.value}", hint=hint)
-        self._check_prompt_size(task, text)
-        prompt = self.store.add_prompt(task.id, uuid.uuid4().hex, text)
-        if task.status == Status.PAUSED:
-            with contextlib.suppress(TaskConflict):
-                self.resume(task.id, actor=actor, reason="resumed to take a prompt")
-        elif task.status == Status.ACTIVE:
-            # The agent is about to work: say so at once, the bridge will confirm.
-            self.store.update(task.id, Status.ACTIVE, actor=actor, state=State.WORKING.value)
-            self._deliver_now(task)
-        return {"ok": True, "prompt_id": prompt["id"], "state": prompt["state"]}
-
-    def _check_prompt_size(self, task: Task, text: str) -> None:
-        """Refuse input larger than the task's template takes (its pinned version)."""
-        try:
-            tpl = self.catalog.get(task.template, task.template_version)
-        except DockyardError:
-            return  # its template is gone: the API's own limit still holds
-        check_size(text, "the input", tpl.config.agent.profile.max_prompt_bytes, tpl.name)
-
-    def _deliver_now(self, task: Task) -> None:
-        # The follower knows where the bridge is; asking Docker costs a list and an inspect.
-        endpoint = self.endpoints.get(task.id) or self.backend.observe(task.id).endpoint
-        if not endpoint:
-            return  # the follower delivers once the workspace is back
-        client = BridgeClient(endpoint, task.bridge_token, timeout=5)
-        try:
-            self.deliver_prompts(task, client)
-        except (BridgeUnreachable, BridgeError) as exc:
-            log.warning("prompt for %s stays queued: %s", task.id, exc)
-        finally:
-            client.close()

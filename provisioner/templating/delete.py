@@ -11,7 +11,7 @@ from provisioner.model import Task
 from provisioner.spec import IMAGE_FROM
 from provisioner.templating.catalog import Catalog
 
-_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")  # as in schema.TemplateConfig: a path segment
+_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]*")  # as in schema.TemplateConfig: a path segment
 _NAMED = 10  # most tasks an error names
 
 
@@ -39,7 +39,7 @@ def delete_versions(
     store = catalog.versions
     if store is None:
         raise TemplateError("this server keeps no template versions; there is none to delete")
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise TemplateNotFound(f"Unknown template {name[:80]!r}")
     on_disk = catalog.folder(name)
     if version is None:

@@ -21,7 +21,7 @@ from provisioner.model import utcnow
 from provisioner.templating.catalog import Template, forget_cached, load_cached
 
 # a template name or a version hash: one path segment, never `..`
-_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # fullmatch: `$` takes a "\n"
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class VersionStore:
         self.root = root
 
     def _dir(self, name: str, version: str) -> Path:
-        if not (_SEGMENT.match(name) and _SEGMENT.match(version)):
+        if not (_SEGMENT.fullmatch(name) and _SEGMENT.fullmatch(version)):
             raise TemplateNotFound(f"Version {version[:80]!r} of template {name[:80]!r} is unknown")
         return self.root / name / version
 
@@ -100,7 +100,7 @@ class VersionStore:
 
     def versions(self, name: str) -> list[VersionInfo]:
         """Stored versions of a template, oldest first."""
-        if not _SEGMENT.match(name):
+        if not _SEGMENT.fullmatch(name):
             return []  # names come from requests: `..` must not list the home
         folder = self.root / name
         if not folder.is_dir():
