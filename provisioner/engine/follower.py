@@ -6,7 +6,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachable
 from provisioner.errors import BackendUnavailable, TaskConflict, TaskNotFound
@@ -62,6 +63,44 @@ def exit_message(code: object, status: dict[str, Any], *, oom_killed: bool = Fal
             f"({refused} process starts refused); raise resources.pids in the template"
         )
     return f"agent exited with code {code}"
+
+
+@dataclass(frozen=True)
+class Step:
+    """What one bridge reply means for the task (decide() says; the follower acts)."""
+
+    kind: Literal["setup_failed", "exited", "update", "none"]
+    exit_code: object = None
+    state: str = ""
+    message: str = ""
+    reason: str = ""
+
+
+def decide(
+    bridge_state: str,
+    status: dict[str, Any],
+    entries: list[dict[str, Any]],
+    prompts_untaken: bool,
+    task_state: str | None,
+    task_message: str,
+) -> Step:
+    """The task's next step from the bridge's reply (pure: no I/O)."""
+    if bridge_state == "setup_failed":
+        return Step("setup_failed", exit_code=status.get("exit_code"))
+    if bridge_state == "exited":
+        # drain everything the agent printed before judging its exit
+        return Step("none") if entries else Step("exited", exit_code=status.get("exit_code"))
+    if bridge_state == "stopping":
+        return Step("none")  # someone is stopping the workspace; its end will show itself
+    # Idle only once the agent has taken every prompt sent to it.
+    idle = bridge_state == "idle" and not prompts_untaken
+    state = State.IDLE.value if idle else State.WORKING.value
+    message = _message_from(entries, task_message)
+    if state == task_state and message == task_message:
+        return Step("none")
+    # the bridge says why when the agent's hooks decide ("hook stop")
+    reason = status.get("state_reason") if state == bridge_state else ""
+    return Step("update", state=state, message=message, reason=str(reason or ""))
 
 
 class _Poll(threading.Thread):
@@ -208,35 +247,26 @@ class Follower(threading.Thread):
                 for prompt_id, reason in store.sync_prompts(self.task_id, reported):
                     self.engine.prompt_failure_logged(self.task_id, prompt_id, reason)
                 untaken = [p for p in store.prompts(self.task_id) if p["state"] not in FINISHED]
-            if bridge_state == "setup_failed":
+            step = decide(bridge_state, status, entries, bool(untaken), task.state, task.message)
+            if step.kind == "setup_failed":
                 self.engine.fail_active(
                     self.task_id,
-                    f"setup script failed (exit code {status.get('exit_code')})",
+                    f"setup script failed (exit code {step.exit_code})",
                     ErrorClass.PERMANENT,
                     stop=False,
                 )
                 return
-            if bridge_state == "exited":
-                if entries:
-                    continue  # drain everything the agent printed before judging
-                self._agent_exited(status.get("exit_code"), status)
+            if step.kind == "exited":
+                self._agent_exited(step.exit_code, status)
                 return
-            if bridge_state == "stopping":
-                continue  # someone is stopping the workspace; its end will show itself
-            # Idle only once the agent has taken every prompt sent to it.
-            idle = bridge_state == "idle" and not untaken
-            state = State.IDLE if idle else State.WORKING
-            message = _message_from(entries, task.message)
-            if state.value != task.state or message != task.message:
-                # the bridge says why when the agent's hooks decide ("hook stop")
-                reason = status.get("state_reason") if state.value == bridge_state else ""
+            if step.kind == "update":
                 store.update(
                     self.task_id,
                     Status.ACTIVE,
                     actor="bridge",
-                    reason=str(reason or ""),
-                    state=state.value,
-                    message=message,
+                    reason=step.reason,
+                    state=step.state,
+                    message=step.message,
                 )
         if client is not None:
             client.close()
