@@ -60,6 +60,7 @@ class Harness:
     backend: FakeBackend
     engine: Engine
     bundler: BridgeBundler
+    sampler: Any = None  # set by fixtures that watch how many workspaces run at once
 
     def catalog(self) -> Catalog:
         return Catalog(

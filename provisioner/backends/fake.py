@@ -21,8 +21,9 @@ default the built-in scripted agent at /usr/local/bin/scripted-agent.
 
 Faults for tests: `image_error` (ensure_image raises ImageBuildError), `create_error` (an
 exception create raises, e.g. BackendUnavailable for a daemon that is down), `down`
-(every call raises BackendUnavailable), `start_delay` (seconds start blocks: a slow start)
-and `die(task_id, exit_code)` (the workspace stops by itself with that code).
+(every call raises BackendUnavailable), `start_delay` (seconds start blocks: a slow start),
+`stop_delay` (seconds a running workspace takes to stop, as one slow to shut down under
+`docker stop`) and `die(task_id, exit_code)` (the workspace stops by itself with that code).
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ class FakeBackend:
         self.image_error: str | None = None
         self.create_error: Exception | None = None
         self.start_delay = 0.0
+        self.stop_delay = 0.0
         # what happened (for assertions)
         self.calls: list[tuple[str, str]] = []
 
@@ -251,7 +253,9 @@ class FakeBackend:
         """SIGTERM the bridge (as `docker stop`); the directory (its disk) stays."""
         self._check_up("stop", task_id)
         ws = self._get(task_id)
-        if ws is not None:
+        if ws is not None and ws.proc is not None and ws.proc.poll() is None:
+            if self.stop_delay:
+                time.sleep(self.stop_delay)  # a workspace slow to shut down
             self._end(ws, signal.SIGTERM)
 
     def remove(self, task_id: str) -> None:
