@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -148,6 +149,26 @@ class Harness:
             timeout,
             f"{line!r} in the logs of {ref}",
         )
+
+
+class Sampler(threading.Thread):
+    """Counts the fake's running workspaces all along: the most ever seen at once."""
+
+    def __init__(self, h: Harness) -> None:
+        super().__init__(daemon=True)
+        self.h = h
+        self.most = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.01):
+            self.most = max(self.most, len(self.h.backend.running_task_ids()))
+
+    def check(self, limit: int = 1) -> None:
+        """Fail if more workspaces than `limit` ever ran at once."""
+        self.done.set()
+        self.join()
+        assert self.most <= limit, f"{self.most} workspaces ran at once with a limit of {limit}"
 
 
 @pytest.fixture(scope="session")

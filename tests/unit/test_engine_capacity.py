@@ -3,36 +3,15 @@ start in priority then arrival order as slots free; never more workspaces than t
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from provisioner.lifecycle import Status
-from tests.fake_engine import Harness, bridge_cache, harness_at, wait_until
+from tests.fake_engine import Harness, Sampler, bridge_cache, harness_at, wait_until
 
 __all__ = ["bridge_cache"]
-
-
-class Sampler(threading.Thread):
-    """Counts the fake's running workspaces all along: the most ever seen at once."""
-
-    def __init__(self, h: Harness) -> None:
-        super().__init__(daemon=True)
-        self.h = h
-        self.most = 0
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.wait(0.01):
-            self.most = max(self.most, len(self.h.backend.running_task_ids()))
-
-    def check(self, limit: int = 1) -> None:
-        """Fail if more workspaces than `limit` ever ran at once."""
-        self.done.set()
-        self.join()
-        assert self.most <= limit, f"{self.most} workspaces ran at once with a limit of {limit}"
 
 
 @pytest.fixture
