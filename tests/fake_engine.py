@@ -26,7 +26,7 @@ from provisioner.templating.versions import VersionStore
 
 T = TypeVar("T")
 
-FAST = {"work_seconds": 0.2}  # the scripted agent answers a prompt in about this long
+FAST = {"work_seconds": 0.05}  # the scripted agent answers a prompt in about this long
 ADMIN = "admin"
 
 
@@ -176,6 +176,9 @@ def bridge_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("bridge-cache")
 
 
+_BUNDLERS: dict[Path, BridgeBundler] = {}
+
+
 @contextmanager
 def harness_at(home: Path, bridge_cache: Path, **engine_kwargs: Any) -> Iterator[Harness]:
     """An engine (started, ticking fast) on a fresh SQLite store and fake backend."""
@@ -183,7 +186,8 @@ def harness_at(home: Path, bridge_cache: Path, **engine_kwargs: Any) -> Iterator
     (home / "test-templates").mkdir(exist_ok=True)
     store = Store(sqlite_url(home / "dockyard.db"))
     backend = FakeBackend(home / "workspaces")
-    bundler = BridgeBundler(bridge_cache)
+    # one per cache for the whole session: it builds (hashes) the zipapp once, ~0.2 s
+    bundler = _BUNDLERS.setdefault(bridge_cache, BridgeBundler(bridge_cache))
     h = Harness(home, store, backend, None, bundler)  # type: ignore[arg-type]
     h.engine = h.new_engine(**engine_kwargs)
     h.engine.start()

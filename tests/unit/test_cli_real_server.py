@@ -64,7 +64,7 @@ def run(server: Server, monkeypatch: pytest.MonkeyPatch) -> Server:
     return server
 
 
-WORK = "--param=work_seconds=0.2"
+WORK = "--param=work_seconds=0.05"
 
 
 def create(run: Server, prompt: str = "fix the auth bug", *extra: str) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from provisioner.lifecycle import Status
+from provisioner.store import records
 from tests.fake_engine import Harness, Sampler, bridge_cache, harness_at, wait_until
 
 __all__ = ["bridge_cache"]
@@ -137,9 +138,13 @@ def test_prompts_sent_to_a_waiting_task_reach_the_agent_in_order(capped: Harness
     first = capped.create("first")
     capped.wait_idle(first.id)
     waiting = capped.create("start")
-    sent = [f"/write f{i}.txt {i}" for i in range(16)]
-    for text in sent:
-        capped.engine.send(waiting.id, text)
+    sent = [f"/write f{i}.txt {i}" for i in range(8)]
+    # sent within one millisecond (made certain by holding the store's clock still)
+    with pytest.MonkeyPatch.context() as clock:
+        now = records.utcnow()
+        clock.setattr(records, "utcnow", lambda: now)
+        for text in sent:
+            capped.engine.send(waiting.id, text)
     capped.engine.delete(first.id)
     capped.wait_task(
         waiting.id,

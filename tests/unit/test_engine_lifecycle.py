@@ -41,7 +41,7 @@ def test_create_reconciles_to_active_idle_through_the_phases(fake: Harness) -> N
 def test_prompts_sent_while_working_wait_their_turn_and_none_is_lost(fake: Harness) -> None:
     task = fake.create("start")
     fake.wait_idle(task.id)
-    fake.engine.send(task.id, "/sleep 0.6")
+    fake.engine.send(task.id, "/sleep 0.4")
     assert fake.task(task.id).state == "working"  # at once, before the bridge confirms
     replies = [fake.engine.send(task.id, f"follow-up {i}") for i in range(3)]
     states = {p["id"]: p["state"] for p in fake.store.prompts(task.id)}
@@ -54,7 +54,7 @@ def test_prompts_sent_while_working_wait_their_turn_and_none_is_lost(fake: Harne
         ),
         "idle with every prompt taken",
     )
-    sent = ["start", "/sleep 0.6"] + [f"follow-up {i}" for i in range(3)]
+    sent = ["start", "/sleep 0.4"] + [f"follow-up {i}" for i in range(3)]
     assert inputs(fake, task.id) == sent
     out = fake.wait_output(task.id, "Done: follow-up 2")
     for i in range(3):
@@ -195,7 +195,8 @@ def test_setup_runs_before_the_agent_in_its_own_phase(fake: Harness) -> None:
     done = fake.wait_idle(task.id)
     assert [p["phase"] for p in done.phases] == ["image", "create", "start", "setup", "agent"]
     out = fake.wait_output(task.id, "Done: build it")
-    assert out.index("preparing 0.2") < out.index("setup done") < out.index("Scripted agent ready.")
+    assert out.index("preparing 0.05") < out.index("setup done")
+    assert out.index("setup done") < out.index("Scripted agent ready.")
     marker = fake.backend.host_path(task.id, "/workspace/setup-marker.txt")
     assert marker.read_text() == "ready\n"
 

@@ -17,7 +17,7 @@ from tests.fake_engine import Harness, Sampler, bridge_cache, harness_at, wait_u
 
 __all__ = ["bridge_cache"]
 
-POOLED = "default: true\nprebuilds: 2\nparameters:\n  work_seconds: 0.2\n"
+POOLED = "default: true\nprebuilds: 2\nparameters:\n  work_seconds: 0.05\n"
 
 
 @pytest.fixture(autouse=True)
