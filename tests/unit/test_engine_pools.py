@@ -83,6 +83,10 @@ def test_a_create_claims_a_ready_member_and_the_pool_refills(fake: Harness) -> N
     # the pool refills with new members
     refilled = ready_members(fake, 2)
     assert not ({m.id for m in refilled} & warm_ids)
+    # a create whose parameters differ from the preset's claims none: provisioned afresh
+    cold = fake.create("cold", template=name, parameters={"work_seconds": 0.01})
+    assert cold.id not in {m.id for m in refilled} and cold.status == Status.PENDING
+    fake.wait_output(cold.id, "Done: cold")
 
     # a new template version replaces the members built from the old one
     old = refilled[0].template_version
@@ -101,14 +105,6 @@ def test_a_create_claims_a_ready_member_and_the_pool_refills(fake: Harness) -> N
     assert all(m.template_version != old for m in fresh)
     # the retired members' workspaces are gone
     assert {m.id for m in refilled}.isdisjoint(fake.backend.task_ids())
-
-
-def test_a_task_that_does_not_match_the_pool_is_provisioned_afresh(fake: Harness) -> None:
-    name = fake.add_scripted_variant("warm-other", presets={"pooled": POOLED})
-    members = ready_members(fake, 2)
-    task = fake.create("cold", template=name, parameters={"work_seconds": 0.1})
-    assert task.id not in {m.id for m in members} and task.status == Status.PENDING
-    fake.wait_output(task.id, "Done: cold")
 
 
 def test_warm_members_count_and_yield_their_slots_to_user_tasks(

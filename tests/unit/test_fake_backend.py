@@ -91,6 +91,7 @@ def test_a_workspace_lives_and_dies_like_a_container(
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert backend.observe("t1").exit_code == 137
+    assert "killed by signal 9 (exit code 137)" in backend.observe("t1").death_cause()
     backend.remove("t1")
     assert not backend.observe("t1").exists and backend.task_ids() == set()
     assert not (backend.root / "t1").exists()
