@@ -298,7 +298,7 @@ def test_unknown_task_is_one_error_line_exit_1(run: Server) -> None:
 
 def test_logs_text_and_json(run: Server) -> None:
     task_id = create(run, "fix it")
-    run.h.wait_output(task_id, "Done: fix it")
+    run.h.wait_idle(task_id)  # idle: every prompt taken (a line may be stored before that)
     text = run("task", "logs", task_id)
     assert text.exit_code == 0, text.output
     lines = text.stdout.splitlines()

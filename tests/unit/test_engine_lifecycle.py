@@ -75,7 +75,12 @@ def test_a_prompt_sent_while_initializing_is_delivered_once_active(fake: Harness
     fake.wait_output(task.id, "Done: second")
     out = fake.output(task.id)
     assert out.index("Done: first") < out.index("Working on: second")
-    assert fake.store.prompt(reply["prompt_id"])["state"] == "taken"  # type: ignore[index]
+    # its delivery state follows the lines that showed it (the next poll's sync)
+    wait_until(
+        lambda: (fake.store.prompt(reply["prompt_id"]) or {}).get("state") == "taken",
+        10,
+        "the prompt taken",
+    )
 
 
 def test_pause_and_a_send_that_resumes_keep_the_disk_and_never_rerun_the_prompt(
