@@ -23,7 +23,8 @@ Faults for tests: `image_error` (ensure_image raises ImageBuildError), `create_e
 exception create raises, e.g. BackendUnavailable for a daemon that is down), `down`
 (every call raises BackendUnavailable), `start_delay` (seconds start blocks: a slow start),
 `stop_delay` (seconds a running workspace takes to stop, as one slow to shut down under
-`docker stop`) and `die(task_id, exit_code)` (the workspace stops by itself with that code).
+`docker stop`), `started_delay` (seconds start takes to return after the workspace runs: a
+slow daemon's answer) and `die(task_id, exit_code)` (the workspace stops by itself with that code).
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ class FakeBackend:
         self.create_error: Exception | None = None
         self.start_delay = 0.0
         self.stop_delay = 0.0
+        self.started_delay = 0.0
         # what happened (for assertions)
         self.calls: list[tuple[str, str]] = []
 
@@ -235,6 +237,8 @@ class FakeBackend:
                     env=self._environment(ws),
                     start_new_session=True,  # its own process group: stop reaches it alone
                 )
+        if self.started_delay:
+            time.sleep(self.started_delay)  # running already, but the call returns late
 
     def _end(self, ws: _Workspace, sig: int) -> None:
         proc = ws.proc
