@@ -49,7 +49,7 @@ from provisioner import paths
 from provisioner.backends.base import BRIDGE_DIR, BridgeBundle, Observed, ProgressFn
 from provisioner.errors import BackendError, BackendUnavailable, ImageBuildError
 from provisioner.images import recipes
-from provisioner.templating.render import WorkspaceSpec
+from provisioner.spec import WorkspaceSpec
 
 SCRIPTED_AGENT = "/usr/local/bin/scripted-agent"
 LISTENING = re.compile(rb"listening on [\d.]+:(\d+)")

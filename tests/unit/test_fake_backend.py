@@ -18,8 +18,9 @@ from provisioner.bridge.package import build_zipapp
 from provisioner.engine.workspace import bridge_config
 from provisioner.errors import BackendError, BackendUnavailable, ImageBuildError
 from provisioner.model import Task
+from provisioner.spec import WorkspaceSpec
 from provisioner.templating.catalog import Catalog
-from provisioner.templating.render import WorkspaceSpec, render_workspace
+from provisioner.templating.render import render_workspace
 from tests.fake_engine import bridge_cache, wait_until
 
 __all__ = ["bridge_cache"]
