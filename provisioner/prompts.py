@@ -12,8 +12,11 @@ ends strings in C: both are refused in every string of a request.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import re
+import secrets
+import time
 from typing import Any
 
 from provisioner.errors import ParameterError, PayloadTooLarge
@@ -111,6 +114,19 @@ def check_strings(value: Any, field: str) -> None:
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
             check_strings(item, f"{field}[{i}]")
+
+
+_ids = itertools.count()
+
+
+def new_prompt_id() -> str:
+    """A prompt id (32 hex digits) that sorts in the order prompts were made.
+
+    Prompts are delivered in (created_at, id) order and created_at has milliseconds: a
+    burst sent within one millisecond kept its order only if the ids sort like time. The
+    clock in nanoseconds, then a counter of this process, then randomness for uniqueness.
+    """
+    return f"{time.time_ns():016x}{next(_ids) % 0x10000:04x}{secrets.token_hex(6)}"
 
 
 # A prompt's delivery states. Taken and failed are final: a failed prompt was refused or

@@ -23,7 +23,7 @@ from provisioner.engine.workspace import initial_prompt_id, task_policy
 from provisioner.errors import DockyardError, ParameterError, TaskConflict, TaskNotFound
 from provisioner.lifecycle import TERMINAL, ErrorClass, State, Status
 from provisioner.model import NAME_RE, Task, slug_from_prompt, utcnow
-from provisioner.prompts import check_size
+from provisioner.prompts import check_size, new_prompt_id
 from provisioner.spec import WorkspaceSpec
 from provisioner.store.store import Store
 from provisioner.templating.catalog import Catalog, Template
@@ -261,7 +261,7 @@ class UserCommands:
             )
             raise TaskConflict(f"Cannot send to {task.name}: it is {task.status.value}", hint=hint)
         self._check_prompt_size(task, text)
-        prompt = self.store.add_prompt(task.id, uuid.uuid4().hex, text)
+        prompt = self.store.add_prompt(task.id, new_prompt_id(), text)
         if task.status == Status.PAUSED:
             with contextlib.suppress(TaskConflict):
                 self.resume(task.id, actor=actor, reason="resumed to take a prompt")

@@ -384,6 +384,13 @@ class Engine(UserCommands):
         """
         stop = stop or self.max_workspaces is not None
         extra = {"phase": phase} if phase else {}
+        if stop:
+            # Stopped before the error is recorded: the record frees its slot, and a waiting
+            # task must not start while this workspace still runs (docker stop's grace).
+            try:
+                self.backend.stop(task_id)
+            except BackendError as exc:
+                log.warning("could not stop workspace of %s: %s", task_id, exc)
         try:
             self.store.transition(
                 task_id,
@@ -398,11 +405,6 @@ class Engine(UserCommands):
         except (TaskConflict, TaskNotFound):
             return
         self.wake()  # its slot is free
-        if stop:
-            try:
-                self.backend.stop(task_id)
-            except BackendError as exc:
-                log.warning("could not stop workspace of %s: %s", task_id, exc)
 
     def fail_active(self, task_id: str, message: str, klass: ErrorClass, *, stop: bool) -> None:
         """Fail an active task unless a pause or delete holds it (their stop is on purpose)."""

@@ -23,7 +23,7 @@ POLL_WAIT_S = 10.0
 FETCH_LIMIT = 10000  # a flood comes over in a few large batches, not many small ones
 
 
-def _message_from(entries: list[dict[str, object]], previous: str) -> str:
+def message_from(entries: list[dict[str, object]], previous: str) -> str:
     """The agent's latest meaningful output line: the task's status message.
 
     What the agent said through its hooks (source "agent") wins over any other line of the
@@ -95,7 +95,7 @@ def decide(
     # Idle only once the agent has taken every prompt sent to it.
     idle = bridge_state == "idle" and not prompts_untaken
     state = State.IDLE.value if idle else State.WORKING.value
-    message = _message_from(entries, task_message)
+    message = message_from(entries, task_message)
     if state == task_state and message == task_message:
         return Step("none")
     # the bridge says why when the agent's hooks decide ("hook stop")

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachable
+from provisioner.engine.follower import message_from
 from provisioner.engine.workspace import spec_for
 from provisioner.errors import BridgeFailure, PhaseTimeout, StartupFailure, TaskConflict
 from provisioner.lifecycle import Phase, State, Status
@@ -130,7 +131,7 @@ class Provisioner:
         )
         client = self._wait_for_bridge(task)
         try:
-            self._wait_for_agent(client, spec, limits)
+            said = self._wait_for_agent(client, spec, limits)
         finally:
             client.close()
         self.store.transition(
@@ -140,7 +141,8 @@ class Provisioner:
             actor="engine",
             reason="agent started",
             state=State.WORKING.value,
-            message="agent started",
+            # what the agent already said: the follower only sees what comes after
+            message=message_from(said, "agent started"),
             error_class=None,
         )
 
@@ -193,9 +195,11 @@ class Provisioner:
 
     def _wait_for_agent(
         self, client: BridgeClient, spec: WorkspaceSpec, limits: dict[str, Any]
-    ) -> None:
-        """Follow setup then agent start through the bridge, storing their output live."""
+    ) -> list[dict[str, Any]]:
+        """Follow setup then agent start through the bridge, storing their output live;
+        the entries the agent printed once started."""
         after = self.store.last_seq(self.task_id)
+        said: list[dict[str, Any]] = []
         current = ""
         seen_state: str | None = None
         while True:
@@ -234,8 +238,10 @@ class Provisioner:
                     "running the setup script" if wanted == Phase.SETUP else ("starting the agent")
                 )
                 self._enter(wanted, message, limits)
+            if current == Phase.AGENT.value:
+                said.extend(entries)
             if state in ("working", "idle"):
-                return
+                return said
             if state == "exited":
                 raise StartupFailure(
                     f"the agent exited with code {status.get('exit_code')} while starting"

@@ -107,6 +107,8 @@ def coerce(param: Parameter, value: Any, source: str) -> Any:
             result = [item.strip() for item in value.split(",") if item.strip()]
         else:
             raise bad("a list")
+    if param.required and result == "":
+        return result  # not given at all: the required check says so, naming who sets it
     _validate(param, result, source)
     if param.options is not None and result not in param.options:
         choices = ", ".join(str(o) for o in param.options)

@@ -13,7 +13,7 @@ from cli.main import cli
 from provisioner.backends.docker import DockerBackend
 from provisioner.backends.docker_client import DockerClient
 from provisioner.engine.engine import Engine
-from provisioner.engine.follower import _message_from
+from provisioner.engine.follower import message_from
 from provisioner.engine.workspace import BridgeBundler
 from provisioner.lifecycle import Status
 from provisioner.store.store import Store
@@ -36,12 +36,12 @@ def out(content: str, source: str | None = None, **extra: Any) -> dict[str, obje
 def test_message_is_the_last_meaningful_output_line() -> None:
     # an agent whose screen is its output (no source): as ever
     entries = [out("Looking at auth.py"), out("Fixed it."), out("  "), out(">")]
-    assert _message_from(entries, "old") == "Fixed it."
-    assert _message_from([{"type": "input", "content": "do it"}], "old") == "old"
-    assert _message_from([], "old") == "old"
-    assert _message_from([out("x" * 300)], "") == "x" * 200
+    assert message_from(entries, "old") == "Fixed it."
+    assert message_from([{"type": "input", "content": "do it"}], "old") == "old"
+    assert message_from([], "old") == "old"
+    assert message_from([out("x" * 300)], "") == "x" * 200
     # the setup script's lines count (a long setup says what it does)
-    assert _message_from([out("installing deps", "setup")], "") == "installing deps"
+    assert message_from([out("installing deps", "setup")], "") == "installing deps"
 
 
 def test_message_prefers_what_the_agent_said_over_its_screen() -> None:
@@ -54,16 +54,16 @@ def test_message_prefers_what_the_agent_said_over_its_screen() -> None:
         out("? for shortcuts", "screen"),  # drawn after the reply
         out("(shift+tab to cycle)", "screen", partial=True),
     ]
-    assert _message_from(entries, "agent started") == "Created hello.py."
+    assert message_from(entries, "agent started") == "Created hello.py."
 
 
 def test_screen_chrome_never_replaces_the_message() -> None:
     # the redraw after the reply comes in a later batch: the reply stays the message
     chrome = [out("\u23f5\u23f5 bypass permissions on (shift+tab to cycle)", "screen")]
-    assert _message_from(chrome, "Created hello.py.") == "Created hello.py."
-    assert _message_from(chrome, "agent started") == "agent started"
+    assert message_from(chrome, "Created hello.py.") == "Created hello.py."
+    assert message_from(chrome, "agent started") == "agent started"
     # setup lines and agent lines in one batch: the agent's word wins
-    assert _message_from([out("Said.", "agent"), out("setup done", "setup")], "") == "Said."
+    assert message_from([out("Said.", "agent"), out("setup done", "setup")], "") == "Said."
 
 
 # -- the stored logs ---------------------------------------------------------------------

@@ -95,12 +95,6 @@ def test_a_failed_workspace_is_stopped_so_it_holds_no_slot(capped: Harness) -> N
     capped.sampler.check()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine defect: Engine.fail() records the error (freeing the slot) and wakes the "
-    "reconcile loop before it stops the workspace, so a waiting task starts while the failed "
-    "workspace still runs: the limit is exceeded for as long as the stop takes",
-)
 def test_a_failing_task_never_runs_beside_the_one_taking_its_slot(capped: Harness) -> None:
     capped.backend.stop_delay = 0.5  # a workspace slow to shut down (docker stop's grace)
     task = capped.create("hi")
@@ -114,12 +108,6 @@ def test_a_failing_task_never_runs_beside_the_one_taking_its_slot(capped: Harnes
     capped.sampler.check()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine defect: prompts are ordered by created_at (milliseconds) then by their "
-    "random uuid4 id, so prompts sent within one millisecond to a task that is not active "
-    "yet (or paused) reach the agent in random order",
-)
 def test_prompts_sent_to_a_waiting_task_reach_the_agent_in_order(capped: Harness) -> None:
     first = capped.create("first")
     capped.wait_idle(first.id)
