@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
-import filelock
 
 from cli.client import Client, CliError, LocalServerError
 from provisioner.paths import admin_token_path, home_dir
@@ -137,6 +136,8 @@ def ensure_local_server(home: Path) -> str:
     if info is not None and is_healthy(info.url, home):
         return info.url
     home.mkdir(parents=True, exist_ok=True)
+    import filelock  # only needed to start a server
+
     try:
         with filelock.FileLock(home / "server.lock", timeout=LOCK_TIMEOUT):
             # whoever held the lock before us may have started it already

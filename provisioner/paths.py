@@ -8,7 +8,6 @@ import uuid
 from pathlib import Path
 
 import platformdirs
-import yaml
 
 from provisioner.engine.capacity import parse_limit
 from provisioner.errors import DockyardError
@@ -77,6 +76,8 @@ def _config(home: Path | None = None) -> tuple[Path, dict[str, object]]:
     config = home_dir(home) / "config.yaml"
     if not config.is_file():
         return config, {}
+    import yaml  # only the server reads config.yaml; the CLI imports this module too
+
     try:
         data = yaml.safe_load(config.read_text()) or {}
     except yaml.YAMLError as exc:

@@ -162,3 +162,38 @@ def test_a_prompt_of_another_task_is_not_found_without_waiting(served: Served) -
     other = stored_task(served.store, Status.ACTIVE, owner="alice", name="u", state="working")
     reply, took = timed(lambda: served.get(f"/api/v2/tasks/{other.name}/prompts/p1", wait=20))
     assert reply.status_code == 404 and took < 5
+
+
+def test_the_cli_waits_on_the_server_instead_of_polling(served: Served) -> None:
+    from cli.client import Client
+    from cli.tasks import wait_until_idle
+
+    client = Client(served.url, token=served.tokens["alice"])
+    assert client._plain  # loopback http: the standard library's client, no httpx
+    calls: list[dict[str, Any] | None] = []
+    exchange = client.exchange
+
+    def counted(method: str, path: str, **kw: Any) -> Any:
+        calls.append(kw.get("params"))
+        return exchange(method, path, **kw)
+
+    client.exchange = counted  # type: ignore[method-assign]
+    change = lambda: served.store.update(  # noqa: E731
+        served.task.id, Status.ACTIVE, actor="test", state="idle"
+    )
+    thread = later(0.5, change)
+    lines: list[str] = []
+    start = time.monotonic()
+    task = wait_until_idle(client, client.get_task("t"), 20, lines.append)
+    thread.join()
+    assert task["state"] == "idle" and time.monotonic() - start < 5
+    # one plain read for the ETag, then long-polls: no 300 ms polling loop
+    assert 2 <= len(calls) <= 4, calls
+    assert all(c and float(c["wait"]) > 1 for c in calls[2:]), calls
+    assert lines[-1].startswith("ready in")
+
+    take(served.store, served.task.id)
+    calls.clear()
+    prompt = client.get_prompt("t", "p1", wait=10)
+    assert prompt["state"] == "taken" and calls == [{"wait": 10}]
+    client.close()
