@@ -388,19 +388,26 @@ def send(
     prompt_id = str(result.get("prompt_id"))
     click.echo(f"Sent to {task} (prompt {prompt_id})")
     if not no_wait:
-        _wait_until_taken(client, task, prompt_id, timeout)
+        _wait_until_taken(client, task, prompt_id, timeout, result.get("state"))
     if wait:
         # The server marks the task working as it accepts the prompt, so idle means answered.
         current, etag = client.watch_task(task, None, 0)
         wait_until_idle(client, current, timeout, click.echo, etag or None)
 
 
-def _wait_until_taken(client: Client, task: str, prompt_id: str, timeout: float) -> None:
-    """Follow the prompt until the agent has taken it: the first look at once, then each
-    request held by the server until the prompt moves on or its task stops (a long-poll)."""
+def _wait_until_taken(
+    client: Client, task: str, prompt_id: str, timeout: float, sent: Any = None
+) -> None:
+    """Follow the prompt until the agent has taken it, each request held by the server until
+    the prompt moves on or its task stops (a long-poll). `sent`: its state as the send
+    answered it (the first look is then a long-poll too; without it, a plain read)."""
     deadline = time.monotonic() + timeout
     state = ""
     wait = 0.0
+    if sent in ("queued", "delivered"):
+        state = str(sent)
+        click.echo(f"prompt {state}")
+        wait = max(min(LONG_POLL, timeout), 0.001)
     while True:
         asked = time.monotonic()
         prompt = client.get_prompt(task, prompt_id, wait=wait)

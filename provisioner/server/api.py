@@ -68,6 +68,7 @@ class SendInput(BaseModel):
 MAX_WAIT = 30.0
 # how often a long-poll re-reads the database when nothing in this process woke it
 WAIT_RECHECK = 0.025
+WAKE_RECHECK = 0.005
 # a prompt is waited on while it is in one of these; the task's status ends the wait too
 PROMPT_PENDING = frozenset({"queued", "delivered"})
 STOPPED_WAITING = frozenset({Status.PAUSED, Status.ERROR, Status.FAILED, Status.CANCELLED})
@@ -236,6 +237,7 @@ async def _wait_for(
     store.log_listeners.add(wake)
     try:
         deadline = loop.time() + wait
+        recheck = WAIT_RECHECK
         while True:
             woken.clear()
             value = await run_in_threadpool(read)
@@ -243,7 +245,10 @@ async def _wait_for(
             if remaining <= 0 or done(value):
                 return value
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), min(remaining, WAIT_RECHECK))
+                await asyncio.wait_for(woken.wait(), min(remaining, recheck))
+            # the follower stores a taken prompt's line first and its state just after:
+            # after a wake, look again soon
+            recheck = WAKE_RECHECK if woken.is_set() else WAIT_RECHECK
     finally:
         store.log_listeners.discard(wake)
 

@@ -261,6 +261,8 @@ def build_app(state: FakeState) -> FastAPI:
         if task is None:
             return not_found(f"task {ref!r}")
         state.add_log(task["id"], "input", body.input)
+        if body.input.startswith("/with-state"):  # as a server with the long-polls answers
+            return {"ok": True, "prompt_id": "p-2", "state": "queued"}
         return {"ok": True, "prompt_id": "p-1"}
 
     polls: dict[str, int] = {}
@@ -555,6 +557,15 @@ def test_send_from_argument_and_stdin(run: Any) -> None:
     assert quick.exit_code == 0 and quick.stdout == "Sent to fix-it (prompt p-1)\n"
     assert [e["content"] for e in STATE.logs[task_id]] == ["fix it", "focus on errors", "more"]
     assert run("task", "send", "fix-it").exit_code == 2
+
+
+def test_send_prints_the_same_when_the_server_answers_the_state(run: Any) -> None:
+    create(run, "fix it")
+    result = run("task", "send", "fix-it", "/with-state focus")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        "Sent to fix-it (prompt p-2)\nprompt queued\nprompt taken by the agent\n"
+    )
 
 
 def test_pause_and_resume_print_the_new_status(run: Any) -> None:

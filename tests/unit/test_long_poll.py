@@ -197,3 +197,28 @@ def test_the_cli_waits_on_the_server_instead_of_polling(served: Served) -> None:
     prompt = client.get_prompt("t", "p1", wait=10)
     assert prompt["state"] == "taken" and calls == [{"wait": 10}]
     client.close()
+
+
+def test_the_cli_client_takes_httpx_only_where_the_standard_library_falls_short(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cli.client import ApiError, Client
+
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
+    assert Client(served.url)._plain  # our own loopback server never goes through a proxy
+    assert not Client("http://dockyard.example.com")._plain  # the proxy applies there
+    assert not Client("https://127.0.0.1:1")._plain  # TLS: certifi's CAs, as before
+    monkeypatch.delenv("HTTP_PROXY")
+    assert Client("http://dockyard.example.com")._plain
+
+    # both ways give the same answers, the ETag included
+    plain = Client(served.url, token=served.tokens["alice"])
+    other = Client(served.url, token=served.tokens["alice"], transport=httpx.HTTPTransport())
+    assert plain._plain and not other._plain
+    for client in (plain, other):
+        task, etag = client.watch_task("t", None, 0)
+        assert task["name"] == "t" and etag == served.get("/api/v2/tasks/t").headers["etag"]
+        with pytest.raises(ApiError) as caught:
+            client.get_task("no-such-task")
+        assert caught.value.status_code == 404
+        client.close()
