@@ -9,7 +9,6 @@ from pathlib import Path
 
 import platformdirs
 
-from provisioner.engine.capacity import parse_limit
 from provisioner.errors import DockyardError
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -102,6 +101,8 @@ def _configured_dirs(setting: str, variable: str) -> list[Path]:
 def max_workspaces(home: Path | None = None) -> int | None:
     """The most workspaces that may run at once: DOCKYARD_MAX_WORKSPACES, else
     `capacity: {workspaces: N}` in HOME/config.yaml; None (unlimited) when neither is set."""
+    from provisioner.engine.capacity import parse_limit  # the CLI imports this module too
+
     try:
         if os.environ.get("DOCKYARD_MAX_WORKSPACES", "").strip():
             return parse_limit(os.environ["DOCKYARD_MAX_WORKSPACES"], "DOCKYARD_MAX_WORKSPACES")
