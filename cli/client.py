@@ -24,6 +24,8 @@ from cli import __version__
 JSON = dict[str, Any]
 
 API = "/api/v2"
+# methods a request may be repeated with when a kept-alive connection turns out closed
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 
 
 class CliError(click.ClickException):
@@ -154,6 +156,18 @@ def error_from_response(response: Answer) -> ApiError:
     return ApiError(" ".join(message.split()) or f"HTTP {code}", hint, code)
 
 
+def _dropped(sock: Any) -> bool:
+    """True when an idle kept-alive socket has been closed by the server (it is readable:
+    at its end, or with bytes nobody asked for)."""
+    import select
+
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
 def _segment(value: str) -> str:
     """Quote a task or template reference for use as one path segment."""
     return quote(value, safe="")
@@ -231,6 +245,8 @@ class Client:
                     parts.hostname or "", parts.port or 80, timeout=timeout
                 )
             conn = self._conn
+            if conn.sock is not None and _dropped(conn.sock):
+                conn.close()  # the server closed it while we were idle: a new one
             reused = conn.sock is not None
             conn.timeout = timeout
             if conn.sock is not None:
@@ -240,10 +256,11 @@ class Client:
                 response = conn.getresponse()
                 content = response.read()
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
-                # a kept-alive connection the server had closed: one fresh try
+                # a kept-alive connection the server had closed: one fresh try, for a
+                # request that may be repeated (a POST may have been done: never twice)
                 conn.close()
                 self._conn = None
-                if attempt == 2 or not reused:
+                if attempt == 2 or not reused or method not in IDEMPOTENT:
                     raise
                 continue
             except BaseException:

@@ -222,3 +222,54 @@ def test_the_cli_client_takes_httpx_only_where_the_standard_library_falls_short(
             client.get_task("no-such-task")
         assert caught.value.status_code == 404
         client.close()
+
+
+def test_a_closed_kept_alive_connection_is_replaced_and_only_a_get_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import socket
+
+    from cli.client import Client, ServerUnreachable
+
+    seen: list[str] = []
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def serve_once_per_connection() -> None:
+        # answers one request per connection as if keeping it alive, then drops it
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                seen.append(data.split(b"\r\n", 1)[0].decode())
+                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+
+    threading.Thread(target=serve_once_per_connection, daemon=True).start()
+    client = Client(f"http://127.0.0.1:{listener.getsockname()[1]}", timeout=5)
+    try:
+        assert client.request("GET", "/a") == {}
+        time.sleep(0.1)  # the server has dropped the connection by now
+        assert client.request("GET", "/b") == {}  # on a new connection
+        assert seen == ["GET /api/v2/a HTTP/1.1", "GET /api/v2/b HTTP/1.1"]
+        time.sleep(0.1)
+        # seen closed before it is used: a new connection, so a POST goes through too
+        assert client.request("POST", "/c", json={}) == {}
+        assert seen[2:] == ["POST /api/v2/c HTTP/1.1"]
+        # closed unseen (after the check): a POST perhaps done already is never sent twice
+        monkeypatch.setattr("cli.client._dropped", lambda sock: False)
+        time.sleep(0.1)
+        with pytest.raises(ServerUnreachable):
+            client.request("POST", "/d", json={})
+        assert client.request("GET", "/e") == {}
+        time.sleep(0.1)
+        assert client.request("GET", "/f") == {}  # the same, unseen: a GET is tried again
+        assert seen[3:] == ["GET /api/v2/e HTTP/1.1", "GET /api/v2/f HTTP/1.1"]
+    finally:
+        client.close()
+        listener.close()
