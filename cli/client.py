@@ -10,12 +10,13 @@ Errors (all print as `error: ...` plus an optional `hint: ...` line, exit status
 
 from __future__ import annotations
 
+import json as jsonlib
+import os
 from collections.abc import Callable
-from typing import IO, Any
-from urllib.parse import quote, urlsplit
+from typing import IO, Any, Protocol
+from urllib.parse import quote, urlencode, urlsplit
 
 import click
-import httpx
 
 from cli import __version__
 from provisioner.net import is_loopback_host
@@ -23,6 +24,8 @@ from provisioner.net import is_loopback_host
 JSON = dict[str, Any]
 
 API = "/api/v2"
+# methods a request may be repeated with when a kept-alive connection turns out closed
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 
 
 class CliError(click.ClickException):
@@ -81,7 +84,49 @@ def _format_validation(items: list[Any]) -> str:
     return "invalid request: " + "; ".join(parts)
 
 
-def error_from_response(response: httpx.Response) -> ApiError:
+class Answer(Protocol):
+    """What error_from_response reads of a response (ours or an httpx one)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def text(self) -> str: ...
+
+    def json(self) -> Any: ...
+
+
+class Reply:
+    """One HTTP answer, whichever library fetched it."""
+
+    def __init__(self, status_code: int, headers: dict[str, str], content: bytes) -> None:
+        self.status_code = status_code
+        self.headers = headers  # names in lower case
+        self.content = content
+
+    @property
+    def is_error(self) -> bool:
+        """4xx or 5xx."""
+        return self.status_code >= 400
+
+    @property
+    def text(self) -> str:
+        """The body as text."""
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        """The body as JSON; ValueError if it is not."""
+        return jsonlib.loads(self.content)
+
+
+def uses_proxy() -> bool:
+    """True when the environment names an HTTP proxy (httpx then decides where it applies)."""
+    return any(
+        value and name.lower() in ("http_proxy", "all_proxy") for name, value in os.environ.items()
+    )
+
+
+def error_from_response(response: Answer) -> ApiError:
     """Turn a 4xx/5xx response into an ApiError with a one-line message."""
     code = response.status_code
     try:
@@ -105,13 +150,30 @@ def error_from_response(response: httpx.Response) -> ApiError:
     return ApiError(" ".join(message.split()) or f"HTTP {code}", hint, code)
 
 
+def _dropped(sock: Any) -> bool:
+    """True when an idle kept-alive socket has been closed by the server (it is readable:
+    at its end, or with bytes nobody asked for)."""
+    import select
+
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
 def _segment(value: str) -> str:
     """Quote a task or template reference for use as one path segment."""
     return quote(value, safe="")
 
 
 class Client:
-    """Typed calls of the Dockyard API; every failure raises a CliError."""
+    """Typed calls of the Dockyard API; every failure raises a CliError.
+
+    Plain http to this machine (the local server), or anywhere when no proxy is set, goes
+    through the standard library's http.client: importing httpx alone costs a command
+    ~60 ms. https and proxied servers go through httpx (certifi's CAs, proxies, as before).
+    """
 
     def __init__(
         self,
@@ -119,26 +181,137 @@ class Client:
         *,
         token: str | None = None,
         timeout: float = 30.0,
-        transport: httpx.BaseTransport | None = None,
+        transport: Any = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        headers = {"User-Agent": f"dockyard-cli/{__version__}"}
+        self.timeout = timeout
+        self._headers = {"User-Agent": f"dockyard-cli/{__version__}"}
         if token:
-            headers["Authorization"] = f"Bearer {token}"
-        self._http = httpx.Client(
-            base_url=self.base_url,
-            timeout=timeout,
-            transport=transport,
-            headers=headers,
-            # a proxy from the environment must never be asked to reach our own loopback server
-            trust_env=not is_loopback(self.base_url),
-            # plain http never does TLS; not loading the CA bundle saves ~50 ms per command
-            verify=urlsplit(self.base_url).scheme != "http",
+            self._headers["Authorization"] = f"Bearer {token}"
+        parts = urlsplit(self.base_url)
+        self._plain = (
+            transport is None
+            and parts.scheme == "http"
+            and (is_loopback(self.base_url) or not uses_proxy())
         )
+        self._transport = transport
+        self._http: Any = None  # httpx.Client, made on first use
+        self._conn: Any = None  # http.client.HTTPConnection, kept alive between requests
+        self._prefix = parts.path.rstrip("/")
 
     def close(self) -> None:
-        """Release the connection pool."""
-        self._http.close()
+        """Release the connection (pool)."""
+        if self._http is not None:
+            self._http.close()
+        if self._conn is not None:
+            self._conn.close()
+
+    def _httpx(self) -> Any:
+        if self._http is None:
+            import httpx
+
+            self._http = httpx.Client(
+                base_url=self.base_url,
+                timeout=self.timeout,
+                transport=self._transport,
+                headers=self._headers,
+                # a proxy from the environment must never be asked to reach our own loopback
+                trust_env=not is_loopback(self.base_url),
+                # plain http never does TLS; not loading the CA bundle saves ~50 ms
+                verify=urlsplit(self.base_url).scheme != "http",
+            )
+        return self._http
+
+    def _send_plain(
+        self,
+        method: str,
+        target: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        timeout: float,
+    ) -> Reply:
+        import http.client
+
+        for attempt in (1, 2):
+            if self._conn is None:
+                parts = urlsplit(self.base_url)
+                self._conn = http.client.HTTPConnection(
+                    parts.hostname or "", parts.port or 80, timeout=timeout
+                )
+            conn = self._conn
+            if conn.sock is not None and _dropped(conn.sock):
+                conn.close()  # the server closed it while we were idle: a new one
+            reused = conn.sock is not None
+            conn.timeout = timeout
+            if conn.sock is not None:
+                conn.sock.settimeout(timeout)
+            try:
+                conn.request(method, target, body=body, headers={**self._headers, **headers})
+                response = conn.getresponse()
+                content = response.read()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                # a kept-alive connection the server had closed: one fresh try, for a
+                # request that may be repeated (a POST may have been done: never twice)
+                conn.close()
+                self._conn = None
+                if attempt == 2 or not reused or method not in IDEMPOTENT:
+                    raise
+                continue
+            except BaseException:
+                conn.close()
+                self._conn = None
+                raise
+            if response.will_close:
+                conn.close()
+                self._conn = None
+            names = {k.lower(): v for k, v in response.getheaders()}
+            return Reply(response.status, names, content)
+        raise AssertionError("unreachable")
+
+    def exchange(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        timeout: float | None = None,
+        content: bytes | None = None,
+    ) -> Reply:
+        """Send one request; the answer whatever its status (ServerUnreachable: none)."""
+        if params is not None:
+            params = {k: v for k, v in params.items() if v is not None}
+        headers: dict[str, str] = {}
+        body: bytes | None = None
+        if content is not None:
+            body = content
+            headers["content-type"] = "application/gzip"
+        elif json is not None:
+            body = jsonlib.dumps(json, separators=(",", ":")).encode()
+            headers["content-type"] = "application/json"
+        wait = self.timeout if timeout is None else timeout
+        if self._plain:
+            target = self._prefix + API + path
+            if params:
+                target += "?" + urlencode(params)
+            try:
+                return self._send_plain(method, target, body, headers, wait)
+            except OSError as exc:  # refused, reset, timed out, no such host...
+                raise ServerUnreachable(self.base_url, str(exc) or type(exc).__name__) from exc
+            except Exception as exc:  # http.client's protocol errors
+                if type(exc).__module__ != "http.client":
+                    raise
+                raise ServerUnreachable(self.base_url, str(exc) or type(exc).__name__) from exc
+        import httpx
+
+        try:
+            response = self._httpx().request(
+                method, API + path, params=params, content=body, headers=headers, timeout=wait
+            )
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(self.base_url, str(exc) or type(exc).__name__) from exc
+        names = {k.lower(): v for k, v in response.headers.items()}
+        return Reply(response.status_code, names, response.content)
 
     def request(
         self,
@@ -151,16 +324,12 @@ class Client:
         content: bytes | None = None,
     ) -> Any:
         """Send one request and return the decoded JSON body."""
-        if params is not None:
-            params = {k: v for k, v in params.items() if v is not None}
-        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
-        if content is not None:
-            extra["content"] = content
-            extra["headers"] = {"content-type": "application/gzip"}
-        try:
-            response = self._http.request(method, API + path, params=params, json=json, **extra)
-        except httpx.TransportError as exc:
-            raise ServerUnreachable(self.base_url, str(exc) or type(exc).__name__) from exc
+        return self.decode(
+            self.exchange(method, path, params=params, json=json, timeout=timeout, content=content)
+        )
+
+    def decode(self, response: Reply) -> Any:
+        """The JSON of a successful answer; ApiError for an error status or a non-JSON body."""
         if response.is_error:
             error = error_from_response(response)
             if response.status_code == 401:
@@ -256,6 +425,17 @@ class Client:
         result: JSON = self.request("GET", f"/tasks/{_segment(task)}")
         return result
 
+    def watch_task(self, task: str, since: str | None, wait: float) -> tuple[JSON, str | None]:
+        """The task and its ETag; with `since` (an ETag) held up to `wait` s until it differs.
+
+        A server without the long-poll answers at once with no ETag (None)."""
+        params = {"wait": wait, "since": since} if since and wait > 0 else None
+        reply = self.exchange(
+            "GET", f"/tasks/{_segment(task)}", params=params, timeout=max(30.0, wait + 15.0)
+        )
+        result: JSON = self.decode(reply)
+        return result, reply.headers.get("etag")
+
     def task_events(self, task: str) -> list[JSON]:
         """The task's status history."""
         result: list[JSON] = self.request("GET", f"/tasks/{_segment(task)}/events")["events"]
@@ -278,9 +458,15 @@ class Client:
         result: JSON = self.request("POST", f"/tasks/{_segment(task)}/send", json={"input": text})
         return result
 
-    def get_prompt(self, task: str, prompt_id: str) -> JSON:
-        """One prompt sent to the task, with its delivery state."""
-        result: JSON = self.request("GET", f"/tasks/{_segment(task)}/prompts/{_segment(prompt_id)}")
+    def get_prompt(self, task: str, prompt_id: str, wait: float = 0) -> JSON:
+        """One prompt sent to the task, with its delivery state; with `wait`, held up to
+        that many seconds while it is queued or delivered (and its task not stopped)."""
+        result: JSON = self.request(
+            "GET",
+            f"/tasks/{_segment(task)}/prompts/{_segment(prompt_id)}",
+            params={"wait": wait or None},
+            timeout=max(30.0, wait + 15.0),
+        )
         return result
 
     def pause(self, task: str) -> JSON:

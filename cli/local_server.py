@@ -5,18 +5,18 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import click
-import filelock
 
 from cli.client import Client, CliError, LocalServerError
 from provisioner.paths import admin_token_path, home_dir
+
+if TYPE_CHECKING:  # a command that finds its server running never needs these
+    import subprocess
 
 START_TIMEOUT = 20.0
 # a second CLI may wait behind the first one's whole start-up before it gets the lock
@@ -25,8 +25,7 @@ HEALTH_TIMEOUT = 2.0
 LOG_TAIL_LINES = 20
 
 
-@dataclass(frozen=True)
-class ServerInfo:
+class ServerInfo(NamedTuple):
     """What a running local server writes to `server.json`."""
 
     url: str
@@ -72,6 +71,8 @@ def server_command(home: Path) -> list[str]:
 
 def spawn_server(home: Path) -> subprocess.Popen[bytes]:
     """Start a detached server process logging to `home/server.log`."""
+    import subprocess
+
     with open(home / "server.log", "ab") as log:
         # its own session, so the server outlives this CLI and ignores its Ctrl-C
         return subprocess.Popen(
@@ -95,6 +96,9 @@ def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     """Stop a server that never became ready, with anything it started."""
+    import signal
+    import subprocess
+
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
     try:
@@ -137,6 +141,8 @@ def ensure_local_server(home: Path) -> str:
     if info is not None and is_healthy(info.url, home):
         return info.url
     home.mkdir(parents=True, exist_ok=True)
+    import filelock  # only needed to start a server
+
     try:
         with filelock.FileLock(home / "server.lock", timeout=LOCK_TIMEOUT):
             # whoever held the lock before us may have started it already

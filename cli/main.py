@@ -2,21 +2,52 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import click
 
 from cli import __version__
-from cli.accounts import audit, login, logout, token_group, user_group, whoami
-from cli.catalog import preset_group, template_group
 from cli.client import ClientSource, CliError
-from cli.credentials import connect
-from cli.pools import capacity, pool_group
-from cli.tasks import task_group
-from provisioner.errors import DockyardError
+
+# Each command's module, imported only when that command runs (or --help lists them all):
+# a command pays for its own imports, not for every other command's.
+LAZY_COMMANDS = {
+    "task": "cli.tasks:task_group",
+    "template": "cli.catalog:template_group",
+    "preset": "cli.catalog:preset_group",
+    "pool": "cli.pools:pool_group",
+    "capacity": "cli.pools:capacity",
+    "user": "cli.accounts:user_group",
+    "token": "cli.accounts:token_group",
+    "login": "cli.accounts:login",
+    "logout": "cli.accounts:logout",
+    "whoami": "cli.accounts:whoami",
+    "audit": "cli.accounts:audit",
+}
 
 
-@click.group("dockyard", context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A group whose subcommands in LAZY_COMMANDS are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in LAZY_COMMANDS:
+            module, _, name = LAZY_COMMANDS[cmd_name].partition(":")
+            command = getattr(importlib.import_module(module), name)
+            self.add_command(command, cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+def _connect(url: str | None) -> tuple[str, str | None]:
+    from cli.credentials import connect
+
+    return connect(url)
+
+
+@click.group("dockyard", cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="dockyard")
 @click.option(
     "--url",
@@ -27,16 +58,7 @@ from provisioner.errors import DockyardError
 @click.pass_context
 def cli(ctx: click.Context, url: str | None) -> None:
     """Run coding agents in Docker workspaces, one per task."""
-    ctx.obj = ClientSource(lambda: connect(url))
-
-
-cli.add_command(task_group)
-cli.add_command(template_group)
-cli.add_command(preset_group)
-cli.add_command(pool_group)
-cli.add_command(capacity)
-for command in (user_group, token_group, login, logout, whoami, audit):
-    cli.add_command(command)
+    ctx.obj = ClientSource(lambda: _connect(url))
 
 
 @cli.command("server")
@@ -65,6 +87,8 @@ def server(
     allowed_hosts: tuple[str, ...],
 ) -> None:
     """Run the Dockyard server in the foreground; every request needs an API token."""
+    from provisioner.errors import DockyardError
+
     try:
         # the server's dependencies are heavy; only this command needs them
         from provisioner.server.main import run_server

@@ -9,10 +9,6 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
 EMPTY = "-"
 MESSAGE_WIDTH = 60
 TASK_HEADERS = ("NAME", "STATUS", "PHASE", "STATE", "UPDATED", "MESSAGE")
@@ -75,8 +71,28 @@ def relative_time(value: str | None, now: datetime | None = None) -> str:
     return f"{seconds}s ago"
 
 
+def _plain(value: str) -> bool:
+    """True for text rich lays out as one character per column: printable ASCII."""
+    return value.isascii() and value.isprintable()
+
+
 def render_table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     """A borderless, aligned table, one row per line (never wrapped, so `awk` can read it)."""
+    rows = [list(row) for row in rows]
+    # headers are rich markup (emoji codes, [styles]); ours never use either
+    fixed = all(_plain(v) and not set(v) & set(":[") for v in headers)
+    if fixed and all(_plain(v) for row in rows for v in row):
+        # what rich prints for such cells, without importing it (~40 ms a command)
+        widths = [max([len(h)] + [len(row[i]) for row in rows]) for i, h in enumerate(headers)]
+        lines = [headers, *rows]
+        return "\n".join(
+            "   ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip()
+            for line in lines
+        )
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 3, 0, 0))
     for header in headers:
         table.add_column(header, header_style="", no_wrap=True)

@@ -39,9 +39,12 @@ STATUSES = (
     "failed",
     "cancelled",
 )
+# how often a server without the long-polls (it sends no ETag) is polled
 WAIT_POLL_INTERVAL = 0.3
 WATCH_POLL_INTERVAL = 0.5
 FOLLOW_WAIT = 10.0
+# the longest a status or prompt long-poll asks the server to hold (it allows 30 s)
+LONG_POLL = 25.0
 # a task that reaches one of these will not become idle without someone acting
 WAIT_FAILURES = frozenset({"error", "failed", "cancelled", "paused"})
 INTERRUPTED = 130  # the shell's exit status for Ctrl-C
@@ -81,13 +84,31 @@ def read_text(argument: str | None, from_stdin: bool, what: str) -> str:
     return text.strip()
 
 
+def _next_task(
+    client: Client, task: JSON, etag: str | None, wait: float, interval: float
+) -> tuple[JSON, str | None]:
+    """The task once it differs from `etag` (the server holds the answer up to `wait` s);
+    without an ETag (a server older than the long-poll) after `interval` s of sleep."""
+    if etag is None:
+        time.sleep(interval)
+    return client.watch_task(task["id"], etag, max(wait, 0.0))
+
+
 def wait_until_idle(
-    client: Client, task: JSON, timeout: float, echo: Callable[[str], None]
+    client: Client,
+    task: JSON,
+    timeout: float,
+    echo: Callable[[str], None],
+    etag: str | None = None,
 ) -> JSON:
-    """Poll the task, echoing each new status line, until it is idle; CliError if it fails."""
+    """Follow the task, echoing each new status line, until it is idle; CliError if it fails.
+
+    The server holds each request until the task changed (a long-poll), so a change shows
+    as soon as it happens; `etag` is the task's as last fetched, if it was."""
     start = time.monotonic()
     name = task.get("name") or task["id"]
     last_line = None
+    first = etag is None
     while True:
         elapsed = time.monotonic() - start
         line = status_line(task)
@@ -110,8 +131,13 @@ def wait_until_idle(
                 f"task {name} is still {line} after {timeout:g} s",
                 hint=f"keep watching with: dockyard task status {name} --watch",
             )
-        time.sleep(WAIT_POLL_INTERVAL)
-        task = client.get_task(task["id"])
+        if first:
+            # the task as created carries no ETag: fetch it once at once to get one
+            task, etag = client.watch_task(task["id"], None, 0)
+            first = False
+            continue
+        wait = min(LONG_POLL, timeout - (time.monotonic() - start))
+        task, etag = _next_task(client, task, etag, wait, WAIT_POLL_INTERVAL)
 
 
 @click.group("task")
@@ -203,7 +229,7 @@ def list_tasks(status: str | None, all_users: bool, output: str, quiet: bool) ->
         click.echo(tasks_table(tasks, owners=all_users))
 
 
-def _watch(client: Client, task: JSON, output: str) -> None:
+def _watch(client: Client, task: JSON, output: str, etag: str | None) -> None:
     """Print a row (or JSON line) per change of the task until it reaches a terminal status."""
     seen = None
     while True:
@@ -218,8 +244,7 @@ def _watch(client: Client, task: JSON, output: str) -> None:
             seen = key
         if task.get("status") in TERMINAL_STATUSES:
             return
-        time.sleep(WATCH_POLL_INTERVAL)
-        task = client.get_task(task["id"])
+        task, etag = _next_task(client, task, etag, LONG_POLL, WATCH_POLL_INTERVAL)
 
 
 @task_group.command("status")
@@ -230,7 +255,7 @@ def _watch(client: Client, task: JSON, output: str) -> None:
 def status(ctx: click.Context, task: str, output: str, watch: bool) -> None:
     """Show a task's status (row 2: field 2 is the status, field 4 the state)."""
     client = current_client()
-    found = client.get_task(task)
+    found, etag = client.watch_task(task, None, 0)
     if not watch:
         if output == "json":
             click.echo(to_json(found))
@@ -244,7 +269,7 @@ def status(ctx: click.Context, task: str, output: str, watch: bool) -> None:
             click.echo(phases_line(found["phases"]))
         return
     try:
-        _watch(client, found, output)
+        _watch(client, found, output, etag)
     except KeyboardInterrupt:
         ctx.exit(INTERRUPTED)
 
@@ -363,18 +388,30 @@ def send(
     prompt_id = str(result.get("prompt_id"))
     click.echo(f"Sent to {task} (prompt {prompt_id})")
     if not no_wait:
-        _wait_until_taken(client, task, prompt_id, timeout)
+        _wait_until_taken(client, task, prompt_id, timeout, result.get("state"))
     if wait:
         # The server marks the task working as it accepts the prompt, so idle means answered.
-        wait_until_idle(client, client.get_task(task), timeout, click.echo)
+        current, etag = client.watch_task(task, None, 0)
+        wait_until_idle(client, current, timeout, click.echo, etag or None)
 
 
-def _wait_until_taken(client: Client, task: str, prompt_id: str, timeout: float) -> None:
-    """Poll the prompt until the agent has taken it."""
+def _wait_until_taken(
+    client: Client, task: str, prompt_id: str, timeout: float, sent: Any = None
+) -> None:
+    """Follow the prompt until the agent has taken it, each request held by the server until
+    the prompt moves on or its task stops (a long-poll). `sent`: its state as the send
+    answered it (the first look is then a long-poll too; without it, a plain read)."""
     deadline = time.monotonic() + timeout
     state = ""
+    wait = 0.0
+    if sent in ("queued", "delivered"):
+        state = str(sent)
+        click.echo(f"prompt {state}")
+        wait = max(min(LONG_POLL, timeout), 0.001)
     while True:
-        prompt = client.get_prompt(task, prompt_id)
+        asked = time.monotonic()
+        prompt = client.get_prompt(task, prompt_id, wait=wait)
+        answered = time.monotonic() - asked
         if prompt.get("state") != state:
             state = str(prompt.get("state"))
             if state != "taken":
@@ -393,12 +430,16 @@ def _wait_until_taken(client: Client, task: str, prompt_id: str, timeout: float)
                 f"task {task} is {current.get('status')}: {current.get('message') or ''}".strip(),
                 hint=f"the prompt stays queued; resume the task: dockyard task resume {task}",
             )
-        if time.monotonic() > deadline:
+        remaining = deadline - time.monotonic()
+        if remaining < 0:
             raise CliError(
                 f"the agent has not taken the prompt after {timeout:g} s (it is {state})",
                 hint=f"it stays queued; watch it with: dockyard task logs {task} -f",
             )
-        time.sleep(WAIT_POLL_INTERVAL)
+        if wait and answered < wait / 2:
+            # answered early with nothing new: a server without the long-poll
+            time.sleep(WAIT_POLL_INTERVAL)
+        wait = max(min(LONG_POLL, remaining), 0.001)
 
 
 def _print_status(task: dict[str, Any]) -> None:

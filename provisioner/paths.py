@@ -8,9 +8,7 @@ import uuid
 from pathlib import Path
 
 import platformdirs
-import yaml
 
-from provisioner.capacity import parse_limit
 from provisioner.errors import DockyardError
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -77,6 +75,8 @@ def _config(home: Path | None = None) -> tuple[Path, dict[str, object]]:
     config = home_dir(home) / "config.yaml"
     if not config.is_file():
         return config, {}
+    import yaml  # only the server reads config.yaml; the CLI imports this module too
+
     try:
         data = yaml.safe_load(config.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -101,6 +101,8 @@ def _configured_dirs(setting: str, variable: str) -> list[Path]:
 def max_workspaces(home: Path | None = None) -> int | None:
     """The most workspaces that may run at once: DOCKYARD_MAX_WORKSPACES, else
     `capacity: {workspaces: N}` in HOME/config.yaml; None (unlimited) when neither is set."""
+    from provisioner.capacity import parse_limit  # the CLI imports this module too
+
     try:
         if os.environ.get("DOCKYARD_MAX_WORKSPACES", "").strip():
             return parse_limit(os.environ["DOCKYARD_MAX_WORKSPACES"], "DOCKYARD_MAX_WORKSPACES")

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -60,6 +63,17 @@ class SendInput(BaseModel):
 
     input: str = Field(description="The follow-up prompt")
 
+
+# the longest a status or prompt long-poll (`?wait=`) holds a request, in seconds
+MAX_WAIT = 30.0
+# how often a long-poll re-reads the database when nothing in this process woke it
+WAIT_RECHECK = 0.025
+WAKE_RECHECK = 0.005
+# a prompt is waited on while it is in one of these; the task's status ends the wait too
+PROMPT_PENDING = frozenset({"queued", "delivered"})
+STOPPED_WAITING = frozenset({Status.PAUSED, Status.ERROR, Status.FAILED, Status.CANCELLED})
+
+T = TypeVar("T")
 
 # the largest row id a database holds (64-bit); a larger `after` would not fit a query
 MAX_ROW_ID = 2**63 - 1
@@ -205,6 +219,44 @@ async def _wait_for_logs(
                 await asyncio.wait_for(arrived.wait(), min(remaining, 1.0))
     finally:
         store.log_listeners.discard(wake)
+
+
+async def _wait_for(
+    store: Store, read: Callable[[], T], done: Callable[[T], bool], wait: float
+) -> T:
+    """`read()` (in a thread) until `done` says so or `wait` s have passed; the last read.
+
+    Woken at once when this process stores log lines (a prompt taken or an agent's answer
+    comes with some), and re-reading every WAIT_RECHECK s for everything else."""
+    loop = asyncio.get_running_loop()
+    woken = asyncio.Event()
+
+    def wake() -> None:  # called from the follower's thread
+        loop.call_soon_threadsafe(woken.set)
+
+    store.log_listeners.add(wake)
+    try:
+        deadline = loop.time() + wait
+        recheck = WAIT_RECHECK
+        while True:
+            woken.clear()
+            value = await run_in_threadpool(read)
+            remaining = deadline - loop.time()
+            if remaining <= 0 or done(value):
+                return value
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(woken.wait(), min(remaining, recheck))
+            # the follower stores a taken prompt's line first and its state just after:
+            # after a wake, look again soon
+            recheck = WAKE_RECHECK if woken.is_set() else WAIT_RECHECK
+    finally:
+        store.log_listeners.discard(wake)
+
+
+def task_etag(public: dict[str, Any]) -> str:
+    """A short fingerprint of a task as the API shows it: `since` of a status long-poll."""
+    text = json.dumps(public, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
 def _prompt_json(p: dict[str, Any]) -> dict[str, Any]:
@@ -418,8 +470,31 @@ def build_router(engine: Engine, home: str) -> APIRouter:
         return _capacity_json(engine.capacity(), store, who)
 
     @r.get("/tasks/{ref}")
-    def get_task(ref: str, who: Principal = Depends(caller)) -> dict[str, Any]:
-        return find_task(store, who, ref).public()
+    async def get_task(
+        ref: str,
+        response: Response,
+        wait: float = Query(
+            0, ge=0, le=MAX_WAIT, description="Seconds to hold the answer until it differs"
+        ),
+        since: str | None = Query(
+            None,
+            max_length=64,
+            description="The ETag of the task as last seen: with `wait`, answer once it changed",
+        ),
+        who: Principal = Depends(caller),
+    ) -> dict[str, Any]:
+        # the ETag is of the task as shown; a long-poll answers once it is another one
+        public = (await run_in_threadpool(find_task, store, who, ref)).public()
+        if wait and since is not None and task_etag(public) == since:
+            task_id = public["id"]
+            public = await _wait_for(
+                store,
+                lambda: store.get(task_id).public(),
+                lambda current: task_etag(current) != since,
+                wait,
+            )
+        response.headers["ETag"] = task_etag(public)
+        return public
 
     @r.get("/tasks/{ref}/events")
     def task_events(ref: str, who: Principal = Depends(caller)) -> dict[str, Any]:
@@ -446,9 +521,32 @@ def build_router(engine: Engine, home: str) -> APIRouter:
         return {"prompts": [_prompt_json(p) for p in store.prompts(task.id)]}
 
     @r.get("/tasks/{ref}/prompts/{prompt_id}")
-    def task_prompt(ref: str, prompt_id: str, who: Principal = Depends(caller)) -> dict[str, Any]:
-        task = find_task(store, who, ref)
-        prompt = store.prompt(prompt_id)
+    async def task_prompt(
+        ref: str,
+        prompt_id: str,
+        wait: float = Query(
+            0,
+            ge=0,
+            le=MAX_WAIT,
+            description="Seconds to hold the answer while the prompt is queued or delivered "
+            "(it ends early when the task is paused, errored, failed or cancelled)",
+        ),
+        who: Principal = Depends(caller),
+    ) -> dict[str, Any]:
+        task = await run_in_threadpool(find_task, store, who, ref)
+
+        def read() -> tuple[dict[str, Any] | None, Status]:
+            return store.prompt(prompt_id), store.get(task.id).status
+
+        def done(seen: tuple[dict[str, Any] | None, Status]) -> bool:
+            prompt, status = seen
+            if prompt is None or prompt["task_id"] != task.id:
+                return True
+            return prompt["state"] not in PROMPT_PENDING or status in STOPPED_WAITING
+
+        prompt, _ = await run_in_threadpool(read)
+        if wait and not done((prompt, task.status)):
+            prompt, _ = await _wait_for(store, read, done, wait)
         if prompt is None or prompt["task_id"] != task.id:
             raise TaskNotFound(f"Task {task.name} has no prompt {prompt_id!r}")
         return _prompt_json(prompt)

@@ -263,6 +263,8 @@ def build_app(state: FakeState) -> FastAPI:
         if task is None:
             return not_found(f"task {ref!r}")
         state.add_log(task["id"], "input", body.input)
+        if body.input.startswith("/with-state"):  # as a server with the long-polls answers
+            return {"ok": True, "prompt_id": "p-2", "state": "queued"}
         return {"ok": True, "prompt_id": "p-1"}
 
     polls: dict[str, int] = {}

@@ -116,7 +116,9 @@ def test_create_wait_follows_phases_until_idle(run: Server) -> None:
     # "  0.1s  initializing: image  preparing the image": elapsed, status, message
     timed = [re.fullmatch(r"\s*\d+\.\ds  (.+?)(  .*)?", line) for line in lines[1:-1]]
     assert all(timed), lines
+    # a line per change: the message may change within one status, so collapse repeats
     shown = [m.group(1) for m in timed if m]
+    shown = [status for i, status in enumerate(shown) if i == 0 or shown[i - 1] != status]
     # what it went through, in order (a fast phase may pass between two polls)
     order = ["pending", "initializing: image", "initializing: create", "initializing: start"]
     order += ["initializing: agent", "active: working", "active: idle"]

@@ -278,3 +278,65 @@ def test_phases_line_sums_finished_phases() -> None:
         ]
     )
     assert line == "phases: image 0.50s, create 0.25s, agent running (total 0.75s)"
+
+
+def _rich_table(headers: list[str], rows: list[list[str]]) -> str:
+    """render_table as it was: rich, for every table."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, show_edge=False, pad_edge=False, padding=(0, 3, 0, 0))
+    for header in headers:
+        table.add_column(header, header_style="", no_wrap=True)
+    for row in rows:
+        table.add_row(*(Text(value) for value in row))
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=100_000, color_system=None, force_terminal=False)
+    console.print(table)
+    return "\n".join(line.rstrip() for line in buffer.getvalue().splitlines())
+
+
+def test_plain_tables_are_laid_out_as_rich_did() -> None:
+    import random
+    import string
+
+    rng = random.Random(7)
+    alphabet = string.ascii_letters + string.digits + " -_.,:/=[]()'\"*"
+    for _ in range(500):
+        columns = rng.randint(1, 6)
+        headers = ["".join(rng.choices(string.ascii_uppercase + " ", k=rng.randint(0, 8)))]
+        headers += [f"H{i}" for i in range(columns - 1)]
+        rows = [
+            ["".join(rng.choices(alphabet, k=rng.randint(0, 20))) for _ in range(columns)]
+            for _ in range(rng.randint(0, 5))
+        ]
+        assert render_table(headers, rows) == _rich_table(headers, rows), (headers, rows)
+
+
+def test_other_text_is_still_laid_out_by_rich() -> None:
+    rows = [["wide 漢字", "tab\there"], ["é", "\x1b[31mred"], ["emoji ✅", "x"]]
+    assert render_table(["A", "B"], rows) == _rich_table(["A", "B"], rows)
+    assert render_table(["A:ok:", "B"], [["x", "y"]]) == _rich_table(["A:ok:", "B"], [["x", "y"]])
+
+
+def test_a_command_imports_only_what_it_needs() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    heavy = ["httpx", "rich", "pydantic", "yaml", "jinja2", "fastapi", "sqlalchemy", "docker"]
+    code = (
+        "import sys, cli.main, cli.tasks, cli.credentials, cli.local_server;"
+        f"print([m for m in {heavy!r} if m in sys.modules])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.stdout.strip() == "[]", done.stdout
