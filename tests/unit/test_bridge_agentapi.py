@@ -213,6 +213,38 @@ def test_the_vendored_document_is_agentapis() -> None:
     assert {"/status", "/messages", "/message", "/events"} <= set(AGENTAPI["paths"])
 
 
+@pytest.mark.parametrize(
+    ("value", "name"),
+    [
+        # what the bridge answered before it spoke agentapi to the letter
+        ({"status": "stable", "dockyard": {"state": "idle"}}, "StatusResponseBody"),
+        ({"status": "stable", "state": "idle"}, "StatusChangeBody"),
+        # wrong values and types
+        ({"status": "idle", "agent_type": "custom", "transport": "pty"}, "StatusResponseBody"),
+        ({"status": "stable", "agent_type": "custom", "transport": "ssh"}, "StatusResponseBody"),
+        ({"id": "1", "role": "agent", "content": "x", "time": "2026-01-01T00:00:00Z"}, "Message"),
+        ({"id": 1, "role": "bot", "content": "x", "time": "2026-01-01T00:00:00Z"}, "Message"),
+        ({"id": 1, "role": "user", "content": "x", "time": "yesterday"}, "Message"),
+        ({"ok": 1}, "MessageResponseBody"),
+        ({"messages": None}, "MessagesResponseBody"),
+        ({"status": "400"}, "ErrorModel"),
+    ],
+)
+def test_the_checks_catch_what_agentapi_would_not_send(value: Any, name: str) -> None:
+    with pytest.raises(AssertionError):
+        assert_conforms(value, name, AGENTAPI)
+
+
+def test_extra_fields_pass_only_where_relaxed() -> None:
+    status = {"status": "running", "agent_type": "claude", "transport": "pty", "extra": 1}
+    assert_conforms(status, "StatusResponseBody", AGENTAPI)
+    with pytest.raises(AssertionError):
+        assert_conforms(status, "StatusResponseBody", AGENTAPI, strict=True)
+    # the old error body has no field ErrorModel requires; strictly it is not one at all
+    with pytest.raises(AssertionError):
+        assert_conforms({"error": "missing or wrong bearer token"}, "ErrorModel", AGENTAPI, True)
+
+
 def test_every_agentapi_route_answers_as_its_document_says(
     bridge: tuple[BridgeClient, httpx.Client],
 ) -> None:
@@ -309,6 +341,19 @@ def test_every_agentapi_route_answers_as_its_document_says(
         assert response.json()["errors"], body
         assert all(e["location"].startswith("body") for e in response.json()["errors"])
     assert_problem(http.post("/message", content=b"{not json"), 400, served)
+
+    # Dockyard's routes answer as the served document says, strictly
+    response = http.get("/dockyard/log", params={"after": 0, "prompts": 0})
+    assert_conforms(response.json(), "LogResponseBody", served, strict=True)
+    assert response.json()["entries"] and response.json()["prompts"]
+    response = http.get("/dockyard/prompts")
+    assert_conforms(response.json(), "PromptsResponseBody", served, strict=True)
+    response = http.post("/dockyard/hook", json={"event": "notification", "text": "hi"})
+    assert_conforms(response.json(), "HookResponseBody", served, strict=True)
+    response = httpx.get(f"{client.base_url}/healthz", timeout=10)
+    assert_conforms(response.json(), "HealthResponseBody", served, strict=True)
+    assert_problem(http.post("/dockyard/hook", json={"event": 5}), 422, served)
+    assert_problem(http.get("/dockyard/log", params={"after": "x"}), 422, served)
 
     # Dockyard's own answers keep their statuses, in the same error model
     assert_problem(httpx.get(f"{client.base_url}/status", timeout=10), 401, served)
