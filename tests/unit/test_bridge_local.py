@@ -340,8 +340,17 @@ def test_bad_requests_are_refused(runner: BridgeRunner) -> None:
         assert response.status_code == 422 and response.json()["errors"][0]["value"] == "\ud800"
         assert http.get("/dockyard/log", params={"after": "x"}).status_code == 422
         assert http.get("/dockyard/log", params={"state": "napping"}).status_code == 422
+        assert http.get("/dockyard/log?state=").status_code == 422
         assert http.get("/nowhere").status_code == 404
         assert http.get("/message").status_code == 405
+        # any other method: a 405 naming what is allowed (http.server's HTML 501 before)
+        for method in ("PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "QUERY"):
+            response = http.request(method, "/status")
+            assert response.status_code == 405, method
+            assert response.headers["allow"] == "GET" and response.json()["status"] == 405
+        assert http.request("DELETE", "/nowhere").status_code == 404
+        head = http.head("/messages")
+        assert head.status_code == 405 and head.content == b""
         # the same connection still works after the refusals
         assert http.get("/status").status_code == 200
 

@@ -206,7 +206,13 @@ def _schemas() -> dict[str, Any]:
         ),
         "HookRequestBody": _object(
             {
-                "event": {"type": "string", "description": "prompt_submitted, stop, ..."},
+                "event": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 64,
+                    "pattern": r"\S",
+                    "description": "prompt_submitted, stop, ...",
+                },
                 "text": _nullable("string", "What the agent said in the turn."),
             },
             ["event"],
@@ -227,8 +233,11 @@ def _schemas() -> dict[str, Any]:
     }
 
 
-def _query(name: str, kind: str, description: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "schema": {"type": kind}, "description": description}
+def _query(name: str, kind: str, description: str, minimum: int | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": kind}
+    if minimum is not None:
+        schema["minimum"] = minimum
+    return {"name": name, "in": "query", "schema": schema, "description": description}
 
 
 def _paths() -> dict[str, Any]:
@@ -257,9 +266,9 @@ def _paths() -> dict[str, Any]:
                 "operationId": "get-dockyard-log",
                 "summary": "Transcript entries, long-polling",
                 "parameters": [
-                    _query("after", "integer", "Entries with seq > after (default 0)."),
-                    _query("wait", "number", "Seconds to wait while none (cap 30)."),
-                    _query("limit", "integer", "At most this many (default 1000, cap 10000)."),
+                    _query("after", "integer", "Entries with seq > after (default 0).", 0),
+                    _query("wait", "number", "Seconds to wait while none (cap 30).", 0),
+                    _query("limit", "integer", "At most this many (default 1000, cap 10000).", 1),
                     {
                         **_query("state", "string", "Answer at once when the state differs."),
                         "schema": _ref("DockyardState"),
@@ -312,8 +321,16 @@ def document() -> dict[str, Any]:
     schemas.update(_schemas())
     schemas["StatusResponseBody"]["properties"]["dockyard"] = _ref("DockyardStatus")
     schemas["StatusChangeBody"]["properties"]["state"] = _ref("DockyardState")
+    schemas["MessageRequestBody"]["description"] = (
+        "Dockyard: a `user` message must hold more than whitespace (agentapi refuses it "
+        "too); it is a 422."
+    )
+    # agentapi refuses an empty message too (as a 500); the bridge with a 422
+    schemas["MessageRequestBody"]["properties"]["content"]["minLength"] = 1
     schemas["MessageRequestBody"]["properties"]["id"] = {
         "type": "string",
+        "minLength": 1,
+        "pattern": r"\S",
         "description": (
             "Dockyard: the prompt's id. A POST retried with the same id and content queues "
             "it once; the same id with other content is a 409."

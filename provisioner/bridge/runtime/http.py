@@ -94,7 +94,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":  # the answer to a HEAD has the headers alone
+            self.wfile.write(data)
 
     def _error(
         self,
@@ -126,7 +127,7 @@ class Handler(BaseHTTPRequestHandler):
         )
         url = urlsplit(self.path)
         path = url.path.rstrip("/") or "/"
-        routes = _GET if method == "GET" else _POST
+        routes = _ROUTES.get(method, {})
         if path == "/healthz" and method == "GET":
             self._send_json(200, {"ok": True})
             return
@@ -140,15 +141,18 @@ class Handler(BaseHTTPRequestHandler):
             return
         handler = routes.get(path)
         if handler is None:
-            other = _POST if method == "GET" else _GET
-            if path in other:
-                allow = "GET" if method == "POST" else "POST"
+            allowed = [m for m, table in _ROUTES.items() if path in table]
+            if path in ("/healthz", "/openapi.json"):
+                allowed = ["GET"]
+            if allowed:
+                allow = ", ".join(allowed)
                 self._error(405, f"{method} is not allowed on {path}", headers={"Allow": allow})
             else:
                 self._error(404, f"no such endpoint: {path}")
             return
         try:
-            handler(self, parse_qs(url.query))
+            # a blank value (`state=`) is a value, refused as any other wrong one
+            handler(self, parse_qs(url.query, keep_blank_values=True))
         except Rejected as exc:
             self._error(exc.status, str(exc), exc.errors)
         except (BrokenPipeError, ConnectionResetError):
@@ -161,6 +165,19 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         """Dispatch a POST."""
         self._route("POST")
+
+    def _other_method(self) -> None:
+        """Any other method: a 405 (404 off the routes), as an error like the others
+        (http.server answered an HTML 501)."""
+        self._route(self.command)
+
+    do_HEAD = _other_method
+
+    def __getattr__(self, name: str) -> Any:
+        # http.server looks up do_<METHOD>: every method not routed above is answered too
+        if name.startswith("do_"):
+            return self._other_method
+        raise AttributeError(name)
 
     # -- endpoints -----------------------------------------------------------------------
 
@@ -218,7 +235,7 @@ class Handler(BaseHTTPRequestHandler):
             refuse("type", 'type must be "user" or "raw"', kind)
         elif kind == USER and isinstance(content, str) and content and not content.strip():
             refuse("content", "a user prompt must contain more than whitespace")
-        if prompt_id is not None and (not isinstance(prompt_id, str) or not prompt_id.strip()):
+        if "id" in body and (not isinstance(prompt_id, str) or not prompt_id.strip()):
             refuse("id", "id must be a non-empty string", prompt_id)
         if errors:
             raise Rejected(422, "; ".join(e["message"] for e in errors), errors)
@@ -369,6 +386,7 @@ _GET = {
     "/dockyard/prompts": Handler.prompts,
 }
 _POST = {"/message": Handler.message, "/dockyard/hook": Handler.hook}
+_ROUTES = {"GET": _GET, "POST": _POST}
 
 
 def make_server(bridge: Bridge, listener: socket.socket) -> BridgeServer:
