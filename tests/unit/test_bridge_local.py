@@ -305,6 +305,9 @@ def test_wrong_token_is_refused(runner: BridgeRunner) -> None:
         with pytest.raises(BridgeError) as error:
             wrong.send("hi")
         assert error.value.status_code == 401
+        # what it says, out of its problem+json
+        assert str(error.value) == "bridge answered 401: missing or wrong bearer token"
+        assert error.value.detail == "missing or wrong bearer token"
         assert wrong.health() == {"ok": True}  # health needs no token
     finally:
         wrong.close()

@@ -102,3 +102,13 @@ def test_only_a_refusal_for_good_fails_a_prompt() -> None:
     assert len(refusal_reason(400, "z" * 5000) or "") < 150  # never the whole body
     for passing in (401, 404, 409, 429, 500, 502, 503):
         assert refusal_reason(passing, '{"error": "the agent has exited"}') is None
+
+
+def test_a_bridge_error_says_what_the_bridge_said() -> None:
+    from provisioner.bridge.client import BridgeError
+
+    problem = json.dumps({"title": "Conflict", "status": 409, "detail": "the agent has exited"})
+    assert BridgeError(409, problem).detail == "the agent has exited"
+    assert BridgeError(409, '{"error": "stopping"}').detail == "stopping"  # an older bridge
+    assert BridgeError(502, "<html>bad gateway</html>").detail == "<html>bad gateway</html>"
+    assert BridgeError(500, "[1]").detail == "[1]"
