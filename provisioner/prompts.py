@@ -146,6 +146,9 @@ def refusal_reason(status: int, body: str) -> str | None:
     if status not in REFUSED_FOR_GOOD:
         return None
     said = body
-    with contextlib.suppress(ValueError, AttributeError):  # the bridge says {"error": ...}
-        said = str(json.loads(body).get("error") or body)
+    with contextlib.suppress(ValueError, AttributeError):
+        # the bridge's problem+json says it in "detail" (agentapi's ErrorModel); a bridge
+        # older than that, still running in a workspace, in "error"
+        data = json.loads(body)
+        said = str(data.get("detail") or data.get("error") or body)
     return f"the workspace's bridge refused it ({status}): {shorten(said.strip())}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from types import TracebackType
 from typing import Any
 
@@ -13,12 +14,27 @@ class BridgeUnreachable(Exception):
 
 
 class BridgeError(Exception):
-    """The bridge answered with a non-2xx status."""
+    """The bridge answered with a non-2xx status. `body` is the answer as sent; `detail`
+    what it says went wrong: agentapi's problem+json `detail`, the `error` of a bridge
+    older than that (one still running in a workspace), else the body itself."""
 
     def __init__(self, status_code: int, body: str) -> None:
-        super().__init__(f"bridge answered {status_code}: {body}")
         self.status_code = status_code
         self.body = body
+        self.detail = _detail(body)
+        super().__init__(f"bridge answered {status_code}: {self.detail}")
+
+
+def _detail(body: str) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body
+    if isinstance(data, dict):
+        said = data.get("detail") or data.get("error")
+        if isinstance(said, str) and said:
+            return said
+    return body
 
 
 class BridgeClient:

@@ -91,3 +91,29 @@ def test_setup_keys() -> None:
     assert parse_config({"agent_command": ["a"], "setup_script": " \n"}).setup_script is None
     config = parse_config({"agent_command": ["a"], "setup_script": None, "setup_shell": None})
     assert config.setup_script is None and config.setup_shell is None
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (["claude", "--dangerously-skip-permissions", "--model", "m"], "claude"),
+        (["aider", "--model", "openai/m"], "aider"),
+        (["goose", "session"], "goose"),
+        (["codex", "--no-daemon"], "codex"),
+        (["/usr/local/bin/claude"], "claude"),
+        (["npx", "-y", "@openai/codex@0.5.0"], "codex"),
+        (["npx", "@anthropic-ai/claude-code"], "claude"),
+        (["env", "TERM=xterm", "gemini"], "gemini"),
+        (["python3", "/usr/local/bin/scripted-agent", "--work-seconds", "1"], "custom"),
+        (["bash", "-c", "claude"], "custom"),
+    ],
+)
+def test_agentapi_agent_type_is_told_by_the_program(command: list[str], expected: str) -> None:
+    assert parse_config({"agent_command": command}).agent_type == expected
+
+
+def test_agent_type_may_be_given() -> None:
+    config = parse_config({"agent_command": ["python3", "wrap.py"], "agent_type": "aider"})
+    assert config.agent_type == "aider"
+    with pytest.raises(ConfigError, match="agent_type must be one of"):
+        parse_config({"agent_command": ["x"], "agent_type": "robot"})

@@ -821,14 +821,16 @@ def test_hook_endpoint(bridge: httpx.Client) -> None:
     reply = bridge.post("/dockyard/hook", json={"event": "SomethingNew"})
     assert reply.status_code == 200 and not reply.json()["known"]
     assert dockyard(bridge)["hooks"]["ignored"] == 1
-    assert bridge.post("/dockyard/hook", json={"event": ""}).status_code == 400
+    assert bridge.post("/dockyard/hook", json={"event": ""}).status_code == 422
     bad_text = bridge.post("/dockyard/hook", json={"event": "stop", "text": 3})
-    assert bad_text.status_code == 400 and "text must be a string" in bad_text.text
+    assert bad_text.status_code == 422 and bad_text.json()["detail"] == "text must be a string"
+    assert bad_text.json()["errors"][0]["location"] == "body.text"
     reply = bridge.post("/dockyard/hook", json={"event": "notification", "text": "a\nb"})
     assert reply.json()["lines"] == 2
     log = bridge.get("/dockyard/log", params={"after": 0}).json()["entries"]
     assert [e["content"] for e in log if e.get("source") == "agent"][-2:] == ["a", "b"]
-    assert bridge.post("/dockyard/hook", content=b"[1]").status_code == 400
+    assert bridge.post("/dockyard/hook", content=b"[1]").status_code == 422
+    assert bridge.post("/dockyard/hook", content=b"[1").status_code == 400
     assert bridge.get("/dockyard/hook").status_code == 405
     unauthorized = httpx.post(
         f"{bridge.base_url}/dockyard/hook",

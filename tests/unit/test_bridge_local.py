@@ -305,11 +305,16 @@ def test_wrong_token_is_refused(runner: BridgeRunner) -> None:
         with pytest.raises(BridgeError) as error:
             wrong.send("hi")
         assert error.value.status_code == 401
+        # what it says, out of its problem+json
+        assert str(error.value) == "bridge answered 401: missing or wrong bearer token"
+        assert error.value.detail == "missing or wrong bearer token"
         assert wrong.health() == {"ok": True}  # health needs no token
     finally:
         wrong.close()
     response = httpx.get(f"{client.base_url}/status")
-    assert response.status_code == 401 and "error" in response.json()
+    assert response.status_code == 401 and response.json()["status"] == 401
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["www-authenticate"] == "Bearer"
     assert TOKEN not in runner.stderr_path.read_text()
 
 
@@ -317,21 +322,38 @@ def test_bad_requests_are_refused(runner: BridgeRunner) -> None:
     client = runner.start()
     headers = {"Authorization": f"Bearer {TOKEN}"}
     with httpx.Client(base_url=client.base_url, headers=headers) as http:
+        # not as documented: agentapi's 422 (see test_bridge_agentapi.py for the shapes)
         for body in ({"content": ""}, {"content": "x", "type": "shout"}, {"nope": 1}, [1]):
             response = http.post("/message", json=body)
-            assert response.status_code == 400, body
-            assert "error" in response.json()
+            assert response.status_code == 422, body
+            assert response.json()["detail"] and response.json()["errors"]
+        # not JSON at all: huma's 400
         assert http.post("/message", content=b"{not json").status_code == 400
-        # an unpaired surrogate, as only a JSON escape can send it: a clear 400 (the
+        # an unpaired surrogate, as only a JSON escape can send it: a clear 422 (the
         # request failed without an answer)
-        for raw in (b'{"content": "x \\ud800"}', b'{"content": "x", "id": "\\udc00"}'):
+        for raw in (
+            b'{"content": "x \\ud800", "type": "user"}',
+            b'{"content": "x", "type": "user", "id": "\\udc00"}',
+        ):
             response = http.post("/message", content=raw)
-            assert response.status_code == 400, raw
-            assert "unpaired surrogate at position" in response.json()["error"]
-        assert http.get("/dockyard/log", params={"after": "x"}).status_code == 400
-        assert http.get("/dockyard/log", params={"state": "napping"}).status_code == 400
+            assert response.status_code == 422, raw
+            assert "unpaired surrogate at position" in response.json()["detail"]
+        # a lone surrogate echoed back in an error stays a valid answer
+        response = http.post("/message", content=b'{"content": "x", "type": "\\ud800"}')
+        assert response.status_code == 422 and response.json()["errors"][0]["value"] == "\ud800"
+        assert http.get("/dockyard/log", params={"after": "x"}).status_code == 422
+        assert http.get("/dockyard/log", params={"state": "napping"}).status_code == 422
+        assert http.get("/dockyard/log?state=").status_code == 422
         assert http.get("/nowhere").status_code == 404
         assert http.get("/message").status_code == 405
+        # any other method: a 405 naming what is allowed (http.server's HTML 501 before)
+        for method in ("PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "QUERY"):
+            response = http.request(method, "/status")
+            assert response.status_code == 405, method
+            assert response.headers["allow"] == "GET" and response.json()["status"] == 405
+        assert http.request("DELETE", "/nowhere").status_code == 404
+        head = http.head("/messages")
+        assert head.status_code == 405 and head.content == b""
         # the same connection still works after the refusals
         assert http.get("/status").status_code == 200
 
@@ -355,7 +377,10 @@ def test_events_stream_status_changes(runner: BridgeRunner) -> None:
                     sent = True
                 elif event == "status_change" and seen[-1][1]["status"] == "stable":
                     break
-    assert seen[0] == ("status_change", {"status": "stable", "state": "idle"})
+    assert seen[0] == (
+        "status_change",
+        {"status": "stable", "agent_type": "custom", "state": "idle"},
+    )
     states = [data["state"] for name, data in seen if name == "status_change"]
     assert states[-2:] == ["working", "idle"]
     updates = [data for name, data in seen if name == "message_update"]

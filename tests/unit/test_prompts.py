@@ -92,7 +92,23 @@ def test_only_a_refusal_for_good_fails_a_prompt() -> None:
     assert refusal_reason(413, '{"error": "body larger than 1048576 bytes"}') == (
         "the workspace's bridge refused it (413): body larger than 1048576 bytes"
     )
+    # agentapi's ErrorModel, as the bridge answers now
+    problem = {"title": "Unprocessable Entity", "status": 422, "detail": "content must be a"}
+    problem["errors"] = [{"location": "body.content", "message": "content must be a"}]
+    assert refusal_reason(422, json.dumps(problem)) == (
+        "the workspace's bridge refused it (422): content must be a"
+    )
     assert refusal_reason(400, "not json " + "z" * 500) is not None
     assert len(refusal_reason(400, "z" * 5000) or "") < 150  # never the whole body
     for passing in (401, 404, 409, 429, 500, 502, 503):
         assert refusal_reason(passing, '{"error": "the agent has exited"}') is None
+
+
+def test_a_bridge_error_says_what_the_bridge_said() -> None:
+    from provisioner.bridge.client import BridgeError
+
+    problem = json.dumps({"title": "Conflict", "status": 409, "detail": "the agent has exited"})
+    assert BridgeError(409, problem).detail == "the agent has exited"
+    assert BridgeError(409, '{"error": "stopping"}').detail == "stopping"  # an older bridge
+    assert BridgeError(502, "<html>bad gateway</html>").detail == "<html>bad gateway</html>"
+    assert BridgeError(500, "[1]").detail == "[1]"

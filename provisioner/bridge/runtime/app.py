@@ -15,6 +15,7 @@ from typing import Any
 
 from .activity import IDLE, WORKING, Activity, Prompt
 from .agent import AgentProcess, agent_argv, agent_env
+from .agentapi import TRANSPORT
 from .cgroup import oom_kills, pids_limit_hits
 from .config import BridgeConfig
 from .hooks import HOOKS, HookTracker
@@ -48,11 +49,15 @@ USER, RAW = "user", "raw"
 
 
 class Rejected(Exception):
-    """A request the bridge refuses; carries the HTTP status to answer with."""
+    """A request the bridge refuses; carries the HTTP status to answer with, and for a
+    request that is not as documented, agentapi's error details (location, message)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(
+        self, status: int, message: str, errors: list[dict[str, Any]] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.errors = errors
 
 
 class Bridge:
@@ -406,7 +411,11 @@ class Bridge:
 
     def _record_status(self) -> None:
         self.status_counter += 1
-        event = {"status": "stable" if self.state == IDLE else "running", "state": self.state}
+        event = {
+            "status": "stable" if self.state == IDLE else "running",
+            "agent_type": self.config.agent_type,
+            "state": self.state,
+        }
         self.status_events.append((self.status_counter, event))
 
     def _state_reason(self) -> str:
@@ -424,7 +433,10 @@ class Bridge:
             exit_code = self.setup_exit_code
         exited = self.activity.exited
         return {
+            # agentapi's fields, then Dockyard's
             "status": "stable" if self.state == IDLE else "running",
+            "agent_type": self.config.agent_type,
+            "transport": TRANSPORT,
             "dockyard": {
                 "state": self.state,
                 "exit_code": exit_code,

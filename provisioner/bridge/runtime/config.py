@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .agentapi import AGENT_TYPES
+from .agentapi import agent_type as command_agent_type
 from .hooks import SCREEN, STATE_SOURCES
 
 
@@ -53,6 +55,14 @@ class BridgeConfig:
     setup_script: str | None = None
     # the shell and its flag, given the script as one argument; None: bash -c, else sh -c
     setup_shell: list[str] | None = None
+    # agentapi's agent type (claude, aider, goose, codex, ..., custom); None: told by the
+    # program agent_command runs
+    agent_type_override: str | None = None
+
+    @property
+    def agent_type(self) -> str:
+        """agentapi's AgentType of the agent: GET /status and status_change carry it."""
+        return self.agent_type_override or command_agent_type(self.agent_command)
 
     @property
     def host(self) -> str:
@@ -95,6 +105,13 @@ def _optional_str(data: dict[str, Any], key: str, default: str | None) -> str | 
     value = data.get(key, default)
     if value is not None and not isinstance(value, str):
         raise ConfigError(f"{key} must be a string or null")
+    return value
+
+
+def _agent_type(data: dict[str, Any]) -> str | None:
+    value = _optional_str(data, "agent_type", None)
+    if value is not None and value not in AGENT_TYPES:
+        raise ConfigError(f"agent_type must be one of: {', '.join(AGENT_TYPES)}")
     return value
 
 
@@ -152,7 +169,7 @@ def _profile(raw: Any, warn: Callable[[str], None]) -> Profile:
 _KEYS = {
     "agent_command", "resume_command", "cwd", "env", "listen", "token_file", "state_dir",
     "initial_prompt", "initial_prompt_id", "profile", "columns", "rows",
-    "setup_script", "setup_shell",
+    "setup_script", "setup_shell", "agent_type",
 }  # fmt: skip
 
 
@@ -195,6 +212,7 @@ def parse_config(data: Any, warn: Callable[[str], None] = _ignore) -> BridgeConf
         rows=int(_number(data, "rows", defaults.rows, 2)),
         setup_script=_setup_script(data),
         setup_shell=_command(data, "setup_shell", required=False),
+        agent_type_override=_agent_type(data),
     )
 
 

@@ -1,4 +1,9 @@
-"""The HTTP API: agentapi's endpoints plus /dockyard/* extensions, on ThreadingHTTPServer."""
+"""The HTTP API: agentapi's endpoints plus /dockyard/* extensions, on ThreadingHTTPServer.
+
+agentapi's routes answer as its OpenAPI document says (agentapi.py serves it, extended, at
+/openapi.json); every error is its ErrorModel as application/problem+json, with huma's
+statuses: 400 for a body that is not JSON, 422 for one that is not as documented.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from .activity import STATES
+from .agentapi import PROBLEM_JSON, document_bytes, error_detail, problem
 from .app import MAX_LIMIT, MAX_WAIT_S, RAW, USER, Bridge, Rejected
 from .hooks import parse_event, parse_text
 
@@ -56,22 +62,50 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- plumbing ------------------------------------------------------------------------
 
-    def _send_json(self, status: int, body: Any) -> None:
-        data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+    def _send_json(
+        self,
+        status: int,
+        body: Any,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        try:
+            data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate echoed back in an error: escaped
+            data = json.dumps(body).encode("ascii")
+        self._send_bytes(status, data, content_type, headers)
+
+    def _send_bytes(
+        self,
+        status: int,
+        data: bytes,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         if self._body_pending:
             # an unread body would be parsed as the next request on this connection
             self.close_connection = True
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":  # the answer to a HEAD has the headers alone
+            self.wfile.write(data)
 
-    def _error(self, status: int, message: str) -> None:
-        self._send_json(status, {"error": message})
+    def _error(
+        self,
+        status: int,
+        message: str,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """agentapi's error answer: its ErrorModel (RFC 9457 problem details)."""
+        self._send_json(status, problem(status, message, errors), PROBLEM_JSON, headers)
 
     def _authorized(self) -> bool:
         header = self.headers.get("Authorization", "")
@@ -81,7 +115,9 @@ class Handler(BaseHTTPRequestHandler):
             token.strip().encode("utf-8"), expected
         )
         if not ok:
-            self._error(401, "missing or wrong bearer token")
+            self._error(
+                401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
+            )
         return ok
 
     def _route(self, method: str) -> None:
@@ -91,24 +127,34 @@ class Handler(BaseHTTPRequestHandler):
         )
         url = urlsplit(self.path)
         path = url.path.rstrip("/") or "/"
-        routes = _GET if method == "GET" else _POST
+        routes = _ROUTES.get(method, {})
         if path == "/healthz" and method == "GET":
             self._send_json(200, {"ok": True})
+            return
+        if path == "/openapi.json" and method == "GET":
+            # no token, as agentapi (which has no auth at all) serves it: the document is
+            # the same for every bridge, in the zipapp anyone can read, and tells nothing
+            # of the task; a client learns the API before it is given the token
+            self._send_bytes(200, document_bytes())
             return
         if not self._authorized():
             return
         handler = routes.get(path)
         if handler is None:
-            other = _POST if method == "GET" else _GET
-            if path in other:
-                self._error(405, f"{method} is not allowed on {path}")
+            allowed = [m for m, table in _ROUTES.items() if path in table]
+            if path in ("/healthz", "/openapi.json"):
+                allowed = ["GET"]
+            if allowed:
+                allow = ", ".join(allowed)
+                self._error(405, f"{method} is not allowed on {path}", headers={"Allow": allow})
             else:
                 self._error(404, f"no such endpoint: {path}")
             return
         try:
-            handler(self, parse_qs(url.query))
+            # a blank value (`state=`) is a value, refused as any other wrong one
+            handler(self, parse_qs(url.query, keep_blank_values=True))
         except Rejected as exc:
-            self._error(exc.status, str(exc))
+            self._error(exc.status, str(exc), exc.errors)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
@@ -119,6 +165,19 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         """Dispatch a POST."""
         self._route("POST")
+
+    def _other_method(self) -> None:
+        """Any other method: a 405 (404 off the routes), as an error like the others
+        (http.server answered an HTML 501)."""
+        self._route(self.command)
+
+    do_HEAD = _other_method
+
+    def __getattr__(self, name: str) -> Any:
+        # http.server looks up do_<METHOD>: every method not routed above is answered too
+        if name.startswith("do_"):
+            return self._other_method
+        raise AttributeError(name)
 
     # -- endpoints -----------------------------------------------------------------------
 
@@ -140,10 +199,10 @@ class Handler(BaseHTTPRequestHandler):
         wait = _query_number(query, "wait", 0.0, float)
         limit = _query_number(query, "limit", 1000, int)
         if after < 0 or wait < 0 or limit < 1:
-            raise Rejected(400, "after and wait must be >= 0, limit >= 1")
+            raise _invalid("query", "after and wait must be >= 0, limit >= 1")
         state = query.get("state", [None])[-1]
         if state is not None and state not in STATES:
-            raise Rejected(400, f"state must be one of: {', '.join(STATES)}")
+            raise _invalid("query.state", f"state must be one of: {', '.join(STATES)}", state)
         prompts = _query_number(query, "prompts", -1, int)
         body = self.server.bridge.log(
             after, min(wait, MAX_WAIT_S), min(limit, MAX_LIMIT), state, prompts
@@ -151,19 +210,36 @@ class Handler(BaseHTTPRequestHandler):
         self._send_json(200, body)
 
     def message(self, query: dict[str, list[str]]) -> None:
-        """POST /message: a user prompt (queued) or raw keystrokes (typed now)."""
+        """POST /message: a user prompt (queued) or raw keystrokes (typed now).
+
+        The body is agentapi's MessageRequestBody ({"content", "type"}, both required, no
+        other property) plus Dockyard's optional "id"."""
         body = self._read_json()
         content = body.get("content")
-        kind = body.get("type", USER)
+        kind = body.get("type")
         prompt_id = body.get("id")
-        if not isinstance(content, str) or not content:
-            raise Rejected(400, "content must be a non-empty string")
-        if kind not in (USER, RAW):
-            raise Rejected(400, 'type must be "user" or "raw"')
-        if kind == USER and not content.strip():
-            raise Rejected(400, "a user prompt must contain more than whitespace")
-        if prompt_id is not None and (not isinstance(prompt_id, str) or not prompt_id.strip()):
-            raise Rejected(400, "id must be a non-empty string")
+        errors: list[dict[str, Any]] = []
+
+        def refuse(field: str, message: str, value: Any = None) -> None:
+            errors.append(error_detail(f"body.{field}", message, value))
+
+        for name in sorted(set(body) - _MESSAGE_FIELDS):
+            refuse(name, f"unexpected property {name}", body[name])
+        if content is None:
+            refuse("content", "expected required property content to be present")
+        elif not isinstance(content, str) or not content:
+            refuse("content", "content must be a non-empty string", content)
+        if kind is None:
+            refuse("type", "expected required property type to be present")
+        elif kind not in (USER, RAW):
+            refuse("type", 'type must be "user" or "raw"', kind)
+        elif kind == USER and isinstance(content, str) and content and not content.strip():
+            refuse("content", "a user prompt must contain more than whitespace")
+        if "id" in body and (not isinstance(prompt_id, str) or not prompt_id.strip()):
+            refuse("id", "id must be a non-empty string", prompt_id)
+        if errors:
+            raise Rejected(422, "; ".join(e["message"] for e in errors), errors)
+        assert isinstance(content, str) and isinstance(kind, str)
         _check_unicode("content", content)
         if prompt_id is not None:
             _check_unicode("id", prompt_id)
@@ -176,9 +252,12 @@ class Handler(BaseHTTPRequestHandler):
         body = self._read_json()
         try:
             event = parse_event(body)
+        except ValueError as exc:
+            raise _invalid("body.event", str(exc), body.get("event")) from None
+        try:
             lines = parse_text(body)
         except ValueError as exc:
-            raise Rejected(400, str(exc)) from None
+            raise _invalid("body.text", str(exc), body.get("text")) from None
         self._send_json(200, self.server.bridge.hook(event, lines))
 
     def _read_json(self) -> dict[str, Any]:
@@ -195,10 +274,12 @@ class Handler(BaseHTTPRequestHandler):
         self._body_pending = False
         try:
             body = json.loads(raw)
-        except ValueError:
-            raise Rejected(400, "body must be JSON") from None
+        except ValueError as exc:
+            # huma's answer to a body it cannot parse: 400, not the 422 of an invalid one
+            detail = error_detail("body", f"body must be JSON: {exc}")
+            raise Rejected(400, "body must be JSON", [detail]) from None
         if not isinstance(body, dict):
-            raise Rejected(400, "body must be a JSON object")
+            raise _invalid("body", "body must be a JSON object", body)
         return body
 
     def events(self, query: dict[str, list[str]]) -> None:
@@ -208,11 +289,16 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Accel-Buffering", "no")  # as agentapi: no proxy holds events back
         self.send_header("Connection", "close")
         self.end_headers()
         with bridge.cond:
             status = bridge.status_locked()
-            current = {"status": status["status"], "state": status["dockyard"]["state"]}
+            current = {
+                "status": status["status"],
+                "agent_type": status["agent_type"],
+                "state": status["dockyard"]["state"],
+            }
             first = [("status_change", current)]
             messages = bridge.conversation.messages()
             first += [("message_update", _message_event(m)) for m in messages]
@@ -261,9 +347,13 @@ def _check_unicode(field: str, value: str) -> None:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise Rejected(
-            400, f"{field} is not valid Unicode: an unpaired surrogate at position {exc.start}"
-        ) from None
+        message = f"{field} is not valid Unicode: an unpaired surrogate at position {exc.start}"
+        raise _invalid(f"body.{field}", message) from None
+
+
+def _invalid(location: str, message: str, value: Any = None) -> Rejected:
+    """A request that is not as documented: agentapi's (huma's) 422."""
+    return Rejected(422, message, [error_detail(location, message, value)])
 
 
 def _message_event(message: dict[str, Any]) -> dict[str, Any]:
@@ -282,8 +372,11 @@ def _query_number(query: dict[str, list[str]], name: str, default: Any, kind: ty
     try:
         return kind(values[-1])
     except ValueError:
-        raise Rejected(400, f"{name} must be a number") from None
+        raise _invalid(f"query.{name}", f"{name} must be a number", values[-1]) from None
 
+
+# MessageRequestBody's properties ($schema: huma's link to the schema, which it allows)
+_MESSAGE_FIELDS = frozenset({"content", "type", "id", "$schema"})
 
 _GET = {
     "/status": Handler.status,
@@ -293,6 +386,7 @@ _GET = {
     "/dockyard/prompts": Handler.prompts,
 }
 _POST = {"/message": Handler.message, "/dockyard/hook": Handler.hook}
+_ROUTES = {"GET": _GET, "POST": _POST}
 
 
 def make_server(bridge: Bridge, listener: socket.socket) -> BridgeServer:

@@ -1,0 +1,346 @@
+"""coder/agentapi's wire model: agent types, the problem+json error model, and the OpenAPI
+document the bridge serves (agentapi's own, vendored, extended with Dockyard's additions).
+
+agentapi_openapi.json is agentapi v0.12.1's openapi.json, unchanged (coder/agentapi at
+00ff7ffd); update it by copying a newer one over it. This module imports nothing heavy:
+the config imports it before the agent starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+# agentapi's AgentType values (lib/msgfmt/msgfmt.go); `custom` is any other agent
+AGENT_TYPES = (
+    "claude", "goose", "aider", "codex", "gemini", "copilot", "amp", "cursor", "auggie",
+    "amazonq", "opencode", "custom",
+)  # fmt: skip
+CUSTOM = "custom"
+# agentapi's Transport: the bridge drives the agent's terminal, like agentapi's pty mode
+TRANSPORT = "pty"
+PROBLEM_JSON = "application/problem+json"
+VENDORED = "agentapi_openapi.json"
+
+# program names (or npm/PyPI package names) of agentapi's agents, when they differ from
+# the agent type itself
+_ALIASES = {
+    "claude-code": "claude",
+    "aider-chat": "aider",
+    "gemini-cli": "gemini",
+    "cursor-agent": "cursor",
+    "q": "amazonq",
+    "opencode-ai": "opencode",
+    "goose-cli": "goose",
+}
+# programs that run the agent rather than being it: the agent is a later argument
+_WRAPPERS = {"env", "exec", "nohup", "npx", "bunx", "pnpx", "uvx", "pipx", "stdbuf", "nice"}
+
+
+def agent_type(command: list[str]) -> str:
+    """agentapi's agent type of an agent command: the program it runs (`claude`, `aider`,
+    `goose`, `codex`, ...; `npx -y @openai/codex` is `codex`), else `custom`."""
+    for arg in command:
+        if arg.startswith("-") or "=" in arg:
+            continue  # an option of a wrapper, or an `env NAME=value`
+        name = os.path.basename(arg).split("@", 1)[0].lower()
+        if name in _WRAPPERS:
+            continue
+        name = _ALIASES.get(name, name)
+        return name if name in AGENT_TYPES else CUSTOM
+    return CUSTOM
+
+
+def problem(status: int, detail: str, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """agentapi's ErrorModel (huma's RFC 9457 problem details) for an error answer.
+
+    `detail` says what went wrong in words (the server shows it as a refused prompt's
+    reason); `errors` are huma's ErrorDetails: `location` (`body.content`, `query.after`),
+    `message`, and optionally `value`.
+    """
+    from http import HTTPStatus  # the stdlib's: imported late, start-up stays lean
+
+    body: dict[str, Any] = {"title": HTTPStatus(status).phrase, "status": status, "detail": detail}
+    if errors:
+        body["errors"] = errors
+    return body
+
+
+def error_detail(location: str, message: str, value: Any = None) -> dict[str, Any]:
+    """One ErrorDetail; a long string value is not echoed back whole."""
+    detail: dict[str, Any] = {"location": location, "message": message}
+    if value is not None:
+        if isinstance(value, str) and len(value) > 200:
+            value = value[:200] + "..."
+        detail["value"] = value
+    return detail
+
+
+# -- the document -------------------------------------------------------------------------
+
+_document: bytes | None = None
+
+
+def vendored() -> dict[str, Any]:
+    """agentapi's own OpenAPI document, as vendored (read from the zipapp too)."""
+    import pkgutil
+
+    data = pkgutil.get_data(__package__ or __name__, VENDORED)
+    if data is None:
+        raise FileNotFoundError(VENDORED)
+    loaded: dict[str, Any] = json.loads(data)
+    return loaded
+
+
+def document_bytes() -> bytes:
+    """The bridge's OpenAPI document, JSON-encoded (built once)."""
+    global _document
+    if _document is None:
+        _document = json.dumps(document(), indent=2, ensure_ascii=False).encode("utf-8")
+    return _document
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_ERROR = {
+    "description": "Error",
+    "content": {PROBLEM_JSON: {"schema": _ref("ErrorModel")}},
+}
+
+_STATES = ["setup", "setup_failed", "starting", "working", "idle", "exited", "stopping"]
+
+
+def _nullable(kind: str, description: str) -> dict[str, Any]:
+    return {"type": kind, "nullable": True, "description": description}
+
+
+def _object(
+    properties: dict[str, Any], required: list[str], description: str, extra: bool = True
+) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "description": description,
+        "properties": properties,
+        "required": required,
+        # Dockyard's own objects may grow fields; agentapi's keep theirs closed
+        "additionalProperties": extra,
+    }
+
+
+def _schemas() -> dict[str, Any]:
+    """Dockyard's components."""
+    state = {
+        "type": "string",
+        "enum": _STATES,
+        "description": "The bridge's own state; `idle` is agentapi's `stable`.",
+    }
+    return {
+        "DockyardState": state,
+        "DockyardStatus": _object(
+            {
+                "state": _ref("DockyardState"),
+                "exit_code": _nullable("integer", "The agent's (or failed setup's) exit code."),
+                "last_seq": {"type": "integer", "description": "The newest transcript entry."},
+                "queued_prompts": {"type": "integer", "description": "Prompts not yet typed."},
+                "state_source": {"type": "string", "enum": ["screen", "hooks"]},
+                "state_reason": {"type": "string"},
+                "hooks": _nullable("object", "What the agent's hooks said (hooks decide)."),
+                "agent_pid": _nullable("integer", "The agent's process id while it runs."),
+                "setup": {"type": "object", "description": "The setup script's state."},
+                "oom_kills": _nullable("integer", "Read once the agent has exited."),
+                "pids_limit_hits": _nullable("integer", "Read once the agent has exited."),
+            },
+            ["state", "exit_code", "last_seq", "queued_prompts"],
+            "Dockyard's details of the bridge's state.",
+        ),
+        "TranscriptEntry": _object(
+            {
+                "seq": {"type": "integer"},
+                "type": {"type": "string", "enum": ["input", "output"]},
+                "content": {"type": "string"},
+                "time": {"type": "string", "format": "date-time"},
+                "prompt_id": {"type": "string"},
+                "raw": {"type": "boolean"},
+                "partial": {"type": "boolean"},
+                "source": {"type": "string", "enum": ["setup", "agent", "screen"]},
+            },
+            ["seq", "type", "content", "time"],
+            "One line of the transcript.",
+        ),
+        "Prompt": _object(
+            {
+                "id": {"type": "string"},
+                "content": {"type": "string"},
+                "state": {"type": "string", "enum": ["queued", "delivered", "taken", "failed"]},
+                "queued_at": _nullable("string", "When it was queued."),
+                "delivered_at": _nullable("string", "When it was typed."),
+                "taken_at": _nullable("string", "When the agent took it."),
+                "assumed": {"type": "boolean"},
+                "reason": _nullable("string", "Why it failed."),
+            },
+            ["id", "content", "state"],
+            "A user prompt and its delivery.",
+        ),
+        "LogResponseBody": _object(
+            {
+                "entries": {"type": "array", "items": _ref("TranscriptEntry")},
+                "last_seq": {"type": "integer"},
+                "status": _ref("StatusResponseBody"),
+                "prompts_version": {"type": "integer"},
+                "prompts": {"type": "array", "items": _ref("Prompt")},
+            },
+            ["entries", "last_seq", "status"],
+            "Transcript entries after a sequence number.",
+        ),
+        "PromptsResponseBody": _object(
+            {"prompts": {"type": "array", "items": _ref("Prompt")}},
+            ["prompts"],
+            "Every prompt.",
+        ),
+        "HookRequestBody": _object(
+            {
+                "event": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 64,
+                    "pattern": r"\S",
+                    "description": "prompt_submitted, stop, ...",
+                },
+                "text": _nullable("string", "What the agent said in the turn."),
+            },
+            ["event"],
+            "An agent hook event.",
+        ),
+        "HookResponseBody": _object(
+            {
+                "ok": {"type": "boolean"},
+                "known": {"type": "boolean"},
+                "state_source": {"type": "string"},
+                "state": _ref("DockyardState"),
+                "lines": {"type": "integer"},
+            },
+            ["ok", "known", "state_source", "state", "lines"],
+            "What the bridge made of a hook event.",
+        ),
+        "HealthResponseBody": _object({"ok": {"type": "boolean"}}, ["ok"], "The bridge answers."),
+    }
+
+
+def _query(name: str, kind: str, description: str, minimum: int | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": kind}
+    if minimum is not None:
+        schema["minimum"] = minimum
+    return {"name": name, "in": "query", "schema": schema, "description": description}
+
+
+def _paths() -> dict[str, Any]:
+    """Dockyard's routes."""
+    open_route: dict[str, Any] = {"security": []}
+    return {
+        "/openapi.json": {
+            "get": {
+                "operationId": "get-openapi",
+                "summary": "This document",
+                "description": "Needs no token, as /healthz: it is the same for every bridge.",
+                **open_route,
+                "responses": {"200": _json({"type": "object"}), "default": _ERROR},
+            }
+        },
+        "/healthz": {
+            "get": {
+                "operationId": "get-healthz",
+                "summary": "Health",
+                **open_route,
+                "responses": {"200": _json(_ref("HealthResponseBody")), "default": _ERROR},
+            }
+        },
+        "/dockyard/log": {
+            "get": {
+                "operationId": "get-dockyard-log",
+                "summary": "Transcript entries, long-polling",
+                "parameters": [
+                    _query("after", "integer", "Entries with seq > after (default 0).", 0),
+                    _query("wait", "number", "Seconds to wait while none (cap 30).", 0),
+                    _query("limit", "integer", "At most this many (default 1000, cap 10000).", 1),
+                    {
+                        **_query("state", "string", "Answer at once when the state differs."),
+                        "schema": _ref("DockyardState"),
+                    },
+                    _query("prompts", "integer", "A prompts_version: answer when prompts move."),
+                ],
+                "responses": {"200": _json(_ref("LogResponseBody")), "default": _ERROR},
+            }
+        },
+        "/dockyard/prompts": {
+            "get": {
+                "operationId": "get-dockyard-prompts",
+                "summary": "Every prompt with its delivery",
+                "responses": {"200": _json(_ref("PromptsResponseBody")), "default": _ERROR},
+            }
+        },
+        "/dockyard/hook": {
+            "post": {
+                "operationId": "post-dockyard-hook",
+                "summary": "An agent hook event",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("HookRequestBody")}},
+                },
+                "responses": {"200": _json(_ref("HookResponseBody")), "default": _ERROR},
+            }
+        },
+    }
+
+
+def document() -> dict[str, Any]:
+    """agentapi's document extended with what the bridge adds: Dockyard's fields on
+    agentapi's bodies (all optional to a client; agentapi's required fields stay), its
+    /dockyard routes, and the bearer token every other route needs. POST /upload is left
+    out: the bridge does not serve it."""
+    doc = vendored()  # a fresh copy
+    upstream = doc["info"]["version"]
+    doc["info"] = {
+        "title": "AgentAPI (Dockyard bridge)",
+        "version": upstream,
+        "description": (
+            "The Dockyard bridge's HTTP API: coder/agentapi's, to its document "
+            f"(v{upstream}), plus Dockyard's fields and /dockyard routes. Every route but "
+            "/healthz and /openapi.json needs `Authorization: Bearer <bridge token>`.\n\n"
+            "https://github.com/coder/agentapi"
+        ),
+    }
+    doc["paths"].pop("/upload", None)
+    schemas = doc["components"]["schemas"]
+    schemas.update(_schemas())
+    schemas["StatusResponseBody"]["properties"]["dockyard"] = _ref("DockyardStatus")
+    schemas["StatusChangeBody"]["properties"]["state"] = _ref("DockyardState")
+    schemas["MessageRequestBody"]["description"] = (
+        "Dockyard: a `user` message must hold more than whitespace (agentapi refuses it "
+        "too); it is a 422."
+    )
+    # agentapi refuses an empty message too (as a 500); the bridge with a 422
+    schemas["MessageRequestBody"]["properties"]["content"]["minLength"] = 1
+    schemas["MessageRequestBody"]["properties"]["id"] = {
+        "type": "string",
+        "minLength": 1,
+        "pattern": r"\S",
+        "description": (
+            "Dockyard: the prompt's id. A POST retried with the same id and content queues "
+            "it once; the same id with other content is a 409."
+        ),
+    }
+    schemas["MessageResponseBody"]["properties"]["id"] = {
+        "type": "string",
+        "description": "Dockyard: the prompt's id (given, or made up).",
+    }
+    doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    doc["security"] = [{"bearer": []}]
+    doc["paths"].update(_paths())
+    return doc
