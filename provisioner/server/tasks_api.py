@@ -1,0 +1,285 @@
+"""/api/v2 routes of tasks: create, list, show (long-poll), events, logs, prompts, send,
+pause, resume and delete. Members see only their own tasks (find_task)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from provisioner.auth.tokens import Principal
+from provisioner.engine.engine import Engine
+from provisioner.errors import Forbidden, ParameterError, TaskNotFound, TemplateError
+from provisioner.lifecycle import Status
+from provisioner.model import Task
+from provisioner.server import inputs
+from provisioner.server.auth import caller
+from provisioner.server.http_errors import ERROR_RESPONSES, MAX_ROW_ID
+from provisioner.server.logjson import entries_json, page_json
+from provisioner.server.waiting import MAX_WAIT, wait_for
+from provisioner.store.store import Store
+
+
+class CreateTask(BaseModel):
+    """Body of POST /api/v2/tasks."""
+
+    template: str = Field(description="Template name")
+    preset: str | None = Field(None, description="Preset name; the default preset if absent")
+    prompt: str = Field(description="The task's first input to the agent")
+    parameters: dict[str, Any] = Field(default_factory=dict, description="Overrides")
+    name: str | None = Field(None, description="Task name; derived from the prompt if absent")
+    template_version: str | None = Field(
+        None, description="A stored version (hash, prefix or label); the active one if absent"
+    )
+    owner: str | None = Field(
+        None, description="Create it for this user (admins only); the caller if absent"
+    )
+
+
+class SendInput(BaseModel):
+    """Body of POST /api/v2/tasks/{task}/send."""
+
+    input: str = Field(description="The follow-up prompt")
+
+
+# a prompt is waited on while it is in one of these; the task's status ends the wait too
+PROMPT_PENDING = frozenset({"queued", "delivered"})
+STOPPED_WAITING = frozenset({Status.PAUSED, Status.ERROR, Status.FAILED, Status.CANCELLED})
+
+
+def _read_logs(store: Store, task_id: str, after: int, limit: int) -> tuple[str, int | None]:
+    """Entries after `after` as a JSON array, and the id of the last one (None: none)."""
+    written = store.log_rows_json(task_id, after, limit)
+    if written is not None:
+        text, ids = written
+        return text, ids[-1] if ids else None
+    rows = store.log_rows(task_id, after, limit)
+    return entries_json(rows), rows[-1][0] if rows else None
+
+
+async def _wait_for_logs(
+    store: Store, task_id: str, after: int, limit: int, wait: float
+) -> tuple[str, int | None]:
+    """_read_logs, long-polling up to `wait` s; woken as soon as lines are stored here.
+    Other processes sharing the database do not wake us: re-checked every second."""
+    return await wait_for(
+        store,
+        lambda: _read_logs(store, task_id, after, limit),
+        lambda page: page[1] is not None,
+        wait,
+        recheck=LOGS_RECHECK,
+    )
+
+
+# a logs long-poll is woken by this process's follower; lines from another server sharing
+# the database are found by looking again this often
+LOGS_RECHECK = 1.0
+
+
+def task_etag(public: dict[str, Any]) -> str:
+    """A short fingerprint of a task as the API shows it: `since` of a status long-poll."""
+    text = json.dumps(public, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _prompt_json(p: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": p["id"],
+        "content": p["content"],
+        "state": p["state"],
+        "created_at": p["created_at"],
+        "delivered_at": p["delivered_at"],
+        "taken_at": p["taken_at"],
+        "reason": p.get("reason"),  # why it failed
+    }
+
+
+def _logs_page(store: Store, task_id: str, entries: str, last_id: int) -> bytes:
+    """GET .../logs as JSON bytes (a flood's page holds thousands of entries)."""
+    current = store.get(task_id)
+    waiting = store.prompts(task_id)
+    rest = {
+        "last_id": last_id,
+        "status": current.status.value,
+        "state": current.state,
+        # sent but not yet typed into the agent: not in the transcript yet
+        "pending_prompts": [_prompt_json(p) for p in waiting if p["state"] == "queued"],
+    }
+    return page_json(entries, rest)
+
+
+def find_task(store: Store, who: Principal, ref: str) -> Task:
+    """The task `ref` names, as `who` may see it: members only their own (others' are
+    not found, never forbidden, so their names do not leak); admins their own first,
+    then anyone's."""
+    if not who.is_admin:
+        return store.get(ref, owner=who.user)
+    try:
+        return store.get(ref, owner=who.user)
+    except TaskNotFound:
+        return store.get(ref)
+
+
+def build_tasks_router(engine: Engine) -> APIRouter:
+    """Task routes, bound to one engine."""
+    r = APIRouter(prefix="/api/v2", responses=ERROR_RESPONSES)
+    store = engine.store
+
+    @r.post("/tasks", status_code=201)
+    def create_task(body: CreateTask, who: Principal = Depends(caller)) -> dict[str, Any]:
+        prompt = inputs.create_prompt(body)
+        owner = who.user
+        if body.owner is not None and body.owner != who.user:
+            if not who.is_admin:
+                raise Forbidden("Only an admin may create tasks for another user")
+            if store.user(body.owner) is None:
+                raise ParameterError(f"No user {body.owner[:40]!r} to own the task")
+            owner = body.owner
+        task = engine.create_task(
+            owner=owner,
+            actor=who.actor,
+            template=body.template,
+            preset=body.preset,
+            prompt=prompt,
+            parameters=body.parameters,
+            name=body.name,
+            template_version=body.template_version,
+        )
+        if owner != who.user:
+            store.record_audit(who.actor, "task.create", f"{owner}/{task.name}", task.id)
+        return task.public()
+
+    @r.get("/tasks")
+    def list_tasks(
+        status: str | None = None,
+        all: bool = Query(False, description="Every user's tasks (admins only)"),
+        who: Principal = Depends(caller),
+    ) -> dict[str, Any]:
+        if all and not who.is_admin:
+            raise Forbidden("Only an admin may list every user's tasks")
+        statuses = None
+        if status:
+            try:
+                statuses = [Status(s.strip()) for s in status.split(",")]
+            except ValueError as exc:
+                valid = ", ".join(s.value for s in Status)
+                raise TemplateError(f"Unknown status {status!r} (one of: {valid})") from exc
+        owner = None if all else who.user
+        return {"tasks": [t.public() for t in store.list_tasks(statuses, owner=owner)]}
+
+    @r.get("/tasks/{ref}")
+    async def get_task(
+        ref: str,
+        response: Response,
+        wait: float = Query(
+            0, ge=0, le=MAX_WAIT, description="Seconds to hold the answer until it differs"
+        ),
+        since: str | None = Query(
+            None,
+            max_length=64,
+            description="The ETag of the task as last seen: with `wait`, answer once it changed",
+        ),
+        who: Principal = Depends(caller),
+    ) -> dict[str, Any]:
+        # the ETag is of the task as shown; a long-poll answers once it is another one
+        public = (await run_in_threadpool(find_task, store, who, ref)).public()
+        if wait and since is not None and task_etag(public) == since:
+            task_id = public["id"]
+            public = await wait_for(
+                store,
+                lambda: store.get(task_id).public(),
+                lambda current: task_etag(current) != since,
+                wait,
+            )
+        response.headers["ETag"] = task_etag(public)
+        return public
+
+    @r.get("/tasks/{ref}/events")
+    def task_events(ref: str, who: Principal = Depends(caller)) -> dict[str, Any]:
+        task = find_task(store, who, ref)
+        return {"events": store.events(task.id)}
+
+    @r.get("/tasks/{ref}/logs", response_model=None)
+    async def task_logs(
+        ref: str,
+        after: int = Query(0, ge=0, le=MAX_ROW_ID),
+        wait: float = Query(0, ge=0, le=60),
+        limit: int = Query(10000, ge=1, le=100000),
+        who: Principal = Depends(caller),
+    ) -> Response:
+        task = await run_in_threadpool(find_task, store, who, ref)
+        entries, last_id = await _wait_for_logs(store, task.id, after, limit, wait)
+        last = after if last_id is None else last_id
+        body = await run_in_threadpool(_logs_page, store, task.id, entries, last)
+        return Response(body, media_type="application/json")
+
+    @r.get("/tasks/{ref}/prompts")
+    def task_prompts(ref: str, who: Principal = Depends(caller)) -> dict[str, Any]:
+        task = find_task(store, who, ref)
+        return {"prompts": [_prompt_json(p) for p in store.prompts(task.id)]}
+
+    @r.get("/tasks/{ref}/prompts/{prompt_id}")
+    async def task_prompt(
+        ref: str,
+        prompt_id: str,
+        wait: float = Query(
+            0,
+            ge=0,
+            le=MAX_WAIT,
+            description="Seconds to hold the answer while the prompt is queued or delivered "
+            "(it ends early when the task is paused, errored, failed or cancelled)",
+        ),
+        who: Principal = Depends(caller),
+    ) -> dict[str, Any]:
+        task = await run_in_threadpool(find_task, store, who, ref)
+
+        def read() -> tuple[dict[str, Any] | None, Status]:
+            return store.prompt(prompt_id), store.get(task.id).status
+
+        def done(seen: tuple[dict[str, Any] | None, Status]) -> bool:
+            prompt, status = seen
+            if prompt is None or prompt["task_id"] != task.id:
+                return True
+            return prompt["state"] not in PROMPT_PENDING or status in STOPPED_WAITING
+
+        prompt, _ = await run_in_threadpool(read)
+        if wait and not done((prompt, task.status)):
+            prompt, _ = await wait_for(store, read, done, wait)
+        if prompt is None or prompt["task_id"] != task.id:
+            raise TaskNotFound(f"Task {task.name} has no prompt {prompt_id!r}")
+        return _prompt_json(prompt)
+
+    def act_on(who: Principal, ref: str, action: str) -> Task:
+        """The task an act names; an admin acting on another's task is audited."""
+        task = find_task(store, who, ref)
+        if task.owner != who.user:
+            store.record_audit(who.actor, action, f"{task.owner}/{task.name}", task.id)
+        return task
+
+    @r.post("/tasks/{ref}/send")
+    def send(ref: str, body: SendInput, who: Principal = Depends(caller)) -> dict[str, Any]:
+        text = inputs.send_input(body)
+        task = act_on(who, ref, "task.send")
+        return engine.send(task.id, text, actor=who.actor)
+
+    @r.post("/tasks/{ref}/pause")
+    def pause(ref: str, who: Principal = Depends(caller)) -> dict[str, Any]:
+        task = act_on(who, ref, "task.pause")
+        return engine.pause(task.id, actor=who.actor).public()
+
+    @r.post("/tasks/{ref}/resume")
+    def resume(ref: str, who: Principal = Depends(caller)) -> dict[str, Any]:
+        task = act_on(who, ref, "task.resume")
+        return engine.resume(task.id, actor=who.actor).public()
+
+    @r.delete("/tasks/{ref}")
+    def delete(ref: str, who: Principal = Depends(caller)) -> dict[str, Any]:
+        task = act_on(who, ref, "task.delete")
+        task = engine.delete(task.id, actor=who.actor)
+        return {"ok": True, "id": task.id, "name": task.name}
+
+    return r
