@@ -9,6 +9,8 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from provisioner.bridge.runtime.wire import QUEUED
+
 EMPTY = "-"
 MESSAGE_WIDTH = 60
 TASK_HEADERS = ("NAME", "STATUS", "PHASE", "STATE", "UPDATED", "MESSAGE")
@@ -155,7 +157,7 @@ def log_text(entry: dict[str, Any]) -> str:
     """A log entry as text: inputs as `>>> ...`, system lines as `[dockyard] ...`."""
     content = str(entry.get("content") or "").rstrip("\n")
     prefix = {"input": ">>> ", "system": "[dockyard] "}.get(str(entry.get("type")), "")
-    if entry.get("delivery") == "queued":
+    if entry.get("delivery") == QUEUED:
         prefix += "(queued) "
     if not prefix:
         return content

@@ -27,6 +27,7 @@ from cli.render import (
     tasks_table,
     to_json,
 )
+from provisioner.bridge.runtime.wire import DELIVERED, FAILED, QUEUED, TAKEN
 
 STATUSES = (
     "backlog",
@@ -301,7 +302,7 @@ def _read_logs(client: Client, task: str, follow: bool) -> Iterable[JSON]:
                         "content": prompt["content"],
                         "time": prompt["created_at"],
                         "prompt_id": prompt["id"],
-                        "delivery": "queued",
+                        "delivery": QUEUED,
                     }
             return
         # a stopped task is drained without waiting; a running one is long-polled
@@ -404,7 +405,7 @@ def _wait_until_taken(
     deadline = time.monotonic() + timeout
     state = ""
     wait = 0.0
-    if sent in ("queued", "delivered"):
+    if sent in (QUEUED, DELIVERED):
         state = str(sent)
         click.echo(f"prompt {state}")
         wait = max(min(LONG_POLL, timeout), 0.001)
@@ -414,17 +415,17 @@ def _wait_until_taken(
         answered = time.monotonic() - asked
         if prompt.get("state") != state:
             state = str(prompt.get("state"))
-            if state != "taken":
+            if state != TAKEN:
                 click.echo(f"prompt {state}")
-        if state == "taken":
+        if state == TAKEN:
             click.echo("prompt taken by the agent")
             return
-        if state == "failed":
+        if state == FAILED:
             # final: it will never reach the agent, waiting longer changes nothing
             raise CliError(f"the prompt failed: {prompt.get('reason') or 'no reason given'}")
         current = client.get_task(task)
         if current.get("status") in WAIT_FAILURES:
-            if client.get_prompt(task, prompt_id).get("state") == "taken":
+            if client.get_prompt(task, prompt_id).get("state") == TAKEN:
                 continue  # taken just before the task stopped: report that, not a failure
             raise CliError(
                 f"task {task} is {current.get('status')}: {current.get('message') or ''}".strip(),

@@ -19,6 +19,7 @@ import secrets
 import time
 from typing import Any
 
+from provisioner.bridge.runtime.wire import DELIVERED, FAILED, PROMPT_FINISHED, QUEUED, TAKEN
 from provisioner.errors import ParameterError, PayloadTooLarge
 
 # The largest prompt taken, in UTF-8 bytes. JSON-escaped on its way to the bridge it grows
@@ -131,8 +132,7 @@ def new_prompt_id() -> str:
 
 # A prompt's delivery states. Taken and failed are final: a failed prompt was refused or
 # could not be typed whole, and the reason says why; neither holds up the prompts after it.
-QUEUED, DELIVERED, TAKEN, FAILED = "queued", "delivered", "taken", "failed"
-FINISHED = (TAKEN, FAILED)
+FINISHED = PROMPT_FINISHED
 STATE_ORDER = {QUEUED: 0, DELIVERED: 1, TAKEN: 2, FAILED: 2}
 
 # what a bridge answers to a prompt it will never take, however often it is sent (a body

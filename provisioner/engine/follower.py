@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachable
+from provisioner.bridge.runtime.wire import EXITED, IDLE, SETUP_FAILED, STOPPING, WORKING
 from provisioner.errors import BackendUnavailable, TaskConflict, TaskNotFound
 from provisioner.lifecycle import ErrorClass, State, Status
 from provisioner.prompts import FINISHED
@@ -85,15 +86,15 @@ def decide(
     task_message: str,
 ) -> Step:
     """The task's next step from the bridge's reply (pure: no I/O)."""
-    if bridge_state == "setup_failed":
+    if bridge_state == SETUP_FAILED:
         return Step("setup_failed", exit_code=status.get("exit_code"))
-    if bridge_state == "exited":
+    if bridge_state == EXITED:
         # drain everything the agent printed before judging its exit
         return Step("none") if entries else Step("exited", exit_code=status.get("exit_code"))
-    if bridge_state == "stopping":
+    if bridge_state == STOPPING:
         return Step("none")  # someone is stopping the workspace; its end will show itself
     # Idle only once the agent has taken every prompt sent to it.
-    idle = bridge_state == "idle" and not prompts_untaken
+    idle = bridge_state == IDLE and not prompts_untaken
     state = State.IDLE.value if idle else State.WORKING.value
     message = message_from(entries, task_message)
     if state == task_state and message == task_message:
@@ -193,7 +194,7 @@ class Follower(threading.Thread):
             try:
                 # The first poll learns the state; once the agent has exited nothing will
                 # change: both are answered at once rather than long-polled.
-                wait = 0.0 if bridge_state in ("", "exited") else POLL_WAIT_S
+                wait = 0.0 if bridge_state in ("", EXITED) else POLL_WAIT_S
                 if ahead is not None:
                     # sent with the very arguments this iteration would use; taken off
                     # first, so a poll that failed is not asked for its answer again
@@ -234,7 +235,7 @@ class Follower(threading.Thread):
             bridge_state = str(status.get("state", ""))
             if entries:
                 last_seq = max(int(e["seq"]) for e in entries)
-                if bridge_state == "working":  # more is likely on its way: ask for it now
+                if bridge_state == WORKING:  # more is likely on its way: ask for it now
                     ahead = self._poll_ahead(client, last_seq, bridge_state, prompts_version)
                 store.append_logs(self.task_id, entries)
             # Delivery states first: a prompt the agent took just before it exited is taken.

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachable
+from provisioner.bridge.runtime.wire import EXITED, IDLE, SETUP, SETUP_FAILED, STARTING, WORKING
 from provisioner.engine.follower import message_from
 from provisioner.engine.workspace import spec_for
 from provisioner.errors import BridgeFailure, PhaseTimeout, StartupFailure, TaskConflict
@@ -218,7 +219,7 @@ class Provisioner:
             status = reply.get("status", {}).get("dockyard", {})
             state = status.get("state")
             seen_state = str(state) if state else None
-            if state == "setup_failed":
+            if state == SETUP_FAILED:
                 self._phase_name = Phase.SETUP.value
                 code = (status.get("setup") or {}).get("exit_code", status.get("exit_code"))
                 raise StartupFailure(
@@ -226,11 +227,11 @@ class Provisioner:
                     + self.engine.last_output(self.task_id),
                     phase=Phase.SETUP.value,
                 )
-            wanted = {"setup": Phase.SETUP, "starting": Phase.AGENT}.get(str(state))
+            wanted = {SETUP: Phase.SETUP, STARTING: Phase.AGENT}.get(str(state))
             setup_state = (status.get("setup") or {}).get("state")
-            if state == "starting" and spec.setup_script and setup_state not in ("done", None):
+            if state == STARTING and spec.setup_script and setup_state not in ("done", None):
                 wanted = Phase.SETUP  # the bridge has not begun the script yet: still setup
-            if state in ("working", "idle"):
+            if state in (WORKING, IDLE):
                 wanted = Phase.AGENT
             if wanted is not None and wanted.value != current:
                 current = wanted.value
@@ -240,9 +241,9 @@ class Provisioner:
                 self._enter(wanted, message, limits)
             if current == Phase.AGENT.value:
                 said.extend(entries)
-            if state in ("working", "idle"):
+            if state in (WORKING, IDLE):
                 return said
-            if state == "exited":
+            if state == EXITED:
                 raise StartupFailure(
                     f"the agent exited with code {status.get('exit_code')} while starting"
                     + self.engine.last_output(self.task_id),
@@ -251,7 +252,7 @@ class Provisioner:
             if time.monotonic() >= self._deadline:
                 what = (
                     "the setup script is still running"
-                    if state == "setup"
+                    if state == SETUP
                     else ("the agent never showed its input prompt")
                 )
                 raise self._timeout(what)

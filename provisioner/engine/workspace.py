@@ -9,6 +9,7 @@ from typing import Any
 
 from provisioner.backends.base import BRIDGE_DIR, BRIDGE_PORT, BridgeBundle
 from provisioner.bridge.package import build_zipapp
+from provisioner.bridge.runtime.config import BridgeConfig, Profile, config_document
 from provisioner.images import recipes
 from provisioner.model import Task
 from provisioner.spec import IMAGE_FROM, WorkspaceSpec
@@ -81,24 +82,33 @@ def initial_prompt_id(task: Task) -> str:
 
 
 def bridge_config(task: Task, spec: WorkspaceSpec) -> dict[str, object]:
-    """The bridge's config file for this task's workspace."""
-    return {
-        "agent_command": spec.agent_command,
-        "resume_command": spec.resume_command,
-        "cwd": spec.workdir,
-        "env": spec.env,
-        "listen": f"0.0.0.0:{BRIDGE_PORT}",
-        "token_file": f"{BRIDGE_DIR}/token",
-        "state_dir": BRIDGE_STATE_DIR,
+    """The bridge's config document for this task's workspace (its wire form is defined
+    once, beside the bridge's parser: runtime.config.config_document)."""
+    profile = spec.profile
+    config = BridgeConfig(
+        agent_command=list(spec.agent_command),
+        resume_command=list(spec.resume_command) if spec.resume_command else None,
+        cwd=spec.workdir,
+        env=dict(spec.env),
+        listen=f"0.0.0.0:{BRIDGE_PORT}",
+        token_file=f"{BRIDGE_DIR}/token",
+        state_dir=BRIDGE_STATE_DIR,
         # A warm workspace waits for its first prompt until a task claims it.
-        "initial_prompt": task.prompt if task.kind == "task" else None,
-        "initial_prompt_id": initial_prompt_id(task),
-        "setup_script": spec.setup_script,
+        initial_prompt=task.prompt if task.kind == "task" else None,
+        initial_prompt_id=initial_prompt_id(task),
+        setup_script=spec.setup_script,
         # the server enforces the prompt size; the bridge reads how to drive the terminal
-        "profile": spec.profile.model_dump(exclude={"max_prompt_bytes"}),
-        "columns": 120,
-        "rows": 40,
-    }
+        profile=Profile(
+            prompt_regex=profile.prompt_regex,
+            quiet_ms=profile.quiet_ms,
+            submit=profile.submit,
+            take_timeout_s=profile.take_timeout_s,
+            state_source=profile.state_source,
+        ),
+        columns=120,
+        rows=40,
+    )
+    return config_document(config)
 
 
 class BridgeBundler:

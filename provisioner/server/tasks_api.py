@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from provisioner.auth.tokens import Principal
+from provisioner.bridge.runtime.wire import DELIVERED, QUEUED
 from provisioner.engine.engine import Engine
 from provisioner.errors import Forbidden, ParameterError, TaskNotFound, TemplateError
 from provisioner.lifecycle import Status
@@ -47,7 +48,7 @@ class SendInput(BaseModel):
 
 
 # a prompt is waited on while it is in one of these; the task's status ends the wait too
-PROMPT_PENDING = frozenset({"queued", "delivered"})
+PROMPT_PENDING = frozenset({QUEUED, DELIVERED})
 STOPPED_WAITING = frozenset({Status.PAUSED, Status.ERROR, Status.FAILED, Status.CANCELLED})
 
 
@@ -107,7 +108,7 @@ def _logs_page(store: Store, task_id: str, entries: str, last_id: int) -> bytes:
         "status": current.status.value,
         "state": current.state,
         # sent but not yet typed into the agent: not in the transcript yet
-        "pending_prompts": [_prompt_json(p) for p in waiting if p["state"] == "queued"],
+        "pending_prompts": [_prompt_json(p) for p in waiting if p["state"] == QUEUED],
     }
     return page_json(entries, rest)
 

@@ -273,7 +273,7 @@ class PromptsMixin:
             "id": prompt_id,
             "task_id": task_id,
             "content": content,
-            "state": "queued",
+            "state": QUEUED,
             "handed": 0,
             "created_at": utcnow(),
         }

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.bridge.runtime.config import ConfigError, Profile, load_config, parse_config
+from provisioner.bridge.runtime.config import (
+    ConfigError,
+    Profile,
+    config_document,
+    load_config,
+    parse_config,
+)
 
 
 def test_defaults_fill_missing_keys() -> None:
@@ -117,3 +123,46 @@ def test_agent_type_may_be_given() -> None:
     assert config.agent_type == "aider"
     with pytest.raises(ConfigError, match="agent_type must be one of"):
         parse_config({"agent_command": ["x"], "agent_type": "robot"})
+
+
+def test_the_server_writes_what_the_bridge_reads_without_a_warning() -> None:
+    # the wire form is defined once (config_document); the server builds its document
+    # from the task's spec with it, and the bridge parses it back field for field
+    from provisioner.engine.workspace import bridge_config
+    from provisioner.templating.catalog import Catalog
+    from provisioner.templating.render import render_workspace
+    from tests.stored import new_task
+
+    tpl = Catalog().get("scripted")
+    spec = render_workspace(tpl, tpl.default_preset(), {})
+    task = new_task(prompt="hello there", template="scripted")
+    warnings: list[str] = []
+    config = parse_config(json.loads(json.dumps(bridge_config(task, spec))), warnings.append)
+    assert warnings == []
+    assert config.agent_command == spec.agent_command and config.cwd == spec.workdir
+    assert config.initial_prompt == "hello there"
+    assert config.initial_prompt_id == f"{task.id}-initial"
+    assert config.profile.prompt_regex == spec.profile.prompt_regex
+    assert config.profile.quiet_ms == spec.profile.quiet_ms
+    assert config.profile.submit == spec.profile.submit
+    assert config.setup_script == spec.setup_script
+    assert config_document(config) == bridge_config(task, spec)
+
+
+def test_every_field_survives_the_wire() -> None:
+    full = parse_config(
+        {
+            "agent_command": ["claude"],
+            "resume_command": ["claude", "--continue"],
+            "env": {"A": "1"},
+            "initial_prompt": "p",
+            "initial_prompt_id": "i",
+            "setup_script": "echo hi",
+            "setup_shell": ["sh", "-c"],
+            "agent_type": "aider",
+            "profile": {"submit": "paste", "quiet_ms": 40, "state_source": "hooks"},
+            "columns": 80,
+            "rows": 24,
+        }
+    )
+    assert parse_config(json.loads(json.dumps(config_document(full)))) == full

@@ -8,13 +8,37 @@ from typing import Any
 
 from .hooks import PROMPT_SUBMITTED, HookTracker
 from .transcript import utc_iso
+from .wire import (
+    BRIDGE_STATES as STATES,
+)
+from .wire import (
+    DELIVERED,
+    EXITED,
+    FAILED,
+    IDLE,
+    QUEUED,
+    SETUP,
+    SETUP_FAILED,
+    STARTING,
+    STOPPING,
+    TAKEN,
+    WORKING,
+)
 
-# failed: the bridge could not type it (the reason says why); like taken, it is done
-QUEUED, DELIVERED, TAKEN, FAILED = "queued", "delivered", "taken", "failed"
-STARTING, WORKING, IDLE, EXITED = "starting", "working", "idle", "exited"
-# the bridge's own states around the agent's: before it starts, instead of it, while stopping
-SETUP, SETUP_FAILED, STOPPING = "setup", "setup_failed", "stopping"
-STATES = (SETUP, SETUP_FAILED, STARTING, WORKING, IDLE, EXITED, STOPPING)
+__all__ = [
+    "DELIVERED",
+    "EXITED",
+    "FAILED",
+    "IDLE",
+    "QUEUED",
+    "SETUP",
+    "SETUP_FAILED",
+    "STARTING",
+    "STATES",
+    "STOPPING",
+    "TAKEN",
+    "WORKING",
+]
 
 
 def _iso(ts: float | None) -> str | None:

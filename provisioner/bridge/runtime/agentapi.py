@@ -12,6 +12,8 @@ import json
 import os
 from typing import Any
 
+from .wire import BRIDGE_STATES, PROMPT_STATES
+
 # agentapi's AgentType values (lib/msgfmt/msgfmt.go); `custom` is any other agent
 AGENT_TYPES = (
     "claude", "goose", "aider", "codex", "gemini", "copilot", "amp", "cursor", "auggie",
@@ -114,7 +116,7 @@ _ERROR = {
     "content": {PROBLEM_JSON: {"schema": _ref("ErrorModel")}},
 }
 
-_STATES = ["setup", "setup_failed", "starting", "working", "idle", "exited", "stopping"]
+_STATES = list(BRIDGE_STATES)
 
 
 def _nullable(kind: str, description: str) -> dict[str, Any]:
@@ -178,7 +180,7 @@ def _schemas() -> dict[str, Any]:
             {
                 "id": {"type": "string"},
                 "content": {"type": "string"},
-                "state": {"type": "string", "enum": ["queued", "delivered", "taken", "failed"]},
+                "state": {"type": "string", "enum": list(PROMPT_STATES)},
                 "queued_at": _nullable("string", "When it was queued."),
                 "delivered_at": _nullable("string", "When it was typed."),
                 "taken_at": _nullable("string", "When the agent took it."),

@@ -216,6 +216,38 @@ def parse_config(data: Any, warn: Callable[[str], None] = _ignore) -> BridgeConf
     )
 
 
+def config_document(config: BridgeConfig) -> dict[str, Any]:
+    """The JSON document parse_config reads back as `config`: the one definition of the
+    bridge config's wire form, used by the server that writes it and the bridge alike."""
+    profile = config.profile
+    document: dict[str, Any] = {
+        "agent_command": list(config.agent_command),
+        "resume_command": list(config.resume_command) if config.resume_command else None,
+        "cwd": config.cwd,
+        "env": dict(config.env),
+        "listen": config.listen,
+        "token_file": config.token_file,
+        "state_dir": config.state_dir,
+        "initial_prompt": config.initial_prompt,
+        "initial_prompt_id": config.initial_prompt_id,
+        "setup_script": config.setup_script,
+        "profile": {
+            "prompt_regex": profile.prompt_regex,
+            "quiet_ms": profile.quiet_ms,
+            "submit": profile.submit,
+            "take_timeout_s": profile.take_timeout_s,
+            "state_source": profile.state_source,
+        },
+        "columns": config.columns,
+        "rows": config.rows,
+    }
+    if config.setup_shell is not None:
+        document["setup_shell"] = list(config.setup_shell)
+    if config.agent_type_override is not None:
+        document["agent_type"] = config.agent_type_override
+    return document
+
+
 def load_config(path: str | Path, warn: Callable[[str], None] = _ignore) -> BridgeConfig:
     """Read and validate the configuration file at `path`."""
     try:
