@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -12,7 +11,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import yaml
 
 from provisioner import paths
 from provisioner.backends.fake import FakeBackend
@@ -23,6 +21,7 @@ from provisioner.model import Task
 from provisioner.store.store import Store, sqlite_url
 from provisioner.templating.catalog import Catalog
 from provisioner.templating.versions import VersionStore
+from tests.variants import write_scripted_variant
 
 T = TypeVar("T")
 
@@ -40,16 +39,6 @@ def wait_until(check: Callable[[], T], timeout: float = 15, what: str = "") -> T
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout}s waiting for {what or check}")
         time.sleep(0.02)
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
 
 
 @dataclass
@@ -75,15 +64,7 @@ class Harness:
     ) -> str:
         """Copy the scripted template as `name` with `changes` merged into template.yaml
         and `presets` (file name -> YAML) in its folder; the engine's catalog sees it."""
-        folder = self.home / "test-templates" / name
-        shutil.copytree(paths.builtin_templates_dir() / "scripted", folder)
-        manifest = yaml.safe_load((folder / "template.yaml").read_text())
-        manifest = _merge(manifest, {"name": name, **changes})
-        (folder / "template.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
-        if presets:
-            (folder / "presets").mkdir()
-            for preset, text in presets.items():
-                (folder / "presets" / f"{preset}.yaml").write_text(text)
+        write_scripted_variant(self.home / "test-templates", name, presets, **changes)
         self.engine.catalog = self.catalog()
         return name
 

@@ -179,7 +179,7 @@ class Engine(UserCommands):
                 self._maybe_auto_pause(task)
         if time.monotonic() - self._last_sweep > ORPHAN_SWEEP_EVERY_S:
             self._last_sweep = time.monotonic()
-            self._sweep_orphans({t.id for t in self.store.list_tasks(kind=None)})
+            self._sweep_orphans()
         self.pools.fill()
 
     def _take_lease(self, task: Task) -> bool:
@@ -200,13 +200,18 @@ class Engine(UserCommands):
             self._provisioning.add(task_id)
         self._pool.submit(self._provision, task_id)
 
-    def _sweep_orphans(self, known: set[str]) -> None:
+    def _sweep_orphans(self) -> None:
+        # The workspaces first, the tasks after: a task's row is stored before any of its
+        # resources exist, so whatever was listed has its row in the later read. (The other
+        # way round, a task created by another engine while the listing ran, its volumes
+        # made meanwhile, was taken for an orphan and had its workspace removed.)
         try:
-            leftovers = self.backend.task_ids() - known
+            found = self.backend.task_ids()
         except BackendError as exc:
             log.warning("cannot list workspaces: %s", exc)
             return
-        for task_id in leftovers:
+        known = {t.id for t in self.store.list_tasks(kind=None)}
+        for task_id in found - known:
             log.info("removing workspace of deleted task %s", task_id)
             self.backend.remove(task_id)
 

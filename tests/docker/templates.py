@@ -7,37 +7,20 @@ import shutil
 from typing import Any
 
 import docker.errors
-import yaml
 
 from provisioner import paths
 from provisioner.templating.catalog import Catalog
 from tests.docker.conftest import ServerHandle
+from tests.variants import write_scripted_variant
 
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
-_CREATED: set[str] = set()
+_CREATED: set[str] = set()  # variant names made, so cleanup removes their image tags
 
 
 def add_scripted_variant(server: ServerHandle, name: str, **changes: Any) -> str:
     """Copy the scripted template as `name` with `changes` merged into its template.yaml."""
     _CREATED.add(name)
     root = server.home / "test-templates"
-    folder = root / name
-    if folder.exists():
-        shutil.rmtree(folder)
-    shutil.copytree(paths.builtin_templates_dir() / "scripted", folder)
-    manifest = yaml.safe_load((folder / "template.yaml").read_text())
-    manifest = _merge(manifest, {"name": name, **changes})
-    (folder / "template.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
+    write_scripted_variant(root, name, **changes)
     server.engine.catalog = Catalog(
         [paths.builtin_templates_dir(), root],
         [paths.builtin_presets_dir()],

@@ -243,7 +243,15 @@ def test_two_engines_on_one_database_never_both_act(
                 break
             time.sleep(0.2)
         else:
-            raise AssertionError(f"not all idle: {[(t.status, t.state) for t in tasks]}")
+            history = {
+                t.id: [(e["actor"], e["to_value"]) for e in first.store.events(t.id)] for t in tasks
+            }
+            raise AssertionError(
+                "not all idle: "
+                + "; ".join(
+                    f"{t.status.value}/{t.state}: {t.message!r} {history[t.id]}" for t in tasks
+                )
+            )
         for task_id in ids:
             assert len(containers_of(docker_client, task_id)) == 1
             claims = [

@@ -102,3 +102,22 @@ def test_two_engines_on_one_store_never_both_act(tmp_path: Path, bridge_cache: P
                 assert h.output(task_id).count(f"Done: race {ids.index(task_id)}") == 1
         finally:
             second.stop()
+
+
+def test_the_sweep_spares_a_task_created_while_it_lists_workspaces(fake: Harness) -> None:
+    # Another engine creates and provisions a task while this one lists the workspaces:
+    # the sweep must not take it for an orphan (it did when it read the tasks first).
+    task = fake.create("made meanwhile")
+    fake.wait_idle(task.id)
+    fake.engine.stop()
+    real = fake.backend.task_ids
+    record = fake.store.get(task.id)
+    fake.store.delete(task.id)  # not stored yet when the sweep begins...
+
+    def listing_while_it_is_created() -> set[str]:
+        fake.store.create_task(record, actor="other-engine")  # ...stored while it lists
+        return real()
+
+    fake.backend.task_ids = listing_while_it_is_created  # type: ignore[method-assign]
+    fake.engine._sweep_orphans()
+    assert fake.backend.observe(task.id).exists, "a live task's workspace was removed"
