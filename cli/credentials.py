@@ -14,8 +14,8 @@ from pathlib import Path
 
 import platformdirs
 
-from cli.local_server import local_admin_token, read_server_info, resolve_url
-from provisioner.paths import home_dir
+from cli.local_server import read_server_info, resolve_url
+from provisioner.paths import home_dir, read_admin_token
 
 TOKEN_ENV = "DOCKYARD_TOKEN"
 
@@ -72,13 +72,13 @@ def token_for(url: str, local: bool) -> str | None:
         return os.environ[TOKEN_ENV].strip()
     home = home_dir()
     if local:
-        return local_admin_token(home)
+        return read_admin_token(home)
     stored = _stored().get(url.rstrip("/"))
     if stored:
         return stored
     info = read_server_info(home)
     if info is not None and info.url.rstrip("/") == url.rstrip("/"):
-        return local_admin_token(home)
+        return read_admin_token(home)
     return None
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import click
 
 from cli.client import Client, CliError, LocalServerError
-from provisioner.paths import admin_token_path, home_dir
+from provisioner.paths import home_dir, read_admin_token
 
 if TYPE_CHECKING:  # a command that finds its server running never needs these
     import subprocess
@@ -44,17 +44,9 @@ def read_server_info(home: Path) -> ServerInfo | None:
     return ServerInfo(url=data["url"], pid=pid if isinstance(pid, int) else None)
 
 
-def local_admin_token(home: Path) -> str | None:
-    """The admin token the local server of `home` wrote (provisioner.server.bootstrap)."""
-    try:
-        return admin_token_path(home).read_text().strip() or None
-    except OSError:
-        return None
-
-
 def is_healthy(url: str, home: Path) -> bool:
     """True when the server at `url` answers the health check of `home`'s admin."""
-    client = Client(url, token=local_admin_token(home), timeout=HEALTH_TIMEOUT)
+    client = Client(url, token=read_admin_token(home), timeout=HEALTH_TIMEOUT)
     try:
         client.health()
     except CliError:

@@ -32,6 +32,14 @@ def admin_token_path(home: Path) -> Path:
     return home / "admin-token"
 
 
+def read_admin_token(home: Path) -> str | None:
+    """The local admin token of a home (the server's, read by the CLI too), or None."""
+    try:
+        return admin_token_path(home).read_text().strip() or None
+    except OSError:
+        return None
+
+
 def cache_dir() -> Path:
     """Shared across homes: image-build work and the bridge zipapp are per machine."""
     path = Path(

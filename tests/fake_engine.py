@@ -21,24 +21,13 @@ from provisioner.model import Task
 from provisioner.store.store import Store, sqlite_url
 from provisioner.templating.catalog import Catalog
 from provisioner.templating.versions import VersionStore
+from tests.polling import wait_until
 from tests.variants import write_scripted_variant
 
 T = TypeVar("T")
 
 FAST = {"work_seconds": 0.05}  # the scripted agent answers a prompt in about this long
 ADMIN = "admin"
-
-
-def wait_until(check: Callable[[], T], timeout: float = 15, what: str = "") -> T:
-    """Poll `check` until it returns something truthy; fail with `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what or check}")
-        time.sleep(0.02)
 
 
 @dataclass

@@ -61,24 +61,22 @@ def looks_like_token(value: str) -> bool:
     return _TOKEN_RE.fullmatch(value) is not None
 
 
+def _checked(pattern: re.Pattern[str], value: str, what: str, rule: str) -> str:
+    if not isinstance(value, str) or pattern.fullmatch(value) is None:
+        raise ParameterError(f"Invalid {what} {_shown(value)}: use {rule}")
+    return value
+
+
 def check_user_name(name: str) -> str:
     """`name` if it is a valid user name, else a ParameterError saying what is allowed."""
-    if not isinstance(name, str) or USER_RE.fullmatch(name) is None:
-        raise ParameterError(
-            f"Invalid user name {_shown(name)}: use 1-32 lowercase letters, digits, '-' "
-            "or '_', starting with a letter"
-        )
-    return name
+    rule = "1-32 lowercase letters, digits, '-' or '_', starting with a letter"
+    return _checked(USER_RE, name, "user name", rule)
 
 
 def check_token_name(name: str) -> str:
     """`name` if it is a valid token name, else a ParameterError."""
-    if not isinstance(name, str) or TOKEN_NAME_RE.fullmatch(name) is None:
-        raise ParameterError(
-            f"Invalid token name {_shown(name)}: use 1-64 letters, digits, spaces, '.', "
-            "'_' or '-', starting with a letter or digit"
-        )
-    return name
+    rule = "1-64 letters, digits, spaces, '.', '_' or '-', starting with a letter or digit"
+    return _checked(TOKEN_NAME_RE, name, "token name", rule)
 
 
 def parse_lifetime(text: str) -> timedelta:

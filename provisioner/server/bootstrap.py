@@ -16,7 +16,7 @@ from sqlalchemy import update
 
 from provisioner.auth.tokens import USER_RE, Role
 from provisioner.errors import TaskConflict
-from provisioner.paths import admin_token_path
+from provisioner.paths import admin_token_path, read_admin_token
 from provisioner.store.schema import tasks
 from provisioner.store.store import Store
 
@@ -32,19 +32,6 @@ def local_user_name() -> str:
         return "admin"
     name = re.sub(r"[^a-z0-9_-]", "-", raw.lower())[:32]
     return name if USER_RE.fullmatch(name) else "admin"
-
-
-def token_path(home: Path) -> Path:
-    """Where the local admin's token is kept."""
-    return admin_token_path(home)
-
-
-def read_token(home: Path) -> str | None:
-    """The local admin token of a home, or None."""
-    try:
-        return token_path(home).read_text().strip() or None
-    except OSError:
-        return None
 
 
 def ensure_local_admin(store: Store, home: Path) -> Path:
@@ -63,8 +50,8 @@ def ensure_local_admin(store: Store, home: Path) -> Path:
             store.create_user(name, Role.ADMIN)
     with store.db.begin() as conn:
         conn.execute(update(tasks).where(tasks.c.owner == LEGACY_OWNER).values(owner=name))
-    path = token_path(home)
-    current = read_token(home)
+    path = admin_token_path(home)
+    current = read_admin_token(home)
     if current is not None and store.token_valid(current):
         return path
     token, record = store.create_token(name, "local", None)

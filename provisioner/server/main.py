@@ -26,7 +26,7 @@ from provisioner.net import is_loopback_host
 from provisioner.server.accounts_api import build_accounts_router
 from provisioner.server.api import build_router, install_error_handler
 from provisioner.server.auth import Authenticator
-from provisioner.server.bootstrap import ensure_local_admin, token_path
+from provisioner.server.bootstrap import ensure_local_admin
 from provisioner.server.guard import RequestGuard
 from provisioner.store.store import Store, sqlite_url
 from provisioner.templating.catalog import Catalog
@@ -122,7 +122,7 @@ def run_server(
     near = "127.0.0.1" if host in ("0.0.0.0", "") else host
     url = f"{scheme}://{near}:{sock.getsockname()[1]}"
     address_file = home / "server.json"
-    token_file = token_path(home)
+    token_file = paths.admin_token_path(home)
 
     class _Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:

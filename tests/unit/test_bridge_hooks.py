@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
@@ -45,6 +45,7 @@ from provisioner.bridge.runtime.hooks import (
 from provisioner.spec import AgentProfile
 from provisioner.templating.catalog import Catalog
 from provisioner.templating.render import render_workspace
+from tests.polling import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 GLUE = REPO / "templates" / "claude-code" / "dockyard_claude.py"
@@ -693,17 +694,6 @@ while True:
     with open(session, "a") as f:
         f.write(json.dumps({"type": "system", "subtype": "stop_hook_summary"}) + "\n")
 """
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

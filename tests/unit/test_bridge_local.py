@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +20,11 @@ import pytest
 
 from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachable
 from provisioner.bridge.package import build_zipapp
+from tests.polling import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTED = REPO / "templates" / "scripted" / "scripted_agent.py"
 TOKEN = "test-token-123"
-
-
-def wait_until(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll `check` until it returns something truthy; fail with `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 class BridgeRunner:
