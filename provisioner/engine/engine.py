@@ -23,6 +23,7 @@ from provisioner.capacity import Usage
 from provisioner.engine.admission import Admissions
 from provisioner.engine.commands import LEASE_TTL_S, UserCommands
 from provisioner.engine.follower import Follower
+from provisioner.engine.outcomes import TaskOutcomes
 from provisioner.engine.pools import WarmPools
 from provisioner.engine.provision import Provisioner
 from provisioner.engine.secrets import SecretStore
@@ -59,7 +60,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-class Engine(UserCommands):
+class Engine(UserCommands, TaskOutcomes):
     """Drives every task of one store on one backend."""
 
     def __init__(
