@@ -15,7 +15,10 @@ from a2a.client import A2ACardResolver, ClientConfig, create_client
 from a2a.client.client import Client
 from a2a.types.a2a_pb2 import (
     CancelTaskRequest,
+    DeleteTaskPushNotificationConfigRequest,
+    GetTaskPushNotificationConfigRequest,
     GetTaskRequest,
+    ListTaskPushNotificationConfigsRequest,
     ListTasksRequest,
     Message,
     Part,
@@ -23,6 +26,7 @@ from a2a.types.a2a_pb2 import (
     SendMessageRequest,
     StreamResponse,
     Task,
+    TaskPushNotificationConfig,
     TaskState,
 )
 from a2a.utils.errors import A2AError, TaskNotFoundError
@@ -249,3 +253,35 @@ def test_hostile_messages_get_json_rpc_errors_and_create_nothing(served: Served)
     missing = _rpc(served, "alice", "GetTask", {"id": "x" * 5000}, **v1)
     assert missing["error"]["code"] == -32001  # task not found, never a 500
     assert served.h.store.list_tasks() == []
+
+
+def test_push_configs_are_kept_with_the_task(served: Served) -> None:
+    async def go() -> None:
+        async with _client(served, "alice") as alice:
+            task = await _send(alice, _message("Notify me"))
+            made = await alice.create_task_push_notification_config(
+                TaskPushNotificationConfig(task_id=task.id, url="https://ci.example/hook")
+            )
+            assert made.id and made.url == "https://ci.example/hook"
+            got = await alice.get_task_push_notification_config(
+                GetTaskPushNotificationConfigRequest(task_id=task.id, id=made.id)
+            )
+            assert got.url == made.url
+            with pytest.raises(A2AError, match="http"):
+                await alice.create_task_push_notification_config(
+                    TaskPushNotificationConfig(task_id=task.id, url="file:///etc/passwd")
+                )
+            async with _client(served, "bob") as bob:
+                with pytest.raises(TaskNotFoundError):
+                    await bob.list_task_push_notification_configs(
+                        ListTaskPushNotificationConfigsRequest(task_id=task.id)
+                    )
+            await alice.delete_task_push_notification_config(
+                DeleteTaskPushNotificationConfigRequest(task_id=task.id, id=made.id)
+            )
+            listed = await alice.list_task_push_notification_configs(
+                ListTaskPushNotificationConfigsRequest(task_id=task.id)
+            )
+            assert list(listed.configs) == []
+
+    asyncio.run(go())
