@@ -407,7 +407,11 @@ class Store(LogsMixin, PromptsMixin, AccountsMixin):
             tasks.c.queued_at,
             tasks.c.created_at,
             tasks.c.state,
-        ).where(tasks.c.status.in_([s.value for s in COUNTED]))
+        ).where(
+            tasks.c.status.in_([s.value for s in COUNTED]),
+            # a task waiting for its dependencies is not in line for a slot
+            tasks.c.blocked.is_(False),
+        )
         if kind is not None:
             query = query.where(tasks.c.kind == kind)
         return [
