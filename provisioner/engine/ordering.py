@@ -11,6 +11,7 @@ task being created. Every change is an event with its actor and reason.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ from provisioner.dependencies import (
     sprint_dependencies,
     to_promote,
 )
+from provisioner.engine.admission import Admissions
 from provisioner.errors import ParameterError, TaskConflict, TaskNotFound
 from provisioner.lifecycle import TERMINAL, ErrorClass, Status
 from provisioner.model import QueueFields, Task, utcnow
@@ -43,6 +45,7 @@ class TaskOrdering:
     """gate, promote_backlog, promote, set_priority, epic (mixed into the Engine)."""
 
     store: Store
+    admissions: Admissions
 
     if TYPE_CHECKING:
 
@@ -171,6 +174,7 @@ class TaskOrdering:
         deps = {t.id: Dependency(t.id, t.name, t.status) for t in self._deps_of(task)}
         decision = decide(task.depends_on, task.on_dependency_failure, deps)
         blocked = decision.verdict == Verdict.WAIT
+        ready = dataclasses.replace(task, message="waiting to be provisioned")
         moved = self.store.transition(
             task.id,
             Status.BACKLOG,
@@ -178,7 +182,8 @@ class TaskOrdering:
             actor=actor,
             action="promote",
             reason=f"promoted: {why}",
-            message=decision.message if blocked else "waiting to be provisioned",
+            # like a task just created: behind every waiting task, or starting at once
+            message=decision.message if blocked else self.admissions.first_message(ready),
             blocked=blocked,
             queued_at=utcnow(),  # its place in line: from now, not from its creation
         )

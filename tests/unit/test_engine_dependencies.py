@@ -3,16 +3,20 @@ backend: the real bridge and scripted agent as local processes)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from cli.main import cli as dockyard
 from provisioner.errors import ParameterError, TaskConflict
 from provisioner.lifecycle import Status
 from provisioner.model import QueueFields
 from provisioner.queueing import Cost, parse_completion
 from tests.fake_engine import Harness, Sampler, bridge_cache, fake, harness_at
+from tests.serving import admin_env, serve
 
 __all__ = ["bridge_cache", "fake"]
 
@@ -253,3 +257,45 @@ def test_a_sprint_runs_in_order_and_its_epic_shows_progress_and_cost(fake: Harne
     # a sprint task added after some ended waits only for the open ones
     four = fake.create("four", name="four", queue=QueueFields(action="sprint", epic="login"))
     assert fake.task(four.id).depends_on == [three.id]
+
+
+def test_cli_priority_promote_and_epic_status(capped: Harness, tmp_path: Path) -> None:
+    h = capped
+    with serve(h.engine, h.home) as url:
+        env = {**admin_env(url, h.home), "DOCKYARD_HOME": str(tmp_path / "cli")}
+
+        def run(*args: str, code: int = 0) -> str:
+            result = CliRunner().invoke(dockyard, list(args), env=env)
+            assert result.exit_code == code, result.output
+            return result.output
+
+        base = ("task", "create", "-t", "scripted", "--param", "work_seconds=0.05")
+        run(*base, "--name", "one", "--epic", "rel", "--action", "sprint", "first")
+        h.wait_idle("one")
+        run(*base, "--name", "two", "--epic", "rel", "--action", "sprint", "second")
+        run(*base, "--name", "plain", "waits for the slot")  # holds the backlog back
+        run(*base, "--name", "later", "--epic", "rel", "--action", "backlog", "someday")
+        assert "two: priority 75" in run("task", "priority", "two", "high", "--reason", "now")
+        run("task", "priority", "two", "101", code=2)  # refused before it is sent
+        out = run("task", "promote", "later", "--reason", "release")
+        assert "later: pending" in out and "It is waiting for capacity" in out
+        queue = run("task", "list", "--queue")
+        assert "later" in queue
+        epic = run("epic", "status", "rel")
+        assert epic.splitlines()[0].split() == [
+            "NAME",
+            "STATUS",
+            "PRI",
+            "ACTION",
+            "AFTER",
+            "PROGRESS",
+        ]
+        rows = {line.split()[0]: line.split() for line in epic.splitlines()[1:4]}
+        assert rows["two"][1:5] == ["pending", "75", "sprint", "one"]
+        assert "progress: 0 of 3 completed" in epic and "cost: 0 tokens in" in epic
+        shown = json.loads(run("epic", "status", "rel", "-o", "json"))
+        assert [t["name"] for t in shown["tasks"]] == ["one", "two", "later"]
+        events = run("task", "events", "two")
+        assert "priority" in events and "50 -> 75" in events and "now" in events
+        refused = CliRunner().invoke(dockyard, ["epic", "status", "nope"], env=env)
+        assert refused.exit_code == 1 and "No epic 'nope'" in refused.output
