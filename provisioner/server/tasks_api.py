@@ -30,7 +30,7 @@ from provisioner.server import inputs
 from provisioner.server.auth import caller
 from provisioner.server.http_errors import ERROR_RESPONSES, MAX_ROW_ID
 from provisioner.server.logjson import entries_json, page_json
-from provisioner.server.views import TaskList, TaskView
+from provisioner.server.views import EpicView, TaskList, TaskView
 from provisioner.server.waiting import MAX_WAIT, wait_for
 from provisioner.store.store import Store
 
@@ -400,14 +400,14 @@ def build_tasks_router(engine: Engine) -> APIRouter:
         task = act_on(who, ref, "task.progress")
         return engine.progress(task.id, body.note, actor=who.actor).public()
 
-    @r.patch("/tasks/{ref}")
+    @r.patch("/tasks/{ref}", response_model=TaskView)
     def change(ref: str, body: ChangeTask, who: Principal = Depends(caller)) -> dict[str, Any]:
         check_strings(body.model_dump(), "body")
         task = act_on(who, ref, "task.priority")
         changed = engine.set_priority(task.id, body.priority, actor=who.actor, reason=body.reason)
         return changed.public()
 
-    @r.post("/tasks/{ref}/promote")
+    @r.post("/tasks/{ref}/promote", response_model=TaskView)
     def promote(
         ref: str, body: Promote | None = None, who: Principal = Depends(caller)
     ) -> dict[str, Any]:
@@ -416,7 +416,7 @@ def build_tasks_router(engine: Engine) -> APIRouter:
         task = act_on(who, ref, "task.promote")
         return engine.promote(task.id, actor=who.actor, reason=reason).public()
 
-    @r.get("/epics/{name}")
+    @r.get("/epics/{name}", response_model=EpicView)
     def epic(name: str, who: Principal = Depends(caller)) -> dict[str, Any]:
         check_label(name, "epic")
         # members see their own tasks of the epic; admins everyone's
