@@ -117,6 +117,8 @@ class TaskOrdering:
             from_value="ready" if not task.blocked else "waiting",
             to_value="dependency failed" if dead else "waiting",
             expected=Status.PENDING,
+            # once, however many engines share the store
+            unchanged={"blocked": task.blocked, "message": task.message},
             blocked=True,
             message=message,
         )
@@ -130,6 +132,7 @@ class TaskOrdering:
             from_value="waiting",
             to_value="ready",
             expected=Status.PENDING,
+            unchanged={"blocked": True},  # once, however many engines share the store
             blocked=False,
             message="waiting to be provisioned",
         )
@@ -223,10 +226,14 @@ class TaskOrdering:
             from_value=str(task.priority),
             to_value=str(priority),
             live=True,
+            unchanged={"priority": task.priority},  # so the event's `from` is the truth
             priority=priority,
         )
         if not changed:
-            raise TaskConflict(f"Cannot change the priority of {task.name}: it has ended")
+            raise TaskConflict(
+                f"Cannot change the priority of {task.name}: it ended or changed meanwhile",
+                hint="look at it again: dockyard task status " + task.name,
+            )
         self.wake()  # the waiting ones learn their new place
         return self.store.get(task.id)
 

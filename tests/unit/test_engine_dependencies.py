@@ -16,9 +16,10 @@ from provisioner.lifecycle import Status
 from provisioner.model import QueueFields
 from provisioner.queueing import Cost, parse_completion
 from tests.fake_engine import Harness, Sampler, bridge_cache, fake, harness_at
+from tests.postgres import postgres_cluster, store_url
 from tests.serving import admin_env, serve
 
-__all__ = ["bridge_cache", "fake"]
+__all__ = ["bridge_cache", "fake", "postgres_cluster", "store_url"]
 
 SUCCESS = parse_completion({"outcome": "SUCCESS"})
 
@@ -299,3 +300,30 @@ def test_cli_priority_promote_and_epic_status(capped: Harness, tmp_path: Path) -
         assert "priority" in events and "50 -> 75" in events and "now" in events
         refused = CliRunner().invoke(dockyard, ["epic", "status", "nope"], env=env)
         assert refused.exit_code == 1 and "No epic 'nope'" in refused.output
+
+
+def test_two_engines_record_each_dependency_change_once(
+    tmp_path: Path, bridge_cache: Path, store_url: str
+) -> None:
+    with harness_at(tmp_path / "home", bridge_cache, store_url) as h:
+        second = h.new_engine()
+        second.start()
+        try:
+            build = h.create("build", name="build")
+            test = h.create("test", name="test", queue=_after("build"))
+            doomed = h.create("doomed", name="doomed", queue=_after("test"))
+            h.wait_idle(build.id)
+            h.engine.complete(build.id, SUCCESS)
+            h.wait_idle(test.id)
+            h.engine.complete(test.id, parse_completion({"outcome": "FAILED"}))
+            h.wait_status(doomed.id, Status.FAILED)
+            for engine in (h.engine, second):  # both look again: nothing more happens
+                engine.reconcile()
+            moves = [(e["from_value"], e["to_value"]) for e in _events(h, test.id, "dependency")]
+            assert moves == [("waiting", "ready")]
+            claims = [e for e in _events(h, test.id, "status") if e["to_value"] == "initializing"]
+            assert len(claims) == 1
+            failed = [e for e in _events(h, doomed.id, "status") if e["to_value"] == "failed"]
+            assert len(failed) == 1
+        finally:
+            second.stop()
