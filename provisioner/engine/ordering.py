@@ -38,7 +38,6 @@ log = logging.getLogger(__name__)
 # statuses whose dependencies are checked: a backlog task fails with its dependency too
 GATED = frozenset({Status.PENDING, Status.BACKLOG})
 MAX_REASON_BYTES = 512
-BACKLOG_MESSAGE = "in the backlog: starts when nothing else waits"
 
 
 class TaskOrdering:
