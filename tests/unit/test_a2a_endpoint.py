@@ -25,6 +25,7 @@ from a2a.types.a2a_pb2 import (
     Role,
     SendMessageRequest,
     StreamResponse,
+    SubscribeToTaskRequest,
     Task,
     TaskPushNotificationConfig,
     TaskState,
@@ -107,6 +108,10 @@ def test_card_lists_skills_and_says_bearer(served: Served) -> None:
         assert card.capabilities.streaming
 
     asyncio.run(go())
+    headers = {"Authorization": f"Bearer {served.tokens['alice']}"}
+    raw = httpx.get(served.url + "/.well-known/agent-card.json", headers=headers).json()
+    # the 0.3 fields too, for clients that read the older card
+    assert (raw["url"], raw["preferredTransport"]) == (served.url + "/a2a", "JSONRPC")
 
 
 def test_nothing_a2a_is_served_without_a_token(served: Served) -> None:
@@ -179,6 +184,25 @@ def test_streaming_yields_the_reply_and_ends_waiting_for_input(served: Served) -
     last = events[-1]
     assert last.HasField("status_update")
     assert last.status_update.status.state == TaskState.TASK_STATE_INPUT_REQUIRED
+
+
+def test_a_subscriber_follows_a_task_started_without_waiting(served: Served) -> None:
+    async def go() -> tuple[Task, list[StreamResponse]]:
+        async with _client(served, "alice") as client:
+            request = _message("Later")
+            request.configuration.return_immediately = True
+            started = await _send(client, request)
+        async with _client(served, "alice", streaming=True) as client:
+            events = [e async for e in client.subscribe(SubscribeToTaskRequest(id=started.id))]
+        return started, events
+
+    started, events = asyncio.run(go())
+    assert started.status.state in (TaskState.TASK_STATE_SUBMITTED, TaskState.TASK_STATE_WORKING)
+    assert events[0].HasField("task") and events[0].task.id == started.id
+    final = [e.status_update.status.state for e in events if e.HasField("status_update")]
+    assert final[-1] == TaskState.TASK_STATE_INPUT_REQUIRED
+    task = served.h.task(started.id)
+    assert (task.status, task.state) == (Status.ACTIVE, "idle")
 
 
 def _rpc(served: Served, who: str, method: str, params: dict[str, Any], **headers: str) -> Any:

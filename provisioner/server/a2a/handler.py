@@ -62,7 +62,6 @@ from provisioner.prompts import check_prompt, check_strings, shorten
 from provisioner.queueing import parse_completion
 from provisioner.server.a2a.mapping import (
     FINAL,
-    INTERRUPTED,
     Skill,
     a2a_error,
     message_prompt,
@@ -209,12 +208,13 @@ class DockyardRequestHandler(RequestHandler):
             raise TaskNotFoundError(message=f"Task {task_id} was deleted")
         return view
 
-    def _turn(self, who: Principal, task_id: str, prompt_id: str) -> tuple[View | None, bool]:
-        view = self.tasks.read(who, task_id)
-        if view is None:
-            return None, True
+    def _turn_over(self, who: Principal, task_id: str, prompt_id: str) -> bool:
+        """Whether the turn of `prompt_id` is over: two small reads, no transcript."""
+        task = self.tasks.find(who, task_id)
+        if task is None:
+            return True
         prompt = self.tasks.store.prompt(prompt_id)
-        return view, turn_over(facts_of(view.task), prompt["state"] if prompt else None)
+        return turn_over(facts_of(task), prompt["state"] if prompt else None)
 
     @answering_errors
     async def on_message_send(
@@ -227,8 +227,8 @@ class DockyardRequestHandler(RequestHandler):
         if not params.configuration.return_immediately:
             await wait_for(
                 self.tasks.store,
-                lambda: self._turn(who, started.task_id, started.prompt_id),
-                lambda seen: seen[1],
+                lambda: self._turn_over(who, started.task_id, started.prompt_id),
+                bool,
                 MAX_SEND_WAIT,
                 recheck=STREAM_RECHECK,
             )
@@ -266,11 +266,25 @@ class DockyardRequestHandler(RequestHandler):
 
     async def _follow(self, who: Principal, task_id: str, prompt_id: str) -> AsyncIterator[Event]:
         """The task, then its reply lines as artifact chunks and its state changes as
-        status updates, until the turn of `prompt_id` is over."""
-        view = await self._view(who, task_id)
-        task = view.a2a()
+        status updates, until the turn of `prompt_id` is over. The transcript is read
+        once, then only its new rows at each look."""
+        rows: list[dict[str, Any]] = []
+
+        def look() -> tuple[View | None, bool]:
+            task = self.tasks.find(who, task_id)
+            if task is None:
+                return None, True  # deleted: nothing more will come
+            self.tasks.more_rows(task.id, rows)
+            prompt = self.tasks.store.prompt(prompt_id) if prompt_id else None
+            state = prompt["state"] if prompt else None
+            return self.tasks.view(task, rows), turn_over(facts_of(task), state)
+
+        first, _ = await run_in_threadpool(look)
+        if first is None:
+            raise TaskNotFoundError(message=f"Task {task_id} was deleted")
+        task = first.a2a()
         yield task
-        sent = {t.prompt_id: len(t.reply) for t in view.turns}
+        sent = {t.prompt_id: len(t.reply) for t in first.turns}
         state = task.status.state
         over = False
         while not over:
@@ -282,16 +296,11 @@ class DockyardRequestHandler(RequestHandler):
                 grew = any(len(t.reply) > sent.get(t.prompt_id, 0) for t in current.turns)
                 return grew or current.a2a(history=False).status.state != state
 
-            seen = await wait_for(
-                self.tasks.store,
-                lambda: self._turn(who, task_id, prompt_id),
-                changed,
-                STREAM_WAIT,
-                recheck=STREAM_RECHECK,
+            current, over = await wait_for(
+                self.tasks.store, look, changed, STREAM_WAIT, recheck=STREAM_RECHECK
             )
-            current, over = seen
             if current is None:
-                return  # deleted: nothing more to say
+                return
             now = current.a2a(history=False)
             for turn in current.turns:
                 have = sent.get(turn.prompt_id, 0)
@@ -313,7 +322,6 @@ class DockyardRequestHandler(RequestHandler):
                 yield TaskStatusUpdateEvent(
                     task_id=task_id, context_id=now.context_id, status=now.status
                 )
-            over = over or state in FINAL or (state in INTERRUPTED and not prompt_id)
 
     # reading ------------------------------------------------------------------------------
     @answering_errors

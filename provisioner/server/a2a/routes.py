@@ -98,12 +98,13 @@ def agent_card(base_url: str, offered: list[AgentSkill]) -> AgentCard:
             "prompt."
         ),
         version=__version__,
+        # one endpoint, both versions (the SDK's compatibility switch): listing 0.3 too
+        # makes the card carry the 0.3 fields (url, preferredTransport) older clients read
         supported_interfaces=[
             AgentInterface(
-                url=base_url.rstrip("/") + RPC_PATH,
-                protocol_binding="JSONRPC",
-                protocol_version="1.0",
+                url=base_url.rstrip("/") + RPC_PATH, protocol_binding="JSONRPC", protocol_version=v
             )
+            for v in ("1.0", "0.3")
         ],
         # push configs are stored but not delivered yet: the capability stays off
         capabilities=AgentCapabilities(streaming=True, push_notifications=False),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from a2a.server.context import ServerCallContext
 from a2a.server.tasks.task_store import TaskStore
@@ -89,21 +90,28 @@ class DockyardTaskStore(TaskStore):
             return None
         return task
 
-    def view(self, task: DockyardTask) -> View:
+    def view(self, task: DockyardTask, rows: list[dict[str, Any]] | None = None) -> View:
+        """The task as A2A shows it; `rows`: its log rows as already read (a stream keeps
+        them and reads only the new ones, see more_rows), else all are read here."""
         context = self.store.a2a_contexts([task.id]).get(task.id, task.id)
-        rows: list[dict[str, object]] = []
-        after = 0
-        while len(rows) < MAX_LOG_ROWS:
-            page = self.store.logs(task.id, after, LOG_PAGE)
-            rows += page
-            if len(page) < LOG_PAGE:
-                break
-            after = int(str(page[-1]["id"]))
+        if rows is None:
+            rows = []
+            self.more_rows(task.id, rows)
         return View(
             task,
             context,
             turns(self.store.prompts(task.id), rows, self.prompt_line(task)),
         )
+
+    def more_rows(self, task_id: str, rows: list[dict[str, Any]]) -> None:
+        """Append the task's log rows after the last of `rows` (up to MAX_LOG_ROWS)."""
+        after = int(rows[-1]["id"]) if rows else 0
+        while len(rows) < MAX_LOG_ROWS:
+            page = self.store.logs(task_id, after, LOG_PAGE)
+            rows += page
+            if len(page) < LOG_PAGE:
+                break
+            after = int(page[-1]["id"])
 
     def prompt_line(self, task: DockyardTask) -> re.Pattern[str] | None:
         return _prompt_line(self.catalog, task.template, task.template_version)
