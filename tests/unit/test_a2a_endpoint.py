@@ -167,6 +167,28 @@ def test_a_message_runs_a_task_answers_follow_ups_and_is_cancelled(served: Serve
     asyncio.run(go())
 
 
+def test_a_clients_context_id_is_kept_and_checked(served: Served) -> None:
+    async def go() -> None:
+        async with _client(served, "alice") as client:
+            request = _message("In a conversation")
+            request.message.context_id = "conv-1"
+            task = await _send(client, request)
+            assert task.context_id == "conv-1"
+            other = await _send(client, _message("Elsewhere"))
+            assert other.context_id == other.id  # without one a task is its own context
+            listed = await client.list_tasks(ListTasksRequest(context_id="conv-1"))
+            assert [t.id for t in listed.tasks] == [task.id]
+            wrong = _message("more", task_id=task.id)
+            wrong.message.context_id = "conv-2"
+            with pytest.raises(A2AError, match="not the context"):
+                await _send(client, wrong)
+            right = _message("more", task_id=task.id)
+            right.message.context_id = "conv-1"
+            assert (await _send(client, right)).context_id == "conv-1"
+
+    asyncio.run(go())
+
+
 def test_streaming_yields_the_reply_and_ends_waiting_for_input(served: Served) -> None:
     async def go() -> list[StreamResponse]:
         async with _client(served, "alice", streaming=True) as client:

@@ -188,13 +188,16 @@ class DockyardRequestHandler(RequestHandler):
             actor=who.actor,
             queue=QueueFields(source="a2a"),
         )
-        if message.context_id:
-            self.tasks.store.set_a2a_context(task.id, message.context_id)
         return Started(task.id, initial_prompt_id(task))
 
     async def _send(self, params: SendMessageRequest, context: ServerCallContext) -> Started:
         who = principal_of(context)
         started = await run_in_threadpool(self._start, who, params)
+        if params.message.context_id and not params.message.task_id:
+            # the client's conversation: the one thing A2A keeps beside the task
+            await self.tasks.save(
+                Task(id=started.task_id, context_id=params.message.context_id), context
+            )
         if params.configuration.HasField("task_push_notification_config"):
             config = TaskPushNotificationConfig()
             config.CopyFrom(params.configuration.task_push_notification_config)

@@ -142,7 +142,9 @@ class DockyardTaskStore(TaskStore):
             found = [t for t in found if t.updated_at > after]
         chosen = found[offset : offset + size]
         history = not params.HasField("history_length") or params.history_length > 0
-        tasks = [self.view(t).a2a(history) for t in chosen]
+        # neither artifacts nor history asked for: the transcripts need not be read
+        bare = not history and not params.include_artifacts
+        tasks = [self.view(t, [] if bare else None).a2a(history) for t in chosen]
         more = offset + size < len(found)
         return ListTasksResponse(
             tasks=tasks,
