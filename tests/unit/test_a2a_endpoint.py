@@ -271,6 +271,11 @@ def test_another_members_task_is_not_found(served: Served) -> None:
             assert list((await bob.list_tasks(ListTasksRequest())).tasks) == []
         assert served.h.task(mine.id).status == Status.ACTIVE
         assert len(served.h.store.prompts(mine.id)) == 1  # no prompt of Bob's landed
+        async with _client(served, "admin") as admin:  # an admin may, and is audited
+            cancelled = await admin.cancel_task(CancelTaskRequest(id=mine.id))
+        assert cancelled.status.state == TaskState.TASK_STATE_CANCELED
+        audited = [e for e in served.h.store.audit_entries() if e["action"] == "task.complete"]
+        assert [e["target"] for e in audited] == [f"alice/{served.h.task(mine.id).name}"]
 
     asyncio.run(go())
 

@@ -58,6 +58,7 @@ from provisioner.engine.engine import Engine
 from provisioner.engine.workspace import initial_prompt_id
 from provisioner.errors import DockyardError, ParameterError, TaskConflict
 from provisioner.model import QueueFields
+from provisioner.model import Task as DockyardTask
 from provisioner.prompts import check_prompt, check_strings, shorten
 from provisioner.queueing import parse_completion
 from provisioner.server.a2a.mapping import (
@@ -144,6 +145,11 @@ class DockyardRequestHandler(RequestHandler):
         self.card = card
         self.default_skill = default_skill
 
+    def _audit(self, who: Principal, task: DockyardTask, action: str) -> None:
+        """An admin acting on another's task is audited, as through the REST API."""
+        if task.owner != who.user:
+            self.tasks.store.record_audit(who.actor, action, f"{task.owner}/{task.name}", task.id)
+
     # SendMessage --------------------------------------------------------------------------
     def _start(self, who: Principal, params: SendMessageRequest) -> Started:
         """Create a task for a new message, or send a follow-up to the task it names."""
@@ -163,6 +169,7 @@ class DockyardRequestHandler(RequestHandler):
                     message=f"Context {shorten(message.context_id)!r} is not the context "
                     f"of task {task.id} ({context})"
                 )
+            self._audit(who, task, "task.send")
             sent = self.engine.send(task.id, prompt, actor=who.actor)
             return Started(task.id, str(sent["prompt_id"]))
         if len(message.context_id) > MAX_ID_CHARS:
@@ -359,6 +366,7 @@ class DockyardRequestHandler(RequestHandler):
             task = self.tasks.find(who, params.id)
             if task is None:
                 raise TaskNotFoundError(message=f"No task {shorten(params.id)!r}")
+            self._audit(who, task, "task.complete")
             try:
                 self.engine.complete(
                     task.id, parse_completion({"outcome": "CANCELLED"}), actor=who.actor

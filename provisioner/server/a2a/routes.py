@@ -75,7 +75,7 @@ def skills(catalog: Catalog) -> list[AgentSkill]:
             )
         )
         for preset in sorted(tpl.presets.values(), key=lambda p: p.name):
-            described = getattr(preset.config, "description", None) or f"preset {preset.name}"
+            described = preset.config.description or f"preset {preset.name}"
             found.append(
                 AgentSkill(
                     id=Skill(name, preset.name).id,
