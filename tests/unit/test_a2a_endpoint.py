@@ -301,6 +301,12 @@ def test_hostile_messages_get_json_rpc_errors_and_create_nothing(served: Served)
     assert not_text["code"] == -32602 and "text only" in not_text["message"]
     odd_skill = send([{"text": "hi"}], skill="a/b/c")
     assert odd_skill["code"] == -32602
+    no_id = _rpc(
+        served, "alice", "SendMessage", {"message": {"role": "ROLE_USER", "parts": []}}, **v1
+    )
+    assert no_id["error"]["code"] == -32602  # the SDK's check of required fields
+    negative = _rpc(served, "alice", "GetTask", {"id": "x", "historyLength": -1}, **v1)
+    assert negative["error"]["code"] == -32602
     missing = _rpc(served, "alice", "GetTask", {"id": "x" * 5000}, **v1)
     assert missing["error"]["code"] == -32001  # task not found, never a 500
     assert served.h.store.list_tasks() == []

@@ -21,7 +21,10 @@ from typing import Any, ParamSpec, TypeVar
 
 from a2a.server.context import ServerCallContext
 from a2a.server.events.event_queue import Event
-from a2a.server.request_handlers.request_handler import RequestHandler
+from a2a.server.request_handlers.request_handler import (
+    RequestHandler,
+    validate_request_params,
+)
 from a2a.types.a2a_pb2 import (
     AgentCard,
     CancelTaskRequest,
@@ -50,6 +53,7 @@ from a2a.utils.errors import (
     TaskNotFoundError,
     UnsupportedOperationError,
 )
+from a2a.utils.task import apply_history_length, validate_history_length
 from fastapi.concurrency import run_in_threadpool
 from google.protobuf.json_format import MessageToDict, ParseDict
 
@@ -198,6 +202,7 @@ class DockyardRequestHandler(RequestHandler):
         return Started(task.id, initial_prompt_id(task))
 
     async def _send(self, params: SendMessageRequest, context: ServerCallContext) -> Started:
+        validate_history_length(params.configuration)
         who = principal_of(context)
         started = await run_in_threadpool(self._start, who, params)
         if params.message.context_id and not params.message.task_id:
@@ -227,6 +232,7 @@ class DockyardRequestHandler(RequestHandler):
         return turn_over(facts_of(task), prompt["state"] if prompt else None)
 
     @answering_errors
+    @validate_request_params
     async def on_message_send(
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> Task | Message:
@@ -243,11 +249,10 @@ class DockyardRequestHandler(RequestHandler):
                 recheck=STREAM_RECHECK,
             )
         view = await self._view(who, started.task_id)
-        config = params.configuration
-        length = config.history_length if config.HasField("history_length") else None
-        return _trimmed(view.a2a(), length)
+        return apply_history_length(view.a2a(), params.configuration)
 
     @streaming_errors
+    @validate_request_params
     async def on_message_send_stream(
         self, params: SendMessageRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event]:
@@ -257,6 +262,7 @@ class DockyardRequestHandler(RequestHandler):
             yield event
 
     @streaming_errors
+    @validate_request_params
     async def on_subscribe_to_task(
         self, params: SubscribeToTaskRequest, context: ServerCallContext
     ) -> AsyncGenerator[Event]:
@@ -335,27 +341,29 @@ class DockyardRequestHandler(RequestHandler):
 
     # reading ------------------------------------------------------------------------------
     @answering_errors
+    @validate_request_params
     async def on_get_task(self, params: GetTaskRequest, context: ServerCallContext) -> Task | None:
+        validate_history_length(params)
         task = await self.tasks.get(params.id, context)
         if task is None:
             raise TaskNotFoundError(message=f"No task {shorten(params.id)!r}")
-        length = params.history_length if params.HasField("history_length") else None
-        return _trimmed(task, length)
+        return apply_history_length(task, params)
 
     @answering_errors
+    @validate_request_params
     async def on_list_tasks(
         self, params: ListTasksRequest, context: ServerCallContext
     ) -> ListTasksResponse:
+        validate_history_length(params)
         page = await self.tasks.list(params, context)
-        if not params.include_artifacts:
-            for task in page.tasks:
+        for task in page.tasks:
+            if not params.include_artifacts:
                 task.ClearField("artifacts")
-        if params.HasField("history_length"):
-            for task in page.tasks:
-                task.CopyFrom(_trimmed(task, params.history_length))
+            task.CopyFrom(apply_history_length(task, params))
         return page
 
     @answering_errors
+    @validate_request_params
     async def on_cancel_task(
         self, params: CancelTaskRequest, context: ServerCallContext
     ) -> Task | None:
@@ -398,6 +406,7 @@ class DockyardRequestHandler(RequestHandler):
         return config
 
     @answering_errors
+    @validate_request_params
     async def on_create_task_push_notification_config(
         self, params: TaskPushNotificationConfig, context: ServerCallContext
     ) -> TaskPushNotificationConfig:
@@ -411,6 +420,7 @@ class DockyardRequestHandler(RequestHandler):
         ]
 
     @answering_errors
+    @validate_request_params
     async def on_get_task_push_notification_config(
         self, params: GetTaskPushNotificationConfigRequest, context: ServerCallContext
     ) -> TaskPushNotificationConfig:
@@ -423,6 +433,7 @@ class DockyardRequestHandler(RequestHandler):
         )
 
     @answering_errors
+    @validate_request_params
     async def on_list_task_push_notification_configs(
         self, params: ListTaskPushNotificationConfigsRequest, context: ServerCallContext
     ) -> ListTaskPushNotificationConfigsResponse:
@@ -430,6 +441,7 @@ class DockyardRequestHandler(RequestHandler):
         return ListTaskPushNotificationConfigsResponse(configs=configs)
 
     @answering_errors
+    @validate_request_params
     async def on_delete_task_push_notification_config(
         self, params: DeleteTaskPushNotificationConfigRequest, context: ServerCallContext
     ) -> None:
@@ -466,18 +478,6 @@ def _check_push_config(config: TaskPushNotificationConfig) -> None:
         MAX_TOKEN_CHARS
     ):
         raise InvalidParamsError(message=f"Push credentials are longer than {MAX_TOKEN_CHARS}")
-
-
-def _trimmed(task: Task, history_length: int | None) -> Task:
-    """The task with only its last `history_length` messages (None: all of them)."""
-    if history_length is None:
-        return task
-    if history_length < 0:
-        raise InvalidParamsError(message="historyLength must not be negative")
-    kept = list(task.history)[-history_length:] if history_length else []
-    task.ClearField("history")
-    task.history.extend(kept)
-    return task
 
 
 __all__ = ["A2AError", "DockyardRequestHandler", "Started"]
