@@ -151,11 +151,20 @@ def test_a_message_runs_a_task_answers_follow_ups_and_is_cancelled(served: Serve
             assert len(replies) == 2 and "Done: Now add a test" in replies[1]
             assert "Now add a test" not in replies[0]  # each turn its own artifact
 
+            # paused, it waits for input; a message resumes it and is answered
+            await asyncio.to_thread(h.engine.pause, task.id, actor="user:alice")
+            paused = await client.get_task(GetTaskRequest(id=task.id))
+            assert paused.status.state == TaskState.TASK_STATE_INPUT_REQUIRED
+            resumed = await _send(client, _message("Carry on", task_id=task.id))
+            assert resumed.status.state == TaskState.TASK_STATE_INPUT_REQUIRED
+            assert "Done: Carry on" in _replies(resumed)[-1]
+            assert h.task(task.id).status == Status.ACTIVE
+
             got = await client.get_task(GetTaskRequest(id=task.id, history_length=1))
-            assert len(got.history) == 1 and "Done: Now add a test" in got.history[0].parts[0].text
+            assert len(got.history) == 1 and "Done: Carry on" in got.history[0].parts[0].text
             listed = await client.list_tasks(ListTasksRequest(include_artifacts=True))
             assert [t.id for t in listed.tasks] == [task.id]
-            assert len(listed.tasks[0].artifacts) == 2
+            assert len(listed.tasks[0].artifacts) == 3
 
             cancelled = await client.cancel_task(CancelTaskRequest(id=task.id))
             assert cancelled.status.state == TaskState.TASK_STATE_CANCELED
@@ -196,6 +205,7 @@ def test_streaming_yields_the_reply_and_ends_waiting_for_input(served: Served) -
 
     events = asyncio.run(go())
     assert events[0].HasField("task")
+    task_id = events[0].task.id
     chunks = "\n".join(
         p.text
         for e in events
@@ -206,6 +216,17 @@ def test_streaming_yields_the_reply_and_ends_waiting_for_input(served: Served) -
     last = events[-1]
     assert last.HasField("status_update")
     assert last.status_update.status.state == TaskState.TASK_STATE_INPUT_REQUIRED
+
+    async def follow_up() -> list[StreamResponse]:
+        async with _client(served, "alice", streaming=True) as client:
+            request = _message("And again", task_id=task_id)
+            return [e async for e in client.send_message(request)]
+
+    more = asyncio.run(follow_up())
+    updates = [e.artifact_update for e in more if e.HasField("artifact_update")]
+    assert {u.artifact.artifact_id for u in updates} == {updates[0].artifact.artifact_id}
+    assert "Done: And again" in "\n".join(p.text for u in updates for p in u.artifact.parts)
+    assert more[-1].status_update.status.state == TaskState.TASK_STATE_INPUT_REQUIRED
 
 
 def test_a_subscriber_follows_a_task_started_without_waiting(served: Served) -> None:
