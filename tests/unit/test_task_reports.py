@@ -506,3 +506,26 @@ def test_the_installed_command_talks_to_the_bridge(runner: BridgeRunner) -> None
     env["DOCKYARD_REPORT_KEY_FILE"] = str(runner.root / "token")  # the bridge token
     done = run("ask", "may I?")
     assert done.returncode == EXIT_REFUSED and "(401)" in done.stderr
+
+
+def test_a_copy_of_another_tasks_workspace_starts_without_its_reports(
+    runner: BridgeRunner,
+) -> None:
+    # a fork starts from a copy of its parent's disk: the parent's reports (a complete
+    # among them) and key are not the child's
+    client = runner.start()
+    parent_key = report_key(runner)
+    done = {"kind": "complete", "outcome": "SUCCESS"}
+    assert post_report(client, done, parent_key).status_code == 200
+    assert runner.stop() == 0
+    (runner.root / "token").write_text("the-childs-token\n")
+    client = runner.start()
+    client = BridgeClient(client.base_url, "the-childs-token", timeout=5)
+    assert client.reports() == {"reports": [], "last_seq": 0}
+    child_key = report_key(runner)
+    assert child_key != parent_key
+    assert post_report(client, {"kind": "progress", "note": "x"}, parent_key).status_code == 401
+    answer = post_report(client, {"kind": "progress", "note": "mine"}, child_key)
+    assert answer.json()["seq"] == 1
+    assert list(runner.state_dir.glob("reports.jsonl.task-*"))  # kept aside, not deleted
+    client.close()

@@ -88,6 +88,7 @@ class Bridge:
         self.resumed = self.run_state.agent_started
         self.transcript = Transcript(self.state_dir.transcript_path)
         # what the agent reported with dockyard-task, and the key it reports with
+        self.state_dir.claim_reports(token)
         self.reports = ReportLog(self.state_dir.reports_path)
         self.report_key = self.state_dir.report_key()
         profile = config.profile

@@ -25,6 +25,8 @@ REPORTS_FILE = "reports.jsonl"
 # the agent's credential for POST /dockyard/report (dockyard-task): made by the bridge on
 # its first start, 0600; it opens that route and nothing else (never the bridge token)
 REPORT_KEY_FILE = "report-key"
+# whose reports reports.jsonl holds: a hash of the bridge token of the task that made them
+REPORTS_OWNER_FILE = "reports-owner"
 # where the bridge installs the commands it gives the agent (dockyard-task), on its PATH
 BIN_DIR = "bin"
 TASK_COMMAND = "dockyard-task"
@@ -124,8 +126,32 @@ class StateDir:
             key = self.report_key_path.read_text(encoding="utf-8").strip()
         except FileNotFoundError:
             key = ""
-        if len(key) >= 32:
-            return key
+        return key if len(key) >= 32 else self.new_report_key()
+
+    def claim_reports(self, token: str) -> None:
+        """Reports belong to the task whose bridge made them. A state dir copied from
+        another task's workspace (a fork starts from a copy of its parent's disk) has the
+        other task's reports and key: they are set aside, and this task starts afresh."""
+        import hashlib  # here, not at the top: the launcher imports this module early
+
+        owner = hashlib.sha256(token.encode("utf-8")).hexdigest()[:32]
+        path = self.root / REPORTS_OWNER_FILE
+        try:
+            current: str | None = path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            current = None
+        if current == owner:
+            return
+        if current is not None:
+            if self.reports_path.exists():
+                aside = self.reports_path.with_name(f"{REPORTS_FILE}.task-{current[:12]}")
+                self.reports_path.replace(aside)
+                log(f"reports of another task's workspace moved to {aside.name}")
+            self.new_report_key()  # the other task's agent knew the old one
+        atomic_write(path, owner + "\n")
+
+    def new_report_key(self) -> str:
+        """Make (or replace) the report key: 32 random bytes, hex, in a 0600 file."""
         key = os.urandom(32).hex()  # no `secrets` import: this runs before the agent starts
         old_mask = os.umask(0o077)
         try:
