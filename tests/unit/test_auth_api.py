@@ -57,6 +57,9 @@ RULES: dict[tuple[str, str], str] = {
     ("POST", "/api/v2/tasks/{ref}/send"): MEMBER,
     ("POST", "/api/v2/tasks/{ref}/pause"): MEMBER,
     ("POST", "/api/v2/tasks/{ref}/resume"): MEMBER,
+    ("POST", "/api/v2/tasks/{ref}/complete"): MEMBER,
+    ("POST", "/api/v2/tasks/{ref}/progress"): MEMBER,
+    ("GET", "/api/v2/events"): MEMBER,
     ("GET", "/api/v2/me"): MEMBER,
     ("GET", "/api/v2/users"): ADMIN,
     ("POST", "/api/v2/users"): ADMIN,
@@ -71,6 +74,8 @@ RULES: dict[tuple[str, str], str] = {
 BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v2/tasks"): {"template": "scripted", "prompt": "hello"},
     ("POST", "/api/v2/tasks/{ref}/send"): {"input": "more"},
+    ("POST", "/api/v2/tasks/{ref}/complete"): {"outcome": "SKIPPED"},
+    ("POST", "/api/v2/tasks/{ref}/progress"): {"note": "halfway"},
     ("POST", "/api/v2/users"): {"name": "carol", "role": "member"},
     ("POST", "/api/v2/tokens"): {"name": "ci"},
 }
