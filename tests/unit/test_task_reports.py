@@ -121,10 +121,19 @@ def test_nulls_are_absent_and_crlf_is_a_newline() -> None:
         (
             {"kind": "usage", "tokens_in": 0, "tokens_out": 0, "model": "two words"},
             "model",
-            "one word",
+            "1-128 letters",
         ),
         ({"kind": "usage", "tokens_in": 0, "tokens_out": 0, "model": "m" * 129}, "model", "128"),
-        ({"kind": "usage", "tokens_in": 0, "tokens_out": 0, "model": ""}, "model", "non-empty"),
+        ({"kind": "usage", "tokens_in": 0, "tokens_out": 0, "model": ""}, "model", "1-128"),
+        (
+            {"kind": "usage", "tokens_in": 0, "tokens_out": 0, "model": "gpt\u00e9"},
+            "model",
+            "1-128",
+        ),
+        ({"kind": "complete", "outcome": "FAILED", "error_code": "E 1"}, "error_code", "1-64"),
+        ({"kind": "complete", "outcome": "FAILED", "error_code": "e" * 65}, "error_code", "1-64"),
+        ({"kind": "complete", "outcome": "FAILED", "error_code": "a/b"}, "error_code", "1-64"),
+        ({"kind": "progress", "note": "abc\u202edcb"}, "note", "bidi override U+202E"),
     ],
 )
 def test_wrong_reports_name_the_field(body: Any, field: str, message: str) -> None:
@@ -529,3 +538,38 @@ def test_a_copy_of_another_tasks_workspace_starts_without_its_reports(
     assert answer.json()["seq"] == 1
     assert list(runner.state_dir.glob("reports.jsonl.task-*"))  # kept aside, not deleted
     client.close()
+
+
+AGREED = [
+    {"kind": "complete", "outcome": "SUCCESS"},
+    {"kind": "complete", "outcome": "FAILED", "error_code": "E.42:x-y_z", "error_class": "POLICY"},
+    {"kind": "complete", "outcome": "CANCELLED", "output": "x" * MAX_OUTPUT, "model": "a/b@c+d"},
+    {"kind": "complete", "outcome": "FAILED", "error_code": "e" * 64, "model": "m" * 128},
+    {"kind": "complete", "outcome": "SKIPPED", "output": "tabs\tand\nnewlines", "cost_usd": 1e6},
+    {"kind": "usage", "tokens_in": 10**12, "tokens_out": 0, "cost_usd": 0},
+    {"kind": "progress", "note": "é" * (MAX_NOTE // 2)},
+    {"kind": "ask", "question": "q" * MAX_QUESTION},
+]
+
+
+@pytest.mark.parametrize("body", AGREED)
+def test_what_the_bridge_acknowledges_the_server_applies(body: dict[str, Any]) -> None:
+    # the bridge answers the agent at once; the server checks again later and drops
+    # what it refuses (only a log line): a report the bridge keeps must pass there too
+    from provisioner.queueing import (
+        MAX_NOTE_BYTES,
+        MAX_QUESTION_BYTES,
+        check_text,
+        parse_completion,
+        parse_cost,
+    )
+
+    report = check_report(body)
+    if report["kind"] == "complete":
+        parse_completion(report)
+    elif report["kind"] == "usage":
+        parse_cost(report)
+    elif report["kind"] == "progress":
+        assert check_text(report["note"], "note", MAX_NOTE_BYTES)
+    else:
+        assert check_text(report["question"], "question", MAX_QUESTION_BYTES)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 import unicodedata
 from typing import Any
@@ -42,12 +43,21 @@ ERROR_CLASSES = ("TRANSIENT", "PERMANENT", "DEPENDENCY", "POLICY", "TIMEOUT", "U
 MAX_NOTE = 2048
 MAX_QUESTION = 4096
 MAX_OUTPUT = 65536
-MAX_NAME = 128  # error_code, model
+MAX_ERROR_CODE = 64
+MAX_MODEL = 128
+# an error code: letters, digits and . _ : - ; a model name: and / @ + too
+ERROR_CODE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+MODEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/@+-]{0,127}")
+# besides control characters: the bidi overrides that make text read as something else
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 MAX_TOKENS = 10**12
 MAX_COST_USD = 1_000_000.0
 
 TEXT_LIMITS = {"note": MAX_NOTE, "question": MAX_QUESTION, "output": MAX_OUTPUT}
-NAME_FIELDS = ("error_code", "model")
+NAME_FIELDS = {
+    "error_code": (ERROR_CODE_RE, "1-64 letters, digits and . _ : -"),
+    "model": (MODEL_RE, "1-128 letters, digits and . _ : / @ + -"),
+}
 TOKEN_FIELDS = ("tokens_in", "tokens_out")
 _COST = ("tokens_in", "tokens_out", "cost_usd", "model")
 
@@ -86,6 +96,11 @@ def _text(field: str, value: Any, limit: int, *, blank_ok: bool) -> str:
             )
         if category == "Cs":
             raise ReportError(field, f"{field} holds an unpaired surrogate at position {position}")
+        if char in _BIDI:
+            raise ReportError(
+                field,
+                f"{field} holds the bidi override U+{ord(char):04X} at position {position}",
+            )
     size = len(value.encode("utf-8"))
     if size > limit:
         raise ReportError(field, f"{field} is {size} bytes; at most {limit} are allowed")
@@ -95,16 +110,11 @@ def _text(field: str, value: Any, limit: int, *, blank_ok: bool) -> str:
 
 
 def _name(field: str, value: Any) -> str:
-    """An error code or a model name: one printable word of at most MAX_NAME bytes."""
-    if not isinstance(value, str) or not value:
-        raise ReportError(field, f"{field} must be a non-empty string")
-    if len(value.encode("utf-8")) > MAX_NAME:
-        raise ReportError(field, f"{field} must be at most {MAX_NAME} bytes")
-    bad = [c for c in value if c.isspace() or not c.isprintable()]
-    if bad:
-        raise ReportError(
-            field, f"{field} must be one word of printable characters (found U+{ord(bad[0]):04X})"
-        )
+    """An error code or a model name (NAME_FIELDS says what each may hold)."""
+    pattern, shape = NAME_FIELDS[field]
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        shown = repr(value)[:40]
+        raise ReportError(field, f"{field} must be {shape}, not {shown}")
     return value
 
 
