@@ -256,6 +256,16 @@ def test_report_log_numbers_persists_and_reloads(tmp_path: Path) -> None:
     assert [r["seq"] for r in ReportLog(path).reports] == [1, 2, 3]
 
 
+def test_a_report_file_larger_than_a_bridge_writes_is_set_aside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reports_module, "MAX_REPORT_BYTES", 100)
+    path = tmp_path / "reports.jsonl"
+    path.write_bytes(b"x" * (100 + (1 << 20) + 1))  # the agent wrote it, not the bridge
+    assert ReportLog(path).reports == []
+    assert not path.exists() and list(tmp_path.glob("reports.jsonl.too-large-*"))
+
+
 def test_report_log_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(reports_module, "MAX_REPORTS", 2)
     log = ReportLog()

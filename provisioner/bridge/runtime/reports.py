@@ -15,6 +15,7 @@ import bisect
 import json
 import os
 import re
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,12 @@ class ReportLog:
 
     def _load(self, path: Path) -> None:
         try:
+            if path.stat().st_size > MAX_REPORT_BYTES + (1 << 20):
+                # never written by a bridge (it stops at the bound): set aside unread
+                aside = path.with_name(f"{path.name}.too-large-{int(time.time())}")
+                path.replace(aside)
+                log(f"{path} is larger than any bridge writes; moved it to {aside.name}")
+                return
             data = path.read_bytes()
         except FileNotFoundError:
             return
