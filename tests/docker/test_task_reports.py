@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from tests.docker.conftest import ServerHandle
+from tests.docker.test_bridge_delivery import agent_environ
 
 COMMAND = "/home/agent/.dockyard/bridge/bin/dockyard-task"
 
@@ -20,6 +21,15 @@ def test_ask_answer_complete(server: ServerHandle) -> None:
         )
         assert status["question"] == "Which database should I use?"
         server.wait_output(task, "Waiting for an answer")
+        # the agent has the command first on its PATH and its own key, 0600, not the token
+        env = agent_environ(server, task)
+        assert env["PATH"].split(":")[0] == "/home/agent/.dockyard/bridge/bin"
+        key_file = env["DOCKYARD_REPORT_KEY_FILE"]
+        assert key_file == "/home/agent/.dockyard/bridge/report-key"
+        code, out = server.exec(task, "stat", "-c", "%a %u", key_file)
+        assert (code, out.strip()) == (0, "600 1000")
+        code, key = server.exec(task, "cat", key_file)
+        assert code == 0 and key.strip() != server.engine.store.get(task).bridge_token
         # a human in a shell of the workspace (docker exec: not the agent's environment)
         code, said = server.exec(task, COMMAND, "progress", "looked at the schema")
         assert code == 0, said
