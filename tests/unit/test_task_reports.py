@@ -408,6 +408,15 @@ def test_reports_survive_a_bridge_restart(runner: BridgeRunner) -> None:
     assert client.reports()["reports"] == before
     answer = post_report(client, {"kind": "progress", "note": "three"}, key)
     assert answer.json()["seq"] == 3
+    # a complete ends the reports of this run; a later start (a retry in the same
+    # workspace) reports again, numbered on
+    done = {"kind": "complete", "outcome": "FAILED", "error_class": "TRANSIENT"}
+    assert post_report(client, done, key).status_code == 200
+    assert post_report(client, {"kind": "progress", "note": "four"}, key).status_code == 409
+    assert runner.stop() == 0
+    client = runner.start()
+    answer = post_report(client, {"kind": "progress", "note": "attempt 2"}, key)
+    assert answer.json()["seq"] == 5
 
 
 def test_who_may_report_and_what(runner: BridgeRunner) -> None:

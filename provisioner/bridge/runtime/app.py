@@ -90,6 +90,9 @@ class Bridge:
         # what the agent reported with dockyard-task, and the key it reports with
         self.state_dir.claim_reports(token)
         self.reports = ReportLog(self.state_dir.reports_path)
+        # a complete ends this run's reports; a later start (a retry of the task in the
+        # same workspace) reports afresh, numbered on
+        self.reports_from = self.reports.last_seq
         self.report_key = self.state_dir.report_key()
         profile = config.profile
         self.conversation = Conversation(re.compile(profile.prompt_regex))
@@ -544,11 +547,12 @@ class Bridge:
         """Keep a report the agent made (POST /dockyard/report); its seq and id.
 
         `body` was checked (task_command.check_report). After a `complete` the task is
-        over: later reports are refused (409), as are reports past the bounds (429).
+        over: later reports of this run are refused (409), as are reports past the bounds
+        (429).
         """
         line_size = len(json.dumps(body, ensure_ascii=False).encode("utf-8")) + 128
         with self.cond:
-            done = self.reports.completed
+            done = self.reports.completed_after(self.reports_from)
             if done is not None:
                 raise Rejected(
                     409,

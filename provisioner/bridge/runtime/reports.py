@@ -47,10 +47,11 @@ class ReportLog:
         """The newest report's sequence number (0 when none)."""
         return self._seqs[-1] if self._seqs else 0
 
-    @property
-    def completed(self) -> dict[str, Any] | None:
-        """The `complete` report, once one was made."""
+    def completed_after(self, seq: int) -> dict[str, Any] | None:
+        """The `complete` report made after `seq`, if one was."""
         for report in reversed(self.reports):
+            if report["seq"] <= seq:
+                return None
             if report["kind"] == COMPLETE:
                 return report
         return None
