@@ -330,6 +330,12 @@ def test_hostile_messages_get_json_rpc_errors_and_create_nothing(served: Served)
     assert negative["error"]["code"] == -32602
     missing = _rpc(served, "alice", "GetTask", {"id": "x" * 5000}, **v1)
     assert missing["error"]["code"] == -32001  # task not found, never a 500
+    message = {"messageId": "p", "role": "ROLE_USER", "parts": [{"text": "hi"}]}
+    config = {"taskPushNotificationConfig": {"url": "ftp://example.com/x"}}
+    bad_push = _rpc(
+        served, "alice", "SendMessage", {"message": message, "configuration": config}, **v1
+    )
+    assert bad_push["error"]["code"] == -32602 and "http" in bad_push["error"]["message"]
     assert served.h.store.list_tasks() == []
 
 

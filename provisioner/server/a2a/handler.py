@@ -138,15 +138,10 @@ class DockyardRequestHandler(RequestHandler):
     """Every A2A method, for the caller the Authenticator let in."""
 
     def __init__(
-        self,
-        engine: Engine,
-        tasks: DockyardTaskStore,
-        card: AgentCard,
-        default_skill: Skill | None,
+        self, engine: Engine, tasks: DockyardTaskStore, default_skill: Skill | None
     ) -> None:
         self.engine = engine
         self.tasks = tasks
-        self.card = card
         self.default_skill = default_skill
 
     def _audit(self, who: Principal, task: DockyardTask, action: str) -> None:
@@ -204,17 +199,20 @@ class DockyardRequestHandler(RequestHandler):
     async def _send(self, params: SendMessageRequest, context: ServerCallContext) -> Started:
         validate_history_length(params.configuration)
         who = principal_of(context)
+        push = None
+        if params.configuration.HasField("task_push_notification_config"):
+            push = TaskPushNotificationConfig()
+            push.CopyFrom(params.configuration.task_push_notification_config)
+            _check_push_config(push)  # before a task exists for it
         started = await run_in_threadpool(self._start, who, params)
         if params.message.context_id and not params.message.task_id:
             # the client's conversation: the one thing A2A keeps beside the task
             await self.tasks.save(
                 Task(id=started.task_id, context_id=params.message.context_id), context
             )
-        if params.configuration.HasField("task_push_notification_config"):
-            config = TaskPushNotificationConfig()
-            config.CopyFrom(params.configuration.task_push_notification_config)
-            config.task_id = started.task_id
-            await run_in_threadpool(self._put_push_config, who, config)
+        if push is not None:
+            push.task_id = started.task_id
+            await run_in_threadpool(self._put_push_config, who, push)
         return started
 
     async def _view(self, who: Principal, task_id: str) -> View:

@@ -145,8 +145,7 @@ def a2a_routes(engine: Engine, config: dict[str, Any]) -> list[BaseRoute]:
         built = agent_card(str(request.base_url), offered)
         return JSONResponse(agent_card_to_dict(built))
 
-    # the handler's card says only what it can do: skills are read per request
-    handler = DockyardRequestHandler(engine, tasks, agent_card(RPC_PATH, []), fallback)
+    handler = DockyardRequestHandler(engine, tasks, fallback)
     return [
         Route(CARD_PATH, card, methods=["GET"]),
         *create_jsonrpc_routes(
