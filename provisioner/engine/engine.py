@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from provisioner.backends.base import Backend, Observed
@@ -26,6 +27,7 @@ from provisioner.engine.follower import Follower
 from provisioner.engine.outcomes import TaskOutcomes
 from provisioner.engine.pools import WarmPools
 from provisioner.engine.provision import Provisioner
+from provisioner.engine.routing import Routes
 from provisioner.engine.secrets import SecretStore
 from provisioner.engine.workspace import BridgeBundler
 from provisioner.errors import (
@@ -39,6 +41,7 @@ from provisioner.errors import (
 from provisioner.lifecycle import TERMINAL, ErrorClass, State, Status
 from provisioner.model import POOL_OWNER, Task, parse_time
 from provisioner.prompts import FINISHED, refusal_reason
+from provisioner.routing import Target
 from provisioner.store.store import Store
 from provisioner.templating.catalog import Catalog
 
@@ -74,6 +77,7 @@ class Engine(UserCommands, TaskOutcomes):
         tick_s: float = 1.0,
         secrets: SecretStore | None = None,
         max_workspaces: int | None = None,
+        targets: Mapping[str, Target] | None = None,
     ) -> None:
         self.store = store
         self.backend = backend
@@ -84,7 +88,9 @@ class Engine(UserCommands, TaskOutcomes):
         self.secrets = secrets or SecretStore(None)
         self.pools = WarmPools(self)
         # None: unlimited; otherwise at most this many workspaces initializing or active
-        self.admissions = Admissions(self, max_workspaces)
+        # targets: the config's named routes, each with its own optional limit
+        self.admissions = Admissions(self, max_workspaces, targets)
+        self.routes = Routes(self)
         self.endpoints: dict[str, str] = {}  # task id -> bridge URL, kept by followers
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._wake = threading.Event()
@@ -163,6 +169,8 @@ class Engine(UserCommands, TaskOutcomes):
             except BackendError as exc:
                 log.warning("cannot list workspaces: %s", exc)
         pending = [t for t in live if t.status == Status.PENDING]
+        if pending and self.admissions.targets:
+            self.routes.route_waiting(pending)  # a codebase a target now serves
         if pending:
             for task_id in self.admissions.run(pending, LEASE_TTL_S):
                 self._submit_provision(task_id)
@@ -385,10 +393,11 @@ class Engine(UserCommands, TaskOutcomes):
     ) -> None:
         """Move a task to error with its cause; optionally stop its workspace.
 
-        With a capacity limit the workspace is always stopped (its disk and logs kept for
-        inspection): a task in error holds no slot, so a running one would overcommit.
+        With a capacity limit (the server's or a target's) the workspace is always stopped
+        (its disk and logs kept for inspection): a task in error holds no slot, so a
+        running one would overcommit.
         """
-        stop = stop or self.max_workspaces is not None
+        stop = stop or self.admissions.limited
         extra = {"phase": phase} if phase else {}
         if stop:
             # Stopped before the error is recorded: the record frees its slot, and a waiting
