@@ -199,15 +199,19 @@ class Admissions:
             from_value=Status.ACTIVE.value,
             to_value=Status.PAUSED.value,
         )
-        store.record(
+        said = f"paused {paused.name} (priority {paused.priority}, idle) to take its slot"
+        # its message says so while it still waits; it may have started already (the
+        # freed slot is its own and the loop runs meanwhile): then only its history does
+        if not store.record(
             task.id,
             "preempt",
             actor="engine",
-            reason=f"paused {paused.name} (priority {paused.priority}, idle) to take its slot",
+            reason=said,
             to_value=paused.id,
             expected=Status.PENDING,
             message=f"preempted {paused.name} (priority {paused.priority}, idle); starting",
-        )
+        ):
+            store.record(task.id, "preempt", actor="engine", reason=said, to_value=paused.id)
 
     # requests ------------------------------------------------------------------------
     def resume(self, task: Task, *, actor: str, reason: str, lease_s: float) -> tuple[Task, bool]:

@@ -1,0 +1,149 @@
+"""/api/v2 routes of the queue: the targets of the server's config with their load, and the
+waiting tasks in admission order with what each waits for (computed here, where the
+order is decided, rather than guessed by clients)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+
+from provisioner.auth.tokens import Principal
+from provisioner.capacity import CAPACITY, TARGET, Hold, Usage, hold_message, plan
+from provisioner.engine.engine import Engine
+from provisioner.lifecycle import Status
+from provisioner.model import Task
+from provisioner.server.auth import caller
+from provisioner.server.http_errors import ERROR_RESPONSES
+from provisioner.store.store import Store
+
+# what a waiting task waits for, as GET /queue says it
+DEPENDENCIES = "dependencies"
+STARTING = "nothing"  # a slot is free for it: it starts with the next pass
+BACKLOG = "backlog"
+
+
+def _targets_json(engine: Engine, usage: Usage) -> dict[str, Any]:
+    rows = []
+    for target in engine.admissions.targets.values():
+        live = [s for s in usage.live if s.kind == "task" and s.target == target.name]
+        rows.append(
+            {
+                **target.public(),
+                "running": len(live),  # initializing or active, parallel ones included
+                "counted": usage.target_live.get(target.name, 0),  # against max_concurrent
+                "waiting": sum(1 for s in usage.queue if s.target == target.name),
+            }
+        )
+    unserved: dict[str, int] = {}
+    for slot in usage.queue:
+        if slot.unserved and slot.codebase is not None:
+            unserved[slot.codebase] = unserved.get(slot.codebase, 0) + 1
+    return {
+        "targets": rows,
+        # codebases tasks wait for that no target serves
+        "unserved": [{"codebase": c, "waiting": n} for c, n in sorted(unserved.items())],
+    }
+
+
+def _blocking(store: Store, tasks: list[Task]) -> dict[str, list[Task]]:
+    """Each task's dependencies that have not completed yet."""
+    wanted = {d for t in tasks for d in t.depends_on}
+    found = store.tasks_by_ids(wanted)
+    return {
+        t.id: [found[d] for d in t.depends_on if d in found and found[d].status != Status.COMPLETED]
+        for t in tasks
+    }
+
+
+def _entry(
+    place: int | None,
+    task: Task,
+    waiting_for: str,
+    reason: str,
+    mine: bool,
+) -> dict[str, Any]:
+    # a member sees where others' tasks stand, not what they are or whose
+    return {
+        "position": place,  # 1-based place in admission order; null: not in line
+        "id": task.id,
+        "name": task.name if mine else None,
+        "owner": task.owner if mine else None,
+        "status": task.status.value,
+        "priority": task.priority,
+        "action": task.action,
+        "target": task.target,
+        "codebase": task.codebase,
+        "template": task.template or None,
+        "waiting_since": task.queued_at or task.created_at,
+        "waiting_for": waiting_for,  # capacity, target, codebase, dependencies, backlog...
+        "reason": reason if mine or waiting_for != DEPENDENCIES else "waiting for dependencies",
+        "message": task.message if mine else None,
+        "tags": task.tags if mine else [],
+        "epic": task.epic if mine else None,
+    }
+
+
+def _why(usage: Usage, hold: Hold | None, blocked: list[Task], task: Task) -> tuple[str, str]:
+    if blocked:
+        shown = ", ".join(f"{d.name} ({d.status.value})" for d in blocked)
+        return DEPENDENCIES, f"waiting for dependencies: {shown}"
+    if hold is None:
+        return STARTING, "starting: a slot is free"
+    reason = hold_message(usage, hold, resuming=bool(task.phases))
+    if hold.why in (CAPACITY, TARGET) and task.message.endswith("to pause"):
+        reason = task.message  # an interrupt that found no task to preempt says so
+    return hold.why, reason  # capacity, target or codebase
+
+
+def queue_json(
+    engine: Engine, who: Principal, target: str | None, tag: str | None, epic: str | None
+) -> dict[str, Any]:
+    store = engine.store
+    usage = engine.capacity()
+    holds = plan(usage)
+    waiting = store.tasks_by_ids(s.id for s in usage.queue if s.kind == "task")
+    backlog = store.list_tasks([Status.BACKLOG])
+    blocking = _blocking(store, [*waiting.values(), *backlog])
+    entries = []
+    for place, slot in enumerate(usage.queue, start=1):
+        task = waiting.get(slot.id)
+        if task is None:
+            continue  # a warm-pool member (they come after every task), or just deleted
+        why, reason = _why(usage, holds.get(slot.id), blocking[task.id], task)
+        mine = who.is_admin or task.owner == who.user
+        entries.append(_entry(place, task, why, reason, mine))
+    for task in sorted(backlog, key=lambda t: (-t.priority, t.created_at)):
+        mine = who.is_admin or task.owner == who.user
+        if mine:  # the backlog is not in line: only one's own is worth showing
+            reason = "in the backlog: starts when nothing else waits"
+            if blocking[task.id]:
+                reason += "; " + _why(usage, None, blocking[task.id], task)[1]
+            entries.append(_entry(None, task, BACKLOG, reason, mine))
+    if target is not None:
+        entries = [e for e in entries if e["target"] == target]
+    if tag is not None:
+        entries = [e for e in entries if tag in e["tags"]]
+    if epic is not None:
+        entries = [e for e in entries if e["epic"] == epic]
+    return {"queue": entries, "capacity": usage.summary()}
+
+
+def build_queue_router(engine: Engine) -> APIRouter:
+    """Target and queue routes, bound to one engine."""
+    r = APIRouter(prefix="/api/v2", responses=ERROR_RESPONSES)
+
+    @r.get("/targets")
+    def targets(who: Principal = Depends(caller)) -> dict[str, Any]:
+        return _targets_json(engine, engine.capacity())
+
+    @r.get("/queue")
+    def queue(
+        target: str | None = Query(None, max_length=64, description="Only this target's"),
+        tag: str | None = Query(None, max_length=64, description="Only tasks with this tag"),
+        epic: str | None = Query(None, max_length=64, description="Only this epic's"),
+        who: Principal = Depends(caller),
+    ) -> dict[str, Any]:
+        return queue_json(engine, who, target, tag, epic)
+
+    return r
