@@ -288,7 +288,10 @@ def create(
     )
     if not quiet:
         source = "/".join(p for p in (task.get("template"), task.get("preset")) if p)
-        click.echo(f"Created task {task.get('name')} ({task['id']}) from {source}")
+        # routed: say where; unrouted (its codebase unserved): no template yet
+        route = f" on target {task['target']}" if task.get("target") else ""
+        shown = source or "no template yet"
+        click.echo(f"Created task {task.get('name')} ({task['id']}) from {shown}{route}")
         if task.get("status") in ("pending", "backlog") and task.get("message") not in (
             None,
             "",

@@ -61,7 +61,10 @@ def test_create_by_target_needs_no_template(served: Served) -> None:
     assert reply.status_code == 201, reply.text
     assert (reply.json()["template"], reply.json()["preset"]) == ("scripted", "slow")
     out = served.cli("task", "create", "--target", "builder", WORK, "build it").stdout
-    assert "from scripted/default" in out
+    assert "from scripted/default on target builder" in out
+    out = served.cli("task", "create", "--codebase", "mobile", WORK, "lost").stdout
+    assert "from no template yet\n" in out
+    assert "It is waiting for a target serving codebase mobile" in out
     # by codebase from the CLI, no template either
     task_id = served.cli("task", "create", "--codebase", "api-server", "-q", WORK, "x").stdout
     task = served.h.task(task_id.strip())
@@ -130,12 +133,14 @@ def test_the_queue_view_is_in_admission_order_with_what_each_waits_for(served: S
     lost = h.create("lost", template=None, queue=QueueFields(codebase="mobile", priority=95))
     urgent = h.create("urgent", queue=QueueFields(priority=20, action="interrupt"))
     parked = h.create("parked", queue=QueueFields(action="backlog"))
+    after = h.create("after low", queue=QueueFields(priority=5, depends_on=(low.name,)))
     entries = served.api("GET", "/queue").json()["queue"]
     assert [(e["position"], e["id"]) for e in entries] == [
         (1, urgent.id),
         (2, lost.id),
         (3, held.id),
         (4, low.id),
+        (5, after.id),
         (None, parked.id),
     ]
     why = {e["id"]: (e["waiting_for"], e["reason"]) for e in entries}
@@ -149,6 +154,7 @@ def test_the_queue_view_is_in_admission_order_with_what_each_waits_for(served: S
         "waiting for capacity: 1 of 1 workspaces in use; 4th in line",
     )
     assert why[parked.id][0] == "backlog"
+    assert why[after.id] == ("dependencies", f"waiting for dependencies: {low.name} (pending)")
     assert why[urgent.id][0] == "capacity"
     table = served.cli("task", "list", "--queue").stdout
     lines = table.splitlines()
@@ -158,6 +164,7 @@ def test_the_queue_view_is_in_admission_order_with_what_each_waits_for(served: S
         lost.name,
         held.name,
         low.name,
+        after.name,
         parked.name,
     ]
     only = json.loads(
