@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
 
 from provisioner.auth.tokens import Principal
 from provisioner.capacity import CAPACITY, TARGET, Hold, Usage, hold_message, plan
@@ -21,6 +22,63 @@ from provisioner.store.store import Store
 DEPENDENCIES = "dependencies"
 STARTING = "nothing"  # a slot is free for it: it starts with the next pass
 BACKLOG = "backlog"
+
+
+class TargetView(BaseModel):
+    """A target of the server's config, with its load."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    template: str = Field(description="The template its tasks run")
+    preset: str | None = Field(description="Its preset (null: the template's default)")
+    max_concurrent: int | None = Field(description="Most of its tasks live at once (null: none)")
+    codebases: list[str] = Field(description="The codebases it serves (--codebase)")
+    running: int = Field(description="Its tasks initializing or active, parallel ones too")
+    counted: int = Field(description="Of those, the ones counted against max_concurrent")
+    waiting: int = Field(description="Its tasks pending")
+
+
+class UnservedView(BaseModel):
+    codebase: str
+    waiting: int = Field(description="Tasks waiting for a target serving it")
+
+
+class TargetsReply(BaseModel):
+    """GET /api/v2/targets."""
+
+    targets: list[TargetView]
+    unserved: list[UnservedView] = Field(description="Codebases tasks wait for, none serves")
+
+
+class QueueEntry(BaseModel):
+    """A waiting task, where it stands and why (another user's: without name or details)."""
+
+    model_config = ConfigDict(extra="allow")
+    position: int | None = Field(description="1-based place in admission order; null: backlog")
+    id: str
+    name: str | None
+    owner: str | None
+    status: str = Field(description="pending or backlog")
+    priority: int
+    action: str
+    target: str | None
+    codebase: str | None
+    template: str | None = Field(description="null: not routed yet (its codebase unserved)")
+    waiting_since: str
+    waiting_for: str = Field(
+        description="capacity, target, codebase, dependencies, backlog or nothing (starting)"
+    )
+    reason: str = Field(description="What it waits for, in words")
+    message: str | None
+    tags: list[str]
+    epic: str | None
+
+
+class QueueReply(BaseModel):
+    """GET /api/v2/queue."""
+
+    queue: list[QueueEntry]
+    capacity: str = Field(description="How many workspaces are in use, against the limit")
 
 
 def _targets_json(engine: Engine, usage: Usage) -> dict[str, Any]:
@@ -133,11 +191,11 @@ def build_queue_router(engine: Engine) -> APIRouter:
     """Target and queue routes, bound to one engine."""
     r = APIRouter(prefix="/api/v2", responses=ERROR_RESPONSES)
 
-    @r.get("/targets")
+    @r.get("/targets", response_model=TargetsReply)
     def targets(who: Principal = Depends(caller)) -> dict[str, Any]:
         return _targets_json(engine, engine.capacity())
 
-    @r.get("/queue")
+    @r.get("/queue", response_model=QueueReply)
     def queue(
         target: str | None = Query(None, max_length=64, description="Only this target's"),
         tag: str | None = Query(None, max_length=64, description="Only tasks with this tag"),

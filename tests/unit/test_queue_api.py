@@ -197,3 +197,16 @@ def test_a_member_sees_places_in_line_but_not_others_tasks(served: Served) -> No
 @pytest.mark.parametrize("query", ["target=" + "x" * 65, "tag=" + "y" * 65, "epic=" + "z" * 65])
 def test_queue_filters_are_bounded(served: Served, query: str) -> None:
     assert served.api("GET", f"/queue?{query}").status_code == 400
+
+
+def test_the_openapi_document_describes_queue_entries_and_targets(served: Served) -> None:
+    h = served.h
+    blocker = h.create("blocker")
+    h.wait_idle(blocker.id)
+    h.create("waits", template=None, queue=QueueFields(target="builder"))
+    doc = httpx.get(f"{served.url}/openapi.json", headers=admin_headers(h.home)).json()
+    schemas = doc["components"]["schemas"]
+    (entry,) = served.api("GET", "/queue").json()["queue"]
+    assert set(entry) == set(schemas["QueueEntry"]["properties"])
+    target = served.api("GET", "/targets").json()["targets"][0]
+    assert set(target) == set(schemas["TargetView"]["properties"])
