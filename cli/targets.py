@@ -22,6 +22,8 @@ def list_targets(output: str) -> None:
     if output == "json":
         click.echo(to_json(reply))
         return
+    if not reply["targets"]:
+        click.echo("no targets: name routes under targets: in the server's config.yaml")
     rows = [
         [
             cell(t.get("name")),
@@ -33,7 +35,9 @@ def list_targets(output: str) -> None:
         ]
         for t in reply["targets"]
     ]
-    click.echo(render_table(["TARGET", "RUNS", "LIMIT", "RUNNING", "WAITING", "CODEBASES"], rows))
+    if rows:
+        headers = ["TARGET", "RUNS", "LIMIT", "RUNNING", "WAITING", "CODEBASES"]
+        click.echo(render_table(headers, rows))
     for lost in reply.get("unserved") or []:
         click.echo(
             f"{lost['waiting']} task{'s' if lost['waiting'] != 1 else ''} wait for codebase "

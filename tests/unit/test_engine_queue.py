@@ -130,6 +130,24 @@ def test_a_targets_limit_holds_its_tasks_only_and_parallel_ones_pass(routed: Har
     assert resumed.message.startswith("waiting for target builder to resume: 1 of 1")
 
 
+def test_an_interrupt_held_by_its_targets_limit_pauses_a_task_of_that_target(
+    routed: Harness,
+) -> None:
+    other = routed.create("elsewhere", queue=QueueFields(priority=1))  # no target
+    builder = routed.create("builder", template=None, queue=QueueFields(target="builder"))
+    routed.wait_idle(other.id)
+    routed.wait_idle(builder.id)
+    urgent = routed.create(
+        "urgent",
+        template=None,
+        queue=QueueFields(target="builder", action="interrupt", priority=60),
+    )
+    routed.wait_idle(urgent.id)
+    assert routed.task(builder.id).status == Status.PAUSED
+    # the lower-priority task of no target frees no place under builder's limit: kept
+    assert routed.task(other.id).status == Status.ACTIVE
+
+
 def test_tasks_route_by_target_codebase_and_global(routed: Harness) -> None:
     built = routed.create("by target", template=None, queue=QueueFields(target="reviewer"))
     assert (built.template, built.preset, built.target) == ("scripted", "slow", "reviewer")

@@ -210,3 +210,13 @@ def test_the_openapi_document_describes_queue_entries_and_targets(served: Served
     assert set(entry) == set(schemas["QueueEntry"]["properties"])
     target = served.api("GET", "/targets").json()["targets"][0]
     assert set(target) == set(schemas["TargetView"]["properties"])
+
+
+def test_a_server_without_targets_says_so(tmp_path: Path, bridge_cache: Path) -> None:
+    with harness_at(tmp_path / "home", bridge_cache) as h, serve(h.engine, h.home) as url:
+        plain = Served(h, url, tmp_path / "cli-home")
+        assert plain.api("GET", "/targets").json() == {"targets": [], "unserved": []}
+        assert "no targets" in plain.cli("target", "list").stdout
+        reply = plain.api("POST", "/tasks", json={"prompt": "x", "target": "builder"})
+        assert reply.status_code == 400
+        assert "Unknown target 'builder' (targets: none are configured)" in reply.text
