@@ -61,6 +61,11 @@ class UserCommands:
         def _submit_provision(self, task_id: str) -> None: ...
         def sync_logs(self, task: Task) -> None: ...
         def mark_stopping(self, task_id: str) -> None: ...
+        def queue_dependencies(
+            self, queue: QueueFields, owner: str, refs: list[str]
+        ) -> list[str]: ...
+        def first_gate(self, task: Task) -> None: ...
+        def dependency_deleted(self, deleted: Task) -> None: ...
         def deliver_prompts(self, task: Task, client: BridgeClient) -> None: ...
         def fail(
             self,
@@ -107,7 +112,9 @@ class UserCommands:
             raise ParameterError(
                 "No template given", hint="name one with --template (or a route with --target)"
             )
-        depends_on = self._dependency_ids(queue.depends_on, owner)
+        depends_on = self.queue_dependencies(
+            queue, owner, self._dependency_ids(queue.depends_on, owner)
+        )
         parent_id = self._parent_id(queue.parent, owner)
         if template is None:  # its codebase is served by no target yet: it waits for one
             tpl = spec = chosen = None
@@ -164,6 +171,7 @@ class UserCommands:
             task.message = "in the backlog: starts when nothing else waits"
         if task.status == Status.PENDING:
             task.message = self.admissions.first_message(task)
+        self.first_gate(task)  # waiting for its dependencies: no place in line
         if tpl is None or spec is None:
             # Which of the given parameters are secret is known only once the template
             # is: until then all of them stay out of the database.
@@ -323,6 +331,9 @@ class UserCommands:
                         actor=actor,
                         reason="deleted by user",
                     )
+            # before its row goes: a reconcile pass must never see it missing while it
+            # is still on its dependents' lists after it completed
+            self.dependency_deleted(task)  # they go on without it, or fail
             self.backend.remove(task.id)
             if not self.store.delete(task.id):  # another server sharing the store was first
                 raise TaskNotFound(f"No task {ref[:80]!r}", hint="it was deleted just now")

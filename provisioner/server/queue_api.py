@@ -16,7 +16,6 @@ from provisioner.lifecycle import Status
 from provisioner.model import Task
 from provisioner.server.auth import caller
 from provisioner.server.http_errors import ERROR_RESPONSES
-from provisioner.store.store import Store
 
 # what a waiting task waits for, as GET /queue says it
 DEPENDENCIES = "dependencies"
@@ -54,7 +53,10 @@ class QueueEntry(BaseModel):
     """A waiting task, where it stands and why (another user's: without name or details)."""
 
     model_config = ConfigDict(extra="allow")
-    position: int | None = Field(description="1-based place in admission order; null: backlog")
+    position: int | None = Field(
+        description="1-based place in admission order; null: not in line (waiting for its "
+        "dependencies, or in the backlog)"
+    )
     id: str
     name: str | None
     owner: str | None
@@ -104,16 +106,6 @@ def _targets_json(engine: Engine, usage: Usage) -> dict[str, Any]:
     }
 
 
-def _blocking(store: Store, tasks: list[Task]) -> dict[str, list[Task]]:
-    """Each task's dependencies that have not completed yet."""
-    wanted = {d for t in tasks for d in t.depends_on}
-    found = store.tasks_by_ids(wanted)
-    return {
-        t.id: [found[d] for d in t.depends_on if d in found and found[d].status != Status.COMPLETED]
-        for t in tasks
-    }
-
-
 def _entry(
     place: int | None,
     task: Task,
@@ -135,6 +127,7 @@ def _entry(
         "template": task.template or None,
         "waiting_since": task.queued_at or task.created_at,
         "waiting_for": waiting_for,  # capacity, target, codebase, dependencies, backlog...
+        # another user's dependencies are named in its reason: not shown to a member
         "reason": reason if mine or waiting_for != DEPENDENCIES else "waiting for dependencies",
         "message": task.message if mine else None,
         "tags": task.tags if mine else [],
@@ -142,10 +135,7 @@ def _entry(
     }
 
 
-def _why(usage: Usage, hold: Hold | None, blocked: list[Task], task: Task) -> tuple[str, str]:
-    if blocked:
-        shown = ", ".join(f"{d.name} ({d.status.value})" for d in blocked)
-        return DEPENDENCIES, f"waiting for dependencies: {shown}"
+def _why(usage: Usage, hold: Hold | None, task: Task) -> tuple[str, str]:
     if hold is None:
         return STARTING, "starting: a slot is free"
     reason = hold_message(usage, hold, resuming=bool(task.phases))
@@ -157,27 +147,29 @@ def _why(usage: Usage, hold: Hold | None, blocked: list[Task], task: Task) -> tu
 def queue_json(
     engine: Engine, who: Principal, target: str | None, tag: str | None, epic: str | None
 ) -> dict[str, Any]:
+    """In line first (by place), then those waiting for dependencies (no place in line:
+    they take none until their dependencies complete), then one's own backlog."""
     store = engine.store
     usage = engine.capacity()
     holds = plan(usage)
     waiting = store.tasks_by_ids(s.id for s in usage.queue if s.kind == "task")
-    backlog = store.list_tasks([Status.BACKLOG])
-    blocking = _blocking(store, [*waiting.values(), *backlog])
     entries = []
     for place, slot in enumerate(usage.queue, start=1):
         task = waiting.get(slot.id)
         if task is None:
             continue  # a warm-pool member (they come after every task), or just deleted
-        why, reason = _why(usage, holds.get(slot.id), blocking[task.id], task)
+        why, reason = _why(usage, holds.get(slot.id), task)
         mine = who.is_admin or task.owner == who.user
         entries.append(_entry(place, task, why, reason, mine))
-    for task in sorted(backlog, key=lambda t: (-t.priority, t.created_at)):
+    apart = [t for t in store.list_tasks([Status.PENDING]) if t.blocked]
+    for task in sorted(apart, key=lambda t: (-t.priority, t.queued_at or t.created_at)):
         mine = who.is_admin or task.owner == who.user
-        if mine:  # the backlog is not in line: only one's own is worth showing
-            reason = "in the backlog: starts when nothing else waits"
-            if blocking[task.id]:
-                reason += "; " + _why(usage, None, blocking[task.id], task)[1]
-            entries.append(_entry(None, task, BACKLOG, reason, mine))
+        # its message names the dependencies it waits for (the engine keeps it current)
+        entries.append(_entry(None, task, DEPENDENCIES, task.message, mine))
+    backlog = store.list_tasks([Status.BACKLOG])
+    for task in sorted(backlog, key=lambda t: (-t.priority, t.created_at)):
+        if who.is_admin or task.owner == who.user:  # not in line: only one's own is shown
+            entries.append(_entry(None, task, BACKLOG, task.message, True))
     if target is not None:
         entries = [e for e in entries if e["target"] == target]
     if tag is not None:

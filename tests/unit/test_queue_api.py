@@ -140,7 +140,7 @@ def test_the_queue_view_is_in_admission_order_with_what_each_waits_for(served: S
         (2, lost.id),
         (3, held.id),
         (4, low.id),
-        (5, after.id),
+        (None, after.id),  # waiting for its dependency: no place in line
         (None, parked.id),
     ]
     why = {e["id"]: (e["waiting_for"], e["reason"]) for e in entries}
