@@ -66,6 +66,11 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _unserved(task: Task) -> bool:
+    """A task for a codebase no target has taken (see engine.routing)."""
+    return task.codebase is not None and task.target is None
+
+
 class Engine(UserCommands, TaskOutcomes, TaskOrdering):
     """Drives every task of one store on one backend."""
 
@@ -182,7 +187,9 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering):
             started = self.admissions.run(pending, LEASE_TTL_S)
             for task_id in started:
                 self._submit_provision(task_id)
-        self.promote_backlog(everyone, [t for t in pending if t.id not in started])
+        # a task for a codebase no target serves never takes a slot: it holds back no one
+        left = [t for t in pending if t.id not in started and not _unserved(t)]
+        self.promote_backlog(everyone, left)
         for task in live:
             if task.status == Status.INITIALIZING:
                 if self._take_lease(task):

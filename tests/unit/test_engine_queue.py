@@ -193,6 +193,12 @@ def test_a_codebase_no_target_serves_waits_then_runs_once_one_does(routed: Harne
     assert route["to_value"] == "mobile" and "serves codebase mobile" in route["reason"]
 
 
+def test_a_task_no_target_serves_holds_back_no_backlog_task(routed: Harness) -> None:
+    routed.create("lost", template=None, queue=QueueFields(codebase="mobile"))
+    parked = routed.create("parked", queue=QueueFields(action="backlog"))
+    routed.wait_idle(parked.id)  # promoted: the unserved one waits for no slot
+
+
 def test_an_unserved_task_given_a_template_keeps_it_when_routed(routed: Harness) -> None:
     lost = routed.create("x", queue=QueueFields(codebase="mobile"))
     assert lost.template == "scripted" and lost.status == Status.PENDING
