@@ -258,8 +258,10 @@ def create(
 ) -> None:
     """Create a task from a template (and preset) with PROMPT."""
     text = read_text(prompt, from_stdin, "prompt")
-    if template is None and target is None and codebase is None:
-        raise click.UsageError("give a --template (or a --target or --codebase to route to)")
+    if template is None and target is None and codebase is None and parent is None:
+        raise click.UsageError(
+            "give a --template (or a --target or --codebase to route to, or a --parent to fork)"
+        )
     client = current_client()
     task = client.create_task(
         title=title,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from provisioner.backends.base import Backend
 from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachable
 from provisioner.engine.admission import Admissions
+from provisioner.engine.forks import check_fork
 from provisioner.engine.pools import WarmPools
 from provisioner.engine.secrets import SecretStore
 from provisioner.engine.workspace import initial_prompt_id, task_policy
@@ -99,6 +100,8 @@ class UserCommands:
         chosen = select_preset(tpl, preset)
         given = {**self.secrets.from_environment(tpl, parameters), **parameters}
         spec = render_workspace(tpl, chosen, given)  # fails before anything is created
+        if parent_id is not None:
+            check_fork(self.store.get(parent_id), tpl.name, spec, self.backend)
         self.backend.ping()
         if name is None:
             stem = slug_from_prompt(prompt)

@@ -1,0 +1,82 @@
+"""Forks on a real engine (fake backend: the real bridge and scripted agent as local
+processes, a directory as each workspace's disk): the child starts from a copy of the
+parent's disk and its agent resumes the parent's session before taking its own prompt."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from provisioner.bridge.runtime.statedir import RUN_STATE_FILE, StateDir
+from provisioner.errors import ParameterError, TaskConflict
+from provisioner.model import QueueFields
+from tests.fake_engine import Harness, bridge_cache, fake
+
+__all__ = ["bridge_cache", "fake"]
+
+
+def test_a_state_dir_copied_from_another_workspace_keeps_only_its_run_state(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "bridge"
+    first = StateDir(root, "parent-id")
+    first.save_run_state(first.load_run_state())
+    first.save_prompts([{"id": "p"}], initial_prompt_queued=True)
+    first.transcript_path.write_text('{"seq": 1}\n')
+    (root / "reports").mkdir()  # anything else the parent's bridge kept goes too
+    again = StateDir(root, "parent-id")  # the parent restarting: all of it is its own
+    assert again.has_history and again.prompts_path.exists()
+    forked = StateDir(root, "child-id")
+    assert not forked.has_history
+    assert sorted(p.name for p in root.iterdir()) == [RUN_STATE_FILE, "workspace"]
+    assert (root / "workspace").read_text().strip() == "child-id"
+    assert json.loads((root / RUN_STATE_FILE).read_text())["version"] == 1
+
+
+def test_a_fork_continues_the_parents_files_and_session(fake: Harness) -> None:
+    parent = fake.create("/write notes.txt hello from the parent", name="parent")
+    fake.wait_idle(parent.id)
+    fake.engine.send(parent.id, "second thought")
+    fake.wait_output(parent.id, "Done: second thought")
+    fake.wait_idle(parent.id)
+
+    child = fake.create("/write child.txt mine", name="child", queue=QueueFields(parent="parent"))
+    assert child.parent_id == parent.id
+    fake.wait_idle(child.id)
+    out = fake.wait_output(child.id, "Wrote child.txt")
+    # resumed with the parent's context (two inputs), then took its own prompt once
+    assert "Resumed (previous context: 2 inputs)" in out
+    assert "Scripted agent ready." not in out and "Wrote notes.txt" not in out
+    inputs = [e["content"] for e in fake.store.logs(child.id) if e["type"] == "input"]
+    assert inputs == ["/write child.txt mine"]
+    copied = fake.backend.host_path(child.id, "/workspace/notes.txt")
+    assert copied.read_text() == "hello from the parent\n"
+    # the disks are separate from now on
+    assert not fake.backend.host_path(parent.id, "/workspace/child.txt").exists()
+    assert fake.task(parent.id).status.value == "active"
+    child_events = [(e["kind"], e["from_value"]) for e in fake.store.events(child.id)]
+    assert ("fork", "parent") in child_events
+    parent_events = [(e["kind"], e["to_value"]) for e in fake.store.events(parent.id)]
+    assert ("fork", "child") in parent_events
+
+
+def test_forks_that_cannot_work_are_refused_before_anything_is_stored(fake: Harness) -> None:
+    other = fake.create("someone else's", owner="bob", name="bobs")
+    with pytest.raises(ParameterError, match="Unknown parent"):
+        fake.create("x", queue=QueueFields(parent="bobs"))  # not found among mine
+    parked = fake.create("later", name="parked", queue=QueueFields(action="backlog"))
+    with pytest.raises(TaskConflict, match="has not started"):
+        fake.create("x", queue=QueueFields(parent="parked"))
+    fake.add_scripted_variant("scripted-copy")
+    tf_parent = fake.create("/write a b", name="tf")
+    fake.wait_idle(tf_parent.id)
+    with pytest.raises(ParameterError, match="runs its parent's template"):
+        fake.create("x", template="scripted-copy", queue=QueueFields(parent="tf"))
+    # a backend that cannot copy a disk (Terraform's) refuses at create
+    fake.backend.can_fork = lambda spec: False  # type: ignore[method-assign]
+    with pytest.raises(ParameterError, match="cannot fork"):
+        fake.create("x", queue=QueueFields(parent="tf"))
+    names = {t.name for t in fake.store.list_tasks()}
+    assert names == {other.name, parked.name, tf_parent.name}
