@@ -29,6 +29,7 @@ from cli.render import (
     task_row,
     tasks_table,
     to_json,
+    workspace_lines,
 )
 from provisioner.bridge.runtime.wire import DELIVERED, FAILED, QUEUED, TAKEN
 
@@ -398,7 +399,7 @@ def status(ctx: click.Context, task: str, output: str, watch: bool) -> None:
         # Below the two awk-able lines: how long each startup phase took.
         if found.get("phases"):
             click.echo(phases_line(found["phases"]))
-        for line in queue_lines(found):
+        for line in [*queue_lines(found), *workspace_lines(found)]:
             click.echo(line)
         return
     try:

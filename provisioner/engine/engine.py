@@ -26,6 +26,7 @@ from provisioner.engine.follower import Follower
 from provisioner.engine.outcomes import TaskOutcomes
 from provisioner.engine.pools import WarmPools
 from provisioner.engine.provision import Provisioner
+from provisioner.engine.retention import remove_expired
 from provisioner.engine.secrets import SecretStore
 from provisioner.engine.workspace import BridgeBundler
 from provisioner.errors import (
@@ -74,6 +75,7 @@ class Engine(UserCommands, TaskOutcomes):
         tick_s: float = 1.0,
         secrets: SecretStore | None = None,
         max_workspaces: int | None = None,
+        retention: str | None = None,
     ) -> None:
         self.store = store
         self.backend = backend
@@ -85,6 +87,8 @@ class Engine(UserCommands, TaskOutcomes):
         self.pools = WarmPools(self)
         # None: unlimited; otherwise at most this many workspaces initializing or active
         self.admissions = Admissions(self, max_workspaces)
+        # how long finished tasks' workspaces stay when their template does not say
+        self.retention = retention
         self.endpoints: dict[str, str] = {}  # task id -> bridge URL, kept by followers
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._wake = threading.Event()
@@ -155,7 +159,8 @@ class Engine(UserCommands, TaskOutcomes):
     # reconcile -------------------------------------------------------------------
     def reconcile(self) -> None:
         """One level-triggered pass over every live task."""
-        live = [t for t in self.store.list_tasks(kind=None) if t.status not in TERMINAL]
+        everyone = self.store.list_tasks(kind=None)
+        live = [t for t in everyone if t.status not in TERMINAL]
         running: set[str] | None = None
         if any(t.status == Status.ACTIVE for t in live):
             try:
@@ -178,6 +183,7 @@ class Engine(UserCommands, TaskOutcomes):
                     continue
                 self._ensure_follower(task.id)
                 self._maybe_auto_pause(task)
+        remove_expired(self.store, self.backend, everyone, self.retention)
         if time.monotonic() - self._last_sweep > ORPHAN_SWEEP_EVERY_S:
             self._last_sweep = time.monotonic()
             self._sweep_orphans()

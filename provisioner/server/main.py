@@ -54,6 +54,7 @@ def build_engine(home: Path) -> Engine:
         BridgeBundler(paths.cache_dir()),
         secrets=SecretStore(home),
         max_workspaces=paths.max_workspaces(home),
+        retention=paths.default_retention(home),
     )
 
 

@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 
 from provisioner.bridge.runtime.statedir import RUN_STATE_FILE, StateDir
+from provisioner.durations import parse_retention
 from provisioner.errors import ParameterError, TaskConflict
 from provisioner.model import QueueFields
+from provisioner.queueing import parse_completion
+from provisioner.retention import removed
 from tests.fake_engine import Harness, bridge_cache, fake
 
 __all__ = ["bridge_cache", "fake"]
@@ -80,3 +83,34 @@ def test_forks_that_cannot_work_are_refused_before_anything_is_stored(fake: Harn
         fake.create("x", queue=QueueFields(parent="tf"))
     names = {t.name for t in fake.store.list_tasks()}
     assert names == {other.name, parked.name, tf_parent.name}
+
+
+def test_retention_removes_a_finished_tasks_workspace_and_keeps_its_logs(
+    fake: Harness,
+) -> None:
+    fake.add_scripted_variant("scripted-brief", lifecycle={"retention": "1s"})
+    kept = fake.create("kept", name="kept")  # the template says nothing: the server's keep
+    brief = fake.create("brief", name="brief", template="scripted-brief")
+    for task in (kept, brief):
+        fake.wait_idle(task.id)
+        fake.engine.complete(task.id, parse_completion({"outcome": "SUCCESS"}))
+    gone = fake.wait_task(brief.id, removed, "the workspace removed by retention")
+    assert brief.id not in fake.backend.task_ids()
+    assert "retention" in gone.workspace["reason"]  # type: ignore[index]
+    assert "Done: brief" in fake.output(brief.id), "the logs are kept"
+    events = [(e["kind"], e["actor"]) for e in fake.store.events(brief.id)]
+    assert events.count(("retention", "policy")) == 1
+    with pytest.raises(TaskConflict, match="workspace was removed"):
+        fake.create("x", template="scripted-brief", queue=QueueFields(parent="brief"))
+    # kept by the default until the server's default says otherwise
+    assert kept.id in fake.backend.task_ids() and not removed(fake.task(kept.id))
+    fake.engine.retention = "1s"
+    fake.wait_task(kept.id, removed, "the workspace removed by the server's retention")
+    assert kept.id not in fake.backend.task_ids()
+
+
+@pytest.mark.parametrize("value", ["1y", "24", "-1h", "1h; rm -rf /", "9999999w", ""])
+def test_a_bad_retention_is_refused(value: str) -> None:
+    with pytest.raises(ParameterError):
+        parse_retention(value)
+    assert parse_retention("keep") is None and parse_retention("24h") == 86400
