@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from provisioner.backends.base import Backend
 from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachable
+from provisioner.draining import WAITING as DRAINING
 from provisioner.engine.admission import Admissions
+from provisioner.engine.draining import Draining
 from provisioner.engine.forks import check_fork
 from provisioner.engine.pools import WarmPools
 from provisioner.engine.secrets import SecretStore
@@ -48,6 +50,7 @@ class UserCommands:
     secrets: SecretStore
     pools: WarmPools
     admissions: Admissions
+    draining: Draining
     endpoints: dict[str, str]
     _task_locks: dict[str, threading.Lock]
 
@@ -146,6 +149,8 @@ class UserCommands:
             task.message = "in the backlog: starts when nothing else waits"
         if task.status == Status.PENDING:
             task.message = self.admissions.first_message(task)
+            if self.draining.state().draining:
+                task.message = DRAINING  # accepted; admitted after undrain
         secret_names = {p.name for p in tpl.config.parameters if p.secret}
         secret_values = {k: v for k, v in spec.parameters.items() if k in secret_names}
         # a warm workspace starts at once: not for a task that must wait or be forked
@@ -266,6 +271,18 @@ class UserCommands:
             if task.status not in (Status.PAUSED, Status.ERROR):
                 raise TaskConflict(
                     f"Cannot resume {task.name}: it is {task.status.value}, not paused or error"
+                )
+            if self.draining.state().draining:
+                # nothing starts while the server drains: it waits, its prompts kept
+                return self.store.transition(
+                    task.id,
+                    task.status,
+                    Status.PENDING,
+                    actor=actor,
+                    action="resume",
+                    reason=f"{reason}; waiting: the server is draining",
+                    message=DRAINING,
+                    queued_at=utcnow(),
                 )
             # Past capacity it waits as pending (its prompts kept) until a slot frees.
             task, started = self.admissions.resume(

@@ -22,6 +22,7 @@ from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachab
 from provisioner.capacity import Usage
 from provisioner.engine.admission import Admissions
 from provisioner.engine.commands import LEASE_TTL_S, UserCommands
+from provisioner.engine.draining import Draining
 from provisioner.engine.follower import Follower
 from provisioner.engine.outcomes import TaskOutcomes
 from provisioner.engine.pools import WarmPools
@@ -101,6 +102,7 @@ class Engine(UserCommands, TaskOutcomes):
         self._task_locks: dict[str, threading.Lock] = {}
         self._delivery_locks: dict[str, threading.Lock] = {}
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="provision")
+        self.draining = Draining(self, self._pool)
         self._thread: threading.Thread | None = None
         self._last_sweep = 0.0
 
@@ -167,8 +169,10 @@ class Engine(UserCommands, TaskOutcomes):
                 running = self.backend.running_task_ids()
             except BackendError as exc:
                 log.warning("cannot list workspaces: %s", exc)
+        # draining (stored, shared by every server on the database): admit nothing
+        draining = self.draining.step(live)
         pending = [t for t in live if t.status == Status.PENDING]
-        if pending:
+        if pending and not draining:
             for task_id in self.admissions.run(pending, LEASE_TTL_S):
                 self._submit_provision(task_id)
         for task in live:
@@ -187,7 +191,8 @@ class Engine(UserCommands, TaskOutcomes):
         if time.monotonic() - self._last_sweep > ORPHAN_SWEEP_EVERY_S:
             self._last_sweep = time.monotonic()
             self._sweep_orphans()
-        self.pools.fill()
+        if not draining:
+            self.pools.fill()
 
     def _take_lease(self, task: Task) -> bool:
         steal = None

@@ -5,10 +5,14 @@ parent's disk and its agent resumes the parent's session before taking its own p
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from click.testing import CliRunner
 
+from cli.main import cli as dockyard
 from provisioner.bridge.runtime.statedir import RUN_STATE_FILE, StateDir
 from provisioner.durations import parse_retention
 from provisioner.errors import ParameterError, TaskConflict
@@ -16,6 +20,7 @@ from provisioner.model import QueueFields
 from provisioner.queueing import parse_completion
 from provisioner.retention import removed
 from tests.fake_engine import Harness, bridge_cache, fake
+from tests.serving import admin_env, admin_headers, serve
 
 __all__ = ["bridge_cache", "fake"]
 
@@ -114,3 +119,38 @@ def test_a_bad_retention_is_refused(value: str) -> None:
     with pytest.raises(ParameterError):
         parse_retention(value)
     assert parse_retention("keep") is None and parse_retention("24h") == 86400
+
+
+@pytest.fixture
+def served(fake: Harness) -> Iterator[tuple[Harness, str]]:
+    with serve(fake.engine, fake.home) as url:
+        yield fake, url
+
+
+def test_fork_through_the_api_and_cli(served: tuple[Harness, str], tmp_path: Path) -> None:
+    h, url = served
+    h.store.create_user("alice", "member")
+    alice, _ = h.store.create_token("alice", "laptop", None)
+    me = httpx.get(f"{url}/api/v2/me", headers=admin_headers(h.home), timeout=30).json()["user"]
+    parent = h.create("/write a.txt from admin", name="base", owner=me)
+    h.wait_idle(parent.id)
+    # another user's task is not found as a parent: neither by name nor by id
+    for ref in ("base", parent.id):
+        reply = httpx.post(
+            f"{url}/api/v2/tasks",
+            headers={"Authorization": f"Bearer {alice}"},
+            json={"prompt": "steal it", "parent": ref},
+            timeout=30,
+        )
+        assert reply.status_code in (400, 404), reply.text
+        assert "base" not in reply.text or "Unknown parent" in reply.text
+    env = {**admin_env(url, h.home), "DOCKYARD_HOME": str(tmp_path / "cli")}
+    made = CliRunner().invoke(
+        dockyard, ["task", "create", "--parent", "base", "--name", "kid", "-q", "go on"], env=env
+    )
+    assert made.exit_code == 0, made.output
+    kid = h.wait_idle("kid")
+    assert (kid.template, kid.template_version) == (parent.template, parent.template_version)
+    status = CliRunner().invoke(dockyard, ["task", "status", "kid"], env=env)
+    assert f"forked from: {parent.id}" in status.output
+    assert h.backend.host_path(kid.id, "/workspace/a.txt").read_text() == "from admin\n"
