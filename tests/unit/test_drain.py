@@ -15,10 +15,11 @@ from cli.main import cli as dockyard
 from provisioner.draining import WAITING
 from provisioner.lifecycle import Status
 from provisioner.model import QueueFields
-from tests.fake_engine import Harness, bridge_cache, fake
+from tests.fake_engine import Harness, bridge_cache, fake, harness_at
+from tests.postgres import postgres_cluster, store_url
 from tests.serving import admin_env, admin_headers, serve
 
-__all__ = ["bridge_cache", "fake"]
+__all__ = ["bridge_cache", "fake", "postgres_cluster", "store_url"]
 
 
 def inputs(h: Harness, ref: str) -> list[str]:
@@ -98,6 +99,32 @@ def test_an_undrain_cut_short_is_finished_by_the_next_pass(fake: Harness) -> Non
         "drain",
         "drain",
     ]
+
+
+def test_servers_sharing_a_database_drain_alike(
+    tmp_path: Path, bridge_cache: Path, store_url: str
+) -> None:
+    with harness_at(tmp_path / "home", bridge_cache, store_url) as h:
+        second = h.new_engine()  # another server on the same database
+        second.start()
+        try:
+            task = h.create("one", name="one")
+            h.wait_idle(task.id)
+            second.draining.drain(actor="user:admin", grace_s=0)  # asked of the other one
+            h.wait_status(task.id, Status.PAUSED)
+            waiting = h.create("waits", name="waits")
+            h.engine.reconcile()
+            second.reconcile()
+            assert h.task(waiting.id).status == Status.PENDING
+            h.engine.draining.undrain(actor="user:admin")  # and undone through the first
+            h.wait_idle(task.id)
+            h.wait_idle(waiting.id)
+            kinds = [(e["kind"], e["to_value"]) for e in h.store.events(task.id)]
+            assert kinds.count(("drain", "paused")) == 1
+            assert kinds.count(("drain", "resumed")) == 1
+            assert kinds.count(("status", "paused")) == 1
+        finally:
+            second.stop()
 
 
 @pytest.fixture
