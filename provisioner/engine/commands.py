@@ -148,14 +148,16 @@ class UserCommands:
         if queue.action == "backlog":
             task.status = Status.BACKLOG
             task.message = "in the backlog: starts when nothing else waits"
+        draining = self.draining.state().draining
         if task.status == Status.PENDING:
             task.message = self.admissions.first_message(task)
-            if self.draining.state().draining:
+            if draining:
                 task.message = DRAINING  # accepted; admitted after undrain
         secret_names = {p.name for p in tpl.config.parameters if p.secret}
         secret_values = {k: v for k, v in spec.parameters.items() if k in secret_names}
-        # a warm workspace starts at once: not for a task that must wait or be forked
-        plain = not (depends_on or parent_id or task.status != Status.PENDING)
+        # a warm workspace starts at once: not for a task that must wait (for its
+        # dependencies, the backlog or the end of a drain) or be forked
+        plain = not (depends_on or parent_id or task.status != Status.PENDING or draining)
         warm = (
             None
             if not plain

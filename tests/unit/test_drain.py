@@ -13,13 +13,16 @@ from click.testing import CliRunner
 
 from cli.main import cli as dockyard
 from provisioner.draining import WAITING
+from provisioner.engine import pools
 from provisioner.lifecycle import Status
 from provisioner.model import QueueFields
-from tests.fake_engine import Harness, bridge_cache, fake, harness_at
+from tests.fake_engine import Harness, bridge_cache, fake, harness_at, wait_until
 from tests.postgres import postgres_cluster, store_url
 from tests.serving import admin_env, admin_headers, serve
 
 __all__ = ["bridge_cache", "fake", "postgres_cluster", "store_url"]
+
+POOLED = "default: true\nprebuilds: 1\nparameters:\n  work_seconds: 0.05\n"
 
 
 def inputs(h: Harness, ref: str) -> list[str]:
@@ -168,3 +171,22 @@ def test_drain_api_and_cli(served: tuple[Harness, str], tmp_path: Path) -> None:
     h.wait_idle(task.id)
     audit = {e["action"] for e in h.store.audit_entries()}
     assert {"server.drain", "server.undrain"} <= audit
+
+
+def test_a_warm_workspace_is_not_claimed_while_draining(
+    fake: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pools, "FILL_EVERY_S", 0.1)
+    name = fake.add_scripted_variant("warm", presets={"pooled": POOLED})
+    wait_until(
+        lambda: [m for m in fake.store.list_tasks(kind="pool") if m.state == "idle"],
+        20,
+        "a ready warm member",
+    )
+    fake.engine.draining.drain(actor="user:admin", grace_s=0)
+    task = fake.create("no shortcut", template=name, parameters={}, name="cold")
+    assert task.kind == "task" and task.status == Status.PENDING  # not a claimed member
+    assert task.message == WAITING
+    fake.engine.draining.undrain(actor="user:admin")
+    # claimed now, or started cold: either way it runs only after the undrain
+    fake.wait_idle("cold")

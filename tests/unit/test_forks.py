@@ -56,6 +56,7 @@ def test_a_fork_continues_the_parents_files_and_session(fake: Harness) -> None:
     out = fake.wait_output(child.id, "Wrote child.txt")
     # resumed with the parent's context (two inputs), then took its own prompt once
     assert "Resumed (previous context: 2 inputs)" in out
+    assert out.index("Resumed (previous context: 2 inputs)") < out.index("Wrote child.txt")
     assert "Scripted agent ready." not in out and "Wrote notes.txt" not in out
     inputs = [e["content"] for e in fake.store.logs(child.id) if e["type"] == "input"]
     assert inputs == ["/write child.txt mine"]
