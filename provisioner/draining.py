@@ -20,6 +20,9 @@ from provisioner.model import Task, parse_time
 
 SETTING = "drain"
 DEFAULT_GRACE_S = 30.0
+# an undrain resumes its tasks itself; a reconcile pass finishes one only after this long
+# (its server died meanwhile), so the two do not race for the same tasks
+UNDRAIN_TAKEOVER_S = 30.0
 MAX_GRACE_S = 24 * 3600.0
 # what a task waiting while the server drains says
 WAITING = "waiting: the server is draining; it starts after `dockyard undrain`"
@@ -36,6 +39,7 @@ class Drain:
     grace_s: float = DEFAULT_GRACE_S
     deadline: str | None = None  # working tasks are paused anyway from then on
     paused: tuple[str, ...] = field(default_factory=tuple)
+    undrained_at: str | None = None  # when admission opened again (tasks to resume left)
 
     @classmethod
     def from_value(cls, value: dict[str, Any] | None) -> Drain:
@@ -49,6 +53,7 @@ class Drain:
             grace_s=float(value.get("grace_s") or 0),
             deadline=value.get("deadline"),
             paused=tuple(str(p) for p in value.get("paused") or ()),
+            undrained_at=value.get("undrained_at"),
         )
 
     def to_value(self) -> dict[str, Any] | None:
@@ -62,6 +67,7 @@ class Drain:
             "grace_s": self.grace_s,
             "deadline": self.deadline,
             "paused": list(self.paused),
+            "undrained_at": self.undrained_at,
         }
 
 
@@ -75,12 +81,23 @@ def started(current: Drain, by: str, grace_s: float, now: datetime) -> Drain:
         by=by,
         grace_s=grace_s,
         deadline=_stamp(now + timedelta(seconds=grace_s)),
+        undrained_at=None,
     )
 
 
-def stopped(current: Drain) -> Drain:
+def stopped(current: Drain, now: datetime) -> Drain:
     """Admission open again; the tasks it paused are still to be resumed."""
-    return replace(current, draining=False, since=None, deadline=None)
+    return replace(current, draining=False, since=None, deadline=None, undrained_at=_stamp(now))
+
+
+def undrain_stalled(drain: Drain, now: datetime) -> bool:
+    """Whether a reconcile pass should resume what an undrain left paused: the undrain
+    asked long enough ago that its server must have died before it was done."""
+    if drain.draining or not drain.paused:
+        return False
+    if drain.undrained_at is None:
+        return True
+    return (now - parse_time(drain.undrained_at)).total_seconds() >= UNDRAIN_TAKEOVER_S
 
 
 def with_paused(current: Drain, task_id: str) -> Drain:

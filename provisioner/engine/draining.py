@@ -26,6 +26,7 @@ from provisioner.draining import (
     stopped,
     to_pause,
     to_resume,
+    undrain_stalled,
     with_paused,
     without,
 )
@@ -84,7 +85,8 @@ class Draining:
 
     def undrain(self, *, actor: str) -> tuple[Drain, list[Task]]:
         """Admit again and resume the tasks the drain paused; the state and those resumed."""
-        self.store.change_setting(SETTING, lambda v: stopped(Drain.from_value(v)).to_value())
+        now = datetime.now(UTC)
+        self.store.change_setting(SETTING, lambda v: stopped(Drain.from_value(v), now).to_value())
         log.info("undrained by %s", actor)
         resumed = self.resume_paused(actor=actor)
         self.engine.wake()
@@ -122,7 +124,7 @@ class Draining:
         """Act on the drain state; True while draining (then nothing may be admitted)."""
         drain = self.state()
         if not drain.draining:
-            if drain.paused:
+            if undrain_stalled(drain, datetime.now(UTC)):
                 self.resume_paused(actor="drain")  # an undrain cut short (a crash)
             return False
         for task, idle_only in to_pause(drain, live, datetime.now(UTC)):

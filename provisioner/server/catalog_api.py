@@ -114,7 +114,7 @@ def build_catalog_router(engine: Engine, home: str) -> APIRouter:
             "version": __version__,
             "docker": docker,
             "home": home,
-            "drain": drain_json(store, engine.draining.state()),
+            "drain": drain_json(store, engine.draining.state(), show_who=who.is_admin),
         }
 
     @r.get("/templates")

@@ -34,10 +34,14 @@ class DrainRequest(BaseModel):
     )
 
 
-def drain_json(store: Store, drain: Drain) -> dict[str, Any]:
-    """The drain state with how far it has got (counts only: health is for everyone)."""
+def drain_json(store: Store, drain: Drain, *, show_who: bool = True) -> dict[str, Any]:
+    """The drain state with how far it has got: counts only, and the admin who asked
+    only for admins (health is for everyone)."""
     live = store.list_tasks([Status.ACTIVE, Status.INITIALIZING])
-    return summary(drain, live)
+    found = summary(drain, live)
+    if not show_who:
+        found["by"] = None
+    return found
 
 
 def build_drain_router(engine: Engine) -> APIRouter:

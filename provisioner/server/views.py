@@ -47,9 +47,7 @@ def _task_model() -> type[BaseModel]:
         if f.name not in PRIVATE_FIELDS
     }
     # extra="allow": a field a newer engine adds is passed on, never silently dropped
-    return create_model(
-        "Task", __config__=ConfigDict(extra="allow"), **fields
-    )
+    return create_model("Task", __config__=ConfigDict(extra="allow"), **fields)
 
 
 TaskView = _task_model()

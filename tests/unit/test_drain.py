@@ -95,8 +95,12 @@ def test_an_undrain_cut_short_is_finished_by_the_next_pass(fake: Harness) -> Non
     fake.wait_idle(task.id)
     fake.engine.draining.drain(actor="user:admin", grace_s=0)
     fake.wait_status(task.id, Status.PAUSED)
-    # the undrain's server died after clearing the flag, before resuming anything
-    fake.store.change_setting("drain", lambda v: {**(v or {}), "draining": False})
+    # the undrain's server died after clearing the flag, before resuming anything, a
+    # while ago: a pass of this engine takes over
+    fake.store.change_setting(
+        "drain",
+        lambda v: {**(v or {}), "draining": False, "undrained_at": "2020-01-01T00:00:00.000Z"},
+    )
     fake.wait_idle(task.id)
     assert [e["actor"] for e in fake.store.events(task.id) if e["kind"] == "drain"] == [
         "drain",
@@ -163,6 +167,7 @@ def test_drain_api_and_cli(served: tuple[Harness, str], tmp_path: Path) -> None:
     health = httpx.get(f"{url}/api/v2/health", headers=as_alice, timeout=30).json()
     assert health["drain"]["draining"] and health["drain"]["done"]
     assert health["drain"]["paused_by_drain"] == 1
+    assert health["drain"]["by"] is None  # which admin drained is for admins to see
     capacity = CliRunner().invoke(dockyard, ["capacity"], env=env)
     assert "draining" in capacity.output
     undrained = CliRunner().invoke(dockyard, ["undrain", "-o", "json"], env=env)
