@@ -133,10 +133,13 @@ class Draining:
                     continue
                 self._busy.add(task.id)
             self._pool.submit(self._pause, task.id, idle_only, drain.by or "an admin")
-        for task in live:
-            if task.status == Status.PENDING and task.message != WAITING:
-                self.store.update(task.id, Status.PENDING, actor="drain", message=WAITING)
         return True
+
+    def tell_waiting(self, pending: list[Task]) -> None:
+        """Say why tasks that could start (their dependencies met) do not: the drain."""
+        for task in pending:
+            if task.message != WAITING:
+                self.store.update(task.id, Status.PENDING, actor="drain", message=WAITING)
 
     def _pause(self, task_id: str, idle_only: bool, by: str) -> None:
         try:

@@ -24,6 +24,7 @@ from provisioner.engine.admission import Admissions
 from provisioner.engine.commands import LEASE_TTL_S, UserCommands
 from provisioner.engine.draining import Draining
 from provisioner.engine.follower import Follower
+from provisioner.engine.ordering import TaskOrdering
 from provisioner.engine.outcomes import TaskOutcomes
 from provisioner.engine.pools import WarmPools
 from provisioner.engine.provision import Provisioner
@@ -64,7 +65,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-class Engine(UserCommands, TaskOutcomes):
+class Engine(UserCommands, TaskOutcomes, TaskOrdering):
     """Drives every task of one store on one backend."""
 
     def __init__(
@@ -173,10 +174,16 @@ class Engine(UserCommands, TaskOutcomes):
                 log.warning("cannot list workspaces: %s", exc)
         # draining (stored, shared by every server on the database): admit nothing
         draining = self.draining.step(live)
-        pending = [t for t in live if t.status == Status.PENDING]
-        if pending and not draining:
-            for task_id in self.admissions.run(pending, LEASE_TTL_S):
+        # those waiting for dependencies are kept apart: they hold up no one behind them
+        pending = self.gate(live, everyone)
+        started: list[str] = []
+        if pending and draining:
+            self.draining.tell_waiting(pending)
+        elif pending:
+            started = self.admissions.run(pending, LEASE_TTL_S)
+            for task_id in started:
                 self._submit_provision(task_id)
+        self.promote_backlog(everyone, [t for t in pending if t.id not in started])
         for task in live:
             if task.status == Status.INITIALIZING:
                 if self._take_lease(task):

@@ -55,7 +55,8 @@ def test_drain_pauses_with_context_and_undrain_resumes_exactly_those(fake: Harne
         events = [(e["kind"], e["actor"], e["to_value"]) for e in fake.store.events(task.id)]
         assert ("drain", "drain", "paused") in events
         assert ("status", "drain", "paused") in events
-    assert fake.task(parked.id).status == Status.BACKLOG
+    # a backlog task may be promoted meanwhile, but nothing starts
+    assert fake.task(parked.id).status in (Status.BACKLOG, Status.PENDING)
     # shared through the database: another engine (a restarted server) drains too
     other = fake.new_engine()
     try:
