@@ -75,9 +75,10 @@ def test_forks_that_cannot_work_are_refused_before_anything_is_stored(fake: Harn
     other = fake.create("someone else's", owner="bob", name="bobs")
     with pytest.raises(ParameterError, match="Unknown parent"):
         fake.create("x", queue=QueueFields(parent="bobs"))  # not found among mine
-    parked = fake.create("later", name="parked", queue=QueueFields(action="backlog"))
+    holder = fake.create("/sleep 600", name="holder")
+    waiter = fake.create("after it", name="waiter", queue=QueueFields(depends_on=("holder",)))
     with pytest.raises(TaskConflict, match="has not started"):
-        fake.create("x", queue=QueueFields(parent="parked"))
+        fake.create("x", queue=QueueFields(parent="waiter"))
     fake.add_scripted_variant("scripted-copy")
     tf_parent = fake.create("/write a b", name="tf")
     fake.wait_idle(tf_parent.id)
@@ -88,7 +89,7 @@ def test_forks_that_cannot_work_are_refused_before_anything_is_stored(fake: Harn
     with pytest.raises(ParameterError, match="cannot fork"):
         fake.create("x", queue=QueueFields(parent="tf"))
     names = {t.name for t in fake.store.list_tasks()}
-    assert names == {other.name, parked.name, tf_parent.name}
+    assert names == {other.name, holder.name, waiter.name, tf_parent.name}
 
 
 def test_retention_removes_a_finished_tasks_workspace_and_keeps_its_logs(
