@@ -26,6 +26,8 @@ LAZY_COMMANDS = {
     "logout": "cli.accounts:logout",
     "whoami": "cli.accounts:whoami",
     "audit": "cli.accounts:audit",
+    "drain": "cli.drain:drain",
+    "undrain": "cli.drain:undrain",
 }
 
 

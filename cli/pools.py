@@ -63,6 +63,8 @@ def capacity(output: str) -> None:
         click.echo(to_json(found))
         return
     click.echo(capacity_line(found))
+    if found.get("draining"):
+        click.echo("draining: nothing is admitted until `dockyard undrain`")
     if found.get("queue"):
         rows = [
             [

@@ -303,6 +303,18 @@ def queue_lines(task: dict[str, Any]) -> list[str]:
     return lines
 
 
+def workspace_lines(task: dict[str, Any]) -> list[str]:
+    """Where the task's workspace came from (a fork) and whether it is gone (retention)."""
+    lines = []
+    if task.get("parent_id"):
+        lines.append(f"forked from: {task['parent_id']}")
+    workspace = task.get("workspace") or {}
+    if workspace.get("removed_at"):
+        reason = workspace.get("reason") or "removed"
+        lines.append(f"workspace: removed {relative_time(workspace['removed_at'])}: {reason}")
+    return lines
+
+
 def phases_line(phases: Iterable[dict[str, Any]]) -> str:
     """`phases: image 0.1s, create 0.1s, ... (total 0.9s)`; an open phase says `running`."""
     parts = []

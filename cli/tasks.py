@@ -28,6 +28,7 @@ from cli.render import (
     task_row,
     tasks_table,
     to_json,
+    workspace_lines,
 )
 from provisioner.bridge.runtime.wire import DELIVERED, FAILED, QUEUED, TAKEN
 
@@ -262,8 +263,10 @@ def create(
 ) -> None:
     """Create a task from a template (and preset) with PROMPT."""
     text = read_text(prompt, from_stdin, "prompt")
-    if template is None and target is None and codebase is None:
-        raise click.UsageError("give a --template (or a --target or --codebase to route to)")
+    if template is None and target is None and codebase is None and parent is None:
+        raise click.UsageError(
+            "give a --template (or a --target or --codebase to route to, or a --parent to fork)"
+        )
     client = current_client()
     task = client.create_task(
         title=title,
@@ -411,7 +414,7 @@ def status(ctx: click.Context, task: str, output: str, watch: bool) -> None:
         # Below the two awk-able lines: how long each startup phase took.
         if found.get("phases"):
             click.echo(phases_line(found["phases"]))
-        for line in queue_lines(found):
+        for line in [*queue_lines(found), *workspace_lines(found)]:
             click.echo(line)
         return
     try:

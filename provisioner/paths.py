@@ -132,6 +132,26 @@ def max_workspaces(home: Path | None = None) -> int | None:
         raise DockyardError(str(exc), hint="set a positive integer, or leave it unset") from exc
 
 
+def default_retention(home: Path | None = None) -> str | None:
+    """How long finished tasks' workspaces are kept when their template does not say:
+    DOCKYARD_RETENTION, else `retention:` in HOME/config.yaml (keep, or a duration such as
+    24h); None (keep) when neither is set."""
+    from provisioner.durations import parse_retention  # the CLI imports this module too
+    from provisioner.errors import ParameterError
+
+    value = os.environ.get("DOCKYARD_RETENTION", "").strip() or None
+    where = "DOCKYARD_RETENTION"
+    if value is None:
+        config, data = _config(home)
+        raw = data.get("retention")
+        value, where = (None if raw is None else str(raw)), f"{config}: retention"
+    try:
+        parse_retention(value)
+    except ParameterError as exc:
+        raise DockyardError(f"{where}: {exc.message}") from exc
+    return value
+
+
 def template_search_path() -> list[Path]:
     """Built-ins, then `template_path` in HOME/config.yaml, then DOCKYARD_TEMPLATE_PATH."""
     return [builtin_templates_dir(), *_configured_dirs("template_path", "DOCKYARD_TEMPLATE_PATH")]

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from provisioner.durations import parse_retention
 from provisioner.prompts import MAX_PROMPT_BYTES
 
 # The policy key of a task whose image is borrowed from another template (`template:NAME`)
@@ -69,6 +70,18 @@ class LifecycleConfig(_Strict):
     restart: Literal["no", "unless-stopped"] = Field(
         "no", description="Docker restart policy: unless-stopped brings it back after dockerd"
     )
+    retention: str | None = Field(
+        None,
+        description="How long a finished task's stopped workspace is kept: keep, or a "
+        "duration such as 24h after which its container and volumes are removed (its logs "
+        "and history stay); the server's default (keep) when unset",
+    )
+
+    @field_validator("retention")
+    @classmethod
+    def _check_retention(cls, value: str | None) -> str | None:
+        parse_retention(value)  # a ValueError: the template's error names the field
+        return value
 
 
 # --- the spec a backend gets -----------------------------------------------------------

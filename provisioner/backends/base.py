@@ -89,6 +89,18 @@ class Backend(Protocol):
         `progress` gets lines worth showing in the task's logs (Terraform's plan/apply).
         """
 
+    def can_fork(self, spec: WorkspaceSpec) -> bool:
+        """Whether a workspace of `spec` can start from a copy of another's disk."""
+
+    def fork_volumes(self, parent_id: str, child_id: str, spec: WorkspaceSpec, image: str) -> None:
+        """Give the child, before its create, a copy of the parent's disk as it is now.
+
+        The parent may be running: the copy is crash-consistent (what a power cut would
+        leave), not a snapshot of a quiesced disk. Called only while the child has no
+        workspace yet, so a copy cut short by a crash is simply made again. `image` is the
+        child's, present locally (the helper that copies may run it).
+        """
+
     def start(self, task_id: str, bridge: BridgeBundle, progress: ProgressFn | None = None) -> None:
         """Start the workspace, refreshing the injected bridge."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from provisioner.backends.base import (
     BRIDGE_CONFIG_ENV,
     BRIDGE_DIR,
@@ -23,6 +25,15 @@ LABEL_MANAGED = "dockyard.managed"
 LABEL_INSTANCE = "dockyard.instance"
 LABEL_TASK = "dockyard.task"
 LABEL_TEMPLATE = "dockyard.template"
+# a fork's copying helper, labelled with the child's id (never with LABEL_TASK: it is not
+# the task's workspace container, and would count as a second one)
+LABEL_FORK = "dockyard.fork"
+FORK_MOUNTS = "/dockyard-fork"  # a path no image has: Docker must not seed the volumes
+# root in the helper keeps owners, modes and times (cp -a) and reads every file
+FORK_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID")
+FORK_TIMEOUT_S = 3600.0
+# a file the running parent replaced mid-copy fails cp; the copy is tried again
+FORK_COPY = 'for i in 1 2 3; do cp -a "$1/." "$2/" && exit 0; sleep 0.2; done; exit 1'
 
 # The zipapp from the shared bridge volume; the config from BRIDGE_DIR when a server copied
 # one in (a restart), else from the environment. The zipapp itself runs a newer bridge
@@ -137,6 +148,49 @@ class DockerBackend:
         if with_zipapp:
             files["bridge.pyz"] = (bridge.zipapp, 0o644)
         self.docker.put_files(container, BRIDGE_DIR, files)
+
+    def can_fork(self, spec: WorkspaceSpec) -> bool:
+        """Always: a workspace's disk is its two volumes."""
+        return True
+
+    def fork_volumes(self, parent_id: str, child_id: str, spec: WorkspaceSpec, image: str) -> None:
+        """Fill the child's new volumes with copies of the parent's, through a helper
+        container of the child's image (present locally: no pull) with both mounted.
+
+        The parent may be running: each volume is copied as it is (crash-consistent).
+        """
+        if self._container(child_id) is not None:
+            return  # created already: its volumes are its own now
+        sources = list(self._volume_names(parent_id))
+        for vol in sources:
+            if not self.docker.volume_exists(vol):
+                raise BackendError(
+                    f"task {parent_id} has no workspace disk to fork (volume {vol} is gone)"
+                )
+        base = {LABEL_MANAGED: "true", LABEL_INSTANCE: self.instance}
+        for leftover in self.docker.containers({**base, LABEL_FORK: child_id}):
+            self.docker.remove_container(leftover.id)  # a copy cut short by a crash
+        labels = {**self._labels(child_id), LABEL_TEMPLATE: spec.template}
+        targets = list(self._volume_names(child_id))
+        for vol in targets:
+            self.docker.remove_volume(vol)  # a partial copy from before, if any
+            self.docker.ensure_volume(vol, labels)
+        short = child_id.replace("-", "")[:12]
+        for source, target in zip(sources, targets, strict=True):
+            mounts = {source: f"{FORK_MOUNTS}/from", target: f"{FORK_MOUNTS}/to"}
+            code, output = self.docker.run_helper(
+                image=image,
+                name=f"dockyard-fork-{short}-{secrets.token_hex(3)}",
+                command=["sh", "-c", FORK_COPY, "fork", *mounts.values()],
+                labels={**base, LABEL_FORK: child_id},
+                volumes=mounts,
+                cap_add=FORK_CAPS,
+                timeout=FORK_TIMEOUT_S,
+                read_only=frozenset({source}),
+            )
+            if code != 0:
+                tail = " | ".join(output.strip().splitlines()[-3:])
+                raise BackendError(f"copying volume {source} to {target} failed ({code}): {tail}")
 
     def start(self, task_id: str, bridge: BridgeBundle, progress: ProgressFn | None = None) -> None:
         """Start the container (after refreshing the bridge files) unless it runs."""

@@ -349,6 +349,58 @@ class DockerClient:
             raise _translate(exc, f"exec in {container[:12]}") from exc
         return int(code or 0), output.decode("utf-8", "replace")
 
+    def run_helper(
+        self,
+        *,
+        image: str,
+        name: str,
+        command: list[str],
+        labels: dict[str, str],
+        volumes: dict[str, str],
+        cap_add: tuple[str, ...],
+        timeout: float,
+        read_only: frozenset[str] = frozenset(),
+    ) -> tuple[int, str]:
+        """Run a short-lived root helper container to its end; (exit code, output). It has
+        no network and only the capabilities in `cap_add`, and is removed afterwards;
+        `read_only`: volumes mounted read-only."""
+        host_config = self._api.create_host_config(
+            binds={
+                vol: {"bind": path, "mode": "ro" if vol in read_only else "rw"}
+                for vol, path in volumes.items()
+            },
+            network_mode="none",
+            cap_drop=["ALL"],
+            cap_add=list(cap_add) or None,
+            security_opt=["no-new-privileges"],
+        )
+        try:
+            created = self._api.create_container(
+                image=image,
+                name=name,
+                command=command,
+                labels=labels,
+                user="0:0",
+                host_config=host_config,
+                network_disabled=True,
+                detach=True,
+            )
+        except Exception as exc:
+            raise _translate(exc, f"create helper container {name}") from exc
+        container = str(created["Id"])
+        try:
+            self._api.start(container)
+            result = self._api.wait(container, timeout=timeout)
+            code = int(result.get("StatusCode", -1))
+            output = self._api.logs(container).decode("utf-8", "replace")
+        except requests.exceptions.ReadTimeout as exc:
+            raise BackendError(f"{name} did not finish within {timeout:g}s") from exc
+        except Exception as exc:
+            raise _translate(exc, f"run helper container {name}") from exc
+        finally:
+            self.remove_container(container)
+        return code, output
+
     def remove_container(self, container: str) -> None:
         """Force-remove a container; a missing one is fine."""
         try:

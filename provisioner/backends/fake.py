@@ -202,6 +202,30 @@ class FakeBackend:
                 task_id, task_name, root, spec, image, mapping=mapping
             )
 
+    def can_fork(self, spec: WorkspaceSpec) -> bool:
+        """As the real wiring: the Docker backend forks, the Terraform one does not."""
+        return spec.backend != "terraform"
+
+    def fork_volumes(self, parent_id: str, child_id: str, spec: WorkspaceSpec, image: str) -> None:
+        """Copy the parent's disk directories (its workspace and home) for the child."""
+        self._check_up("fork_volumes", child_id)
+        with self._lock:
+            if child_id in self._workspaces:
+                return  # created already: its disk is its own now
+        parent, child = self.root / parent_id, self.root / child_id
+        if not (parent / "home").is_dir():
+            raise BackendError(f"task {parent_id} has no workspace disk to fork")
+        shutil.rmtree(child, ignore_errors=True)  # a copy cut short before
+        for key in ("workspace", "home"):
+            try:  # symlinks as symlinks, like cp -a
+                shutil.copytree(parent / key, child / key, symlinks=True, dirs_exist_ok=True)
+            except shutil.Error as exc:
+                # the parent may be running: a file it replaced meanwhile is not copied
+                # (the copy is crash-consistent); anything else is a failure
+                lost = [src for src, _dst, _why in exc.args[0] if Path(src).exists()]
+                if lost:
+                    raise BackendError(f"copying {parent_id}'s disk failed: {exc}") from exc
+
     def start(self, task_id: str, bridge: BridgeBundle, progress: ProgressFn | None = None) -> None:
         """Spawn the bridge (with the bundle's config and token) unless it runs."""
         self._check_up("start", task_id)

@@ -60,6 +60,14 @@ class BackendRouter:
         backend = self._for_name(spec.backend)
         backend.create(task_id, task_name, spec, image, bridge, progress=progress)
 
+    def can_fork(self, spec: WorkspaceSpec) -> bool:
+        """Whether the template's backend can fork."""
+        return self._for_name(spec.backend).can_fork(spec)
+
+    def fork_volumes(self, parent_id: str, child_id: str, spec: WorkspaceSpec, image: str) -> None:
+        """Fork on the child's template's backend (a fork runs its parent's template)."""
+        self._for_name(spec.backend).fork_volumes(parent_id, child_id, spec, image)
+
     def start(self, task_id: str, bridge: BridgeBundle, progress: ProgressFn | None = None) -> None:
         """Start on the task's backend."""
         self._for(task_id).start(task_id, bridge, progress=progress)

@@ -121,6 +121,15 @@ class TerraformBackend:
                     + " or ".join(sorted(missing))
                 )
 
+    def can_fork(self, spec: WorkspaceSpec) -> bool:
+        """Never: a Terraform template decides what its workspace's disk is, and Dockyard
+        cannot copy resources it does not know."""
+        return False
+
+    def fork_volumes(self, parent_id: str, child_id: str, spec: WorkspaceSpec, image: str) -> None:
+        """Refused (create refuses a fork of a Terraform template before this)."""
+        raise BackendError("the terraform backend cannot fork a workspace")
+
     def start(self, task_id: str, bridge: BridgeBundle, progress: ProgressFn | None = None) -> None:
         """Apply with running = true (the bridge files are refreshed first)."""
         with self._lock(task_id):

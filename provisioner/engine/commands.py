@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from provisioner.backends.base import Backend
 from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachable
+from provisioner.draining import WAITING as DRAINING
 from provisioner.engine.admission import Admissions
+from provisioner.engine.draining import Draining
+from provisioner.engine.forks import check_fork
 from provisioner.engine.pools import WarmPools
 from provisioner.engine.routing import Routes
 from provisioner.engine.secrets import SecretStore
@@ -50,6 +53,7 @@ class UserCommands:
     pools: WarmPools
     admissions: Admissions
     routes: Routes
+    draining: Draining
     endpoints: dict[str, str]
     _task_locks: dict[str, threading.Lock]
 
@@ -126,6 +130,10 @@ class UserCommands:
             chosen = select_preset(tpl, preset)
             given = {**self.secrets.from_environment(tpl, parameters), **parameters}
             spec = render_workspace(tpl, chosen, given)  # fails before anything is created
+        if parent_id is not None:
+            if tpl is None or spec is None:
+                raise ParameterError("A fork runs its parent's template: give --template")
+            check_fork(self.store.get(parent_id), tpl.name, spec, self.backend)
         self.backend.ping()
         if name is None:
             stem = slug_from_prompt(prompt)
@@ -169,8 +177,11 @@ class UserCommands:
         if queue.action == "backlog":
             task.status = Status.BACKLOG
             task.message = "in the backlog: starts when nothing else waits"
+        draining = self.draining.state().draining
         if task.status == Status.PENDING:
             task.message = self.admissions.first_message(task)
+            if draining:
+                task.message = DRAINING  # accepted; admitted after undrain
         self.first_gate(task)  # waiting for its dependencies: no place in line
         if tpl is None or spec is None:
             # Which of the given parameters are secret is known only once the template
@@ -178,11 +189,13 @@ class UserCommands:
             return self._store_new(task, dict(parameters), actor)
         secret_names = {p.name for p in tpl.config.parameters if p.secret}
         secret_values = {k: v for k, v in spec.parameters.items() if k in secret_names}
-        # A warm workspace starts at once: not for a task that must wait or be forked,
-        # nor one under a target's max_concurrent (only admission applies that limit,
-        # under its lock).
+        # A warm workspace starts at once: not for a task that must wait (for its
+        # dependencies, the backlog or the end of a drain) or be forked, nor one under a
+        # target's max_concurrent (only admission applies that limit, under its lock).
         limited = task.target in self.admissions.target_limits and task.action != "parallel"
-        plain = not (depends_on or parent_id or task.status != Status.PENDING or limited)
+        plain = not (
+            depends_on or parent_id or task.status != Status.PENDING or limited or draining
+        )
         warm = (
             None
             if not plain
@@ -304,6 +317,18 @@ class UserCommands:
             if task.status not in (Status.PAUSED, Status.ERROR):
                 raise TaskConflict(
                     f"Cannot resume {task.name}: it is {task.status.value}, not paused or error"
+                )
+            if self.draining.state().draining:
+                # nothing starts while the server drains: it waits, its prompts kept
+                return self.store.transition(
+                    task.id,
+                    task.status,
+                    Status.PENDING,
+                    actor=actor,
+                    action="resume",
+                    reason=f"{reason}; waiting: the server is draining",
+                    message=DRAINING,
+                    queued_at=utcnow(),
                 )
             # Past capacity it waits as pending (its prompts kept) until a slot frees.
             task, started = self.admissions.resume(

@@ -23,11 +23,13 @@ from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachab
 from provisioner.capacity import Usage
 from provisioner.engine.admission import Admissions
 from provisioner.engine.commands import LEASE_TTL_S, UserCommands
+from provisioner.engine.draining import Draining
 from provisioner.engine.follower import Follower
 from provisioner.engine.ordering import TaskOrdering
 from provisioner.engine.outcomes import TaskOutcomes
 from provisioner.engine.pools import WarmPools
 from provisioner.engine.provision import Provisioner
+from provisioner.engine.retention import remove_expired
 from provisioner.engine.routing import Routes
 from provisioner.engine.secrets import SecretStore
 from provisioner.engine.workspace import BridgeBundler
@@ -86,6 +88,7 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering):
         secrets: SecretStore | None = None,
         max_workspaces: int | None = None,
         targets: Mapping[str, Target] | None = None,
+        retention: str | None = None,
     ) -> None:
         self.store = store
         self.backend = backend
@@ -99,6 +102,8 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering):
         # targets: the config's named routes, each with its own optional limit
         self.admissions = Admissions(self, max_workspaces, targets)
         self.routes = Routes(self)
+        # how long finished tasks' workspaces stay when their template does not say
+        self.retention = retention
         self.endpoints: dict[str, str] = {}  # task id -> bridge URL, kept by followers
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._wake = threading.Event()
@@ -111,6 +116,7 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering):
         self._task_locks: dict[str, threading.Lock] = {}
         self._delivery_locks: dict[str, threading.Lock] = {}
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="provision")
+        self.draining = Draining(self, self._pool)
         self._thread: threading.Thread | None = None
         self._last_sweep = 0.0
 
@@ -180,10 +186,14 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering):
         pending = [t for t in live if t.status == Status.PENDING]
         if pending and self.admissions.targets:
             self.routes.route_waiting(pending)  # a codebase a target now serves
+        # draining (stored, shared by every server on the database): admit nothing
+        draining = self.draining.step(live)
         # those waiting for dependencies are kept apart: they hold up no one behind them
         pending = self.gate(live, everyone)
         started: list[str] = []
-        if pending:
+        if pending and draining:
+            self.draining.tell_waiting(pending)
+        elif pending:
             started = self.admissions.run(pending, LEASE_TTL_S)
             for task_id in started:
                 self._submit_provision(task_id)
@@ -202,10 +212,12 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering):
                     continue
                 self._ensure_follower(task.id)
                 self._maybe_auto_pause(task)
+        remove_expired(self.store, self.backend, everyone, self.retention)
         if time.monotonic() - self._last_sweep > ORPHAN_SWEEP_EVERY_S:
             self._last_sweep = time.monotonic()
             self._sweep_orphans()
-        self.pools.fill()
+        if not draining:
+            self.pools.fill()
 
     def _take_lease(self, task: Task) -> bool:
         steal = None

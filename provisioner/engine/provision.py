@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachable
 from provisioner.bridge.runtime.wire import EXITED, IDLE, SETUP, SETUP_FAILED, STARTING, WORKING
 from provisioner.engine.follower import message_from
+from provisioner.engine.forks import copy_parent_disk
 from provisioner.engine.workspace import spec_for
 from provisioner.errors import BridgeFailure, PhaseTimeout, StartupFailure, TaskConflict
 from provisioner.lifecycle import Phase, State, Status
@@ -119,6 +120,11 @@ class Provisioner:
                 lambda: self.backend.ensure_image(spec, self._progress()), "building the image"
             )
             self._enter(Phase.CREATE, "creating the workspace", limits)
+            if task.parent_id:
+                self._bounded(
+                    lambda: copy_parent_disk(self.store, self.backend, task, spec, image),
+                    "copying the parent's disk",
+                )
             self._bounded(
                 lambda: self.backend.create(
                     self.task_id, task.name, spec, image, bundle, progress=self._progress()

@@ -107,6 +107,7 @@ def bridge_config(task: Task, spec: WorkspaceSpec) -> dict[str, object]:
         ),
         columns=120,
         rows=40,
+        workspace_id=task.id,
     )
     return config_document(config)
 

@@ -15,6 +15,7 @@ from provisioner.engine.engine import Engine
 from provisioner.errors import DockyardError, TemplateError
 from provisioner.lifecycle import TERMINAL, Status
 from provisioner.server.auth import admin_only, caller
+from provisioner.server.drain_api import drain_json
 from provisioner.server.http_errors import ERROR_RESPONSES
 from provisioner.store.store import Store
 from provisioner.templating.catalog import Template
@@ -108,7 +109,13 @@ def build_catalog_router(engine: Engine, home: str) -> APIRouter:
             engine.backend.ping()
         except DockyardError as exc:
             docker = {"ok": False, "error": str(exc)}
-        return {"ok": True, "version": __version__, "docker": docker, "home": home}
+        return {
+            "ok": True,
+            "version": __version__,
+            "docker": docker,
+            "home": home,
+            "drain": drain_json(store, engine.draining.state(), show_who=who.is_admin),
+        }
 
     @r.get("/templates")
     def list_templates(who: Principal = Depends(caller)) -> dict[str, Any]:
@@ -194,6 +201,8 @@ def build_catalog_router(engine: Engine, home: str) -> APIRouter:
 
     @r.get("/capacity")
     def capacity(who: Principal = Depends(caller)) -> dict[str, Any]:
-        return _capacity_json(engine.capacity(), store, who)
+        found = _capacity_json(engine.capacity(), store, who)
+        # while draining nothing is admitted, whatever the free slots
+        return {**found, "draining": engine.draining.state().draining}
 
     return r

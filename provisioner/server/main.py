@@ -59,6 +59,7 @@ def build_engine(home: Path) -> Engine:
         secrets=SecretStore(home),
         max_workspaces=paths.max_workspaces(home),
         targets=targets,
+        retention=paths.default_retention(home),
     )
 
 

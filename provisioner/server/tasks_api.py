@@ -238,16 +238,26 @@ def build_tasks_router(engine: Engine) -> APIRouter:
             parent=body.parent,
             retries=body.retries,
         )
+        template, version = body.template, body.template_version
+        if template is None and body.parent is not None:
+            # a fork runs its parent's template, the version it pinned unless told otherwise
+            try:
+                parent = store.get(body.parent, owner=owner)
+            except TaskNotFound:
+                raise ParameterError(
+                    f"Unknown parent {body.parent[:80]!r}: no task of yours by that name or id"
+                ) from None
+            template, version = parent.template, version or parent.template_version
         task = engine.create_task(
             owner=owner,
             actor=who.actor,
             queue=queue,
-            template=body.template,
+            template=template,
             preset=body.preset,
             prompt=prompt,
             parameters=body.parameters,
             name=body.name,
-            template_version=body.template_version,
+            template_version=version,
         )
         if owner != who.user:
             store.record_audit(who.actor, "task.create", f"{owner}/{task.name}", task.id)

@@ -154,6 +154,16 @@ locks = Table(
     Column("taken", Integer, nullable=False, default=0),
 )
 
+# Server-wide settings that every server sharing the database must see alike, and that
+# outlive a restart: one JSON value per name (e.g. `drain`: admission stopped).
+settings = Table(
+    "settings",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", JSON, nullable=False),
+    Column("updated_at", String(32), nullable=False),
+)
+
 # People and programs that may call the API. A token is shown once and stored only as its
 # SHA-256, so a leaked database gives no working credential.
 users = Table(

@@ -73,6 +73,9 @@ RULES: dict[tuple[str, str], str] = {
     ("POST", "/api/v2/tokens"): MEMBER,
     ("DELETE", "/api/v2/tokens/{token_id}"): MEMBER,
     ("GET", "/api/v2/audit"): ADMIN,
+    # in this order: the admin's drain is undone by the undrain after it
+    ("POST", "/api/v2/drain"): ADMIN,
+    ("POST", "/api/v2/undrain"): ADMIN,
 }
 
 # a body that passes validation, so only authorization can stop the request
@@ -85,6 +88,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v2/tasks/{ref}/promote"): {"reason": "now"},
     ("POST", "/api/v2/users"): {"name": "carol", "role": "member"},
     ("POST", "/api/v2/tokens"): {"name": "ci"},
+    ("POST", "/api/v2/drain"): {"grace": "0s"},
 }
 
 

@@ -27,6 +27,9 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "provisioner.preemption": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     "provisioner.dependencies": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     "provisioner.auth": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    "provisioner.durations": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    "provisioner.retention": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    "provisioner.draining": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     # side by side: none of them reaches up to the engine or the server, or across
     "provisioner.templating": (
         "provisioner.engine",

@@ -81,7 +81,9 @@ class Bridge:
         self.token = token
         self.cond = threading.Condition()
         self.stopping = threading.Event()
-        self.state_dir = state if state is not None else StateDir(config.state_dir)
+        self.state_dir = (
+            state if state is not None else StateDir(config.state_dir, config.workspace_id)
+        )
         has_history = self.state_dir.has_history
         self.run_state = run_state if run_state is not None else self.state_dir.load_run_state()
         # the agent ran here before: start it with resume_command

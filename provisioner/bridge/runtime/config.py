@@ -58,6 +58,9 @@ class BridgeConfig:
     # agentapi's agent type (claude, aider, goose, codex, ..., custom); None: told by the
     # program agent_command runs
     agent_type_override: str | None = None
+    # the task whose workspace this is: a state dir that another task's bridge wrote (a
+    # fork's copy of its parent's disk) keeps only its run state (see StateDir.claim)
+    workspace_id: str | None = None
 
     @property
     def agent_type(self) -> str:
@@ -169,7 +172,7 @@ def _profile(raw: Any, warn: Callable[[str], None]) -> Profile:
 _KEYS = {
     "agent_command", "resume_command", "cwd", "env", "listen", "token_file", "state_dir",
     "initial_prompt", "initial_prompt_id", "profile", "columns", "rows",
-    "setup_script", "setup_shell", "agent_type",
+    "setup_script", "setup_shell", "agent_type", "workspace_id",
 }  # fmt: skip
 
 
@@ -213,6 +216,7 @@ def parse_config(data: Any, warn: Callable[[str], None] = _ignore) -> BridgeConf
         setup_script=_setup_script(data),
         setup_shell=_command(data, "setup_shell", required=False),
         agent_type_override=_agent_type(data),
+        workspace_id=_optional_str(data, "workspace_id", None),
     )
 
 
@@ -245,6 +249,8 @@ def config_document(config: BridgeConfig) -> dict[str, Any]:
         document["setup_shell"] = list(config.setup_shell)
     if config.agent_type_override is not None:
         document["agent_type"] = config.agent_type_override
+    if config.workspace_id is not None:
+        document["workspace_id"] = config.workspace_id
     return document
 
 

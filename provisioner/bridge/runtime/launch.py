@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"bad configuration: {exc}")
         return 2
     try:
-        state = StateDir(config.state_dir)
+        state = StateDir(config.state_dir, config.workspace_id)
         run_state = state.load_run_state()
     except OSError as exc:
         log(f"cannot use state_dir {config.state_dir}: {exc}")

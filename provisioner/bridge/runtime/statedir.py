@@ -21,6 +21,8 @@ T = TypeVar("T")
 PROMPTS_FILE = "prompts.json"
 TRANSCRIPT_FILE = "transcript.jsonl"
 RUN_STATE_FILE = "state.json"
+# the id of the task whose workspace wrote this state dir
+OWNER_FILE = "workspace"
 REPORTS_FILE = "reports.jsonl"
 # the agent's credential for POST /dockyard/report (dockyard-task): made by the bridge on
 # its first start, 0600; it opens that route and nothing else (never the bridge token)
@@ -58,11 +60,13 @@ def _set_aside(path: Path, why: Exception) -> Path:
 
 class StateDir:
     """The files of one workspace's bridge state (created on first use; OSError if it
-    cannot be)."""
+    cannot be). `owner`: the task whose workspace this is (see claim)."""
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, owner: str | None = None) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
+        if owner is not None:
+            self.claim(owner)
         self.prompts_path = self.root / PROMPTS_FILE
         self.transcript_path = self.root / TRANSCRIPT_FILE
         self.run_state_path = self.root / RUN_STATE_FILE
@@ -72,6 +76,43 @@ class StateDir:
         self.has_history = self.prompts_path.exists() or (
             self.transcript_path.exists() and self.transcript_path.stat().st_size > 0
         )
+
+    def claim(self, owner: str) -> bool:
+        """Make this state dir `owner`'s; True when it was another task's.
+
+        A forked task's disk is a copy of its parent's, this directory included. What the
+        parent's bridge kept of its own conversation (transcript, prompts, anything else
+        here) is not the fork's: it goes, or the fork would take the parent's prompts for
+        its own and never run its first one. Only the run state stays: the agent ran on
+        this disk, so it starts with resume_command and continues the parent's session.
+        """
+        path = self.root / OWNER_FILE
+        try:
+            recorded: str | None = path.read_text("utf-8").strip()
+        except FileNotFoundError:
+            recorded = None  # a new workspace, or one from before owners were recorded
+        except OSError as exc:
+            log(f"cannot read {path} ({exc}); taking this state dir as this workspace's")
+            recorded = None
+        if recorded == owner:
+            return False
+        forked = recorded is not None
+        if forked:
+            import shutil  # only a fork's first start needs it
+
+            log(
+                f"this state dir is a copy of workspace {recorded}'s (a fork): keeping its "
+                "run state (the agent resumes its session), starting afresh otherwise"
+            )
+            for entry in self.root.iterdir():
+                if entry.name == RUN_STATE_FILE:
+                    continue
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+        atomic_write(path, owner + "\n")
+        return forked
 
     def load_run_state(self) -> RunState:
         """What earlier runs recorded; written on the first run (OSError if it cannot be)."""

@@ -1,0 +1,53 @@
+"""Retention, pure: how long a finished task's stopped workspace is kept, and which are due
+for removal. The engine's reconcile pass removes those (their logs and history stay).
+
+`retention` is `keep` (the default: never removed by Dockyard) or a duration such as `24h`,
+counted from when the task finished; a template's `lifecycle.retention` wins over the
+server's default (`retention:` in config.yaml or DOCKYARD_RETENTION).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from provisioner.durations import KEEP, parse_retention
+from provisioner.errors import ParameterError
+from provisioner.lifecycle import TERMINAL
+from provisioner.model import Task, parse_time
+
+
+def removed(task: Task) -> bool:
+    """Whether retention already removed the task's workspace."""
+    return bool((task.workspace or {}).get("removed_at"))
+
+
+@dataclass(frozen=True)
+class Due:
+    """A finished task whose workspace is to be removed now, and its rule."""
+
+    task: Task
+    retention: str  # as configured, e.g. 24h
+
+
+def due_for_removal(tasks: Iterable[Task], now: datetime, default: str | None) -> list[Due]:
+    """Finished tasks that had a workspace (they started at least once), not removed yet,
+    finished at least their retention ago. A task's retention is its template's
+    (pinned in its policy), else `default` (the server's); unparsable values keep."""
+    due = []
+    for task in tasks:
+        if task.status not in TERMINAL or not task.finished_at or not task.phases:
+            continue
+        if removed(task):
+            continue
+        rule = task.policy.get("retention") or default or KEEP
+        try:
+            seconds = parse_retention(rule)
+        except ParameterError:
+            continue  # checked when the template and the server were loaded
+        if seconds is None:
+            continue
+        if (now - parse_time(task.finished_at)).total_seconds() >= seconds:
+            due.append(Due(task, str(rule)))
+    return due
