@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 
+from provisioner.bridge.runtime.wire import BridgeStatus, LogReply, PromptRecord
+
 
 class BridgeUnreachable(Exception):
     """The bridge could not be reached (connection refused, reset or timed out)."""
@@ -89,9 +91,9 @@ class BridgeClient:
         result: dict[str, Any] = self._request("GET", "/healthz")
         return result
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> BridgeStatus:
         """GET /status: agentapi status plus the `dockyard` details."""
-        result: dict[str, Any] = self._request("GET", "/status")
+        result: BridgeStatus = self._request("GET", "/status")
         return result
 
     def log(
@@ -101,7 +103,7 @@ class BridgeClient:
         limit: int = 1000,
         state: str | None = None,
         prompts_version: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> LogReply:
         """GET /dockyard/log: entries after seq `after`, long-polling up to `wait` seconds."""
         params: dict[str, Any] = {"after": after, "wait": wait, "limit": limit}
         if state is not None:
@@ -109,7 +111,7 @@ class BridgeClient:
         if prompts_version is not None:
             params["prompts"] = prompts_version
         # the server may hold the request for `wait` seconds before it answers
-        result: dict[str, Any] = self._request(
+        result: LogReply = self._request(
             "GET", "/dockyard/log", params=params, timeout=self.timeout + wait
         )
         return result
@@ -129,9 +131,9 @@ class BridgeClient:
         result: list[dict[str, Any]] = self._request("GET", "/messages")["messages"]
         return result
 
-    def prompts(self) -> list[dict[str, Any]]:
+    def prompts(self) -> list[PromptRecord]:
         """GET /dockyard/prompts: every prompt and its delivery state."""
-        result: list[dict[str, Any]] = self._request("GET", "/dockyard/prompts")["prompts"]
+        result: list[PromptRecord] = self._request("GET", "/dockyard/prompts")["prompts"]
         return result
 
     def close(self) -> None:

@@ -5,12 +5,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachable
-from provisioner.bridge.runtime.wire import EXITED, IDLE, SETUP_FAILED, STOPPING, WORKING
+from provisioner.bridge.runtime.wire import (
+    EXITED,
+    IDLE,
+    OUTPUT,
+    SETUP_FAILED,
+    SOURCE_AGENT,
+    SOURCE_SCREEN,
+    STOPPING,
+    WORKING,
+    DockyardStatus,
+    LogEntry,
+    LogReply,
+    reply_status,
+)
 from provisioner.errors import BackendUnavailable, TaskConflict, TaskNotFound
 from provisioner.lifecycle import ErrorClass, State, Status
 from provisioner.prompts import FINISHED
@@ -24,7 +37,7 @@ POLL_WAIT_S = 10.0
 FETCH_LIMIT = 10000  # a flood comes over in a few large batches, not many small ones
 
 
-def message_from(entries: list[dict[str, object]], previous: str) -> str:
+def message_from(entries: Sequence[LogEntry], previous: str) -> str:
     """The agent's latest meaningful output line: the task's status message.
 
     What the agent said through its hooks (source "agent") wins over any other line of the
@@ -35,12 +48,12 @@ def message_from(entries: list[dict[str, object]], previous: str) -> str:
     lines = [
         (entry.get("source"), text)
         for entry in entries
-        if entry.get("type") == "output"
-        and entry.get("source") != "screen"
+        if entry.get("type") == OUTPUT
+        and entry.get("source") != SOURCE_SCREEN
         and (text := str(entry.get("content", "")).strip())
         and text not in (">",)
     ]
-    said = [text for source, text in lines if source == "agent"]
+    said = [text for source, text in lines if source == SOURCE_AGENT]
     if said:
         return said[-1][:200]
     return lines[-1][1][:200] if lines else previous
@@ -50,7 +63,7 @@ def _counted(value: object) -> int:
     return value if isinstance(value, int) else 0
 
 
-def exit_message(code: object, status: dict[str, Any], *, oom_killed: bool = False) -> str:
+def exit_message(code: object, status: DockyardStatus, *, oom_killed: bool = False) -> str:
     """Why the agent stopped, from its exit code and the limits its cgroup enforced."""
     if _counted(status.get("oom_kills")) or oom_killed:
         return (
@@ -79,8 +92,8 @@ class Step:
 
 def decide(
     bridge_state: str,
-    status: dict[str, Any],
-    entries: list[dict[str, Any]],
+    status: DockyardStatus,
+    entries: Sequence[LogEntry],
     prompts_untaken: bool,
     task_state: str | None,
     task_message: str,
@@ -111,10 +124,10 @@ class _Poll(threading.Thread):
     network (and the bridge prepares it) while this one goes into the database.
     """
 
-    def __init__(self, call: Callable[[], dict[str, Any]], name: str) -> None:
+    def __init__(self, call: Callable[[], LogReply], name: str) -> None:
         super().__init__(name=name, daemon=True)
         self._call = call
-        self._reply: dict[str, Any] = {}
+        self._reply: LogReply | None = None
         self._error: BaseException | None = None
         self.start()
 
@@ -124,11 +137,12 @@ class _Poll(threading.Thread):
         except BaseException as exc:  # raised again in the follower's thread
             self._error = exc
 
-    def result(self) -> dict[str, Any]:
+    def result(self) -> LogReply:
         """The reply, or the poll's exception raised here."""
         self.join()
         if self._error is not None:
             raise self._error
+        assert self._reply is not None
         return self._reply
 
 
@@ -231,7 +245,7 @@ class Follower(threading.Thread):
             if self.stopping.is_set():
                 return  # a pause or delete is stopping the workspace: its exit is expected
             entries = reply.get("entries", [])
-            status = reply.get("status", {}).get("dockyard", {})
+            status = reply_status(reply)
             bridge_state = str(status.get("state", ""))
             if entries:
                 last_seq = max(int(e["seq"]) for e in entries)
@@ -277,7 +291,7 @@ class Follower(threading.Thread):
     ) -> _Poll:
         """Send the next long-poll now; the loop takes its reply instead of polling."""
 
-        def call() -> dict[str, Any]:
+        def call() -> LogReply:
             return client.log(
                 after=after,
                 wait=POLL_WAIT_S,
@@ -288,7 +302,7 @@ class Follower(threading.Thread):
 
         return _Poll(call, name=f"{self.name}-poll")
 
-    def _agent_exited(self, code: object, status: dict[str, Any]) -> None:
+    def _agent_exited(self, code: object, status: DockyardStatus) -> None:
         observed = self.engine.backend.observe(self.task_id)
         message = exit_message(code, status, oom_killed=observed.oom_killed)
         message += self.engine.last_output(self.task_id)

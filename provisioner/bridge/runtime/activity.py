@@ -23,6 +23,7 @@ from .wire import (
     STOPPING,
     TAKEN,
     WORKING,
+    PromptRecord,
 )
 
 __all__ = [
@@ -58,7 +59,7 @@ class Prompt:
     assumed: bool = False
     reason: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> PromptRecord:
         """The API view, with ISO 8601 times."""
         return {
             "id": self.id,
