@@ -15,6 +15,10 @@ SHEBANG = b"#!/usr/bin/env python3\n"
 # Where a server restarting an existing workspace copies its own bridge (BRIDGE_DIR): a
 # zipapp found there runs instead of this one, so the workspace's bridge matches the server
 OVERRIDE = "/opt/dockyard/bridge.pyz"
+# How Python runs the bridge: isolated (no PYTHON* variables, no user site, no script
+# directory on sys.path) and without site-packages. The zipapp holds everything it
+# imports, and site's own start-up work is ~5 ms before the agent can be started.
+PYTHON_FLAGS = ("-I", "-S")
 MAIN_PY = (
     '"""Run the Dockyard bridge (a newer one copied in beside it, when there is one)."""\n'
     "import os\n"
@@ -22,7 +26,9 @@ MAIN_PY = (
     "\n"
     f"OVERRIDE = {OVERRIDE!r}\n"
     "if os.path.abspath(sys.argv[0]) != OVERRIDE and os.path.isfile(OVERRIDE):\n"
-    "    os.execv(sys.executable, [sys.executable, OVERRIDE, *sys.argv[1:]])\n"
+    "    os.execv(sys.executable, [sys.executable, "
+    + "".join(f"{flag!r}, " for flag in PYTHON_FLAGS)
+    + "OVERRIDE, *sys.argv[1:]])\n"
     "\n"
     f"from {RUNTIME_PACKAGE}.launch import main\n"
     "\n"

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
+from provisioner.bridge.package import PYTHON_FLAGS, build_zipapp
 from provisioner.bridge.runtime.agent import AgentProcess
 from provisioner.bridge.runtime.launch import bind, config_path
 
@@ -108,3 +112,25 @@ def test_bind_listens_before_anyone_serves() -> None:
             bind("127.0.0.1", port)  # taken: the launcher says so and exits 1
     finally:
         listener.close()
+
+
+def test_what_runs_before_the_agent_starts_imports_nothing_heavy(tmp_path: Path) -> None:
+    # The launcher starts the agent right after its own imports: every module it pulls in
+    # delays the agent's prompt, hence the workspace's readiness. The heavy ones (the
+    # emulator, the HTTP server, dataclasses' inspect/ast, subprocess) come after the fork.
+    zipapp = build_zipapp(tmp_path)
+    code = (
+        f"import sys; sys.path.insert(0, {str(zipapp)!r}); "
+        "import dockyard_bridge.launch; print(' '.join(sorted(sys.modules)))"
+    )
+    done = subprocess.run(
+        [sys.executable, *PYTHON_FLAGS, "-c", code], capture_output=True, text=True, check=True
+    )
+    loaded = set(done.stdout.split())
+    assert "dockyard_bridge.launch" in loaded
+    heavy = {
+        "dataclasses", "inspect", "subprocess", "pyte", "http.server", "uuid",
+        "dockyard_bridge.app", "dockyard_bridge.http", "dockyard_bridge.transcript",
+        "dockyard_bridge.activity", "dockyard_bridge.screen",
+    }  # fmt: skip
+    assert not heavy & loaded, sorted(heavy & loaded)
