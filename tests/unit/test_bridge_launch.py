@@ -117,7 +117,8 @@ def test_bind_listens_before_anyone_serves() -> None:
 def test_what_runs_before_the_agent_starts_imports_nothing_heavy(tmp_path: Path) -> None:
     # The launcher starts the agent right after its own imports: every module it pulls in
     # delays the agent's prompt, hence the workspace's readiness. The heavy ones (the
-    # emulator, the HTTP server, dataclasses' inspect/ast, subprocess) come after the fork.
+    # emulator, the HTTP server, dataclasses' inspect/ast, subprocess) come after the fork,
+    # and those a normal start never needs (dataclasses, subprocess, uuid) not at all.
     zipapp = build_zipapp(tmp_path)
     code = (
         f"import sys; sys.path.insert(0, {str(zipapp)!r}); "

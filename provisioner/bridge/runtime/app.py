@@ -9,7 +9,6 @@ import re
 import sys
 import threading
 import time
-import uuid
 from collections import deque
 from typing import Any
 
@@ -52,6 +51,13 @@ PARTIAL_LINE_AFTER_S = 1.0
 RECENT_PROMPTS = 32  # prompts carried in a log reply: enough to cover a burst
 MAX_LIMIT = 10000
 USER, RAW = "user", "raw"
+
+
+def _new_id() -> str:
+    """An id for a prompt sent without one (the server always gives one)."""
+    import uuid  # seldom needed, and ~2 ms of the bridge's start (it loads platform)
+
+    return uuid.uuid4().hex
 
 
 class Rejected(Exception):
@@ -102,7 +108,7 @@ class Bridge:
         self.initial_prompt_queued = self._load_prompts(has_history)
         if not self.initial_prompt_queued:
             if config.initial_prompt:
-                prompt_id = config.initial_prompt_id or uuid.uuid4().hex
+                prompt_id = config.initial_prompt_id or _new_id()
                 self.activity.enqueue(prompt_id, config.initial_prompt, now)
             self.initial_prompt_queued = True
         self._persisted_changes = -1
@@ -477,7 +483,7 @@ class Bridge:
 
     def submit(self, content: str, type: str, prompt_id: str | None) -> str:
         """Queue a user prompt or type raw keys; return the prompt id."""
-        prompt_id = prompt_id or uuid.uuid4().hex
+        prompt_id = prompt_id or _new_id()
         with self.cond:
             if self.stop_requested:
                 raise Rejected(409, "the bridge is stopping; it takes no input")
