@@ -120,18 +120,23 @@ def test_what_runs_before_the_agent_starts_imports_nothing_heavy(tmp_path: Path)
     # emulator, the HTTP server, dataclasses' inspect/ast, subprocess) come after the fork,
     # and those a normal start never needs (dataclasses, subprocess, uuid) not at all.
     zipapp = build_zipapp(tmp_path)
-    code = (
-        f"import sys; sys.path.insert(0, {str(zipapp)!r}); "
-        "import dockyard_bridge.launch; print(' '.join(sorted(sys.modules)))"
-    )
-    done = subprocess.run(
-        [sys.executable, *PYTHON_FLAGS, "-c", code], capture_output=True, text=True, check=True
-    )
-    loaded = set(done.stdout.split())
-    assert "dockyard_bridge.launch" in loaded
+
+    def loaded(*modules: str) -> set[str]:
+        code = (
+            f"import sys; sys.path.insert(0, {str(zipapp)!r}); import {', '.join(modules)}; "
+            "print(' '.join(sorted(sys.modules)))"
+        )
+        argv = [sys.executable, *PYTHON_FLAGS, "-c", code]
+        return set(subprocess.run(argv, capture_output=True, text=True, check=True).stdout.split())
+
+    before_fork = loaded("dockyard_bridge.launch")
+    assert "dockyard_bridge.launch" in before_fork
     heavy = {
         "dataclasses", "inspect", "subprocess", "pyte", "http.server", "uuid",
         "dockyard_bridge.app", "dockyard_bridge.http", "dockyard_bridge.transcript",
         "dockyard_bridge.activity", "dockyard_bridge.screen",
     }  # fmt: skip
-    assert not heavy & loaded, sorted(heavy & loaded)
+    assert not heavy & before_fork, sorted(heavy & before_fork)
+    serving = loaded("dockyard_bridge.launch", "dockyard_bridge.app", "dockyard_bridge.http")
+    unneeded = {"dataclasses", "inspect", "subprocess", "uuid"}
+    assert not unneeded & serving, sorted(unneeded & serving)
