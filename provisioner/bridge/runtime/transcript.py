@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, cast
 
-from .wire import INPUT, OUTPUT, SOURCE_SETUP, LogEntry
+from .wire import INPUT, LOG_ENTRY_HEAD, OUTPUT, SOURCE_SETUP, LogEntry
 
 # Complete escape sequences: CSI, OSC (ended by BEL or ST), DCS/SOS/PM/APC (ended by ST),
 # and the short ones (charset designations, keypad modes, ...).
@@ -34,7 +34,7 @@ _MAX_LINE = 16384
 # was most of the cost of a line. The same output from one encoder and the C string quoter.
 _encode = json.JSONEncoder(ensure_ascii=False).encode
 _quote = json.encoder.encode_basestring
-_HEAD = frozenset(("seq", "type", "content", "time"))  # wire.LOG_ENTRY_HEAD, for lookups
+_HEAD = frozenset(LOG_ENTRY_HEAD)
 
 
 def entry_json(entry: LogEntry) -> str:
