@@ -393,16 +393,19 @@ class Client:
     def create_task(
         self,
         *,
-        template: str,
+        template: str | None,
         prompt: str,
         preset: str | None = None,
         parameters: dict[str, str] | None = None,
         name: str | None = None,
         template_version: str | None = None,
         owner: str | None = None,
+        **queue: Any,
     ) -> JSON:
-        """Create a task; returns it."""
+        """Create a task; returns it. `queue`: title, priority, tags, depends_on... as the
+        API takes them (left out when None or empty)."""
         body = {
+            **{k: v for k, v in queue.items() if v not in (None, (), [])},
             "owner": owner,
             "template": template,
             "preset": preset,
@@ -414,9 +417,12 @@ class Client:
         result: JSON = self.request("POST", "/tasks", json=body)
         return result
 
-    def list_tasks(self, status: str | None = None, all_users: bool = False) -> list[JSON]:
-        """The caller's tasks (every user's with `all_users`), optionally of one status."""
-        params = {"status": status, "all": "true" if all_users else None}
+    def list_tasks(
+        self, status: str | None = None, all_users: bool = False, **filters: str | None
+    ) -> list[JSON]:
+        """The caller's tasks (every user's with `all_users`), optionally of one status
+        and filtered by tag, target, epic or owner."""
+        params = {"status": status, "all": "true" if all_users else None, **filters}
         result: list[JSON] = self.request("GET", "/tasks", params=params)["tasks"]
         return result
 
@@ -451,6 +457,44 @@ class Client:
         result: JSON = self.request(
             "GET", f"/tasks/{_segment(task)}/logs", params=params, timeout=timeout
         )
+        return result
+
+    def complete(self, task: str, **completion: Any) -> JSON:
+        """End the task with an outcome; returns it."""
+        body = {k: v for k, v in completion.items() if v is not None}
+        result: JSON = self.request("POST", f"/tasks/{_segment(task)}/complete", json=body)
+        return result
+
+    def progress(self, task: str, note: str) -> JSON:
+        """Record a progress note; returns the task."""
+        result: JSON = self.request(
+            "POST", f"/tasks/{_segment(task)}/progress", json={"note": note}
+        )
+        return result
+
+    def set_priority(self, task: str, priority: Any, reason: str | None = None) -> JSON:
+        """Change the task's priority (0-100 or low/normal/high); returns the task."""
+        body = {"priority": priority, "reason": reason} if reason else {"priority": priority}
+        result: JSON = self.request("PATCH", f"/tasks/{_segment(task)}", json=body)
+        return result
+
+    def promote(self, task: str, reason: str | None = None) -> JSON:
+        """Move a backlog task to pending; returns the task."""
+        body = {"reason": reason} if reason else {}
+        result: JSON = self.request("POST", f"/tasks/{_segment(task)}/promote", json=body)
+        return result
+
+    def epic(self, name: str) -> JSON:
+        """An epic's tasks, progress and cost."""
+        result: JSON = self.request("GET", f"/epics/{_segment(name)}")
+        return result
+
+    def all_events(
+        self, since: int = 0, task: str | None = None, actor: str | None = None, limit: int = 500
+    ) -> JSON:
+        """A page of every task's events after id `since` ({events, next_since})."""
+        params = {"since": since, "task": task, "actor": actor, "limit": limit}
+        result: JSON = self.request("GET", "/events", params=params)
         return result
 
     def send(self, task: str, text: str) -> JSON:

@@ -240,19 +240,89 @@ def presets_table(presets: Iterable[dict[str, Any]]) -> str:
     return render_table(("TEMPLATE", "PRESET", "DEFAULT", "PARAMETERS"), rows)
 
 
-def events_table(events: Iterable[dict[str, Any]]) -> str:
-    """A task's history as a table."""
-    rows = [
-        [
+def events_table(events: Iterable[dict[str, Any]], tasks: bool = False) -> str:
+    """A task's history as a table; with `tasks`, every task's (a TASK column)."""
+    rows = []
+    for e in events:
+        row = [
             cell(e.get("time")),
             cell(e.get("kind")),
             f"{cell(e.get('from_value'))} -> {cell(e.get('to_value'))}",
             cell(e.get("actor")),
             truncate(cell(e.get("reason")), 60),
         ]
-        for e in events
+        rows.append([cell(e.get("task_name")), *row] if tasks else row)
+    headers = ["TIME", "KIND", "CHANGE", "ACTOR", "REASON"]
+    return render_table(["TASK", *headers] if tasks else headers, rows)
+
+
+def queue_order(tasks: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Waiting tasks in the order they start: pending before backlog (those waiting for
+    dependencies between: they hold no place in line), then higher priority, then longest
+    waiting (an interrupt is at the head of its priority)."""
+
+    def key(task: dict[str, Any]) -> tuple[int, int, int, str]:
+        pending = task.get("status") == "pending"
+        return (
+            (1 if task.get("blocked") else 0) if pending else 2,
+            -int(task.get("priority") or 0),
+            0 if task.get("action") == "interrupt" else 1,
+            str(task.get("queued_at") or task.get("created_at") or ""),
+        )
+
+    return sorted(tasks, key=key)
+
+
+def queue_table(tasks: Iterable[dict[str, Any]]) -> str:
+    """`task list --queue`: place, priority, and what each waits for."""
+    rows = [
+        [
+            str(place),
+            cell(t.get("name")),
+            str(t.get("priority")),
+            cell(t.get("status")),
+            cell(t.get("target") or t.get("template")),
+            truncate(cell(t.get("message"))),
+        ]
+        for place, t in enumerate(tasks, start=1)
     ]
-    return render_table(["TIME", "KIND", "CHANGE", "ACTOR", "REASON"], rows)
+    return render_table(["#", "NAME", "PRI", "STATUS", "TARGET", "WAITING FOR"], rows)
+
+
+def queue_lines(task: dict[str, Any]) -> list[str]:
+    """The queue's fields of `task status` worth a line each, when set."""
+    lines = []
+    title = task.get("title")
+    if title:
+        lines.append(f"title: {title}")
+    extra = [f"priority {task.get('priority')}"]
+    for key in ("task_type", "epic", "target", "codebase"):
+        if task.get(key):
+            extra.append(f"{key.replace('_', ' ')} {task[key]}")
+    if task.get("tags"):
+        extra.append("tags " + ",".join(task["tags"]))
+    if int(task.get("attempt") or 1) > 1:
+        extra.append(f"attempt {task['attempt']}")
+    lines.append(", ".join(extra))
+    if task.get("question"):
+        lines.append(f"question: {task['question']}")
+    if task.get("progress"):
+        lines.append(f"progress: {task['progress']}")
+    if task.get("outcome"):
+        outcome = str(task["outcome"])
+        details = [d for d in (task.get("error_class"), task.get("error_code")) if d]
+        if details:
+            outcome += f" ({', '.join(details)})"
+        lines.append(f"outcome: {outcome}")
+    if task.get("tokens_in") or task.get("tokens_out") or task.get("cost_usd"):
+        cost = (
+            f"cost: {task.get('tokens_in') or 0} tokens in, {task.get('tokens_out') or 0} out"
+            f", ${float(task.get('cost_usd') or 0):.4f}"
+        )
+        if task.get("model"):
+            cost += f" ({task['model']})"
+        lines.append(cost)
+    return lines
 
 
 def phases_line(phases: Iterable[dict[str, Any]]) -> str:

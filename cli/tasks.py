@@ -21,6 +21,9 @@ from cli.render import (
     log_entry,
     log_text,
     phases_line,
+    queue_lines,
+    queue_order,
+    queue_table,
     render_table,
     status_line,
     task_row,
@@ -29,6 +32,7 @@ from cli.render import (
 )
 from provisioner.bridge.runtime.wire import DELIVERED, FAILED, QUEUED, TAKEN
 
+PRIORITY_NAMES = ("low", "normal", "high")
 STATUSES = (
     "backlog",
     "pending",
@@ -122,6 +126,11 @@ def wait_until_idle(
         if (status == "active" and task.get("state") == "idle") or status == "completed":
             echo(f"ready in {elapsed:.1f}s")
             return task
+        if status == "active" and task.get("state") == "input_required":
+            # the agent waits for the user: as ready as it gets until someone answers
+            echo(f"the agent asks: {task.get('question') or ''}".rstrip())
+            echo(f"answer with: dockyard task send {name} ANSWER")
+            return task
         if status in WAIT_FAILURES:
             raise CliError(
                 f"task {name} ended in {status}: {task.get('message') or 'no message'}",
@@ -146,9 +155,21 @@ def task_group() -> None:
     """Create, inspect, steer and delete tasks."""
 
 
+def _priority(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """Click callback: 0-100 or low/normal/high, sent as the server takes it."""
+    if value is None:
+        return None
+    text = value.strip().lower()
+    if text in PRIORITY_NAMES:
+        return text
+    if text.isdigit() and 0 <= int(text) <= 100:
+        return int(text)
+    raise click.BadParameter("use 0-100 or low, normal, high", ctx, param)
+
+
 @task_group.command("create")
 @click.argument("prompt", required=False)
-@click.option("-t", "--template", required=True, help="Template to create the workspace from.")
+@click.option("-t", "--template", help="Template to create the workspace from (or give --target).")
 @click.option("-p", "--preset", help="Preset of parameter values (default: the template's).")
 @click.option(
     "--param",
@@ -174,9 +195,50 @@ def task_group() -> None:
     help="Seconds --wait waits before giving up.",
 )
 @click.option("--owner", metavar="USER", help="Create the task for this user (admins).")
+@click.option("--title", help="Short title (default: the prompt's first line).")
+@click.option(
+    "--priority",
+    callback=_priority,
+    metavar="0-100|low|normal|high",
+    help="Higher starts first [default: normal = 50].",
+)
+@click.option("--tag", "tags", multiple=True, help="A tag; repeatable.")
+@click.option("--type", "task_type", metavar="TYPE", help="bug, feature, review...")
+@click.option("--epic", metavar="NAME", help="The epic it belongs to.")
+@click.option(
+    "--depends-on",
+    "depends_on",
+    multiple=True,
+    metavar="TASK",
+    help="A task that must complete first; repeatable.",
+)
+@click.option(
+    "--on-dependency-failure",
+    type=click.Choice(["fail", "wait"]),
+    default="fail",
+    show_default=True,
+    help="When a dependency fails or is cancelled: fail too, or keep waiting.",
+)
+@click.option(
+    "--action",
+    type=click.Choice(["queue", "interrupt", "backlog", "parallel", "sprint"]),
+    default="queue",
+    show_default=True,
+    help="How it enters the queue.",
+)
+@click.option("--target", metavar="NAME", help="A route of the server's config (no --template).")
+@click.option("--codebase", metavar="ID", help="Route to the target serving this codebase.")
+@click.option("--parent", metavar="TASK", help="Fork from this task: its disk and session.")
+@click.option(
+    "--retries",
+    type=click.IntRange(0, 10),
+    default=0,
+    show_default=True,
+    help="Automatic retries on TRANSIENT and TIMEOUT errors.",
+)
 def create(
     prompt: str | None,
-    template: str,
+    template: str | None,
     preset: str | None,
     params: dict[str, str],
     name: str | None,
@@ -186,11 +248,37 @@ def create(
     wait: bool,
     timeout: float,
     owner: str | None,
+    title: str | None,
+    priority: Any,
+    tags: tuple[str, ...],
+    task_type: str | None,
+    epic: str | None,
+    depends_on: tuple[str, ...],
+    on_dependency_failure: str,
+    action: str,
+    target: str | None,
+    codebase: str | None,
+    parent: str | None,
+    retries: int,
 ) -> None:
     """Create a task from a template (and preset) with PROMPT."""
     text = read_text(prompt, from_stdin, "prompt")
+    if template is None and target is None and codebase is None:
+        raise click.UsageError("give a --template (or a --target or --codebase to route to)")
     client = current_client()
     task = client.create_task(
+        title=title,
+        priority=priority,
+        tags=list(tags),
+        task_type=task_type,
+        epic=epic,
+        depends_on=list(depends_on),
+        on_dependency_failure=None if on_dependency_failure == "fail" else on_dependency_failure,
+        action=None if action == "queue" else action,
+        target=target,
+        codebase=codebase,
+        parent=parent,
+        retries=retries or None,
         template=template,
         preset=preset,
         prompt=text,
@@ -202,7 +290,11 @@ def create(
     if not quiet:
         source = "/".join(p for p in (task.get("template"), task.get("preset")) if p)
         click.echo(f"Created task {task.get('name')} ({task['id']}) from {source}")
-        if task.get("status") == "pending" and "capacity" in str(task.get("message")):
+        if task.get("status") in ("pending", "backlog") and task.get("message") not in (
+            None,
+            "",
+            "waiting to be provisioned",
+        ):
             click.echo(f"It is {task['message']}")
     try:
         if wait:
@@ -213,21 +305,62 @@ def create(
             click.echo(task["id"])
 
 
+def _statuses(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback: one status or several, comma-separated."""
+    if value is None:
+        return None
+    wanted = [s.strip().lower() for s in value.split(",") if s.strip()]
+    unknown = [s for s in wanted if s not in STATUSES]
+    if unknown or not wanted:
+        raise click.BadParameter(f"one or more of {', '.join(STATUSES)}", ctx, param)
+    return ",".join(wanted)
+
+
 @task_group.command("list")
-@click.option("--status", type=click.Choice(STATUSES, case_sensitive=False), help="Only this one.")
+@click.option(
+    "--status", callback=_statuses, metavar="STATUS[,STATUS]", help="Only these statuses."
+)
 @click.option("-a", "--all", "all_users", is_flag=True, help="Every user's tasks (admins).")
+@click.option("--tag", help="Only tasks with this tag.")
+@click.option("--target", help="Only tasks routed to this target.")
+@click.option("--epic", help="Only tasks of this epic.")
+@click.option("--owner", metavar="USER", help="Only this user's tasks (admins).")
+@click.option(
+    "--queue",
+    "queue_view",
+    is_flag=True,
+    help="Waiting tasks in the order they will start, with what each waits for.",
+)
 @output_option
 @click.option("-q", "--quiet", is_flag=True, help="Print only task ids.")
-def list_tasks(status: str | None, all_users: bool, output: str, quiet: bool) -> None:
+def list_tasks(
+    status: str | None,
+    all_users: bool,
+    tag: str | None,
+    target: str | None,
+    epic: str | None,
+    owner: str | None,
+    queue_view: bool,
+    output: str,
+    quiet: bool,
+) -> None:
     """List your tasks (-a: everyone's)."""
-    tasks = current_client().list_tasks(status, all_users=all_users)
+    if queue_view and status is None:
+        status = "pending,backlog"
+    tasks = current_client().list_tasks(
+        status, all_users=all_users, tag=tag, target=target, epic=epic, owner=owner
+    )
+    if queue_view:
+        tasks = queue_order(tasks)
     if quiet:
         for task in tasks:
             click.echo(task["id"])
     elif output == "json":
         click.echo(to_json(tasks))
+    elif queue_view:
+        click.echo(queue_table(tasks))
     else:
-        click.echo(tasks_table(tasks, owners=all_users))
+        click.echo(tasks_table(tasks, owners=all_users or owner is not None))
 
 
 def _watch(client: Client, task: JSON, output: str, etag: str | None) -> None:
@@ -268,6 +401,8 @@ def status(ctx: click.Context, task: str, output: str, watch: bool) -> None:
         # Below the two awk-able lines: how long each startup phase took.
         if found.get("phases"):
             click.echo(phases_line(found["phases"]))
+        for line in queue_lines(found):
+            click.echo(line)
         return
     try:
         _watch(client, found, output, etag)
@@ -357,15 +492,112 @@ def logs(ctx: click.Context, task: str, follow: bool, screen: bool, output: str)
 
 
 @task_group.command("events")
-@click.argument("task")
+@click.argument("task", required=False)
+@click.option("--actor", help="Only this actor's events (user:NAME, agent, engine...).")
+@click.option("--since", type=click.IntRange(min=0), default=0, help="Only after this event id.")
 @output_option
-def events(task: str, output: str) -> None:
-    """Show a task's history: every status, phase and state change, who made it and why."""
-    history = current_client().task_events(task)
+def events(task: str | None, actor: str | None, since: int, output: str) -> None:
+    """Show a task's history (or every task's, without TASK): every change, who made it
+    and why."""
+    client = current_client()
+    if task is None or actor is not None or since:
+        history = _all_events(client, task, actor, since)
+    else:
+        history = client.task_events(task)
     if output == "json":
         click.echo(to_json(history))
         return
-    click.echo(events_table(history))
+    click.echo(events_table(history, tasks=task is None))
+
+
+def _all_events(client: Client, task: str | None, actor: str | None, since: int) -> list[JSON]:
+    """Every page of GET /events after `since`."""
+    found: list[JSON] = []
+    while True:
+        page = client.all_events(since=since, task=task, actor=actor)
+        found += page.get("events") or []
+        after = int(page.get("next_since") or since)
+        if not page.get("events") or after <= since:
+            return found
+        since = after
+
+
+@task_group.command("complete")
+@click.argument("task")
+@click.option(
+    "--outcome",
+    type=click.Choice(["SUCCESS", "FAILED", "SKIPPED", "CANCELLED"], case_sensitive=False),
+    required=True,
+    help="SUCCESS -> completed, FAILED -> failed, SKIPPED and CANCELLED -> cancelled.",
+)
+@click.option("--error-code", metavar="CODE", help="A short machine-readable code.")
+@click.option(
+    "--error-class",
+    type=click.Choice(
+        ["TRANSIENT", "PERMANENT", "DEPENDENCY", "POLICY", "TIMEOUT", "UNKNOWN"],
+        case_sensitive=False,
+    ),
+    help="Why it failed (TRANSIENT and TIMEOUT may be retried).",
+)
+@click.option("--output", "result", metavar="TEXT", help="The result, in words.")
+@click.option("--tokens-in", type=click.IntRange(min=0), help="Input tokens spent.")
+@click.option("--tokens-out", type=click.IntRange(min=0), help="Output tokens spent.")
+@click.option("--cost-usd", type=click.FloatRange(min=0), help="Dollars spent.")
+@click.option("--model", help="The model that did the work.")
+def complete(
+    task: str,
+    outcome: str,
+    error_code: str | None,
+    error_class: str | None,
+    result: str | None,
+    tokens_in: int | None,
+    tokens_out: int | None,
+    cost_usd: float | None,
+    model: str | None,
+) -> None:
+    """End TASK with an outcome; its workspace stops (disk and logs are kept)."""
+    done = current_client().complete(
+        task,
+        outcome=outcome.upper(),
+        error_code=error_code,
+        error_class=error_class.upper() if error_class else None,
+        output=result,
+        tokens_in=tokens_in,
+        tokens_out=tokens_out,
+        cost_usd=cost_usd,
+        model=model,
+    )
+    _print_status(done)
+
+
+@task_group.command("progress")
+@click.argument("task")
+@click.argument("note")
+def progress(task: str, note: str) -> None:
+    """Record a progress NOTE on TASK (the latest shows in `task status`)."""
+    current_client().progress(task, note)
+    click.echo(f"Noted on {task}")
+
+
+@task_group.command("priority")
+@click.argument("task")
+@click.argument("priority", metavar="0-100|low|normal|high", callback=_priority)
+@click.option("--reason", help="Why, for the task's history.")
+def priority(task: str, priority: Any, reason: str | None) -> None:
+    """Change TASK's PRIORITY; waiting tasks start in the new order."""
+    changed = current_client().set_priority(task, priority, reason)
+    click.echo(f"{changed.get('name')}: priority {changed.get('priority')}")
+
+
+@task_group.command("promote")
+@click.argument("task")
+@click.option("--reason", help="Why, for the task's history.")
+def promote(task: str, reason: str | None) -> None:
+    """Move TASK out of the backlog: it waits in line like any pending task."""
+    moved = current_client().promote(task, reason)
+    _print_status(moved)
+    if moved.get("message"):
+        click.echo(f"It is {moved['message']}")
 
 
 @task_group.command("send")

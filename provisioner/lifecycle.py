@@ -32,6 +32,8 @@ class State(StrEnum):
 
     WORKING = "working"  # taking or processing input
     IDLE = "idle"  # quiet and waiting for input, after it took the last prompt
+    # the agent asked a question (`dockyard-task ask`) and waits for the user's answer
+    INPUT_REQUIRED = "input_required"
 
 
 class Phase(StrEnum):
@@ -50,14 +52,41 @@ class ErrorClass(StrEnum):
     TRANSIENT = "TRANSIENT"  # may pass on retry (daemon briefly away, conflict)
     PERMANENT = "PERMANENT"  # will fail the same way (bad template, agent exit code)
     TIMEOUT = "TIMEOUT"  # a phase or operation ran out of time
+    DEPENDENCY = "DEPENDENCY"  # a task it depends on failed or was cancelled
+    POLICY = "POLICY"  # refused by a rule (a limit, a permission, a review)
     UNKNOWN = "UNKNOWN"
+
+
+# only these are worth trying again by themselves (a retry policy never repeats the rest)
+RETRYABLE = frozenset({ErrorClass.TRANSIENT, ErrorClass.TIMEOUT})
+
+
+class Outcome(StrEnum):
+    """How a task ended, as whoever finished it reported (CacheBash's outcomes)."""
+
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+    CANCELLED = "CANCELLED"
+
+
+def outcome_status(outcome: Outcome) -> Status:
+    """The terminal status an outcome ends a task in (the outcome itself is kept)."""
+    return {
+        Outcome.SUCCESS: Status.COMPLETED,
+        Outcome.FAILED: Status.FAILED,
+        Outcome.SKIPPED: Status.CANCELLED,
+        Outcome.CANCELLED: Status.CANCELLED,
+    }[outcome]
 
 
 TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
 
 _ALLOWED: dict[Status, frozenset[Status]] = {
-    Status.BACKLOG: frozenset({Status.PENDING, Status.CANCELLED}),
-    Status.PENDING: frozenset({Status.INITIALIZING, Status.BACKLOG, Status.CANCELLED}),
+    Status.BACKLOG: frozenset({Status.PENDING, Status.FAILED, Status.CANCELLED}),
+    Status.PENDING: frozenset(
+        {Status.INITIALIZING, Status.BACKLOG, Status.FAILED, Status.CANCELLED}
+    ),
     Status.INITIALIZING: frozenset(
         {Status.ACTIVE, Status.ERROR, Status.PAUSED, Status.PENDING, Status.CANCELLED}
     ),
@@ -65,8 +94,12 @@ _ALLOWED: dict[Status, frozenset[Status]] = {
         {Status.PAUSED, Status.ERROR, Status.COMPLETED, Status.FAILED, Status.CANCELLED}
     ),
     # to pending: a resume that waits for a free workspace slot
-    Status.PAUSED: frozenset({Status.INITIALIZING, Status.PENDING, Status.CANCELLED}),
-    Status.ERROR: frozenset({Status.INITIALIZING, Status.PENDING, Status.FAILED, Status.CANCELLED}),
+    Status.PAUSED: frozenset(
+        {Status.INITIALIZING, Status.PENDING, Status.COMPLETED, Status.FAILED, Status.CANCELLED}
+    ),
+    Status.ERROR: frozenset(
+        {Status.INITIALIZING, Status.PENDING, Status.COMPLETED, Status.FAILED, Status.CANCELLED}
+    ),
     Status.COMPLETED: frozenset(),
     Status.FAILED: frozenset(),
     Status.CANCELLED: frozenset(),

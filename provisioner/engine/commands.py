@@ -21,8 +21,9 @@ from provisioner.engine.secrets import SecretStore
 from provisioner.engine.workspace import initial_prompt_id, task_policy
 from provisioner.errors import DockyardError, ParameterError, TaskConflict, TaskNotFound
 from provisioner.lifecycle import TERMINAL, ErrorClass, State, Status
-from provisioner.model import NAME_RE, Task, slug_from_prompt, utcnow
+from provisioner.model import NAME_RE, QueueFields, Task, slug_from_prompt, utcnow
 from provisioner.prompts import check_size, new_prompt_id
+from provisioner.queueing import title_from
 from provisioner.spec import WorkspaceSpec
 from provisioner.store.store import Store
 from provisioner.templating.catalog import Catalog, Template
@@ -55,6 +56,12 @@ class UserCommands:
         def _submit_provision(self, task_id: str) -> None: ...
         def sync_logs(self, task: Task) -> None: ...
         def nudge_follower(self, task_id: str) -> None: ...
+        def mark_stopping(self, task_id: str) -> None: ...
+        def queue_dependencies(
+            self, queue: QueueFields, owner: str, refs: list[str]
+        ) -> list[str]: ...
+        def first_gate(self, task: Task) -> None: ...
+        def dependency_deleted(self, deleted: Task) -> None: ...
         def fail(
             self,
             task_id: str,
@@ -77,6 +84,7 @@ class UserCommands:
         template_version: str | None = None,
         owner: str,
         actor: str = "user",
+        queue: QueueFields | None = None,
     ) -> Task:
         """Validate and render everything, then store `owner`'s task as pending."""
         if not prompt.strip():
@@ -86,6 +94,12 @@ class UserCommands:
                 f"Invalid task name {name[:80]!r}: use 1-64 lowercase letters, digits and "
                 "dashes, starting with a letter or digit"
             )
+        queue = queue or QueueFields()
+        queue.check()
+        depends_on = self.queue_dependencies(
+            queue, owner, self._dependency_ids(queue.depends_on, owner)
+        )
+        parent_id = self._parent_id(queue.parent, owner)
         tpl = self.catalog.get(template, template_version)
         check_size(prompt, "the prompt", tpl.config.agent.profile.max_prompt_bytes, tpl.name)
         chosen = select_preset(tpl, preset)
@@ -115,22 +129,48 @@ class UserCommands:
             updated_at=now,
             message="waiting to be provisioned",
             policy=task_policy(self.catalog, spec),
+            priority=queue.priority,
+            title=title_from(prompt, queue.title),
+            tags=list(queue.tags),
+            task_type=queue.task_type,
+            epic=queue.epic,
+            source=queue.source,
+            created_by=actor,
+            depends_on=depends_on,
+            on_dependency_failure=queue.on_dependency_failure,
+            action=queue.action,
+            target=queue.target,
+            codebase=queue.codebase,
+            parent_id=parent_id,
+            retries=queue.retries,
         )
-        task.message = self.admissions.first_message(task)
+        if queue.action == "backlog":
+            task.status = Status.BACKLOG
+            task.message = "in the backlog: starts when nothing else waits"
+        if task.status == Status.PENDING:
+            task.message = self.admissions.first_message(task)
+        self.first_gate(task)  # waiting for its dependencies: no place in line
         secret_names = {p.name for p in tpl.config.parameters if p.secret}
         secret_values = {k: v for k, v in spec.parameters.items() if k in secret_names}
-        warm = self.pools.claim(
-            tpl,
-            chosen,
-            spec,
-            secret_values,
-            {
-                "name": task.name,
-                "owner": owner,
-                "display_name": task.display_name,
-                "prompt": prompt,
-                "message": "claimed a warm workspace",
-            },
+        # a warm workspace starts at once: not for a task that must wait or be forked
+        plain = not (depends_on or parent_id or task.status != Status.PENDING)
+        warm = (
+            None
+            if not plain
+            else self.pools.claim(
+                tpl,
+                chosen,
+                spec,
+                secret_values,
+                {
+                    "name": task.name,
+                    "owner": owner,
+                    "display_name": task.display_name,
+                    "prompt": prompt,
+                    "message": "claimed a warm workspace",
+                    **task.queue_fields(),
+                },
+            )
         )
         if warm is not None:
             return self._start_claimed(warm, tpl, spec, actor)
@@ -151,6 +191,29 @@ class UserCommands:
         self.store.mark_handed(initial_prompt_id(task))
         self.wake()
         return task
+
+    def _dependency_ids(self, refs: tuple[str, ...], owner: str) -> list[str]:
+        """The ids of the owner's tasks `refs` name; an unknown ref is a 400."""
+        ids: list[str] = []
+        for ref in refs:
+            try:
+                ids.append(self.store.get(ref, owner=owner).id)
+            except TaskNotFound:
+                raise ParameterError(
+                    f"Unknown dependency {ref[:80]!r}: no task of yours by that name or id",
+                    hint="list tasks with: dockyard task list",
+                ) from None
+        return list(dict.fromkeys(ids))
+
+    def _parent_id(self, ref: str | None, owner: str) -> str | None:
+        if ref is None:
+            return None
+        try:
+            return self.store.get(ref, owner=owner).id
+        except TaskNotFound:
+            raise ParameterError(
+                f"Unknown parent {ref[:80]!r}: no task of yours by that name or id"
+            ) from None
 
     def _start_claimed(self, task: Task, tpl: Template, spec: WorkspaceSpec, actor: str) -> Task:
         """A claimed warm workspace: run the per-claim step, then give it the prompt."""
@@ -184,6 +247,7 @@ class UserCommands:
             if expect_idle and task.state != State.IDLE.value:
                 raise TaskConflict(f"{task.name} is working again; not auto-pausing")
             self._stop_follower(task.id, wait=False)
+            self.mark_stopping(task.id)
             self.sync_logs(task)
             self.backend.stop(task.id)
             message = "paused" if actor.startswith("user") else reason
@@ -234,6 +298,9 @@ class UserCommands:
                         actor=actor,
                         reason="deleted by user",
                     )
+            # before its row goes: a reconcile pass must never see it missing while it
+            # is still on its dependents' lists after it completed
+            self.dependency_deleted(task)  # they go on without it, or fail
             self.backend.remove(task.id)
             if not self.store.delete(task.id):  # another server sharing the store was first
                 raise TaskNotFound(f"No task {ref[:80]!r}", hint="it was deleted just now")
@@ -264,8 +331,14 @@ class UserCommands:
             with contextlib.suppress(TaskConflict):
                 self.resume(task.id, actor=actor, reason="resumed to take a prompt")
         elif task.status == Status.ACTIVE:
-            # The agent is about to work: say so at once, the bridge will confirm.
-            self.store.update(task.id, Status.ACTIVE, actor=actor, state=State.WORKING.value)
+            # The agent is about to work: say so at once, the bridge will confirm. A
+            # question the agent asked is answered by this prompt.
+            answered: dict[str, Any] = (
+                {"question": None} if task.state == State.INPUT_REQUIRED.value else {}
+            )
+            self.store.update(
+                task.id, Status.ACTIVE, actor=actor, state=State.WORKING.value, **answered
+            )
             self._deliver_now(task)
         return {"ok": True, "prompt_id": prompt["id"], "state": prompt["state"]}
 

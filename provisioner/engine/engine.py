@@ -23,6 +23,8 @@ from provisioner.capacity import Usage
 from provisioner.engine.admission import Admissions
 from provisioner.engine.commands import LEASE_TTL_S, UserCommands
 from provisioner.engine.follower import Follower
+from provisioner.engine.ordering import TaskOrdering
+from provisioner.engine.outcomes import TaskOutcomes
 from provisioner.engine.pools import WarmPools
 from provisioner.engine.provision import Provisioner
 from provisioner.engine.secrets import SecretStore
@@ -47,6 +49,8 @@ ORPHAN_SWEEP_EVERY_S = 30.0
 LAST_LINES = 8
 FOLLOWER_JOIN_S = 15.0
 RESTART_GRACE_S = 45.0
+# how long a mark that an engine is stopping a workspace on purpose holds (see mark_stopping)
+STOPPING_LEASE_S = 60.0
 
 
 def _pid_alive(pid: int) -> bool:
@@ -59,7 +63,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-class Engine(UserCommands):
+class Engine(UserCommands, TaskOutcomes, TaskOrdering):
     """Drives every task of one store on one backend."""
 
     def __init__(
@@ -153,17 +157,22 @@ class Engine(UserCommands):
     # reconcile -------------------------------------------------------------------
     def reconcile(self) -> None:
         """One level-triggered pass over every live task."""
-        live = [t for t in self.store.list_tasks(kind=None) if t.status not in TERMINAL]
+        everyone = self.store.list_tasks(kind=None)
+        live = [t for t in everyone if t.status not in TERMINAL]
         running: set[str] | None = None
         if any(t.status == Status.ACTIVE for t in live):
             try:
                 running = self.backend.running_task_ids()
             except BackendError as exc:
                 log.warning("cannot list workspaces: %s", exc)
-        pending = [t for t in live if t.status == Status.PENDING]
+        # those waiting for dependencies are kept apart: they hold up no one behind them
+        pending = self.gate(live, everyone)
+        started: list[str] = []
         if pending:
-            for task_id in self.admissions.run(pending, LEASE_TTL_S):
+            started = self.admissions.run(pending, LEASE_TTL_S)
+            for task_id in started:
                 self._submit_provision(task_id)
+        self.promote_backlog(everyone, [t for t in pending if t.id not in started])
         for task in live:
             if task.status == Status.INITIALIZING:
                 if self._take_lease(task):
@@ -424,12 +433,41 @@ class Engine(UserCommands):
             return
         self.wake()  # its slot is free
 
+    def mark_stopping(self, task_id: str) -> None:
+        """Say in the store that this engine is stopping an active task's workspace on
+        purpose (a pause, a completion), before it stops it: another engine sharing the
+        database that sees the workspace go down meanwhile must not call it dead. The
+        mark is the lease fields, which an active task does not otherwise use; the
+        status change that follows the stop clears them."""
+        self.store.update(
+            task_id,
+            Status.ACTIVE,
+            actor="engine",
+            lease_owner=self.worker_id,
+            lease_until=time.time() + STOPPING_LEASE_S,
+        )
+
+    def _stopping_elsewhere(self, task_id: str) -> bool:
+        """True while another engine has marked this active task as being stopped."""
+        try:
+            task = self.store.get(task_id)
+        except TaskNotFound:
+            return True  # deleted: nothing to fail
+        return bool(
+            task.status == Status.ACTIVE
+            and task.lease_owner
+            and task.lease_owner != self.worker_id
+            and (task.lease_until or 0) > time.time()
+        )
+
     def fail_active(self, task_id: str, message: str, klass: ErrorClass, *, stop: bool) -> None:
         """Fail an active task unless a pause or delete holds it (their stop is on purpose)."""
         lock = self._lock_for(self._task_locks, task_id)
         if not lock.acquire(blocking=False):
             return
         try:
+            if self._stopping_elsewhere(task_id):
+                return
             self.fail(task_id, Status.ACTIVE, message, klass, stop=stop)
         finally:
             lock.release()
@@ -445,6 +483,8 @@ class Engine(UserCommands):
         if not lock.acquire(blocking=False):
             return  # a pause or delete is stopping it on purpose right now
         try:
+            if self._stopping_elsewhere(task_id):
+                return  # another engine is pausing or completing it
             observed = self.backend.observe(task_id)
             if observed.running or observed.restarting:
                 self._down_since.pop(task_id, None)

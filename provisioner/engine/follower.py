@@ -107,6 +107,8 @@ def decide(
         return Step("none") if entries else Step("exited", exit_code=status.get("exit_code"))
     if bridge_state == STOPPING:
         return Step("none")  # someone is stopping the workspace; its end will show itself
+    if task_state == State.INPUT_REQUIRED.value:
+        return Step("none")  # the agent asked a question: it waits for the next prompt
     # Idle only once the agent has taken every prompt sent to it.
     idle = bridge_state == IDLE and not prompts_untaken
     state = State.IDLE.value if idle else State.WORKING.value

@@ -5,22 +5,32 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from provisioner.auth.tokens import Principal
 from provisioner.bridge.runtime.wire import DELIVERED, QUEUED
 from provisioner.engine.engine import Engine
 from provisioner.errors import Forbidden, ParameterError, TaskNotFound, TemplateError
 from provisioner.lifecycle import Status
-from provisioner.model import Task
+from provisioner.model import QueueFields, Task
+from provisioner.prompts import check_strings
+from provisioner.queueing import (
+    DEFAULT_PRIORITY,
+    MAX_DEPENDENCIES,
+    MAX_RETRIES,
+    MAX_TAGS,
+    check_label,
+    parse_completion,
+)
 from provisioner.server import inputs
 from provisioner.server.auth import caller
 from provisioner.server.http_errors import ERROR_RESPONSES, MAX_ROW_ID
 from provisioner.server.logjson import entries_json, page_json
+from provisioner.server.views import EpicView, TaskList, TaskView
 from provisioner.server.waiting import MAX_WAIT, wait_for
 from provisioner.store.store import Store
 
@@ -28,7 +38,9 @@ from provisioner.store.store import Store
 class CreateTask(BaseModel):
     """Body of POST /api/v2/tasks."""
 
-    template: str = Field(description="Template name")
+    template: str | None = Field(
+        None, description="Template name (may be left out when `target` names a route)"
+    )
     preset: str | None = Field(None, description="Preset name; the default preset if absent")
     prompt: str = Field(description="The task's first input to the agent")
     parameters: dict[str, Any] = Field(default_factory=dict, description="Overrides")
@@ -39,6 +51,68 @@ class CreateTask(BaseModel):
     owner: str | None = Field(
         None, description="Create it for this user (admins only); the caller if absent"
     )
+    title: str | None = Field(None, description="Short title; the prompt's first line if absent")
+    priority: int | str = Field(
+        DEFAULT_PRIORITY, description="0-100 (higher first) or low, normal, high (25/50/75)"
+    )
+    tags: list[str] = Field(default_factory=list, max_length=MAX_TAGS)
+    task_type: str | None = Field(None, description="Free: bug, feature, review...")
+    epic: str | None = Field(None, description="A name grouping tasks")
+    depends_on: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_DEPENDENCIES,
+        description="Task refs (names or ids) that must complete first",
+    )
+    on_dependency_failure: Literal["fail", "wait"] = Field(
+        "fail", description="When a dependency fails or is cancelled: fail too, or keep waiting"
+    )
+    action: Literal["queue", "interrupt", "backlog", "parallel", "sprint"] = Field(
+        "queue", description="How it enters the queue"
+    )
+    target: str | None = Field(None, description="A named route of the server's config")
+    codebase: str | None = Field(None, description="Route to the target serving this codebase")
+    parent: str | None = Field(None, description="Fork from this task (its disk and session)")
+    retries: int = Field(
+        0, ge=0, le=MAX_RETRIES, description="Automatic retries on TRANSIENT and TIMEOUT errors"
+    )
+
+
+class CompleteTask(BaseModel):
+    """Body of POST /api/v2/tasks/{task}/complete."""
+
+    outcome: Literal["SUCCESS", "FAILED", "SKIPPED", "CANCELLED"]
+    error_code: str | None = None
+    error_class: (
+        Literal["TRANSIENT", "PERMANENT", "DEPENDENCY", "POLICY", "TIMEOUT", "UNKNOWN"] | None
+    ) = None
+    output: str | None = None
+    tokens_in: int | None = Field(None, ge=0)
+    tokens_out: int | None = Field(None, ge=0)
+    cost_usd: float | None = Field(None, ge=0)
+    model: str | None = None
+
+
+class ProgressNote(BaseModel):
+    """Body of POST /api/v2/tasks/{task}/progress."""
+
+    note: str = Field(description="What the task has done so far, in a line or two")
+
+
+class ChangeTask(BaseModel):
+    """Body of PATCH /api/v2/tasks/{task}: what may change after creation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    priority: int | str = Field(description="0-100 (higher first) or low, normal, high (25/50/75)")
+    reason: str | None = Field(None, description="Why, for the task's history")
+
+
+class Promote(BaseModel):
+    """Body of POST /api/v2/tasks/{task}/promote (optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(None, description="Why, for the task's history")
 
 
 class SendInput(BaseModel):
@@ -113,6 +187,13 @@ def _logs_page(store: Store, task_id: str, entries: str, last_id: int) -> bytes:
     return page_json(entries, rest)
 
 
+def source_of(request: Request) -> str:
+    """Where a request came from, as the task's `source`: the CLI says who it is in its
+    User-Agent; anything else is the API. Never taken from the body."""
+    agent = request.headers.get("user-agent", "")
+    return "cli" if agent.startswith("dockyard-cli/") else "api"
+
+
 def find_task(store: Store, who: Principal, ref: str) -> Task:
     """The task `ref` names, as `who` may see it: members only their own (others' are
     not found, never forbidden, so their names do not leak); admins their own first,
@@ -130,8 +211,10 @@ def build_tasks_router(engine: Engine) -> APIRouter:
     r = APIRouter(prefix="/api/v2", responses=ERROR_RESPONSES)
     store = engine.store
 
-    @r.post("/tasks", status_code=201)
-    def create_task(body: CreateTask, who: Principal = Depends(caller)) -> dict[str, Any]:
+    @r.post("/tasks", status_code=201, response_model=TaskView)
+    def create_task(
+        body: CreateTask, request: Request, who: Principal = Depends(caller)
+    ) -> dict[str, Any]:
         prompt = inputs.create_prompt(body)
         owner = who.user
         if body.owner is not None and body.owner != who.user:
@@ -140,9 +223,29 @@ def build_tasks_router(engine: Engine) -> APIRouter:
             if store.user(body.owner) is None:
                 raise ParameterError(f"No user {body.owner[:40]!r} to own the task")
             owner = body.owner
+        queue = QueueFields(
+            title=body.title,
+            priority=body.priority,  # type: ignore[arg-type]  # checked by parse_priority
+            tags=tuple(body.tags),
+            task_type=body.task_type,
+            epic=body.epic,
+            source=source_of(request),
+            depends_on=tuple(body.depends_on),
+            on_dependency_failure=body.on_dependency_failure,
+            action=body.action,
+            target=body.target,
+            codebase=body.codebase,
+            parent=body.parent,
+            retries=body.retries,
+        )
+        if body.template is None:
+            raise ParameterError(
+                "No template given", hint="name one with --template (or a route with --target)"
+            )
         task = engine.create_task(
             owner=owner,
             actor=who.actor,
+            queue=queue,
             template=body.template,
             preset=body.preset,
             prompt=prompt,
@@ -154,13 +257,17 @@ def build_tasks_router(engine: Engine) -> APIRouter:
             store.record_audit(who.actor, "task.create", f"{owner}/{task.name}", task.id)
         return task.public()
 
-    @r.get("/tasks")
+    @r.get("/tasks", response_model=TaskList)
     def list_tasks(
-        status: str | None = None,
+        status: str | None = Query(None, max_length=200),
         all: bool = Query(False, description="Every user's tasks (admins only)"),
+        tag: str | None = Query(None, max_length=64),
+        target: str | None = Query(None, max_length=64),
+        epic: str | None = Query(None, max_length=64),
+        owner: str | None = Query(None, max_length=64, description="This user's (admins only)"),
         who: Principal = Depends(caller),
     ) -> dict[str, Any]:
-        if all and not who.is_admin:
+        if (all or (owner is not None and owner != who.user)) and not who.is_admin:
             raise Forbidden("Only an admin may list every user's tasks")
         statuses = None
         if status:
@@ -169,10 +276,12 @@ def build_tasks_router(engine: Engine) -> APIRouter:
             except ValueError as exc:
                 valid = ", ".join(s.value for s in Status)
                 raise TemplateError(f"Unknown status {status!r} (one of: {valid})") from exc
-        owner = None if all else who.user
-        return {"tasks": [t.public() for t in store.list_tasks(statuses, owner=owner)]}
+        if owner is None and not all:
+            owner = who.user
+        found = store.list_tasks(statuses, owner=owner, tag=tag, target=target, epic=epic)
+        return {"tasks": [t.public() for t in found]}
 
-    @r.get("/tasks/{ref}")
+    @r.get("/tasks/{ref}", response_model=TaskView)
     async def get_task(
         ref: str,
         response: Response,
@@ -267,15 +376,65 @@ def build_tasks_router(engine: Engine) -> APIRouter:
         task = act_on(who, ref, "task.send")
         return engine.send(task.id, text, actor=who.actor)
 
-    @r.post("/tasks/{ref}/pause")
+    @r.post("/tasks/{ref}/pause", response_model=TaskView)
     def pause(ref: str, who: Principal = Depends(caller)) -> dict[str, Any]:
         task = act_on(who, ref, "task.pause")
         return engine.pause(task.id, actor=who.actor).public()
 
-    @r.post("/tasks/{ref}/resume")
+    @r.post("/tasks/{ref}/resume", response_model=TaskView)
     def resume(ref: str, who: Principal = Depends(caller)) -> dict[str, Any]:
         task = act_on(who, ref, "task.resume")
         return engine.resume(task.id, actor=who.actor).public()
+
+    @r.post("/tasks/{ref}/complete", response_model=TaskView)
+    def complete(ref: str, body: CompleteTask, who: Principal = Depends(caller)) -> dict[str, Any]:
+        for field, value in body.model_dump().items():
+            check_strings(value, field)
+        completion = parse_completion(body.model_dump())
+        task = act_on(who, ref, "task.complete")
+        return engine.complete(task.id, completion, actor=who.actor).public()
+
+    @r.post("/tasks/{ref}/progress", response_model=TaskView)
+    def progress(ref: str, body: ProgressNote, who: Principal = Depends(caller)) -> dict[str, Any]:
+        check_strings(body.note, "note")
+        task = act_on(who, ref, "task.progress")
+        return engine.progress(task.id, body.note, actor=who.actor).public()
+
+    @r.patch("/tasks/{ref}", response_model=TaskView)
+    def change(ref: str, body: ChangeTask, who: Principal = Depends(caller)) -> dict[str, Any]:
+        check_strings(body.model_dump(), "body")
+        task = act_on(who, ref, "task.priority")
+        changed = engine.set_priority(task.id, body.priority, actor=who.actor, reason=body.reason)
+        return changed.public()
+
+    @r.post("/tasks/{ref}/promote", response_model=TaskView)
+    def promote(
+        ref: str, body: Promote | None = None, who: Principal = Depends(caller)
+    ) -> dict[str, Any]:
+        reason = body.reason if body is not None else None
+        check_strings(reason, "reason")
+        task = act_on(who, ref, "task.promote")
+        return engine.promote(task.id, actor=who.actor, reason=reason).public()
+
+    @r.get("/epics/{name}", response_model=EpicView)
+    def epic(name: str, who: Principal = Depends(caller)) -> dict[str, Any]:
+        check_label(name, "epic")
+        # members see their own tasks of the epic; admins everyone's
+        return engine.epic(name, None if who.is_admin else who.user)
+
+    @r.get("/events")
+    def all_events(
+        since: int = Query(0, ge=0, le=MAX_ROW_ID, description="Events after this id"),
+        task: str | None = Query(None, max_length=128, description="One task's (a ref)"),
+        actor: str | None = Query(None, max_length=64, description="One actor's (user:NAME...)"),
+        limit: int = Query(500, ge=1, le=5000),
+        who: Principal = Depends(caller),
+    ) -> dict[str, Any]:
+        task_id = find_task(store, who, task).id if task is not None else None
+        owner = None if who.is_admin else who.user
+        page = store.events_page(since, limit, task_id=task_id, actor=actor, owner=owner)
+        next_since = page[-1]["id"] if page else since
+        return {"events": page, "next_since": next_since}
 
     @r.delete("/tasks/{ref}")
     def delete(ref: str, who: Principal = Depends(caller)) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -36,7 +37,7 @@ tasks = Table(
     Column("parameters", JSON, nullable=False),  # as shown: secrets redacted
     Column("resolved", JSON, nullable=False),  # as rendered into the workspace
     Column("prompt", Text, nullable=False),
-    Column("priority", Integer, nullable=False, default=0),
+    Column("priority", Integer, nullable=False, default=50),
     Column("status", String(16), nullable=False),
     Column("state", String(16)),
     Column("phase", String(16)),
@@ -56,6 +57,35 @@ tasks = Table(
     # when it last started waiting (a resume that waits for capacity); its place in the
     # queue, with created_at standing in when it never left
     Column("queued_at", String(32)),
+    # the queue: what it is, where it goes, what it waits for, how it ended, what it cost
+    Column("title", String(256), nullable=False, server_default=""),
+    Column("tags", JSON, nullable=False, server_default="[]"),
+    Column("task_type", String(64)),
+    Column("epic", String(128)),
+    Column("source", String(16), nullable=False, server_default="api"),
+    Column("created_by", String(64)),
+    Column("depends_on", JSON, nullable=False, server_default="[]"),
+    Column("on_dependency_failure", String(8), nullable=False, server_default="fail"),
+    # 1 while a pending task waits for its dependencies: it takes no place in the
+    # capacity queue then, so it never stands in front of tasks that could start
+    Column("blocked", Boolean, nullable=False, server_default="0"),
+    Column("action", String(16), nullable=False, server_default="queue"),
+    Column("target", String(64)),
+    Column("codebase", String(128)),
+    Column("parent_id", String(36)),
+    Column("retries", Integer, nullable=False, server_default="0"),
+    Column("attempt", Integer, nullable=False, server_default="1"),
+    Column("retry_at", String(32)),
+    Column("outcome", String(16)),
+    Column("error_code", String(64)),
+    Column("output", Text),
+    Column("progress", Text),
+    Column("question", Text),
+    Column("tokens_in", BigInteger, nullable=False, server_default="0"),
+    Column("tokens_out", BigInteger, nullable=False, server_default="0"),
+    Column("cost_usd", Float, nullable=False, server_default="0"),
+    Column("model", String(128)),
+    Column("finished_at", String(32)),
     Column("created_at", String(32), nullable=False),
     Column("updated_at", String(32), nullable=False),
     UniqueConstraint("owner", "name", name="uq_task_owner_name"),
@@ -66,12 +96,16 @@ events = Table(
     metadata,
     Column("id", RowId, primary_key=True, autoincrement=True),
     Column("task_id", String(36), ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
-    Column("kind", String(16), nullable=False),  # status | phase | state
+    # status | phase | state | priority | promote | preempt | outcome | progress | ask |
+    # usage | retry | dependency ...
+    Column("kind", String(16), nullable=False),
     Column("from_value", String(32)),
     Column("to_value", String(32)),
     Column("actor", String(64), nullable=False),
     Column("reason", Text, nullable=False, default=""),
     Column("time", String(32), nullable=False),
+    # what the event answers, once: a workspace report's id (applied at most once)
+    Column("ref", String(64)),
     Index("ix_events_task", "task_id", "id"),
 )
 

@@ -41,6 +41,7 @@ from provisioner.capacity import (
 )
 from provisioner.errors import DockyardError, TaskConflict, TaskNotFound
 from provisioner.lifecycle import (
+    TERMINAL,
     Status,
     advance_phases,
     check_transition,
@@ -171,6 +172,11 @@ class Store(LogsMixin, PromptsMixin, AccountsMixin):
             for column in table.columns:
                 if column.name not in have:
                     self._add_column(table.name, column)
+            if table.name == "tasks" and have and "title" not in have:
+                # Before the queue every task had priority 0 (unused); its default is
+                # the middle now, so old tasks keep their place among new ones.
+                with self.db.begin() as conn:
+                    conn.execute(update(tasks).where(tasks.c.priority == 0).values(priority=50))
 
     def _add_column(self, table: str, column: Any) -> None:
         if not column.nullable and column.server_default is None:
@@ -260,9 +266,13 @@ class Store(LogsMixin, PromptsMixin, AccountsMixin):
         statuses: Iterable[Status] | None = None,
         kind: str | None = "task",
         owner: str | None = None,
+        *,
+        tag: str | None = None,
+        target: str | None = None,
+        epic: str | None = None,
     ) -> list[Task]:
         """Tasks, newest first; by default real tasks only (kind None: warm members too);
-        with `owner`, only that owner's."""
+        with `owner`, only that owner's; with `tag`, `target` or `epic`, only those."""
         query = select(tasks).order_by(tasks.c.created_at.desc())
         if statuses is not None:
             query = query.where(tasks.c.status.in_([s.value for s in statuses]))
@@ -270,8 +280,23 @@ class Store(LogsMixin, PromptsMixin, AccountsMixin):
             query = query.where(tasks.c.kind == kind)
         if owner is not None:
             query = query.where(tasks.c.owner == owner)
+        if target is not None:
+            query = query.where(tasks.c.target == target)
+        if epic is not None:
+            query = query.where(tasks.c.epic == epic)
         with self.db.connect() as conn:
-            return [self._row_to_task(r) for r in conn.execute(query)]
+            found = [self._row_to_task(r) for r in conn.execute(query)]
+        # tags are a JSON list: matched here, the same on SQLite and PostgreSQL
+        return [t for t in found if tag is None or tag in t.tags]
+
+    def tasks_by_ids(self, ids: Iterable[str]) -> dict[str, Task]:
+        """The tasks of these ids that exist, by id."""
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return {}
+        with self.db.connect() as conn:
+            rows = conn.execute(select(tasks).where(tasks.c.id.in_(wanted)))
+            return {r.id: self._row_to_task(r) for r in rows}
 
     def name_taken(self, owner: str, name: str) -> bool:
         """True when the owner already has a task of that name."""
@@ -382,7 +407,11 @@ class Store(LogsMixin, PromptsMixin, AccountsMixin):
             tasks.c.queued_at,
             tasks.c.created_at,
             tasks.c.state,
-        ).where(tasks.c.status.in_([s.value for s in COUNTED]))
+        ).where(
+            tasks.c.status.in_([s.value for s in COUNTED]),
+            # a task waiting for its dependencies is not in line for a slot
+            tasks.c.blocked.is_(False),
+        )
         if kind is not None:
             query = query.where(tasks.c.kind == kind)
         return [
@@ -390,7 +419,7 @@ class Store(LogsMixin, PromptsMixin, AccountsMixin):
                 id=r.id,
                 kind=r.kind,
                 status=Status(r.status),
-                priority=int(r.priority or 0),
+                priority=int(r.priority if r.priority is not None else 50),
                 waiting_since=r.queued_at or r.created_at,
                 state=r.state,
             )
@@ -413,6 +442,9 @@ class Store(LogsMixin, PromptsMixin, AccountsMixin):
         check_transition(expected, target)
         now = utcnow()
         values: dict[str, Any] = {"status": target.value, "updated_at": now, **changes}
+        if target in TERMINAL:
+            values.setdefault("finished_at", now)
+            values["question"] = None  # nobody is asked anything any more
         if not state_applies(target):
             values["state"] = None
         if "state" in changes or not state_applies(target):
@@ -507,6 +539,101 @@ class Store(LogsMixin, PromptsMixin, AccountsMixin):
                     )
         return True
 
+    def record(
+        self,
+        task_id: str,
+        kind: str,
+        *,
+        actor: str,
+        reason: str = "",
+        from_value: str | None = None,
+        to_value: str | None = None,
+        ref: str | None = None,
+        live: bool = False,
+        expected: Status | None = None,
+        unchanged: dict[str, Any] | None = None,
+        **changes: Any,
+    ) -> bool:
+        """Change fields and add one event of `kind` (priority, progress, usage...) in one
+        transaction. With `ref`, at most once: False if an event with that ref exists.
+        With `live`, only while the task has not ended; with `expected`, only while it
+        has that status; with `unchanged`, only while those columns hold those values
+        (a compare-and-set: of engines sharing the store, one records it). False
+        otherwise."""
+        now = utcnow()
+        if "state" in changes:
+            changes.setdefault("state_changed_at", now)
+        with self.db.begin() as conn:
+            if ref is not None and self._has_ref(conn, task_id, ref):
+                return False
+            guard = tasks.c.id == task_id
+            if live:
+                guard = and_(guard, tasks.c.status.not_in([s.value for s in TERMINAL]))
+            if expected is not None:
+                guard = and_(guard, tasks.c.status == expected.value)
+            for column, value in (unchanged or {}).items():
+                guard = and_(guard, tasks.c[column] == value)
+            result = conn.execute(update(tasks).where(guard).values(updated_at=now, **changes))
+            if result.rowcount != 1:
+                return False
+            conn.execute(
+                insert(events).values(
+                    task_id=task_id,
+                    kind=kind,
+                    from_value=from_value,
+                    to_value=to_value,
+                    actor=actor,
+                    reason=reason,
+                    time=now,
+                    ref=ref,
+                )
+            )
+        return True
+
+    def add_cost(
+        self,
+        task_id: str,
+        *,
+        tokens_in: int,
+        tokens_out: int,
+        cost_usd: float,
+        model: str | None,
+        actor: str,
+        reason: str = "",
+        ref: str | None = None,
+    ) -> bool:
+        """Add a turn's tokens and cost to the task's totals (sums, so reports from two
+        places never overwrite each other), with a `usage` event; at most once per ref."""
+        changes: dict[str, Any] = {
+            "tokens_in": tasks.c.tokens_in + tokens_in,
+            "tokens_out": tasks.c.tokens_out + tokens_out,
+            "cost_usd": tasks.c.cost_usd + cost_usd,
+        }
+        if model:
+            changes["model"] = model
+        shown = f"{tokens_in} in, {tokens_out} out, ${cost_usd:.4f}"
+        if model:
+            shown += f" ({model})"
+        return self.record(
+            task_id,
+            "usage",
+            actor=actor,
+            reason=reason or shown,
+            to_value=f"{tokens_in + tokens_out}",
+            ref=ref,
+            **changes,
+        )
+
+    @staticmethod
+    def _has_ref(conn: Any, task_id: str, ref: str) -> bool:
+        query = select(events.c.id).where(and_(events.c.task_id == task_id, events.c.ref == ref))
+        return conn.execute(query.limit(1)).first() is not None
+
+    def has_ref(self, task_id: str, ref: str) -> bool:
+        """True once an event answering `ref` (a report's id) is recorded."""
+        with self.db.connect() as conn:
+            return self._has_ref(conn, task_id, ref)
+
     def delete(self, task_id: str) -> bool:
         """Remove a task with its history and logs; False when it was already gone."""
         with self.db.begin() as conn:
@@ -523,6 +650,33 @@ class Store(LogsMixin, PromptsMixin, AccountsMixin):
                 select(events).where(events.c.task_id == task_id).order_by(events.c.id)
             )
             return [dict(r._mapping) for r in rows]
+
+    def events_page(
+        self,
+        after: int = 0,
+        limit: int = 500,
+        *,
+        task_id: str | None = None,
+        actor: str | None = None,
+        owner: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Events of every task after id `after`, oldest first, with the task's name;
+        only `task_id`'s, `actor`'s or `owner`'s tasks' when given."""
+        query = (
+            select(events, tasks.c.name.label("task_name"), tasks.c.owner.label("task_owner"))
+            .join(tasks, tasks.c.id == events.c.task_id)
+            .where(events.c.id > after)
+            .order_by(events.c.id)
+            .limit(limit)
+        )
+        if task_id is not None:
+            query = query.where(events.c.task_id == task_id)
+        if actor is not None:
+            query = query.where(events.c.actor == actor)
+        if owner is not None:
+            query = query.where(tasks.c.owner == owner)
+        with self.db.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
 
     def claim_pool_member(self, member_id: str, changes: dict[str, Any], actor: str) -> bool:
         """Turn an idle warm workspace into a task, atomically; False if someone was first."""

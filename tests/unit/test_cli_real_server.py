@@ -158,7 +158,7 @@ def test_create_wait_times_out(run: Server) -> None:
 def test_create_without_template_is_a_usage_error(run: Server) -> None:
     result = run("task", "create", "hello")
     assert result.exit_code == 2
-    assert "Missing option '-t' / '--template'" in result.stderr
+    assert "give a --template" in result.stderr
     assert run.h.store.list_tasks() == []
 
 

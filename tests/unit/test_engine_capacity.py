@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from provisioner.lifecycle import Status
+from provisioner.model import QueueFields
 from provisioner.store import records
 from tests.fake_engine import Harness, Sampler, bridge_cache, harness_at, wait_until
 
@@ -70,9 +71,8 @@ def test_tasks_past_the_limit_wait_and_start_in_order_as_slots_free(capped: Harn
 def test_higher_priority_starts_first(capped: Harness) -> None:
     first = capped.create("first")
     capped.wait_idle(first.id)
-    low = capped.create("low")
-    high = capped.create("high")
-    assert capped.store.update(high.id, Status.PENDING, actor="test", priority=5)
+    low = capped.create("low", queue=QueueFields(priority=10))
+    high = capped.create("high", queue=QueueFields(priority=90))
     assert [s.id for s in capped.engine.capacity().queue] == [high.id, low.id]
     capped.wait_task(low.id, lambda t: t.message.endswith("2nd in line"), "low behind high")
     capped.engine.delete(first.id)
