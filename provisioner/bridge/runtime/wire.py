@@ -13,7 +13,7 @@ with .get() and a default, never assuming a field a newer bridge added.
 
 # No `from __future__ import annotations` here: TypedDict reads NotRequired only from
 # evaluated annotations, and tests compare the records' fields with the bridge's schemas.
-from typing import NotRequired, TypedDict, cast
+from typing import Any, NotRequired, TypedDict, cast
 
 # A prompt's delivery: queued (sent, not yet typed), delivered (typed, the agent has not
 # started on it), taken (the agent took it), failed (it could not be typed whole or was
@@ -128,13 +128,18 @@ class BridgeStatus(TypedDict):
 
 class LogReply(TypedDict):
     """The bridge's GET /dockyard/log reply; with `prompts=` asked, the recent prompts'
-    deliveries and the counter that moves whenever one moves."""
+    deliveries and the counter that moves whenever one moves; with `reports_after=`, the
+    agent's reports after that seq."""
 
     entries: list[LogEntry]
     last_seq: int
     status: BridgeStatus
     prompts_version: NotRequired[int]
     prompts: NotRequired[list[PromptRecord]]
+    # with `reports_after=` asked: the agent's reports after it (runtime/reports.py keeps
+    # their shape) and the newest report's seq
+    reports: NotRequired[list[dict[str, Any]]]
+    reports_last_seq: NotRequired[int]
 
 
 def reply_status(reply: LogReply | None) -> DockyardStatus:
