@@ -66,7 +66,7 @@ class StoredLogEntry(TypedDict):
     `delivery` is the state of the prompt an input entry typed.
     """
 
-    id: int | None  # None: a prompt not yet typed, shown by the CLI after the stored lines
+    id: int  # (the CLI shows prompts not yet typed after the stored lines, with id None)
     seq: int | None
     type: str  # INPUT | OUTPUT | SYSTEM
     content: str
