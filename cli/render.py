@@ -5,11 +5,11 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from provisioner.bridge.runtime.wire import QUEUED
+from provisioner.bridge.runtime.wire import INPUT, QUEUED, SYSTEM, StoredLogEntry
 
 EMPTY = "-"
 MESSAGE_WIDTH = 60
@@ -142,9 +142,15 @@ def status_line(task: dict[str, Any]) -> str:
     return f"{status}: {detail}" if detail else status
 
 
-def log_entry(entry: dict[str, Any]) -> dict[str, Any]:
-    """The JSON shape of a log entry."""
-    shape = {k: entry.get(k) for k in ("id", "type", "content", "time")}
+# A log entry as the API sends it: a wire.StoredLogEntry (read loosely: a server of
+# another version may send fewer fields)
+LogEntryJSON = StoredLogEntry | Mapping[str, Any]
+
+
+def log_entry(entry: LogEntryJSON) -> dict[str, Any]:
+    """The JSON shape of a log entry: the server's, with source, prompt and delivery only
+    where they say something (its seq is the bridge's business)."""
+    shape: dict[str, Any] = {k: entry.get(k) for k in ("id", "type", "content", "time")}
     if entry.get("source"):
         shape["source"] = entry["source"]  # agent | screen | setup
     if entry.get("prompt_id"):
@@ -153,10 +159,10 @@ def log_entry(entry: dict[str, Any]) -> dict[str, Any]:
     return shape
 
 
-def log_text(entry: dict[str, Any]) -> str:
+def log_text(entry: LogEntryJSON) -> str:
     """A log entry as text: inputs as `>>> ...`, system lines as `[dockyard] ...`."""
     content = str(entry.get("content") or "").rstrip("\n")
-    prefix = {"input": ">>> ", "system": "[dockyard] "}.get(str(entry.get("type")), "")
+    prefix = {INPUT: ">>> ", SYSTEM: "[dockyard] "}.get(str(entry.get("type")), "")
     if entry.get("delivery") == QUEUED:
         prefix += "(queued) "
     if not prefix:

@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 
+from provisioner.bridge.runtime.wire import BridgeStatus, LogReply, PromptRecord
+
 
 class BridgeUnreachable(Exception):
     """The bridge could not be reached (connection refused, reset or timed out)."""
@@ -89,9 +91,9 @@ class BridgeClient:
         result: dict[str, Any] = self._request("GET", "/healthz")
         return result
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> BridgeStatus:
         """GET /status: agentapi status plus the `dockyard` details."""
-        result: dict[str, Any] = self._request("GET", "/status")
+        result: BridgeStatus = self._request("GET", "/status")
         return result
 
     def log(
@@ -102,7 +104,7 @@ class BridgeClient:
         state: str | None = None,
         prompts_version: int | None = None,
         reports_after: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> LogReply:
         """GET /dockyard/log: entries after seq `after`, long-polling up to `wait` seconds;
         with `reports_after`, the agent's reports after that seq too (`reports`)."""
         params: dict[str, Any] = {"after": after, "wait": wait, "limit": limit}
@@ -113,7 +115,7 @@ class BridgeClient:
         if reports_after is not None:
             params["reports_after"] = reports_after
         # the server may hold the request for `wait` seconds before it answers
-        result: dict[str, Any] = self._request(
+        result: LogReply = self._request(
             "GET", "/dockyard/log", params=params, timeout=self.timeout + wait
         )
         return result
@@ -133,9 +135,9 @@ class BridgeClient:
         result: list[dict[str, Any]] = self._request("GET", "/messages")["messages"]
         return result
 
-    def prompts(self) -> list[dict[str, Any]]:
+    def prompts(self) -> list[PromptRecord]:
         """GET /dockyard/prompts: every prompt and its delivery state."""
-        result: list[dict[str, Any]] = self._request("GET", "/dockyard/prompts")["prompts"]
+        result: list[PromptRecord] = self._request("GET", "/dockyard/prompts")["prompts"]
         return result
 
     def reports(self, after: int = 0, limit: int = 100) -> dict[str, Any]:

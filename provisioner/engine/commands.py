@@ -15,7 +15,6 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from provisioner.backends.base import Backend
-from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachable
 from provisioner.draining import WAITING as DRAINING
 from provisioner.engine.admission import Admissions
 from provisioner.engine.draining import Draining
@@ -54,7 +53,6 @@ class UserCommands:
     admissions: Admissions
     routes: Routes
     draining: Draining
-    endpoints: dict[str, str]
     _task_locks: dict[str, threading.Lock]
 
     if TYPE_CHECKING:
@@ -64,13 +62,13 @@ class UserCommands:
         def _stop_follower(self, task_id: str, wait: bool = True) -> None: ...
         def _submit_provision(self, task_id: str) -> None: ...
         def sync_logs(self, task: Task) -> None: ...
+        def nudge_follower(self, task_id: str) -> None: ...
         def mark_stopping(self, task_id: str) -> None: ...
         def queue_dependencies(
             self, queue: QueueFields, owner: str, refs: list[str]
         ) -> list[str]: ...
         def first_gate(self, task: Task) -> None: ...
         def dependency_deleted(self, deleted: Task) -> None: ...
-        def deliver_prompts(self, task: Task, client: BridgeClient) -> None: ...
         def fail(
             self,
             task_id: str,
@@ -409,14 +407,6 @@ class UserCommands:
         check_size(text, "the input", tpl.config.agent.profile.max_prompt_bytes, tpl.name)
 
     def _deliver_now(self, task: Task) -> None:
-        # The follower knows where the bridge is; asking Docker costs a list and an inspect.
-        endpoint = self.endpoints.get(task.id) or self.backend.observe(task.id).endpoint
-        if not endpoint:
-            return  # the follower delivers once the workspace is back
-        client = BridgeClient(endpoint, task.bridge_token, timeout=5)
-        try:
-            self.deliver_prompts(task, client)
-        except (BridgeUnreachable, BridgeError) as exc:
-            log.warning("prompt for %s stays queued: %s", task.id, exc)
-        finally:
-            client.close()
+        # The task's follower is the one place that hands prompts to the bridge (in
+        # order, through its client): nudged, it does so at once, even mid long-poll.
+        self.nudge_follower(task.id)

@@ -104,7 +104,6 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering):
         self.routes = Routes(self)
         # how long finished tasks' workspaces stay when their template does not say
         self.retention = retention
-        self.endpoints: dict[str, str] = {}  # task id -> bridge URL, kept by followers
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -330,8 +329,20 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering):
             if self._followers.get(follower.task_id) is follower:
                 del self._followers[follower.task_id]
 
+    def nudge_follower(self, task_id: str) -> None:
+        """A prompt was stored for an active task: its follower hands it over now.
+
+        Without a follower (it ended, or none started yet) the next reconcile pass, run
+        now, starts one, and a follower hands over what is waiting before it polls.
+        """
+        with self._lock:
+            follower = self._followers.get(task_id)
+        if follower is not None and not follower.stopping.is_set():
+            follower.nudge()
+        else:
+            self.wake()
+
     def _stop_follower(self, task_id: str, wait: bool = True) -> None:
-        self.endpoints.pop(task_id, None)  # a stopped workspace may come back elsewhere
         with self._lock:
             follower = self._followers.get(task_id)
         if follower is not None:
@@ -361,7 +372,9 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering):
             client.close()
 
     def deliver_prompts(self, task: Task, client: BridgeClient) -> None:
-        """Hand every prompt the bridge does not have yet to it, in the order sent."""
+        """Hand every prompt the bridge does not have yet to it, in the order sent.
+
+        Only the task's follower calls this (the API nudges it: nudge_follower)."""
         failed = False
         with self._lock_for(self._delivery_locks, task.id):
             for prompt in self.store.prompts(task.id, only_unhanded=True):

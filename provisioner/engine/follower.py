@@ -6,15 +6,29 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachable
 from provisioner.bridge.runtime.task_command import COMPLETE, ReportError, check_report
-from provisioner.bridge.runtime.wire import EXITED, IDLE, SETUP_FAILED, STOPPING, WORKING
+from provisioner.bridge.runtime.wire import (
+    EXITED,
+    IDLE,
+    OUTPUT,
+    SETUP_FAILED,
+    SOURCE_AGENT,
+    SOURCE_SCREEN,
+    STOPPING,
+    WORKING,
+    DockyardStatus,
+    LogEntry,
+    LogReply,
+    reply_status,
+)
 from provisioner.errors import BackendUnavailable, TaskConflict, TaskNotFound
 from provisioner.lifecycle import ErrorClass, State, Status
+from provisioner.model import Task
 from provisioner.prompts import FINISHED
 
 if TYPE_CHECKING:
@@ -43,7 +57,7 @@ def report_for_engine(item: object) -> dict[str, Any] | None:
         return None
 
 
-def message_from(entries: list[dict[str, object]], previous: str) -> str:
+def message_from(entries: Sequence[LogEntry], previous: str) -> str:
     """The agent's latest meaningful output line: the task's status message.
 
     What the agent said through its hooks (source "agent") wins over any other line of the
@@ -54,12 +68,12 @@ def message_from(entries: list[dict[str, object]], previous: str) -> str:
     lines = [
         (entry.get("source"), text)
         for entry in entries
-        if entry.get("type") == "output"
-        and entry.get("source") != "screen"
+        if entry.get("type") == OUTPUT
+        and entry.get("source") != SOURCE_SCREEN
         and (text := str(entry.get("content", "")).strip())
         and text not in (">",)
     ]
-    said = [text for source, text in lines if source == "agent"]
+    said = [text for source, text in lines if source == SOURCE_AGENT]
     if said:
         return said[-1][:200]
     return lines[-1][1][:200] if lines else previous
@@ -69,7 +83,7 @@ def _counted(value: object) -> int:
     return value if isinstance(value, int) else 0
 
 
-def exit_message(code: object, status: dict[str, Any], *, oom_killed: bool = False) -> str:
+def exit_message(code: object, status: DockyardStatus, *, oom_killed: bool = False) -> str:
     """Why the agent stopped, from its exit code and the limits its cgroup enforced."""
     if _counted(status.get("oom_kills")) or oom_killed:
         return (
@@ -102,8 +116,8 @@ class Step:
 
 def decide(
     bridge_state: str,
-    status: dict[str, Any],
-    entries: list[dict[str, Any]],
+    status: DockyardStatus,
+    entries: Sequence[LogEntry],
     prompts_untaken: bool,
     task_state: str | None,
     task_message: str,
@@ -130,17 +144,25 @@ def decide(
 
 
 class _Poll(threading.Thread):
-    """A bridge poll already on its way while the follower stores the previous reply.
+    """A bridge long-poll in its own thread, so the follower can act while it waits.
 
-    In a flood, fetching a page and storing it took turns; now the next page crosses the
-    network (and the bridge prepares it) while this one goes into the database.
+    Two uses: in a flood, the next page crosses the network (and the bridge prepares it)
+    while the follower stores this one; and a prompt sent meanwhile is handed over at
+    once (the bridge then answers the poll, its prompts having moved).
     """
 
-    def __init__(self, call: Callable[[], dict[str, Any]], name: str) -> None:
+    def __init__(
+        self,
+        call: Callable[[], LogReply],
+        name: str,
+        done: threading.Event | None = None,
+    ) -> None:
         super().__init__(name=name, daemon=True)
         self._call = call
-        self._reply: dict[str, Any] = {}
+        self._reply: LogReply | None = None
         self._error: BaseException | None = None
+        self.finished = threading.Event()
+        self._done = done  # also set when the reply is in: the follower's wake-up
         self.start()
 
     def run(self) -> None:
@@ -148,29 +170,46 @@ class _Poll(threading.Thread):
             self._reply = self._call()
         except BaseException as exc:  # raised again in the follower's thread
             self._error = exc
+        finally:
+            self.finished.set()
+            if self._done is not None:
+                self._done.set()
 
-    def result(self) -> dict[str, Any]:
+    def result(self) -> LogReply:
         """The reply, or the poll's exception raised here."""
         self.join()
         if self._error is not None:
             raise self._error
+        assert self._reply is not None
         return self._reply
 
 
 class Follower(threading.Thread):
-    """One thread per active task; ends when the task stops being active."""
+    """One thread per active task; ends when the task stops being active.
+
+    It is the one that hands the task's prompts to its bridge: the API stores a prompt
+    and nudges the follower, which hands it over at once, even in the middle of a long
+    poll. One place delivers, in the order sent, through one client.
+    """
 
     def __init__(self, engine: FollowerPort, task_id: str) -> None:
         super().__init__(name=f"follow-{task_id[:8]}", daemon=True)
         self.engine = engine
         self.task_id = task_id
         self.stopping = threading.Event()
+        self._nudged = threading.Event()  # a prompt was stored: hand it over
+        self._wake = threading.Event()  # a nudge, or the poll in flight has its reply
         # the bridge's seq of the last report of the agent applied (read from the store)
         self.report_seq = 0
 
     def stop(self) -> None:
         """Ask the thread to end after its current poll."""
         self.stopping.set()
+
+    def nudge(self) -> None:
+        """A prompt was stored for the task: hand it to the bridge now."""
+        self._nudged.set()
+        self._wake.set()
 
     def run(self) -> None:
         try:
@@ -187,7 +226,6 @@ class Follower(threading.Thread):
         if not observed.running or not observed.endpoint:
             return None
         task = self.engine.store.get(self.task_id)
-        self.engine.endpoints[self.task_id] = observed.endpoint
         return BridgeClient(observed.endpoint, task.bridge_token, timeout=POLL_WAIT_S + 5)
 
     def _follow(self) -> None:
@@ -212,31 +250,14 @@ class Follower(threading.Thread):
                 if client is None:
                     self._workspace_died()
                     return
+            self._hand_over(task, client)
             try:
-                self.engine.deliver_prompts(task, client)
-            except BridgeError as exc:
-                # e.g. 409: the agent has exited; the poll below shows why. Keep it queued.
-                log.warning("could not hand a prompt to task %s: %s", self.task_id, exc)
-            except BridgeUnreachable:
-                pass  # the poll below sees it too and handles it
-            try:
-                # The first poll learns the state; once the agent has exited nothing will
-                # change: both are answered at once rather than long-polled.
-                wait = 0.0 if bridge_state in ("", EXITED) else POLL_WAIT_S
-                if ahead is not None:
-                    # sent with the very arguments this iteration would use; taken off
-                    # first, so a poll that failed is not asked for its answer again
-                    poll, ahead = ahead, None
-                    reply = poll.result()
-                else:
-                    reply = client.log(
-                        after=last_seq,
-                        wait=wait,
-                        state=bridge_state or None,
-                        limit=FETCH_LIMIT,
-                        prompts_version=prompts_version,
-                        reports_after=self.report_seq,
-                    )
+                if ahead is None:
+                    ahead = self._poll(client, last_seq, bridge_state, prompts_version)
+                # sent with the very arguments this iteration would use; taken off first,
+                # so a poll that failed is not asked for its answer again
+                poll, ahead = ahead, None
+                reply = self._await(poll, task, client)
                 prompts_version = int(reply.get("prompts_version", prompts_version))
                 failures = 0
             except (BridgeUnreachable, BridgeError) as exc:
@@ -260,12 +281,12 @@ class Follower(threading.Thread):
             if self.stopping.is_set():
                 return  # a pause or delete is stopping the workspace: its exit is expected
             entries = reply.get("entries", [])
-            status = reply.get("status", {}).get("dockyard", {})
+            status = reply_status(reply)
             bridge_state = str(status.get("state", ""))
             if entries:
                 last_seq = max(int(e["seq"]) for e in entries)
                 if bridge_state == WORKING:  # more is likely on its way: ask for it now
-                    ahead = self._poll_ahead(client, last_seq, bridge_state, prompts_version)
+                    ahead = self._poll(client, last_seq, bridge_state, prompts_version)
                 store.append_logs(self.task_id, entries)
             # Delivery states first: a prompt the agent took just before it exited is taken.
             untaken = [p for p in store.prompts(self.task_id) if p["state"] not in FINISHED]
@@ -306,24 +327,45 @@ class Follower(threading.Thread):
         if client is not None:
             client.close()
 
-    def _poll_ahead(
-        self, client: BridgeClient, after: int, state: str, prompts_version: int
-    ) -> _Poll:
-        """Send the next long-poll now; the loop takes its reply instead of polling."""
+    def _hand_over(self, task: Task, client: BridgeClient) -> None:
+        """Hand the bridge every prompt it does not have yet (the engine says how)."""
+        self._nudged.clear()  # before: a prompt stored from here on nudges again
+        try:
+            self.engine.deliver_prompts(task, client)
+        except BridgeError as exc:
+            # e.g. 409: the agent has exited; the poll shows why. Keep it queued.
+            log.warning("could not hand a prompt to task %s: %s", self.task_id, exc)
+        except BridgeUnreachable:
+            pass  # the poll sees it too and handles it
 
-        def call() -> dict[str, Any]:
+    def _poll(self, client: BridgeClient, after: int, state: str, prompts_version: int) -> _Poll:
+        """Send the next poll; its reply wakes the follower. The first poll learns the
+        state; once the agent has exited nothing will change: both are answered at once
+        rather than long-polled."""
+        wait = 0.0 if state in ("", EXITED) else POLL_WAIT_S
+
+        def call() -> LogReply:
             return client.log(
                 after=after,
-                wait=POLL_WAIT_S,
-                state=state,
+                wait=wait,
+                state=state or None,
                 limit=FETCH_LIMIT,
                 prompts_version=prompts_version,
                 reports_after=self.report_seq,
             )
 
-        return _Poll(call, name=f"{self.name}-poll")
+        return _Poll(call, name=f"{self.name}-poll", done=self._wake)
 
-    def _apply_reports(self, reply: dict[str, Any]) -> int:
+    def _await(self, poll: _Poll, task: Task, client: BridgeClient) -> LogReply:
+        """The poll's reply; prompts stored meanwhile are handed over as they come."""
+        while not poll.finished.is_set():
+            self._wake.wait()
+            self._wake.clear()  # then look at why: a set from here on is seen next time
+            if self._nudged.is_set():
+                self._hand_over(task, client)
+        return poll.result()
+
+    def _apply_reports(self, reply: LogReply) -> int:
         """Apply the agent's reports in the reply (`dockyard-task`), oldest first, each once.
 
         0: none changed the task; CHANGED: one did; ENDED: a `complete` was applied (the
@@ -361,7 +403,7 @@ class Follower(threading.Thread):
                 return ENDED
         return result
 
-    def _agent_exited(self, code: object, status: dict[str, Any]) -> None:
+    def _agent_exited(self, code: object, status: DockyardStatus) -> None:
         observed = self.engine.backend.observe(self.task_id)
         message = exit_message(code, status, oom_killed=observed.oom_killed)
         message += self.engine.last_output(self.task_id)

@@ -84,10 +84,9 @@ class FollowerPort(Protocol):
 
     store: Store
     backend: Backend
-    endpoints: dict[str, str]  # task id -> bridge URL, for prompt delivery from the API
 
     def deliver_prompts(self, task: Task, client: BridgeClient) -> None:
-        """Hand the task's queued prompts to its bridge."""
+        """Hand the task's prompts the bridge does not have yet to it, in order."""
 
     def prompt_failure_logged(self, task_id: str, prompt_id: str, reason: str) -> None:
         """Record, once, that the bridge refused a prompt."""

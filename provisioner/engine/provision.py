@@ -13,7 +13,17 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachable
-from provisioner.bridge.runtime.wire import EXITED, IDLE, SETUP, SETUP_FAILED, STARTING, WORKING
+from provisioner.bridge.runtime.wire import (
+    EXITED,
+    IDLE,
+    SETUP,
+    SETUP_FAILED,
+    STARTING,
+    WORKING,
+    LogEntry,
+    LogReply,
+    reply_status,
+)
 from provisioner.engine.follower import message_from
 from provisioner.engine.forks import copy_parent_disk
 from provisioner.engine.workspace import spec_for
@@ -202,27 +212,27 @@ class Provisioner:
 
     def _wait_for_agent(
         self, client: BridgeClient, spec: WorkspaceSpec, limits: dict[str, Any]
-    ) -> list[dict[str, Any]]:
+    ) -> list[LogEntry]:
         """Follow setup then agent start through the bridge, storing their output live;
         the entries the agent printed once started."""
         after = self.store.last_seq(self.task_id)
-        said: list[dict[str, Any]] = []
+        said: list[LogEntry] = []
         current = ""
         seen_state: str | None = None
         while True:
             try:
                 # Passing the state seen last makes the bridge answer the moment it changes.
-                reply = client.log(after=after, wait=0.5, state=seen_state)
+                reply: LogReply | None = client.log(after=after, wait=0.5, state=seen_state)
             except (BridgeUnreachable, BridgeError) as exc:
                 if not self.backend.observe(self.task_id).running:
                     raise self._died() from exc
                 time.sleep(0.1)
-                reply = {"entries": [], "status": {}}
-            entries = reply.get("entries", [])
+                reply = None
+            entries = reply.get("entries", []) if reply is not None else []
             if entries:
                 self.store.append_logs(self.task_id, entries)
                 after = max(int(e["seq"]) for e in entries)
-            status = reply.get("status", {}).get("dockyard", {})
+            status = reply_status(reply)
             state = status.get("state")
             seen_state = str(state) if state else None
             if state == SETUP_FAILED:

@@ -12,7 +12,8 @@ import json
 from json.encoder import encode_basestring_ascii as _quote
 from typing import Any
 
-# The store's row: (id, seq, type, content, time, prompt_id, source, delivery)
+# The store's row: the values of a wire.StoredLogEntry in the order of its fields
+# (STORED_LOG_KEYS: id, seq, type, content, time, prompt_id, source, delivery)
 LogRow = tuple[Any, ...]
 
 _encode = json.JSONEncoder(separators=(",", ":")).encode
@@ -35,7 +36,10 @@ def _number(value: Any) -> str:
 
 
 def entry_json(row: LogRow) -> str:
-    """One log entry as a JSON object (the keys of `GET .../logs`)."""
+    """One log entry as a JSON object: a wire.StoredLogEntry, its keys in their order.
+
+    Written out by hand for speed; tests compare it with `json.dumps` of the store's
+    entries (built from STORED_LOG_KEYS), so the two cannot drift apart."""
     id_, seq, type_, content, time, prompt_id, source, delivery = row
     q = _quote
     # the usual types inline (a function call per column would double the cost)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import itertools
 import json
 import sqlite3
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 from sqlalchemy import (
     Connection,
@@ -23,6 +23,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from provisioner.bridge.runtime.wire import (
+    OUTPUT,
+    STORED_LOG_KEYS,
+    SYSTEM,
+    LogEntry,
+    PromptRecord,
+    StoredLogEntry,
+)
 from provisioner.model import utcnow
 from provisioner.prompts import FAILED, FINISHED, QUEUED, STATE_ORDER
 from provisioner.store.schema import events, logs, prompts, tasks
@@ -35,9 +43,10 @@ def insert_ignoring_duplicates(db: Engine, table: Any) -> Any:
     return dialect.insert(table).on_conflict_do_nothing()
 
 
-_LOG_COLUMNS = ("task_id", "seq", "type", "content", "time", "prompt_id", "source")
-# a log row as read: (id, seq, ...), the order of the columns of _LogsQuery
-LOG_KEYS = ("id", "seq", "type", "content", "time", "prompt_id", "source", "delivery")
+# a log row as read: wire.StoredLogEntry's fields in order, which _LogsQuery selects
+LOG_KEYS = STORED_LOG_KEYS
+# a log row as written: the task's id and the fields a bridge entry brings
+_LOG_COLUMNS = ("task_id", *(k for k in LOG_KEYS if k not in ("id", "delivery")))
 
 
 class _BulkLogInsert:
@@ -108,17 +117,12 @@ class _LogsQuery:
     """
 
     def __init__(self, db: Engine, as_json: bool = False) -> None:
+        # LOG_KEYS in order: the log's own columns, and its prompt's state as `delivery`
+        columns = [
+            prompts.c.state.label(key) if key == "delivery" else logs.c[key] for key in LOG_KEYS
+        ]
         query: Any = (
-            select(
-                logs.c.id,
-                logs.c.seq,
-                logs.c.type,
-                logs.c.content,
-                logs.c.time,
-                logs.c.prompt_id,
-                logs.c.source,
-                prompts.c.state.label("delivery"),
-            )
+            select(*columns)
             .outerjoin(prompts, prompts.c.id == logs.c.prompt_id)
             .where(and_(logs.c.task_id == bindparam("task_id"), logs.c.id > bindparam("after")))
             .order_by(logs.c.id)
@@ -173,8 +177,8 @@ class LogsMixin:
     _logs_json_query: _LogsQuery | None = None
     _logs_json_unsupported = False
 
-    def append_logs(self, task_id: str, entries: list[dict[str, Any]]) -> int:
-        """Store entries; ones whose bridge seq is already stored are skipped."""
+    def append_logs(self, task_id: str, entries: Sequence[LogEntry]) -> int:
+        """Store bridge entries; ones whose seq is already stored are skipped."""
         # values in the order of _LOG_COLUMNS
         rows = [
             (
@@ -188,6 +192,9 @@ class LogsMixin:
             )
             for e in entries
         ]
+        return self._insert_logs(rows)
+
+    def _insert_logs(self, rows: list[tuple[Any, ...]]) -> int:
         if not rows:
             return 0
         bulk = self._bulk_log_insert
@@ -200,14 +207,15 @@ class LogsMixin:
         return added
 
     def system_log(self, task_id: str, content: str) -> None:
-        """A provisioning line (not from the agent) in the task's logs."""
-        self.append_logs(task_id, [{"seq": None, "type": "system", "content": content}])
+        """A provisioning line (not from the agent) in the task's logs: no bridge seq."""
+        self._insert_logs([(task_id, None, SYSTEM, content, utcnow(), None, None)])
 
-    def logs(self, task_id: str, after: int = 0, limit: int = 10000) -> list[dict[str, Any]]:
+    def logs(self, task_id: str, after: int = 0, limit: int = 10000) -> list[StoredLogEntry]:
         """Log entries with id > after, oldest first, inputs with their delivery state."""
         # zip over plain tuples: a third of the cost of dict(row._mapping) per row
         return [
-            dict(zip(LOG_KEYS, row, strict=True)) for row in self.log_rows(task_id, after, limit)
+            cast(StoredLogEntry, dict(zip(LOG_KEYS, row, strict=True)))
+            for row in self.log_rows(task_id, after, limit)
         ]
 
     def log_rows(self, task_id: str, after: int = 0, limit: int = 10000) -> list[tuple[Any, ...]]:
@@ -273,7 +281,7 @@ class LogsMixin:
         with self.db.connect() as conn:
             rows = conn.execute(
                 select(logs.c.content)
-                .where(and_(logs.c.task_id == task_id, logs.c.type == "output"))
+                .where(and_(logs.c.task_id == task_id, logs.c.type == OUTPUT))
                 .order_by(logs.c.id.desc())
                 .limit(lines)
             )
@@ -319,7 +327,7 @@ class PromptsMixin:
         with self.db.begin() as conn:
             conn.execute(update(prompts).where(prompts.c.id == prompt_id).values(handed=1))
 
-    def sync_prompts(self, task_id: str, reported: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    def sync_prompts(self, task_id: str, reported: Sequence[PromptRecord]) -> list[tuple[str, str]]:
         """Take the bridge's view of delivery states (it is the one that knows).
 
         Returns the prompts it says failed, newly: (id, reason) each.

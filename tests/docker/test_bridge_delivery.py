@@ -93,9 +93,10 @@ def test_a_restarted_workspace_runs_the_servers_own_bridge(server: ServerHandle)
         server.cli("task", "pause", task)
         server.cli("task", "resume", task)
         server.wait_idle(task, timeout=60)
-        # the copy made at restart runs (the volume's zipapp hands over to it)
+        # the copy made at restart runs (the volume's zipapp hands over to it, with the
+        # interpreter's flags it was started with)
         _, ps = server.exec(task, "ps", "-eo", "args")
-        assert "python3 /opt/dockyard/bridge.pyz" in ps, ps
+        assert "python3 -I -S /opt/dockyard/bridge.pyz --config" in ps, ps
         assert "Resumed" in "\n".join(server.output(task))
     finally:
         server.cli("task", "delete", "-y", task, check=False)

@@ -23,6 +23,8 @@ from test_bridge_local import TOKEN, BridgeRunner, wait_stable, wait_until
 
 from provisioner.bridge.client import BridgeClient
 from provisioner.bridge.package import build_zipapp
+from provisioner.bridge.runtime import wire
+from provisioner.bridge.runtime.agentapi import document
 from provisioner.bridge.runtime.http import MAX_BODY
 
 REPO = Path(__file__).resolve().parents[2]
@@ -211,6 +213,25 @@ def bridge(zipapp: Path, tmp_path: Path) -> Iterator[tuple[BridgeClient, httpx.C
 def test_the_vendored_document_is_agentapis() -> None:
     assert AGENTAPI["info"]["title"] == "AgentAPI" and AGENTAPI["info"]["version"] == "0.12.1"
     assert {"/status", "/messages", "/message", "/events"} <= set(AGENTAPI["paths"])
+
+
+@pytest.mark.parametrize(
+    ("record", "name"),
+    [
+        (wire.LogEntry, "TranscriptEntry"),
+        (wire.DockyardStatus, "DockyardStatus"),
+        (wire.PromptRecord, "Prompt"),
+        (wire.LogReply, "LogResponseBody"),
+    ],
+)
+def test_the_served_document_describes_the_wire_records(record: Any, name: str) -> None:
+    # the typed records the server reads and the schemas a bridge client learns name the
+    # same fields; the document may leave optional fields unrequired, never the reverse
+    schema = document()["components"]["schemas"][name]
+    assert set(schema["properties"]) == set(record.__annotations__)
+    assert set(schema["required"]) <= record.__required_keys__
+    if name == "TranscriptEntry":
+        assert set(schema["required"]) == record.__required_keys__
 
 
 @pytest.mark.parametrize(

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
+from provisioner.bridge.package import PYTHON_FLAGS, build_zipapp
 from provisioner.bridge.runtime.agent import AgentProcess
 from provisioner.bridge.runtime.launch import bind, config_path
 
@@ -108,3 +112,31 @@ def test_bind_listens_before_anyone_serves() -> None:
             bind("127.0.0.1", port)  # taken: the launcher says so and exits 1
     finally:
         listener.close()
+
+
+def test_what_runs_before_the_agent_starts_imports_nothing_heavy(tmp_path: Path) -> None:
+    # The launcher starts the agent right after its own imports: every module it pulls in
+    # delays the agent's prompt, hence the workspace's readiness. The heavy ones (the
+    # emulator, the HTTP server, dataclasses' inspect/ast, subprocess) come after the fork,
+    # and those a normal start never needs (dataclasses, subprocess, uuid) not at all.
+    zipapp = build_zipapp(tmp_path)
+
+    def loaded(*modules: str) -> set[str]:
+        code = (
+            f"import sys; sys.path.insert(0, {str(zipapp)!r}); import {', '.join(modules)}; "
+            "print(' '.join(sorted(sys.modules)))"
+        )
+        argv = [sys.executable, *PYTHON_FLAGS, "-c", code]
+        return set(subprocess.run(argv, capture_output=True, text=True, check=True).stdout.split())
+
+    before_fork = loaded("dockyard_bridge.launch")
+    assert "dockyard_bridge.launch" in before_fork
+    heavy = {
+        "dataclasses", "inspect", "subprocess", "pyte", "http.server", "uuid",
+        "dockyard_bridge.app", "dockyard_bridge.http", "dockyard_bridge.transcript",
+        "dockyard_bridge.activity", "dockyard_bridge.screen",
+    }  # fmt: skip
+    assert not heavy & before_fork, sorted(heavy & before_fork)
+    serving = loaded("dockyard_bridge.launch", "dockyard_bridge.app", "dockyard_bridge.http")
+    unneeded = {"dataclasses", "inspect", "subprocess", "uuid"}
+    assert not unneeded & serving, sorted(unneeded & serving)

@@ -3,6 +3,10 @@ bridge and scripted agent; only the container is fake (provisioner/backends/fake
 
 from __future__ import annotations
 
+import threading
+import time
+from typing import Any
+
 import pytest
 
 from provisioner.errors import BackendUnavailable, TaskConflict, TaskNotFound
@@ -76,6 +80,32 @@ def test_prompts_sent_while_working_wait_their_turn_and_none_is_lost(fake: Harne
     assert out.index("Done: follow-up 0") < out.index("Working on: follow-up 1")
     seqs = [e["seq"] for e in fake.store.logs(task.id) if e["seq"] is not None]
     assert seqs == list(range(1, len(seqs) + 1))  # the store's transcript has no gap
+
+
+def test_a_prompt_sent_to_an_idle_task_is_handed_over_by_its_follower_at_once(
+    fake: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    task = fake.create("start")
+    fake.wait_idle(task.id)
+    time.sleep(0.3)  # the follower now sits in its long poll (10 s) on an idle bridge
+    handed_by: list[str] = []
+    deliver = fake.engine.deliver_prompts
+
+    def recorded(*args: Any) -> None:
+        handed_by.append(threading.current_thread().name)
+        deliver(*args)
+
+    monkeypatch.setattr(fake.engine, "deliver_prompts", recorded)
+    t0 = time.monotonic()
+    reply = fake.engine.send(task.id, "next")
+    wait_until(
+        lambda: (fake.store.prompt(reply["prompt_id"]) or {}).get("state") == "taken",
+        5,
+        "the prompt taken",
+    )
+    # the poll did not hold it up, and the API's thread never talked to the bridge
+    assert time.monotonic() - t0 < 2.0
+    assert handed_by and all(name.startswith("follow-") for name in handed_by), handed_by
 
 
 def test_a_prompt_sent_while_initializing_is_delivered_once_active(fake: Harness) -> None:

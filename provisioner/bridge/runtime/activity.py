@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from .hooks import PROMPT_SUBMITTED, HookTracker
@@ -23,6 +22,7 @@ from .wire import (
     STOPPING,
     TAKEN,
     WORKING,
+    PromptRecord,
 )
 
 __all__ = [
@@ -45,20 +45,48 @@ def _iso(ts: float | None) -> str | None:
     return None if ts is None else utc_iso(ts)
 
 
-@dataclass
 class Prompt:
-    """One user prompt and its delivery history."""
+    """One user prompt and its delivery history.
 
-    id: str
-    content: str
-    state: str = QUEUED
-    queued_at: float = 0.0
-    delivered_at: float | None = None
-    taken_at: float | None = None
-    assumed: bool = False
-    reason: str = ""
+    A plain class, not a dataclass: importing dataclasses (inspect, ast, ...) cost ~5 ms
+    of the bridge's start, while the agent waits to be told its first prompt."""
 
-    def to_dict(self) -> dict[str, Any]:
+    __slots__ = _FIELDS = (
+        "id", "content", "state", "queued_at", "delivered_at", "taken_at", "assumed", "reason",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        id: str,
+        content: str,
+        state: str = QUEUED,
+        queued_at: float = 0.0,
+        delivered_at: float | None = None,
+        taken_at: float | None = None,
+        assumed: bool = False,
+        reason: str = "",
+    ) -> None:
+        self.id = id
+        self.content = content
+        self.state = state
+        self.queued_at = queued_at
+        self.delivered_at = delivered_at
+        self.taken_at = taken_at
+        self.assumed = assumed
+        self.reason = reason
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Prompt):
+            return NotImplemented
+        return self.to_state() == other.to_state()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.to_state().items())
+        return f"Prompt({fields})"
+
+    def to_dict(self) -> PromptRecord:
         """The API view, with ISO 8601 times."""
         return {
             "id": self.id,
@@ -73,7 +101,7 @@ class Prompt:
 
     def to_state(self) -> dict[str, Any]:
         """The persisted view, with exact timestamps."""
-        return asdict(self)
+        return {name: getattr(self, name) for name in self._FIELDS}
 
     @classmethod
     def from_state(cls, data: dict[str, Any]) -> Prompt:

@@ -12,7 +12,16 @@ import json
 import os
 from typing import Any
 
-from .wire import BRIDGE_STATES, PROMPT_STATES
+from .wire import (
+    BRIDGE_STATES,
+    INPUT,
+    LOG_ENTRY_HEAD,
+    OUTPUT,
+    PROMPT_STATES,
+    SOURCE_AGENT,
+    SOURCE_SCREEN,
+    SOURCE_SETUP,
+)
 
 # agentapi's AgentType values (lib/msgfmt/msgfmt.go); `custom` is any other agent
 AGENT_TYPES = (
@@ -165,15 +174,15 @@ def _schemas() -> dict[str, Any]:
         "TranscriptEntry": _object(
             {
                 "seq": {"type": "integer"},
-                "type": {"type": "string", "enum": ["input", "output"]},
+                "type": {"type": "string", "enum": [INPUT, OUTPUT]},
                 "content": {"type": "string"},
                 "time": {"type": "string", "format": "date-time"},
                 "prompt_id": {"type": "string"},
                 "raw": {"type": "boolean"},
                 "partial": {"type": "boolean"},
-                "source": {"type": "string", "enum": ["setup", "agent", "screen"]},
+                "source": {"type": "string", "enum": [SOURCE_SETUP, SOURCE_AGENT, SOURCE_SCREEN]},
             },
-            ["seq", "type", "content", "time"],
+            list(LOG_ENTRY_HEAD),
             "One line of the transcript.",
         ),
         "Prompt": _object(

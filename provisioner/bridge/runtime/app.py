@@ -10,7 +10,6 @@ import re
 import sys
 import threading
 import time
-import uuid
 from collections import deque
 from typing import Any
 
@@ -36,11 +35,17 @@ from .setup import (
 )
 from .statedir import StateDir, log
 from .transcript import Conversation, LineAssembler, Transcript
+from .wire import (
+    INPUT,
+    OUTPUT,
+    SOURCE_AGENT,
+    SOURCE_SCREEN,
+    SOURCE_SETUP,
+    BridgeStatus,
+    LogReply,
+    PromptRecord,
+)
 
-SETUP_SOURCE = "setup"
-# with hooks deciding (state_source hooks): what the agent said, sent by its hooks, and the
-# lines cut from its screen (a TUI's screen lines: mostly chrome, kept but marked)
-AGENT_SOURCE, SCREEN_SOURCE = "agent", "screen"
 MAX_WAIT_S = 30.0
 # An unfinished line is shown early at the prompt (quiet_ms), elsewhere (a progress
 # message) only after this long: a busy agent can pause mid-line for longer than quiet_ms,
@@ -49,6 +54,13 @@ PARTIAL_LINE_AFTER_S = 1.0
 RECENT_PROMPTS = 32  # prompts carried in a log reply: enough to cover a burst
 MAX_LIMIT = 10000
 USER, RAW = "user", "raw"
+
+
+def _new_id() -> str:
+    """An id for a prompt sent without one (the server always gives one)."""
+    import uuid  # seldom needed, and ~2 ms of the bridge's start (it loads platform)
+
+    return uuid.uuid4().hex
 
 
 class Rejected(Exception):
@@ -108,7 +120,7 @@ class Bridge:
         self.initial_prompt_queued = self._load_prompts(has_history)
         if not self.initial_prompt_queued:
             if config.initial_prompt:
-                prompt_id = config.initial_prompt_id or uuid.uuid4().hex
+                prompt_id = config.initial_prompt_id or _new_id()
                 self.activity.enqueue(prompt_id, config.initial_prompt, now)
             self.initial_prompt_queued = True
         self._persisted_changes = -1
@@ -384,7 +396,7 @@ class Bridge:
         # what the agent is given: on one line in line mode, control characters as the
         # symbols typed instead
         shown = shown_text(prompt.content, mode)
-        entry = self.transcript.append("input", shown, now, prompt_id=prompt.id)
+        entry = self.transcript.append(INPUT, shown, now, prompt_id=prompt.id)
         self.conversation.add(entry)
         self.transcript.flush()
         if self.agent is not None:
@@ -393,16 +405,15 @@ class Bridge:
     # -- shared helpers (lock held) ------------------------------------------------------
 
     def _append_output(self, line: str, now: float, partial: bool = False) -> None:
-        extra: dict[str, Any] = {"partial": True} if partial else {}
-        if self.activity.hooks is not None:
-            extra["source"] = SCREEN_SOURCE
-        entry = self.transcript.append("output", line, now, **extra)
+        # with hooks deciding (state_source hooks), the lines cut from the agent's screen
+        # are a TUI's screen lines: mostly chrome, kept but marked
+        source = SOURCE_SCREEN if self.activity.hooks is not None else None
+        entry = self.transcript.append(OUTPUT, line, now, partial=partial, source=source)
         self.conversation.add(entry)
 
     def _append_setup_line(self, line: str, now: float, partial: bool = False) -> None:
         # setup output is in the transcript, but it is not the agent's turn in the conversation
-        extra = {"partial": True} if partial else {}
-        self.transcript.append("output", line, now, source=SETUP_SOURCE, **extra)
+        self.transcript.append(OUTPUT, line, now, partial=partial, source=SOURCE_SETUP)
 
     def _current_state(self, now: float) -> str:
         return bridge_state(self.activity.state(now), self.setup_phase, self.stop_requested)
@@ -437,7 +448,7 @@ class Bridge:
             return ""
         return hooks.reason(self.activity.queued, self.activity.in_flight is not None)
 
-    def status_locked(self) -> dict[str, Any]:
+    def status_locked(self) -> BridgeStatus:
         """The GET /status body (lock held)."""
         agent = self.agent
         exit_code = self.activity.exit_code
@@ -467,7 +478,7 @@ class Bridge:
 
     # -- API -----------------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> BridgeStatus:
         """The GET /status body."""
         with self.cond:
             return self.status_locked()
@@ -477,14 +488,14 @@ class Bridge:
         with self.cond:
             return self.conversation.messages()
 
-    def prompts(self) -> list[dict[str, Any]]:
+    def prompts(self) -> list[PromptRecord]:
         """Every prompt with its delivery history."""
         with self.cond:
             return [p.to_dict() for p in self.activity.prompts]
 
     def submit(self, content: str, type: str, prompt_id: str | None) -> str:
         """Queue a user prompt or type raw keys; return the prompt id."""
-        prompt_id = prompt_id or uuid.uuid4().hex
+        prompt_id = prompt_id or _new_id()
         with self.cond:
             if self.stop_requested:
                 raise Rejected(409, "the bridge is stopping; it takes no input")
@@ -499,7 +510,7 @@ class Bridge:
                 if self.agent is None:
                     # a prompt waits in the queue; keystrokes have nowhere to go yet
                     raise Rejected(409, "the agent has not started yet (the setup script runs)")
-                entry = self.transcript.append("input", content, now, raw=True, prompt_id=prompt_id)
+                entry = self.transcript.append(INPUT, content, now, raw=True, prompt_id=prompt_id)
                 self.conversation.add(entry)
                 self.transcript.flush()
                 if self.agent is not None:
@@ -530,7 +541,7 @@ class Bridge:
             appended = 0
             if lines and self.activity.hooks is not None:
                 for line in lines:
-                    entry = self.transcript.append("output", line, now, source=AGENT_SOURCE)
+                    entry = self.transcript.append(OUTPUT, line, now, source=SOURCE_AGENT)
                     self.conversation.add(entry)
                 self.transcript.flush()
                 appended = len(lines)
@@ -588,7 +599,7 @@ class Bridge:
         state: str | None,
         prompts: int = -1,
         reports_after: int = -1,
-    ) -> dict[str, Any]:
+    ) -> LogReply:
         """Entries after `after`; long-polls up to `wait` s while none and the state holds.
 
         With `prompts` (the `prompts_version` a reader saw) it also answers as soon as a
@@ -611,7 +622,7 @@ class Bridge:
                 if remaining <= 0:
                     break
                 self.cond.wait(remaining)
-            reply: dict[str, Any] = {
+            reply: LogReply = {
                 "entries": entries,
                 "last_seq": self.transcript.last_seq,
                 "status": self.status_locked(),

@@ -11,7 +11,6 @@ refused and trying again.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import socket
@@ -86,7 +85,7 @@ def read_token(
         atomic_write(path, token + "\n")
     finally:
         os.umask(old_mask)
-    return dataclasses.replace(config, token_file=str(path)), token
+    return config._replace(token_file=str(path)), token
 
 
 def task_command_source() -> bytes:

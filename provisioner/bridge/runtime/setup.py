@@ -7,13 +7,16 @@ import contextlib
 import os
 import select
 import signal
-import subprocess
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .activity import SETUP, SETUP_FAILED, STOPPING
+# The launcher imports this before it starts the agent: nothing here may be heavy (the
+# activity and transcript modules, dataclasses, subprocess come later, or when used).
+from .wire import SETUP, SETUP_FAILED, STOPPING
+
+if TYPE_CHECKING:
+    import subprocess
 
 # the setup script's states, as GET /status reports them
 NONE, RUNNING, DONE, FAILED = "none", "running", "done", "failed"
@@ -60,14 +63,34 @@ def exit_code_of_returncode(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
-@dataclass
 class RunState:
     """What the state dir remembers about earlier runs of the bridge."""
 
-    setup_done: bool = False
-    setup_exit_code: int | None = None
-    # the agent was started at least once: a later start resumes it
-    agent_started: bool = False
+    __slots__ = ("agent_started", "setup_done", "setup_exit_code")
+
+    def __init__(
+        self,
+        setup_done: bool = False,
+        setup_exit_code: int | None = None,
+        # the agent was started at least once: a later start resumes it
+        agent_started: bool = False,
+    ) -> None:
+        self.setup_done = setup_done
+        self.setup_exit_code = setup_exit_code
+        self.agent_started = agent_started
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RunState):
+            return NotImplemented
+        return self.to_state() == other.to_state()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass it was
+
+    def __repr__(self) -> str:
+        return (
+            f"RunState(setup_done={self.setup_done!r}, "
+            f"setup_exit_code={self.setup_exit_code!r}, agent_started={self.agent_started!r})"
+        )
 
     def needs_setup(self, script: str | None) -> bool:
         """Whether `script` must run before the agent starts."""
@@ -133,6 +156,8 @@ class SetupScript:
             self._done.set()
 
     def _run(self) -> int:
+        import subprocess  # only a workspace with a setup script needs it
+
         with self._lock:
             if self._stopped:
                 return 128 + signal.SIGTERM

@@ -10,7 +10,9 @@ import re
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
+
+from .wire import INPUT, LOG_ENTRY_HEAD, OUTPUT, SOURCE_SETUP, LogEntry
 
 # Complete escape sequences: CSI, OSC (ended by BEL or ST), DCS/SOS/PM/APC (ended by ST),
 # and the short ones (charset designations, keypad modes, ...).
@@ -32,9 +34,10 @@ _MAX_LINE = 16384
 # was most of the cost of a line. The same output from one encoder and the C string quoter.
 _encode = json.JSONEncoder(ensure_ascii=False).encode
 _quote = json.encoder.encode_basestring
+_HEAD = frozenset(LOG_ENTRY_HEAD)
 
 
-def entry_json(entry: dict[str, Any]) -> str:
+def entry_json(entry: LogEntry) -> str:
     """An entry as one JSON line: the same text as json.dumps(entry, ensure_ascii=False)."""
     seq, type, content, time = entry["seq"], entry["type"], entry["content"], entry["time"]
     head = (
@@ -43,7 +46,7 @@ def entry_json(entry: dict[str, Any]) -> str:
     )
     if len(entry) == 4:
         return head + "}"
-    rest = {k: v for k, v in entry.items() if k not in ("seq", "type", "content", "time")}
+    rest = {k: v for k, v in entry.items() if k not in _HEAD}
     return head + ", " + _encode(rest)[1:]
 
 
@@ -153,7 +156,7 @@ class Transcript:
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path
-        self.entries: list[dict[str, Any]] = []
+        self.entries: list[LogEntry] = []
         self._seqs: list[int] = []
         self._file: IO[str] | None = None
         # a batch of lines shares one timestamp: format it once, not per line
@@ -184,7 +187,7 @@ class Transcript:
             good = offset
             if self._seqs and seq <= self._seqs[-1]:
                 continue
-            self.entries.append(entry)
+            self.entries.append(cast(LogEntry, entry))
             self._seqs.append(seq)
         if good < len(data):
             with path.open("r+b") as f:
@@ -196,27 +199,44 @@ class Transcript:
         return self._seqs[-1] if self._seqs else 0
 
     def append(
-        self, type: str, content: str, now: float | None = None, **extra: Any
-    ) -> dict[str, Any]:
-        """Add one entry and write it out (buffered: call flush() after a batch)."""
+        self,
+        type: str,
+        content: str,
+        now: float | None = None,
+        *,
+        prompt_id: str | None = None,
+        raw: bool = False,
+        partial: bool = False,
+        source: str | None = None,
+    ) -> LogEntry:
+        """Add one entry and write it out (buffered: call flush() after a batch).
+
+        The optional fields go in only when they say something (wire.LogEntry)."""
         if now is None:
             now = time.time()
         if now != self._last_time[0]:
             self._last_time = (now, utc_iso(now))
-        entry: dict[str, Any] = {
+        entry: LogEntry = {
             "seq": self.last_seq + 1,
             "type": type,
             "content": content,
             "time": self._last_time[1],
         }
-        entry.update(extra)
+        if prompt_id is not None:
+            entry["prompt_id"] = prompt_id
+        if raw:
+            entry["raw"] = True
+        if partial:
+            entry["partial"] = True
+        if source is not None:
+            entry["source"] = source
         self.entries.append(entry)
         self._seqs.append(entry["seq"])
         if self._file is not None:
             self._file.write(entry_json(entry) + "\n")
         return entry
 
-    def after(self, seq: int, limit: int = 1000) -> list[dict[str, Any]]:
+    def after(self, seq: int, limit: int = 1000) -> list[LogEntry]:
         """Entries with a sequence number greater than `seq`, oldest first, at most `limit`."""
         start = bisect.bisect_right(self._seqs, seq)
         return self.entries[start : start + max(0, limit)]
@@ -269,16 +289,16 @@ class Conversation:
         self._messages: list[_Message] = []
         self.version = 0
 
-    def add(self, entry: dict[str, Any]) -> None:
+    def add(self, entry: LogEntry) -> None:
         """Fold one transcript entry into the conversation."""
-        if entry["type"] == "input":
+        if entry["type"] == INPUT:
             if entry.get("raw"):
                 return  # keystrokes are not a turn
             message = _Message(len(self._messages), "user", entry["time"])
             message.add(entry["content"])
             self._messages.append(message)
-        elif entry["type"] == "output":
-            if entry.get("source") == "setup":
+        elif entry["type"] == OUTPUT:
+            if entry.get("source") == SOURCE_SETUP:
                 return  # the setup script's output, before the agent started: not its turn
             # the idle prompt line (`> `) is terminal furniture, not something the agent said
             if entry.get("partial") and self._prompt and self._prompt.search(entry["content"]):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from a2a.server.context import ServerCallContext
 from a2a.server.tasks.task_store import TaskStore
@@ -108,7 +108,7 @@ class DockyardTaskStore(TaskStore):
         after = int(rows[-1]["id"]) if rows else 0
         while len(rows) < MAX_LOG_ROWS:
             page = self.store.logs(task_id, after, LOG_PAGE)
-            rows += page
+            rows += cast("list[dict[str, Any]]", page)  # wire.StoredLogEntry rows
             if len(page) < LOG_PAGE:
                 break
             after = int(page[-1]["id"])

@@ -181,7 +181,7 @@ resource "terraform_data" "container" {
         --init --cap-drop ALL --security-opt no-new-privileges "$${caps[@]}" \
         --publish "127.0.0.1:$BRIDGE_PORT:$BRIDGE_CONTAINER_PORT" \
         -- "$IMAGE" \
-        python3 "$BRIDGE_CONTAINER_DIR/bridge.pyz" \
+        python3 -I -S "$BRIDGE_CONTAINER_DIR/bridge.pyz" \
         --config "$BRIDGE_CONTAINER_DIR/bridge.json"
     EOT
   }
