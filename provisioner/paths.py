@@ -6,10 +6,14 @@ import json
 import os
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
 
 from provisioner.errors import DockyardError
+
+if TYPE_CHECKING:
+    from provisioner.pricing import PriceTable
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -121,6 +125,15 @@ def max_workspaces(home: Path | None = None) -> int | None:
         return parse_limit(section.get("workspaces"), f"{config}: capacity.workspaces")
     except ValueError as exc:
         raise DockyardError(str(exc), hint="set a positive integer, or leave it unset") from exc
+
+
+def pricing(home: Path | None = None) -> PriceTable:
+    """The `pricing:` table of HOME/config.yaml (dollars per million tokens by model),
+    checked at startup: a ParameterError names the file and the key that is wrong."""
+    from provisioner.pricing import parse_pricing  # the CLI imports this module too
+
+    config, data = _config(home)
+    return parse_pricing(data.get("pricing"), f"{config}: pricing")
 
 
 def template_search_path() -> list[Path]:

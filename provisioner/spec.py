@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from provisioner.prompts import MAX_PROMPT_BYTES
+from provisioner.queueing import MAX_RETRIES
 
 # The policy key of a task whose image is borrowed from another template (`template:NAME`)
 IMAGE_FROM = "image_from"
@@ -68,6 +69,13 @@ class LifecycleConfig(_Strict):
     )
     restart: Literal["no", "unless-stopped"] = Field(
         "no", description="Docker restart policy: unless-stopped brings it back after dockerd"
+    )
+    retries: int = Field(
+        0,
+        ge=0,
+        le=MAX_RETRIES,
+        description="Automatic retries of a task after a TRANSIENT or TIMEOUT error, with "
+        "backoff; a task's own --retries wins",
     )
 
 

@@ -26,6 +26,7 @@ from provisioner.engine.follower import Follower
 from provisioner.engine.outcomes import TaskOutcomes
 from provisioner.engine.pools import WarmPools
 from provisioner.engine.provision import Provisioner
+from provisioner.engine.retries import Retries
 from provisioner.engine.secrets import SecretStore
 from provisioner.engine.workspace import BridgeBundler
 from provisioner.errors import (
@@ -38,6 +39,7 @@ from provisioner.errors import (
 )
 from provisioner.lifecycle import TERMINAL, ErrorClass, State, Status
 from provisioner.model import POOL_OWNER, Task, parse_time
+from provisioner.pricing import PriceTable
 from provisioner.prompts import FINISHED, refusal_reason
 from provisioner.store.store import Store
 from provisioner.templating.catalog import Catalog
@@ -74,6 +76,7 @@ class Engine(UserCommands, TaskOutcomes):
         tick_s: float = 1.0,
         secrets: SecretStore | None = None,
         max_workspaces: int | None = None,
+        pricing: PriceTable | None = None,
     ) -> None:
         self.store = store
         self.backend = backend
@@ -85,6 +88,8 @@ class Engine(UserCommands, TaskOutcomes):
         self.pools = WarmPools(self)
         # None: unlimited; otherwise at most this many workspaces initializing or active
         self.admissions = Admissions(self, max_workspaces)
+        self.retries = Retries(self)
+        self.pricing = pricing or PriceTable()  # fills in dollars of usage reported as tokens
         self.endpoints: dict[str, str] = {}  # task id -> bridge URL, kept by followers
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._wake = threading.Event()
@@ -162,6 +167,7 @@ class Engine(UserCommands, TaskOutcomes):
                 running = self.backend.running_task_ids()
             except BackendError as exc:
                 log.warning("cannot list workspaces: %s", exc)
+        self.retries.run(live)  # errors worth retrying get their time, or go back in line
         pending = [t for t in live if t.status == Status.PENDING]
         if pending:
             for task_id in self.admissions.run(pending, LEASE_TTL_S):

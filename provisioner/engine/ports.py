@@ -36,6 +36,15 @@ class AdmissionPort(Protocol):
         """Remove a task and its workspace."""
 
 
+class RetryPort(Protocol):
+    """What retrying tasks needs: the store, and a nudge for admission."""
+
+    store: Store
+
+    def wake(self) -> None:
+        """Run a reconcile pass soon."""
+
+
 class PoolsPort(AdmissionPort, Protocol):
     """What keeping warm workspaces needs, beyond admission's parts."""
 

@@ -59,6 +59,8 @@ RULES: dict[tuple[str, str], str] = {
     ("POST", "/api/v2/tasks/{ref}/resume"): MEMBER,
     ("POST", "/api/v2/tasks/{ref}/complete"): MEMBER,
     ("POST", "/api/v2/tasks/{ref}/progress"): MEMBER,
+    ("POST", "/api/v2/tasks/{ref}/retry"): MEMBER,
+    ("GET", "/api/v2/cost"): MEMBER,
     ("GET", "/api/v2/events"): MEMBER,
     ("GET", "/api/v2/me"): MEMBER,
     ("GET", "/api/v2/users"): ADMIN,

@@ -24,6 +24,10 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     ),
     "provisioner.capacity": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     "provisioner.auth": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    # the queue's pure decisions: retries, prices, cost totals
+    "provisioner.retrying": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    "provisioner.pricing": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    "provisioner.spend": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     # side by side: none of them reaches up to the engine or the server, or across
     "provisioner.templating": (
         "provisioner.engine",
