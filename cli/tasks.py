@@ -126,6 +126,11 @@ def wait_until_idle(
         if (status == "active" and task.get("state") == "idle") or status == "completed":
             echo(f"ready in {elapsed:.1f}s")
             return task
+        if status == "active" and task.get("state") == "input_required":
+            # the agent waits for the user: as ready as it gets until someone answers
+            echo(f"the agent asks: {task.get('question') or ''}".rstrip())
+            echo(f"answer with: dockyard task send {name} ANSWER")
+            return task
         if status in WAIT_FAILURES:
             raise CliError(
                 f"task {name} ended in {status}: {task.get('message') or 'no message'}",

@@ -150,11 +150,14 @@ _BUNDLERS: dict[Path, BridgeBundler] = {}
 
 
 @contextmanager
-def harness_at(home: Path, bridge_cache: Path, **engine_kwargs: Any) -> Iterator[Harness]:
-    """An engine (started, ticking fast) on a fresh SQLite store and fake backend."""
+def harness_at(
+    home: Path, bridge_cache: Path, store_url: str | None = None, **engine_kwargs: Any
+) -> Iterator[Harness]:
+    """An engine (started, ticking fast) on a fresh store (SQLite unless `store_url`) and
+    fake backend."""
     home.mkdir(parents=True, exist_ok=True)
     (home / "test-templates").mkdir(exist_ok=True)
-    store = Store(sqlite_url(home / "dockyard.db"))
+    store = Store(store_url or sqlite_url(home / "dockyard.db"))
     backend = FakeBackend(home / "workspaces")
     # one per cache for the whole session: it builds (hashes) the zipapp once, ~0.2 s
     bundler = _BUNDLERS.setdefault(bridge_cache, BridgeBundler(bridge_cache))

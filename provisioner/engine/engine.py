@@ -50,6 +50,8 @@ ORPHAN_SWEEP_EVERY_S = 30.0
 LAST_LINES = 8
 FOLLOWER_JOIN_S = 15.0
 RESTART_GRACE_S = 45.0
+# how long a mark that an engine is stopping a workspace on purpose holds (see mark_stopping)
+STOPPING_LEASE_S = 60.0
 
 
 def _pid_alive(pid: int) -> bool:
@@ -418,12 +420,41 @@ class Engine(UserCommands, TaskOutcomes):
             return
         self.wake()  # its slot is free
 
+    def mark_stopping(self, task_id: str) -> None:
+        """Say in the store that this engine is stopping an active task's workspace on
+        purpose (a pause, a completion), before it stops it: another engine sharing the
+        database that sees the workspace go down meanwhile must not call it dead. The
+        mark is the lease fields, which an active task does not otherwise use; the
+        status change that follows the stop clears them."""
+        self.store.update(
+            task_id,
+            Status.ACTIVE,
+            actor="engine",
+            lease_owner=self.worker_id,
+            lease_until=time.time() + STOPPING_LEASE_S,
+        )
+
+    def _stopping_elsewhere(self, task_id: str) -> bool:
+        """True while another engine has marked this active task as being stopped."""
+        try:
+            task = self.store.get(task_id)
+        except TaskNotFound:
+            return True  # deleted: nothing to fail
+        return bool(
+            task.status == Status.ACTIVE
+            and task.lease_owner
+            and task.lease_owner != self.worker_id
+            and (task.lease_until or 0) > time.time()
+        )
+
     def fail_active(self, task_id: str, message: str, klass: ErrorClass, *, stop: bool) -> None:
         """Fail an active task unless a pause or delete holds it (their stop is on purpose)."""
         lock = self._lock_for(self._task_locks, task_id)
         if not lock.acquire(blocking=False):
             return
         try:
+            if self._stopping_elsewhere(task_id):
+                return
             self.fail(task_id, Status.ACTIVE, message, klass, stop=stop)
         finally:
             lock.release()
@@ -439,6 +470,8 @@ class Engine(UserCommands, TaskOutcomes):
         if not lock.acquire(blocking=False):
             return  # a pause or delete is stopping it on purpose right now
         try:
+            if self._stopping_elsewhere(task_id):
+                return  # another engine is pausing or completing it
             observed = self.backend.observe(task_id)
             if observed.running or observed.restarting:
                 self._down_since.pop(task_id, None)

@@ -61,6 +61,7 @@ class TaskOutcomes:
         def _lock_for(self, table: dict[str, threading.Lock], task_id: str) -> threading.Lock: ...
         def _stop_follower(self, task_id: str, wait: bool = True) -> None: ...
         def sync_logs(self, task: Task) -> None: ...
+        def mark_stopping(self, task_id: str) -> None: ...
 
     def priced(self, cost: Cost) -> Cost:
         """The cost with its dollars filled in from the pricing table when not reported."""
@@ -89,6 +90,7 @@ class TaskOutcomes:
             if task.status in (Status.ACTIVE, Status.INITIALIZING):
                 self._stop_follower(task.id, wait=False)
                 if task.status == Status.ACTIVE:
+                    self.mark_stopping(task.id)
                     self.sync_logs(task)
                 try:
                     self.backend.stop(task.id)

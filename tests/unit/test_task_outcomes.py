@@ -11,13 +11,16 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+from cli.client import Client
 from cli.main import cli as dockyard
+from cli.render import tasks_table
+from cli.tasks import wait_until_idle
 from provisioner.errors import IllegalTransition, ParameterError, TaskConflict
 from provisioner.lifecycle import Status
 from provisioner.model import QueueFields
 from provisioner.queueing import Cost, parse_completion
 from tests.fake_engine import Harness, bridge_cache, fake
-from tests.serving import admin_env, admin_headers, serve
+from tests.serving import admin_env, admin_headers, admin_token, serve
 
 __all__ = ["bridge_cache", "fake"]
 
@@ -236,3 +239,20 @@ def test_api_and_cli_complete_progress_filters_and_events(
     )
     assert bad.status_code in (400, 422)
     assert h.task("later").status == Status.BACKLOG
+
+
+def test_wait_returns_when_the_agent_asks(served: tuple[Harness, str]) -> None:
+    h, url = served
+    client = Client(url, token=admin_token(h.home))
+    task = h.create("work")
+    h.wait_idle(task.id)
+    h.engine.ask(task.id, "Which database?", actor="agent")
+    said: list[str] = []
+    shown = wait_until_idle(client, client.get_task(task.id), 30, said.append)
+    assert shown["state"] == "input_required"
+    assert said[-2:] == [
+        "the agent asks: Which database?",
+        f"answer with: dockyard task send {task.name} ANSWER",
+    ]
+    listed = tasks_table(client.list_tasks(owner="admin"), owners=True)
+    assert "input_required" in listed and "asks: Which database?" in listed
