@@ -90,8 +90,8 @@ class ClaudeTranscript:
     def feed(self, line: str) -> Usage | None:
         if '"usage"' not in line:
             return None  # most lines: not worth parsing
-        entry = _json(line)
-        message = entry.get("message") if entry and entry.get("type") == "assistant" else None
+        entry = _json(line) or {}
+        message = entry.get("message") if entry.get("type") == "assistant" else None
         if not isinstance(message, dict) or not isinstance(message.get("usage"), dict):
             return None
         model = _model(message.get("model"))
