@@ -5,11 +5,13 @@ log, Aider's usage lines. The samples are built from what the fake model server 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from provisioner.bridge.runtime.usage import AiderReport, ClaudeTranscript, CodexSession, Usage
+from provisioner.bridge.runtime.usage_watch import UsageWatch
 from tests.fake_model_server import Reply, ToolCall, _anthropic_message, _responses_object
 
 BODY = {"messages": [{"role": "user", "content": "Create hello.py"}]}
@@ -145,3 +147,81 @@ def test_a_usage_becomes_a_report_the_server_reads() -> None:
         cost = parse_cost(usage.report())
         assert (cost.tokens_in, cost.tokens_out, cost.cost_usd, cost.model) == (
             usage.tokens_in, usage.tokens_out, usage.cost_usd, usage.model)  # fmt: skip
+
+
+# -- following the files (usage_watch) ---------------------------------------------------
+
+
+def test_claude_code_sessions_are_followed_once_across_bridge_restarts(tmp_path: Path) -> None:
+    home, state = tmp_path / "home", tmp_path / "state" / "usage.json"
+    state.parent.mkdir()
+    session = home / ".claude" / "projects" / "-workspace" / "s1.jsonl"
+    session.parent.mkdir(parents=True)
+    model = "claude-sonnet-4-5-20250929"
+    first = _anthropic_message(BODY, Reply("One.", input_tokens=100, output_tokens=10), model)
+    second = _anthropic_message(BODY, Reply("Two.", input_tokens=200, output_tokens=20), model)
+    watch = UsageWatch("claude", home, state, {})
+    assert watch.poll() == []
+    session.write_text(claude_entries(first)[0] + "\n" + claude_entries(second)[0][:30])
+    assert watch.poll() == [Usage(100, 10, None, model)]  # the torn line waits
+    with session.open("a") as f:
+        f.write(claude_entries(second)[0][30:] + "\n")
+    assert watch.poll() == [Usage(200, 20, None, model)]
+    assert watch.poll() == []
+    again = UsageWatch("claude", home, state, {})  # the bridge restarted
+    assert again.poll() == []
+    third = _anthropic_message(BODY, Reply("Three.", input_tokens=5, output_tokens=1), model)
+    with session.open("a") as f:
+        f.write(claude_entries(third)[0] + "\n")
+    assert again.poll() == [Usage(5, 1, None, model)]
+    # an agent's link to some other file is not followed
+    (session.parent / "evil.jsonl").symlink_to(state)
+    assert again.poll() == []
+
+
+def test_codex_totals_survive_a_restart_and_aider_is_read_from_the_transcript(
+    tmp_path: Path,
+) -> None:
+    home, state = tmp_path / "home", tmp_path / "usage.json"
+    log = home / ".codex" / "sessions" / "2026" / "11" / "30" / "rollout-x.jsonl"
+    log.parent.mkdir(parents=True)
+    context = codex_line("turn_context", {"model": "gpt-5.5"})
+    log.write_text(context + "\n" + token_count((1000, 0, 50)) + "\n")
+    assert UsageWatch("codex", home, state, {}).poll() == [Usage(1000, 50, None, "gpt-5.5")]
+    with log.open("a") as f:
+        f.write(token_count((1500, 0, 80)) + "\n")
+    # a restarted bridge knows the totals it had seen: only the growth counts
+    assert UsageWatch("codex", home, state, {}).poll() == [Usage(500, 30, None, "gpt-5.5")]
+    # CODEX_HOME moves it
+    assert UsageWatch("codex", tmp_path / "nohome", tmp_path / "u2.json",
+                      {"CODEX_HOME": str(home / ".codex")}).poll()  # fmt: skip
+
+    aider_state = tmp_path / "aider.json"
+    watch = UsageWatch("aider", home, aider_state, {})
+    entries = [
+        {"seq": 1, "type": "input", "content": "Tokens: 9 sent, 9 received."},  # the user's
+        {"seq": 2, "type": "output", "content": "Tokens: 1.2k sent, 350 received. "
+                                                "Cost: $0.01 message, $0.02 session."},
+        {"seq": 3, "type": "output", "content": "Tokens: 598 sent, 20 received. "
+                                                "Cost: $0.0052 message, $0.03 session."},
+    ]  # fmt: skip
+    assert watch.poll(entries) == [Usage(1798, 370, 0.0152, None)]
+    assert UsageWatch("aider", home, aider_state, {}).poll(entries) == []  # read already
+    assert UsageWatch("scripted", home, tmp_path / "s.json", {}).poll(entries) == []
+
+
+def test_a_session_file_that_shrank_is_read_afresh_and_a_huge_line_skipped(
+    tmp_path: Path,
+) -> None:
+    home, state = tmp_path / "home", tmp_path / "usage.json"
+    log = home / ".codex" / "sessions" / "2026" / "11" / "30" / "rollout-y.jsonl"
+    log.parent.mkdir(parents=True)
+    log.write_text(token_count((1000, 0, 50)) + "\n")
+    watch = UsageWatch("codex", home, state, {})
+    assert watch.poll() == [Usage(1000, 50)]
+    log.write_text(token_count((10, 0, 1)) + "\n")  # rewritten, shorter
+    assert watch.poll() == [Usage(10, 1)]
+    with log.open("a") as f:
+        f.write("x" * (5 << 20) + "\n" + token_count((20, 0, 2)) + "\n")
+    found = watch.poll() + watch.poll() + watch.poll()
+    assert found == [Usage(10, 1)]

@@ -123,8 +123,13 @@ class CodexSession:
     """
 
     def __init__(self) -> None:
-        self._totals = (0, 0)
+        self.totals = (0, 0)  # the running totals (input, output) last seen
         self.model: str | None = None
+
+    def resume(self, totals: tuple[int, int], model: str | None) -> None:
+        """Go on from totals and a model kept from an earlier read of the same log."""
+        self.totals = (_count(totals[0]), _count(totals[1]))
+        self.model = _model(model)
 
     def feed(self, line: str) -> Usage | None:
         if '"turn_context"' not in line and '"token_count"' not in line:
@@ -141,10 +146,10 @@ class CodexSession:
         if not isinstance(totals, dict):
             return None  # `info: null`: rate limits only
         now = (_count(totals.get("input_tokens")), _count(totals.get("output_tokens")))
-        before = self._totals
+        before = self.totals
         if now[0] < before[0] or now[1] < before[1]:
             before = (0, 0)
-        self._totals = now
+        self.totals = now
         delta = Usage(now[0] - before[0], now[1] - before[1], None, self.model)
         return None if delta.empty else delta
 
