@@ -45,6 +45,9 @@ def slug_from_prompt(prompt: str, max_len: int = 32) -> str:
     return stem or "task"
 
 
+# never shown by the API: the bridge's credential, unredacted parameters, the lease
+PRIVATE_FIELDS = ("bridge_token", "resolved", "lease_owner", "lease_until")
+
 # use with fullmatch: `$` would also take a name ending in a newline
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 # the owner of warm-pool members until a claim gives them a user (no user has this name)
@@ -116,7 +119,7 @@ class Task:
     def public(self) -> dict[str, Any]:
         """The task as the API shows it: no token, no unredacted parameters."""
         data = asdict(self)
-        for private in ("bridge_token", "resolved", "lease_owner", "lease_until"):
+        for private in PRIVATE_FIELDS:
             data.pop(private)
         data["status"] = self.status.value
         return data

@@ -29,6 +29,7 @@ from provisioner.server import inputs
 from provisioner.server.auth import caller
 from provisioner.server.http_errors import ERROR_RESPONSES, MAX_ROW_ID
 from provisioner.server.logjson import entries_json, page_json
+from provisioner.server.views import TaskList, TaskView
 from provisioner.server.waiting import MAX_WAIT, wait_for
 from provisioner.store.store import Store
 
@@ -196,7 +197,7 @@ def build_tasks_router(engine: Engine) -> APIRouter:
     r = APIRouter(prefix="/api/v2", responses=ERROR_RESPONSES)
     store = engine.store
 
-    @r.post("/tasks", status_code=201)
+    @r.post("/tasks", status_code=201, response_model=TaskView)
     def create_task(
         body: CreateTask, request: Request, who: Principal = Depends(caller)
     ) -> dict[str, Any]:
@@ -242,7 +243,7 @@ def build_tasks_router(engine: Engine) -> APIRouter:
             store.record_audit(who.actor, "task.create", f"{owner}/{task.name}", task.id)
         return task.public()
 
-    @r.get("/tasks")
+    @r.get("/tasks", response_model=TaskList)
     def list_tasks(
         status: str | None = Query(None, max_length=200),
         all: bool = Query(False, description="Every user's tasks (admins only)"),
@@ -266,7 +267,7 @@ def build_tasks_router(engine: Engine) -> APIRouter:
         found = store.list_tasks(statuses, owner=owner, tag=tag, target=target, epic=epic)
         return {"tasks": [t.public() for t in found]}
 
-    @r.get("/tasks/{ref}")
+    @r.get("/tasks/{ref}", response_model=TaskView)
     async def get_task(
         ref: str,
         response: Response,
@@ -361,17 +362,17 @@ def build_tasks_router(engine: Engine) -> APIRouter:
         task = act_on(who, ref, "task.send")
         return engine.send(task.id, text, actor=who.actor)
 
-    @r.post("/tasks/{ref}/pause")
+    @r.post("/tasks/{ref}/pause", response_model=TaskView)
     def pause(ref: str, who: Principal = Depends(caller)) -> dict[str, Any]:
         task = act_on(who, ref, "task.pause")
         return engine.pause(task.id, actor=who.actor).public()
 
-    @r.post("/tasks/{ref}/resume")
+    @r.post("/tasks/{ref}/resume", response_model=TaskView)
     def resume(ref: str, who: Principal = Depends(caller)) -> dict[str, Any]:
         task = act_on(who, ref, "task.resume")
         return engine.resume(task.id, actor=who.actor).public()
 
-    @r.post("/tasks/{ref}/complete")
+    @r.post("/tasks/{ref}/complete", response_model=TaskView)
     def complete(ref: str, body: CompleteTask, who: Principal = Depends(caller)) -> dict[str, Any]:
         for field, value in body.model_dump().items():
             check_strings(value, field)
@@ -379,13 +380,13 @@ def build_tasks_router(engine: Engine) -> APIRouter:
         task = act_on(who, ref, "task.complete")
         return engine.complete(task.id, completion, actor=who.actor).public()
 
-    @r.post("/tasks/{ref}/retry")
+    @r.post("/tasks/{ref}/retry", response_model=TaskView)
     def retry(ref: str, who: Principal = Depends(caller)) -> dict[str, Any]:
         """Queue a failed or errored task again, at once, as its next attempt."""
         task = act_on(who, ref, "task.retry")
         return engine.retries.retry(task, actor=who.actor).public()
 
-    @r.post("/tasks/{ref}/progress")
+    @r.post("/tasks/{ref}/progress", response_model=TaskView)
     def progress(ref: str, body: ProgressNote, who: Principal = Depends(caller)) -> dict[str, Any]:
         check_strings(body.note, "note")
         task = act_on(who, ref, "task.progress")

@@ -256,3 +256,17 @@ def test_wait_returns_when_the_agent_asks(served: tuple[Harness, str]) -> None:
     ]
     listed = tasks_table(client.list_tasks(owner="admin"), owners=True)
     assert "input_required" in listed and "asks: Which database?" in listed
+
+
+def test_the_openapi_document_describes_every_public_task_field(
+    served: tuple[Harness, str],
+) -> None:
+    h, url = served
+    doc = httpx.get(f"{url}/openapi.json", headers=admin_headers(h.home), timeout=30).json()
+    task_fields = set(doc["components"]["schemas"]["Task"]["properties"])
+    shown = set(h.create("described").public())
+    assert shown == task_fields
+    assert {"priority", "outcome", "question", "cost_usd", "depends_on"} <= task_fields
+    assert not {"bridge_token", "resolved", "lease_owner"} & task_fields
+    create = doc["paths"]["/api/v2/tasks"]["post"]["responses"]["201"]
+    assert create["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Task"}
