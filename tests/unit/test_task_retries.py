@@ -151,3 +151,13 @@ def test_task_retry_by_hand_through_the_api_and_cli(
     assert result.exit_code != 0 and "No task 'nope'" in result.output
     with pytest.raises(TaskConflict):
         h.engine.retries.retry(h.task(task.id), actor="user")
+    status = CliRunner().invoke(dockyard, ["task", "status", "flaky"], env=env).output
+    assert "attempt 2," not in status and "attempt 2" in status  # past its allowance of 0
+
+    # a task waiting for its retry says when in `task status`
+    waiting = h.create("rate limited soon", name="waiting", queue=QueueFields(retries=1))
+    h.wait_idle(waiting.id)
+    transient = parse_completion({"outcome": "FAILED", "error_class": "TRANSIENT"})
+    h.engine.complete(waiting.id, transient, actor="agent")
+    status = CliRunner().invoke(dockyard, ["task", "status", "waiting"], env=env).output
+    assert "attempt 1 of 2" in status and "retry: attempt 2 starts at 20" in status
