@@ -68,6 +68,8 @@ class Retries:
             from_value=str(task.attempt),
             to_value=str(task.attempt + 1),
             expected=Status.ERROR,
+            # once per error: two engines sharing the store both see it, one schedules
+            ref=f"retry:{task.attempt}:{task.updated_at}",
             retry_at=stamp(when),
         )
 

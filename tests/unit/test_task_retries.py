@@ -15,12 +15,15 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import cli as dockyard
+from provisioner.engine.retries import Retries
 from provisioner.errors import BackendUnavailable, TaskConflict
 from provisioner.lifecycle import ErrorClass, Status
 from provisioner.model import QueueFields, Task, parse_time
 from provisioner.queueing import parse_completion
+from provisioner.store.store import Store, sqlite_url
 from tests.fake_engine import Harness, bridge_cache, fake
 from tests.serving import admin_env, admin_headers, serve
+from tests.stored import stored_task
 
 __all__ = ["bridge_cache", "fake"]
 
@@ -161,3 +164,37 @@ def test_task_retry_by_hand_through_the_api_and_cli(
     h.engine.complete(waiting.id, transient, actor="agent")
     status = CliRunner().invoke(dockyard, ["task", "status", "waiting"], env=env).output
     assert "attempt 1 of 2" in status and "retry: attempt 2 starts at 20" in status
+
+
+class _Port:
+    """What the retry pass needs of an engine: a store and a nudge."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.woken = 0
+
+    def wake(self) -> None:
+        self.woken += 1
+
+
+def test_two_engines_seeing_one_error_schedule_one_retry(tmp_path: Path) -> None:
+    store = Store(sqlite_url(tmp_path / "db.sqlite"))
+    try:
+        task = stored_task(
+            store, Status.ERROR, retries=2, error_class="TIMEOUT", message="phase start timed out"
+        )
+        seen = store.get(task.id)  # both engines read it before either acts
+        one, other = Retries(_Port(store)), Retries(_Port(store))
+        one.run([seen])
+        other.run([seen])
+        (event,) = [e for e in store.events(task.id) if e["kind"] == "retry"]
+        assert event["reason"] == "TIMEOUT: phase start timed out; attempt 2 of 3 in 5s"
+        when = store.get(task.id).retry_at
+        later = parse_time(str(when)) + timedelta(seconds=1)
+        one.run([store.get(task.id)], now=later)
+        other.run([seen], now=later)  # its view is stale: the compare-and-set refuses it
+        queued = store.get(task.id)
+        assert (queued.status, queued.attempt, queued.retry_at) == (Status.PENDING, 2, None)
+        assert len([e for e in store.events(task.id) if e["kind"] == "retry"]) == 2
+    finally:
+        store.close()
