@@ -482,6 +482,23 @@ class Client:
         )
         return result
 
+    def set_priority(self, task: str, priority: Any, reason: str | None = None) -> JSON:
+        """Change the task's priority (0-100 or low/normal/high); returns the task."""
+        body = {"priority": priority, "reason": reason} if reason else {"priority": priority}
+        result: JSON = self.request("PATCH", f"/tasks/{_segment(task)}", json=body)
+        return result
+
+    def promote(self, task: str, reason: str | None = None) -> JSON:
+        """Move a backlog task to pending; returns the task."""
+        body = {"reason": reason} if reason else {}
+        result: JSON = self.request("POST", f"/tasks/{_segment(task)}/promote", json=body)
+        return result
+
+    def epic(self, name: str) -> JSON:
+        """An epic's tasks, progress and cost."""
+        result: JSON = self.request("GET", f"/epics/{_segment(name)}")
+        return result
+
     def all_events(
         self, since: int = 0, task: str | None = None, actor: str | None = None, limit: int = 500
     ) -> JSON:

@@ -251,12 +251,14 @@ def events_table(events: Iterable[dict[str, Any]], tasks: bool = False) -> str:
 
 
 def queue_order(tasks: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Waiting tasks in the order they start: pending before backlog, then higher
-    priority, then longest waiting (an interrupt is at the head of its priority)."""
+    """Waiting tasks in the order they start: pending before backlog (those waiting for
+    dependencies between: they hold no place in line), then higher priority, then longest
+    waiting (an interrupt is at the head of its priority)."""
 
     def key(task: dict[str, Any]) -> tuple[int, int, int, str]:
+        pending = task.get("status") == "pending"
         return (
-            0 if task.get("status") == "pending" else 1,
+            (1 if task.get("blocked") else 0) if pending else 2,
             -int(task.get("priority") or 0),
             0 if task.get("action") == "interrupt" else 1,
             str(task.get("queued_at") or task.get("created_at") or ""),

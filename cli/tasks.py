@@ -578,6 +578,27 @@ def progress(task: str, note: str) -> None:
     click.echo(f"Noted on {task}")
 
 
+@task_group.command("priority")
+@click.argument("task")
+@click.argument("priority", metavar="0-100|low|normal|high", callback=_priority)
+@click.option("--reason", help="Why, for the task's history.")
+def priority(task: str, priority: Any, reason: str | None) -> None:
+    """Change TASK's PRIORITY; waiting tasks start in the new order."""
+    changed = current_client().set_priority(task, priority, reason)
+    click.echo(f"{changed.get('name')}: priority {changed.get('priority')}")
+
+
+@task_group.command("promote")
+@click.argument("task")
+@click.option("--reason", help="Why, for the task's history.")
+def promote(task: str, reason: str | None) -> None:
+    """Move TASK out of the backlog: it waits in line like any pending task."""
+    moved = current_client().promote(task, reason)
+    _print_status(moved)
+    if moved.get("message"):
+        click.echo(f"It is {moved['message']}")
+
+
 @task_group.command("send")
 @click.argument("task")
 @click.argument("text", required=False)

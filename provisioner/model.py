@@ -94,6 +94,8 @@ class Task:
     created_by: str | None = None  # the actor who created it
     depends_on: list[str] = field(default_factory=list)  # task ids that must complete first
     on_dependency_failure: str = "fail"  # fail | wait
+    # pending, but waiting for its dependencies: no place in the capacity queue meanwhile
+    blocked: bool = False
     action: str = "queue"  # queue | interrupt | backlog | parallel | sprint
     target: str | None = None  # a named route of the server's config
     codebase: str | None = None

@@ -58,6 +58,11 @@ class UserCommands:
         def _submit_provision(self, task_id: str) -> None: ...
         def sync_logs(self, task: Task) -> None: ...
         def mark_stopping(self, task_id: str) -> None: ...
+        def queue_dependencies(
+            self, queue: QueueFields, owner: str, refs: list[str]
+        ) -> list[str]: ...
+        def first_gate(self, task: Task) -> None: ...
+        def dependency_deleted(self, deleted: Task) -> None: ...
         def deliver_prompts(self, task: Task, client: BridgeClient) -> None: ...
         def fail(
             self,
@@ -93,7 +98,9 @@ class UserCommands:
             )
         queue = queue or QueueFields()
         queue.check()
-        depends_on = self._dependency_ids(queue.depends_on, owner)
+        depends_on = self.queue_dependencies(
+            queue, owner, self._dependency_ids(queue.depends_on, owner)
+        )
         parent_id = self._parent_id(queue.parent, owner)
         tpl = self.catalog.get(template, template_version)
         check_size(prompt, "the prompt", tpl.config.agent.profile.max_prompt_bytes, tpl.name)
@@ -146,6 +153,7 @@ class UserCommands:
             task.message = "in the backlog: starts when nothing else waits"
         if task.status == Status.PENDING:
             task.message = self.admissions.first_message(task)
+        self.first_gate(task)  # waiting for its dependencies: no place in line
         secret_names = {p.name for p in tpl.config.parameters if p.secret}
         secret_values = {k: v for k, v in spec.parameters.items() if k in secret_names}
         # a warm workspace starts at once: not for a task that must wait or be forked
@@ -294,6 +302,9 @@ class UserCommands:
                         actor=actor,
                         reason="deleted by user",
                     )
+            # before its row goes: a reconcile pass must never see it missing while it
+            # is still on its dependents' lists after it completed
+            self.dependency_deleted(task)  # they go on without it, or fail
             self.backend.remove(task.id)
             if not self.store.delete(task.id):  # another server sharing the store was first
                 raise TaskNotFound(f"No task {ref[:80]!r}", hint="it was deleted just now")

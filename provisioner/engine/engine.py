@@ -23,6 +23,7 @@ from provisioner.capacity import Usage
 from provisioner.engine.admission import Admissions
 from provisioner.engine.commands import LEASE_TTL_S, UserCommands
 from provisioner.engine.follower import Follower
+from provisioner.engine.ordering import TaskOrdering
 from provisioner.engine.outcomes import TaskOutcomes
 from provisioner.engine.pools import WarmPools
 from provisioner.engine.provision import Provisioner
@@ -64,7 +65,7 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-class Engine(UserCommands, TaskOutcomes):
+class Engine(UserCommands, TaskOutcomes, TaskOrdering):
     """Drives every task of one store on one backend."""
 
     def __init__(
@@ -162,7 +163,8 @@ class Engine(UserCommands, TaskOutcomes):
     # reconcile -------------------------------------------------------------------
     def reconcile(self) -> None:
         """One level-triggered pass over every live task."""
-        live = [t for t in self.store.list_tasks(kind=None) if t.status not in TERMINAL]
+        everyone = self.store.list_tasks(kind=None)
+        live = [t for t in everyone if t.status not in TERMINAL]
         running: set[str] | None = None
         if any(t.status == Status.ACTIVE for t in live):
             try:
@@ -170,10 +172,14 @@ class Engine(UserCommands, TaskOutcomes):
             except BackendError as exc:
                 log.warning("cannot list workspaces: %s", exc)
         self.retries.run(live)  # errors worth retrying get their time, or go back in line
-        pending = [t for t in live if t.status == Status.PENDING]
+        # those waiting for dependencies are kept apart: they hold up no one behind them
+        pending = self.gate(live, everyone)
+        started: list[str] = []
         if pending:
-            for task_id in self.admissions.run(pending, LEASE_TTL_S):
+            started = self.admissions.run(pending, LEASE_TTL_S)
+            for task_id in started:
                 self._submit_provision(task_id)
+        self.promote_backlog(everyone, [t for t in pending if t.id not in started])
         for task in live:
             if task.status == Status.INITIALIZING:
                 if self._take_lease(task):

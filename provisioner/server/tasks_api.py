@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from provisioner.auth.tokens import Principal
 from provisioner.bridge.runtime.wire import DELIVERED, QUEUED
@@ -23,13 +23,14 @@ from provisioner.queueing import (
     MAX_DEPENDENCIES,
     MAX_RETRIES,
     MAX_TAGS,
+    check_label,
     parse_completion,
 )
 from provisioner.server import inputs
 from provisioner.server.auth import caller
 from provisioner.server.http_errors import ERROR_RESPONSES, MAX_ROW_ID
 from provisioner.server.logjson import entries_json, page_json
-from provisioner.server.views import TaskList, TaskView
+from provisioner.server.views import EpicView, TaskList, TaskView
 from provisioner.server.waiting import MAX_WAIT, wait_for
 from provisioner.store.store import Store
 
@@ -99,6 +100,23 @@ class ProgressNote(BaseModel):
     """Body of POST /api/v2/tasks/{task}/progress."""
 
     note: str = Field(description="What the task has done so far, in a line or two")
+
+
+class ChangeTask(BaseModel):
+    """Body of PATCH /api/v2/tasks/{task}: what may change after creation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    priority: int | str = Field(description="0-100 (higher first) or low, normal, high (25/50/75)")
+    reason: str | None = Field(None, description="Why, for the task's history")
+
+
+class Promote(BaseModel):
+    """Body of POST /api/v2/tasks/{task}/promote (optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(None, description="Why, for the task's history")
 
 
 class SendInput(BaseModel):
@@ -391,6 +409,28 @@ def build_tasks_router(engine: Engine) -> APIRouter:
         check_strings(body.note, "note")
         task = act_on(who, ref, "task.progress")
         return engine.progress(task.id, body.note, actor=who.actor).public()
+
+    @r.patch("/tasks/{ref}", response_model=TaskView)
+    def change(ref: str, body: ChangeTask, who: Principal = Depends(caller)) -> dict[str, Any]:
+        check_strings(body.model_dump(), "body")
+        task = act_on(who, ref, "task.priority")
+        changed = engine.set_priority(task.id, body.priority, actor=who.actor, reason=body.reason)
+        return changed.public()
+
+    @r.post("/tasks/{ref}/promote", response_model=TaskView)
+    def promote(
+        ref: str, body: Promote | None = None, who: Principal = Depends(caller)
+    ) -> dict[str, Any]:
+        reason = body.reason if body is not None else None
+        check_strings(reason, "reason")
+        task = act_on(who, ref, "task.promote")
+        return engine.promote(task.id, actor=who.actor, reason=reason).public()
+
+    @r.get("/epics/{name}", response_model=EpicView)
+    def epic(name: str, who: Principal = Depends(caller)) -> dict[str, Any]:
+        check_label(name, "epic")
+        # members see their own tasks of the epic; admins everyone's
+        return engine.epic(name, None if who.is_admin else who.user)
 
     @r.get("/events")
     def all_events(

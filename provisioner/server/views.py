@@ -27,6 +27,7 @@ FIELD_DOCS = {
     "tags": "Labels",
     "source": "Where it came from (cli, api...), set by the server",
     "depends_on": "Ids of tasks that must complete first",
+    "blocked": "True while a pending task waits for its dependencies (no place in line)",
     "action": "How it entered the queue: queue, interrupt, backlog, parallel or sprint",
     "outcome": "SUCCESS, FAILED, SKIPPED or CANCELLED, once reported",
     "error_class": "Why it failed: TRANSIENT, PERMANENT, DEPENDENCY, POLICY, TIMEOUT, UNKNOWN",
@@ -59,3 +60,35 @@ class TaskList(BaseModel):
     """GET /api/v2/tasks."""
 
     tasks: list[TaskView]  # type: ignore[valid-type]
+
+
+class EpicTask(BaseModel):
+    """One task of an epic, as `GET /api/v2/epics/{name}` shows it."""
+
+    id: str
+    name: str
+    owner: str
+    title: str
+    status: str
+    priority: int
+    action: str
+    progress: str | None = Field(description="Its latest progress note")
+    message: str
+    depends_on: list[str] = Field(description="Names of the tasks it runs after")
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+
+
+class EpicView(BaseModel):
+    """GET /api/v2/epics/{name}: the epic's tasks in the order they run (dependencies
+    first, then oldest), its progress and its total cost."""
+
+    name: str
+    tasks: list[EpicTask]
+    completed: int
+    total: int
+    progress: str = Field(description="`n of m completed`")
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -65,6 +66,9 @@ tasks = Table(
     Column("created_by", String(64)),
     Column("depends_on", JSON, nullable=False, server_default="[]"),
     Column("on_dependency_failure", String(8), nullable=False, server_default="fail"),
+    # 1 while a pending task waits for its dependencies: it takes no place in the
+    # capacity queue then, so it never stands in front of tasks that could start
+    Column("blocked", Boolean, nullable=False, server_default="0"),
     Column("action", String(16), nullable=False, server_default="queue"),
     Column("target", String(64)),
     Column("codebase", String(128)),

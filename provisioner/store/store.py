@@ -439,7 +439,11 @@ class Store(LogsMixin, PromptsMixin, AccountsMixin):
             tasks.c.queued_at,
             tasks.c.created_at,
             tasks.c.state,
-        ).where(tasks.c.status.in_([s.value for s in COUNTED]))
+        ).where(
+            tasks.c.status.in_([s.value for s in COUNTED]),
+            # a task waiting for its dependencies is not in line for a slot
+            tasks.c.blocked.is_(False),
+        )
         if kind is not None:
             query = query.where(tasks.c.kind == kind)
         return [
@@ -582,12 +586,15 @@ class Store(LogsMixin, PromptsMixin, AccountsMixin):
         ref: str | None = None,
         live: bool = False,
         expected: Status | None = None,
+        unchanged: dict[str, Any] | None = None,
         **changes: Any,
     ) -> bool:
         """Change fields and add one event of `kind` (priority, progress, usage...) in one
         transaction. With `ref`, at most once: False if an event with that ref exists.
         With `live`, only while the task has not ended; with `expected`, only while it
-        has that status (False otherwise)."""
+        has that status; with `unchanged`, only while those columns hold those values
+        (a compare-and-set: of engines sharing the store, one records it). False
+        otherwise."""
         now = utcnow()
         if "state" in changes:
             changes.setdefault("state_changed_at", now)
@@ -599,6 +606,8 @@ class Store(LogsMixin, PromptsMixin, AccountsMixin):
                 guard = and_(guard, tasks.c.status.not_in([s.value for s in TERMINAL]))
             if expected is not None:
                 guard = and_(guard, tasks.c.status == expected.value)
+            for column, value in (unchanged or {}).items():
+                guard = and_(guard, tasks.c[column] == value)
             result = conn.execute(update(tasks).where(guard).values(updated_at=now, **changes))
             if result.rowcount != 1:
                 return False

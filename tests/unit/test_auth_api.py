@@ -61,6 +61,9 @@ RULES: dict[tuple[str, str], str] = {
     ("POST", "/api/v2/tasks/{ref}/progress"): MEMBER,
     ("POST", "/api/v2/tasks/{ref}/retry"): MEMBER,
     ("GET", "/api/v2/cost"): MEMBER,
+    ("PATCH", "/api/v2/tasks/{ref}"): MEMBER,
+    ("POST", "/api/v2/tasks/{ref}/promote"): MEMBER,
+    ("GET", "/api/v2/epics/{name}"): MEMBER,
     ("GET", "/api/v2/events"): MEMBER,
     ("GET", "/api/v2/me"): MEMBER,
     ("GET", "/api/v2/users"): ADMIN,
@@ -78,6 +81,8 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v2/tasks/{ref}/send"): {"input": "more"},
     ("POST", "/api/v2/tasks/{ref}/complete"): {"outcome": "SKIPPED"},
     ("POST", "/api/v2/tasks/{ref}/progress"): {"note": "halfway"},
+    ("PATCH", "/api/v2/tasks/{ref}"): {"priority": 60},
+    ("POST", "/api/v2/tasks/{ref}/promote"): {"reason": "now"},
     ("POST", "/api/v2/users"): {"name": "carol", "role": "member"},
     ("POST", "/api/v2/tokens"): {"name": "ci"},
 }
@@ -196,6 +201,58 @@ def test_another_members_task_is_not_found(served: Served) -> None:
     assert [t["owner"] for t in everyone["tasks"]] == ["alice"]
     mine = served.call("alice", "GET", "/api/v2/tasks/alices-task").json()
     assert mine["owner"] == "alice"
+
+
+def test_queue_acts_on_another_members_task_are_not_found(served: Served) -> None:
+    # parked behind alice's paused task, so it never leaves the backlog by itself
+    parked = stored_task(
+        served.store,
+        Status.BACKLOG,
+        owner="alice",
+        name="alices-later",
+        epic="login",
+        priority=30,
+        depends_on=[served.task.id],
+    )
+    path = f"/api/v2/tasks/{parked.id}"
+    assert served.call("bob", "PATCH", path, json={"priority": 99}).status_code == 404
+    assert served.call("bob", "POST", path + "/promote", json={}).status_code == 404
+    assert served.call("bob", "GET", "/api/v2/epics/login").status_code == 404
+    still = served.store.get(parked.id)
+    assert (still.status, still.priority) == (Status.BACKLOG, 30)
+    assert [e["kind"] for e in served.store.events(parked.id)] == ["status"]  # created only
+    epic = served.call("alice", "GET", "/api/v2/epics/login").json()
+    assert [t["name"] for t in epic["tasks"]] == ["alices-later"]
+    assert epic["progress"] == "0 of 1 completed"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"priority": 101},
+        {"priority": -1},
+        {"priority": "urgent"},
+        {"priority": "50; rm -rf /"},
+        {"priority": 1.5},
+        {"priority": None},
+        {},
+        {"priority": 60, "depends_on": ["x"]},  # only the priority may change
+        {"priority": 60, "reason": "\x1b[2Jwiped"},
+        {"priority": 60, "reason": "x" * 600},
+    ],
+)
+def test_a_bad_priority_change_is_a_400(served: Served, body: dict[str, Any]) -> None:
+    path = f"/api/v2/tasks/{served.task.id}"
+    reply = served.call("alice", "PATCH", path, json=body)
+    assert reply.status_code == 400, reply.text
+    assert served.store.get(served.task.id).priority == 50
+
+
+@pytest.mark.parametrize("name", ["a b", "-x", "x" * 65, "%2e%2e", "\u202e"])
+def test_a_bad_epic_name_is_a_400_or_not_found(served: Served, name: str) -> None:
+    reply = served.call("alice", "GET", f"/api/v2/epics/{name}")
+    assert reply.status_code in (400, 404), reply.text
+    assert len(reply.text) < 2000
 
 
 def test_only_admins_create_tasks_for_others(served: Served) -> None:

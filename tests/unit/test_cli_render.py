@@ -340,3 +340,15 @@ def test_a_command_imports_only_what_it_needs() -> None:
         cwd=Path(__file__).resolve().parents[2],
     )
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_queue_order_puts_tasks_waiting_for_dependencies_after_those_in_line() -> None:
+    from cli.render import queue_order
+
+    tasks = [
+        {"name": "parked", "status": "backlog", "priority": 99, "created_at": "1"},
+        {"name": "blocked", "status": "pending", "priority": 90, "blocked": True},
+        {"name": "low", "status": "pending", "priority": 10, "created_at": "2"},
+        {"name": "high", "status": "pending", "priority": 80, "created_at": "3"},
+    ]
+    assert [t["name"] for t in queue_order(tasks)] == ["high", "low", "blocked", "parked"]

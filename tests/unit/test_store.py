@@ -17,7 +17,7 @@ from provisioner.errors import DockyardError, TaskConflict, TaskNotFound
 from provisioner.lifecycle import Status
 from provisioner.model import Task
 from provisioner.store.store import Store
-from tests.postgres import PostgresCluster
+from tests.postgres import PostgresCluster, column_names, drop_columns
 from tests.stored import stored_task
 
 
@@ -445,3 +445,21 @@ def test_log_ids_go_past_32_bits(postgres_cluster: PostgresCluster) -> None:
     finally:
         store.close()
         postgres_cluster.drop(url)
+
+
+def test_a_task_waiting_for_dependencies_holds_no_place_in_line(store_url: str) -> None:
+    Store(store_url).close()
+    drop_columns(store_url, "tasks", ["blocked"])  # a database from before dependencies
+    store = Store(store_url)
+    try:
+        assert "blocked" in column_names(store_url, "tasks")
+        running = make_task(store, Status.ACTIVE)
+        ahead = make_task(store, priority=90, blocked=True)
+        behind = make_task(store, priority=10)
+        usage = store.usage(2)
+        assert [s.id for s in usage.queue] == [behind.id] and usage.waiting == 1
+        moved, _ = store.admit(behind.id, Status.PENDING, 2, actor="engine")
+        assert moved is not None and moved.status == Status.INITIALIZING
+        assert store.get(ahead.id).blocked is True and running.blocked is False
+    finally:
+        store.close()
