@@ -133,6 +133,8 @@ def test_codex_counts_the_growth_of_its_running_totals() -> None:
          Usage(2_500_000, 1500, 7.5)),
         ("Tokens: 0 sent, 0 received. Cost: $0.00 message, $0.00 session.", None),
         ("Use `Tokens:` wisely", None),
+        ("> Tokens: 5 sent, 5 received.", None),  # the user's prompt, echoed
+        ("Done: Tokens: 5 sent, 5 received.", None),
         ("Tokens: lots sent, 5 received.", None),
     ],
 )  # fmt: skip

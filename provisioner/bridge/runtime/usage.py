@@ -187,7 +187,9 @@ class AiderReport:
     def feed(self, line: str) -> Usage | None:
         if "Tokens: " not in line:
             return None
-        found = _AIDER_RE.search(line)
+        # Aider prints it on a line of its own: the same words quoted anywhere else (the
+        # user's prompt echoed, a reply) are not a usage report
+        found = _AIDER_RE.fullmatch(line.strip())
         if found is None:
             return None
         # "sent" is what Aider counts as the prompt, cache writes included (cache hits are

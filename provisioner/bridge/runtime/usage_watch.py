@@ -85,6 +85,11 @@ class UsageWatch:
         """Whether this agent keeps records we know how to read."""
         return self.agent in WATCHED
 
+    @property
+    def reads_transcript(self) -> bool:
+        """Whether poll() wants the bridge's transcript entries (Aider prints its usage)."""
+        return self.agent == AIDER
+
     def _load(self) -> None:
         try:
             data = json.loads(self.state_path.read_text("utf-8"))
