@@ -76,6 +76,7 @@ class CreateTask(BaseModel):
         None,
         ge=0,
         le=MAX_RETRIES,
+        strict=True,  # `true` is not 1 retry
         description="Automatic retries on TRANSIENT and TIMEOUT errors (default: the "
         "template's lifecycle.retries)",
     )

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from cli.main import cli as dockyard
 from provisioner.engine.retries import Retries
-from provisioner.errors import BackendUnavailable, TaskConflict
+from provisioner.errors import BackendUnavailable, TaskConflict, TemplateError
 from provisioner.lifecycle import ErrorClass, Status
 from provisioner.model import QueueFields, Task, parse_time
 from provisioner.queueing import parse_completion
@@ -85,6 +85,10 @@ def test_the_templates_retries_apply_unless_the_task_says_otherwise(fake: Harnes
     assert fake.create("b", template=name, queue=QueueFields(retries=0)).retries == 0
     assert fake.create("c", template=name, queue=QueueFields(retries=1)).retries == 1
     assert fake.create("d").retries == 0  # the scripted template allows none
+    for bad in (-1, 11, "lots", 2.5, None):
+        variant = fake.add_scripted_variant("scripted-bad-retries", lifecycle={"retries": bad})
+        with pytest.raises(TemplateError, match="retries"):
+            fake.create("e", template=variant)
 
 
 def test_a_transient_failure_reported_by_the_agent_requeues_it(fake: Harness) -> None:
@@ -156,6 +160,15 @@ def test_task_retry_by_hand_through_the_api_and_cli(
         h.engine.retries.retry(h.task(task.id), actor="user")
     status = CliRunner().invoke(dockyard, ["task", "status", "flaky"], env=env).output
     assert "attempt 2," not in status and "attempt 2" in status  # past its allowance of 0
+
+    for bad in (-1, 11, "3; drop", 1.5, True):
+        made = httpx.post(
+            f"{url}/api/v2/tasks",
+            headers=headers,
+            json={"template": "scripted", "prompt": "x", "retries": bad},
+            timeout=30,
+        )
+        assert made.status_code == 400 and "retries" in made.text, (bad, made.text)
 
     # a task waiting for its retry says when in `task status`
     waiting = h.create("rate limited soon", name="waiting", queue=QueueFields(retries=1))
