@@ -14,6 +14,7 @@ import pytest
 from provisioner.bridge.package import build_zipapp
 from tests.polling import wait_until
 from tests.unit.test_bridge_local import BridgeRunner
+from tests.unit.test_task_reports import post_report, report_key
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +78,22 @@ def test_aiders_usage_lines_in_the_output_are_reported(runner: BridgeRunner) -> 
     assert usage_reports(runner) == [
         {"tokens_in": 1200, "tokens_out": 350, "cost_usd": 0.01, "model": None}
     ]
+
+
+def test_usage_recorded_before_a_complete_is_reported_before_it(
+    runner: BridgeRunner, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    log = home / ".codex" / "sessions" / "2026" / "11" / "30" / "rollout-1.jsonl"
+    log.parent.mkdir(parents=True)
+    client = runner.start(agent_type="codex", env={"HOME": str(home)})
+    usage = {"input_tokens": 900, "cached_input_tokens": 0, "output_tokens": 40}
+    log.write_text(
+        json.dumps({"type": "turn_context", "payload": {"model": "gpt-5.5"}}) + "\n"
+        + json.dumps({"type": "event_msg", "payload": {"type": "token_count",
+                      "info": {"total_token_usage": usage}}}) + "\n"
+    )  # fmt: skip
+    done = {"kind": "complete", "outcome": "SUCCESS"}
+    assert post_report(client, done, report_key(runner)).status_code == 200
+    kinds = [(r["kind"], r.get("tokens_in")) for r in client.reports()["reports"]]
+    assert kinds == [("usage", 900), ("complete", None)]

@@ -36,7 +36,7 @@ from .setup import (
     setup_argv,
 )
 from .statedir import StateDir, log
-from .task_command import USAGE, ReportError, check_report
+from .task_command import COMPLETE, USAGE, ReportError, check_report
 from .transcript import Conversation, LineAssembler, Transcript
 from .usage_watch import UsageWatch
 
@@ -142,6 +142,7 @@ class Bridge:
         home = Path(env.get("HOME") or Path.home())
         self.usage = UsageWatch(config.agent_type, home, self.state_dir.root / USAGE_FILE, env)
         self._usage_thread: threading.Thread | None = None
+        self._usage_lock = threading.Lock()  # one look at a time (the thread, a complete)
         # the port the API really listens on (main() sets it once bound: the config may say 0)
         self.listen_port = config.port
 
@@ -570,6 +571,8 @@ class Bridge:
         over: later reports of this run are refused (409), as are reports past the bounds
         (429).
         """
+        if body.get("kind") == COMPLETE:
+            self.report_usage()  # what the agent spent up to now goes before its end
         line_size = len(json.dumps(body, ensure_ascii=False).encode("utf-8")) + 128
         with self.cond:
             done = self.reports.completed_after(self.reports_from)
@@ -597,12 +600,14 @@ class Bridge:
     def report_usage(self) -> int:
         """Report what the agent spent since the last look at its records (usage_watch),
         as `usage` reports like the agent's own; how many were made."""
-        entries: list[dict[str, Any]] = []
-        if self.usage.reads_transcript:
-            with self.cond:
-                entries = list(self.transcript.after(self.usage.seq, MAX_LIMIT))
+        with self._usage_lock:
+            entries: list[dict[str, Any]] = []
+            if self.usage.reads_transcript:
+                with self.cond:
+                    entries = list(self.transcript.after(self.usage.seq, MAX_LIMIT))
+            found = self.usage.poll(entries)
         made = 0
-        for usage in self.usage.poll(entries):
+        for usage in found:
             try:
                 self.report(check_report({"kind": USAGE, **usage.report()}))
             except (Rejected, ReportError) as exc:
