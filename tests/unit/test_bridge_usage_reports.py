@@ -12,9 +12,14 @@ from pathlib import Path
 import pytest
 
 from provisioner.bridge.package import build_zipapp
+from provisioner.lifecycle import Status
+from provisioner.pricing import parse_pricing
+from tests.fake_engine import Harness, bridge_cache, fake
 from tests.polling import wait_until
 from tests.unit.test_bridge_local import BridgeRunner
 from tests.unit.test_task_reports import post_report, report_key
+
+__all__ = ["bridge_cache", "fake"]
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +102,62 @@ def test_usage_recorded_before_a_complete_is_reported_before_it(
     assert post_report(client, done, report_key(runner)).status_code == 200
     kinds = [(r["kind"], r.get("tokens_in")) for r in client.reports()["reports"]]
     assert kinds == [("usage", 900), ("complete", None)]
+
+
+AIDER_LIKE = """#!/usr/bin/env python3
+import subprocess, sys
+LINE = "Tokens: 1.2k sent, 350 received. Cost: $0.01 message, $0.02 session."
+while True:
+    sys.stdout.write("> ")
+    sys.stdout.flush()
+    text = sys.stdin.readline()
+    if not text:
+        break
+    if text.startswith("/complete"):
+        usage = ["--tokens-in", "1000000", "--tokens-out", "0", "--model", "claude-sonnet-4-5"]
+        subprocess.run(["dockyard-task", "usage", *usage], check=True)
+        subprocess.run(["dockyard-task", "complete", "--outcome", "SUCCESS"], check=True)
+    else:
+        print(LINE)
+"""
+
+
+def test_usage_reaches_the_task_priced_end_to_end(fake: Harness, tmp_path: Path) -> None:
+    # an agent named like Aider (so its bridge reads Aider's lines), on the fake backend
+    script = tmp_path / "aider"
+    script.write_text(AIDER_LIKE)
+    script.chmod(0o755)
+    fake.backend.files["/usr/local/bin/aider"] = script
+    variant = fake.add_scripted_variant(
+        "aider-like", agent={"command": ["/usr/local/bin/aider"], "resume_command": None}
+    )
+    fake.engine.pricing = parse_pricing(
+        {"claude-sonnet-4-5": {"input_per_mtok": 3.0, "output_per_mtok": 15.0}}
+    )
+    task = fake.create("hello", template=variant)
+    fake.wait_output(
+        task.id, "Tokens: 1.2k sent, 350 received. Cost: $0.01 message, $0.02 session."
+    )
+    fake.wait_idle(task.id)
+    fake.engine.send(task.id, "/complete")
+    done = fake.wait_status(task.id, Status.COMPLETED)
+    # the agent's own report in tokens (priced), then, looked for as the agent completes,
+    # Aider's line with its own dollars (as the task's model): each once, before the end
+    assert (done.tokens_in, done.tokens_out) == (1_001_200, 350)
+    assert done.cost_usd == pytest.approx(3.01)
+    # the outcome event follows the status change in a transaction of its own
+    kinds = wait_until(
+        lambda: (
+            (found := [e["kind"] for e in fake.store.events(task.id) if e["kind"] != "status"])
+            and "outcome" in found
+            and found
+        ),
+        10,
+        "the outcome event",
+    )
+    assert [k for k in kinds if k in ("usage", "outcome")] == ["usage", "usage", "outcome"]
+    usage = [e["reason"] for e in fake.store.events(task.id) if e["kind"] == "usage"]
+    assert usage == [
+        "1000000 in, 0 out, $3.0000 (claude-sonnet-4-5)",
+        "1200 in, 350 out, $0.0100 (claude-sonnet-4-5)",
+    ]
