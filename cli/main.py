@@ -19,6 +19,7 @@ LAZY_COMMANDS = {
     "pool": "cli.pools:pool_group",
     "capacity": "cli.pools:capacity",
     "cost": "cli.cost:cost",
+    "target": "cli.targets:target_group",
     "epic": "cli.epics:epic_group",
     "user": "cli.accounts:user_group",
     "token": "cli.accounts:token_group",
