@@ -465,6 +465,16 @@ class Client:
         result: JSON = self.request("POST", f"/tasks/{_segment(task)}/complete", json=body)
         return result
 
+    def retry(self, task: str) -> JSON:
+        """Queue a failed or errored task again as its next attempt; returns it."""
+        result: JSON = self.request("POST", f"/tasks/{_segment(task)}/retry")
+        return result
+
+    def cost(self, by: str | None = None, since: str | None = None) -> JSON:
+        """Cost totals ({total, groups}) of the tasks the caller may see."""
+        result: JSON = self.request("GET", "/cost", params={"by": by, "since": since})
+        return result
+
     def progress(self, task: str, note: str) -> JSON:
         """Record a progress note; returns the task."""
         result: JSON = self.request(

@@ -285,9 +285,13 @@ def queue_lines(task: dict[str, Any]) -> list[str]:
             extra.append(f"{key.replace('_', ' ')} {task[key]}")
     if task.get("tags"):
         extra.append("tags " + ",".join(task["tags"]))
-    if int(task.get("attempt") or 1) > 1:
-        extra.append(f"attempt {task['attempt']}")
+    attempt, retries = int(task.get("attempt") or 1), int(task.get("retries") or 0)
+    if attempt > 1 or retries:
+        most = retries + 1
+        extra.append(f"attempt {attempt} of {most}" if attempt <= most else f"attempt {attempt}")
     lines.append(", ".join(extra))
+    if task.get("retry_at"):
+        lines.append(f"retry: attempt {attempt + 1} starts at {task['retry_at']}")
     if task.get("question"):
         lines.append(f"question: {task['question']}")
     if task.get("progress"):

@@ -232,9 +232,8 @@ def _priority(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @click.option(
     "--retries",
     type=click.IntRange(0, 10),
-    default=0,
-    show_default=True,
-    help="Automatic retries on TRANSIENT and TIMEOUT errors.",
+    default=None,
+    help="Automatic retries on TRANSIENT and TIMEOUT errors [default: the template's].",
 )
 def create(
     prompt: str | None,
@@ -259,7 +258,7 @@ def create(
     target: str | None,
     codebase: str | None,
     parent: str | None,
-    retries: int,
+    retries: int | None,
 ) -> None:
     """Create a task from a template (and preset) with PROMPT."""
     text = read_text(prompt, from_stdin, "prompt")
@@ -280,7 +279,7 @@ def create(
         target=target,
         codebase=codebase,
         parent=parent,
-        retries=retries or None,
+        retries=retries,
         template=template,
         preset=preset,
         prompt=text,
@@ -705,6 +704,15 @@ def pause(task: str) -> None:
 def resume(task: str) -> None:
     """Start a paused or errored task's workspace again."""
     _print_status(current_client().resume(task))
+
+
+@task_group.command("retry")
+@click.argument("task")
+def retry(task: str) -> None:
+    """Queue a failed or errored TASK again, at once, as its next attempt (its workspace
+    and session are kept: the agent resumes)."""
+    done = current_client().retry(task)
+    click.echo(f"{done.get('name')}: attempt {done.get('attempt')}, {status_line(done)}")
 
 
 @task_group.command("delete")

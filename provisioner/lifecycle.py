@@ -105,6 +105,11 @@ _ALLOWED: dict[Status, frozenset[Status]] = {
     Status.CANCELLED: frozenset(),
 }
 
+# Moves only a retry may make (`task retry`, or a retry policy): a failed task queued again
+# as its next attempt. Completed and cancelled stay final, whatever the action.
+RETRY = "retry"
+_RETRY_ONLY: dict[Status, frozenset[Status]] = {Status.FAILED: frozenset({Status.PENDING})}
+
 # Specific reasons for the moves people actually attempt, so the error says what to do.
 _WHY_NOT: dict[tuple[Status, Status], str] = {
     (Status.PENDING, Status.PAUSED): "it has not started yet; delete it instead",
@@ -113,17 +118,22 @@ _WHY_NOT: dict[tuple[Status, Status], str] = {
 }
 
 
-def can_transition(current: Status, target: Status) -> bool:
-    """True when the lifecycle allows moving from `current` to `target`."""
-    return target in _ALLOWED[current]
+def can_transition(current: Status, target: Status, *, action: str | None = None) -> bool:
+    """True when the lifecycle allows moving from `current` to `target` (by `action`:
+    only a retry takes a failed task back to pending)."""
+    if target in _ALLOWED[current]:
+        return True
+    return action == RETRY and target in _RETRY_ONLY.get(current, frozenset())
 
 
 def check_transition(current: Status, target: Status, *, action: str | None = None) -> None:
     """Raise IllegalTransition with a specific message unless the move is allowed."""
-    if can_transition(current, target):
+    if can_transition(current, target, action=action):
         return
     verb = action or f"move to {target.value}"
-    if current in TERMINAL:
+    if current == Status.FAILED and target == Status.PENDING:
+        reason = f"it has failed; queue it again with: dockyard task {RETRY}"
+    elif current in TERMINAL:
         reason = f"it has ended ({current.value}); create a new task instead"
     elif current == target:
         reason = f"it is already {current.value}"

@@ -162,7 +162,7 @@ class QueueFields:
     target: str | None = None
     codebase: str | None = None
     parent: str | None = None  # a task ref to fork from
-    retries: int = 0
+    retries: int | None = None  # None: the template's lifecycle.retries
 
     def check(self) -> None:
         """Raise ParameterError naming the first field that is not acceptable."""
@@ -175,7 +175,8 @@ class QueueFields:
         check_choice(self.source, SOURCES, "source")
         check_choice(self.on_dependency_failure, DEPENDENCY_POLICIES, "dependency failure policy")
         check_choice(self.action, ACTIONS, "action")
-        self.retries = check_retries(self.retries)
+        if self.retries is not None:
+            self.retries = check_retries(self.retries)
         if len(self.depends_on) > MAX_DEPENDENCIES:
             raise ParameterError(
                 f"Too many dependencies ({len(self.depends_on)}): at most {MAX_DEPENDENCIES}"

@@ -13,6 +13,7 @@ import platformdirs
 from provisioner.errors import DockyardError
 
 if TYPE_CHECKING:
+    from provisioner.pricing import PriceTable
     from provisioner.routing import Target
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -150,6 +151,15 @@ def default_retention(home: Path | None = None) -> str | None:
     except ParameterError as exc:
         raise DockyardError(f"{where}: {exc.message}") from exc
     return value
+
+
+def pricing(home: Path | None = None) -> PriceTable:
+    """The `pricing:` table of HOME/config.yaml (dollars per million tokens by model),
+    checked at startup: a ParameterError names the file and the key that is wrong."""
+    from provisioner.pricing import parse_pricing  # the CLI imports this module too
+
+    config, data = _config(home)
+    return parse_pricing(data.get("pricing"), f"{config}: pricing")
 
 
 def template_search_path() -> list[Path]:

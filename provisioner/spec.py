@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from provisioner.durations import parse_retention
 from provisioner.prompts import MAX_PROMPT_BYTES
+from provisioner.queueing import MAX_RETRIES
 
 # The policy key of a task whose image is borrowed from another template (`template:NAME`)
 IMAGE_FROM = "image_from"
@@ -82,6 +83,14 @@ class LifecycleConfig(_Strict):
     def _check_retention(cls, value: str | None) -> str | None:
         parse_retention(value)  # a ValueError: the template's error names the field
         return value
+
+    retries: int = Field(
+        0,
+        ge=0,
+        le=MAX_RETRIES,
+        description="Automatic retries of a task after a TRANSIENT or TIMEOUT error, with "
+        "backoff; a task's own --retries wins",
+    )
 
 
 # --- the spec a backend gets -----------------------------------------------------------

@@ -139,6 +139,7 @@ class UserCommands:
             while self.store.name_taken(owner, name):
                 name = f"{stem}-{secrets.token_hex(2)}"
         now = utcnow()
+        policy = task_policy(self.catalog, spec) if spec else {}
         task = Task(
             id=str(uuid.uuid4()),
             name=name,
@@ -156,7 +157,7 @@ class UserCommands:
             created_at=now,
             updated_at=now,
             message="waiting to be provisioned",
-            policy=task_policy(self.catalog, spec) if spec else {},
+            policy=policy,
             priority=queue.priority,
             title=title_from(prompt, queue.title),
             tags=list(queue.tags),
@@ -170,7 +171,8 @@ class UserCommands:
             target=routed.target.name if routed.target else None,
             codebase=queue.codebase,
             parent_id=parent_id,
-            retries=queue.retries,
+            # the task's own --retries wins over its template's lifecycle.retries
+            retries=int(policy.get("retries") or 0) if queue.retries is None else queue.retries,
         )
         if queue.action == "backlog":
             task.status = Status.BACKLOG

@@ -30,6 +30,7 @@ from provisioner.engine.outcomes import TaskOutcomes
 from provisioner.engine.pools import WarmPools
 from provisioner.engine.provision import Provisioner
 from provisioner.engine.retention import remove_expired
+from provisioner.engine.retries import Retries
 from provisioner.engine.routing import Routes
 from provisioner.engine.secrets import SecretStore
 from provisioner.engine.workspace import BridgeBundler
@@ -43,6 +44,7 @@ from provisioner.errors import (
 )
 from provisioner.lifecycle import TERMINAL, ErrorClass, State, Status
 from provisioner.model import POOL_OWNER, Task, parse_time
+from provisioner.pricing import PriceTable
 from provisioner.prompts import FINISHED, refusal_reason
 from provisioner.routing import Target
 from provisioner.store.store import Store
@@ -87,6 +89,7 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering):
         tick_s: float = 1.0,
         secrets: SecretStore | None = None,
         max_workspaces: int | None = None,
+        pricing: PriceTable | None = None,
         targets: Mapping[str, Target] | None = None,
         retention: str | None = None,
     ) -> None:
@@ -104,6 +107,8 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering):
         self.routes = Routes(self)
         # how long finished tasks' workspaces stay when their template does not say
         self.retention = retention
+        self.retries = Retries(self)
+        self.pricing = pricing or PriceTable()  # fills in dollars of usage reported as tokens
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -182,6 +187,7 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering):
                 running = self.backend.running_task_ids()
             except BackendError as exc:
                 log.warning("cannot list workspaces: %s", exc)
+        self.retries.run(live)  # errors worth retrying get their time, or go back in line
         pending = [t for t in live if t.status == Status.PENDING]
         if pending and self.admissions.targets:
             self.routes.route_waiting(pending)  # a codebase a target now serves

@@ -11,13 +11,24 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from provisioner.backends.base import Backend
 from provisioner.errors import BackendError, ParameterError, TaskConflict, TaskNotFound
-from provisioner.lifecycle import TERMINAL, ErrorClass, State, Status, check_transition
+from provisioner.lifecycle import (
+    TERMINAL,
+    ErrorClass,
+    Outcome,
+    State,
+    Status,
+    can_transition,
+    check_transition,
+)
 from provisioner.lifecycle import outcome_status as status_of
 from provisioner.model import Task
+from provisioner.pricing import PriceTable, price
 from provisioner.queueing import (
     MAX_NOTE_BYTES,
     MAX_QUESTION_BYTES,
@@ -27,6 +38,7 @@ from provisioner.queueing import (
     parse_completion,
     parse_cost,
 )
+from provisioner.retrying import attempt_line, should_retry, stamp
 from provisioner.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -40,6 +52,7 @@ class TaskOutcomes:
 
     store: Store
     backend: Backend
+    pricing: PriceTable
     _task_locks: dict[str, threading.Lock]
 
     if TYPE_CHECKING:
@@ -52,7 +65,7 @@ class TaskOutcomes:
 
     def priced(self, cost: Cost) -> Cost:
         """The cost with its dollars filled in from the pricing table when not reported."""
-        return cost
+        return price(cost, self.pricing)
 
     def complete(
         self,
@@ -65,13 +78,14 @@ class TaskOutcomes:
         """End the task with an outcome: SUCCESS -> completed, FAILED -> failed, SKIPPED
         and CANCELLED -> cancelled. Its workspace is stopped (disk and logs kept)."""
         task = self.store.get(ref)
-        target = status_of(completion.outcome)
         with self._lock_for(self._task_locks, task.id):
             task = self.store.get(task.id)
             if task.status in TERMINAL:
                 raise TaskConflict(
                     f"Cannot complete {task.name}: it has already ended ({task.status.value})"
                 )
+            retry_at = self._retry_at(task, completion)
+            target = status_of(completion.outcome) if retry_at is None else Status.ERROR
             check_transition(task.status, target, action="complete")
             if task.status in (Status.ACTIVE, Status.INITIALIZING):
                 self._stop_follower(task.id, wait=False)
@@ -84,6 +98,8 @@ class TaskOutcomes:
                     log.warning("could not stop the workspace of %s: %s", task.id, exc)
             self._add_cost(task, completion.cost, actor, None)
             summary = _summary(completion)
+            if retry_at is not None:
+                return self._fail_for_retry(task, completion, summary, retry_at, actor, report_id)
             changes: dict[str, Any] = {
                 "outcome": completion.outcome.value,
                 "error_code": completion.error_code,
@@ -104,6 +120,51 @@ class TaskOutcomes:
             )
         self.wake()  # a slot is free; dependents may start or fail
         return done
+
+    @staticmethod
+    def _retry_at(task: Task, completion: Completion) -> datetime | None:
+        """When a FAILED outcome is tried again instead (a retryable class, retries
+        left, and a status that can go to error: a running or starting task)."""
+        if completion.outcome != Outcome.FAILED or not can_transition(task.status, Status.ERROR):
+            return None
+        return should_retry(task, completion.error_class, datetime.now(UTC))
+
+    def _fail_for_retry(
+        self,
+        task: Task,
+        completion: Completion,
+        summary: str,
+        retry_at: datetime,
+        actor: str,
+        report_id: str | None,
+    ) -> Task:
+        """A FAILED outcome with retries left: the task waits in error until `retry_at`,
+        when the retry pass queues it again (the same path as an engine error)."""
+        klass = completion.error_class.value if completion.error_class else None
+        errored = self.store.transition(
+            task.id,
+            task.status,
+            Status.ERROR,
+            actor=actor,
+            reason=summary,
+            message=summary,
+            error_class=klass,
+            error_code=completion.error_code,
+            output=completion.output,
+            retry_at=stamp(retry_at),
+        )
+        delay = max((retry_at - datetime.now(UTC)).total_seconds(), 0.0)
+        self.store.record(
+            task.id,
+            "retry",
+            actor=actor,
+            reason=f"{summary}; {attempt_line(task, task.attempt + 1)} in {delay:.0f}s",
+            from_value=str(task.attempt),
+            to_value=str(task.attempt + 1),
+            ref=report_id,
+        )
+        self.wake()
+        return errored
 
     def progress(
         self, ref: str, note: str, *, actor: str = "user", report_id: str | None = None
@@ -161,6 +222,9 @@ class TaskOutcomes:
     def _add_cost(self, task: Task, cost: Cost, actor: str, report_id: str | None) -> None:
         if cost.empty:
             return
+        if cost.model is None and task.model:
+            # tokens of a later turn, the model named once before: priced as that model
+            cost = replace(cost, model=task.model)
         priced = self.priced(cost)
         self.store.add_cost(
             task.id,

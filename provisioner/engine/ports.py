@@ -44,6 +44,15 @@ class AdmissionPort(Protocol):
         """Stop a task's workspace, keeping its disk (an interrupt's preemption)."""
 
 
+class RetryPort(Protocol):
+    """What retrying tasks needs: the store, and a nudge for admission."""
+
+    store: Store
+
+    def wake(self) -> None:
+        """Run a reconcile pass soon."""
+
+
 class PoolsPort(AdmissionPort, Protocol):
     """What keeping warm workspaces needs, beyond admission's parts."""
 

@@ -1,7 +1,8 @@
 """The REST API, modelled on Coder's /api/v2/tasks: its routers, one per resource.
 
 catalog_api (templates, presets, health, pools, capacity), tasks_api (tasks), queue_api
-(targets, the queue in admission order), drain_api (drain, undrain), and
+(targets, the queue in admission order), drain_api (drain, undrain), cost_api (cost
+totals), and
 accounts_api (users, tokens, audit; mounted by main.create_app); http_errors says how any
 of them answers a failure.
 """
@@ -12,6 +13,7 @@ from fastapi import APIRouter
 
 from provisioner.engine.engine import Engine
 from provisioner.server.catalog_api import build_catalog_router
+from provisioner.server.cost_api import build_cost_router
 from provisioner.server.drain_api import build_drain_router
 from provisioner.server.http_errors import ERROR_RESPONSES, MAX_ROW_ID, install_error_handler
 from provisioner.server.queue_api import build_queue_router
@@ -25,6 +27,7 @@ def build_router(engine: Engine, home: str) -> APIRouter:
     router = APIRouter()
     router.include_router(build_catalog_router(engine, home))
     router.include_router(build_tasks_router(engine))
+    router.include_router(build_cost_router(engine.store))
     router.include_router(build_queue_router(engine))
     router.include_router(build_drain_router(engine))
     return router

@@ -37,6 +37,7 @@ from provisioner.templating.versions import VersionStore
 
 def build_engine(home: Path) -> Engine:
     """The default wiring: SQLite in the home, local Docker, built-in templates."""
+    pricing = paths.pricing(home)  # a wrong table stops the server before anything opens
     targets = paths.targets(home)  # a bad config fails before anything is opened
     store = Store(os.environ.get("DOCKYARD_DATABASE_URL") or sqlite_url(home / "dockyard.db"))
     docker = DockerBackend(instance=paths.instance_id(home))
@@ -58,6 +59,7 @@ def build_engine(home: Path) -> Engine:
         BridgeBundler(paths.cache_dir()),
         secrets=SecretStore(home),
         max_workspaces=paths.max_workspaces(home),
+        pricing=pricing,
         targets=targets,
         retention=paths.default_retention(home),
     )

@@ -72,8 +72,13 @@ class CreateTask(BaseModel):
     target: str | None = Field(None, description="A named route of the server's config")
     codebase: str | None = Field(None, description="Route to the target serving this codebase")
     parent: str | None = Field(None, description="Fork from this task (its disk and session)")
-    retries: int = Field(
-        0, ge=0, le=MAX_RETRIES, description="Automatic retries on TRANSIENT and TIMEOUT errors"
+    retries: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_RETRIES,
+        strict=True,  # `true` is not 1 retry
+        description="Automatic retries on TRANSIENT and TIMEOUT errors (default: the "
+        "template's lifecycle.retries)",
     )
 
 
@@ -399,6 +404,12 @@ def build_tasks_router(engine: Engine) -> APIRouter:
         completion = parse_completion(body.model_dump())
         task = act_on(who, ref, "task.complete")
         return engine.complete(task.id, completion, actor=who.actor).public()
+
+    @r.post("/tasks/{ref}/retry", response_model=TaskView)
+    def retry(ref: str, who: Principal = Depends(caller)) -> dict[str, Any]:
+        """Queue a failed or errored task again, at once, as its next attempt."""
+        task = act_on(who, ref, "task.retry")
+        return engine.retries.retry(task, actor=who.actor).public()
 
     @r.post("/tasks/{ref}/progress", response_model=TaskView)
     def progress(ref: str, body: ProgressNote, who: Principal = Depends(caller)) -> dict[str, Any]:

@@ -37,6 +37,8 @@ FIELD_DOCS = {
     "tokens_out": "Output tokens spent, over every turn and attempt",
     "cost_usd": "Dollars spent, over every turn and attempt",
     "attempt": "Which attempt this is (1 unless retried)",
+    "retries": "Automatic retries allowed after TRANSIENT and TIMEOUT errors",
+    "retry_at": "When the next automatic retry starts, while the task waits in error",
 }
 
 

@@ -320,7 +320,39 @@ class Store(LogsMixin, PromptsMixin, AccountsMixin, A2AMixin, SettingsMixin):
         """Move a task from `expected` to `target`, atomically, or raise TaskConflict."""
         check_transition(expected, target, action=action)
         with self.db.begin() as conn:
-            self._move(conn, task_id, expected, target, actor, reason, changes)
+            self._move(conn, task_id, expected, target, actor, reason, changes, action=action)
+        return self.get(task_id)
+
+    def requeue(
+        self, task_id: str, expected: Status, attempt: int, *, actor: str, reason: str
+    ) -> Task:
+        """Queue a failed or errored task again as attempt `attempt` (a retry): pending,
+        waiting from now, its outcome and error cleared, with a `retry` event beside the
+        status event, in one transaction (TaskConflict if it moved meanwhile)."""
+        changes = {
+            "attempt": attempt,
+            "queued_at": utcnow(),
+            "message": reason,
+            "outcome": None,
+            "error_code": None,
+            "error_class": None,
+            "finished_at": None,
+        }
+        with self.db.begin() as conn:
+            self._move(
+                conn, task_id, expected, Status.PENDING, actor, reason, changes, action="retry"
+            )
+            conn.execute(
+                insert(events).values(
+                    task_id=task_id,
+                    kind="retry",
+                    from_value=str(attempt - 1),
+                    to_value=str(attempt),
+                    actor=actor,
+                    reason=reason,
+                    time=utcnow(),
+                )
+            )
         return self.get(task_id)
 
     def admit(
@@ -466,12 +498,15 @@ class Store(LogsMixin, PromptsMixin, AccountsMixin, A2AMixin, SettingsMixin):
         reason: str,
         changes: dict[str, Any],
         kind: str | None = None,
+        action: str | None = None,
     ) -> None:
         """The compare-and-set of a status change and its events, inside `conn`'s
         transaction; `kind` also guards the row's kind."""
-        check_transition(expected, target)
+        check_transition(expected, target, action=action)
         now = utcnow()
         values: dict[str, Any] = {"status": target.value, "updated_at": now, **changes}
+        if target != Status.ERROR:
+            values.setdefault("retry_at", None)  # only a task in error waits for a retry
         if target in TERMINAL:
             values.setdefault("finished_at", now)
             values["question"] = None  # nobody is asked anything any more
@@ -653,6 +688,26 @@ class Store(LogsMixin, PromptsMixin, AccountsMixin, A2AMixin, SettingsMixin):
             ref=ref,
             **changes,
         )
+
+    def cost_rows(self, owner: str | None = None, since: str | None = None) -> list[dict[str, Any]]:
+        """Each task's cost columns (and what a total groups by): only `owner`'s with
+        one, only those created at or after `since` (a utcnow() stamp) with it."""
+        query = select(
+            tasks.c.template,
+            tasks.c.owner,
+            tasks.c.model,
+            tasks.c.target,
+            tasks.c.created_at,
+            tasks.c.tokens_in,
+            tasks.c.tokens_out,
+            tasks.c.cost_usd,
+        ).where(tasks.c.kind == "task")
+        if owner is not None:
+            query = query.where(tasks.c.owner == owner)
+        if since is not None:
+            query = query.where(tasks.c.created_at >= since)
+        with self.db.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
 
     @staticmethod
     def _has_ref(conn: Any, task_id: str, ref: str) -> bool:

@@ -61,6 +61,8 @@ RULES: dict[tuple[str, str], str] = {
     ("POST", "/api/v2/tasks/{ref}/resume"): MEMBER,
     ("POST", "/api/v2/tasks/{ref}/complete"): MEMBER,
     ("POST", "/api/v2/tasks/{ref}/progress"): MEMBER,
+    ("POST", "/api/v2/tasks/{ref}/retry"): MEMBER,
+    ("GET", "/api/v2/cost"): MEMBER,
     ("PATCH", "/api/v2/tasks/{ref}"): MEMBER,
     ("POST", "/api/v2/tasks/{ref}/promote"): MEMBER,
     ("GET", "/api/v2/epics/{name}"): MEMBER,

@@ -30,6 +30,10 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "provisioner.durations": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     "provisioner.retention": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     "provisioner.draining": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    # the queue's pure decisions: retries, prices, cost totals
+    "provisioner.retrying": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    "provisioner.pricing": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    "provisioner.spend": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     # side by side: none of them reaches up to the engine or the server, or across
     "provisioner.templating": (
         "provisioner.engine",

@@ -42,10 +42,20 @@ def test_illegal_moves_say_why(src: Status, dst: Status, fragment: str) -> None:
         check_transition(src, dst)
 
 
-def test_terminal_statuses_go_nowhere() -> None:
+def test_terminal_statuses_go_nowhere_but_a_failed_one_may_be_retried() -> None:
     for src in TERMINAL:
         for dst in Status:
             assert not can_transition(src, dst)
+    # a retry (`task retry`, a retry policy) queues a failed task again, and only that;
+    # completed and cancelled stay final whatever the action
+    assert can_transition(Status.FAILED, Status.PENDING, action="retry")
+    check_transition(Status.FAILED, Status.PENDING, action="retry")
+    with pytest.raises(IllegalTransition, match="dockyard task retry"):
+        check_transition(Status.FAILED, Status.PENDING)
+    for src in (Status.COMPLETED, Status.CANCELLED):
+        for dst in Status:
+            assert not can_transition(src, dst, action="retry")
+    assert not can_transition(Status.FAILED, Status.ACTIVE, action="retry")
 
 
 def test_every_live_status_can_be_cancelled() -> None:

@@ -11,10 +11,11 @@ import sys
 import threading
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 from .activity import IDLE, WORKING, Activity, Prompt
-from .agent import AgentProcess, agent_argv, agent_env
+from .agent import AgentProcess, agent_argv, agent_env, terminal_env
 from .agentapi import TRANSPORT
 from .cgroup import oom_kills, pids_limit_hits
 from .config import BridgeConfig
@@ -34,7 +35,9 @@ from .setup import (
     setup_argv,
 )
 from .statedir import StateDir, log
+from .task_command import COMPLETE, USAGE, ReportError, check_report
 from .transcript import Conversation, LineAssembler, Transcript
+from .usage_watch import UsageWatch
 from .wire import (
     INPUT,
     OUTPUT,
@@ -53,6 +56,10 @@ MAX_WAIT_S = 30.0
 PARTIAL_LINE_AFTER_S = 1.0
 RECENT_PROMPTS = 32  # prompts carried in a log reply: enough to cover a burst
 MAX_LIMIT = 10000
+# how often the agent's own records are read for usage: each look that finds some makes
+# a report, so seldom enough that they never crowd out the agent's own (a bounded log)
+USAGE_EVERY_S = 15.0
+USAGE_FILE = "usage.json"
 USER, RAW = "user", "raw"
 
 
@@ -144,6 +151,12 @@ class Bridge:
         self.version = 0
         self._mirror = True
         self._ticker: threading.Thread | None = None
+        # usage the agent records itself (Claude Code, Codex, Aider), reported as it grows
+        env = terminal_env(config.env)
+        home = Path(env.get("HOME") or Path.home())
+        self.usage = UsageWatch(config.agent_type, home, self.state_dir.root / USAGE_FILE, env)
+        self._usage_thread: threading.Thread | None = None
+        self._usage_lock = threading.Lock()  # one look at a time (the thread, a complete)
         # the port the API really listens on (main() sets it once bound: the config may say 0)
         self.listen_port = config.port
 
@@ -196,6 +209,11 @@ class Bridge:
             self._start_agent()
         self._ticker = threading.Thread(target=self._tick_loop, name="bridge-ticker", daemon=True)
         self._ticker.start()
+        if self.usage.active:
+            self._usage_thread = threading.Thread(
+                target=self._usage_loop, name="bridge-usage", daemon=True
+            )
+            self._usage_thread.start()
 
     def _start_agent(self) -> None:
         """Spawn the agent (resume_command when it ran before)."""
@@ -284,6 +302,9 @@ class Bridge:
             self.cond.notify_all()
         if self._ticker is not None:
             self._ticker.join(timeout=2.0)
+        if self._usage_thread is not None:
+            self._usage_thread.join(timeout=2.0)
+        self.report_usage()  # what the agent spent last, before it is gone
         with self.cond:
             line = self.assembler.finish()
             if line is not None:
@@ -563,6 +584,8 @@ class Bridge:
         over: later reports of this run are refused (409), as are reports past the bounds
         (429).
         """
+        if body.get("kind") == COMPLETE:
+            self.report_usage()  # what the agent spent up to now goes before its end
         line_size = len(json.dumps(body, ensure_ascii=False).encode("utf-8")) + 128
         with self.cond:
             done = self.reports.completed_after(self.reports_from)
@@ -582,6 +605,30 @@ class Bridge:
                 raise Rejected(503, f"the bridge cannot keep the report: {exc}") from None
             self._changed(now)  # wakes the follower's long-poll
             return {"ok": True, "id": record["id"], "seq": record["seq"]}
+
+    def _usage_loop(self) -> None:
+        while not self.stopping.wait(USAGE_EVERY_S):
+            self.report_usage()
+
+    def report_usage(self) -> int:
+        """Report what the agent spent since the last look at its records (usage_watch),
+        as `usage` reports like the agent's own; how many were made."""
+        with self._usage_lock:
+            entries: list[dict[str, Any]] = []
+            if self.usage.reads_transcript:
+                with self.cond:
+                    entries = [dict(e) for e in self.transcript.after(self.usage.seq, MAX_LIMIT)]
+            found = self.usage.poll(entries)
+        made = 0
+        for usage in found:
+            try:
+                self.report(check_report({"kind": USAGE, **usage.report()}))
+            except (Rejected, ReportError) as exc:
+                # after a `complete`, or past the bounds: the server has the rest already
+                log(f"usage not reported: {exc}")
+                continue
+            made += 1
+        return made
 
     def report_page(self, after: int, limit: int) -> dict[str, Any]:
         """GET /dockyard/reports: reports after seq `after` (at most `limit`)."""
