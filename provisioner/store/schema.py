@@ -88,6 +88,9 @@ tasks = Table(
     Column("finished_at", String(32)),
     Column("created_at", String(32), nullable=False),
     Column("updated_at", String(32), nullable=False),
+    # the newest report of its agent (dockyard-task) the follower applied: the bridge's
+    # report sequence number it reads on from; NULL: none yet
+    Column("report_seq", Integer),
     UniqueConstraint("owner", "name", name="uq_task_owner_name"),
 )
 
