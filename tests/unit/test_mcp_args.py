@@ -168,6 +168,11 @@ def test_a_log_page_is_bounded_by_its_content() -> None:
     assert entries[0]["content"].endswith("[cut]") and len(entries[0]["content"]) < 120
 
 
+def test_long_text_is_clipped_saying_so() -> None:
+    assert args.clipped("short", 10) == "short"
+    assert args.clipped("x" * 25, 10) == "x" * 10 + "\n[... 15 more characters not shown]"
+
+
 def test_counts_are_bounded() -> None:
     assert args.bounded(None, 50, 200, "limit") == 50
     for bad in (0, 201, -1, True):

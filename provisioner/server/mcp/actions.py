@@ -108,7 +108,10 @@ class TaskActions:
 
     def get(self, who: Principal, ref: str) -> dict[str, Any]:
         task = self.find(who, ref)
-        return {**parse.task_summary(task), "prompt": task.prompt}
+        return {
+            **parse.task_summary(task),
+            "prompt": parse.clipped(task.prompt, parse.MAX_SHOWN_PROMPT),
+        }
 
     def logs(
         self, who: Principal, ref: str, lines: int | None, after: int | None
@@ -128,7 +131,10 @@ class TaskActions:
             "state": task.state,
             "entries": entries,
             "last_id": last,  # pass as `after` to read on from here
-            "more": cut or len(rows) == count,
+            # entries after last_id left out of this answer: read on with after=last_id
+            "more": cut or (after is not None and len(rows) == count),
+            # the last entries were asked for and there are older ones before them
+            "earlier": after is None and start > 0,
         }
 
     def send(self, who: Principal, ref: str, message: str) -> dict[str, Any]:

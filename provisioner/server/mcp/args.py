@@ -39,6 +39,8 @@ DEFAULT_LIST_LIMIT = 50
 MAX_LIST_LIMIT = 200
 DEFAULT_LOG_LINES = 100
 MAX_LOG_LINES = 1000
+# get_task shows this much of a prompt (one may hold 256 KiB): enough to know the task
+MAX_SHOWN_PROMPT = 16 * 1024
 # a logs answer stops adding entries past this many characters of content (the agent
 # pages on with `after`): a flood must not fill the agent's context window
 MAX_LOG_CHARS = 64 * 1024
@@ -191,6 +193,13 @@ def task_summary(task: Task) -> dict[str, Any]:
         "created_at": task.created_at,
         "finished_at": task.finished_at,
     }
+
+
+def clipped(text: str, limit: int) -> str:
+    """`text`, or its first `limit` characters and a note of how much was left out."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n[... {len(text) - limit} more characters not shown]"
 
 
 def log_page(

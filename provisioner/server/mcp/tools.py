@@ -157,8 +157,9 @@ def add_task_tools(server: MCPServer, actions: TaskActions) -> None:
     ) -> dict[str, Any]:
         """A task's transcript: what its agent printed and was sent, oldest first.
 
-        Without `after`, the last `lines` entries; pass the answer's `last_id` as `after`
-        to read on. `more` says whether entries were left out.
+        Without `after`, the last `lines` entries (`earlier`: older ones exist); with it,
+        the entries after that id. Pass the answer's `last_id` as `after` to read on;
+        `more` says entries after it were left out.
         """
         with readable():
             return actions.logs(current_caller(), taskId, lines, after)
