@@ -6,10 +6,14 @@ import json
 import os
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
 
 from provisioner.errors import DockyardError
+
+if TYPE_CHECKING:
+    from provisioner.routing import Target
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -92,6 +96,11 @@ def _config(home: Path | None = None) -> tuple[Path, dict[str, object]]:
     return config, data if isinstance(data, dict) else {}
 
 
+def settings(home: Path | None = None) -> dict[str, object]:
+    """HOME/config.yaml as a mapping (empty when the file is absent)."""
+    return _config(home)[1]
+
+
 def _configured_dirs(setting: str, variable: str) -> list[Path]:
     """Directories from the home's config.yaml (`setting: [dirs]`), then from `variable`."""
     dirs: list[Path] = []
@@ -131,3 +140,16 @@ def template_search_path() -> list[Path]:
 def preset_search_path() -> list[Path]:
     """Built-ins, then `preset_path` (config.yaml), then DOCKYARD_PRESET_PATH directories."""
     return [builtin_presets_dir(), *_configured_dirs("preset_path", "DOCKYARD_PRESET_PATH")]
+
+
+def targets(home: Path | None = None) -> dict[str, Target]:
+    """The named routes of `targets:` in HOME/config.yaml (see provisioner.routing), checked;
+    a DockyardError naming the bad key otherwise. Their templates are checked by the
+    server as it starts (`check_targets`)."""
+    from provisioner.routing import parse_targets  # the CLI imports this module too
+
+    config, data = _config(home)
+    try:
+        return dict(parse_targets(data.get("targets"), f"{config}: targets"))
+    except ValueError as exc:
+        raise DockyardError(str(exc), hint="see Targets in docs/running-a-server.md") from exc

@@ -19,10 +19,12 @@ from provisioner.backends.docker import DockerBackend
 from provisioner.backends.router import BackendRouter
 from provisioner.backends.terraform import TerraformBackend
 from provisioner.engine.engine import Engine
+from provisioner.engine.routing import check_targets
 from provisioner.engine.secrets import SecretStore
 from provisioner.engine.workspace import BridgeBundler
 from provisioner.errors import DockyardError, TaskNotFound
 from provisioner.net import is_loopback_host
+from provisioner.server.a2a.routes import a2a_routes
 from provisioner.server.accounts_api import build_accounts_router
 from provisioner.server.api import build_router, install_error_handler
 from provisioner.server.auth import Authenticator
@@ -36,6 +38,7 @@ from provisioner.templating.versions import VersionStore
 
 def build_engine(home: Path) -> Engine:
     """The default wiring: SQLite in the home, local Docker, built-in templates."""
+    targets = paths.targets(home)  # a bad config fails before anything is opened
     store = Store(os.environ.get("DOCKYARD_DATABASE_URL") or sqlite_url(home / "dockyard.db"))
     docker = DockerBackend(instance=paths.instance_id(home))
 
@@ -48,6 +51,7 @@ def build_engine(home: Path) -> Engine:
     terraform = TerraformBackend(docker.instance, home, docker.docker, images=docker.images)
     backend = BackendRouter({"docker": docker, "terraform": terraform}, backend_of)
     catalog = Catalog(versions=VersionStore(home / "templates"))
+    check_targets(catalog, targets)
     return Engine(
         store,
         backend,
@@ -55,6 +59,7 @@ def build_engine(home: Path) -> Engine:
         BridgeBundler(paths.cache_dir()),
         secrets=SecretStore(home),
         max_workspaces=paths.max_workspaces(home),
+        targets=targets,
     )
 
 
@@ -90,6 +95,9 @@ def create_app(engine: Engine, home: Path, allowed_hosts: list[str] | None = Non
     install_error_handler(app)
     app.include_router(build_router(engine, str(home)))
     app.include_router(build_accounts_router(engine.store))
+    # A2A (card + JSON-RPC): plain Starlette routes of the SDK, outside the OpenAPI
+    # document; the middleware below authenticates them like every other path
+    app.router.routes.extend(a2a_routes(engine, paths.settings(home)))
     # MCP (tools over Streamable HTTP at /mcp): outside the OpenAPI document; the
     # middleware below authenticates it like every other path
     app.router.routes.append(route)

@@ -192,3 +192,24 @@ audit = Table(
     Column("remote", String(64), nullable=False, default=""),
     Index("ix_audit_time", "id"),
 )
+
+# What A2A adds to a task (provisioner/server/a2a): the conversation it belongs to (a
+# client-chosen contextId; a task without a row here is its own context) and its push
+# notification configs, one row each. Both go with the task (ON DELETE CASCADE).
+a2a_contexts = Table(
+    "a2a_contexts",
+    metadata,
+    Column("task_id", String(36), ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
+    Column("context_id", String(128), nullable=False),
+    Index("ix_a2a_contexts_context", "context_id"),
+)
+
+a2a_push_configs = Table(
+    "a2a_push_configs",
+    metadata,
+    Column("task_id", String(36), ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    Column("config_id", String(128), nullable=False),
+    Column("config", JSON, nullable=False),  # the TaskPushNotificationConfig as JSON
+    Column("created_at", String(32), nullable=False),
+    UniqueConstraint("task_id", "config_id", name="uq_a2a_push_task_config"),
+)

@@ -66,6 +66,13 @@ def test_a_title_alone_is_the_work() -> None:
     assert new.prompt == "Bump the version" and new.queue.priority == 50
 
 
+def test_a_target_or_codebase_may_stand_for_the_template() -> None:
+    routed = args.parse_new_task({"prompt": "a", "target": "builder"})
+    assert (routed.template, routed.queue.target) == (None, "builder")
+    served = args.parse_new_task({"prompt": "a", "codebase": "web/app"})
+    assert (served.template, served.queue.codebase) == (None, "web/app")
+
+
 @pytest.mark.parametrize(
     ("given", "says"),
     [

@@ -85,7 +85,7 @@ def bounded(value: int | None, default: int, most: int, what: str) -> int:
 class NewTask:
     """A create_task call, checked: what Engine.create_task takes."""
 
-    template: str
+    template: str | None  # None: the target's (routing)
     preset: str | None
     prompt: str
     parameters: dict[str, Any]
@@ -108,11 +108,10 @@ def parse_new_task(args: Mapping[str, Any]) -> NewTask:
         raise ParameterError("The task has nothing to do: give a prompt (or instructions)")
     text = check_prompt(str(text), "the prompt")
     template = args.get("template")
-    if template is None:
-        # a target alone routes nowhere yet (routing by target arrives with workers)
+    if template is None and args.get("target") is None and args.get("codebase") is None:
         raise ParameterError(
-            "No template given: name the template the task runs on (such as `scripted`); "
-            "the server's templates are listed by `dockyard template list`"
+            "No template given: name the template the task runs on (such as `scripted`), "
+            "or a target (or codebase) of the server that runs it"
         )
     check_label(template, "template")
     check_label(args.get("preset"), "preset")
@@ -132,6 +131,7 @@ def parse_new_task(args: Mapping[str, Any]) -> NewTask:
         on_dependency_failure=args.get("on_dependency_failure") or "fail",
         action=args.get("action") or "queue",
         target=args.get("target"),
+        codebase=args.get("codebase"),
         parent=args.get("parent"),
     )
     queue.check()  # priority 0-100 or a name, tags, labels, action...: ParameterError

@@ -40,7 +40,8 @@ Prompt = Annotated[
 ]
 Instructions = Annotated[str | None, Field(description="CacheBash's name for `prompt`")]
 Template = Annotated[
-    str | None, Field(description="The template the task runs on, such as `scripted`")
+    str | None,
+    Field(description="The template the task runs on, such as `scripted`; a target's if absent"),
 ]
 Preset = Annotated[str | None, Field(description="A preset of the template; its default if absent")]
 Target = Annotated[str | None, Field(description="A named target (route) of the server")]
@@ -89,6 +90,10 @@ def add_task_tools(server: MCPServer, actions: TaskActions) -> None:
         template: Template = None,
         preset: Preset = None,
         target: Target = None,
+        codebase: Annotated[
+            str | None,
+            Field(description="The codebase it works on: routes it to a target serving it"),
+        ] = None,
         priority: Priority = None,
         action: Action = None,
         tags: Tags = None,
