@@ -52,7 +52,9 @@ def parse_status_filter(text: str | None) -> list[Status] | None:
     if text is None or not text.strip():
         return None
     if len(text) > MAX_STATUS_FILTER:
-        raise ParameterError(f"The status filter is {len(text)} characters: at most 200")
+        raise ParameterError(
+            f"The status filter is {len(text)} characters: at most {MAX_STATUS_FILTER}"
+        )
     wanted: list[Status] = []
     for word in (w.strip().lower() for w in text.split(",")):
         if word in STATUS_GROUPS:
