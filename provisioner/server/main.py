@@ -30,6 +30,7 @@ from provisioner.server.api import build_router, install_error_handler
 from provisioner.server.auth import Authenticator
 from provisioner.server.bootstrap import ensure_local_admin
 from provisioner.server.guard import RequestGuard
+from provisioner.server.mcp.app import build_mcp_server, mcp_route
 from provisioner.store.store import Store, sqlite_url
 from provisioner.templating.catalog import Catalog
 from provisioner.templating.versions import VersionStore
@@ -80,12 +81,14 @@ def create_app(engine: Engine, home: Path, allowed_hosts: list[str] | None = Non
     ensure_local_admin(engine.store, home)
     names = [socket.gethostname(), socket.getfqdn(), *(allowed_hosts or [])]
     names += allowed_hosts_from_env()
+    route, mcp_sessions = mcp_route(build_mcp_server(engine))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         engine.start()
         try:
-            yield
+            async with mcp_sessions.run():  # the MCP route's task group
+                yield
         finally:
             engine.stop()
 
@@ -98,6 +101,9 @@ def create_app(engine: Engine, home: Path, allowed_hosts: list[str] | None = Non
     # A2A (card + JSON-RPC): plain Starlette routes of the SDK, outside the OpenAPI
     # document; the middleware below authenticates them like every other path
     app.router.routes.extend(a2a_routes(engine, paths.settings(home)))
+    # MCP (tools over Streamable HTTP at /mcp): outside the OpenAPI document; the
+    # middleware below authenticates it like every other path
+    app.router.routes.append(route)
     # the last added runs first: the guard, then authentication, then the routes
     app.add_middleware(Authenticator, store=engine.store)
     app.add_middleware(RequestGuard, allowed_hosts=names)

@@ -252,6 +252,19 @@ class LogsMixin:
             return None  # SQLite promises no order of an aggregate: never seen, checked
         return str(text), ids
 
+    def tail_start(self, task_id: str, lines: int) -> int:
+        """The id after which the task's last `lines` entries come (0: it has no more):
+        `log_rows(task_id, tail_start(...), lines)` reads the tail, oldest first."""
+        with self.db.connect() as conn:
+            value = conn.execute(
+                select(logs.c.id)
+                .where(logs.c.task_id == task_id)
+                .order_by(logs.c.id.desc())
+                .limit(1)
+                .offset(lines)
+            ).scalar()
+        return int(value or 0)
+
     def last_seq(self, task_id: str) -> int:
         """The highest bridge sequence number stored for the task (0 when none)."""
         with self.db.connect() as conn:

@@ -177,6 +177,30 @@ def test_nothing_is_served_without_a_valid_token(served: Served, who: str | None
     assert served.store.get(served.task.id).status == Status.PAUSED  # nothing happened
 
 
+@pytest.mark.parametrize("who", [None, "revoked", "expired", "garbage"])
+def test_the_mcp_endpoint_needs_a_valid_token_too(served: Served, who: str | None) -> None:
+    # a plain route outside the OpenAPI document, so not in RULES: checked here
+    served.tokens["garbage"] = "dy_" + "A" * 43
+    hello = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "test", "version": "1"},
+        },
+    }
+    accept = {"Accept": "application/json, text/event-stream"}
+    for method in ("POST", "GET", "DELETE"):
+        kw: dict[str, Any] = {"json": hello} if method == "POST" else {}
+        reply = served.call(who, method, "/mcp", headers=accept, **kw)
+        assert reply.status_code == 401, (method, reply.text)
+        assert reply.headers["www-authenticate"].startswith("Bearer")
+    member = served.call("alice", "POST", "/mcp", headers=accept, json=hello)
+    assert member.status_code == 200, member.text
+
+
 def test_roles_decide_who_may_call_each_route(served: Served) -> None:
     for (method, path), rule in RULES.items():
         for who in ("alice", "admin"):

@@ -266,6 +266,17 @@ def test_a_large_batch_is_stored_whole(store: Store) -> None:
     assert store.last_seq(task.id) == n
 
 
+def test_the_tail_of_a_tasks_logs(store: Store) -> None:
+    task = make_task(store, Status.ACTIVE)
+    other = make_task(store, Status.ACTIVE)
+    assert store.tail_start(task.id, 3) == 0  # no logs: read from the start
+    store.append_logs(task.id, [{"seq": i, "type": "output", "content": f"l{i}"} for i in range(5)])
+    store.append_logs(other.id, [{"seq": 9, "type": "output", "content": "theirs"}])
+    tail = store.logs(task.id, store.tail_start(task.id, 3), 3)
+    assert [r["content"] for r in tail] == ["l2", "l3", "l4"]
+    assert store.tail_start(task.id, 10) == 0  # fewer than asked: all of them
+
+
 def test_deleting_a_task_removes_its_logs_events_and_prompts(store: Store) -> None:
     task = make_task(store, Status.ACTIVE)
     other = make_task(store, Status.ACTIVE)

@@ -1,0 +1,228 @@
+"""What each MCP tool does to the queue, for one caller: find the task as the caller may
+see it, check the arguments (args.py), call the engine, show the result.
+
+Blocking (the store, a bridge), so the SDK runs the tools on worker threads. Failures
+are ToolErrors the agent reads: each names the task and says what to do instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from mcp.server.mcpserver.exceptions import ToolError
+
+from provisioner.auth.tokens import Principal
+from provisioner.engine.engine import Engine
+from provisioner.errors import DockyardError, TaskNotFound
+from provisioner.lifecycle import Status
+from provisioner.model import Task
+from provisioner.prompts import check_prompt, check_strings, shorten
+from provisioner.queueing import check_label
+from provisioner.server.mcp import args as parse
+from provisioner.server.tasks_api import find_task
+from provisioner.store.records import LOG_KEYS
+
+# what a claim answers until workers exist: an agent written for CacheBash learns why
+CLAIMS_LATER = (
+    "claim_task is not available on this server yet: claims arrive with workers (issue 12, "
+    "workers part). Dockyard runs each task in its own workspace as soon as it is created; "
+    "follow it with get_task and end it with complete_task"
+)
+
+
+@contextmanager
+def readable() -> Iterator[None]:
+    """Dockyard's refusals as tool errors the agent reads (any other exception stays a
+    crash: the SDK shows the agent only a generic error and logs the traceback)."""
+    try:
+        yield
+    except DockyardError as exc:
+        raise ToolError(str(exc)) from exc
+
+
+class TaskActions:
+    """The queue as the tools use it, bound to one engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.store = engine.store
+
+    def find(self, who: Principal, ref: str, act: str | None = None) -> Task:
+        """The task `ref` (a name, id or id prefix) names, among those `who` may see; a
+        member asking for another member's task is told it does not exist. `act` (an
+        act an admin does on another user's task) is audited."""
+        check_strings(ref, "taskId")
+        try:
+            task = find_task(self.store, who, ref)
+        except TaskNotFound:
+            raise ToolError(
+                f"task {shorten(ref, 80)!r} not found: no task of yours has that name or id "
+                "(get_tasks lists them)"
+            ) from None
+        if act is not None and task.owner != who.user:
+            self.store.record_audit(who.actor, act, f"{task.owner}/{task.name}", task.id)
+        return task
+
+    def create(self, who: Principal, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        new = parse.parse_new_task(arguments)
+        task = self.engine.create_task(
+            template=new.template,
+            preset=new.preset,
+            prompt=new.prompt,
+            parameters=new.parameters,
+            name=None,
+            owner=who.user,
+            actor=who.actor,
+            queue=new.queue,
+        )
+        return {"success": True, **parse.task_summary(task)}
+
+    def tasks(
+        self,
+        who: Principal,
+        *,
+        status: str | None,
+        target: str | None,
+        tag: str | None,
+        epic: str | None,
+        limit: int | None,
+        all_users: bool,
+    ) -> dict[str, Any]:
+        if all_users and not who.is_admin:
+            raise ToolError(
+                "Only an admin may list every user's tasks: leave all_users out for yours"
+            )
+        statuses = parse.parse_status_filter(status)
+        for value, what in ((target, "target"), (tag, "tag"), (epic, "epic")):
+            check_label(value, what)
+        most = parse.bounded(limit, parse.DEFAULT_LIST_LIMIT, parse.MAX_LIST_LIMIT, "limit")
+        owner = None if all_users else who.user
+        found = self.store.list_tasks(statuses, owner=owner, tag=tag, target=target, epic=epic)
+        return {
+            "tasks": [parse.task_summary(t) for t in found[:most]],
+            "count": min(len(found), most),
+            "more": len(found) > most,  # newest first: the oldest were left out
+        }
+
+    def get(self, who: Principal, ref: str) -> dict[str, Any]:
+        task = self.find(who, ref)
+        return {
+            **parse.task_summary(task),
+            "prompt": parse.clipped(task.prompt, parse.MAX_SHOWN_PROMPT),
+        }
+
+    def logs(
+        self, who: Principal, ref: str, lines: int | None, after: int | None
+    ) -> dict[str, Any]:
+        task = self.find(who, ref)
+        count = parse.bounded(lines, parse.DEFAULT_LOG_LINES, parse.MAX_LOG_LINES, "lines")
+        if after is not None and (isinstance(after, bool) or not 0 <= after < 2**63):
+            raise ToolError(f"Invalid after {after!r}: the id of an entry already read")
+        start = after if after is not None else self.store.tail_start(task.id, count)
+        rows = self.store.log_rows(task.id, start, count)
+        entries, cut = parse.log_page(rows, LOG_KEYS)
+        last = entries[-1]["id"] if entries else start
+        return {
+            "taskId": task.id,
+            "name": task.name,
+            "status": task.status.value,
+            "state": task.state,
+            "entries": entries,
+            "last_id": last,  # pass as `after` to read on from here
+            # entries after last_id left out of this answer: read on with after=last_id
+            "more": cut or (after is not None and len(rows) == count),
+            # the last entries were asked for and there are older ones before them
+            "earlier": after is None and start > 0,
+        }
+
+    def send(self, who: Principal, ref: str, message: str) -> dict[str, Any]:
+        task = self.find(who, ref, "task.send")
+        ended = parse.ended_message(task, "send to it")
+        if ended:
+            raise ToolError(ended)
+        text = check_prompt(message, "the message")
+        if task.status == Status.ERROR:
+            raise ToolError(
+                f"task {task.name} is in error ({shorten(task.message, 200)}); "
+                "it takes messages again once resumed (dockyard task resume)"
+            )
+        sent = self.engine.send(task.id, text, actor=who.actor)
+        after = self.store.get(task.id)
+        return {
+            "success": True,
+            "taskId": task.id,
+            "name": task.name,
+            "prompt_id": sent["prompt_id"],
+            "delivery": sent["state"],  # queued: it reaches the agent once it is idle
+            "status": after.status.value,
+            "state": after.state,
+        }
+
+    def progress(self, who: Principal, ref: str, note: str) -> dict[str, Any]:
+        task = self.find(who, ref, "task.progress")
+        ended = parse.ended_message(task, "note progress on it")
+        if ended:
+            raise ToolError(ended)
+        check_strings(note, "note")
+        noted = self.engine.progress(task.id, note, actor=who.actor)
+        return {"success": True, **parse.task_summary(noted)}
+
+    def ask(self, who: Principal, ref: str, question: str) -> dict[str, Any]:
+        task = self.find(who, ref, "task.ask")
+        ended = parse.ended_message(task, "ask on it")
+        if ended:
+            raise ToolError(ended)
+        if task.status != Status.ACTIVE:
+            raise ToolError(
+                f"task {task.name} is {task.status.value}: a question waits for an answer "
+                "only while its agent runs (status active)"
+            )
+        check_strings(question, "question")
+        asked = self.engine.ask(task.id, question, actor=who.actor)
+        return {"success": True, **parse.task_summary(asked)}
+
+    def complete(self, who: Principal, ref: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        completion = parse.parse_completion_args(fields)
+        task = self.find(who, ref, "task.complete")
+        ended = parse.ended_message(task, "complete it again")
+        if ended:
+            raise ToolError(ended)
+        done = self.engine.complete(task.id, completion, actor=who.actor)
+        return {"success": True, **parse.task_summary(done)}
+
+    def set_priority(self, who: Principal, ref: str, priority: int | str) -> dict[str, Any]:
+        task = self.find(who, ref, "task.priority")
+        ended = parse.ended_message(task, "change its priority")
+        if ended:
+            raise ToolError(ended)
+        changed = self.engine.set_priority(task.id, priority, actor=who.actor)
+        return {"success": True, **parse.task_summary(changed)}
+
+    def manage(self, who: Principal, given: Mapping[str, Any]) -> dict[str, Any]:
+        """manage_tasks: create, list, or update (priority, then progress, then completion,
+        each applied by the tool of its own name)."""
+        action, fields = parse.parse_manage(given)
+        if action == "create":
+            return self.create(who, fields)
+        if action == "list":
+            return self.tasks(
+                who,
+                status=fields.get("status"),
+                target=fields.get("target"),
+                tag=None,
+                epic=None,
+                limit=fields.get("limit"),
+                all_users=False,
+            )
+        ref = fields["taskId"]
+        result: dict[str, Any] = {}
+        if "priority" in fields:
+            result = self.set_priority(who, ref, fields["priority"])
+        if "progress" in fields:
+            result = self.progress(who, ref, fields["progress"])
+        if "completed_status" in fields:
+            done = {k: fields[k] for k in parse.COMPLETION_FIELDS if k in fields}
+            result = self.complete(who, ref, done)
+        return result
