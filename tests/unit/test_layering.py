@@ -25,6 +25,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "provisioner.capacity": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     "provisioner.dependencies": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     "provisioner.auth": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    "provisioner.webhooks": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     # side by side: none of them reaches up to the engine or the server, or across
     "provisioner.templating": (
         "provisioner.engine",
