@@ -25,6 +25,7 @@ LAZY_COMMANDS = {
     "logout": "cli.accounts:logout",
     "whoami": "cli.accounts:whoami",
     "audit": "cli.accounts:audit",
+    "webhook": "cli.webhooks:webhook_group",
 }
 
 

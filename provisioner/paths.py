@@ -6,10 +6,14 @@ import json
 import os
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
 
 from provisioner.errors import DockyardError
+
+if TYPE_CHECKING:
+    from provisioner.webhooks import Settings
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -121,6 +125,14 @@ def max_workspaces(home: Path | None = None) -> int | None:
         return parse_limit(section.get("workspaces"), f"{config}: capacity.workspaces")
     except ValueError as exc:
         raise DockyardError(str(exc), hint="set a positive integer, or leave it unset") from exc
+
+
+def webhook_settings(home: Path | None = None) -> Settings:
+    """`webhooks:` of HOME/config.yaml (provisioner.webhooks.Settings)."""
+    from provisioner.webhooks import parse_settings  # the CLI imports this module too
+
+    config, data = _config(home)
+    return parse_settings(data.get("webhooks"), f"{config}: webhooks")
 
 
 def template_search_path() -> list[Path]:

@@ -28,6 +28,8 @@ from provisioner.server.api import build_router, install_error_handler
 from provisioner.server.auth import Authenticator
 from provisioner.server.bootstrap import ensure_local_admin
 from provisioner.server.guard import RequestGuard
+from provisioner.server.webhook_dispatch import Dispatcher
+from provisioner.server.webhooks_api import build_webhooks_router
 from provisioner.store.store import Store, sqlite_url
 from provisioner.templating.catalog import Catalog
 from provisioner.templating.versions import VersionStore
@@ -72,13 +74,17 @@ def create_app(engine: Engine, home: Path, allowed_hosts: list[str] | None = Non
     ensure_local_admin(engine.store, home)
     names = [socket.gethostname(), socket.getfqdn(), *(allowed_hosts or [])]
     names += allowed_hosts_from_env()
+    webhooks = paths.webhook_settings(home)
+    dispatcher = Dispatcher(engine.store, webhooks)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         engine.start()
+        dispatcher.start()  # reads the events the engine writes; never holds it up
         try:
             yield
         finally:
+            dispatcher.stop()
             engine.stop()
 
     app = FastAPI(
@@ -87,6 +93,7 @@ def create_app(engine: Engine, home: Path, allowed_hosts: list[str] | None = Non
     install_error_handler(app)
     app.include_router(build_router(engine, str(home)))
     app.include_router(build_accounts_router(engine.store))
+    app.include_router(build_webhooks_router(engine.store, webhooks))
     # the last added runs first: the guard, then authentication, then the routes
     app.add_middleware(Authenticator, store=engine.store)
     app.add_middleware(RequestGuard, allowed_hosts=names)

@@ -52,6 +52,7 @@ from provisioner.model import Task, parse_time, utcnow
 from provisioner.store.accounts import AccountsMixin
 from provisioner.store.records import LogsMixin, PromptsMixin, insert_ignoring_duplicates
 from provisioner.store.schema import events, locks, logs, metadata, prompts, tasks
+from provisioner.store.webhooks import WebhooksMixin
 
 _TASK_FIELDS = [f.name for f in fields(Task)]
 
@@ -107,7 +108,7 @@ def _postgres_text(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
     dbapi_conn.adapters.register_dumper(str, _nul_free_text())
 
 
-class Store(LogsMixin, PromptsMixin, AccountsMixin):
+class Store(LogsMixin, PromptsMixin, AccountsMixin, WebhooksMixin):
     """All reads and writes of task data go through here."""
 
     def __init__(self, url: str) -> None:
