@@ -46,7 +46,8 @@ DERIVED: dict[str, tuple[str, str]] = {
     "failed": ("status", "failed"),
     "cancelled": ("status", "cancelled"),
 }
-# `created` is the first status event of a task (it has no from_value).
+# `created` is the first status event of a task (it has no from_value), or the one of a
+# warm workspace becoming a user's task (from `pool`): the first its owner sees.
 CREATED = "created"
 EVENT_NAMES = (*KINDS, CREATED, *DERIVED)
 
@@ -78,7 +79,7 @@ def event_name(
     subscribed: the derived name (`completed`, `input_required`, `created`) when
     subscribed, as it says more, else the kind itself."""
     names = set(subscribed)
-    if kind == "status" and from_value is None and CREATED in names:
+    if kind == "status" and from_value in (None, "pool") and CREATED in names:
         return CREATED
     for name, (of_kind, value) in DERIVED.items():
         if name in names and kind == of_kind and to_value == value:

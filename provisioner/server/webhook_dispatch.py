@@ -4,7 +4,8 @@ sends them, started and stopped with the engine.
 It never touches the engine: it reads the events table after its cursor, so a task's
 transitions never wait for a receiver. Requests go out on a small pool of threads, at most
 one per subscription at a time (so its events arrive in order) and at most
-`settings.workers` in all; a dead receiver holds one thread for at most its timeouts.
+`settings.workers` in all; a dead receiver holds one thread for at most its timeouts,
+and receivers being retried may hold at most half of the threads.
 Every decision (names, body, signature, retries, addresses) is in provisioner.webhooks.
 """
 
@@ -165,6 +166,10 @@ class Dispatcher:
         self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="webhook")
         self._lock = threading.Lock()
         self._inflight: set[str] = set()  # subscriptions with a request out
+        # ... of which retrying a failed delivery: dead receivers may hold at most half of
+        # the workers, so the rest keep serving receivers that answer
+        self._failing: set[str] = set()
+        self._failing_limit = max(1, settings.workers // 2)
         self._gaps: dict[int, float] = {}
         self._pruned = 0.0
 
@@ -269,19 +274,25 @@ class Dispatcher:
         """Claim due deliveries (the oldest of each subscription) and send them."""
         now = time.time()
         for row in self.store.due_deliveries(now):
+            failing = int(row["attempts"]) > 0
             with self._lock:
                 if len(self._inflight) >= self.settings.workers:
                     return
                 if row["webhook_id"] in self._inflight:
                     continue
+                if failing and len(self._failing) >= self._failing_limit:
+                    continue  # the other workers stay free for receivers that answer
                 if not self.store.claim_delivery(row["id"], self.me, now, self.lease_s):
                     continue  # another server is sending it
                 self._inflight.add(row["webhook_id"])
+                if failing:
+                    self._failing.add(row["webhook_id"])
             try:
                 self._pool.submit(self._deliver, row)
             except RuntimeError:  # stopping: the lease runs out and it is sent later
                 with self._lock:
                     self._inflight.discard(row["webhook_id"])
+                    self._failing.discard(row["webhook_id"])
                 return
 
     def _deliver(self, row: dict[str, Any]) -> None:
@@ -292,6 +303,7 @@ class Dispatcher:
         finally:
             with self._lock:
                 self._inflight.discard(row["webhook_id"])
+                self._failing.discard(row["webhook_id"])
             self._wake.set()  # the subscription's next event may go now
 
     def _attempt(self, row: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ the cursor over events, and the server's settings."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -41,6 +42,7 @@ def test_events_are_validated_naming_the_unknown_ones() -> None:
     [
         ("status", None, "pending", ["created", "status"], "created"),
         ("status", None, "pending", ["status"], "status"),
+        ("status", "pool", "active", ["created", "active"], "created"),  # a warm claim
         ("status", "active", "completed", ["status", "completed"], "completed"),
         ("status", "active", "completed", ["status"], "status"),
         ("status", "active", "failed", ["completed"], None),
@@ -200,3 +202,26 @@ def test_settings_are_read_and_checked() -> None:
     for bad in ({"allow_private": "yes"}, {"workers": 0}, {"timeout_s": True}, {"nope": 1}, [1]):
         with pytest.raises(ParameterError, match="w"):
             parse_settings(bad, "w")
+
+
+def test_the_verification_example_in_the_docs_works() -> None:
+    import re
+    import time
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "webhooks.md").read_text()
+    code = re.search(r"```python\n(.*?)```", doc, re.S)
+    assert code is not None
+    scope: dict[str, object] = {}
+    exec(code.group(1), scope)
+    check: Any = scope["verify"]
+    secret, body = new_secret(), '{"id":"abc-1","event":"completed"}'
+    stamp = int(time.time())
+    headers = {
+        "X-Dockyard-Timestamp": str(stamp),
+        "X-Dockyard-Signature": signature(secret, stamp, body),
+    }
+    assert check(secret, headers, body.encode())
+    assert not check(secret, headers, body.encode() + b" ")
+    old = {**headers, "X-Dockyard-Timestamp": str(stamp - 3600)}
+    assert not check(secret, old, body.encode())
