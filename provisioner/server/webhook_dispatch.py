@@ -152,8 +152,10 @@ class Dispatcher:
         tick_s: float = 0.2,
         resolver: Resolver = resolve,
         name: str | None = None,
+        max_pending: int = MAX_PENDING,
     ) -> None:
         self.store = store
+        self.max_pending = max_pending
         self.settings = settings
         self.tick_s = tick_s
         self.resolver = resolver
@@ -256,9 +258,10 @@ class Dispatcher:
                 "event": name,
                 "body": build_body(delivery_id, name, event, snapshot),
                 "state": "pending",
+                "last_error": None,  # every row the same keys: one executemany takes them
             }
             waiting = pending.get(hook["id"], 0)
-            if waiting >= MAX_PENDING:
+            if waiting >= self.max_pending:
                 # a receiver far behind (or dead) must not grow the table without end
                 row["state"] = "failed"
                 row["last_error"] = (

@@ -432,3 +432,51 @@ def test_hostile_subscriptions_are_refused_and_others_hooks_are_not_found(
         assert {h["owner"] for h in everyone} == {"alice", mine.json()["owner"]}
         assert call("alice", "DELETE", f"/webhooks/{hook['id']}").status_code == 200
         assert call("alice", "GET", f"/webhooks/{hook['id']}").status_code == 404
+
+
+def test_each_webhook_gets_only_the_tasks_its_owner_may_see(store: Store) -> None:
+    with Receiver() as receiver, dispatching(store):
+        store.create_user("alice", "member")
+        store.create_user("boss", "admin")
+        secret = new_secret()
+        alices = store.create_webhook("alice", receiver.url, ["progress"], secret)["id"]
+        # an admin's, without --all: the admin's own tasks; with it: everyone's
+        own = store.create_webhook("boss", receiver.url, ["progress"], secret)["id"]
+        every = store.create_webhook("boss", receiver.url, ["progress"], secret, all_tasks=True)
+        hers = stored_task(store, Status.ACTIVE, owner="alice")
+        his = stored_task(store, Status.ACTIVE, owner="boss")
+        on_hers, on_his = note(store, hers.id, "a"), note(store, his.id, "b")
+
+        def made(hook: str) -> list[int]:
+            return sorted(d["event_id"] for d in store.deliveries([hook]))
+
+        wait_until(lambda: made(every["id"]) == [on_hers, on_his], 10, "the --all webhook's")
+        assert made(alices) == [on_hers] and made(own) == [on_his]
+        # a member's webhook pointed at this machine (made behind the API's back, or a
+        # name that resolves here now) is refused at delivery time
+        wait_until(lambda: store.deliveries([alices])[0]["attempts"] >= 1, 10, "alice's first try")
+        tried = store.deliveries([alices])[0]
+        assert tried["last_status"] is None and "loopback" in tried["last_error"]
+        receiver.wait_accepted(3)  # the admin's two webhooks' deliveries went out
+        sent = {g.headers["x-dockyard-delivery"].split("-")[0] for g in receiver.requests()}
+        assert sent == {own, every["id"]}
+
+
+def test_a_webhook_far_behind_stops_growing(store: Store) -> None:
+    with Receiver(hang=True) as dead:
+        hook, _ = subscribe(store, dead.url, ["progress"])
+        task = stored_task(store, Status.ACTIVE, owner="boss")
+        dispatcher = Dispatcher(store, QUICK, tick_s=0.02, max_pending=2)
+        dispatcher.start()
+        try:
+            for i in range(5):
+                note(store, task.id, f"n{i}")
+            wait_until(lambda: len(delivery_states(store, hook)) == 5, 10, "five deliveries")
+        finally:
+            dispatcher.stop()
+    states = [s for _, s in delivery_states(store, hook)]
+    assert states == ["pending", "pending", "failed", "failed", "failed"]
+    dropped = [d for d in store.deliveries([hook], failed=True) if d["state"] == "failed"]
+    assert len(dropped) == 3 and all(
+        "not sent: 2 earlier deliveries" in d["last_error"] for d in dropped
+    )
