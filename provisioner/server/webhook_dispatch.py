@@ -11,6 +11,7 @@ Every decision (names, body, signature, retries, addresses) is in provisioner.we
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -84,6 +85,45 @@ def checked_addresses(
     return addresses
 
 
+class _Deadline:
+    """Ends a request that runs past `seconds` in all. httpx's timeouts are per connect,
+    write and read, so a receiver that trickles a byte now and then would hold a worker
+    for ever: at the deadline the connection's socket is shut down, which wakes the read
+    blocked on it. The socket comes from httpcore's trace of the TCP connect."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.passed = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._cut)
+        self._timer.daemon = True
+
+    def trace(self, name: str, info: dict[str, Any]) -> None:
+        if name.endswith("connect_tcp.complete") and info.get("return_value") is not None:
+            with self._lock:
+                self._sock = info["return_value"].get_extra_info("socket")
+                if self.passed:
+                    self._shut()
+
+    def _cut(self) -> None:
+        with self._lock:
+            self.passed = True
+            self._shut()
+
+    def _shut(self) -> None:
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+
 @dataclass
 class Attempt:
     """What one request got."""
@@ -111,7 +151,10 @@ def send(
         address = checked_addresses(target, allow_private, is_admin, resolver)[0]
     except ParameterError as exc:
         return Attempt(None, f"refused: {exc.message}", None)
-    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+    deadline = _Deadline(3 * timeout_s)
+    extensions: dict[str, Any] = {"trace": deadline.trace}
+    if target.scheme == "https":
+        extensions["sni_hostname"] = target.host
     sent = {
         **headers,
         "Host": target.host_header,
@@ -121,6 +164,7 @@ def send(
     }
     try:
         with (
+            deadline,
             httpx.Client(trust_env=False, follow_redirects=False, timeout=timeout_s) as client,
             client.stream(
                 "POST",
@@ -138,6 +182,8 @@ def send(
             text = got[:MAX_RESPONSE].decode("utf-8", "replace")
             return Attempt(response.status_code, None, text)
     except httpx.HTTPError as exc:
+        if deadline.passed:
+            return Attempt(None, f"no complete answer within {deadline.seconds:g} s", None)
         return Attempt(None, f"{type(exc).__name__}: {exc}"[:500], None)
 
 
@@ -161,7 +207,7 @@ class Dispatcher:
         self.resolver = resolver
         # who holds a lease: unique per dispatcher, readable in the table
         self.me = name or f"{socket.gethostname()[:32]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.lease_s = 4 * settings.timeout_s + 15
+        self.lease_s = 3 * settings.timeout_s + 15  # a request's deadline, and some
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None

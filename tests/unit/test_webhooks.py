@@ -5,7 +5,10 @@ PostgreSQL); the API refuses what it must."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -480,3 +483,39 @@ def test_a_webhook_far_behind_stops_growing(store: Store) -> None:
     assert len(dropped) == 3 and all(
         "not sent: 2 earlier deliveries" in d["last_error"] for d in dropped
     )
+
+
+def test_a_receiver_that_trickles_its_answer_is_cut_off() -> None:
+    # each byte comes well within the read timeout, so only a deadline on the whole
+    # request ends it; without one the worker would be held for as long as the trickle
+    stop = threading.Event()
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def trickle() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\n")
+            for _ in range(300):  # 30 s at most: then the test fails, it does not hang
+                if stop.wait(0.1):
+                    return
+                with contextlib.suppress(OSError):
+                    conn.sendall(b"X")
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    try:
+        got = send(
+            f"http://127.0.0.1:{port}/hook",
+            "{}",
+            {},
+            allow_private=True,
+            is_admin=True,
+            timeout_s=0.5,
+        )
+        assert got.status is None and got.error == "no complete answer within 1.5 s"
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        listener.close()
