@@ -96,6 +96,11 @@ def _config(home: Path | None = None) -> tuple[Path, dict[str, object]]:
     return config, data if isinstance(data, dict) else {}
 
 
+def settings(home: Path | None = None) -> dict[str, object]:
+    """HOME/config.yaml as a mapping (empty when the file is absent)."""
+    return _config(home)[1]
+
+
 def _configured_dirs(setting: str, variable: str) -> list[Path]:
     """Directories from the home's config.yaml (`setting: [dirs]`), then from `variable`."""
     dirs: list[Path] = []

@@ -101,13 +101,17 @@ class BridgeClient:
         limit: int = 1000,
         state: str | None = None,
         prompts_version: int | None = None,
+        reports_after: int | None = None,
     ) -> dict[str, Any]:
-        """GET /dockyard/log: entries after seq `after`, long-polling up to `wait` seconds."""
+        """GET /dockyard/log: entries after seq `after`, long-polling up to `wait` seconds;
+        with `reports_after`, the agent's reports after that seq too (`reports`)."""
         params: dict[str, Any] = {"after": after, "wait": wait, "limit": limit}
         if state is not None:
             params["state"] = state
         if prompts_version is not None:
             params["prompts"] = prompts_version
+        if reports_after is not None:
+            params["reports_after"] = reports_after
         # the server may hold the request for `wait` seconds before it answers
         result: dict[str, Any] = self._request(
             "GET", "/dockyard/log", params=params, timeout=self.timeout + wait
@@ -132,6 +136,13 @@ class BridgeClient:
     def prompts(self) -> list[dict[str, Any]]:
         """GET /dockyard/prompts: every prompt and its delivery state."""
         result: list[dict[str, Any]] = self._request("GET", "/dockyard/prompts")["prompts"]
+        return result
+
+    def reports(self, after: int = 0, limit: int = 100) -> dict[str, Any]:
+        """GET /dockyard/reports: the agent's reports after seq `after` (`reports`,
+        `last_seq`)."""
+        params = {"after": after, "limit": limit}
+        result: dict[str, Any] = self._request("GET", "/dockyard/reports", params=params)
         return result
 
     def close(self) -> None:

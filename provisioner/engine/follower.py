@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachable
+from provisioner.bridge.runtime.task_command import COMPLETE, ReportError, check_report
 from provisioner.bridge.runtime.wire import EXITED, IDLE, SETUP_FAILED, STOPPING, WORKING
 from provisioner.errors import BackendUnavailable, TaskConflict, TaskNotFound
 from provisioner.lifecycle import ErrorClass, State, Status
@@ -22,6 +24,23 @@ log = logging.getLogger(__name__)
 
 POLL_WAIT_S = 10.0
 FETCH_LIMIT = 10000  # a flood comes over in a few large batches, not many small ones
+_REPORT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def report_for_engine(item: object) -> dict[str, Any] | None:
+    """A report as the bridge handed it ({"seq", "id", "time", "kind", ...fields}) as
+    Engine.apply_report takes it ({"id", "kind", ...fields}), checked again here: the
+    bridge runs in the workspace, as trusted as its agent. None when it is not a report."""
+    if not isinstance(item, dict):
+        return None
+    report_id = item.get("id")
+    if not isinstance(report_id, str) or not _REPORT_ID.match(report_id):
+        return None
+    fields = {k: v for k, v in item.items() if k not in ("seq", "id", "time")}
+    try:
+        return {"id": report_id, **check_report(fields)}
+    except ReportError:
+        return None
 
 
 def message_from(entries: list[dict[str, object]], previous: str) -> str:
@@ -64,6 +83,10 @@ def exit_message(code: object, status: dict[str, Any], *, oom_killed: bool = Fal
             f"({refused} process starts refused); raise resources.pids in the template"
         )
     return f"agent exited with code {code}"
+
+
+# what applying a reply's reports did (Follower._apply_reports)
+CHANGED, ENDED = 1, 2
 
 
 @dataclass(frozen=True)
@@ -142,6 +165,8 @@ class Follower(threading.Thread):
         self.engine = engine
         self.task_id = task_id
         self.stopping = threading.Event()
+        # the bridge's seq of the last report of the agent applied (read from the store)
+        self.report_seq = 0
 
     def stop(self) -> None:
         """Ask the thread to end after its current poll."""
@@ -168,6 +193,7 @@ class Follower(threading.Thread):
     def _follow(self) -> None:
         store = self.engine.store
         last_seq = store.last_seq(self.task_id)
+        self.report_seq = store.report_seq(self.task_id)
         client: BridgeClient | None = None
         bridge_state = ""
         prompts_version = 0  # the bridge's prompt counter last seen: it answers on a change
@@ -209,6 +235,7 @@ class Follower(threading.Thread):
                         state=bridge_state or None,
                         limit=FETCH_LIMIT,
                         prompts_version=prompts_version,
+                        reports_after=self.report_seq,
                     )
                 prompts_version = int(reply.get("prompts_version", prompts_version))
                 failures = 0
@@ -250,6 +277,11 @@ class Follower(threading.Thread):
                 for prompt_id, reason in store.sync_prompts(self.task_id, reported):
                     self.engine.prompt_failure_logged(self.task_id, prompt_id, reason)
                 untaken = [p for p in store.prompts(self.task_id) if p["state"] not in FINISHED]
+            applied = self._apply_reports(reply)
+            if applied:  # the task changed (or ended): judge the reply against it as it is
+                task = store.get(self.task_id)
+                if applied == ENDED or task.status != Status.ACTIVE:
+                    return
             step = decide(bridge_state, status, entries, bool(untaken), task.state, task.message)
             if step.kind == "setup_failed":
                 self.engine.fail_active(
@@ -286,9 +318,48 @@ class Follower(threading.Thread):
                 state=state,
                 limit=FETCH_LIMIT,
                 prompts_version=prompts_version,
+                reports_after=self.report_seq,
             )
 
         return _Poll(call, name=f"{self.name}-poll")
+
+    def _apply_reports(self, reply: dict[str, Any]) -> int:
+        """Apply the agent's reports in the reply (`dockyard-task`), oldest first, each once.
+
+        0: none changed the task; CHANGED: one did; ENDED: a `complete` was applied (the
+        engine stopped the workspace: this follower is done). The cursor goes into the
+        store after each, so a restarted follower reads on from there.
+        """
+        reports = reply.get("reports")
+        if not isinstance(reports, list):
+            return 0  # a bridge older than reports, or not asked
+        newest = reply.get("reports_last_seq")
+        if isinstance(newest, int) and newest < self.report_seq:
+            # the bridge numbers from scratch (its state dir was lost): read it all again;
+            # ids keep a report that was applied from being applied twice
+            log.warning(
+                "task %s: the bridge's reports start afresh; reading them again", self.task_id
+            )
+            self.report_seq = 0
+            self.engine.store.set_report_seq(self.task_id, 0)
+            return 0
+        result = 0
+        for item in reports:
+            seq = item.get("seq") if isinstance(item, dict) else None
+            if not isinstance(seq, int) or isinstance(seq, bool) or seq <= self.report_seq:
+                continue
+            report = report_for_engine(item)
+            if report is None:
+                log.warning(
+                    "task %s: report %s from the bridge is not a report; skipped", self.task_id, seq
+                )
+            elif self.engine.apply_report(self.task_id, report):
+                result = CHANGED
+            self.report_seq = seq
+            self.engine.store.set_report_seq(self.task_id, seq)
+            if report is not None and report["kind"] == COMPLETE:
+                return ENDED
+        return result
 
     def _agent_exited(self, code: object, status: dict[str, Any]) -> None:
         observed = self.engine.backend.observe(self.task_id)

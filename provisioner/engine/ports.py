@@ -8,7 +8,8 @@ anything that does.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from provisioner.backends.base import Backend
 from provisioner.engine.secrets import SecretStore
@@ -82,3 +83,8 @@ class FollowerPort(Protocol):
 
     def follower_done(self, follower: Follower) -> None:
         """The follower ended."""
+
+    def apply_report(self, task_id: str, report: Mapping[str, Any]) -> bool:
+        """Apply a report the task's agent made (`dockyard-task`): {"id", "kind",
+        ...fields}; at most once per id; True when it changed the task. A `complete`
+        ends the task and stops its workspace."""

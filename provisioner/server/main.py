@@ -23,6 +23,7 @@ from provisioner.engine.secrets import SecretStore
 from provisioner.engine.workspace import BridgeBundler
 from provisioner.errors import DockyardError, TaskNotFound
 from provisioner.net import is_loopback_host
+from provisioner.server.a2a.routes import a2a_routes
 from provisioner.server.accounts_api import build_accounts_router
 from provisioner.server.api import build_router, install_error_handler
 from provisioner.server.auth import Authenticator
@@ -94,6 +95,9 @@ def create_app(engine: Engine, home: Path, allowed_hosts: list[str] | None = Non
     app.include_router(build_router(engine, str(home)))
     app.include_router(build_accounts_router(engine.store))
     app.include_router(build_webhooks_router(engine.store, webhooks))
+    # A2A (card + JSON-RPC): plain Starlette routes of the SDK, outside the OpenAPI
+    # document; the middleware below authenticates them like every other path
+    app.router.routes.extend(a2a_routes(engine, paths.settings(home)))
     # the last added runs first: the guard, then authentication, then the routes
     app.add_middleware(Authenticator, store=engine.store)
     app.add_middleware(RequestGuard, allowed_hosts=names)

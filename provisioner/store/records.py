@@ -16,14 +16,16 @@ from sqlalchemy import (
     func,
     insert,
     literal_column,
+    or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
 from provisioner.model import utcnow
 from provisioner.prompts import FAILED, FINISHED, QUEUED, STATE_ORDER
-from provisioner.store.schema import events, logs, prompts
+from provisioner.store.schema import events, logs, prompts, tasks
 
 
 def insert_ignoring_duplicates(db: Engine, table: Any) -> Any:
@@ -249,6 +251,22 @@ class LogsMixin:
                 select(func.max(logs.c.seq)).where(logs.c.task_id == task_id)
             ).scalar()
         return int(value or 0)
+
+    def report_seq(self, task_id: str) -> int:
+        """The bridge's sequence number of the newest report applied to the task (0: none)."""
+        with self.db.connect() as conn:
+            value = conn.execute(select(tasks.c.report_seq).where(tasks.c.id == task_id)).scalar()
+        return int(value or 0)
+
+    def set_report_seq(self, task_id: str, seq: int) -> None:
+        """Remember that the task's reports up to `seq` are applied. Never moves back,
+        except to 0: the bridge lost its reports (its state was wiped) and numbers anew."""
+        column = tasks.c.report_seq
+        ahead = or_(column.is_(None), column < seq) if seq > 0 else true()
+        with self.db.begin() as conn:
+            conn.execute(
+                update(tasks).where(and_(tasks.c.id == task_id, ahead)).values(report_seq=seq)
+            )
 
     def tail(self, task_id: str, lines: int = 10) -> list[str]:
         """The last output lines (agent or setup), for error messages."""

@@ -88,6 +88,9 @@ tasks = Table(
     Column("finished_at", String(32)),
     Column("created_at", String(32), nullable=False),
     Column("updated_at", String(32), nullable=False),
+    # the newest report of its agent (dockyard-task) the follower applied: the bridge's
+    # report sequence number it reads on from; NULL: none yet
+    Column("report_seq", Integer),
     UniqueConstraint("owner", "name", name="uq_task_owner_name"),
 )
 
@@ -242,4 +245,25 @@ cursors = Table(
     metadata,
     Column("name", String(32), primary_key=True),
     Column("value", BigInteger, nullable=False, default=0),
+)
+
+# What A2A adds to a task (provisioner/server/a2a): the conversation it belongs to (a
+# client-chosen contextId; a task without a row here is its own context) and its push
+# notification configs, one row each. Both go with the task (ON DELETE CASCADE).
+a2a_contexts = Table(
+    "a2a_contexts",
+    metadata,
+    Column("task_id", String(36), ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True),
+    Column("context_id", String(128), nullable=False),
+    Index("ix_a2a_contexts_context", "context_id"),
+)
+
+a2a_push_configs = Table(
+    "a2a_push_configs",
+    metadata,
+    Column("task_id", String(36), ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False),
+    Column("config_id", String(128), nullable=False),
+    Column("config", JSON, nullable=False),  # the TaskPushNotificationConfig as JSON
+    Column("created_at", String(32), nullable=False),
+    UniqueConstraint("task_id", "config_id", name="uq_a2a_push_task_config"),
 )

@@ -49,6 +49,7 @@ from provisioner.lifecycle import (
     state_applies,
 )
 from provisioner.model import Task, parse_time, utcnow
+from provisioner.store.a2a import A2AMixin
 from provisioner.store.accounts import AccountsMixin
 from provisioner.store.records import LogsMixin, PromptsMixin, insert_ignoring_duplicates
 from provisioner.store.schema import events, locks, logs, metadata, prompts, tasks
@@ -108,7 +109,7 @@ def _postgres_text(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
     dbapi_conn.adapters.register_dumper(str, _nul_free_text())
 
 
-class Store(LogsMixin, PromptsMixin, AccountsMixin, WebhooksMixin):
+class Store(LogsMixin, PromptsMixin, AccountsMixin, A2AMixin, WebhooksMixin):
     """All reads and writes of task data go through here."""
 
     def __init__(self, url: str) -> None:

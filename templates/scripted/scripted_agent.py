@@ -11,6 +11,10 @@ Commands:
   /alloc MB         allocate and hold MB MiB of memory (to test memory limits)
   /fork N           start N helper processes (to test process limits); exit 1 if one fails
   /exit CODE        exit with that code
+  /complete OUTCOME [OUTPUT]  end the task: `dockyard-task complete --outcome OUTCOME`
+  /progress NOTE    `dockyard-task progress NOTE`
+  /ask QUESTION     `dockyard-task ask QUESTION`; the answer comes as the next input
+  /usage IN OUT     `dockyard-task usage --tokens-in IN --tokens-out OUT`
 With --resume it continues a previous session: it prints `Resumed` and the number of
 inputs it has handled so far (kept in a small context file) instead of starting afresh.
 Standard library only: it runs on the workspace's python3.
@@ -27,6 +31,8 @@ import time
 from pathlib import Path
 
 PROGRESS_STEPS = 3
+# the reports an agent makes to Dockyard from inside its workspace (see dockyard-task)
+TASK_COMMAND = "dockyard-task"
 
 
 def _say(line: str) -> None:
@@ -40,6 +46,55 @@ def _work(seconds: float, label: str) -> None:
     for i in range(1, PROGRESS_STEPS + 1):
         time.sleep(step)
         _say(f"  ... {label} ({i}/{PROGRESS_STEPS})")
+
+
+def _dockyard_task(args: list[str]) -> bool:
+    """Run dockyard-task with `args`, show what it said; True when it succeeded."""
+    try:
+        done = subprocess.run(
+            [TASK_COMMAND, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        _say(f"Error: cannot run {TASK_COMMAND}: {exc}")
+        return False
+    for line in done.stdout.decode("utf-8", "replace").splitlines():
+        _say(line)
+    if done.returncode != 0:
+        _say(f"Error: {TASK_COMMAND} exited with code {done.returncode}")
+    return done.returncode == 0
+
+
+def _report(cmd: str, rest: str) -> None:
+    """/complete, /progress, /ask, /usage: a report to Dockyard through dockyard-task."""
+    rest = rest.strip()
+    if cmd == "/complete":
+        outcome, _, output = rest.partition(" ")
+        if not outcome:
+            _say("Error: usage /complete OUTCOME [OUTPUT]")
+            return
+        args = ["complete", "--outcome", outcome]
+        if output.strip():
+            args += ["--output", output.strip()]
+        if _dockyard_task(args):
+            _say(f"Completed: {outcome}")
+        return
+    if cmd == "/usage":
+        parts = rest.split()
+        if len(parts) != 2:
+            _say("Error: usage /usage IN OUT")
+            return
+        _dockyard_task(["usage", "--tokens-in", parts[0], "--tokens-out", parts[1]])
+        return
+    if not rest:
+        _say(f"Error: usage {cmd} TEXT")
+        return
+    if _dockyard_task([cmd[1:], rest]) and cmd == "/ask":
+        _say("Waiting for an answer")
 
 
 class Agent:
@@ -78,6 +133,9 @@ class Agent:
             except ValueError:
                 _say(f"Error: /exit needs a number, got {rest!r}")
                 return None
+        if cmd in ("/complete", "/progress", "/ask", "/usage"):
+            _report(cmd, rest)
+            return None
         if cmd == "/write":
             path, _, content = rest.strip().partition(" ")
             if not path:

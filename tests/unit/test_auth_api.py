@@ -169,7 +169,9 @@ def test_every_route_has_a_rule(served: Served) -> None:
 @pytest.mark.parametrize("who", [None, "revoked", "expired", "garbage"])
 def test_nothing_is_served_without_a_valid_token(served: Served, who: str | None) -> None:
     served.tokens["garbage"] = "dy_" + "A" * 43
-    for method, path in [*RULES, ("GET", "/openapi.json")]:
+    # the A2A routes are the SDK's, outside the OpenAPI document: named here
+    a2a = [("GET", "/.well-known/agent-card.json"), ("POST", "/a2a")]
+    for method, path in [*RULES, ("GET", "/openapi.json"), *a2a]:
         reply = _request(served, who, method, path)
         assert reply.status_code == 401, (who, method, path, reply.text)
         assert reply.headers["www-authenticate"].startswith("Bearer")

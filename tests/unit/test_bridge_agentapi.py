@@ -246,7 +246,7 @@ def test_extra_fields_pass_only_where_relaxed() -> None:
 
 
 def test_every_agentapi_route_answers_as_its_document_says(
-    bridge: tuple[BridgeClient, httpx.Client],
+    bridge: tuple[BridgeClient, httpx.Client], tmp_path: Path
 ) -> None:
     client, http = bridge
     wait_stable(client)
@@ -359,6 +359,22 @@ def test_every_agentapi_route_answers_as_its_document_says(
     assert_conforms(response.json(), "HookResponseBody", served, strict=True)
     response = httpx.get(f"{client.base_url}/healthz", timeout=10)
     assert_conforms(response.json(), "HealthResponseBody", served, strict=True)
+    # reports: made with the workspace's report key (BridgeRunner's state dir), read with
+    # the bridge token
+    key = (tmp_path / "state" / "report-key").read_text().strip()
+    as_agent = {"Authorization": f"Bearer {key}"}
+    report = {"kind": "usage", "tokens_in": 3, "tokens_out": 4, "cost_usd": 0.1, "model": "m"}
+    response = http.post("/dockyard/report", json=report, headers=as_agent)
+    assert_conforms(response.json(), "ReportResponseBody", served, strict=True)
+    response = http.get("/dockyard/reports", params={"after": 0})
+    assert_conforms(response.json(), "ReportsResponseBody", served, strict=True)
+    response = http.get("/dockyard/log", params={"after": 0, "reports_after": 0})
+    assert_conforms(response.json(), "LogResponseBody", served, strict=True)
+    assert response.json()["reports"][0]["tokens_in"] == 3
+    bad = {"kind": "usage", "tokens_in": -3, "tokens_out": 4}
+    assert_problem(http.post("/dockyard/report", json=bad, headers=as_agent), 422, served)
+    assert_problem(http.post("/dockyard/report", json=report), 401, served)  # bridge token
+    assert_problem(http.get("/dockyard/log", params={"reports_after": -1}), 422, served)
     assert_problem(http.post("/dockyard/hook", json={"event": 5}), 422, served)
     assert_problem(http.get("/dockyard/log", params={"after": "x"}), 422, served)
 

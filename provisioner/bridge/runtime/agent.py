@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from .hooks import bridge_env
 from .keys import canonical_keys
+from .statedir import bin_dir, report_key_path
 
 if TYPE_CHECKING:
     from .config import BridgeConfig
@@ -321,6 +322,12 @@ def agent_argv(config: BridgeConfig, resumed: bool) -> list[str]:
 
 
 def agent_env(config: BridgeConfig, port: int) -> dict[str, str]:
-    """The environment of the setup script and the agent: how to reach the bridge too."""
+    """The environment of the setup script and the agent: how to reach the bridge, and
+    dockyard-task on the PATH with the report key's file, too."""
     reach = bridge_env(config.host, port, config.token_file)
-    return terminal_env({**config.env, **reach})
+    env = terminal_env({**config.env, **reach})
+    # dockyard-task: on the PATH first, with the key it reports with
+    env["DOCKYARD_REPORT_KEY_FILE"] = report_key_path(config.state_dir)
+    path = env.get("PATH") or "/usr/local/bin:/usr/bin:/bin"
+    env["PATH"] = f"{bin_dir(config.state_dir)}{os.pathsep}{path}"
+    return env

@@ -197,9 +197,41 @@ def _schemas() -> dict[str, Any]:
                 "status": _ref("StatusResponseBody"),
                 "prompts_version": {"type": "integer"},
                 "prompts": {"type": "array", "items": _ref("Prompt")},
+                "reports": {"type": "array", "items": _ref("Report")},
+                "reports_last_seq": {"type": "integer"},
             },
             ["entries", "last_seq", "status"],
             "Transcript entries after a sequence number.",
+        ),
+        "Report": _object(
+            {
+                "seq": {"type": "integer", "minimum": 1},
+                "id": {"type": "string"},
+                "time": {"type": "string", "format": "date-time"},
+                **_report_fields(),
+            },
+            ["seq", "id", "time", "kind"],
+            "A report the agent made with dockyard-task.",
+        ),
+        "ReportRequestBody": _object(
+            _report_fields(),
+            ["kind"],
+            "A report: complete needs outcome, progress note, ask question, usage "
+            "tokens_in and tokens_out; other fields are refused (422).",
+            extra=False,
+        ),
+        "ReportResponseBody": _object(
+            {"ok": {"type": "boolean"}, "id": {"type": "string"}, "seq": {"type": "integer"}},
+            ["ok", "id", "seq"],
+            "The report is kept (on disk).",
+        ),
+        "ReportsResponseBody": _object(
+            {
+                "reports": {"type": "array", "items": _ref("Report")},
+                "last_seq": {"type": "integer"},
+            },
+            ["reports", "last_seq"],
+            "Reports after a sequence number.",
         ),
         "PromptsResponseBody": _object(
             {"prompts": {"type": "array", "items": _ref("Prompt")}},
@@ -232,6 +264,43 @@ def _schemas() -> dict[str, Any]:
             "What the bridge made of a hook event.",
         ),
         "HealthResponseBody": _object({"ok": {"type": "boolean"}}, ["ok"], "The bridge answers."),
+    }
+
+
+def _report_fields() -> dict[str, Any]:
+    """A report's fields (task_command.check_report is the rule)."""
+    # here, not at the top: the config imports this module before the agent starts
+    from .task_command import (
+        ERROR_CLASSES,
+        KINDS,
+        MAX_COST_USD,
+        MAX_ERROR_CODE,
+        MAX_MODEL,
+        MAX_NOTE,
+        MAX_OUTPUT,
+        MAX_QUESTION,
+        MAX_TOKENS,
+        OUTCOMES,
+    )
+
+    def text(limit: int, description: str) -> dict[str, Any]:
+        return {"type": "string", "maxLength": limit, "description": description}
+
+    def count(description: str) -> dict[str, Any]:
+        return {"type": "integer", "minimum": 0, "maximum": MAX_TOKENS, "description": description}
+
+    return {
+        "kind": {"type": "string", "enum": list(KINDS)},
+        "outcome": {"type": "string", "enum": list(OUTCOMES)},
+        "error_code": text(MAX_ERROR_CODE, "complete: a code for the failure."),
+        "error_class": {"type": "string", "enum": list(ERROR_CLASSES)},
+        "output": text(MAX_OUTPUT, "complete: the result (bytes of UTF-8)."),
+        "tokens_in": count("complete, usage."),
+        "tokens_out": count("complete, usage."),
+        "cost_usd": {"type": "number", "minimum": 0, "maximum": MAX_COST_USD},
+        "model": text(MAX_MODEL, "complete, usage."),
+        "note": text(MAX_NOTE, "progress (bytes of UTF-8)."),
+        "question": text(MAX_QUESTION, "ask (bytes of UTF-8)."),
     }
 
 
@@ -276,6 +345,12 @@ def _paths() -> dict[str, Any]:
                         "schema": _ref("DockyardState"),
                     },
                     _query("prompts", "integer", "A prompts_version: answer when prompts move."),
+                    _query(
+                        "reports_after",
+                        "integer",
+                        "The last report seq applied: carry newer reports, answer when one comes.",
+                        0,
+                    ),
                 ],
                 "responses": {"200": _json(_ref("LogResponseBody")), "default": _ERROR},
             }
@@ -285,6 +360,34 @@ def _paths() -> dict[str, Any]:
                 "operationId": "get-dockyard-prompts",
                 "summary": "Every prompt with its delivery",
                 "responses": {"200": _json(_ref("PromptsResponseBody")), "default": _ERROR},
+            }
+        },
+        "/dockyard/reports": {
+            "get": {
+                "operationId": "get-dockyard-reports",
+                "summary": "The agent's reports after a sequence number",
+                "parameters": [
+                    _query("after", "integer", "Reports with seq > after (default 0).", 0),
+                    _query("limit", "integer", "At most this many (default and cap 100).", 1),
+                ],
+                "responses": {"200": _json(_ref("ReportsResponseBody")), "default": _ERROR},
+            }
+        },
+        "/dockyard/report": {
+            "post": {
+                "operationId": "post-dockyard-report",
+                "summary": "A report from the agent (dockyard-task)",
+                "description": (
+                    "Only from inside the workspace (403 otherwise), with the report key "
+                    "(`$DOCKYARD_REPORT_KEY_FILE`) as the bearer token, not the bridge "
+                    "token. 409 after a complete report, 429 past the bounds."
+                ),
+                "security": [{"reportKey": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("ReportRequestBody")}},
+                },
+                "responses": {"200": _json(_ref("ReportResponseBody")), "default": _ERROR},
             }
         },
         "/dockyard/hook": {
@@ -342,7 +445,14 @@ def document() -> dict[str, Any]:
         "type": "string",
         "description": "Dockyard: the prompt's id (given, or made up).",
     }
-    doc["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    doc["components"]["securitySchemes"] = {
+        "bearer": {"type": "http", "scheme": "bearer"},
+        "reportKey": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "The workspace's report key: POST /dockyard/report only.",
+        },
+    }
     doc["security"] = [{"bearer": []}]
     doc["paths"].update(_paths())
     return doc

@@ -5,6 +5,7 @@ launch.main() starts it; this module is what the launcher imports once the agent
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import threading
@@ -20,6 +21,8 @@ from .cgroup import oom_kills, pids_limit_hits
 from .config import BridgeConfig
 from .hooks import HOOKS, HookTracker
 from .keys import Undeliverable, shown_text, submit_text
+from .reports import PAGE as REPORTS_PAGE
+from .reports import ReportLog
 from .screen import TerminalScreen
 from .setup import (
     DONE,
@@ -84,6 +87,13 @@ class Bridge:
         # the agent ran here before: start it with resume_command
         self.resumed = self.run_state.agent_started
         self.transcript = Transcript(self.state_dir.transcript_path)
+        # what the agent reported with dockyard-task, and the key it reports with
+        self.state_dir.claim_reports(token)
+        self.reports = ReportLog(self.state_dir.reports_path)
+        # a complete ends this run's reports; a later start (a retry of the task in the
+        # same workspace) reports afresh, numbered on
+        self.reports_from = self.reports.last_seq
+        self.report_key = self.state_dir.report_key()
         profile = config.profile
         self.conversation = Conversation(re.compile(profile.prompt_regex))
         for entry in self.transcript.entries:
@@ -533,14 +543,57 @@ class Bridge:
                 "lines": appended,
             }
 
+    def report(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Keep a report the agent made (POST /dockyard/report); its seq and id.
+
+        `body` was checked (task_command.check_report). After a `complete` the task is
+        over: later reports of this run are refused (409), as are reports past the bounds
+        (429).
+        """
+        line_size = len(json.dumps(body, ensure_ascii=False).encode("utf-8")) + 128
+        with self.cond:
+            done = self.reports.completed_after(self.reports_from)
+            if done is not None:
+                raise Rejected(
+                    409,
+                    f"the task was already completed ({done.get('outcome')}, report "
+                    f"{done['id']}); it takes no more reports",
+                )
+            if not self.reports.room_for(line_size):
+                raise Rejected(429, "this workspace has made too many reports")
+            now = time.time()
+            try:
+                record = self.reports.append(body, now)
+            except OSError as exc:
+                log(f"cannot persist a report: {exc}")
+                raise Rejected(503, f"the bridge cannot keep the report: {exc}") from None
+            self._changed(now)  # wakes the follower's long-poll
+            return {"ok": True, "id": record["id"], "seq": record["seq"]}
+
+    def report_page(self, after: int, limit: int) -> dict[str, Any]:
+        """GET /dockyard/reports: reports after seq `after` (at most `limit`)."""
+        with self.cond:
+            return {
+                "reports": self.reports.after(after, limit),
+                "last_seq": self.reports.last_seq,
+            }
+
     def log(
-        self, after: int, wait: float, limit: int, state: str | None, prompts: int = -1
+        self,
+        after: int,
+        wait: float,
+        limit: int,
+        state: str | None,
+        prompts: int = -1,
+        reports_after: int = -1,
     ) -> dict[str, Any]:
         """Entries after `after`; long-polls up to `wait` s while none and the state holds.
 
         With `prompts` (the `prompts_version` a reader saw) it also answers as soon as a
         prompt moves (queued, delivered, taken), and carries the recent prompts, so a
-        follower learns `taken` without a second request.
+        follower learns `taken` without a second request. With `reports_after` (the last
+        report seq a reader applied) it also answers as soon as there is a newer report,
+        and carries the next ones (`reports`, `reports_last_seq`).
         """
         deadline = time.monotonic() + min(max(wait, 0.0), MAX_WAIT_S)
         with self.cond:
@@ -548,7 +601,9 @@ class Bridge:
             while True:
                 entries = self.transcript.after(after, limit)
                 moved = prompts >= 0 and self.activity.changes != prompts
-                if entries or moved or self.state != expected or self.stopping.is_set():
+                # a reader ahead of the log (its state dir was lost) hears at once too
+                reported = reports_after >= 0 and self.reports.last_seq != reports_after
+                if entries or moved or reported or self.state != expected or self.stopping.is_set():
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -562,4 +617,7 @@ class Bridge:
             if prompts >= 0:
                 reply["prompts_version"] = self.activity.changes
                 reply["prompts"] = [p.to_dict() for p in self.activity.prompts[-RECENT_PROMPTS:]]
+            if reports_after >= 0:
+                reply["reports"] = self.reports.after(reports_after, REPORTS_PAGE)
+                reply["reports_last_seq"] = self.reports.last_seq
             return reply

@@ -8,6 +8,7 @@ statuses: 400 for a body that is not JSON, 422 for one that is not as documented
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import socket
 import time
@@ -19,6 +20,8 @@ from .activity import STATES
 from .agentapi import PROBLEM_JSON, document_bytes, error_detail, problem
 from .app import MAX_LIMIT, MAX_WAIT_S, RAW, USER, Bridge, Rejected
 from .hooks import parse_event, parse_text
+from .reports import PAGE as REPORTS_PAGE
+from .task_command import ReportError, check_report
 
 MAX_BODY = 1 << 20
 # SSE: at most one message_update per client this often, and a keepalive when nothing happens
@@ -120,6 +123,38 @@ class Handler(BaseHTTPRequestHandler):
             )
         return ok
 
+    def _from_inside(self) -> bool:
+        """Whether the peer is in the workspace: loopback, or this very address (a call
+        to the container's own IP); a neighbour on its network is neither."""
+        peer = str(self.client_address[0])
+        try:
+            local = str(self.connection.getsockname()[0])
+            address = ipaddress.ip_address(peer.split("%", 1)[0])
+        except (OSError, ValueError):
+            return False
+        mapped = getattr(address, "ipv4_mapped", None)
+        return (mapped or address).is_loopback or peer == local
+
+    def _report_authorized(self) -> bool:
+        """POST /dockyard/report: from inside the workspace, with the report key (never
+        the bridge token: the server reads reports, only the agent makes them)."""
+        if not self._from_inside():
+            self._error(403, "reports are taken only from inside the workspace")
+            return False
+        header = self.headers.get("Authorization", "")
+        scheme, _, key = header.partition(" ")
+        expected = self.server.bridge.report_key.encode("utf-8")
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+            key.strip().encode("utf-8"), expected
+        ):
+            return True
+        self._error(
+            401,
+            "missing or wrong report key (the file $DOCKYARD_REPORT_KEY_FILE names)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+        return False
+
     def _route(self, method: str) -> None:
         length = self.headers.get("Content-Length")
         self._body_pending = bool(length and length.strip() not in ("", "0")) or bool(
@@ -137,7 +172,10 @@ class Handler(BaseHTTPRequestHandler):
             # of the task; a client learns the API before it is given the token
             self._send_bytes(200, document_bytes())
             return
-        if not self._authorized():
+        if path == REPORT_PATH and method == "POST":
+            if not self._report_authorized():
+                return
+        elif not self._authorized():
             return
         handler = routes.get(path)
         if handler is None:
@@ -204,10 +242,34 @@ class Handler(BaseHTTPRequestHandler):
         if state is not None and state not in STATES:
             raise _invalid("query.state", f"state must be one of: {', '.join(STATES)}", state)
         prompts = _query_number(query, "prompts", -1, int)
+        reports_after = _query_number(query, "reports_after", -1, int)
+        if "reports_after" in query and reports_after < 0:
+            raise _invalid("query.reports_after", "reports_after must be >= 0", reports_after)
         body = self.server.bridge.log(
-            after, min(wait, MAX_WAIT_S), min(limit, MAX_LIMIT), state, prompts
+            after, min(wait, MAX_WAIT_S), min(limit, MAX_LIMIT), state, prompts, reports_after
         )
         self._send_json(200, body)
+
+    def reports(self, query: dict[str, list[str]]) -> None:
+        """GET /dockyard/reports: the agent's reports after a sequence number."""
+        after = _query_number(query, "after", 0, int)
+        limit = _query_number(query, "limit", REPORTS_PAGE, int)
+        if after < 0 or limit < 1:
+            raise _invalid("query", "after must be >= 0, limit >= 1")
+        self._send_json(200, self.server.bridge.report_page(after, min(limit, REPORTS_PAGE)))
+
+    def report(self, query: dict[str, list[str]]) -> None:
+        """POST /dockyard/report: a report the agent makes with dockyard-task
+        ({"kind": "complete"|"progress"|"ask"|"usage", ...fields})."""
+        body = self._read_json()
+        try:
+            report = check_report(body)
+        except ReportError as exc:
+            value = body.get(exc.field) if exc.field in body else None
+            if isinstance(value, str) and len(value) > 200:
+                value = value[:200] + "..."
+            raise _invalid(f"body.{exc.field}", str(exc), value) from None
+        self._send_json(200, self.server.bridge.report(report))
 
     def message(self, query: dict[str, list[str]]) -> None:
         """POST /message: a user prompt (queued) or raw keystrokes (typed now).
@@ -384,8 +446,10 @@ _GET = {
     "/events": Handler.events,
     "/dockyard/log": Handler.log,
     "/dockyard/prompts": Handler.prompts,
+    "/dockyard/reports": Handler.reports,
 }
-_POST = {"/message": Handler.message, "/dockyard/hook": Handler.hook}
+REPORT_PATH = "/dockyard/report"
+_POST = {"/message": Handler.message, "/dockyard/hook": Handler.hook, REPORT_PATH: Handler.report}
 _ROUTES = {"GET": _GET, "POST": _POST}
 
 

@@ -23,7 +23,7 @@ from types import FrameType
 from .agent import AgentProcess, agent_argv, agent_env
 from .config import BridgeConfig, ConfigError, load_config, parse_config_text
 from .setup import RUNNING
-from .statedir import StateDir, atomic_write, log
+from .statedir import TASK_COMMAND, StateDir, atomic_write, log
 
 # A fresh workspace gets its configuration and token in the environment (the server's
 # BRIDGE_CONFIG_ENV and BRIDGE_TOKEN_ENV); files at the configured paths win (a server
@@ -89,6 +89,28 @@ def read_token(
     return dataclasses.replace(config, token_file=str(path)), token
 
 
+def task_command_source() -> bytes:
+    """dockyard-task's source: task_command.py beside this module (in the zipapp)."""
+    path = os.path.join(os.path.dirname(__file__), "task_command.py")
+    loader = __spec__.loader if __spec__ is not None else None
+    get_data = getattr(loader, "get_data", None)  # a zipimporter reads inside the zipapp
+    if get_data is not None:
+        data: bytes = get_data(path)
+        return data
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def prepare_reports(state: StateDir) -> None:
+    """Make the report key and install dockyard-task before the agent starts; a failure
+    is logged (the agent then cannot report), never a reason not to start."""
+    try:
+        state.report_key()
+        state.install_command(TASK_COMMAND, task_command_source())
+    except OSError as exc:
+        log(f"cannot install {TASK_COMMAND} in {state.root}: {exc}")
+
+
 def _install_signals(stop: threading.Event) -> None:
     def handler(signum: int, frame: FrameType | None) -> None:
         stop.set()
@@ -130,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"cannot listen on {config.listen}: {exc}")
         return 1
     port = listener.getsockname()[1]
+    prepare_reports(state)
     early: AgentProcess | None = None
     if run_state.setup_phase(config.setup_script) != RUNNING:
         # no setup script to run first: the agent starts now. Forked before any thread of

@@ -21,6 +21,15 @@ T = TypeVar("T")
 PROMPTS_FILE = "prompts.json"
 TRANSCRIPT_FILE = "transcript.jsonl"
 RUN_STATE_FILE = "state.json"
+REPORTS_FILE = "reports.jsonl"
+# the agent's credential for POST /dockyard/report (dockyard-task): made by the bridge on
+# its first start, 0600; it opens that route and nothing else (never the bridge token)
+REPORT_KEY_FILE = "report-key"
+# whose reports reports.jsonl holds: a hash of the bridge token of the task that made them
+REPORTS_OWNER_FILE = "reports-owner"
+# where the bridge installs the commands it gives the agent (dockyard-task), on its PATH
+BIN_DIR = "bin"
+TASK_COMMAND = "dockyard-task"
 
 
 def log(message: str) -> None:
@@ -57,6 +66,8 @@ class StateDir:
         self.prompts_path = self.root / PROMPTS_FILE
         self.transcript_path = self.root / TRANSCRIPT_FILE
         self.run_state_path = self.root / RUN_STATE_FILE
+        self.reports_path = self.root / REPORTS_FILE
+        self.report_key_path = self.root / REPORT_KEY_FILE
         # an earlier run left something: its prompts must never run again
         self.has_history = self.prompts_path.exists() or (
             self.transcript_path.exists() and self.transcript_path.stat().st_size > 0
@@ -108,3 +119,71 @@ class StateDir:
         except OSError as exc:
             log(f"cannot persist prompts: {exc}")
             return False
+
+    def report_key(self) -> str:
+        """The workspace's report key: read, or made (0600) on the first start."""
+        try:
+            key = self.report_key_path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            key = ""
+        return key if len(key) >= 32 else self.new_report_key()
+
+    def claim_reports(self, token: str) -> None:
+        """Reports belong to the task whose bridge made them. A state dir copied from
+        another task's workspace (a fork starts from a copy of its parent's disk) has the
+        other task's reports and key: they are set aside, and this task starts afresh."""
+        import hashlib  # here, not at the top: the launcher imports this module early
+
+        owner = hashlib.sha256(token.encode("utf-8")).hexdigest()[:32]
+        path = self.root / REPORTS_OWNER_FILE
+        try:
+            current: str | None = path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            current = None
+        if current == owner:
+            return
+        if current is not None:
+            if self.reports_path.exists():
+                aside = self.reports_path.with_name(f"{REPORTS_FILE}.task-{current[:12]}")
+                self.reports_path.replace(aside)
+                log(f"reports of another task's workspace moved to {aside.name}")
+            self.new_report_key()  # the other task's agent knew the old one
+        atomic_write(path, owner + "\n")
+
+    def new_report_key(self) -> str:
+        """Make (or replace) the report key: 32 random bytes, hex, in a 0600 file."""
+        key = os.urandom(32).hex()  # no `secrets` import: this runs before the agent starts
+        old_mask = os.umask(0o077)
+        try:
+            atomic_write(self.report_key_path, key + "\n")
+        finally:
+            os.umask(old_mask)
+        os.chmod(self.report_key_path, 0o600)
+        return key
+
+    def install_command(self, name: str, source: bytes) -> Path:
+        """Put an executable `name` holding `source` in the bin dir (the agent's PATH);
+        rewritten only when it differs."""
+        bin_dir = self.root / BIN_DIR
+        bin_dir.mkdir(exist_ok=True)
+        path = bin_dir / name
+        try:
+            current = path.read_bytes()
+        except OSError:
+            current = None
+        if current != source or not os.access(path, os.X_OK):
+            tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
+            tmp.write_bytes(source)
+            os.chmod(tmp, 0o755)
+            os.replace(tmp, path)
+        return path
+
+
+def bin_dir(state_dir: str) -> str:
+    """The directory of the agent's commands for a state dir."""
+    return os.path.join(state_dir, BIN_DIR)
+
+
+def report_key_path(state_dir: str) -> str:
+    """The report key's file for a state dir."""
+    return os.path.join(state_dir, REPORT_KEY_FILE)
