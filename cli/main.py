@@ -18,6 +18,7 @@ LAZY_COMMANDS = {
     "preset": "cli.catalog:preset_group",
     "pool": "cli.pools:pool_group",
     "capacity": "cli.pools:capacity",
+    "target": "cli.targets:target_group",
     "epic": "cli.epics:epic_group",
     "user": "cli.accounts:user_group",
     "token": "cli.accounts:token_group",

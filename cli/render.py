@@ -250,37 +250,21 @@ def events_table(events: Iterable[dict[str, Any]], tasks: bool = False) -> str:
     return render_table(["TASK", *headers] if tasks else headers, rows)
 
 
-def queue_order(tasks: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Waiting tasks in the order they start: pending before backlog (those waiting for
-    dependencies between: they hold no place in line), then higher priority, then longest
-    waiting (an interrupt is at the head of its priority)."""
-
-    def key(task: dict[str, Any]) -> tuple[int, int, int, str]:
-        pending = task.get("status") == "pending"
-        return (
-            (1 if task.get("blocked") else 0) if pending else 2,
-            -int(task.get("priority") or 0),
-            0 if task.get("action") == "interrupt" else 1,
-            str(task.get("queued_at") or task.get("created_at") or ""),
-        )
-
-    return sorted(tasks, key=key)
-
-
-def queue_table(tasks: Iterable[dict[str, Any]]) -> str:
-    """`task list --queue`: place, priority, and what each waits for."""
+def queue_table(entries: Iterable[dict[str, Any]]) -> str:
+    """`task list --queue` (GET /api/v2/queue): place in admission order, and what each
+    waits for; another user's task shows as `-`."""
     rows = [
         [
-            str(place),
-            cell(t.get("name")),
-            str(t.get("priority")),
-            cell(t.get("status")),
-            cell(t.get("target") or t.get("template")),
-            truncate(cell(t.get("message"))),
+            "-" if e.get("position") is None else str(e["position"]),
+            cell(e.get("name")),
+            str(e.get("priority")),
+            cell(e.get("target") or e.get("template") or e.get("codebase")),
+            cell(e.get("waiting_for")),
+            truncate(cell(e.get("reason"))),
         ]
-        for place, t in enumerate(tasks, start=1)
+        for e in entries
     ]
-    return render_table(["#", "NAME", "PRI", "STATUS", "TARGET", "WAITING FOR"], rows)
+    return render_table(["#", "NAME", "PRI", "TARGET", "WAITING FOR", "WHY"], rows)
 
 
 def queue_lines(task: dict[str, Any]) -> list[str]:

@@ -22,7 +22,6 @@ from cli.render import (
     log_text,
     phases_line,
     queue_lines,
-    queue_order,
     queue_table,
     render_table,
     status_line,
@@ -289,7 +288,10 @@ def create(
     )
     if not quiet:
         source = "/".join(p for p in (task.get("template"), task.get("preset")) if p)
-        click.echo(f"Created task {task.get('name')} ({task['id']}) from {source}")
+        # routed: say where; unrouted (its codebase unserved): no template yet
+        route = f" on target {task['target']}" if task.get("target") else ""
+        shown = source or "no template yet"
+        click.echo(f"Created task {task.get('name')} ({task['id']}) from {shown}{route}")
         if task.get("status") in ("pending", "backlog") and task.get("message") not in (
             None,
             "",
@@ -329,7 +331,8 @@ def _statuses(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     "--queue",
     "queue_view",
     is_flag=True,
-    help="Waiting tasks in the order they will start, with what each waits for.",
+    help="Waiting tasks in the order they will start, with what each waits for "
+    "(every user's; others' unnamed).",
 )
 @output_option
 @click.option("-q", "--quiet", is_flag=True, help="Print only task ids.")
@@ -344,21 +347,28 @@ def list_tasks(
     output: str,
     quiet: bool,
 ) -> None:
-    """List your tasks (-a: everyone's)."""
-    if queue_view and status is None:
-        status = "pending,backlog"
+    """List your tasks (-a: everyone's); --queue: every waiting task in admission order."""
+    if queue_view:
+        # the server decides the order and why each waits: it shows every user's waiting
+        # tasks (others' without their names), so each place in line is the real one
+        params = {"target": target, "tag": tag, "epic": epic}
+        entries = current_client().request("GET", "/queue", params=params)["queue"]
+        if quiet:
+            for entry in entries:
+                click.echo(entry["id"])
+        elif output == "json":
+            click.echo(to_json(entries))
+        else:
+            click.echo(queue_table(entries))
+        return
     tasks = current_client().list_tasks(
         status, all_users=all_users, tag=tag, target=target, epic=epic, owner=owner
     )
-    if queue_view:
-        tasks = queue_order(tasks)
     if quiet:
         for task in tasks:
             click.echo(task["id"])
     elif output == "json":
         click.echo(to_json(tasks))
-    elif queue_view:
-        click.echo(queue_table(tasks))
     else:
         click.echo(tasks_table(tasks, owners=all_users or owner is not None))
 

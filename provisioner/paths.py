@@ -13,6 +13,7 @@ import platformdirs
 from provisioner.errors import DockyardError
 
 if TYPE_CHECKING:
+    from provisioner.routing import Target
     from provisioner.webhooks import Settings
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -148,3 +149,16 @@ def template_search_path() -> list[Path]:
 def preset_search_path() -> list[Path]:
     """Built-ins, then `preset_path` (config.yaml), then DOCKYARD_PRESET_PATH directories."""
     return [builtin_presets_dir(), *_configured_dirs("preset_path", "DOCKYARD_PRESET_PATH")]
+
+
+def targets(home: Path | None = None) -> dict[str, Target]:
+    """The named routes of `targets:` in HOME/config.yaml (see provisioner.routing), checked;
+    a DockyardError naming the bad key otherwise. Their templates are checked by the
+    server as it starts (`check_targets`)."""
+    from provisioner.routing import parse_targets  # the CLI imports this module too
+
+    config, data = _config(home)
+    try:
+        return dict(parse_targets(data.get("targets"), f"{config}: targets"))
+    except ValueError as exc:
+        raise DockyardError(str(exc), hint="see Targets in docs/running-a-server.md") from exc

@@ -18,6 +18,7 @@ from provisioner.backends.base import Backend
 from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachable
 from provisioner.engine.admission import Admissions
 from provisioner.engine.pools import WarmPools
+from provisioner.engine.routing import Routes
 from provisioner.engine.secrets import SecretStore
 from provisioner.engine.workspace import initial_prompt_id, task_policy
 from provisioner.errors import DockyardError, ParameterError, TaskConflict, TaskNotFound
@@ -25,6 +26,7 @@ from provisioner.lifecycle import TERMINAL, ErrorClass, State, Status
 from provisioner.model import NAME_RE, QueueFields, Task, slug_from_prompt, utcnow
 from provisioner.prompts import check_size, new_prompt_id
 from provisioner.queueing import title_from
+from provisioner.routing import template_and_preset
 from provisioner.spec import WorkspaceSpec
 from provisioner.store.store import Store
 from provisioner.templating.catalog import Catalog, Template
@@ -47,6 +49,7 @@ class UserCommands:
     secrets: SecretStore
     pools: WarmPools
     admissions: Admissions
+    routes: Routes
     endpoints: dict[str, str]
     _task_locks: dict[str, threading.Lock]
 
@@ -78,7 +81,7 @@ class UserCommands:
     def create_task(
         self,
         *,
-        template: str,
+        template: str | None,
         preset: str | None,
         prompt: str,
         parameters: dict[str, Any],
@@ -88,7 +91,12 @@ class UserCommands:
         actor: str = "user",
         queue: QueueFields | None = None,
     ) -> Task:
-        """Validate and render everything, then store `owner`'s task as pending."""
+        """Validate and render everything, then store `owner`'s task as pending.
+
+        With a target (or a codebase a target serves) and no template, it runs the
+        target's template and preset; an explicit template (and preset) wins. A task for
+        a codebase no target serves is stored unrouted and waits (see engine.routing).
+        """
         if not prompt.strip():
             raise ParameterError("The prompt is empty", hint="give the task something to do")
         if name is not None and not NAME_RE.fullmatch(name):
@@ -98,15 +106,26 @@ class UserCommands:
             )
         queue = queue or QueueFields()
         queue.check()
+        routed = self.routes.for_new(queue.target, queue.codebase)
+        template, preset = template_and_preset(routed, template, preset)
+        if template is None and not routed.unserved:
+            raise ParameterError(
+                "No template given", hint="name one with --template (or a route with --target)"
+            )
         depends_on = self.queue_dependencies(
             queue, owner, self._dependency_ids(queue.depends_on, owner)
         )
         parent_id = self._parent_id(queue.parent, owner)
-        tpl = self.catalog.get(template, template_version)
-        check_size(prompt, "the prompt", tpl.config.agent.profile.max_prompt_bytes, tpl.name)
-        chosen = select_preset(tpl, preset)
-        given = {**self.secrets.from_environment(tpl, parameters), **parameters}
-        spec = render_workspace(tpl, chosen, given)  # fails before anything is created
+        if template is None:  # its codebase is served by no target yet: it waits for one
+            tpl = spec = chosen = None
+            if template_version is not None:
+                raise ParameterError("A template version needs a template (--template)")
+        else:
+            tpl = self.catalog.get(template, template_version)
+            check_size(prompt, "the prompt", tpl.config.agent.profile.max_prompt_bytes, tpl.name)
+            chosen = select_preset(tpl, preset)
+            given = {**self.secrets.from_environment(tpl, parameters), **parameters}
+            spec = render_workspace(tpl, chosen, given)  # fails before anything is created
         self.backend.ping()
         if name is None:
             stem = slug_from_prompt(prompt)
@@ -119,18 +138,19 @@ class UserCommands:
             name=name,
             display_name=prompt.strip().splitlines()[0][:120],
             owner=owner,
-            template=tpl.name,
-            template_version=tpl.version,
+            # unrouted: the template is the target's, chosen once one serves its codebase
+            template=tpl.name if tpl else "",
+            template_version=tpl.version if tpl else "",
             preset=chosen.name if chosen else None,
-            parameters=redact(tpl, spec.parameters),
-            resolved=redact(tpl, spec.parameters),  # secrets live in the secret store only
+            parameters=redact(tpl, spec.parameters) if tpl and spec else {},
+            resolved=redact(tpl, spec.parameters) if tpl and spec else {},
             prompt=prompt,
             status=Status.PENDING,
             bridge_token=secrets.token_urlsafe(32),
             created_at=now,
             updated_at=now,
             message="waiting to be provisioned",
-            policy=task_policy(self.catalog, spec),
+            policy=task_policy(self.catalog, spec) if spec else {},
             priority=queue.priority,
             title=title_from(prompt, queue.title),
             tags=list(queue.tags),
@@ -141,7 +161,7 @@ class UserCommands:
             depends_on=depends_on,
             on_dependency_failure=queue.on_dependency_failure,
             action=queue.action,
-            target=queue.target,
+            target=routed.target.name if routed.target else None,
             codebase=queue.codebase,
             parent_id=parent_id,
             retries=queue.retries,
@@ -152,10 +172,17 @@ class UserCommands:
         if task.status == Status.PENDING:
             task.message = self.admissions.first_message(task)
         self.first_gate(task)  # waiting for its dependencies: no place in line
+        if tpl is None or spec is None:
+            # Which of the given parameters are secret is known only once the template
+            # is: until then all of them stay out of the database.
+            return self._store_new(task, dict(parameters), actor)
         secret_names = {p.name for p in tpl.config.parameters if p.secret}
         secret_values = {k: v for k, v in spec.parameters.items() if k in secret_names}
-        # a warm workspace starts at once: not for a task that must wait or be forked
-        plain = not (depends_on or parent_id or task.status != Status.PENDING)
+        # A warm workspace starts at once: not for a task that must wait or be forked,
+        # nor one under a target's max_concurrent (only admission applies that limit,
+        # under its lock).
+        limited = task.target in self.admissions.target_limits and task.action != "parallel"
+        plain = not (depends_on or parent_id or task.status != Status.PENDING or limited)
         warm = (
             None
             if not plain
@@ -178,6 +205,10 @@ class UserCommands:
             return self._start_claimed(warm, tpl, spec, actor)
         if self.catalog.versions is not None:
             self.catalog.versions.snapshot(tpl)  # the task pins this exact content
+        return self._store_new(task, secret_values, actor)
+
+    def _store_new(self, task: Task, secret_values: dict[str, Any], actor: str) -> Task:
+        """Store a new task (its secrets first) with its first prompt, and wake the loop."""
         # Saved first: the engine may pick the stored task up at once and must find them.
         # A task that cannot be stored (its name taken, text the database refuses) must
         # not leave its secrets behind in a file no task owns.
@@ -189,7 +220,7 @@ class UserCommands:
             raise
         # The bridge queues the first prompt from its config; recording it here gives it
         # an id and a delivery state like every other prompt.
-        self.store.add_prompt(task.id, initial_prompt_id(task), prompt)
+        self.store.add_prompt(task.id, initial_prompt_id(task), task.prompt)
         self.store.mark_handed(initial_prompt_id(task))
         self.wake()
         return task

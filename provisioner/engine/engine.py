@@ -15,6 +15,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from provisioner.backends.base import Backend, Observed
@@ -27,6 +28,7 @@ from provisioner.engine.ordering import TaskOrdering
 from provisioner.engine.outcomes import TaskOutcomes
 from provisioner.engine.pools import WarmPools
 from provisioner.engine.provision import Provisioner
+from provisioner.engine.routing import Routes
 from provisioner.engine.secrets import SecretStore
 from provisioner.engine.workspace import BridgeBundler
 from provisioner.errors import (
@@ -40,6 +42,7 @@ from provisioner.errors import (
 from provisioner.lifecycle import TERMINAL, ErrorClass, State, Status
 from provisioner.model import POOL_OWNER, Task, parse_time
 from provisioner.prompts import FINISHED, refusal_reason
+from provisioner.routing import Target
 from provisioner.store.store import Store
 from provisioner.templating.catalog import Catalog
 
@@ -63,6 +66,11 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _unserved(task: Task) -> bool:
+    """A task for a codebase no target has taken (see engine.routing)."""
+    return task.codebase is not None and task.target is None
+
+
 class Engine(UserCommands, TaskOutcomes, TaskOrdering):
     """Drives every task of one store on one backend."""
 
@@ -77,6 +85,7 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering):
         tick_s: float = 1.0,
         secrets: SecretStore | None = None,
         max_workspaces: int | None = None,
+        targets: Mapping[str, Target] | None = None,
     ) -> None:
         self.store = store
         self.backend = backend
@@ -87,7 +96,9 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering):
         self.secrets = secrets or SecretStore(None)
         self.pools = WarmPools(self)
         # None: unlimited; otherwise at most this many workspaces initializing or active
-        self.admissions = Admissions(self, max_workspaces)
+        # targets: the config's named routes, each with its own optional limit
+        self.admissions = Admissions(self, max_workspaces, targets)
+        self.routes = Routes(self)
         self.endpoints: dict[str, str] = {}  # task id -> bridge URL, kept by followers
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._wake = threading.Event()
@@ -166,6 +177,9 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering):
                 running = self.backend.running_task_ids()
             except BackendError as exc:
                 log.warning("cannot list workspaces: %s", exc)
+        pending = [t for t in live if t.status == Status.PENDING]
+        if pending and self.admissions.targets:
+            self.routes.route_waiting(pending)  # a codebase a target now serves
         # those waiting for dependencies are kept apart: they hold up no one behind them
         pending = self.gate(live, everyone)
         started: list[str] = []
@@ -173,7 +187,9 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering):
             started = self.admissions.run(pending, LEASE_TTL_S)
             for task_id in started:
                 self._submit_provision(task_id)
-        self.promote_backlog(everyone, [t for t in pending if t.id not in started])
+        # a task for a codebase no target serves never takes a slot: it holds back no one
+        left = [t for t in pending if t.id not in started and not _unserved(t)]
+        self.promote_backlog(everyone, left)
         for task in live:
             if task.status == Status.INITIALIZING:
                 if self._take_lease(task):
@@ -393,10 +409,11 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering):
     ) -> None:
         """Move a task to error with its cause; optionally stop its workspace.
 
-        With a capacity limit the workspace is always stopped (its disk and logs kept for
-        inspection): a task in error holds no slot, so a running one would overcommit.
+        With a capacity limit (the server's or a target's) the workspace is always stopped
+        (its disk and logs kept for inspection): a task in error holds no slot, so a
+        running one would overcommit.
         """
-        stop = stop or self.max_workspaces is not None
+        stop = stop or self.admissions.limited
         extra = {"phase": phase} if phase else {}
         if stop:
             # Stopped before the error is recorded: the record frees its slot, and a waiting

@@ -20,12 +20,14 @@ from provisioner.templating.catalog import Catalog
 
 if TYPE_CHECKING:
     from provisioner.bridge.client import BridgeClient
+    from provisioner.engine.admission import Admissions
     from provisioner.engine.follower import Follower
     from provisioner.engine.workspace import BridgeBundler
 
 
 class AdmissionPort(Protocol):
-    """What starting waiting tasks needs: the store, who we are, and two nudges."""
+    """What starting waiting tasks needs: the store, who we are, a nudge, and the acts
+    on other tasks it takes (removing a warm member, preempting an idle task)."""
 
     store: Store
     worker_id: str
@@ -36,6 +38,11 @@ class AdmissionPort(Protocol):
     def delete(self, ref: str, *, actor: str = ...) -> Task:
         """Remove a task and its workspace."""
 
+    def pause(
+        self, ref: str, *, actor: str = ..., reason: str = ..., expect_idle: bool = ...
+    ) -> Task:
+        """Stop a task's workspace, keeping its disk (an interrupt's preemption)."""
+
 
 class PoolsPort(AdmissionPort, Protocol):
     """What keeping warm workspaces needs, beyond admission's parts."""
@@ -44,6 +51,19 @@ class PoolsPort(AdmissionPort, Protocol):
     catalog: Catalog
     secrets: SecretStore
     owner: str  # who owns members until a claim
+
+
+class RoutingPort(Protocol):
+    """What routing tasks to targets needs: the config's targets (on admissions), and
+    what rendering a task's template takes."""
+
+    store: Store
+    catalog: Catalog
+    secrets: SecretStore
+    admissions: Admissions
+
+    def wake(self) -> None:
+        """Run a reconcile pass soon."""
 
 
 class ProvisionPort(Protocol):

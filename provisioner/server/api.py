@@ -1,6 +1,7 @@
 """The REST API, modelled on Coder's /api/v2/tasks: its routers, one per resource.
 
-catalog_api (templates, presets, health, pools, capacity), tasks_api (tasks), and
+catalog_api (templates, presets, health, pools, capacity), tasks_api (tasks), queue_api
+(targets, the queue in admission order), and
 accounts_api (users, tokens, audit; mounted by main.create_app); http_errors says how any
 of them answers a failure.
 """
@@ -12,6 +13,7 @@ from fastapi import APIRouter
 from provisioner.engine.engine import Engine
 from provisioner.server.catalog_api import build_catalog_router
 from provisioner.server.http_errors import ERROR_RESPONSES, MAX_ROW_ID, install_error_handler
+from provisioner.server.queue_api import build_queue_router
 from provisioner.server.tasks_api import build_tasks_router
 
 __all__ = ["ERROR_RESPONSES", "MAX_ROW_ID", "build_router", "install_error_handler"]
@@ -22,4 +24,5 @@ def build_router(engine: Engine, home: str) -> APIRouter:
     router = APIRouter()
     router.include_router(build_catalog_router(engine, home))
     router.include_router(build_tasks_router(engine))
+    router.include_router(build_queue_router(engine))
     return router

@@ -19,6 +19,7 @@ from provisioner.backends.docker import DockerBackend
 from provisioner.backends.router import BackendRouter
 from provisioner.backends.terraform import TerraformBackend
 from provisioner.engine.engine import Engine
+from provisioner.engine.routing import check_targets
 from provisioner.engine.secrets import SecretStore
 from provisioner.engine.workspace import BridgeBundler
 from provisioner.errors import DockyardError, TaskNotFound
@@ -38,6 +39,7 @@ from provisioner.templating.versions import VersionStore
 
 def build_engine(home: Path) -> Engine:
     """The default wiring: SQLite in the home, local Docker, built-in templates."""
+    targets = paths.targets(home)  # a bad config fails before anything is opened
     store = Store(os.environ.get("DOCKYARD_DATABASE_URL") or sqlite_url(home / "dockyard.db"))
     docker = DockerBackend(instance=paths.instance_id(home))
 
@@ -50,6 +52,7 @@ def build_engine(home: Path) -> Engine:
     terraform = TerraformBackend(docker.instance, home, docker.docker, images=docker.images)
     backend = BackendRouter({"docker": docker, "terraform": terraform}, backend_of)
     catalog = Catalog(versions=VersionStore(home / "templates"))
+    check_targets(catalog, targets)
     return Engine(
         store,
         backend,
@@ -57,6 +60,7 @@ def build_engine(home: Path) -> Engine:
         BridgeBundler(paths.cache_dir()),
         secrets=SecretStore(home),
         max_workspaces=paths.max_workspaces(home),
+        targets=targets,
     )
 
 

@@ -238,10 +238,6 @@ def build_tasks_router(engine: Engine) -> APIRouter:
             parent=body.parent,
             retries=body.retries,
         )
-        if body.template is None:
-            raise ParameterError(
-                "No template given", hint="name one with --template (or a route with --target)"
-            )
         task = engine.create_task(
             owner=owner,
             actor=who.actor,

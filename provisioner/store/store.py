@@ -7,7 +7,7 @@ import functools
 import os
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -333,28 +333,40 @@ class Store(LogsMixin, PromptsMixin, AccountsMixin, A2AMixin, WebhooksMixin):
         actor: str,
         reason: str = "",
         action: str | None = None,
+        target_limits: Mapping[str, int] | None = None,
         **changes: Any,
     ) -> tuple[Task | None, Usage]:
-        """Move a task to initializing if a workspace slot is free for it (see capacity).
+        """Move a task to initializing if a workspace slot is free for it, and a place
+        under its target's `max_concurrent` (see capacity.plan).
 
         Counting and moving happen in one transaction that first takes the capacity lock,
-        so engines sharing the database never both take the last slot. Returns the moved
-        task (None when it must wait) and the usage the decision was made on.
+        so engines sharing the database never both take the last slot (nor a target's
+        last place). Returns the moved task (None when it must wait) and the usage the
+        decision was made on.
         """
         check_transition(expected, Status.INITIALIZING, action=action)
         with self.db.begin() as conn:
-            current = self._locked_usage(conn, limit)
-            if not may_start(current, task_id, kind):
+            current = self._locked_usage(conn, limit, target_limits)
+            # read inside the lock: a resume is not queued, its route still counts
+            candidate = next(iter(self._slots(conn, task_id=task_id)), None)
+            if candidate is None:
+                raise TaskNotFound(f"No task {task_id!r} (it was deleted)")
+            if not may_start(current, task_id, kind, candidate=candidate):
                 return None, current
             self._move(conn, task_id, expected, Status.INITIALIZING, actor, reason, changes)
         return self.get(task_id), current
 
-    def usage(self, limit: int | None) -> Usage:
+    def usage(self, limit: int | None, target_limits: Mapping[str, int] | None = None) -> Usage:
         """How many workspaces are live and who waits, as of now (no lock taken)."""
         with self.db.connect() as conn:
-            return count_usage(limit, self._slots(conn))
+            return count_usage(limit, self._slots(conn), target_limits)
 
-    def evict_pool_members(self, limit: int | None, actor: str = "capacity") -> list[str]:
+    def evict_pool_members(
+        self,
+        limit: int | None,
+        target_limits: Mapping[str, int] | None = None,
+        actor: str = "capacity",
+    ) -> list[str]:
         """Cancel warm-pool members whose slots waiting user tasks need; their ids.
 
         A member claimed by a task meanwhile is no longer of kind pool and is left alone.
@@ -363,7 +375,7 @@ class Store(LogsMixin, PromptsMixin, AccountsMixin, A2AMixin, WebhooksMixin):
         if limit is None:
             return []
         with self.db.begin() as conn:
-            current = self._locked_usage(conn, limit)
+            current = self._locked_usage(conn, limit, target_limits)
             if current.waiting == 0:
                 return []
             chosen = pool_members_to_evict(current, self._slots(conn, kind="pool"))
@@ -392,15 +404,19 @@ class Store(LogsMixin, PromptsMixin, AccountsMixin, A2AMixin, WebhooksMixin):
                 evicted.append(member_id)
         return evicted
 
-    def _locked_usage(self, conn: Any, limit: int | None) -> Usage:
+    def _locked_usage(
+        self, conn: Any, limit: int | None, target_limits: Mapping[str, int] | None = None
+    ) -> Usage:
         # The first statement: from here on no other admission runs until we commit.
         conn.execute(
             update(locks).where(locks.c.name == "capacity").values(taken=locks.c.taken + 1)
         )
-        return count_usage(limit, self._slots(conn))
+        return count_usage(limit, self._slots(conn), target_limits)
 
     @staticmethod
-    def _slots(conn: Any, kind: str | None = None) -> list[Slot]:
+    def _slots(conn: Any, kind: str | None = None, task_id: str | None = None) -> list[Slot]:
+        """Live and pending tasks as capacity sees them; with `task_id`, that one task
+        whatever its status (a resume's route)."""
         query = select(
             tasks.c.id,
             tasks.c.kind,
@@ -409,11 +425,19 @@ class Store(LogsMixin, PromptsMixin, AccountsMixin, A2AMixin, WebhooksMixin):
             tasks.c.queued_at,
             tasks.c.created_at,
             tasks.c.state,
-        ).where(
-            tasks.c.status.in_([s.value for s in COUNTED]),
-            # a task waiting for its dependencies is not in line for a slot
-            tasks.c.blocked.is_(False),
+            tasks.c.target,
+            tasks.c.action,
+            tasks.c.codebase,
+            tasks.c.state_changed_at,
         )
+        if task_id is not None:
+            query = query.where(tasks.c.id == task_id)
+        else:
+            query = query.where(
+                tasks.c.status.in_([s.value for s in COUNTED]),
+                # a task waiting for its dependencies is not in line for a slot
+                tasks.c.blocked.is_(False),
+            )
         if kind is not None:
             query = query.where(tasks.c.kind == kind)
         return [
@@ -424,6 +448,10 @@ class Store(LogsMixin, PromptsMixin, AccountsMixin, A2AMixin, WebhooksMixin):
                 priority=int(r.priority if r.priority is not None else 50),
                 waiting_since=r.queued_at or r.created_at,
                 state=r.state,
+                target=r.target,
+                action=r.action or "queue",
+                codebase=r.codebase,
+                state_since=r.state_changed_at,
             )
             for r in conn.execute(query)
         ]

@@ -48,6 +48,8 @@ RULES: dict[tuple[str, str], str] = {
     ("GET", "/api/v2/tasks"): MEMBER,
     ("GET", "/api/v2/pools"): MEMBER,
     ("GET", "/api/v2/capacity"): MEMBER,
+    ("GET", "/api/v2/targets"): MEMBER,
+    ("GET", "/api/v2/queue"): MEMBER,
     ("GET", "/api/v2/tasks/{ref}"): MEMBER,
     ("DELETE", "/api/v2/tasks/{ref}"): MEMBER,
     ("GET", "/api/v2/tasks/{ref}/events"): MEMBER,

@@ -342,13 +342,16 @@ def test_a_command_imports_only_what_it_needs() -> None:
     assert done.stdout.strip() == "[]", done.stdout
 
 
-def test_queue_order_puts_tasks_waiting_for_dependencies_after_those_in_line() -> None:
-    from cli.render import queue_order
+def test_queue_table_shows_the_servers_order_and_places() -> None:
+    # the server orders the queue (GET /api/v2/queue; tested in test_queue_api): tasks
+    # waiting for dependencies and backlog tasks have no place in line
+    from cli.render import queue_table
 
-    tasks = [
-        {"name": "parked", "status": "backlog", "priority": 99, "created_at": "1"},
-        {"name": "blocked", "status": "pending", "priority": 90, "blocked": True},
-        {"name": "low", "status": "pending", "priority": 10, "created_at": "2"},
-        {"name": "high", "status": "pending", "priority": 80, "created_at": "3"},
+    entries = [
+        {"position": 1, "name": "high", "priority": 80, "waiting_for": "capacity", "reason": "r"},
+        {"position": 2, "name": None, "priority": 10, "waiting_for": "target", "reason": "r"},
+        {"position": None, "name": "blocked", "priority": 90, "waiting_for": "dependencies"},
+        {"position": None, "name": "parked", "priority": 99, "waiting_for": "backlog"},
     ]
-    assert [t["name"] for t in queue_order(tasks)] == ["high", "low", "blocked", "parked"]
+    rows = [line.split()[:2] for line in queue_table(entries).splitlines()[1:]]
+    assert rows == [["1", "high"], ["2", "-"], ["-", "blocked"], ["-", "parked"]]

@@ -23,6 +23,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "provisioner.images",
     ),
     "provisioner.capacity": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    "provisioner.routing": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    "provisioner.preemption": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     "provisioner.dependencies": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     "provisioner.auth": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     "provisioner.webhooks": ("provisioner.engine", "provisioner.server", "provisioner.store"),

@@ -83,12 +83,15 @@ def test_success_completes_stops_the_workspace_and_keeps_the_logs(fake: Harness)
 
 
 def test_outcomes_from_other_statuses(fake: Harness) -> None:
-    parked = fake.create("later", queue=QueueFields(action="backlog"))
-    skipped = fake.engine.complete(parked.id, parse_completion({"outcome": "SKIPPED"}))
+    # tasks that wait for a dependency stay pending whatever the engine does meanwhile
+    first = fake.create("first")
+    waiting = [fake.create(f"after {i}", queue=QueueFields(depends_on=(first.id,))) for i in (1, 2)]
+    fake.wait_task(waiting[1].id, lambda t: "waiting for dependencies" in t.message, "blocked")
+    skipped = fake.engine.complete(waiting[0].id, parse_completion({"outcome": "SKIPPED"}))
     assert (skipped.status, skipped.outcome) == (Status.CANCELLED, "SKIPPED")
-    other = fake.create("later too", queue=QueueFields(action="backlog"))
     with pytest.raises(IllegalTransition, match="Cannot complete"):
-        fake.engine.complete(other.id, parse_completion({"outcome": "SUCCESS"}))
+        fake.engine.complete(waiting[1].id, parse_completion({"outcome": "SUCCESS"}))
+    assert fake.task(waiting[1].id).status == Status.PENDING
 
 
 def test_progress_ask_answer_and_usage(fake: Harness) -> None:
