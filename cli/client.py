@@ -574,6 +574,42 @@ class Client:
         result: JSON = self.request("DELETE", f"/tokens/{_segment(token_id)}")
         return result
 
+    # --- webhooks ---
+    def add_webhook(
+        self,
+        url: str,
+        events: list[str],
+        secret: str | None = None,
+        task: str | None = None,
+        all_tasks: bool = False,
+    ) -> JSON:
+        """Subscribe URL to events; the answer has the secret when the server made it."""
+        body = {"url": url, "events": events, "secret": secret, "task": task, "all": all_tasks}
+        result: JSON = self.request("POST", "/webhooks", json=body)
+        return result
+
+    def list_webhooks(self, all_users: bool = False) -> list[JSON]:
+        """The caller's webhooks (everyone's with `all_users`, admins); never secrets."""
+        params = {"all": "true" if all_users else None}
+        result: list[JSON] = self.request("GET", "/webhooks", params=params)["webhooks"]
+        return result
+
+    def remove_webhook(self, webhook_id: str) -> JSON:
+        """Remove a webhook; its pending deliveries are dropped."""
+        result: JSON = self.request("DELETE", f"/webhooks/{_segment(webhook_id)}")
+        return result
+
+    def webhook_deliveries(
+        self, webhook_id: str | None = None, failed: bool = False, limit: int = 100
+    ) -> list[JSON]:
+        """Recent deliveries of one webhook, or of all the caller's, newest first."""
+        path = "/webhooks/deliveries"
+        if webhook_id:
+            path = f"/webhooks/{_segment(webhook_id)}/deliveries"
+        params = {"failed": "true" if failed else None, "limit": limit}
+        result: list[JSON] = self.request("GET", path, params=params)["deliveries"]
+        return result
+
     def audit(self, after: int = 0, limit: int = 1000) -> list[JSON]:
         """Audit entries after an id (admins)."""
         params = {"after": after, "limit": limit}

@@ -29,6 +29,7 @@ LAZY_COMMANDS = {
     "audit": "cli.accounts:audit",
     "drain": "cli.drain:drain",
     "undrain": "cli.drain:undrain",
+    "webhook": "cli.webhooks:webhook_group",
 }
 
 

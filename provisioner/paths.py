@@ -15,6 +15,7 @@ from provisioner.errors import DockyardError
 if TYPE_CHECKING:
     from provisioner.pricing import PriceTable
     from provisioner.routing import Target
+    from provisioner.webhooks import Settings
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -160,6 +161,14 @@ def pricing(home: Path | None = None) -> PriceTable:
 
     config, data = _config(home)
     return parse_pricing(data.get("pricing"), f"{config}: pricing")
+
+
+def webhook_settings(home: Path | None = None) -> Settings:
+    """`webhooks:` of HOME/config.yaml (provisioner.webhooks.Settings)."""
+    from provisioner.webhooks import parse_settings  # the CLI imports this module too
+
+    config, data = _config(home)
+    return parse_settings(data.get("webhooks"), f"{config}: webhooks")
 
 
 def template_search_path() -> list[Path]:

@@ -31,6 +31,8 @@ from provisioner.server.auth import Authenticator
 from provisioner.server.bootstrap import ensure_local_admin
 from provisioner.server.guard import RequestGuard
 from provisioner.server.mcp.app import build_mcp_server, mcp_route
+from provisioner.server.webhook_dispatch import Dispatcher
+from provisioner.server.webhooks_api import build_webhooks_router
 from provisioner.store.store import Store, sqlite_url
 from provisioner.templating.catalog import Catalog
 from provisioner.templating.versions import VersionStore
@@ -82,14 +84,18 @@ def create_app(engine: Engine, home: Path, allowed_hosts: list[str] | None = Non
     names = [socket.gethostname(), socket.getfqdn(), *(allowed_hosts or [])]
     names += allowed_hosts_from_env()
     route, mcp_sessions = mcp_route(build_mcp_server(engine))
+    webhooks = paths.webhook_settings(home)
+    dispatcher = Dispatcher(engine.store, webhooks)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         engine.start()
+        dispatcher.start()  # reads the events the engine writes; never holds it up
         try:
             async with mcp_sessions.run():  # the MCP route's task group
                 yield
         finally:
+            dispatcher.stop()
             engine.stop()
 
     app = FastAPI(
@@ -98,6 +104,7 @@ def create_app(engine: Engine, home: Path, allowed_hosts: list[str] | None = Non
     install_error_handler(app)
     app.include_router(build_router(engine, str(home)))
     app.include_router(build_accounts_router(engine.store))
+    app.include_router(build_webhooks_router(engine.store, webhooks))
     # A2A (card + JSON-RPC): plain Starlette routes of the SDK, outside the OpenAPI
     # document; the middleware below authenticates them like every other path
     app.router.routes.extend(a2a_routes(engine, paths.settings(home)))

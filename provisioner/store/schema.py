@@ -203,6 +203,60 @@ audit = Table(
     Index("ix_audit_time", "id"),
 )
 
+# Webhook subscriptions. The secret is kept as given (unlike a token's hash): the
+# dispatcher signs every request with it. `after_event` is the newest event when it was
+# made: a subscription gets only what happens after.
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("owner", String(32), nullable=False),
+    Column("url", String(2048), nullable=False),
+    Column("events", JSON, nullable=False),
+    Column("task_id", String(36)),  # one task only, or NULL: the owner's (or all) tasks
+    Column("all_tasks", Integer, nullable=False, default=0),  # admins: every user's tasks
+    Column("secret", String(256), nullable=False),
+    Column("after_event", BigInteger, nullable=False, default=0),
+    Column("created_at", String(32), nullable=False),
+    Index("ix_webhooks_owner", "owner"),
+)
+
+# One row per (subscription, event) to send: unique, so servers sharing a database that
+# both see an event make it once; the lease says which server is sending it now. The body
+# is kept as built, so a retry sends the same bytes and a deleted task's events still go.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(48), primary_key=True),  # <webhook id>-<event id>
+    Column("webhook_id", String(16), nullable=False),
+    Column("event_id", BigInteger, nullable=False),
+    Column("task_id", String(36), nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("state", String(12), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False, default=0.0),
+    Column("lease_owner", String(64)),
+    Column("lease_until", Float),
+    Column("last_status", Integer),
+    Column("last_error", Text),
+    Column("last_response", Text),  # the receiver's answer, cut to 1 KiB
+    Column("created_at", String(32), nullable=False),
+    Column("updated_at", String(32), nullable=False),
+    Column("delivered_at", String(32)),
+    UniqueConstraint("webhook_id", "event_id", name="uq_delivery_hook_event"),
+    Index("ix_deliveries_pending", "state", "webhook_id", "event_id"),
+)
+
+# Positions of readers of the events table that must survive restarts (the webhook
+# dispatcher's: every event up to `value` has been turned into deliveries).
+cursors = Table(
+    "cursors",
+    metadata,
+    Column("name", String(32), primary_key=True),
+    Column("value", BigInteger, nullable=False, default=0),
+)
+
 # What A2A adds to a task (provisioner/server/a2a): the conversation it belongs to (a
 # client-chosen contextId; a task without a row here is its own context) and its push
 # notification configs, one row each. Both go with the task (ON DELETE CASCADE).

@@ -54,6 +54,7 @@ from provisioner.store.accounts import AccountsMixin
 from provisioner.store.records import LogsMixin, PromptsMixin, insert_ignoring_duplicates
 from provisioner.store.schema import events, locks, logs, metadata, prompts, tasks
 from provisioner.store.settings import SettingsMixin
+from provisioner.store.webhooks import WebhooksMixin
 
 _TASK_FIELDS = [f.name for f in fields(Task)]
 
@@ -109,7 +110,7 @@ def _postgres_text(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
     dbapi_conn.adapters.register_dumper(str, _nul_free_text())
 
 
-class Store(LogsMixin, PromptsMixin, AccountsMixin, A2AMixin, SettingsMixin):
+class Store(LogsMixin, PromptsMixin, AccountsMixin, A2AMixin, SettingsMixin, WebhooksMixin):
     """All reads and writes of task data go through here."""
 
     def __init__(self, url: str) -> None:

@@ -78,6 +78,12 @@ RULES: dict[tuple[str, str], str] = {
     # in this order: the admin's drain is undone by the undrain after it
     ("POST", "/api/v2/drain"): ADMIN,
     ("POST", "/api/v2/undrain"): ADMIN,
+    ("POST", "/api/v2/webhooks"): MEMBER,
+    ("GET", "/api/v2/webhooks"): MEMBER,
+    ("GET", "/api/v2/webhooks/deliveries"): MEMBER,
+    ("GET", "/api/v2/webhooks/{webhook_id}"): MEMBER,
+    ("DELETE", "/api/v2/webhooks/{webhook_id}"): MEMBER,
+    ("GET", "/api/v2/webhooks/{webhook_id}/deliveries"): MEMBER,
 }
 
 # a body that passes validation, so only authorization can stop the request
@@ -91,6 +97,8 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v2/users"): {"name": "carol", "role": "member"},
     ("POST", "/api/v2/tokens"): {"name": "ci"},
     ("POST", "/api/v2/drain"): {"grace": "0s"},
+    # refused for everyone (a loopback receiver), so no request ever leaves the test
+    ("POST", "/api/v2/webhooks"): {"url": "http://127.0.0.1:9/", "events": ["status"]},
 }
 
 
@@ -147,6 +155,7 @@ def _fill(path: str, served: Served) -> str:
         .replace("{name}", "scripted" if "/templates/" in path else "nobody")
         .replace("{token_id}", "000000000000")
         .replace("{version}", "0" * 12)
+        .replace("{webhook_id}", "0" * 12)
     )
 
 

@@ -34,6 +34,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "provisioner.retrying": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     "provisioner.pricing": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     "provisioner.spend": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    "provisioner.webhooks": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     # side by side: none of them reaches up to the engine or the server, or across
     "provisioner.templating": (
         "provisioner.engine",
