@@ -14,8 +14,7 @@ import json
 import math
 import re
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 # far above any real turn; keeps a hostile line from making a sum absurd (the server
 # checks again: tokens at most 10**12, dollars at most 10**6 a report)
@@ -27,9 +26,9 @@ _MODEL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/@+-]{0,127}")
 _SEEN = 4096
 
 
-@dataclass(frozen=True)
-class Usage:
-    """Tokens (and dollars, when the agent says) one model call or turn added."""
+class Usage(NamedTuple):
+    """Tokens (and dollars, when the agent says) one model call or turn added. (A
+    NamedTuple, not a dataclass: dataclasses would load inspect and ast into the bridge.)"""
 
     tokens_in: int = 0
     tokens_out: int = 0
