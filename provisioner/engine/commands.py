@@ -11,6 +11,7 @@ import contextlib
 import logging
 import secrets
 import threading
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,8 @@ log = logging.getLogger(__name__)
 
 # how long a claim on a starting task holds without a heartbeat
 LEASE_TTL_S = 15.0
+# how long a delete waits for a start of the task under way in this engine to notice
+PROVISION_SETTLE_S = 10.0
 
 
 class UserCommands:
@@ -54,6 +57,8 @@ class UserCommands:
     routes: Routes
     draining: Draining
     _task_locks: dict[str, threading.Lock]
+    _provisioning: set[str]
+    _lock: threading.Lock
 
     if TYPE_CHECKING:
 
@@ -363,8 +368,25 @@ class UserCommands:
             if not self.store.delete(task.id):  # another server sharing the store was first
                 raise TaskNotFound(f"No task {ref[:80]!r}", hint="it was deleted just now")
             self.secrets.delete(task.id)
+        if self._settle_provisioning(task.id, PROVISION_SETTLE_S):
+            # a start under way in this engine made more of the workspace after the
+            # removal above (it stops at its next step, finding the task gone)
+            self.backend.remove(task.id)
         self.wake()  # a slot may be free: a waiting task may start
         return task
+
+    def _settle_provisioning(self, task_id: str, timeout: float) -> bool:
+        """Wait (bounded) for this engine's start of the task to end; True if one ran."""
+        deadline = time.monotonic() + timeout
+        ran = False
+        while True:
+            with self._lock:
+                if task_id not in self._provisioning:
+                    return ran
+            ran = True
+            if time.monotonic() >= deadline:
+                return ran
+            time.sleep(0.02)
 
     def send(self, ref: str, text: str, *, actor: str = "user") -> dict[str, Any]:
         """Queue a follow-up prompt; it reaches the agent once it is active and idle.

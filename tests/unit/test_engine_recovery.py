@@ -3,7 +3,9 @@ same store and backend picks up what runs and follows it again, provisioning not
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Any
 
 from provisioner.lifecycle import Status
 from tests.fake_engine import Harness, bridge_cache, fake, harness_at, wait_until
@@ -121,3 +123,27 @@ def test_the_sweep_spares_a_task_created_while_it_lists_workspaces(fake: Harness
     fake.backend.task_ids = listing_while_it_is_created  # type: ignore[method-assign]
     fake.engine._sweep_orphans()
     assert fake.backend.observe(task.id).exists, "a live task's workspace was removed"
+
+
+def test_a_task_deleted_while_it_starts_leaves_no_workspace(fake: Harness) -> None:
+    # The delete removes the workspace while the start is about to create it. A start
+    # that then finds the task cancelled (not yet deleted) leaves what it made behind for
+    # the orphan sweep; so the delete waits for the start to end and removes again.
+    entered, release, created = threading.Event(), threading.Event(), threading.Event()
+    create = fake.backend.create
+
+    def held_create(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        release.wait(10)
+        try:
+            return create(*args, **kwargs)
+        finally:
+            created.set()
+
+    fake.backend.create = held_create  # type: ignore[method-assign]
+    task = fake.create("deleted while starting")
+    assert entered.wait(10), "the start never reached its create step"
+    threading.Timer(0.3, release.set).start()
+    fake.engine.delete(task.id)
+    assert created.is_set(), "the delete returned while the start was still under way"
+    assert fake.backend.task_ids() == set()
