@@ -344,9 +344,9 @@ def test_push_configs_are_kept_with_the_task(served: Served) -> None:
         async with _client(served, "alice") as alice:
             task = await _send(alice, _message("Notify me"))
             made = await alice.create_task_push_notification_config(
-                TaskPushNotificationConfig(task_id=task.id, url="https://ci.example/hook")
+                TaskPushNotificationConfig(task_id=task.id, url="https://1.1.1.1/hook")
             )
-            assert made.id and made.url == "https://ci.example/hook"
+            assert made.id and made.url == "https://1.1.1.1/hook"
             got = await alice.get_task_push_notification_config(
                 GetTaskPushNotificationConfigRequest(task_id=task.id, id=made.id)
             )
