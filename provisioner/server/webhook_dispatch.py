@@ -462,3 +462,4 @@ class Dispatcher:
         self._pruned = time.monotonic()
         before = (datetime.now(UTC) - KEEP_FINISHED).isoformat(timespec="milliseconds")
         self.store.prune_deliveries(before.replace("+00:00", "Z"))
+        self.store.prune_orphan_pushes()

@@ -172,6 +172,23 @@ class A2AMixin:
             row["url"] = row["push_config"].get("url", "")
         return rows
 
+    def prune_orphan_pushes(self) -> int:
+        """Forget the deliveries of push configs that are gone with their task (a deleted
+        task takes its configs along, not their deliveries, which would wait for ever)."""
+        d = webhook_deliveries
+        with self.db.begin() as conn:
+            result = conn.execute(
+                delete(d).where(
+                    d.c.webhook_id.like("a2a-%"),
+                    d.c.webhook_id.not_in(
+                        select(a2a_push_configs.c.hook_id).where(
+                            a2a_push_configs.c.hook_id.is_not(None)
+                        )
+                    ),
+                )
+            )
+            return int(result.rowcount or 0)
+
     def push_hooks_of(self, owner: str) -> list[str]:
         """The hook ids of the push configs on `owner`'s tasks (their deliveries are
         listed with the owner's webhooks' ones)."""
@@ -189,16 +206,13 @@ _START = {"event": 0, "status": None, "state": None, "a2a": None}
 
 def _seen_now(conn: Any, task_id: str) -> dict[str, Any]:
     """Where a new config starts following its task: after the task's last event, with
-    the status and state its events last set (read together, so no event falls between)."""
-    e = events.c
-
-    def last(kind: str) -> Any:
-        return conn.execute(
-            select(e.to_value)
-            .where(e.task_id == task_id, e.kind == kind)
-            .order_by(e.id.desc())
-            .limit(1)
-        ).scalar()
-
-    newest = conn.execute(select(func.max(e.id)).where(e.task_id == task_id)).scalar() or 0
-    return {"event": int(newest), "status": last("status"), "state": last("state"), "a2a": None}
+    the task's status and state now (read in one transaction: an event and the change it
+    records are written in one too, so none falls between)."""
+    newest = conn.execute(select(func.max(events.c.id)).where(events.c.task_id == task_id))
+    row = conn.execute(select(tasks.c.status, tasks.c.state).where(tasks.c.id == task_id)).first()
+    return {
+        "event": int(newest.scalar() or 0),
+        "status": row.status if row else None,
+        "state": row.state if row else None,
+        "a2a": None,
+    }

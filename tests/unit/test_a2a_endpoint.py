@@ -105,7 +105,7 @@ def test_card_lists_skills_and_says_bearer(served: Served) -> None:
         assert card.supported_interfaces[0].url == served.url + "/a2a"
         assert card.security_schemes["bearer"].http_auth_security_scheme.scheme == "Bearer"
         assert "bearer" in card.security_requirements[0].schemes
-        assert card.capabilities.streaming
+        assert card.capabilities.streaming and card.capabilities.push_notifications
 
     asyncio.run(go())
     headers = {"Authorization": f"Bearer {served.tokens['alice']}"}

@@ -10,6 +10,8 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -29,11 +31,17 @@ from a2a.types.a2a_pb2 import (
 )
 from a2a.utils.errors import A2AError
 from google.protobuf.json_format import ParseDict
+from sqlalchemy import select
 
-from provisioner.webhooks import verify
+from provisioner.lifecycle import Status
+from provisioner.server.webhook_dispatch import Dispatcher
+from provisioner.store.schema import webhook_deliveries
+from provisioner.store.store import Store, sqlite_url
+from provisioner.webhooks import RetryPolicy, Settings, verify
 from tests.fake_engine import Harness, bridge_cache, fake
 from tests.polling import wait_until
 from tests.serving import admin_token, serve
+from tests.stored import stored_task
 from tests.webhook_receiver import Got, Receiver
 
 __all__ = ["bridge_cache", "fake"]
@@ -206,3 +214,77 @@ def test_refused_push_urls_are_json_rpc_errors(served: Served) -> None:
 
     asyncio.run(go())
     assert [t.title for t in served.h.store.list_tasks(owner="alice")] == ["Hello"]
+
+
+# --- on one store, with a dispatcher directly ------------------------------------------------
+
+QUICK = Settings(
+    allow_private=True,
+    timeout_s=5,
+    retry=RetryPolicy(max_attempts=3, base_s=0.05, factor=2, cap_s=0.2),
+)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store(sqlite_url(tmp_path / "db.sqlite"))
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def _push_rows(store: Store) -> list[dict[str, Any]]:
+    with store.db.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(select(webhook_deliveries))]
+
+
+def _to(store: Store, task_id: str, state: str) -> None:
+    assert store.record(task_id, "state", actor="bridge", to_value=state, state=state)
+
+
+def test_the_address_is_checked_again_at_send_time_with_the_owners_role(store: Store) -> None:
+    """A name that resolved to a public address when the config was set, and to loopback
+    now (DNS rebinding), is refused for a member's task: the delivery fails, never sent."""
+    store.create_user("alice", "member")
+    task = stored_task(store, Status.ACTIVE, owner="alice", state="idle")
+    with Receiver() as receiver:
+        port = int(receiver.url.split(":")[2].split("/")[0])
+        assert store.put_push_config(task.id, "c1", {"url": f"http://receiver.test:{port}/hook"})
+        dispatcher = Dispatcher(store, QUICK, tick_s=0.02, resolver=lambda h, p: ["127.0.0.1"])
+        dispatcher.fan_out()  # the cursor starts after what exists
+        dispatcher.start()
+        try:
+            _to(store, task.id, "working")
+            wait_until(lambda: [r["state"] for r in _push_rows(store)] == ["failed"], 20, "failed")
+        finally:
+            dispatcher.stop()
+        assert receiver.requests() == []
+    (row,) = _push_rows(store)
+    assert row["attempts"] == 3 and "loopback" in row["last_error"]
+    assert row["event"] == "TASK_STATE_WORKING"
+
+
+def test_a_removed_config_or_task_leaves_no_deliveries_waiting(store: Store) -> None:
+    store.create_user("boss", "admin")
+    task = stored_task(store, Status.ACTIVE, owner="boss", state="idle")
+    other = stored_task(store, Status.ACTIVE, owner="boss", state="idle")
+    with Receiver(default=500) as receiver:
+        for t in (task, other):
+            assert store.put_push_config(t.id, "c1", {"url": receiver.url})
+        dispatcher = Dispatcher(store, QUICK, tick_s=0.02)
+        dispatcher.fan_out()  # the cursor starts after what exists
+        for t in (task, other):
+            _to(store, t.id, "working")
+            _to(store, t.id, "idle")
+        dispatcher.fan_out()
+        assert sorted(r["event"] for r in _push_rows(store)) == [
+            "TASK_STATE_INPUT_REQUIRED",
+            "TASK_STATE_INPUT_REQUIRED",
+            "TASK_STATE_WORKING",
+            "TASK_STATE_WORKING",
+        ]
+        assert store.delete_push_config(task.id, "c1")
+        assert store.delete(other.id)
+        assert store.prune_orphan_pushes() == 2
+        assert _push_rows(store) == []
