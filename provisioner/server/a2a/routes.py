@@ -34,7 +34,7 @@ from starlette.routing import BaseRoute, Route
 from provisioner import __version__
 from provisioner.auth.tokens import Principal
 from provisioner.engine.engine import Engine
-from provisioner.errors import DockyardError
+from provisioner.errors import DockyardError, ParameterError
 from provisioner.server.a2a.handler import DockyardRequestHandler
 from provisioner.server.a2a.mapping import Skill, parse_skill
 from provisioner.server.a2a.taskstore import DockyardTaskStore
@@ -146,8 +146,11 @@ def push_url_check(
     http(s), no credentials, and an address members may call (never link-local)."""
 
     def check(who: Principal, url: str) -> None:
-        target = check_url(url)
-        checked_addresses(target, settings.allow_private, who.is_admin, resolver)
+        try:
+            target = check_url(url)
+            checked_addresses(target, settings.allow_private, who.is_admin, resolver)
+        except ParameterError as exc:  # the webhooks' words, said of the push URL
+            raise ParameterError(f"Push URL refused: {exc.message}", hint=exc.hint) from exc
 
     return check
 
