@@ -82,7 +82,8 @@ def remove_webhook(webhook_id: str) -> None:
 @click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
 @output_option
 def deliveries(webhook_id: str | None, failed: bool, limit: int, output: str) -> None:
-    """Recent deliveries (newest first) of one webhook or all of yours, with attempts."""
+    """Recent deliveries (newest first) of one webhook or all of yours (your tasks'
+    A2A push notifications too, webhook id a2a-...), with attempts."""
     found = current_client().webhook_deliveries(webhook_id, failed, limit)
     if output == "json":
         click.echo(to_json(found))

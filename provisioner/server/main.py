@@ -107,7 +107,7 @@ def create_app(engine: Engine, home: Path, allowed_hosts: list[str] | None = Non
     app.include_router(build_webhooks_router(engine.store, webhooks))
     # A2A (card + JSON-RPC): plain Starlette routes of the SDK, outside the OpenAPI
     # document; the middleware below authenticates them like every other path
-    app.router.routes.extend(a2a_routes(engine, paths.settings(home)))
+    app.router.routes.extend(a2a_routes(engine, paths.settings(home), webhooks))
     # MCP (tools over Streamable HTTP at /mcp): outside the OpenAPI document; the
     # middleware below authenticates it like every other path
     app.router.routes.append(route)

@@ -29,6 +29,7 @@ import httpx
 from provisioner import __version__
 from provisioner.errors import ParameterError
 from provisioner.model import POOL_OWNER, utcnow
+from provisioner.server.a2a import push
 from provisioner.store.store import Store
 from provisioner.webhooks import (
     Settings,
@@ -269,6 +270,7 @@ class Dispatcher:
         ]
         if matched:
             self._store_deliveries(matched)
+        self._fan_out_push(page)
         ids = [int(e["id"]) for e in page]
         now = time.monotonic()
         moved = advance_cursor(cursor, ids, self._gaps, now, GAP_GRACE_S)
@@ -318,11 +320,64 @@ class Dispatcher:
             rows.append(row)
         self.store.add_deliveries(rows)
 
+    def _fan_out_push(self, page: list[dict[str, Any]]) -> None:
+        """A2A push configs follow their tasks' status and state events: each change of
+        the A2A state is one delivery (provisioner.server.a2a.push decides)."""
+        followed = {e["task_id"] for e in page if e["kind"] in ("status", "state")}
+        configs = self.store.push_followers(sorted(followed))
+        if not configs:
+            return
+        task_ids = sorted({c["task_id"] for c in configs})
+        tasks = self.store.tasks_by_ids(task_ids)
+        contexts = self.store.a2a_contexts(task_ids)
+        pending = self.store.pending_counts()
+        rows: list[dict[str, Any]] = []
+        moved: dict[str, dict[str, Any]] = {}
+        for config in configs:
+            hook, task_id = config["hook_id"], config["task_id"]
+            task = tasks.get(task_id)
+            retrying = task is not None and task.status.value == "error" and bool(task.retry_at)
+            question = task.question if task is not None else None
+            seen = start = push.Seen.of(config["seen"] or {})
+            # the task's events after the config's own place, not only this page's: a
+            # config given with the message that made the task starts before the cursor
+            for event in self.store.events_page(after=seen.event, limit=PAGE, task_id=task_id):
+                seen, state = push.follow(seen, event, retrying)
+                if state is None:
+                    continue
+                delivery_id = f"{hook}-{event['id']}"
+                row = {
+                    "id": delivery_id,
+                    "webhook_id": hook,
+                    "event_id": int(event["id"]),
+                    "task_id": task_id,
+                    "event": state,
+                    "body": push.body(
+                        delivery_id, task_id, contexts.get(task_id, task_id), state, event,
+                        question,
+                    ),
+                    "state": "pending",
+                    "last_error": None,
+                }  # fmt: skip
+                waiting = pending.get(hook, 0)
+                if waiting >= self.max_pending:
+                    row["state"] = "failed"
+                    row["last_error"] = f"not sent: {waiting} earlier pushes were still waiting"
+                else:
+                    pending[hook] = waiting + 1
+                rows.append(row)
+            if seen != start:
+                moved[hook] = seen.json()
+        self.store.add_deliveries(rows)
+        self.store.save_push_seen(moved)
+
     # deliveries -> requests ----------------------------------------------------------------
     def dispatch(self) -> None:
-        """Claim due deliveries (the oldest of each subscription) and send them."""
+        """Claim due deliveries (the oldest of each subscription or push config) and send
+        them."""
         now = time.time()
-        for row in self.store.due_deliveries(now):
+        due = self.store.due_deliveries(now) + self.store.due_push_deliveries(now)
+        for row in sorted(due, key=lambda r: float(r["next_attempt_at"])):
             failing = int(row["attempts"]) > 0
             with self._lock:
                 if len(self._inflight) >= self.settings.workers:
@@ -367,8 +422,13 @@ class Dispatcher:
             "X-Dockyard-Event": row["event"],
             "X-Dockyard-Delivery": row["id"],
             "X-Dockyard-Timestamp": str(stamp),
-            "X-Dockyard-Signature": signature(row["secret"], stamp, row["body"]),
         }
+        key = row.get("secret")
+        if "push_config" in row:  # an A2A push: its own headers; signed with its token
+            headers.update(push.headers(row["push_config"]))
+            key = row["push_config"].get("token") or None
+        if key:
+            headers["X-Dockyard-Signature"] = signature(key, stamp, row["body"])
         got = send(
             row["url"],
             row["body"],
@@ -402,3 +462,4 @@ class Dispatcher:
         self._pruned = time.monotonic()
         before = (datetime.now(UTC) - KEEP_FINISHED).isoformat(timespec="milliseconds")
         self.store.prune_deliveries(before.replace("+00:00", "Z"))
+        self.store.prune_orphan_pushes()

@@ -90,7 +90,8 @@ def build_webhooks_router(
         limit: int = Query(100, ge=1, le=1000),
         who: Principal = Depends(caller),
     ) -> dict[str, Any]:
-        ids = [h["id"] for h in store.webhooks_of(who.user)]
+        # the A2A push notifications of the caller's tasks too (webhook_id "a2a-...")
+        ids = [h["id"] for h in store.webhooks_of(who.user)] + store.push_hooks_of(who.user)
         return {"deliveries": store.deliveries(ids, failed=failed, limit=limit)}
 
     @r.get("/webhooks/{webhook_id}")

@@ -3,12 +3,20 @@ configs. The task itself is the one Dockyard task (tables `tasks`, `logs`, `prom
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, func, insert, select, update
+from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
 
 from provisioner.model import utcnow
-from provisioner.store.schema import a2a_contexts, a2a_push_configs
+from provisioner.store.schema import (
+    a2a_contexts,
+    a2a_push_configs,
+    events,
+    tasks,
+    users,
+    webhook_deliveries,
+)
 
 # a task holds at most this many push configs: each would be one POST per event
 MAX_PUSH_CONFIGS = 10
@@ -36,8 +44,12 @@ class A2AMixin:
         with self.db.connect() as conn:
             return [r.task_id for r in conn.execute(query)]
 
-    def put_push_config(self, task_id: str, config_id: str, config: dict[str, Any]) -> bool:
-        """Store (or replace) one config; False when the task already has the most."""
+    def put_push_config(
+        self, task_id: str, config_id: str, config: dict[str, Any], *, from_start: bool = False
+    ) -> bool:
+        """Store (or replace) one config; False when the task already has the most. A new
+        config is pushed the task's changes from now on, or from its first event with
+        `from_start` (one given with the message that creates the task)."""
         where = and_(a2a_push_configs.c.task_id == task_id)
         with self.db.begin() as conn:
             replaced = conn.execute(
@@ -52,7 +64,12 @@ class A2AMixin:
                 return False
             conn.execute(
                 insert(a2a_push_configs).values(
-                    task_id=task_id, config_id=config_id, config=config, created_at=utcnow()
+                    task_id=task_id,
+                    config_id=config_id,
+                    config=config,
+                    created_at=utcnow(),
+                    hook_id="a2a-" + secrets.token_hex(6),
+                    seen=_START if from_start else _seen_now(conn, task_id),
                 )
             )
         return True
@@ -67,7 +84,17 @@ class A2AMixin:
             return [dict(r.config) for r in conn.execute(query)]
 
     def delete_push_config(self, task_id: str, config_id: str) -> bool:
+        """Remove a config; its deliveries not sent yet are dropped with it."""
         with self.db.begin() as conn:
+            hook = select(a2a_push_configs.c.hook_id).where(
+                a2a_push_configs.c.task_id == task_id, a2a_push_configs.c.config_id == config_id
+            )
+            conn.execute(
+                delete(webhook_deliveries).where(
+                    webhook_deliveries.c.webhook_id.in_(hook.scalar_subquery()),
+                    webhook_deliveries.c.state == "pending",
+                )
+            )
             gone = conn.execute(
                 delete(a2a_push_configs).where(
                     a2a_push_configs.c.task_id == task_id,
@@ -75,3 +102,117 @@ class A2AMixin:
                 )
             ).rowcount
         return bool(gone)
+
+    # delivery (provisioner.server.webhook_dispatch) ----------------------------------------
+    def push_followers(self, task_ids: list[str]) -> list[dict[str, Any]]:
+        """The push configs of these tasks that follow them: hook id, task, config, seen."""
+        if not task_ids:
+            return []
+        c = a2a_push_configs.c
+        query = (
+            select(c.hook_id, c.task_id, c.config, c.seen)
+            .where(c.task_id.in_(task_ids), c.hook_id.is_not(None))
+            .order_by(c.created_at, c.config_id)
+        )
+        with self.db.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def save_push_seen(self, seen: dict[str, dict[str, Any]]) -> None:
+        """Move configs' `seen` forward (hook id -> Seen as JSON); never back, as another
+        server may have followed further."""
+        c = a2a_push_configs.c
+        with self.db.begin() as conn:
+            for hook_id, value in seen.items():
+                row = conn.execute(select(c.seen).where(c.hook_id == hook_id)).first()
+                if row is None or int((row.seen or {}).get("event") or 0) >= value["event"]:
+                    continue
+                conn.execute(
+                    update(a2a_push_configs).where(c.hook_id == hook_id).values(seen=value)
+                )
+
+    def due_push_deliveries(self, now: float, limit: int = 100) -> list[dict[str, Any]]:
+        """As due_deliveries, for push configs: the oldest pending delivery of each, if
+        due and not leased, with the config (URL, token, authentication) and the task
+        owner's role now (an owner who lost admin loses private receivers too)."""
+        d = webhook_deliveries
+        p = a2a_push_configs
+        oldest = (
+            select(d.c.webhook_id, func.min(d.c.event_id).label("first"))
+            .where(d.c.state == "pending", d.c.webhook_id.like("a2a-%"))
+            .group_by(d.c.webhook_id)
+            .subquery()
+        )
+        query = (
+            select(
+                d,
+                p.c.config.label("push_config"),
+                tasks.c.owner,
+                users.c.role.label("owner_role"),
+                users.c.disabled_at.label("owner_removed_at"),
+            )
+            .join(
+                oldest,
+                and_(oldest.c.webhook_id == d.c.webhook_id, oldest.c.first == d.c.event_id),
+            )
+            .join(p, p.c.hook_id == d.c.webhook_id)
+            .join(tasks, tasks.c.id == p.c.task_id)
+            .join(users, users.c.name == tasks.c.owner)
+            .where(
+                and_(
+                    d.c.next_attempt_at <= now,
+                    or_(d.c.lease_until.is_(None), d.c.lease_until < now),
+                )
+            )
+            .order_by(d.c.next_attempt_at)
+            .limit(limit)
+        )
+        with self.db.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        for row in rows:
+            row["url"] = row["push_config"].get("url", "")
+        return rows
+
+    def prune_orphan_pushes(self) -> int:
+        """Forget the deliveries of push configs that are gone with their task (a deleted
+        task takes its configs along, not their deliveries, which would wait for ever)."""
+        d = webhook_deliveries
+        with self.db.begin() as conn:
+            result = conn.execute(
+                delete(d).where(
+                    d.c.webhook_id.like("a2a-%"),
+                    d.c.webhook_id.not_in(
+                        select(a2a_push_configs.c.hook_id).where(
+                            a2a_push_configs.c.hook_id.is_not(None)
+                        )
+                    ),
+                )
+            )
+            return int(result.rowcount or 0)
+
+    def push_hooks_of(self, owner: str) -> list[str]:
+        """The hook ids of the push configs on `owner`'s tasks (their deliveries are
+        listed with the owner's webhooks' ones)."""
+        query = (
+            select(a2a_push_configs.c.hook_id)
+            .join(tasks, tasks.c.id == a2a_push_configs.c.task_id)
+            .where(tasks.c.owner == owner, a2a_push_configs.c.hook_id.is_not(None))
+        )
+        with self.db.connect() as conn:
+            return [r.hook_id for r in conn.execute(query)]
+
+
+_START = {"event": 0, "status": None, "state": None, "a2a": None}
+
+
+def _seen_now(conn: Any, task_id: str) -> dict[str, Any]:
+    """Where a new config starts following its task: after the task's last event, with
+    the task's status and state now (read in one transaction: an event and the change it
+    records are written in one too, so none falls between)."""
+    newest = conn.execute(select(func.max(events.c.id)).where(events.c.task_id == task_id))
+    row = conn.execute(select(tasks.c.status, tasks.c.state).where(tasks.c.id == task_id)).first()
+    return {
+        "event": int(newest.scalar() or 0),
+        "status": row.status if row else None,
+        "state": row.state if row else None,
+        "a2a": None,
+    }

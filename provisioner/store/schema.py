@@ -275,5 +275,9 @@ a2a_push_configs = Table(
     Column("config_id", String(128), nullable=False),
     Column("config", JSON, nullable=False),  # the TaskPushNotificationConfig as JSON
     Column("created_at", String(32), nullable=False),
+    # its deliveries' webhook_id in webhook_deliveries ("a2a-" + 12 hex), and how far it
+    # has followed its task's events (provisioner.server.a2a.push.Seen)
+    Column("hook_id", String(16), unique=True),
+    Column("seen", JSON),
     UniqueConstraint("task_id", "config_id", name="uq_a2a_push_task_config"),
 )

@@ -105,7 +105,7 @@ def test_card_lists_skills_and_says_bearer(served: Served) -> None:
         assert card.supported_interfaces[0].url == served.url + "/a2a"
         assert card.security_schemes["bearer"].http_auth_security_scheme.scheme == "Bearer"
         assert "bearer" in card.security_requirements[0].schemes
-        assert card.capabilities.streaming
+        assert card.capabilities.streaming and card.capabilities.push_notifications
 
     asyncio.run(go())
     headers = {"Authorization": f"Bearer {served.tokens['alice']}"}
@@ -344,9 +344,9 @@ def test_push_configs_are_kept_with_the_task(served: Served) -> None:
         async with _client(served, "alice") as alice:
             task = await _send(alice, _message("Notify me"))
             made = await alice.create_task_push_notification_config(
-                TaskPushNotificationConfig(task_id=task.id, url="https://ci.example/hook")
+                TaskPushNotificationConfig(task_id=task.id, url="https://1.1.1.1/hook")
             )
-            assert made.id and made.url == "https://ci.example/hook"
+            assert made.id and made.url == "https://1.1.1.1/hook"
             got = await alice.get_task_push_notification_config(
                 GetTaskPushNotificationConfigRequest(task_id=task.id, id=made.id)
             )

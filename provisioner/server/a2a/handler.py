@@ -1,7 +1,7 @@
 """The A2A JSON-RPC methods over Dockyard's engine: SendMessage creates a task or sends
 a follow-up prompt, GetTask/ListTasks read the store, CancelTask completes the task
 CANCELLED, the streaming methods follow the task's transcript, and push notification
-configs are stored with the task.
+configs are stored with the task (and delivered by the webhook dispatcher: push.py).
 
 The SDK's DefaultRequestHandler runs an AgentExecutor inside the server process and
 keeps live tasks in an in-memory registry. A Dockyard task's life is the engine's (its
@@ -74,6 +74,7 @@ from provisioner.server.a2a.mapping import (
     requested_skill,
     turn_over,
 )
+from provisioner.server.a2a.push import check_authentication
 from provisioner.server.a2a.taskstore import DockyardTaskStore, View, facts_of, principal_of
 from provisioner.server.waiting import wait_for
 
@@ -138,11 +139,17 @@ class DockyardRequestHandler(RequestHandler):
     """Every A2A method, for the caller the Authenticator let in."""
 
     def __init__(
-        self, engine: Engine, tasks: DockyardTaskStore, default_skill: Skill | None
+        self,
+        engine: Engine,
+        tasks: DockyardTaskStore,
+        default_skill: Skill | None,
+        check_push_url: Callable[[Principal, str], None] | None = None,
     ) -> None:
         self.engine = engine
         self.tasks = tasks
         self.default_skill = default_skill
+        # the webhooks' address policy for a push URL (ParameterError saying why not)
+        self.check_push_url = check_push_url or (lambda who, url: None)
 
     def _audit(self, who: Principal, task: DockyardTask, action: str) -> None:
         """An admin acting on another's task is audited, as through the REST API."""
@@ -204,6 +211,7 @@ class DockyardRequestHandler(RequestHandler):
             push = TaskPushNotificationConfig()
             push.CopyFrom(params.configuration.task_push_notification_config)
             _check_push_config(push)  # before a task exists for it
+            await run_in_threadpool(self.check_push_url, who, push.url)
         started = await run_in_threadpool(self._start, who, params)
         if params.message.context_id and not params.message.task_id:
             # the client's conversation: the one thing A2A keeps beside the task
@@ -212,7 +220,10 @@ class DockyardRequestHandler(RequestHandler):
             )
         if push is not None:
             push.task_id = started.task_id
-            await run_in_threadpool(self._put_push_config, who, push)
+            # a new task's config gets its changes from its start: the engine may have
+            # taken it up already
+            new = not params.message.task_id
+            await run_in_threadpool(self._put_push_config, who, push, new)
         return started
 
     async def _view(self, who: Principal, task_id: str) -> View:
@@ -391,15 +402,16 @@ class DockyardRequestHandler(RequestHandler):
         return task.id
 
     def _put_push_config(
-        self, who: Principal, config: TaskPushNotificationConfig
+        self, who: Principal, config: TaskPushNotificationConfig, from_start: bool = False
     ) -> TaskPushNotificationConfig:
         task_id = self._owned(who, config.task_id)
         _check_push_config(config)
+        self.check_push_url(who, config.url)
         if not config.id:
             config.id = uuid.uuid4().hex
         config.tenant = ""
         stored = MessageToDict(config)
-        if not self.tasks.store.put_push_config(task_id, config.id, stored):
+        if not self.tasks.store.put_push_config(task_id, config.id, stored, from_start=from_start):
             raise InvalidParamsError(message=f"Task {task_id} has as many push configs as allowed")
         return config
 
@@ -476,6 +488,10 @@ def _check_push_config(config: TaskPushNotificationConfig) -> None:
         MAX_TOKEN_CHARS
     ):
         raise InvalidParamsError(message=f"Push credentials are longer than {MAX_TOKEN_CHARS}")
+    try:
+        check_authentication(MessageToDict(config))
+    except ParameterError as exc:
+        raise a2a_error(exc) from exc
 
 
 __all__ = ["A2AError", "DockyardRequestHandler", "Started"]

@@ -9,6 +9,7 @@ bearer scheme it needs for everything.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from a2a.server.context import ServerCallContext
@@ -31,12 +32,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from provisioner import __version__
+from provisioner.auth.tokens import Principal
 from provisioner.engine.engine import Engine
-from provisioner.errors import DockyardError
+from provisioner.errors import DockyardError, ParameterError
 from provisioner.server.a2a.handler import DockyardRequestHandler
 from provisioner.server.a2a.mapping import Skill, parse_skill
 from provisioner.server.a2a.taskstore import DockyardTaskStore
+from provisioner.server.webhook_dispatch import Resolver, checked_addresses, resolve
 from provisioner.templating.catalog import Catalog
+from provisioner.webhooks import Settings, check_url
 
 RPC_PATH = "/a2a"
 CARD_PATH = AGENT_CARD_WELL_KNOWN_PATH  # /.well-known/agent-card.json
@@ -106,8 +110,8 @@ def agent_card(base_url: str, offered: list[AgentSkill]) -> AgentCard:
             )
             for v in ("1.0", "0.3")
         ],
-        # push configs are stored but not delivered yet: the capability stays off
-        capabilities=AgentCapabilities(streaming=True, push_notifications=False),
+        # push configs are delivered by the webhook dispatcher (push.py)
+        capabilities=AgentCapabilities(streaming=True, push_notifications=True),
         default_input_modes=["text/plain"],
         default_output_modes=["text/plain"],
         skills=offered,
@@ -135,17 +139,36 @@ def default_skill(config: dict[str, Any]) -> Skill | None:
     return parse_skill(section["default_skill"])
 
 
-def a2a_routes(engine: Engine, config: dict[str, Any]) -> list[BaseRoute]:
+def push_url_check(
+    settings: Settings, resolver: Resolver = resolve
+) -> Callable[[Principal, str], None]:
+    """A push URL is a webhook URL: the same checks when it is set (and at every send):
+    http(s), no credentials, and an address members may call (never link-local)."""
+
+    def check(who: Principal, url: str) -> None:
+        try:
+            target = check_url(url)
+            checked_addresses(target, settings.allow_private, who.is_admin, resolver)
+        except ParameterError as exc:  # the webhooks' words, said of the push URL
+            raise ParameterError(f"Push URL refused: {exc.message}", hint=exc.hint) from exc
+
+    return check
+
+
+def a2a_routes(
+    engine: Engine, config: dict[str, Any], settings: Settings | None = None
+) -> list[BaseRoute]:
     """The card route and the JSON-RPC route (1.0 methods, 0.3 names too)."""
     tasks = DockyardTaskStore(engine.store, engine.catalog)
     fallback = default_skill(config)
+    settings = settings or Settings()
 
     async def card(request: Request) -> Response:
         offered = await run_in_threadpool(skills, engine.catalog)
         built = agent_card(str(request.base_url), offered)
         return JSONResponse(agent_card_to_dict(built))
 
-    handler = DockyardRequestHandler(engine, tasks, fallback)
+    handler = DockyardRequestHandler(engine, tasks, fallback, push_url_check(settings))
     return [
         Route(CARD_PATH, card, methods=["GET"]),
         *create_jsonrpc_routes(
