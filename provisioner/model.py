@@ -16,6 +16,7 @@ from provisioner.queueing import (
     MAX_DEPENDENCIES,
     SOURCES,
     check_choice,
+    check_codebase,
     check_label,
     check_retries,
     check_tags,
@@ -113,6 +114,12 @@ class Task:
     cost_usd: float = 0.0
     model: str | None = None
     finished_at: str | None = None
+    # claims (queue-only tasks of a `workers: true` target; see provisioner.claiming)
+    queue_only: bool = False
+    claimed_by: str | None = None  # the user holding the claim
+    session_id: str | None = None  # the claimer's session (its renewals must name it)
+    worker: str | None = None  # the registered worker that claimed it, if any
+    claim_until: str | None = None  # the lease: back to pending unless renewed by then
 
     def queue_fields(self) -> dict[str, Any]:
         """What the task queue adds to a task, as stored (for a claimed warm workspace)."""
@@ -171,7 +178,7 @@ class QueueFields:
         check_label(self.task_type, "task type")
         check_label(self.epic, "epic")
         check_label(self.target, "target")
-        check_label(self.codebase, "codebase")
+        check_codebase(self.codebase)
         check_choice(self.source, SOURCES, "source")
         check_choice(self.on_dependency_failure, DEPENDENCY_POLICIES, "dependency failure policy")
         check_choice(self.action, ACTIONS, "action")

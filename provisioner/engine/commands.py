@@ -15,6 +15,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from provisioner.backends.base import Backend
+from provisioner.claiming import WAITING_FOR_WORKER
 from provisioner.draining import WAITING as DRAINING
 from provisioner.engine.admission import Admissions
 from provisioner.engine.draining import Draining
@@ -109,8 +110,17 @@ class UserCommands:
         queue = queue or QueueFields()
         queue.check()
         routed = self.routes.for_new(queue.target, queue.codebase)
+        queue_only = routed.target is not None and routed.target.workers
+        if queue_only:
+            assert routed.target is not None
+            if template is not None or preset is not None or parameters or queue.parent:
+                raise ParameterError(
+                    f"Target {routed.target.name} is a workers target: its tasks are claimed "
+                    "by workers, never run on a template",
+                    hint="drop --template, --preset, --param and --parent, or pick another target",
+                )
         template, preset = template_and_preset(routed, template, preset)
-        if template is None and not routed.unserved:
+        if template is None and not routed.unserved and not queue_only:
             raise ParameterError(
                 "No template given", hint="name one with --template (or a route with --target)"
             )
@@ -132,7 +142,8 @@ class UserCommands:
             if tpl is None or spec is None:
                 raise ParameterError("A fork runs its parent's template: give --template")
             check_fork(self.store.get(parent_id), tpl.name, spec, self.backend)
-        self.backend.ping()
+        if not queue_only:
+            self.backend.ping()
         if name is None:
             stem = slug_from_prompt(prompt)
             name = f"{stem}-{secrets.token_hex(2)}"
@@ -173,12 +184,15 @@ class UserCommands:
             parent_id=parent_id,
             # the task's own --retries wins over its template's lifecycle.retries
             retries=int(policy.get("retries") or 0) if queue.retries is None else queue.retries,
+            queue_only=queue_only,
         )
         if queue.action == "backlog":
             task.status = Status.BACKLOG
             task.message = "in the backlog: starts when nothing else waits"
         draining = self.draining.state().draining
-        if task.status == Status.PENDING:
+        if queue_only and task.status == Status.PENDING:
+            task.message = WAITING_FOR_WORKER
+        elif task.status == Status.PENDING:
             task.message = self.admissions.first_message(task)
             if draining:
                 task.message = DRAINING  # accepted; admitted after undrain
