@@ -28,10 +28,11 @@ class TargetView(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     name: str
-    template: str = Field(description="The template its tasks run")
+    template: str | None = Field(description="The template its tasks run (null: workers)")
     preset: str | None = Field(description="Its preset (null: the template's default)")
     max_concurrent: int | None = Field(description="Most of its tasks live at once (null: none)")
     codebases: list[str] = Field(description="The codebases it serves (--codebase)")
+    workers: bool = Field(False, description="Its tasks are claimed by workers, not run")
     running: int = Field(description="Its tasks initializing or active, parallel ones too")
     counted: int = Field(description="Of those, the ones counted against max_concurrent")
     waiting: int = Field(description="Its tasks pending")

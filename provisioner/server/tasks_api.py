@@ -402,7 +402,13 @@ def build_tasks_router(engine: Engine) -> APIRouter:
         for field, value in body.model_dump().items():
             check_strings(value, field)
         completion = parse_completion(body.model_dump())
-        task = act_on(who, ref, "task.complete")
+        try:
+            task = act_on(who, ref, "task.complete")
+        except TaskNotFound:
+            # the holder of a claim ends the queue-only task it claimed
+            task = engine.claimable(ref, who.user)
+            if task.claimed_by != who.user:
+                raise
         return engine.complete(task.id, completion, actor=who.actor).public()
 
     @r.post("/tasks/{ref}/retry", response_model=TaskView)
