@@ -15,6 +15,7 @@ import pytest
 
 from provisioner.lifecycle import Status
 from tests.fake_engine import Harness, bridge_cache, harness_at
+from tests.mcp_client import ToolCaller, text_of
 from tests.serving import admin_token, serve
 from tests.unit.test_claims import TARGETS, queued
 
@@ -141,3 +142,32 @@ def test_workers_register_beat_and_claim_by_codebase(api: Api) -> None:
     assert empty.status_code == 200 and empty.json()["task"] is None
     targets = api.call("user1", "GET", "/api/v2/targets").json()["targets"]
     assert {t["name"]: t["workers"] for t in targets} == {"reviewers": True, "web": True}
+
+
+def test_mcp_claim_task_two_sessions_one_wins_the_other_reads_who(api: Api) -> None:
+    task = queued(api.h, "claimed over mcp", owner="user0")
+    callers = [ToolCaller(api.url, api.tokens[f"user{i}"]) for i in (1, 2)]
+    barrier = threading.Barrier(2)
+    results: dict[str, Any] = {}
+
+    def claim(i: int) -> None:
+        barrier.wait()
+        reply = callers[i].call("claim_task", taskId=task.id, sessionId=f"builder-session-{i}")
+        results[f"builder-session-{i}"] = reply
+
+    threads = [threading.Thread(target=claim, args=(i,)) for i in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    won = [s for s, r in results.items() if not r.is_error]
+    assert len(won) == 1, results
+    (lost,) = [r for r in results.values() if r.is_error]
+    assert f"task {task.name} is already claimed by {won[0]}" in text_of(lost)
+    # the winner (not the task's owner) completes it with its cost
+    holder = callers[int(won[0][-1])]
+    done = holder.ok(
+        "complete_task", taskId=task.id, completed_status="SUCCESS", tokens_in=10, cost_usd=0.5
+    )
+    assert done["status"] == "completed" and done["claimed_by"] in ("user1", "user2")
+    assert api.h.task(task.id).cost_usd == 0.5

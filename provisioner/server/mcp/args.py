@@ -192,6 +192,11 @@ def task_summary(task: Task) -> dict[str, Any]:
         "tokens_out": task.tokens_out,
         "cost_usd": task.cost_usd,
         "model": task.model,
+        # a claim of a queue-only task: who holds it, under which session, until when
+        "queue_only": task.queue_only,
+        "claimed_by": task.claimed_by,
+        "session_id": task.session_id,
+        "claim_until": task.claim_until,
         "created_at": task.created_at,
         "finished_at": task.finished_at,
     }
