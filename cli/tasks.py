@@ -741,3 +741,14 @@ def delete(ctx: click.Context, tasks: tuple[str, ...], yes: bool) -> None:
             click.echo(f"Deleted {task}")
     if failed:
         ctx.exit(1)
+
+
+def _add_claim_commands() -> None:
+    """`task claim`, `task renew`, `task start` (cli.workers)."""
+    from cli.workers import claim, renew, start
+
+    for command in (claim, renew, start):
+        task_group.add_command(command)
+
+
+_add_claim_commands()

@@ -12,7 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
+from cli.main import cli as dockyard
 from provisioner.lifecycle import Status
 from tests.fake_engine import Harness, bridge_cache, harness_at
 from tests.mcp_client import ToolCaller, text_of
@@ -171,3 +173,33 @@ def test_mcp_claim_task_two_sessions_one_wins_the_other_reads_who(api: Api) -> N
     )
     assert done["status"] == "completed" and done["claimed_by"] in ("user1", "user2")
     assert api.h.task(task.id).cost_usd == 0.5
+
+
+def test_the_cli_claims_starts_completes_and_runs_workers(api: Api, tmp_path: Path) -> None:
+    env = {
+        "DOCKYARD_URL": api.url,
+        "DOCKYARD_TOKEN": api.tokens["user1"],
+        "DOCKYARD_HOME": str(tmp_path / "cli"),
+    }
+
+    def run(*args: str) -> str:
+        result = CliRunner().invoke(dockyard, list(args), env=env)
+        assert result.exit_code == 0, result.output
+        return str(result.output)
+
+    task = queued(api.h, "review it", owner="user0", codebase="api-server")
+    shown = run("task", "claim", task.id, "--session", "cli-1", "--lease", "60")
+    assert "claimed by user1 (session cli-1)" in shown
+    again = CliRunner().invoke(dockyard, ["task", "claim", task.id, "--session", "x"], env=env)
+    assert again.exit_code != 0 and f"task {task.name} is already claimed by cli-1" in again.output
+    assert "active: working" in run("task", "start", task.id, "--session", "cli-1")
+    run("task", "renew", task.id, "--session", "cli-1")
+    run("task", "complete", task.id, "--outcome", "SUCCESS")
+    assert api.h.task(task.id).status == Status.COMPLETED
+
+    other = queued(api.h, "more", owner="user0", codebase="api-server")
+    assert "alive" in run("worker", "register", "api-1", "--codebase", "api-server")
+    assert "api-1" in run("worker", "list")
+    assert "alive as of" in run("worker", "heartbeat", "api-1")
+    assert other.name in run("worker", "next", "api-1", "--session", "w1")
+    assert "nothing to claim" in run("worker", "next", "api-1", "--session", "w1")
