@@ -197,7 +197,9 @@ def test_the_cli_claims_starts_completes_and_runs_workers(api: Api, tmp_path: Pa
     run("task", "complete", task.id, "--outcome", "SUCCESS")
     assert api.h.task(task.id).status == Status.COMPLETED
 
-    other = queued(api.h, "more", owner="user0", codebase="api-server")
+    made = run("task", "create", "-q", "--target", "reviewers", "--codebase", "api-server", "more")
+    other = api.h.task(made.strip())
+    assert other.queue_only and other.status == Status.PENDING
     assert "alive" in run("worker", "register", "api-1", "--codebase", "api-server")
     assert "api-1" in run("worker", "list")
     assert "alive as of" in run("worker", "heartbeat", "api-1")
