@@ -297,6 +297,7 @@ class UserCommands:
     ) -> Task:
         """Stop the workspace, keep its disk and logs."""
         task = self.store.get(ref)
+        _refuse_queue_only(task, "pause it")
         with self._lock_for(self._task_locks, task.id):
             task = self.store.get(task.id)
             if task.status != Status.ACTIVE:
@@ -326,6 +327,7 @@ class UserCommands:
     def resume(self, ref: str, *, actor: str = "user", reason: str = "resumed by user") -> Task:
         """Start a paused or errored task's workspace again."""
         task = self.store.get(ref)
+        _refuse_queue_only(task, "resume it")
         with self._lock_for(self._task_locks, task.id):
             task = self.store.get(task.id)
             if task.status not in (Status.PAUSED, Status.ERROR):
@@ -388,6 +390,7 @@ class UserCommands:
         a crash or restart anywhere after this call loses nothing.
         """
         task = self.store.get(ref)
+        _refuse_queue_only(task, "send to it")
         if not text.strip():
             raise ParameterError("The prompt is empty")
         if task.status in TERMINAL or task.status == Status.ERROR:
@@ -426,3 +429,13 @@ class UserCommands:
         # The task's follower is the one place that hands prompts to the bridge (in
         # order, through its client): nudged, it does so at once, even mid long-poll.
         self.nudge_follower(task.id)
+
+
+def _refuse_queue_only(task: Task, act: str) -> None:
+    """A queue-only task has no workspace and no agent of Dockyard's to act on."""
+    if task.queue_only:
+        raise TaskConflict(
+            f"Cannot {act}: task {task.name} is queue-only (its worker does the work; "
+            "there is no workspace)",
+            hint="complete it, or delete it",
+        )

@@ -345,6 +345,11 @@ class Store(
         status event, in one transaction (TaskConflict if it moved meanwhile)."""
         changes = {
             "attempt": attempt,
+            # a queue-only task goes back to the pool: nobody's claim any more
+            "claimed_by": None,
+            "session_id": None,
+            "worker": None,
+            "claim_until": None,
             "queued_at": utcnow(),
             "message": reason,
             "outcome": None,

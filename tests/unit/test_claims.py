@@ -163,6 +163,28 @@ def test_a_workspace_task_of_another_user_is_not_claimable_nor_visible(h: Harnes
         h.engine.claim(mine.id, user="alice", session_id="s")
 
 
+def test_workspace_acts_on_a_queue_only_task_are_refused_and_retry_frees_it(h: Harness) -> None:
+    task = queued(h, "not a workspace")
+    h.engine.claim(task.id, user="bob", session_id="s1")
+    h.engine.start_claimed(task.id, user="bob", session_id="s1")
+    for act in (h.engine.pause, h.engine.resume):
+        with pytest.raises(TaskConflict, match="queue-only"):
+            act(task.id)
+    with pytest.raises(TaskConflict, match=r"Cannot send to it: task \S+ is queue-only"):
+        h.engine.send(task.id, "more")
+    failed = h.engine.complete(
+        task.id, parse_completion({"outcome": "FAILED", "error_class": "TRANSIENT"})
+    )
+    assert failed.status == Status.FAILED  # no automatic retry: no workspace to retry in
+    again = h.engine.retries.retry(failed, actor="user:alice")
+    assert (again.status, again.attempt, again.claimed_by, again.session_id) == (
+        Status.PENDING,
+        2,
+        None,
+        None,
+    )
+
+
 def test_a_workers_target_takes_no_template() -> None:
     with pytest.raises(ValueError, match=r"reviewers\.template: a workers target has no"):
         parse_targets({"reviewers": {"workers": True, "template": "aider"}})
