@@ -505,6 +505,16 @@ class Client:
         result: JSON = self.request("POST", f"/tasks/{_segment(task)}/claim/renew", json=body)
         return result
 
+    def accept_offer(self, task: str, session: str, lease_s: float | None = None) -> JSON:
+        body: JSON = {"session_id": session, "lease_s": lease_s}
+        result: JSON = self.request("POST", f"/tasks/{_segment(task)}/offer/accept", json=body)
+        return result
+
+    def reject_offer(self, task: str, reason: str | None = None) -> JSON:
+        body: JSON = {"reason": reason}
+        result: JSON = self.request("POST", f"/tasks/{_segment(task)}/offer/reject", json=body)
+        return result
+
     def start_claimed(self, task: str, session: str) -> JSON:
         body: JSON = {"session_id": session}
         result: JSON = self.request("POST", f"/tasks/{_segment(task)}/start", json=body)

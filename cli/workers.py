@@ -71,6 +71,25 @@ def start(task: str, session: str | None, output: str) -> None:
     _claimed(current_client().start_claimed(task, session or default_session()), output)
 
 
+@click.command("accept")
+@click.argument("task")
+@session_option
+@lease_option
+@output_option
+def accept(task: str, session: str | None, lease_s: float | None, output: str) -> None:
+    """Accept TASK, offered to one of your workers: it becomes claimed by your session."""
+    _claimed(current_client().accept_offer(task, session or default_session(), lease_s), output)
+
+
+@click.command("reject")
+@click.argument("task")
+@click.option("--reason", help="Why, for the task's history.")
+def reject(task: str, reason: str | None) -> None:
+    """Decline TASK, offered to one of your workers: any worker may claim it then."""
+    back = current_client().reject_offer(task, reason)
+    click.echo(f"{back.get('name')}: {status_line(back)} ({back.get('message')})")
+
+
 @click.group("worker")
 def worker_group() -> None:
     """Workers: named programs that claim queue-only tasks by codebase."""

@@ -35,6 +35,8 @@ MAX_WORKER_TARGETS = 200
 # a worker not heard from for this long is shown dead (it claims nothing meanwhile)
 DEFAULT_WORKER_TTL_S = 90.0
 WAITING_FOR_WORKER = "waiting for a worker to claim it"
+# how long an offer to one worker stands before the task goes back to the pool
+DEFAULT_OFFER_S = 120.0
 # the statuses a claim holds a task in (its lease runs in both)
 HELD = frozenset({Status.CLAIMED, Status.ACTIVE})
 
@@ -81,6 +83,18 @@ def expired(task: Task, now: datetime) -> bool:
     if not task.queue_only or task.status not in HELD or task.claim_until is None:
         return False
     return parse_time(task.claim_until) <= now
+
+
+def offer_expired(task: Task, now: datetime) -> bool:
+    """An offer not accepted in time (the task goes back to the pool)."""
+    if task.status != Status.OFFERED or task.offer_until is None:
+        return False
+    return parse_time(task.offer_until) <= now
+
+
+def to_offer(ready: Iterable[Task]) -> list[Task]:
+    """The ready pending tasks created to be offered to a worker (not offered yet)."""
+    return [t for t in ready if t.queue_only and t.status == Status.PENDING and t.offer_to]
 
 
 @dataclass(frozen=True)
@@ -179,6 +193,8 @@ def not_claimable(task: Task) -> str | None:
         )
     if task.status in HELD:
         return held_message(task)
+    if task.status == Status.OFFERED:
+        return f"task {task.name} is offered to worker {task.offer_to} until {task.offer_until}"
     if task.status != Status.PENDING:
         return f"task {task.name} is {task.status.value}: only a pending task can be claimed"
     return None

@@ -20,6 +20,9 @@ class Status(StrEnum):
     PENDING = "pending"  # accepted; waiting for capacity or a worker (new, or a resume)
     # a queue-only task a worker holds under a lease (claimed_by, session_id, claim_until)
     CLAIMED = "claimed"
+    # a queue-only task offered to one worker (Agent Swarm): it accepts (claimed) or
+    # rejects, or the offer runs out (back to pending)
+    OFFERED = "offered"
     INITIALIZING = "initializing"  # workspace being provisioned; `phase` says which step
     ACTIVE = "active"  # agent running; `state` says working or idle
     PAUSED = "paused"  # workspace stopped, disk kept; resumable
@@ -88,8 +91,17 @@ _ALLOWED: dict[Status, frozenset[Status]] = {
     Status.BACKLOG: frozenset({Status.PENDING, Status.FAILED, Status.CANCELLED}),
     # to claimed: a worker claims a queue-only task (never to completed: no work done)
     Status.PENDING: frozenset(
-        {Status.INITIALIZING, Status.CLAIMED, Status.BACKLOG, Status.FAILED, Status.CANCELLED}
+        {
+            Status.INITIALIZING,
+            Status.CLAIMED,
+            Status.OFFERED,
+            Status.BACKLOG,
+            Status.FAILED,
+            Status.CANCELLED,
+        }
     ),
+    # to claimed: accepted; to pending: rejected, or the offer ran out
+    Status.OFFERED: frozenset({Status.CLAIMED, Status.PENDING, Status.FAILED, Status.CANCELLED}),
     # to pending: released, or its lease expired; to active: the worker started it; or it
     # ends straight from the claim
     Status.CLAIMED: frozenset(
@@ -130,6 +142,8 @@ _WHY_NOT: dict[tuple[Status, Status], str] = {
     (Status.BACKLOG, Status.PAUSED): "it has not started yet",
     (Status.PENDING, Status.COMPLETED): "nobody has claimed or started it; it did no work",
     (Status.CLAIMED, Status.INITIALIZING): "a worker holds it; it is never provisioned",
+    (Status.OFFERED, Status.COMPLETED): "it is only offered; the worker must accept it first",
+    (Status.OFFERED, Status.ACTIVE): "it is only offered; the worker must accept it first",
     (Status.CLAIMED, Status.PAUSED): "a worker holds it; only a workspace can be paused",
 }
 

@@ -120,6 +120,8 @@ class Task:
     session_id: str | None = None  # the claimer's session (its renewals must name it)
     worker: str | None = None  # the registered worker that claimed it, if any
     claim_until: str | None = None  # the lease: back to pending unless renewed by then
+    offer_to: str | None = None  # the worker it is offered to (once ready) until accepted
+    offer_until: str | None = None  # the offer's end: back to the pool unless accepted
 
     def queue_fields(self) -> dict[str, Any]:
         """What the task queue adds to a task, as stored (for a claimed warm workspace)."""
@@ -170,6 +172,7 @@ class QueueFields:
     codebase: str | None = None
     parent: str | None = None  # a task ref to fork from
     retries: int | None = None  # None: the template's lifecycle.retries
+    offer_to: str | None = None  # a worker to offer it to (a queue-only task)
 
     def check(self) -> None:
         """Raise ParameterError naming the first field that is not acceptable."""
@@ -188,5 +191,7 @@ class QueueFields:
             raise ParameterError(
                 f"Too many dependencies ({len(self.depends_on)}): at most {MAX_DEPENDENCIES}"
             )
+        if self.offer_to is not None and not NAME_RE.fullmatch(str(self.offer_to)):
+            raise ParameterError(f"Invalid worker name {str(self.offer_to)[:40]!r} (--offer-to)")
         if self.action == "sprint" and not self.epic:
             raise ParameterError("A sprint task belongs to an epic: give --epic NAME")

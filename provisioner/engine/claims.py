@@ -17,8 +17,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from provisioner.claiming import (
+    DEFAULT_OFFER_S,
     DEFAULT_WORKER_TTL_S,
     HELD,
+    WAITING_FOR_WORKER,
     Worker,
     candidates,
     check_registration,
@@ -27,12 +29,14 @@ from provisioner.claiming import (
     held_message,
     lease_end,
     not_claimable,
+    offer_expired,
     parse_lease,
+    to_offer,
 )
 from provisioner.dependencies import Dependency, Verdict, decide
 from provisioner.errors import Forbidden, TaskConflict, TaskNotFound
 from provisioner.lifecycle import State, Status
-from provisioner.model import Task
+from provisioner.model import Task, utcnow
 from provisioner.routing import Target
 from provisioner.store.store import Store
 
@@ -45,6 +49,7 @@ class TaskClaims:
 
     store: Store
     worker_ttl_s: float = DEFAULT_WORKER_TTL_S
+    offer_s: float = DEFAULT_OFFER_S
 
     if TYPE_CHECKING:
 
@@ -180,12 +185,111 @@ class TaskClaims:
         )
 
     def expire_claims(self, live: Sequence[Task]) -> list[str]:
-        """Put the tasks whose claim lease ran out back to pending; their ids."""
+        """Put the tasks whose claim lease (or offer) ran out back to pending; their ids."""
         now = datetime.now(UTC)
         back = [t.id for t in live if expired(t, now) and self.store.expire_claim(t)]
+        for task in live:
+            if offer_expired(task, now):
+                why = f"the offer to worker {task.offer_to} ran out at {task.offer_until}"
+                if self._end_offer(task, "engine", why):
+                    back.append(task.id)
         for task_id in back:
             log.info("task %s: claim lease expired, back to pending", task_id)
         return back
+
+    # offers (Agent Swarm) ------------------------------------------------------------
+    def make_offers(self, ready: Sequence[Task]) -> None:
+        """Offer each ready task created with --offer-to to its worker, for a while."""
+        for task in to_offer(ready):
+            until = lease_end(datetime.now(UTC), self.offer_s)
+            try:
+                self.store.transition(
+                    task.id,
+                    Status.PENDING,
+                    Status.OFFERED,
+                    actor="engine",
+                    reason=f"offered to worker {task.offer_to} until {until}",
+                    match={"offer_to": task.offer_to},
+                    offer_until=until,
+                    blocked=False,
+                    message=f"offered to worker {task.offer_to} until {until}",
+                )
+            except (TaskConflict, TaskNotFound):
+                continue  # claimed, deleted or offered by another engine meanwhile
+
+    def _offered_to_caller(self, ref: str, user: str, admin: bool) -> Task:
+        task = self.claimable(ref, user, admin=admin)
+        if task.status != Status.OFFERED:
+            raise TaskConflict(f"task {task.name} is {task.status.value}: it is not offered")
+        worker = self.store.get_worker(task.offer_to or "")
+        if not admin and (worker is None or worker.owner != user):
+            raise TaskConflict(
+                f"task {task.name} is offered to worker {task.offer_to}, not to one of yours"
+            )
+        return task
+
+    def accept_offer(
+        self,
+        ref: str,
+        *,
+        user: str,
+        session_id: object,
+        lease_s: object = None,
+        admin: bool = False,
+    ) -> Task:
+        """offered -> claimed by the worker it was offered to (its owner accepts)."""
+        session = check_session(session_id)
+        lease = parse_lease(lease_s)
+        task = self._offered_to_caller(ref, user, admin)
+        return self._accept(task, user, session, lease)
+
+    def _accept(self, task: Task, user: str, session: str, lease: float) -> Task:
+        until = lease_end(datetime.now(UTC), lease)
+        who = f"session {session} (worker {task.offer_to})"
+        return self.store.transition(
+            task.id,
+            Status.OFFERED,
+            Status.CLAIMED,
+            actor=f"user:{user}",
+            reason=f"offer accepted by {who}, lease until {until}",
+            match={"offer_until": task.offer_until},
+            claimed_by=user,
+            session_id=session,
+            worker=task.offer_to,
+            claim_until=until,
+            offer_to=None,
+            offer_until=None,
+            message=f"claimed by {who}",
+        )
+
+    def reject_offer(
+        self, ref: str, *, user: str, reason: str | None = None, admin: bool = False
+    ) -> Task:
+        """offered -> pending: the worker declines; any worker may claim it then."""
+        task = self._offered_to_caller(ref, user, admin)
+        why = f"worker {task.offer_to} rejected the offer" + (f": {reason}" if reason else "")
+        if not self._end_offer(task, f"user:{user}", why):
+            raise TaskConflict(not_claimable(self.store.get(task.id)) or "the offer has ended")
+        return self.store.get(task.id)
+
+    def _end_offer(self, task: Task, actor: str, why: str) -> bool:
+        try:
+            self.store.transition(
+                task.id,
+                Status.OFFERED,
+                Status.PENDING,
+                actor=actor,
+                reason=why,
+                match={"offer_until": task.offer_until},
+                offer_to=None,
+                offer_until=None,
+                queued_at=utcnow(),
+                message=WAITING_FOR_WORKER,
+            )
+        except (TaskConflict, TaskNotFound):
+            return False
+        log.info("task %s: %s", task.id, why)
+        return True
 
     # workers -----------------------------------------------------------------------
     def register_worker(
@@ -221,6 +325,13 @@ class TaskClaims:
         session = check_session(session_id)
         lease = parse_lease(lease_s)
         worker = self.heartbeat(name, user)
+        offered = self.store.list_tasks([Status.OFFERED])
+        for task in sorted(offered, key=lambda t: (-t.priority, t.created_at)):
+            if task.offer_to == worker.name:
+                try:
+                    return self._accept(task, user, session, lease)
+                except TaskConflict:
+                    continue  # the offer ran out meanwhile
         pending = self.store.list_tasks([Status.PENDING])
         for task in candidates(worker, pending):
             try:

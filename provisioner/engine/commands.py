@@ -119,6 +119,17 @@ class UserCommands:
                     "by workers, never run on a template",
                     hint="drop --template, --preset, --param and --parent, or pick another target",
                 )
+        if queue.offer_to is not None:
+            if not queue_only:
+                raise ParameterError(
+                    "Only a queue-only task (of a workers: true target) can be offered to a worker",
+                    hint="give --target with a workers target, or drop --offer-to",
+                )
+            if self.store.get_worker(queue.offer_to) is None:
+                raise ParameterError(
+                    f"No worker {queue.offer_to!r} to offer it to",
+                    hint="list workers with: dockyard worker list",
+                )
         template, preset = template_and_preset(routed, template, preset)
         if template is None and not routed.unserved and not queue_only:
             raise ParameterError(
@@ -185,6 +196,7 @@ class UserCommands:
             # the task's own --retries wins over its template's lifecycle.retries
             retries=int(policy.get("retries") or 0) if queue.retries is None else queue.retries,
             queue_only=queue_only,
+            offer_to=queue.offer_to,
         )
         if queue.action == "backlog":
             task.status = Status.BACKLOG

@@ -205,6 +205,7 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
         draining = self.draining.step(live)
         # those waiting for dependencies are kept apart: they hold up no one behind them
         pending = self.gate(live, everyone)
+        self.make_offers(pending)  # ready tasks created to be offered to one worker
         # a queue-only task is claimed by a worker: it never takes a workspace
         to_admit = [t for t in pending if not t.queue_only]
         started: list[str] = []

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from provisioner.auth.tokens import Principal
 from provisioner.engine.engine import Engine
+from provisioner.prompts import check_strings
 from provisioner.server.auth import caller
 from provisioner.server.http_errors import ERROR_RESPONSES
 from provisioner.server.views import TaskView
@@ -37,6 +38,14 @@ class StartBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     session_id: Any = Field(description="The session holding the claim")
+
+
+class RejectBody(BaseModel):
+    """Body of POST /api/v2/tasks/{ref}/offer/reject (optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(None, max_length=512, description="Why, for the history")
 
 
 class RegisterWorker(BaseModel):
@@ -108,6 +117,27 @@ def build_claims_router(engine: Engine) -> APIRouter:
             ref, user=who.user, session_id=body.session_id, admin=who.is_admin
         )
         return task.public()
+
+    @r.post("/tasks/{ref}/offer/accept", response_model=TaskView)
+    def accept(ref: str, body: ClaimBody, who: Principal = Depends(caller)) -> dict[str, Any]:
+        """Accept an offer made to one of the caller's workers: offered -> claimed."""
+        task = engine.accept_offer(
+            ref,
+            user=who.user,
+            session_id=body.session_id,
+            lease_s=body.lease_s,
+            admin=who.is_admin,
+        )
+        return task.public()
+
+    @r.post("/tasks/{ref}/offer/reject", response_model=TaskView)
+    def reject(
+        ref: str, body: RejectBody | None = None, who: Principal = Depends(caller)
+    ) -> dict[str, Any]:
+        """Decline an offer made to one of the caller's workers: back to pending."""
+        reason = body.reason if body else None
+        check_strings(reason, "reason")
+        return engine.reject_offer(ref, user=who.user, reason=reason, admin=who.is_admin).public()
 
     @r.post("/workers", response_model=WorkerView)
     def register(body: RegisterWorker, who: Principal = Depends(caller)) -> dict[str, Any]:

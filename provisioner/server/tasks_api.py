@@ -72,6 +72,9 @@ class CreateTask(BaseModel):
     target: str | None = Field(None, description="A named route of the server's config")
     codebase: str | None = Field(None, description="Route to the target serving this codebase")
     parent: str | None = Field(None, description="Fork from this task (its disk and session)")
+    offer_to: str | None = Field(
+        None, description="Offer it (a queue-only task) to this registered worker"
+    )
     retries: int | None = Field(
         None,
         ge=0,
@@ -242,6 +245,7 @@ def build_tasks_router(engine: Engine) -> APIRouter:
             codebase=body.codebase,
             parent=body.parent,
             retries=body.retries,
+            offer_to=body.offer_to,
         )
         template, version = body.template, body.template_version
         if template is None and body.parent is not None:

@@ -98,6 +98,9 @@ tasks = Table(
     Column("session_id", String(128)),
     Column("worker", String(64)),
     Column("claim_until", String(32)),
+    # an offer (Agent Swarm): the worker it is (to be) offered to, and until when
+    Column("offer_to", String(64)),
+    Column("offer_until", String(32)),
     UniqueConstraint("owner", "name", name="uq_task_owner_name"),
 )
 

@@ -88,6 +88,8 @@ RULES: dict[tuple[str, str], str] = {
     ("POST", "/api/v2/tasks/{ref}/claim"): MEMBER,
     ("POST", "/api/v2/tasks/{ref}/claim/renew"): MEMBER,
     ("POST", "/api/v2/tasks/{ref}/start"): MEMBER,
+    ("POST", "/api/v2/tasks/{ref}/offer/accept"): MEMBER,
+    ("POST", "/api/v2/tasks/{ref}/offer/reject"): MEMBER,
     ("POST", "/api/v2/workers"): MEMBER,
     ("GET", "/api/v2/workers"): MEMBER,
     ("POST", "/api/v2/workers/{name}/heartbeat"): MEMBER,
@@ -110,6 +112,8 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v2/tasks/{ref}/claim"): {"session_id": "s1"},
     ("POST", "/api/v2/tasks/{ref}/claim/renew"): {"session_id": "s1"},
     ("POST", "/api/v2/tasks/{ref}/start"): {"session_id": "s1"},
+    ("POST", "/api/v2/tasks/{ref}/offer/accept"): {"session_id": "s1"},
+    ("POST", "/api/v2/tasks/{ref}/offer/reject"): {"reason": "busy"},
     ("POST", "/api/v2/workers"): {"name": "w1", "codebases": ["global"]},
     ("POST", "/api/v2/workers/{name}/next"): {"session_id": "s1"},
 }

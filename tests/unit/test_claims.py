@@ -273,3 +273,62 @@ def test_twenty_concurrent_claimers_exactly_one_wins(
         finally:
             for e in claimers:
                 e.store.close()
+
+
+def test_an_offer_is_accepted_rejected_or_runs_out(h: Harness) -> None:
+    h.engine.register_worker("swarm-1", ["api-server"], [], owner="bob")
+    with pytest.raises(ParameterError, match="No worker 'ghost'"):
+        queued(h, "x", offer_to="ghost")
+    with pytest.raises(ParameterError, match="Only a queue-only task"):
+        h.create("x", queue=QueueFields(offer_to="swarm-1"))
+
+    task = queued(h, "offered work", offer_to="swarm-1")
+    offered = h.wait_status(task.id, Status.OFFERED)
+    assert offered.offer_to == "swarm-1" and offered.offer_until
+    with pytest.raises(TaskConflict, match="offered to worker swarm-1"):
+        h.engine.claim(task.id, user="carol", session_id="c")
+    with pytest.raises(TaskConflict, match="not to one of yours"):
+        h.engine.accept_offer(task.id, user="carol", session_id="c")
+    with pytest.raises(IllegalTransition, match="must accept it first"):
+        h.engine.complete(task.id, parse_completion({"outcome": "SUCCESS"}))
+    accepted = h.engine.accept_offer(task.id, user="bob", session_id="b1")
+    assert (accepted.status, accepted.worker, accepted.offer_to) == (
+        Status.CLAIMED,
+        "swarm-1",
+        None,
+    )
+
+    declined = queued(h, "declined work", offer_to="swarm-1")
+    h.wait_status(declined.id, Status.OFFERED)
+    back = h.engine.reject_offer(declined.id, user="bob", reason="busy")
+    assert (back.status, back.offer_to) == (Status.PENDING, None)
+    reasons = [e["reason"] for e in h.store.events(declined.id) if e["kind"] == "status"]
+    assert reasons[-1] == "worker swarm-1 rejected the offer: busy"
+    # back in the pool: it is not offered again, and anyone may claim it
+    assert h.engine.claim(declined.id, user="carol", session_id="c").status == Status.CLAIMED
+
+    lapsed = queued(h, "lapsed offer", offer_to="swarm-1")
+    h.wait_status(lapsed.id, Status.OFFERED)
+    h.store.record(lapsed.id, "test", actor="test", offer_until="2000-01-01T00:00:00.000Z")
+    again = h.wait_status(lapsed.id, Status.PENDING)
+    assert again.offer_to is None
+    last = [e for e in h.store.events(lapsed.id) if e["kind"] == "status"][-1]
+    assert last["actor"] == "engine" and "the offer to worker swarm-1 ran out" in last["reason"]
+
+
+def test_an_offer_waits_for_dependencies_and_a_workers_next_takes_its_offers_first(
+    h: Harness,
+) -> None:
+    h.engine.register_worker("swarm-2", [], [], owner="bob")
+    first = queued(h, "first", priority=90)
+    offered = queued(h, "offered later", depends_on=(first.id,), offer_to="swarm-2", priority=10)
+    h.wait_task(offered.id, lambda t: t.blocked, "blocked")
+    assert h.task(offered.id).status == Status.PENDING  # not offered while it waits
+    h.engine.claim(first.id, user="carol", session_id="c")
+    h.engine.complete(first.id, parse_completion({"outcome": "SUCCESS"}))
+    h.wait_status(offered.id, Status.OFFERED)
+    higher = queued(h, "higher, not offered", priority=99)
+    got = h.engine.claim_next("swarm-2", user="bob", session_id="n")
+    assert got is not None and got.id == offered.id  # its offer before the pool
+    nxt = h.engine.claim_next("swarm-2", user="bob", session_id="n")
+    assert nxt is not None and nxt.id == higher.id

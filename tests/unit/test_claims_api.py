@@ -205,3 +205,14 @@ def test_the_cli_claims_starts_completes_and_runs_workers(api: Api, tmp_path: Pa
     assert "alive as of" in run("worker", "heartbeat", "api-1")
     assert other.name in run("worker", "next", "api-1", "--session", "w1")
     assert "nothing to claim" in run("worker", "next", "api-1", "--session", "w1")
+
+    # offers: made to api-1 once created, accepted or rejected by its owner
+    made = run("task", "create", "-q", "--target", "reviewers", "--offer-to", "api-1", "offer")
+    offered = api.h.wait_status(made.strip(), Status.OFFERED)
+    assert "pending" in run("task", "reject", offered.id, "--reason", "busy")
+    made = run("task", "create", "-q", "--target", "reviewers", "--offer-to", "api-1", "again")
+    offered = api.h.wait_status(made.strip(), Status.OFFERED)
+    path = f"/api/v2/tasks/{offered.id}/offer/accept"
+    stranger = api.call("user2", "POST", path, json={"session_id": "s"})
+    assert stranger.status_code == 409 and "not to one of yours" in stranger.json()["detail"]
+    assert "claimed by user1 (session o1)" in run("task", "accept", offered.id, "--session", "o1")

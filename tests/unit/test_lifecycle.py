@@ -27,6 +27,11 @@ from provisioner.lifecycle import EXPIRE, TERMINAL, Status, can_transition, chec
         (Status.CLAIMED, Status.COMPLETED),
         (Status.CLAIMED, Status.FAILED),
         (Status.CLAIMED, Status.CANCELLED),
+        # offers: accepted (claimed), rejected or run out (pending)
+        (Status.PENDING, Status.OFFERED),
+        (Status.OFFERED, Status.CLAIMED),
+        (Status.OFFERED, Status.PENDING),
+        (Status.OFFERED, Status.CANCELLED),
     ],
 )
 def test_legal_moves(src: Status, dst: Status) -> None:
@@ -46,6 +51,8 @@ def test_legal_moves(src: Status, dst: Status) -> None:
         (Status.CLAIMED, Status.INITIALIZING, "never provisioned"),
         (Status.CLAIMED, Status.PAUSED, "only a workspace can be paused"),
         (Status.BACKLOG, Status.CLAIMED, "a backlog task cannot"),
+        (Status.OFFERED, Status.COMPLETED, "must accept it first"),
+        (Status.OFFERED, Status.ACTIVE, "must accept it first"),
     ],
 )
 def test_illegal_moves_say_why(src: Status, dst: Status, fragment: str) -> None:

@@ -29,7 +29,7 @@ from provisioner.queueing import (
 # CacheBash's names for the status filter of get_tasks, beside Dockyard's own statuses:
 # `created` has not started, `active` has (its workspace starts or its agent runs)
 STATUS_GROUPS: dict[str, tuple[Status, ...] | None] = {
-    "created": (Status.BACKLOG, Status.PENDING, Status.CLAIMED),
+    "created": (Status.BACKLOG, Status.PENDING, Status.OFFERED, Status.CLAIMED),
     "active": (Status.INITIALIZING, Status.ACTIVE),
     "all": None,
 }
