@@ -118,6 +118,11 @@ def test_bad_claims_are_400s(api: Api, body: dict[str, Any]) -> None:
 def test_a_blocked_task_is_a_409_naming_what_it_waits_for(api: Api) -> None:
     first = queued(api.h, "first", owner="user0")
     second = queued(api.h, "second", owner="user0", depends_on=(first.id,))
+    line = api.call("user0", "GET", "/api/v2/queue").json()["queue"]
+    assert [(e["name"], e["waiting_for"]) for e in line] == [
+        (first.name, "worker"),
+        (second.name, "dependencies"),
+    ]
     reply = api.call("user1", "POST", f"/api/v2/tasks/{second.id}/claim", json={"session_id": "s"})
     assert reply.status_code == 409
     assert f"waiting for dependencies: {first.name} (pending)" in reply.json()["detail"]
@@ -202,6 +207,7 @@ def test_the_cli_claims_starts_completes_and_runs_workers(api: Api, tmp_path: Pa
     assert other.queue_only and other.status == Status.PENDING
     assert "alive" in run("worker", "register", "api-1", "--codebase", "api-server")
     assert "api-1" in run("worker", "list")
+    assert "(workers)" in run("target", "list")
     assert "alive as of" in run("worker", "heartbeat", "api-1")
     assert other.name in run("worker", "next", "api-1", "--session", "w1")
     assert "nothing to claim" in run("worker", "next", "api-1", "--session", "w1")
