@@ -62,8 +62,11 @@ class TaskClaims:
         admin), or anyone's queue-only task. Another user's workspace task is a 404."""
         try:
             return self.store.get(ref, None if admin else user)
-        except TaskNotFound:
-            task = self.store.get(ref)
+        except TaskNotFound as mine:
+            try:
+                task = self.store.get(ref)
+            except TaskConflict:
+                raise mine from None  # a name several users have: theirs stay unseen
             if not task.queue_only:
                 raise
             return task
