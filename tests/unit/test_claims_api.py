@@ -180,6 +180,19 @@ def test_mcp_claim_task_two_sessions_one_wins_the_other_reads_who(api: Api) -> N
     assert api.h.task(task.id).cost_usd == 0.5
 
 
+def test_mcp_workers_register_and_claim_next(api: Api) -> None:
+    caller = ToolCaller(api.url, api.tokens["user3"])
+    web = queued(api.h, "web over mcp", owner="user0", target="web", codebase="web-app")
+    missing = caller.refused("claim_next", worker="mcp-web", sessionId="m1")
+    assert "worker 'mcp-web' not found: register it first" in missing
+    shown = caller.ok("register_worker", name="mcp-web", codebases=["web-app"])
+    assert shown["alive"] and shown["owner"] == "user3"
+    assert "Invalid worker name" in caller.refused("register_worker", name="Bad Name")
+    got = caller.ok("claim_next", worker="mcp-web", sessionId="m1", lease_s=60)
+    assert got["task"]["taskId"] == web.id and got["task"]["session_id"] == "m1"
+    assert caller.ok("claim_next", worker="mcp-web", sessionId="m1")["task"] is None
+
+
 def test_the_cli_claims_starts_completes_and_runs_workers(api: Api, tmp_path: Path) -> None:
     env = {
         "DOCKYARD_URL": api.url,

@@ -30,6 +30,8 @@ TOOLS = {
     "request_input",
     "complete_task",
     "claim_task",
+    "register_worker",
+    "claim_next",
     "manage_tasks",
 }
 

@@ -192,6 +192,27 @@ class TaskActions:
             ) from None
         return {"success": True, **parse.task_summary(task)}
 
+    def register_worker(
+        self, who: Principal, name: object, codebases: object, targets: object
+    ) -> dict[str, Any]:
+        self.engine.register_worker(name, codebases, targets, owner=who.user)
+        shown = [w for w in self.engine.workers_view(who.user) if w["name"] == name]
+        return {"success": True, **shown[0]}
+
+    def claim_next(
+        self, who: Principal, worker: str, session: object, lease_s: object
+    ) -> dict[str, Any]:
+        check_strings(worker, "worker")
+        try:
+            task = self.engine.claim_next(
+                worker, user=who.user, session_id=session, lease_s=lease_s
+            )
+        except TaskNotFound:
+            raise ToolError(
+                f"worker {shorten(worker, 64)!r} not found: register it first (register_worker)"
+            ) from None
+        return {"success": True, "task": parse.task_summary(task) if task else None}
+
     def complete(self, who: Principal, ref: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         completion = parse.parse_completion_args(fields)
         try:

@@ -235,6 +235,37 @@ def add_task_tools(server: MCPServer, actions: TaskActions) -> None:
         with readable():
             return actions.claim(current_caller(), taskId, sessionId, lease_s)
 
+    @server.tool(annotations=WRITE)
+    def register_worker(
+        name: Annotated[str, Field(description="The worker's name: lowercase, digits, dashes")],
+        codebases: Annotated[
+            list[str] | None,
+            Field(description="Codebases it takes tasks for (`global` and `__pending__` too)"),
+        ] = None,
+        targets: Annotated[
+            list[str] | None, Field(description="Workers targets it serves (none: all)")
+        ] = None,
+    ) -> dict[str, Any]:
+        """Register a worker (yours), or update its codebases and targets. claim_next
+        then claims the tasks it serves; registering again is a heartbeat."""
+        with readable():
+            return actions.register_worker(current_caller(), name, codebases, targets)
+
+    @server.tool(annotations=WRITE)
+    def claim_next(
+        worker: Annotated[str, Field(description="Your registered worker's name")],
+        sessionId: Annotated[str, Field(description="Your session's name: it holds the claim")],
+        lease_s: Annotated[
+            float | None,
+            Field(description="Seconds the claim lasts unless renewed (5-86400, default 300)"),
+        ] = None,
+    ) -> dict[str, Any]:
+        """Claim the best waiting task your worker serves: offers made to it first, then
+        the highest priority task of its codebases and targets. `task` is null when none
+        waits. Also the worker's heartbeat."""
+        with readable():
+            return actions.claim_next(current_caller(), worker, sessionId, lease_s)
+
     @server.tool(annotations=ENDS)
     def manage_tasks(
         action: Annotated[
