@@ -68,7 +68,7 @@ class TaskClaims:
             except TaskConflict:
                 raise mine from None  # a name several users have: theirs stay unseen
             if not task.queue_only:
-                raise
+                raise mine from None  # another user's workspace task: not found
             return task
 
     def held_by(self, ref: str, user: str, session_id: str, *, admin: bool = False) -> Task:
