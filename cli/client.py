@@ -494,6 +494,32 @@ class Client:
         result: JSON = self.request("POST", f"/tasks/{_segment(task)}/promote", json=body)
         return result
 
+    def claim(self, task: str, session: str, lease_s: float | None = None) -> JSON:
+        """Claim a queue-only task for `session`; returns the task (409: someone holds it)."""
+        body: JSON = {"session_id": session, "lease_s": lease_s}
+        result: JSON = self.request("POST", f"/tasks/{_segment(task)}/claim", json=body)
+        return result
+
+    def renew_claim(self, task: str, session: str, lease_s: float | None = None) -> JSON:
+        body: JSON = {"session_id": session, "lease_s": lease_s}
+        result: JSON = self.request("POST", f"/tasks/{_segment(task)}/claim/renew", json=body)
+        return result
+
+    def accept_offer(self, task: str, session: str, lease_s: float | None = None) -> JSON:
+        body: JSON = {"session_id": session, "lease_s": lease_s}
+        result: JSON = self.request("POST", f"/tasks/{_segment(task)}/offer/accept", json=body)
+        return result
+
+    def reject_offer(self, task: str, reason: str | None = None) -> JSON:
+        body: JSON = {"reason": reason}
+        result: JSON = self.request("POST", f"/tasks/{_segment(task)}/offer/reject", json=body)
+        return result
+
+    def start_claimed(self, task: str, session: str) -> JSON:
+        body: JSON = {"session_id": session}
+        result: JSON = self.request("POST", f"/tasks/{_segment(task)}/start", json=body)
+        return result
+
     def epic(self, name: str) -> JSON:
         """An epic's tasks, progress and cost."""
         result: JSON = self.request("GET", f"/epics/{_segment(name)}")

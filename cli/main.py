@@ -30,6 +30,7 @@ LAZY_COMMANDS = {
     "drain": "cli.drain:drain",
     "undrain": "cli.drain:undrain",
     "webhook": "cli.webhooks:webhook_group",
+    "worker": "cli.workers:worker_group",
 }
 
 

@@ -27,7 +27,8 @@ def list_targets(output: str) -> None:
     rows = [
         [
             cell(t.get("name")),
-            "/".join(p for p in (t.get("template"), t.get("preset")) if p),
+            "/".join(p for p in (t.get("template"), t.get("preset")) if p)
+            or ("(workers)" if t.get("workers") else ""),
             "-" if t.get("max_concurrent") is None else str(t["max_concurrent"]),
             str(t.get("running", 0)),
             str(t.get("waiting", 0)),

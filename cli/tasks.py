@@ -235,6 +235,11 @@ def _priority(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     default=None,
     help="Automatic retries on TRANSIENT and TIMEOUT errors [default: the template's].",
 )
+@click.option(
+    "--offer-to",
+    metavar="WORKER",
+    help="Offer it (a queue-only task) to this worker, who accepts or rejects it.",
+)
 def create(
     prompt: str | None,
     template: str | None,
@@ -259,6 +264,7 @@ def create(
     codebase: str | None,
     parent: str | None,
     retries: int | None,
+    offer_to: str | None,
 ) -> None:
     """Create a task from a template (and preset) with PROMPT."""
     text = read_text(prompt, from_stdin, "prompt")
@@ -280,6 +286,7 @@ def create(
         codebase=codebase,
         parent=parent,
         retries=retries,
+        offer_to=offer_to,
         template=template,
         preset=preset,
         prompt=text,
@@ -741,3 +748,14 @@ def delete(ctx: click.Context, tasks: tuple[str, ...], yes: bool) -> None:
             click.echo(f"Deleted {task}")
     if failed:
         ctx.exit(1)
+
+
+def _add_claim_commands() -> None:
+    """`task claim`, `task renew`, `task start` (cli.workers)."""
+    from cli.workers import accept, claim, reject, renew, start
+
+    for command in (claim, renew, start, accept, reject):
+        task_group.add_command(command)
+
+
+_add_claim_commands()

@@ -18,6 +18,11 @@ class Status(StrEnum):
 
     BACKLOG = "backlog"  # parked; not scheduled until moved to pending
     PENDING = "pending"  # accepted; waiting for capacity or a worker (new, or a resume)
+    # a queue-only task a worker holds under a lease (claimed_by, session_id, claim_until)
+    CLAIMED = "claimed"
+    # a queue-only task offered to one worker (Agent Swarm): it accepts (claimed) or
+    # rejects, or the offer runs out (back to pending)
+    OFFERED = "offered"
     INITIALIZING = "initializing"  # workspace being provisioned; `phase` says which step
     ACTIVE = "active"  # agent running; `state` says working or idle
     PAUSED = "paused"  # workspace stopped, disk kept; resumable
@@ -84,8 +89,23 @@ TERMINAL = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
 
 _ALLOWED: dict[Status, frozenset[Status]] = {
     Status.BACKLOG: frozenset({Status.PENDING, Status.FAILED, Status.CANCELLED}),
+    # to claimed: a worker claims a queue-only task (never to completed: no work done)
     Status.PENDING: frozenset(
-        {Status.INITIALIZING, Status.BACKLOG, Status.FAILED, Status.CANCELLED}
+        {
+            Status.INITIALIZING,
+            Status.CLAIMED,
+            Status.OFFERED,
+            Status.BACKLOG,
+            Status.FAILED,
+            Status.CANCELLED,
+        }
+    ),
+    # to claimed: accepted; to pending: rejected, or the offer ran out
+    Status.OFFERED: frozenset({Status.CLAIMED, Status.PENDING, Status.FAILED, Status.CANCELLED}),
+    # to pending: released, or its lease expired; to active: the worker started it; or it
+    # ends straight from the claim
+    Status.CLAIMED: frozenset(
+        {Status.PENDING, Status.ACTIVE, Status.COMPLETED, Status.FAILED, Status.CANCELLED}
     ),
     Status.INITIALIZING: frozenset(
         {Status.ACTIVE, Status.ERROR, Status.PAUSED, Status.PENDING, Status.CANCELLED}
@@ -110,19 +130,32 @@ _ALLOWED: dict[Status, frozenset[Status]] = {
 RETRY = "retry"
 _RETRY_ONLY: dict[Status, frozenset[Status]] = {Status.FAILED: frozenset({Status.PENDING})}
 
+# Moves only an expired claim lease makes: a queue-only task its worker started, and then
+# stopped renewing, goes back to the pool (a workspace task never goes active -> pending).
+EXPIRE = "expire"
+_EXPIRE_ONLY: dict[Status, frozenset[Status]] = {Status.ACTIVE: frozenset({Status.PENDING})}
+
 # Specific reasons for the moves people actually attempt, so the error says what to do.
 _WHY_NOT: dict[tuple[Status, Status], str] = {
     (Status.PENDING, Status.PAUSED): "it has not started yet; delete it instead",
     (Status.ACTIVE, Status.INITIALIZING): "it is already running; there is nothing to resume",
     (Status.BACKLOG, Status.PAUSED): "it has not started yet",
+    (Status.PENDING, Status.COMPLETED): "nobody has claimed or started it; it did no work",
+    (Status.CLAIMED, Status.INITIALIZING): "a worker holds it; it is never provisioned",
+    (Status.OFFERED, Status.COMPLETED): "it is only offered; the worker must accept it first",
+    (Status.OFFERED, Status.ACTIVE): "it is only offered; the worker must accept it first",
+    (Status.CLAIMED, Status.PAUSED): "a worker holds it; only a workspace can be paused",
 }
 
 
 def can_transition(current: Status, target: Status, *, action: str | None = None) -> bool:
     """True when the lifecycle allows moving from `current` to `target` (by `action`:
-    only a retry takes a failed task back to pending)."""
+    only a retry takes a failed task back to pending, only an expired claim lease an
+    active queue-only task)."""
     if target in _ALLOWED[current]:
         return True
+    if action == EXPIRE:
+        return target in _EXPIRE_ONLY.get(current, frozenset())
     return action == RETRY and target in _RETRY_ONLY.get(current, frozenset())
 
 

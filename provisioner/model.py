@@ -16,6 +16,7 @@ from provisioner.queueing import (
     MAX_DEPENDENCIES,
     SOURCES,
     check_choice,
+    check_codebase,
     check_label,
     check_retries,
     check_tags,
@@ -113,6 +114,14 @@ class Task:
     cost_usd: float = 0.0
     model: str | None = None
     finished_at: str | None = None
+    # claims (queue-only tasks of a `workers: true` target; see provisioner.claiming)
+    queue_only: bool = False
+    claimed_by: str | None = None  # the user holding the claim
+    session_id: str | None = None  # the claimer's session (its renewals must name it)
+    worker: str | None = None  # the registered worker that claimed it, if any
+    claim_until: str | None = None  # the lease: back to pending unless renewed by then
+    offer_to: str | None = None  # the worker it is offered to (once ready) until accepted
+    offer_until: str | None = None  # the offer's end: back to the pool unless accepted
 
     def queue_fields(self) -> dict[str, Any]:
         """What the task queue adds to a task, as stored (for a claimed warm workspace)."""
@@ -163,6 +172,7 @@ class QueueFields:
     codebase: str | None = None
     parent: str | None = None  # a task ref to fork from
     retries: int | None = None  # None: the template's lifecycle.retries
+    offer_to: str | None = None  # a worker to offer it to (a queue-only task)
 
     def check(self) -> None:
         """Raise ParameterError naming the first field that is not acceptable."""
@@ -171,7 +181,7 @@ class QueueFields:
         check_label(self.task_type, "task type")
         check_label(self.epic, "epic")
         check_label(self.target, "target")
-        check_label(self.codebase, "codebase")
+        check_codebase(self.codebase)
         check_choice(self.source, SOURCES, "source")
         check_choice(self.on_dependency_failure, DEPENDENCY_POLICIES, "dependency failure policy")
         check_choice(self.action, ACTIONS, "action")
@@ -181,5 +191,7 @@ class QueueFields:
             raise ParameterError(
                 f"Too many dependencies ({len(self.depends_on)}): at most {MAX_DEPENDENCIES}"
             )
+        if self.offer_to is not None and not NAME_RE.fullmatch(str(self.offer_to)):
+            raise ParameterError(f"Invalid worker name {str(self.offer_to)[:40]!r} (--offer-to)")
         if self.action == "sprint" and not self.epic:
             raise ParameterError("A sprint task belongs to an epic: give --epic NAME")

@@ -79,6 +79,17 @@ def check_label(value: str | None, what: str) -> str | None:
     return value
 
 
+# CodeTether's registration tasks: a task for this codebase any registered worker may claim
+REGISTRATION_CODEBASE = "__pending__"
+
+
+def check_codebase(value: str | None) -> str | None:
+    """A codebase id (a label, `global`, or the registration codebase `__pending__`)."""
+    if value == REGISTRATION_CODEBASE:
+        return value
+    return check_label(value, "codebase")
+
+
 def check_tags(tags: Iterable[str]) -> list[str]:
     """Tags in the order given, duplicates dropped; at most MAX_TAGS."""
     result = list(dict.fromkeys(check_label(t, "tag") or "" for t in tags))

@@ -5,6 +5,11 @@ Pure logic, no I/O: the server reads the config, the engine applies the decision
       builder: {template: aider, preset: default, max_concurrent: 2,
                 codebases: [api-server, global]}
 
+      reviewers: {workers: true, codebases: [api-server]}
+
+A `workers: true` target has no template: its tasks are queue-only, claimed by workers
+(provisioner.claiming) and never provisioned.
+
 `task create --target builder` runs the target's template and preset. `--codebase ID`
 picks a target registered for that codebase (CodeTether's routing; `global` is a codebase
 like any other, served by the targets that list it). A task for a codebase no target
@@ -19,11 +24,11 @@ from typing import Any
 
 from provisioner.capacity import parse_limit
 from provisioner.errors import ParameterError
-from provisioner.queueing import check_label
+from provisioner.queueing import REGISTRATION_CODEBASE, check_label
 
 MAX_TARGETS = 200
 MAX_CODEBASES = 200
-TARGET_KEYS = ("template", "preset", "max_concurrent", "codebases")
+TARGET_KEYS = ("template", "preset", "max_concurrent", "codebases", "workers")
 
 
 @dataclass(frozen=True)
@@ -31,10 +36,11 @@ class Target:
     """One named route: what its tasks run, how many at once, which codebases it serves."""
 
     name: str
-    template: str
+    template: str | None  # None only for a workers target
     preset: str | None = None
     max_concurrent: int | None = None  # None: only the server's own limit applies
     codebases: tuple[str, ...] = ()
+    workers: bool = False  # queue-only: its tasks are claimed by workers, not provisioned
 
     def public(self) -> dict[str, Any]:
         return {
@@ -43,6 +49,7 @@ class Target:
             "preset": self.preset,
             "max_concurrent": self.max_concurrent,
             "codebases": list(self.codebases),
+            "workers": self.workers,
         }
 
 
@@ -56,6 +63,12 @@ def _label(value: object, where: str) -> str:
     except ParameterError as exc:
         raise ValueError(f"{where}: {exc.message}") from None
     return value
+
+
+def _codebase(value: object, where: str) -> str:
+    if value == REGISTRATION_CODEBASE:
+        return value
+    return _label(value, where)
 
 
 def parse_targets(value: object, where: str = "targets") -> dict[str, Target]:
@@ -75,8 +88,20 @@ def parse_targets(value: object, where: str = "targets") -> dict[str, Target]:
         unknown = [str(k)[:40] for k in body if k not in TARGET_KEYS]
         if unknown:
             raise ValueError(f"{at}: unknown key {unknown[0]!r} (known: {', '.join(TARGET_KEYS)})")
-        if body.get("template") is None:
-            raise ValueError(f"{at}.template: missing; a target names the template it runs")
+        workers = body.get("workers", False)
+        if not isinstance(workers, bool):
+            raise ValueError(f"{at}.workers: expected true or false")
+        if workers:
+            clash = [k for k in ("template", "preset", "max_concurrent") if k in body]
+            if clash:
+                raise ValueError(
+                    f"{at}.{clash[0]}: a workers target has no workspace; its tasks are "
+                    "claimed by workers (drop the key, or workers: true)"
+                )
+        elif body.get("template") is None:
+            raise ValueError(
+                f"{at}.template: missing; a target names the template it runs (or is workers: true)"
+            )
         codebases = body.get("codebases") or []
         if isinstance(codebases, str):
             codebases = [codebases]
@@ -87,10 +112,11 @@ def parse_targets(value: object, where: str = "targets") -> dict[str, Target]:
         preset = body.get("preset")
         found[name] = Target(
             name=name,
-            template=_label(body["template"], f"{at}.template"),
+            template=None if workers else _label(body["template"], f"{at}.template"),
             preset=None if preset is None else _label(preset, f"{at}.preset"),
             max_concurrent=parse_limit(body.get("max_concurrent"), f"{at}.max_concurrent"),
-            codebases=tuple(dict.fromkeys(_label(c, f"{at}.codebases") for c in codebases)),
+            codebases=tuple(dict.fromkeys(_codebase(c, f"{at}.codebases") for c in codebases)),
+            workers=workers,
         )
     return found
 
@@ -151,6 +177,6 @@ def template_and_preset(
     """What the task runs: an explicit --template wins (with --preset, or the template's
     default preset; the target's preset belongs to the target's template); otherwise the
     target's template with --preset, else the target's preset."""
-    if template is not None or chosen.target is None:
+    if template is not None or chosen.target is None or chosen.target.template is None:
         return template, preset
     return chosen.target.template, preset if preset is not None else chosen.target.preset

@@ -16,6 +16,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from provisioner.backends.base import Backend
+from provisioner.claiming import WAITING_FOR_WORKER
 from provisioner.draining import WAITING as DRAINING
 from provisioner.engine.admission import Admissions
 from provisioner.engine.draining import Draining
@@ -114,8 +115,28 @@ class UserCommands:
         queue = queue or QueueFields()
         queue.check()
         routed = self.routes.for_new(queue.target, queue.codebase)
+        queue_only = routed.target is not None and routed.target.workers
+        if queue_only:
+            assert routed.target is not None
+            if template is not None or preset is not None or parameters or queue.parent:
+                raise ParameterError(
+                    f"Target {routed.target.name} is a workers target: its tasks are claimed "
+                    "by workers, never run on a template",
+                    hint="drop --template, --preset, --param and --parent, or pick another target",
+                )
+        if queue.offer_to is not None:
+            if not queue_only:
+                raise ParameterError(
+                    "Only a queue-only task (of a workers: true target) can be offered to a worker",
+                    hint="give --target with a workers target, or drop --offer-to",
+                )
+            if self.store.get_worker(queue.offer_to) is None:
+                raise ParameterError(
+                    f"No worker {queue.offer_to!r} to offer it to",
+                    hint="list workers with: dockyard worker list",
+                )
         template, preset = template_and_preset(routed, template, preset)
-        if template is None and not routed.unserved:
+        if template is None and not routed.unserved and not queue_only:
             raise ParameterError(
                 "No template given", hint="name one with --template (or a route with --target)"
             )
@@ -137,7 +158,8 @@ class UserCommands:
             if tpl is None or spec is None:
                 raise ParameterError("A fork runs its parent's template: give --template")
             check_fork(self.store.get(parent_id), tpl.name, spec, self.backend)
-        self.backend.ping()
+        if not queue_only:
+            self.backend.ping()
         if name is None:
             stem = slug_from_prompt(prompt)
             name = f"{stem}-{secrets.token_hex(2)}"
@@ -178,12 +200,16 @@ class UserCommands:
             parent_id=parent_id,
             # the task's own --retries wins over its template's lifecycle.retries
             retries=int(policy.get("retries") or 0) if queue.retries is None else queue.retries,
+            queue_only=queue_only,
+            offer_to=queue.offer_to,
         )
         if queue.action == "backlog":
             task.status = Status.BACKLOG
             task.message = "in the backlog: starts when nothing else waits"
         draining = self.draining.state().draining
-        if task.status == Status.PENDING:
+        if queue_only and task.status == Status.PENDING:
+            task.message = WAITING_FOR_WORKER
+        elif task.status == Status.PENDING:
             task.message = self.admissions.first_message(task)
             if draining:
                 task.message = DRAINING  # accepted; admitted after undrain
@@ -288,6 +314,7 @@ class UserCommands:
     ) -> Task:
         """Stop the workspace, keep its disk and logs."""
         task = self.store.get(ref)
+        _refuse_queue_only(task, "pause it")
         with self._lock_for(self._task_locks, task.id):
             task = self.store.get(task.id)
             if task.status != Status.ACTIVE:
@@ -317,6 +344,7 @@ class UserCommands:
     def resume(self, ref: str, *, actor: str = "user", reason: str = "resumed by user") -> Task:
         """Start a paused or errored task's workspace again."""
         task = self.store.get(ref)
+        _refuse_queue_only(task, "resume it")
         with self._lock_for(self._task_locks, task.id):
             task = self.store.get(task.id)
             if task.status not in (Status.PAUSED, Status.ERROR):
@@ -396,6 +424,7 @@ class UserCommands:
         a crash or restart anywhere after this call loses nothing.
         """
         task = self.store.get(ref)
+        _refuse_queue_only(task, "send to it")
         if not text.strip():
             raise ParameterError("The prompt is empty")
         if task.status in TERMINAL or task.status == Status.ERROR:
@@ -434,3 +463,13 @@ class UserCommands:
         # The task's follower is the one place that hands prompts to the bridge (in
         # order, through its client): nudged, it does so at once, even mid long-poll.
         self.nudge_follower(task.id)
+
+
+def _refuse_queue_only(task: Task, act: str) -> None:
+    """A queue-only task has no workspace and no agent of Dockyard's to act on."""
+    if task.queue_only:
+        raise TaskConflict(
+            f"Cannot {act}: task {task.name} is queue-only (its worker does the work; "
+            "there is no workspace)",
+            hint="complete it, or delete it",
+        )

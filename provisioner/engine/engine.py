@@ -17,11 +17,13 @@ import time
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from provisioner.backends.base import Backend, Observed
 from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachable
 from provisioner.capacity import Usage
 from provisioner.engine.admission import Admissions
+from provisioner.engine.claims import TaskClaims
 from provisioner.engine.commands import LEASE_TTL_S, UserCommands
 from provisioner.engine.draining import Draining
 from provisioner.engine.follower import Follower
@@ -75,7 +77,7 @@ def _unserved(task: Task) -> bool:
     return task.codebase is not None and task.target is None
 
 
-class Engine(UserCommands, TaskOutcomes, TaskOrdering):
+class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
     """Drives every task of one store on one backend."""
 
     def __init__(
@@ -147,6 +149,11 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering):
         self._wake.set()
 
     @property
+    def workers_targets(self) -> dict[str, Target]:
+        """The targets of the config whose tasks workers claim."""
+        return {n: t for n, t in self.admissions.targets.items() if t.workers}
+
+    @property
     def max_workspaces(self) -> int | None:
         """The capacity limit (None: unlimited)."""
         return self.admissions.limit
@@ -188,6 +195,9 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering):
             except BackendError as exc:
                 log.warning("cannot list workspaces: %s", exc)
         self.retries.run(live)  # errors worth retrying get their time, or go back in line
+        if self.expire_claims(live):  # claim leases that ran out: back in the pool
+            everyone = self.store.list_tasks(kind=None)
+            live = [t for t in everyone if t.status not in TERMINAL]
         pending = [t for t in live if t.status == Status.PENDING]
         if pending and self.admissions.targets:
             self.routes.route_waiting(pending)  # a codebase a target now serves
@@ -195,17 +205,22 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering):
         draining = self.draining.step(live)
         # those waiting for dependencies are kept apart: they hold up no one behind them
         pending = self.gate(live, everyone)
+        self.make_offers(pending)  # ready tasks created to be offered to one worker
+        # a queue-only task is claimed by a worker: it never takes a workspace
+        to_admit = [t for t in pending if not t.queue_only]
         started: list[str] = []
-        if pending and draining:
-            self.draining.tell_waiting(pending)
-        elif pending:
-            started = self.admissions.run(pending, LEASE_TTL_S)
+        if to_admit and draining:
+            self.draining.tell_waiting(to_admit)
+        elif to_admit:
+            started = self.admissions.run(to_admit, LEASE_TTL_S)
             for task_id in started:
                 self._submit_provision(task_id)
         # a task for a codebase no target serves never takes a slot: it holds back no one
         left = [t for t in pending if t.id not in started and not _unserved(t)]
         self.promote_backlog(everyone, left)
         for task in live:
+            if task.queue_only:
+                continue  # no workspace: its worker reports, its lease expires
             if task.status == Status.INITIALIZING:
                 if self._take_lease(task):
                     self._submit_provision(task.id)
@@ -445,7 +460,7 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering):
         running one would overcommit.
         """
         stop = stop or self.admissions.limited
-        extra = {"phase": phase} if phase else {}
+        extra: dict[str, Any] = {"phase": phase} if phase else {}
         if stop:
             # Stopped before the error is recorded: the record frees its slot, and a waiting
             # task must not start while this workspace still runs (docker stop's grace).

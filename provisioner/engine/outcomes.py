@@ -87,7 +87,7 @@ class TaskOutcomes:
             retry_at = self._retry_at(task, completion)
             target = status_of(completion.outcome) if retry_at is None else Status.ERROR
             check_transition(task.status, target, action="complete")
-            if task.status in (Status.ACTIVE, Status.INITIALIZING):
+            if task.status in (Status.ACTIVE, Status.INITIALIZING) and not task.queue_only:
                 self._stop_follower(task.id, wait=False)
                 if task.status == Status.ACTIVE:
                     self.mark_stopping(task.id)
@@ -127,6 +127,8 @@ class TaskOutcomes:
         left, and a status that can go to error: a running or starting task)."""
         if completion.outcome != Outcome.FAILED or not can_transition(task.status, Status.ERROR):
             return None
+        if task.queue_only:
+            return None  # no workspace to retry in: `task retry` puts it back in the pool
         return should_retry(task, completion.error_class, datetime.now(UTC))
 
     def _fail_for_retry(

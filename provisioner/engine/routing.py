@@ -71,7 +71,12 @@ class Routes:
         store = self.engine.store
         reason = f"target {target.name} serves codebase {task.codebase}"
         changes: dict[str, Any] = {"target": target.name}
-        if not task.template:  # created without one: it runs the target's
+        message = "routed to target " + target.name
+        if target.workers:  # queue-only from now on: a worker claims it
+            changes["queue_only"] = True
+            reason += ": claimed by workers"
+            message += "; waiting for a worker to claim it"
+        elif not task.template:  # created without one: it runs the target's
             try:
                 changes.update(self._render(task, target))
             except DockyardError as exc:
@@ -94,7 +99,7 @@ class Routes:
             reason=reason,
             to_value=target.name,
             expected=Status.PENDING,
-            message="routed to target " + target.name,
+            message=message,
             **changes,
         )
         log.info("task %s routed to target %s", task.id, target.name)
@@ -105,6 +110,7 @@ class Routes:
         given at creation were kept in the secret store until now (none of them can be
         known to be secret or not before the template is)."""
         engine = self.engine
+        assert target.template is not None  # a workers target renders nothing
         tpl = engine.catalog.get(target.template)
         check_size(task.prompt, "the prompt", tpl.config.agent.profile.max_prompt_bytes, tpl.name)
         chosen = select_preset(tpl, target.preset)
@@ -133,6 +139,8 @@ def check_targets(catalog: Catalog, targets: Mapping[str, Target]) -> None:
     routed there would fail. (A template deleted later fails the tasks routed to it as
     they are created or routed, naming it.)"""
     for target in targets.values():
+        if target.template is None:
+            continue  # a workers target: nothing to run
         try:
             select_preset(catalog.get(target.template), target.preset)
         except DockyardError as exc:

@@ -13,6 +13,7 @@ from fastapi import APIRouter
 
 from provisioner.engine.engine import Engine
 from provisioner.server.catalog_api import build_catalog_router
+from provisioner.server.claims_api import build_claims_router
 from provisioner.server.cost_api import build_cost_router
 from provisioner.server.drain_api import build_drain_router
 from provisioner.server.http_errors import ERROR_RESPONSES, MAX_ROW_ID, install_error_handler
@@ -27,6 +28,7 @@ def build_router(engine: Engine, home: str) -> APIRouter:
     router = APIRouter()
     router.include_router(build_catalog_router(engine, home))
     router.include_router(build_tasks_router(engine))
+    router.include_router(build_claims_router(engine))
     router.include_router(build_cost_router(engine.store))
     router.include_router(build_queue_router(engine))
     router.include_router(build_drain_router(engine))

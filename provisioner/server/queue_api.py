@@ -21,6 +21,7 @@ from provisioner.server.http_errors import ERROR_RESPONSES
 DEPENDENCIES = "dependencies"
 STARTING = "nothing"  # a slot is free for it: it starts with the next pass
 BACKLOG = "backlog"
+WORKER = "worker"  # a queue-only task: a worker claims it (or accepts its offer)
 
 
 class TargetView(BaseModel):
@@ -28,10 +29,11 @@ class TargetView(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     name: str
-    template: str = Field(description="The template its tasks run")
+    template: str | None = Field(description="The template its tasks run (null: workers)")
     preset: str | None = Field(description="Its preset (null: the template's default)")
     max_concurrent: int | None = Field(description="Most of its tasks live at once (null: none)")
     codebases: list[str] = Field(description="The codebases it serves (--codebase)")
+    workers: bool = Field(False, description="Its tasks are claimed by workers, not run")
     running: int = Field(description="Its tasks initializing or active, parallel ones too")
     counted: int = Field(description="Of those, the ones counted against max_concurrent")
     waiting: int = Field(description="Its tasks pending")
@@ -68,7 +70,8 @@ class QueueEntry(BaseModel):
     template: str | None = Field(description="null: not routed yet (its codebase unserved)")
     waiting_since: str
     waiting_for: str = Field(
-        description="capacity, target, codebase, dependencies, backlog or nothing (starting)"
+        description="capacity, target, codebase, dependencies, backlog, worker (a queue-only "
+        "task waiting to be claimed) or nothing (starting)"
     )
     reason: str = Field(description="What it waits for, in words")
     message: str | None
@@ -161,7 +164,13 @@ def queue_json(
         why, reason = _why(usage, holds.get(slot.id), task)
         mine = who.is_admin or task.owner == who.user
         entries.append(_entry(place, task, why, reason, mine))
-    apart = [t for t in store.list_tasks([Status.PENDING]) if t.blocked]
+    pending = store.list_tasks([Status.PENDING, Status.OFFERED])
+    # queue-only tasks take no place in line: they wait for a worker to claim them
+    for task in sorted(pending, key=lambda t: (-t.priority, t.queued_at or t.created_at)):
+        if task.queue_only and not task.blocked:
+            mine = who.is_admin or task.owner == who.user
+            entries.append(_entry(None, task, WORKER, task.message, mine))
+    apart = [t for t in pending if t.blocked]
     for task in sorted(apart, key=lambda t: (-t.priority, t.queued_at or t.created_at)):
         mine = who.is_admin or task.owner == who.user
         # its message names the dependencies it waits for (the engine keeps it current)

@@ -72,6 +72,9 @@ class CreateTask(BaseModel):
     target: str | None = Field(None, description="A named route of the server's config")
     codebase: str | None = Field(None, description="Route to the target serving this codebase")
     parent: str | None = Field(None, description="Fork from this task (its disk and session)")
+    offer_to: str | None = Field(
+        None, description="Offer it (a queue-only task) to this registered worker"
+    )
     retries: int | None = Field(
         None,
         ge=0,
@@ -242,6 +245,7 @@ def build_tasks_router(engine: Engine) -> APIRouter:
             codebase=body.codebase,
             parent=body.parent,
             retries=body.retries,
+            offer_to=body.offer_to,
         )
         template, version = body.template, body.template_version
         if template is None and body.parent is not None:
@@ -402,7 +406,13 @@ def build_tasks_router(engine: Engine) -> APIRouter:
         for field, value in body.model_dump().items():
             check_strings(value, field)
         completion = parse_completion(body.model_dump())
-        task = act_on(who, ref, "task.complete")
+        try:
+            task = act_on(who, ref, "task.complete")
+        except TaskNotFound:
+            # the holder of a claim ends the queue-only task it claimed
+            task = engine.claimable(ref, who.user)
+            if task.claimed_by != who.user:
+                raise
         return engine.complete(task.id, completion, actor=who.actor).public()
 
     @r.post("/tasks/{ref}/retry", response_model=TaskView)

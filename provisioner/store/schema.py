@@ -91,6 +91,16 @@ tasks = Table(
     # the newest report of its agent (dockyard-task) the follower applied: the bridge's
     # report sequence number it reads on from; NULL: none yet
     Column("report_seq", Integer),
+    # a task of a `workers: true` target: claimed by workers, never provisioned
+    Column("queue_only", Boolean, nullable=False, server_default="0"),
+    # the claim of a queue-only task: who holds it, under which session, until when
+    Column("claimed_by", String(64)),
+    Column("session_id", String(128)),
+    Column("worker", String(64)),
+    Column("claim_until", String(32)),
+    # an offer (Agent Swarm): the worker it is (to be) offered to, and until when
+    Column("offer_to", String(64)),
+    Column("offer_until", String(32)),
     UniqueConstraint("owner", "name", name="uq_task_owner_name"),
 )
 
@@ -280,4 +290,17 @@ a2a_push_configs = Table(
     Column("hook_id", String(16), unique=True),
     Column("seen", JSON),
     UniqueConstraint("task_id", "config_id", name="uq_a2a_push_task_config"),
+)
+
+# Workers that claim queue-only tasks (issue 12): a named program with a token, the
+# codebases and targets it takes work for, and when it was last heard from.
+workers = Table(
+    "workers",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("owner", String(64), nullable=False),
+    Column("codebases", JSON, nullable=False, server_default="[]"),
+    Column("targets", JSON, nullable=False, server_default="[]"),
+    Column("registered_at", String(32), nullable=False),
+    Column("last_seen", String(32), nullable=False),
 )

@@ -51,6 +51,7 @@ from provisioner.lifecycle import (
 from provisioner.model import Task, parse_time, utcnow
 from provisioner.store.a2a import A2AMixin
 from provisioner.store.accounts import AccountsMixin
+from provisioner.store.claims import ClaimsMixin
 from provisioner.store.records import LogsMixin, PromptsMixin, insert_ignoring_duplicates
 from provisioner.store.schema import events, locks, logs, metadata, prompts, tasks
 from provisioner.store.settings import SettingsMixin
@@ -110,7 +111,15 @@ def _postgres_text(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
     dbapi_conn.adapters.register_dumper(str, _nul_free_text())
 
 
-class Store(LogsMixin, PromptsMixin, AccountsMixin, A2AMixin, SettingsMixin, WebhooksMixin):
+class Store(
+    LogsMixin,
+    PromptsMixin,
+    AccountsMixin,
+    A2AMixin,
+    SettingsMixin,
+    WebhooksMixin,
+    ClaimsMixin,
+):
     """All reads and writes of task data go through here."""
 
     def __init__(self, url: str) -> None:
@@ -316,12 +325,16 @@ class Store(LogsMixin, PromptsMixin, AccountsMixin, A2AMixin, SettingsMixin, Web
         actor: str,
         reason: str = "",
         action: str | None = None,
+        match: Mapping[str, Any] | None = None,
         **changes: Any,
     ) -> Task:
-        """Move a task from `expected` to `target`, atomically, or raise TaskConflict."""
+        """Move a task from `expected` to `target`, atomically, or raise TaskConflict
+        (with `match`, only while those columns hold those values too)."""
         check_transition(expected, target, action=action)
         with self.db.begin() as conn:
-            self._move(conn, task_id, expected, target, actor, reason, changes, action=action)
+            self._move(
+                conn, task_id, expected, target, actor, reason, changes, action=action, match=match
+            )
         return self.get(task_id)
 
     def requeue(
@@ -332,6 +345,11 @@ class Store(LogsMixin, PromptsMixin, AccountsMixin, A2AMixin, SettingsMixin, Web
         status event, in one transaction (TaskConflict if it moved meanwhile)."""
         changes = {
             "attempt": attempt,
+            # a queue-only task goes back to the pool: nobody's claim any more
+            "claimed_by": None,
+            "session_id": None,
+            "worker": None,
+            "claim_until": None,
             "queued_at": utcnow(),
             "message": reason,
             "outcome": None,
@@ -470,6 +488,8 @@ class Store(LogsMixin, PromptsMixin, AccountsMixin, A2AMixin, SettingsMixin, Web
                 tasks.c.status.in_([s.value for s in COUNTED]),
                 # a task waiting for its dependencies is not in line for a slot
                 tasks.c.blocked.is_(False),
+                # nor one a worker claims: it never takes a workspace
+                tasks.c.queue_only.is_(False),
             )
         if kind is not None:
             query = query.where(tasks.c.kind == kind)
@@ -500,9 +520,10 @@ class Store(LogsMixin, PromptsMixin, AccountsMixin, A2AMixin, SettingsMixin, Web
         changes: dict[str, Any],
         kind: str | None = None,
         action: str | None = None,
+        match: Mapping[str, Any] | None = None,
     ) -> None:
         """The compare-and-set of a status change and its events, inside `conn`'s
-        transaction; `kind` also guards the row's kind."""
+        transaction; `kind` also guards the row's kind, `match` other columns."""
         check_transition(expected, target, action=action)
         now = utcnow()
         values: dict[str, Any] = {"status": target.value, "updated_at": now, **changes}
@@ -529,11 +550,15 @@ class Store(LogsMixin, PromptsMixin, AccountsMixin, A2AMixin, SettingsMixin, Web
         guard = and_(tasks.c.id == task_id, tasks.c.status == expected.value)
         if kind is not None:
             guard = and_(guard, tasks.c.kind == kind)
+        for column, value in (match or {}).items():
+            guard = and_(guard, tasks.c[column] == value)
         result = conn.execute(update(tasks).where(guard).values(**values))
         if result.rowcount != 1:
             current = conn.execute(select(tasks.c.status).where(tasks.c.id == task_id)).scalar()
             if current is None:
                 raise TaskNotFound(f"No task {task_id!r} (it was deleted)")
+            if current == expected.value and match:
+                raise TaskConflict(f"Task changed meanwhile: its {', '.join(match)} changed")
             raise TaskConflict(f"Task changed meanwhile: it is {current}, not {expected.value}")
         conn.execute(
             insert(events).values(

@@ -84,6 +84,16 @@ RULES: dict[tuple[str, str], str] = {
     ("GET", "/api/v2/webhooks/{webhook_id}"): MEMBER,
     ("DELETE", "/api/v2/webhooks/{webhook_id}"): MEMBER,
     ("GET", "/api/v2/webhooks/{webhook_id}/deliveries"): MEMBER,
+    # claims: any authenticated caller may claim a queue-only task (alice's is not one)
+    ("POST", "/api/v2/tasks/{ref}/claim"): MEMBER,
+    ("POST", "/api/v2/tasks/{ref}/claim/renew"): MEMBER,
+    ("POST", "/api/v2/tasks/{ref}/start"): MEMBER,
+    ("POST", "/api/v2/tasks/{ref}/offer/accept"): MEMBER,
+    ("POST", "/api/v2/tasks/{ref}/offer/reject"): MEMBER,
+    ("POST", "/api/v2/workers"): MEMBER,
+    ("GET", "/api/v2/workers"): MEMBER,
+    ("POST", "/api/v2/workers/{name}/heartbeat"): MEMBER,
+    ("POST", "/api/v2/workers/{name}/next"): MEMBER,
 }
 
 # a body that passes validation, so only authorization can stop the request
@@ -99,6 +109,13 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v2/drain"): {"grace": "0s"},
     # refused for everyone (a loopback receiver), so no request ever leaves the test
     ("POST", "/api/v2/webhooks"): {"url": "http://127.0.0.1:9/", "events": ["status"]},
+    ("POST", "/api/v2/tasks/{ref}/claim"): {"session_id": "s1"},
+    ("POST", "/api/v2/tasks/{ref}/claim/renew"): {"session_id": "s1"},
+    ("POST", "/api/v2/tasks/{ref}/start"): {"session_id": "s1"},
+    ("POST", "/api/v2/tasks/{ref}/offer/accept"): {"session_id": "s1"},
+    ("POST", "/api/v2/tasks/{ref}/offer/reject"): {"reason": "busy"},
+    ("POST", "/api/v2/workers"): {"name": "w1", "codebases": ["global"]},
+    ("POST", "/api/v2/workers/{name}/next"): {"session_id": "s1"},
 }
 
 

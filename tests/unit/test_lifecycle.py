@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from provisioner.errors import IllegalTransition
-from provisioner.lifecycle import TERMINAL, Status, can_transition, check_transition
+from provisioner.lifecycle import EXPIRE, TERMINAL, Status, can_transition, check_transition
 
 
 @pytest.mark.parametrize(
@@ -20,6 +20,18 @@ from provisioner.lifecycle import TERMINAL, Status, can_transition, check_transi
         (Status.ERROR, Status.INITIALIZING),
         (Status.ACTIVE, Status.COMPLETED),
         (Status.BACKLOG, Status.PENDING),
+        # queue-only tasks: claimed by a worker, started, or ended from the claim
+        (Status.PENDING, Status.CLAIMED),
+        (Status.CLAIMED, Status.ACTIVE),
+        (Status.CLAIMED, Status.PENDING),
+        (Status.CLAIMED, Status.COMPLETED),
+        (Status.CLAIMED, Status.FAILED),
+        (Status.CLAIMED, Status.CANCELLED),
+        # offers: accepted (claimed), rejected or run out (pending)
+        (Status.PENDING, Status.OFFERED),
+        (Status.OFFERED, Status.CLAIMED),
+        (Status.OFFERED, Status.PENDING),
+        (Status.OFFERED, Status.CANCELLED),
     ],
 )
 def test_legal_moves(src: Status, dst: Status) -> None:
@@ -35,6 +47,12 @@ def test_legal_moves(src: Status, dst: Status) -> None:
         (Status.ACTIVE, Status.INITIALIZING, "already running"),
         (Status.COMPLETED, Status.INITIALIZING, r"has ended \(completed\)"),
         (Status.PENDING, Status.ACTIVE, "a pending task cannot"),
+        (Status.PENDING, Status.COMPLETED, "nobody has claimed or started it"),
+        (Status.CLAIMED, Status.INITIALIZING, "never provisioned"),
+        (Status.CLAIMED, Status.PAUSED, "only a workspace can be paused"),
+        (Status.BACKLOG, Status.CLAIMED, "a backlog task cannot"),
+        (Status.OFFERED, Status.COMPLETED, "must accept it first"),
+        (Status.OFFERED, Status.ACTIVE, "must accept it first"),
     ],
 )
 def test_illegal_moves_say_why(src: Status, dst: Status, fragment: str) -> None:
@@ -77,3 +95,16 @@ def test_phases_are_timed_one_after_another() -> None:
         {"phase": "image", "started_at": "2026-01-01T00:00:00.000Z", "duration_s": 2.5},
         {"phase": "create", "started_at": "2026-01-01T00:00:02.500Z", "duration_s": 0.5},
     ]
+
+
+def test_only_an_expired_lease_takes_an_active_task_back_to_pending() -> None:
+    assert not can_transition(Status.ACTIVE, Status.PENDING)
+    assert can_transition(Status.ACTIVE, Status.PENDING, action=EXPIRE)
+    # expiry adds that one move and no other (a final status stays final)
+    added = {
+        (src, dst)
+        for src in Status
+        for dst in Status
+        if can_transition(src, dst, action=EXPIRE) and not can_transition(src, dst)
+    }
+    assert added == {(Status.ACTIVE, Status.PENDING)}

@@ -21,7 +21,12 @@ def test_status_filters_take_cachebash_names_and_dockyard_statuses() -> None:
     assert args.parse_status_filter(None) is None
     assert args.parse_status_filter("all") is None
     assert args.parse_status_filter(" ") is None
-    assert args.parse_status_filter("created") == [Status.BACKLOG, Status.PENDING]
+    assert args.parse_status_filter("created") == [
+        Status.BACKLOG,
+        Status.PENDING,
+        Status.OFFERED,
+        Status.CLAIMED,
+    ]
     assert args.parse_status_filter("active") == [Status.INITIALIZING, Status.ACTIVE]
     assert args.parse_status_filter("Paused, active,paused") == [
         Status.PAUSED,

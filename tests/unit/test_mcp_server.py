@@ -30,6 +30,8 @@ TOOLS = {
     "request_input",
     "complete_task",
     "claim_task",
+    "register_worker",
+    "claim_next",
     "manage_tasks",
 }
 
@@ -133,7 +135,8 @@ def test_an_agent_lists_the_tools_and_creates_and_follows_tasks(served: Served) 
     again = served.alice.refused("send_message", taskId=dep["name"], message="more")
     assert f"task {dep['name']} has ended (completed)" in again and "new task" in again
     claim = served.alice.refused("claim_task", taskId=task["name"], sessionId="s1")
-    assert "claims arrive with workers" in claim
+    assert f"task {task['name']} is not a queue-only task" in claim
+    assert "not found" in served.bob.refused("claim_task", taskId=task["taskId"], sessionId="s")
 
 
 def test_manage_tasks_creates_lists_and_updates(served: Served) -> None:

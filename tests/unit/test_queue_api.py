@@ -113,6 +113,7 @@ def test_targets_list_their_load_and_unserved_codebases(served: Served) -> None:
         "preset": None,
         "max_concurrent": 1,
         "codebases": ["api-server"],
+        "workers": False,  # it runs its template (a workers target's tasks are claimed)
         "running": 1,
         "counted": 1,
         "waiting": 1,

@@ -86,6 +86,8 @@ def a2a_state(status: Status, state: str | None, retry_at: str | None = None) ->
 _BY_STATUS = {
     Status.BACKLOG: TaskState.TASK_STATE_SUBMITTED,
     Status.PENDING: TaskState.TASK_STATE_SUBMITTED,
+    Status.CLAIMED: TaskState.TASK_STATE_SUBMITTED,  # a worker holds it, not started yet
+    Status.OFFERED: TaskState.TASK_STATE_SUBMITTED,  # offered to a worker, not accepted yet
     Status.INITIALIZING: TaskState.TASK_STATE_WORKING,
     Status.PAUSED: TaskState.TASK_STATE_INPUT_REQUIRED,
     Status.COMPLETED: TaskState.TASK_STATE_COMPLETED,

@@ -24,13 +24,6 @@ from provisioner.server.mcp import args as parse
 from provisioner.server.tasks_api import find_task
 from provisioner.store.records import LOG_KEYS
 
-# what a claim answers until workers exist: an agent written for CacheBash learns why
-CLAIMS_LATER = (
-    "claim_task is not available on this server yet: claims arrive with workers (issue 12, "
-    "workers part). Dockyard runs each task in its own workspace as soon as it is created; "
-    "follow it with get_task and end it with complete_task"
-)
-
 
 @contextmanager
 def readable() -> Iterator[None]:
@@ -183,14 +176,64 @@ class TaskActions:
         asked = self.engine.ask(task.id, question, actor=who.actor)
         return {"success": True, **parse.task_summary(asked)}
 
+    def claim(self, who: Principal, ref: str, session: object, lease_s: object) -> dict[str, Any]:
+        """claim_task: any caller may claim a queue-only task (CacheBash's rule)."""
+        check_strings(ref, "taskId")
+        if session is None:
+            raise ToolError("sessionId is required: a name for your session (it holds the claim)")
+        try:
+            task = self.engine.claim(
+                ref, user=who.user, session_id=session, lease_s=lease_s, admin=who.is_admin
+            )
+        except TaskNotFound:
+            raise ToolError(
+                f"task {shorten(ref, 80)!r} not found: no queue-only task, nor one of yours, "
+                "has that name or id (get_tasks lists yours)"
+            ) from None
+        return {"success": True, **parse.task_summary(task)}
+
+    def register_worker(
+        self, who: Principal, name: object, codebases: object, targets: object
+    ) -> dict[str, Any]:
+        self.engine.register_worker(name, codebases, targets, owner=who.user)
+        shown = [w for w in self.engine.workers_view(who.user) if w["name"] == name]
+        return {"success": True, **shown[0]}
+
+    def claim_next(
+        self, who: Principal, worker: str, session: object, lease_s: object
+    ) -> dict[str, Any]:
+        check_strings(worker, "worker")
+        try:
+            task = self.engine.claim_next(
+                worker, user=who.user, session_id=session, lease_s=lease_s
+            )
+        except TaskNotFound:
+            raise ToolError(
+                f"worker {shorten(worker, 64)!r} not found: register it first (register_worker)"
+            ) from None
+        return {"success": True, "task": parse.task_summary(task) if task else None}
+
     def complete(self, who: Principal, ref: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         completion = parse.parse_completion_args(fields)
-        task = self.find(who, ref, "task.complete")
+        try:
+            task = self.find(who, ref, "task.complete")
+        except ToolError:
+            task = self._held(who, ref)  # the holder of a claim ends what it claimed
         ended = parse.ended_message(task, "complete it again")
         if ended:
             raise ToolError(ended)
         done = self.engine.complete(task.id, completion, actor=who.actor)
         return {"success": True, **parse.task_summary(done)}
+
+    def _held(self, who: Principal, ref: str) -> Task:
+        """The queue-only task `ref` whose claim `who` holds (else the find's not-found)."""
+        try:
+            task = self.engine.claimable(ref, who.user)
+        except TaskNotFound:
+            task = None
+        if task is None or task.claimed_by != who.user:
+            return self.find(who, ref)  # raises its readable not-found
+        return task
 
     def set_priority(self, who: Principal, ref: str, priority: int | str) -> dict[str, Any]:
         task = self.find(who, ref, "task.priority")

@@ -29,7 +29,7 @@ from provisioner.queueing import (
 # CacheBash's names for the status filter of get_tasks, beside Dockyard's own statuses:
 # `created` has not started, `active` has (its workspace starts or its agent runs)
 STATUS_GROUPS: dict[str, tuple[Status, ...] | None] = {
-    "created": (Status.BACKLOG, Status.PENDING),
+    "created": (Status.BACKLOG, Status.PENDING, Status.OFFERED, Status.CLAIMED),
     "active": (Status.INITIALIZING, Status.ACTIVE),
     "all": None,
 }
@@ -192,6 +192,11 @@ def task_summary(task: Task) -> dict[str, Any]:
         "tokens_out": task.tokens_out,
         "cost_usd": task.cost_usd,
         "model": task.model,
+        # a claim of a queue-only task: who holds it, under which session, until when
+        "queue_only": task.queue_only,
+        "claimed_by": task.claimed_by,
+        "session_id": task.session_id,
+        "claim_until": task.claim_until,
         "created_at": task.created_at,
         "finished_at": task.finished_at,
     }

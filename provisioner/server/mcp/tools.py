@@ -8,11 +8,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from mcp.server import MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
-from provisioner.server.mcp.actions import CLAIMS_LATER, TaskActions, readable
+from provisioner.server.mcp.actions import TaskActions, readable
 from provisioner.server.mcp.caller import current_caller
 
 TaskRef = Annotated[
@@ -221,11 +220,51 @@ def add_task_tools(server: MCPServer, actions: TaskActions) -> None:
     @server.tool(annotations=WRITE)
     def claim_task(
         taskId: TaskRef,
-        sessionId: Annotated[str | None, Field(description="Your session's name")] = None,
+        sessionId: Annotated[
+            str | None, Field(description="Your session's name: it holds the claim")
+        ] = None,
+        lease_s: Annotated[
+            float | None,
+            Field(description="Seconds the claim lasts unless renewed (5-86400, default 300)"),
+        ] = None,
     ) -> dict[str, Any]:
-        """Not available yet: claims of queue-only tasks by workers come later. Dockyard
-        starts each task in its own workspace by itself."""
-        raise ToolError(CLAIMS_LATER)
+        """Claim a queue-only task (one of a target whose tasks workers take): it becomes
+        claimed by your session, under a lease; do the work, then complete_task. Of
+        several sessions claiming at once exactly one wins; the others are told who holds
+        it. A task waiting for its dependencies cannot be claimed yet."""
+        with readable():
+            return actions.claim(current_caller(), taskId, sessionId, lease_s)
+
+    @server.tool(annotations=WRITE)
+    def register_worker(
+        name: Annotated[str, Field(description="The worker's name: lowercase, digits, dashes")],
+        codebases: Annotated[
+            list[str] | None,
+            Field(description="Codebases it takes tasks for (`global` and `__pending__` too)"),
+        ] = None,
+        targets: Annotated[
+            list[str] | None, Field(description="Workers targets it serves (none: all)")
+        ] = None,
+    ) -> dict[str, Any]:
+        """Register a worker (yours), or update its codebases and targets. claim_next
+        then claims the tasks it serves; registering again is a heartbeat."""
+        with readable():
+            return actions.register_worker(current_caller(), name, codebases, targets)
+
+    @server.tool(annotations=WRITE)
+    def claim_next(
+        worker: Annotated[str, Field(description="Your registered worker's name")],
+        sessionId: Annotated[str, Field(description="Your session's name: it holds the claim")],
+        lease_s: Annotated[
+            float | None,
+            Field(description="Seconds the claim lasts unless renewed (5-86400, default 300)"),
+        ] = None,
+    ) -> dict[str, Any]:
+        """Claim the best waiting task your worker serves: offers made to it first, then
+        the highest priority task of its codebases and targets. `task` is null when none
+        waits. Also the worker's heartbeat."""
+        with readable():
+            return actions.claim_next(current_caller(), worker, sessionId, lease_s)
 
     @server.tool(annotations=ENDS)
     def manage_tasks(
