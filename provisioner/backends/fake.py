@@ -101,6 +101,7 @@ class FakeBackend:
         self.image_error: str | None = None
         self.create_error: Exception | None = None
         self.start_delay = 0.0
+        self._closed = False  # set by close(): a start still under way spawns nothing
         self.stop_delay = 0.0
         self.started_delay = 0.0
         # what happened (for assertions)
@@ -232,6 +233,10 @@ class FakeBackend:
         if self.start_delay:
             time.sleep(self.start_delay)
         with self._lock:
+            if self._closed:
+                # an engine's start still under way as its test ends: a bridge spawned now
+                # would outlive the test (nobody is left to kill it)
+                raise BackendError("the fake backend is closed")
             ws = self._workspaces.get(task_id)
             if ws is None:
                 raise BackendError(f"task {task_id} has no workspace container to start")
@@ -389,8 +394,10 @@ class FakeBackend:
         return 0 if ws is None else ws.starts
 
     def close(self) -> None:
-        """Kill every bridge process (the directories stay for inspection)."""
+        """Kill every bridge process and start no more (the directories stay for
+        inspection)."""
         with self._lock:
+            self._closed = True
             items = list(self._workspaces.values())
         for ws in items:
             self._end(ws, signal.SIGKILL)

@@ -112,3 +112,16 @@ def test_faults(backend: FakeBackend, spec: WorkspaceSpec, bridge_cache: Path) -
             call()
     with pytest.raises(BackendUnavailable):
         backend.observe("t1")
+
+
+def test_a_closed_backend_starts_nothing(
+    backend: FakeBackend, spec: WorkspaceSpec, bridge_cache: Path
+) -> None:
+    # An engine's start still under way as a test ends must not spawn a bridge that
+    # outlives the test: nobody would be left to kill it (they piled up by the hundred).
+    bridge = bundle(bridge_cache, spec)
+    backend.create("t1", "t1", spec, backend.ensure_image(spec, lambda line: None), bridge)
+    backend.close()
+    with pytest.raises(BackendError, match="closed"):
+        backend.start("t1", bridge)
+    assert backend.running_task_ids() == set()
