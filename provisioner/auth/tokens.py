@@ -35,15 +35,20 @@ class Principal:
     user: str
     role: Role
     token_id: str
+    # a task's own token (the in-workspace MCP relay's): it acts as the task's owner, on
+    # that task and the tasks it created only, never as an admin (task_scope.py)
+    task_id: str | None = None
 
     @property
     def is_admin(self) -> bool:
-        return self.role == Role.ADMIN
+        return self.role == Role.ADMIN and self.task_id is None
 
     @property
     def actor(self) -> str:
-        """How the caller appears in histories: `user:NAME`."""
-        return f"user:{self.user}"
+        """How the caller appears in histories: `user:NAME`, or `task:ID` for a task's
+        token (the tasks it creates say so in created_by, which is how its scope is
+        found)."""
+        return f"task:{self.task_id}" if self.task_id else f"user:{self.user}"
 
 
 def new_token() -> str:

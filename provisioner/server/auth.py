@@ -4,7 +4,8 @@ Every path, the OpenAPI document included, needs `Authorization: Bearer <token>`
 ASGI middleware below checks it before routing, so no route can forget to, and a caller
 without a valid token never gets its body read. Routes then ask for the caller
 (`caller`) and, for admin acts, `admin_only`. Workspaces hold only their bridge token,
-which is not an API token: a workspace cannot call this API.
+which is not an API token: a workspace cannot call this API. A task's own token (held by
+the server for the task's MCP relay, auth/scope.py) reaches a few routes only.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
+from provisioner.auth.scope import REFUSAL, REFUSAL_HINT, task_may_call
 from provisioner.auth.tokens import Principal
 from provisioner.errors import Forbidden, Unauthenticated
 from provisioner.server.guard import ASGIApp, Receive, Refusal, Scope, Send, header, send_refusal
@@ -66,6 +68,9 @@ class Authenticator:
                 client_address(scope),
             )
             await send_refusal(send, Refusal(401, exc.message, exc.hint or HINT), [CHALLENGE])
+            return
+        if principal.task_id is not None and not task_may_call(scope["method"], scope["path"]):
+            await send_refusal(send, Refusal(403, REFUSAL, REFUSAL_HINT))
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
+from provisioner.auth.scope import in_scope
 from provisioner.auth.tokens import Principal
 from provisioner.bridge.runtime.wire import DELIVERED, QUEUED
 from provisioner.engine.engine import Engine
@@ -206,12 +207,35 @@ def find_task(store: Store, who: Principal, ref: str) -> Task:
     """The task `ref` names, as `who` may see it: members only their own (others' are
     not found, never forbidden, so their names do not leak); admins their own first,
     then anyone's."""
+    if who.task_id is not None:
+        # a task's token: its task and the tasks it created; others are not found
+        task = store.get(ref, owner=who.user)
+        if not in_scope(who, task):
+            raise TaskNotFound(f"No task {ref[:80]!r}", hint="list tasks: dockyard task list")
+        return task
     if not who.is_admin:
         return store.get(ref, owner=who.user)
     try:
         return store.get(ref, owner=who.user)
     except TaskNotFound:
         return store.get(ref)
+
+
+def check_scoped_refs(store: Store, who: Principal, refs: list[str | None]) -> None:
+    """A task's token names only tasks in its scope as a new task's parent or
+    dependencies (any other name is unknown to it, as everywhere)."""
+    if who.task_id is None:
+        return
+    for ref in refs:
+        if ref is None:
+            continue
+        try:
+            find_task(store, who, ref)
+        except TaskNotFound:
+            raise ParameterError(
+                f"Unknown task {ref[:80]!r}: a task's token names only its task and the "
+                "tasks it created"
+            ) from None
 
 
 def build_tasks_router(engine: Engine) -> APIRouter:
@@ -224,6 +248,7 @@ def build_tasks_router(engine: Engine) -> APIRouter:
         body: CreateTask, request: Request, who: Principal = Depends(caller)
     ) -> dict[str, Any]:
         prompt = inputs.create_prompt(body)
+        check_scoped_refs(store, who, [body.parent, *body.depends_on])
         owner = who.user
         if body.owner is not None and body.owner != who.user:
             if not who.is_admin:
@@ -294,7 +319,7 @@ def build_tasks_router(engine: Engine) -> APIRouter:
         if owner is None and not all:
             owner = who.user
         found = store.list_tasks(statuses, owner=owner, tag=tag, target=target, epic=epic)
-        return {"tasks": [t.public() for t in found]}
+        return {"tasks": [t.public() for t in found if in_scope(who, t)]}
 
     @r.get("/tasks/{ref}", response_model=TaskView)
     async def get_task(

@@ -19,8 +19,9 @@ from provisioner.auth.tokens import (
     token_hash,
 )
 from provisioner.errors import ParameterError, TaskConflict, TaskNotFound, Unauthenticated
+from provisioner.lifecycle import TERMINAL
 from provisioner.model import utcnow
-from provisioner.store.schema import audit, tokens, users
+from provisioner.store.schema import audit, tasks, tokens, users
 
 # last_used_at is a hint for `token list`, not a log: write it at most this often per token
 _TOUCH_EVERY_S = 60.0
@@ -140,9 +141,54 @@ class AccountsMixin:
             row = conn.execute(select(tokens).where(tokens.c.id == values["id"])).one()
         return token, _token_json(row)
 
+    def issue_task_token(self, task_id: str) -> str:
+        """A new token of the task's own (shown once: the caller keeps it in memory), in
+        place of any it had: it acts as the task's owner on that task and the tasks it
+        creates, and stops working when the task ends or is deleted."""
+        token = new_token()
+        now = utcnow()
+        with self.db.begin() as conn:
+            row = conn.execute(
+                select(tasks.c.owner, tasks.c.name, tasks.c.status).where(tasks.c.id == task_id)
+            ).first()
+            if row is None:
+                raise TaskNotFound(f"No task {task_id[:40]!r} (it was deleted)")
+            if row.status in {s.value for s in TERMINAL}:
+                raise TaskConflict(f"Task {row.name} has ended ({row.status}): it gets no token")
+            owner = conn.execute(
+                select(users.c.name).where(
+                    and_(users.c.name == row.owner, users.c.disabled_at.is_(None))
+                )
+            ).first()
+            if owner is None:
+                raise TaskConflict(
+                    f"Task {row.name}'s owner {row.owner!r} is no user of this server: "
+                    "it gets no token",
+                    hint=f"create the user: dockyard user create {row.owner}",
+                )
+            conn.execute(
+                update(tokens)
+                .where(and_(tokens.c.task_id == task_id, tokens.c.revoked_at.is_(None)))
+                .values(revoked_at=now)
+            )
+            conn.execute(
+                insert(tokens).values(
+                    id=secrets.token_hex(6),
+                    user_name=row.owner,
+                    name=f"task {row.name}"[:64],
+                    hash=token_hash(token),
+                    created_at=now,
+                    task_id=task_id,
+                )
+            )
+        return token
+
     def tokens_of(self, user: str | None) -> list[dict[str, Any]]:
-        """Tokens (revoked ones too), newest first; of one user, or of everyone."""
-        query = select(tokens).order_by(tokens.c.created_at.desc())
+        """Tokens (revoked ones too), newest first; of one user, or of everyone. A task's
+        own tokens are not listed: they come and go with their tasks."""
+        query = (
+            select(tokens).where(tokens.c.task_id.is_(None)).order_by(tokens.c.created_at.desc())
+        )
         if user is not None:
             query = query.where(tokens.c.user_name == user)
         with self.db.connect() as conn:
@@ -152,7 +198,8 @@ class AccountsMixin:
         """Revoke a token: its user's own, or anyone's by an admin (others' look absent)."""
         with self.db.begin() as conn:
             row = conn.execute(select(tokens).where(tokens.c.id == token_id)).first()
-            if row is None or (row.user_name != by.user and not by.is_admin):
+            mine = row is not None and row.user_name == by.user and by.task_id is None
+            if row is None or row.task_id is not None or not (mine or by.is_admin):
                 raise TaskNotFound(
                     f"No token {token_id[:40]!r}", hint="list tokens: dockyard token list"
                 )
@@ -177,8 +224,15 @@ class AccountsMixin:
             raise Unauthenticated("The credential is not a Dockyard API token")
         with self.db.connect() as conn:
             row = conn.execute(
-                select(tokens, users.c.role, users.c.disabled_at)
+                select(
+                    tokens,
+                    users.c.role,
+                    users.c.disabled_at,
+                    tasks.c.status.label("task_status"),
+                    tasks.c.name.label("task_name"),
+                )
                 .join(users, users.c.name == tokens.c.user_name)
+                .outerjoin(tasks, tasks.c.id == tokens.c.task_id)
                 .where(tokens.c.hash == token_hash(token))
             ).first()
         if row is None:
@@ -190,8 +244,29 @@ class AccountsMixin:
         now = utcnow()
         if row.expires_at is not None and row.expires_at <= now:
             raise Unauthenticated(f"API token {row.id} expired at {row.expires_at}")
+        if row.task_id is not None:
+            # revoked with its task as it ends; checked here too, so no path can miss it
+            if row.task_status is None:
+                raise Unauthenticated(f"API token {row.id} belonged to a deleted task")
+            if row.task_status in {s.value for s in TERMINAL}:
+                raise Unauthenticated(
+                    f"API token {row.id} belonged to task {row.task_name}, which has ended "
+                    f"({row.task_status})"
+                )
+            self._touch(row.id, now)
+            return Principal(
+                user=row.user_name, role=Role.MEMBER, token_id=row.id, task_id=row.task_id
+            )
         self._touch(row.id, now)
         return Principal(user=row.user_name, role=Role(row.role), token_id=row.id)
+
+    def revoke_task_tokens(self, conn: Any, task_id: str) -> None:
+        """Inside `conn`'s transaction: the task's own tokens stop (it ended or is gone)."""
+        conn.execute(
+            update(tokens)
+            .where(and_(tokens.c.task_id == task_id, tokens.c.revoked_at.is_(None)))
+            .values(revoked_at=utcnow())
+        )
 
     def _touch(self, token_id: str, now: str) -> None:
         last = self._touched.get(token_id, 0.0)

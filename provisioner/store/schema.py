@@ -196,6 +196,9 @@ tokens = Table(
     Column("expires_at", String(32)),  # NULL: never
     Column("revoked_at", String(32)),
     Column("last_used_at", String(32)),
+    # set on a task's own token: it acts on that task and the tasks it creates only,
+    # and stops working when the task ends or is deleted
+    Column("task_id", String(36)),
     Index("ix_tokens_user", "user_name"),
 )
 

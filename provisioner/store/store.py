@@ -553,6 +553,8 @@ class Store(
         for column, value in (match or {}).items():
             guard = and_(guard, tasks.c[column] == value)
         result = conn.execute(update(tasks).where(guard).values(**values))
+        if result.rowcount == 1 and target in TERMINAL:
+            self.revoke_task_tokens(conn, task_id)
         if result.rowcount != 1:
             current = conn.execute(select(tasks.c.status).where(tasks.c.id == task_id)).scalar()
             if current is None:
@@ -748,6 +750,7 @@ class Store(
     def delete(self, task_id: str) -> bool:
         """Remove a task with its history and logs; False when it was already gone."""
         with self.db.begin() as conn:
+            self.revoke_task_tokens(conn, task_id)
             conn.execute(delete(prompts).where(prompts.c.task_id == task_id))
             conn.execute(delete(logs).where(logs.c.task_id == task_id))
             conn.execute(delete(events).where(events.c.task_id == task_id))

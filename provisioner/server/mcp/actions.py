@@ -13,6 +13,7 @@ from typing import Any
 
 from mcp.server.mcpserver.exceptions import ToolError
 
+from provisioner.auth.scope import in_scope
 from provisioner.auth.tokens import Principal
 from provisioner.engine.engine import Engine
 from provisioner.errors import DockyardError, TaskNotFound
@@ -21,7 +22,7 @@ from provisioner.model import Task
 from provisioner.prompts import check_prompt, check_strings, shorten
 from provisioner.queueing import check_label
 from provisioner.server.mcp import args as parse
-from provisioner.server.tasks_api import find_task
+from provisioner.server.tasks_api import check_scoped_refs, find_task
 from provisioner.store.records import LOG_KEYS
 
 
@@ -60,6 +61,8 @@ class TaskActions:
 
     def create(self, who: Principal, arguments: Mapping[str, Any]) -> dict[str, Any]:
         new = parse.parse_new_task(arguments)
+        with readable():
+            check_scoped_refs(self.store, who, [new.queue.parent, *new.queue.depends_on])
         task = self.engine.create_task(
             template=new.template,
             preset=new.preset,
@@ -93,6 +96,7 @@ class TaskActions:
         most = parse.bounded(limit, parse.DEFAULT_LIST_LIMIT, parse.MAX_LIST_LIMIT, "limit")
         owner = None if all_users else who.user
         found = self.store.list_tasks(statuses, owner=owner, tag=tag, target=target, epic=epic)
+        found = [t for t in found if in_scope(who, t)]
         return {
             "tasks": [parse.task_summary(t) for t in found[:most]],
             "count": min(len(found), most),
@@ -176,8 +180,19 @@ class TaskActions:
         asked = self.engine.ask(task.id, question, actor=who.actor)
         return {"success": True, **parse.task_summary(asked)}
 
+    @staticmethod
+    def not_for_a_task(who: Principal, tool: str) -> None:
+        """Workers and claims are for users' tokens: a task's token acts on its task and
+        the tasks it creates only."""
+        if who.task_id is not None:
+            raise ToolError(
+                f"{tool} is not open to a task's own token: it acts on its task and the "
+                "tasks it creates only (create_task, get_task, send_message, complete_task)"
+            )
+
     def claim(self, who: Principal, ref: str, session: object, lease_s: object) -> dict[str, Any]:
         """claim_task: any caller may claim a queue-only task (CacheBash's rule)."""
+        self.not_for_a_task(who, "claim_task")
         check_strings(ref, "taskId")
         if session is None:
             raise ToolError("sessionId is required: a name for your session (it holds the claim)")
@@ -195,6 +210,7 @@ class TaskActions:
     def register_worker(
         self, who: Principal, name: object, codebases: object, targets: object
     ) -> dict[str, Any]:
+        self.not_for_a_task(who, "register_worker")
         self.engine.register_worker(name, codebases, targets, owner=who.user)
         shown = [w for w in self.engine.workers_view(who.user) if w["name"] == name]
         return {"success": True, **shown[0]}
@@ -202,6 +218,7 @@ class TaskActions:
     def claim_next(
         self, who: Principal, worker: str, session: object, lease_s: object
     ) -> dict[str, Any]:
+        self.not_for_a_task(who, "claim_next")
         check_strings(worker, "worker")
         try:
             task = self.engine.claim_next(
@@ -218,6 +235,8 @@ class TaskActions:
         try:
             task = self.find(who, ref, "task.complete")
         except ToolError:
+            if who.task_id is not None:
+                raise
             task = self._held(who, ref)  # the holder of a claim ends what it claimed
         ended = parse.ended_message(task, "complete it again")
         if ended:

@@ -27,7 +27,7 @@ def access_token(who: Principal) -> AccessToken:
         token=who.token_id,
         client_id=who.user,
         scopes=[who.role.value],
-        claims={"role": who.role.value, "token_id": who.token_id},
+        claims={"role": who.role.value, "token_id": who.token_id, "task_id": who.task_id},
     )
 
 
@@ -37,7 +37,12 @@ def principal_of(token: AccessToken | None) -> Principal:
     if token is None or not claims or "role" not in claims:
         # only without CallerContext in front (a wiring mistake): never serve anonymously
         raise ToolError("This server needs an API token (Authorization: Bearer <token>)")
-    return Principal(user=token.client_id, role=Role(claims["role"]), token_id=claims["token_id"])
+    return Principal(
+        user=token.client_id,
+        role=Role(claims["role"]),
+        token_id=claims["token_id"],
+        task_id=claims.get("task_id"),
+    )
 
 
 def current_caller() -> Principal:
