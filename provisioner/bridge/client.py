@@ -147,6 +147,20 @@ class BridgeClient:
         result: dict[str, Any] = self._request("GET", "/dockyard/reports", params=params)
         return result
 
+    def mcp_requests(self, wait: float = 0) -> list[dict[str, Any]]:
+        """GET /dockyard/mcp/requests: the agent's MCP messages for the server (each
+        handed out once: [{"id", "body"}]), long-polling up to `wait` seconds."""
+        result: dict[str, Any] = self._request(
+            "GET", "/dockyard/mcp/requests", params={"wait": wait}, timeout=self.timeout + wait
+        )
+        requests = result.get("requests")
+        return requests if isinstance(requests, list) else []
+
+    def mcp_answer(self, request_id: str, status: int, content_type: str, body: str) -> None:
+        """POST /dockyard/mcp/answer: the server's answer to one of them."""
+        answer = {"id": request_id, "status": status, "content_type": content_type, "body": body}
+        self._request("POST", "/dockyard/mcp/answer", json=answer)
+
     def close(self) -> None:
         """Close the connection pool."""
         self._http.close()

@@ -27,6 +27,7 @@ from provisioner.engine.claims import TaskClaims
 from provisioner.engine.commands import LEASE_TTL_S, UserCommands
 from provisioner.engine.draining import Draining
 from provisioner.engine.follower import Follower
+from provisioner.engine.mcp_relay import McpCall
 from provisioner.engine.ordering import TaskOrdering
 from provisioner.engine.outcomes import TaskOutcomes
 from provisioner.engine.pools import WarmPools
@@ -119,6 +120,9 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
         self._pausing: set[str] = set()
         self._down_since: dict[str, float] = {}
         self._followers: dict[str, Follower] = {}
+        # the server's /mcp, which answers the agents' MCP messages relayed from their
+        # workspaces (engine/mcp_relay.py); set by the server before it starts the engine
+        self.mcp_call: McpCall | None = None
         self._task_locks: dict[str, threading.Lock] = {}
         self._delivery_locks: dict[str, threading.Lock] = {}
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="provision")

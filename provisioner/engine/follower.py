@@ -26,6 +26,7 @@ from provisioner.bridge.runtime.wire import (
     LogReply,
     reply_status,
 )
+from provisioner.engine.mcp_relay import McpRelay
 from provisioner.errors import BackendUnavailable, TaskConflict, TaskNotFound
 from provisioner.lifecycle import ErrorClass, State, Status
 from provisioner.model import Task
@@ -212,6 +213,11 @@ class Follower(threading.Thread):
         self._wake.set()
 
     def run(self) -> None:
+        ended = threading.Event()
+        if self.engine.mcp_call is not None:
+            # the agent's MCP messages are answered while this follower follows
+            alive = lambda: not (ended.is_set() or self.stopping.is_set())  # noqa: E731
+            McpRelay(self.engine, self.task_id, self.engine.mcp_call, alive).start()
         try:
             self._follow()
         except (TaskNotFound, TaskConflict):
@@ -219,6 +225,7 @@ class Follower(threading.Thread):
         except Exception:
             log.exception("follower of task %s crashed", self.task_id)
         finally:
+            ended.set()
             self.engine.follower_done(self)
 
     def _client(self) -> BridgeClient | None:

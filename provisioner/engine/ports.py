@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from provisioner.bridge.client import BridgeClient
     from provisioner.engine.admission import Admissions
     from provisioner.engine.follower import Follower
+    from provisioner.engine.mcp_relay import McpCall
     from provisioner.engine.workspace import BridgeBundler
 
 
@@ -93,6 +94,8 @@ class FollowerPort(Protocol):
 
     store: Store
     backend: Backend
+    # the server's /mcp for the in-workspace MCP relay (None: no relay, e.g. no server)
+    mcp_call: McpCall | None
 
     def deliver_prompts(self, task: Task, client: BridgeClient) -> None:
         """Hand the task's prompts the bridge does not have yet to it, in order."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import logging
@@ -31,6 +32,7 @@ from provisioner.server.auth import Authenticator
 from provisioner.server.bootstrap import ensure_local_admin
 from provisioner.server.guard import RequestGuard
 from provisioner.server.mcp.app import build_mcp_server, mcp_route
+from provisioner.server.mcp.relay import LocalMcp
 from provisioner.server.webhook_dispatch import Dispatcher
 from provisioner.server.webhooks_api import build_webhooks_router
 from provisioner.store.store import Store, sqlite_url
@@ -89,6 +91,9 @@ def create_app(engine: Engine, home: Path, allowed_hosts: list[str] | None = Non
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # the agents' MCP messages relayed from their workspaces reach /mcp on this loop
+        local_mcp.bind(asyncio.get_running_loop())
+        engine.mcp_call = local_mcp
         engine.start()
         dispatcher.start()  # reads the events the engine writes; never holds it up
         try:
@@ -114,6 +119,7 @@ def create_app(engine: Engine, home: Path, allowed_hosts: list[str] | None = Non
     # the last added runs first: the guard, then authentication, then the routes
     app.add_middleware(Authenticator, store=engine.store)
     app.add_middleware(RequestGuard, allowed_hosts=names)
+    local_mcp = LocalMcp(app)
     return app
 
 

@@ -15,6 +15,12 @@ Commands:
   /progress NOTE    `dockyard-task progress NOTE`
   /ask QUESTION     `dockyard-task ask QUESTION`; the answer comes as the next input
   /usage IN OUT     `dockyard-task usage --tokens-in IN --tokens-out OUT`
+  /mcp TOOL [JSON]  call a Dockyard MCP tool through `dockyard-mcp` (the in-workspace
+                    relay) with JSON arguments; print its answer
+  /spawn TEXT       create a child task (template scripted) whose prompt is TEXT
+  /await            wait until every child this session created has ended
+  /fanout N TEXT    spawn N children with prompt TEXT, await them, then complete this
+                    task: SUCCESS when all completed, else FAILED
 With --resume it continues a previous session: it prints `Resumed` and the number of
 inputs it has handled so far (kept in a small context file) instead of starting afresh.
 Standard library only: it runs on the workspace's python3.
@@ -33,6 +39,67 @@ from pathlib import Path
 PROGRESS_STEPS = 3
 # the reports an agent makes to Dockyard from inside its workspace (see dockyard-task)
 TASK_COMMAND = "dockyard-task"
+# Dockyard's MCP tools inside the workspace: a stdio MCP server the bridge installs
+MCP_COMMAND = "dockyard-mcp"
+CHILD_TEMPLATE = "scripted"
+ENDED = ("completed", "failed", "cancelled")
+AWAIT_POLL_S = 0.5
+AWAIT_LIMIT_S = 900.0
+
+
+class McpError(Exception):
+    """A tool call that failed (the tool's error, or the relay's)."""
+
+
+class Mcp:
+    """A minimal MCP client over dockyard-mcp's stdio: one JSON-RPC message a line."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [MCP_COMMAND], stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0
+        )
+        self.next_id = 1
+        self._request(
+            "initialize",
+            {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "scripted-agent", "version": "1"},
+            },
+        )
+        self._send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    def _send(self, message: dict) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write((json.dumps(message) + "\n").encode("utf-8"))
+        self.proc.stdin.flush()
+
+    def _request(self, method: str, params: dict) -> dict:
+        message_id = self.next_id
+        self.next_id += 1
+        self._send({"jsonrpc": "2.0", "id": message_id, "method": method, "params": params})
+        assert self.proc.stdout is not None
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise McpError(f"{MCP_COMMAND} ended without an answer")
+            answer = json.loads(line)
+            if answer.get("id") == message_id:
+                break
+        if "error" in answer:
+            raise McpError(str(answer["error"].get("message")))
+        return dict(answer.get("result") or {})
+
+    def call(self, tool: str, arguments: dict) -> dict:
+        """The tool's JSON answer; McpError with the tool's words when it failed."""
+        result = self._request("tools/call", {"name": tool, "arguments": arguments})
+        text = "".join(c.get("text", "") for c in result.get("content", []))
+        if result.get("isError"):
+            raise McpError(text)
+        try:
+            return dict(json.loads(text))
+        except ValueError:
+            return {"text": text}
 
 
 def _say(line: str) -> None:
@@ -105,6 +172,64 @@ class Agent:
         self.handled = 0
         self.ballast = bytearray()
         self.children: list[subprocess.Popen[bytes]] = []
+        self.spawned: list[str] = []  # ids of the child tasks this session created
+        self._mcp: Mcp | None = None
+
+    def tool(self, name: str, arguments: dict) -> dict | None:
+        """Call a Dockyard tool through dockyard-mcp; None (said) when it failed."""
+        try:
+            if self._mcp is None or self._mcp.proc.poll() is not None:
+                self._mcp = Mcp()
+            return self._mcp.call(name, arguments)
+        except (McpError, OSError, ValueError) as exc:
+            _say(f"Error: {name}: {exc}")
+            return None
+
+    def spawn(self, text: str) -> str | None:
+        made = self.tool(
+            "create_task", {"title": text[:80], "prompt": text, "template": CHILD_TEMPLATE}
+        )
+        if made is None:
+            return None
+        self.spawned.append(str(made["taskId"]))
+        _say(f"Spawned: {made['name']}")
+        return str(made["taskId"])
+
+    def await_children(self) -> dict[str, str] | None:
+        """Wait until every spawned child has ended: {name: status}, None on an error."""
+        deadline = time.monotonic() + AWAIT_LIMIT_S
+        while True:
+            statuses = {}
+            for task_id in self.spawned:
+                shown = self.tool("get_task", {"taskId": task_id})
+                if shown is None:
+                    return None
+                statuses[str(shown["name"])] = str(shown["status"])
+            if all(status in ENDED for status in statuses.values()):
+                for name, status in statuses.items():
+                    _say(f"Child {name}: {status}")
+                return statuses
+            if time.monotonic() > deadline:
+                _say(f"Error: children still running after {AWAIT_LIMIT_S:g} s: {statuses}")
+                return None
+            time.sleep(AWAIT_POLL_S)
+
+    def fanout(self, rest: str) -> None:
+        count, _, text = rest.strip().partition(" ")
+        if not count.isdigit() or not text.strip():
+            _say("Error: usage /fanout N TEXT")
+            return
+        _say(f"Working on: fanning out {count} children")
+        for _ in range(int(count)):
+            if self.spawn(text.strip()) is None:
+                return
+        statuses = self.await_children()
+        if statuses is None:
+            return
+        outcome = "SUCCESS" if all(s == "completed" for s in statuses.values()) else "FAILED"
+        summary = ", ".join(f"{n} {s}" for n, s in statuses.items())
+        # through the report channel: it needs no task id, and ends this task
+        _report("/complete", f"{outcome} {summary}")
 
     def load_context(self) -> None:
         try:
@@ -135,6 +260,30 @@ class Agent:
                 return None
         if cmd in ("/complete", "/progress", "/ask", "/usage"):
             _report(cmd, rest)
+            return None
+        if cmd == "/mcp":
+            tool, _, raw = rest.strip().partition(" ")
+            try:
+                arguments = json.loads(raw) if raw.strip() else {}
+            except ValueError as exc:
+                _say(f"Error: /mcp arguments are not JSON: {exc}")
+                return None
+            answer = self.tool(tool, arguments) if tool else None
+            if answer is not None:
+                _say(f"MCP {tool}: {json.dumps(answer, sort_keys=True)[:2000]}")
+            return None
+        if cmd == "/spawn":
+            if rest.strip():
+                self.spawn(rest.strip())
+            else:
+                _say("Error: usage /spawn TEXT")
+            return None
+        if cmd == "/await":
+            if self.await_children() is not None:
+                _say("Done: children ended")
+            return None
+        if cmd == "/fanout":
+            self.fanout(rest)
             return None
         if cmd == "/write":
             path, _, content = rest.strip().partition(" ")

@@ -399,6 +399,45 @@ def _paths() -> dict[str, Any]:
                 "responses": {"200": _json(_ref("ReportResponseBody")), "default": _ERROR},
             }
         },
+        "/dockyard/mcp": {
+            "post": {
+                "operationId": "post-dockyard-mcp",
+                "summary": "One MCP JSON-RPC message of the agent (dockyard-mcp)",
+                "description": (
+                    "Only from inside the workspace, with the report key as for "
+                    "/dockyard/report. Held until the Dockyard server's relay answers it "
+                    "with what its /mcp answered (504 after 120 s without, 429 past 16 "
+                    "waiting)."
+                ),
+                "security": [{"reportKey": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "responses": {"200": _json({"type": "object"}), "default": _ERROR},
+            }
+        },
+        "/dockyard/mcp/requests": {
+            "get": {
+                "operationId": "get-dockyard-mcp-requests",
+                "summary": "The agent's MCP messages for the server, long-polling",
+                "parameters": [
+                    _query("wait", "number", "Seconds to wait while none (cap 30).", 0),
+                ],
+                "responses": {"200": _json({"type": "object"}), "default": _ERROR},
+            }
+        },
+        "/dockyard/mcp/answer": {
+            "post": {
+                "operationId": "post-dockyard-mcp-answer",
+                "summary": "The server's answer to one MCP message",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "responses": {"200": _json({"type": "object"}), "default": _ERROR},
+            }
+        },
         "/dockyard/hook": {
             "post": {
                 "operationId": "post-dockyard-hook",

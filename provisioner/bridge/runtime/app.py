@@ -21,6 +21,7 @@ from .cgroup import oom_kills, pids_limit_hits
 from .config import BridgeConfig
 from .hooks import HOOKS, HookTracker
 from .keys import Undeliverable, shown_text, submit_text
+from .mcp_relay import McpRelay
 from .reports import PAGE as REPORTS_PAGE
 from .reports import ReportLog
 from .screen import TerminalScreen
@@ -115,6 +116,8 @@ class Bridge:
         # same workspace) reports afresh, numbered on
         self.reports_from = self.reports.last_seq
         self.report_key = self.state_dir.report_key()
+        # the agent's MCP messages, held until the server's relay answers them
+        self.mcp = McpRelay()
         profile = config.profile
         self.conversation = Conversation(re.compile(profile.prompt_regex))
         for entry in self.transcript.entries:

@@ -20,6 +20,7 @@ from .activity import STATES
 from .agentapi import PROBLEM_JSON, document_bytes, error_detail, problem
 from .app import MAX_LIMIT, MAX_WAIT_S, RAW, USER, Bridge, Rejected
 from .hooks import parse_event, parse_text
+from .mcp_relay import RelayRefused
 from .reports import PAGE as REPORTS_PAGE
 from .task_command import ReportError, check_report
 
@@ -172,7 +173,7 @@ class Handler(BaseHTTPRequestHandler):
             # of the task; a client learns the API before it is given the token
             self._send_bytes(200, document_bytes())
             return
-        if path == REPORT_PATH and method == "POST":
+        if path in _AGENT_PATHS and method == "POST":
             if not self._report_authorized():
                 return
         elif not self._authorized():
@@ -270,6 +271,45 @@ class Handler(BaseHTTPRequestHandler):
                 value = value[:200] + "..."
             raise _invalid(f"body.{exc.field}", str(exc), value) from None
         self._send_json(200, self.server.bridge.report(report))
+
+    def mcp_message(self, query: dict[str, list[str]]) -> None:
+        """POST /dockyard/mcp: one JSON-RPC message of the agent's MCP client (through
+        dockyard-mcp), answered with what the server's /mcp answered (mcp_relay.py)."""
+        body = self._read_json()
+        try:
+            answer = self.server.bridge.mcp.submit(json.dumps(body, ensure_ascii=False))
+        except RelayRefused as exc:
+            self._error(exc.status, str(exc))
+            return
+        except UnicodeEncodeError:
+            raise _invalid("body", "body is not valid Unicode (an unpaired surrogate)") from None
+        data = str(answer["body"]).encode("utf-8", "replace")
+        self._send_bytes(int(answer["status"]), data, str(answer["content_type"]))
+
+    def mcp_requests(self, query: dict[str, list[str]]) -> None:
+        """GET /dockyard/mcp/requests?wait=S: the agent's MCP messages for the server to
+        answer (each handed out once), long-polling up to `wait` seconds."""
+        wait = _query_number(query, "wait", 0.0, float)
+        if not 0 <= wait <= MAX_WAIT_S:
+            raise _invalid("query.wait", f"wait must be from 0 to {MAX_WAIT_S:g}", wait)
+        self._send_json(200, {"requests": self.server.bridge.mcp.take(wait)})
+
+    def mcp_answer(self, query: dict[str, list[str]]) -> None:
+        """POST /dockyard/mcp/answer {"id", "status", "content_type", "body"}: the server's
+        answer to one of them."""
+        body = self._read_json()
+        request_id, status = body.get("id"), body.get("status")
+        content_type, text = body.get("content_type", "application/json"), body.get("body", "")
+        if not isinstance(request_id, str) or not isinstance(text, str):
+            raise _invalid("body", "id and body must be strings")
+        if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
+            raise _invalid("body.status", "status must be an HTTP status (200-599)", status)
+        if not isinstance(content_type, str) or not content_type.isprintable():
+            raise _invalid("body.content_type", "content_type must be printable text")
+        if not self.server.bridge.mcp.answer(request_id, status, content_type[:200], text):
+            self._error(404, f"no MCP message {request_id[:40]!r} waits for an answer")
+            return
+        self._send_json(200, {"ok": True})
 
     def message(self, query: dict[str, list[str]]) -> None:
         """POST /message: a user prompt (queued) or raw keystrokes (typed now).
@@ -447,9 +487,20 @@ _GET = {
     "/dockyard/log": Handler.log,
     "/dockyard/prompts": Handler.prompts,
     "/dockyard/reports": Handler.reports,
+    "/dockyard/mcp/requests": Handler.mcp_requests,
 }
 REPORT_PATH = "/dockyard/report"
-_POST = {"/message": Handler.message, "/dockyard/hook": Handler.hook, REPORT_PATH: Handler.report}
+MCP_PATH = "/dockyard/mcp"
+# what the agent calls, with its report key from inside the workspace (never the bridge
+# token: the server reads these, only the agent makes them)
+_AGENT_PATHS = (REPORT_PATH, MCP_PATH)
+_POST = {
+    "/message": Handler.message,
+    "/dockyard/hook": Handler.hook,
+    REPORT_PATH: Handler.report,
+    MCP_PATH: Handler.mcp_message,
+    "/dockyard/mcp/answer": Handler.mcp_answer,
+}
 _ROUTES = {"GET": _GET, "POST": _POST}
 
 

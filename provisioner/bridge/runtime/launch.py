@@ -22,7 +22,7 @@ from types import FrameType
 from .agent import AgentProcess, agent_argv, agent_env
 from .config import BridgeConfig, ConfigError, load_config, parse_config_text
 from .setup import RUNNING
-from .statedir import TASK_COMMAND, StateDir, atomic_write, log
+from .statedir import MCP_COMMAND, TASK_COMMAND, StateDir, atomic_write, log
 
 # A fresh workspace gets its configuration and token in the environment (the server's
 # BRIDGE_CONFIG_ENV and BRIDGE_TOKEN_ENV); files at the configured paths win (a server
@@ -88,9 +88,10 @@ def read_token(
     return config._replace(token_file=str(path)), token
 
 
-def task_command_source() -> bytes:
-    """dockyard-task's source: task_command.py beside this module (in the zipapp)."""
-    path = os.path.join(os.path.dirname(__file__), "task_command.py")
+def task_command_source(module: str = "task_command.py") -> bytes:
+    """dockyard-task's source (or another command's, `module`): the file beside this
+    module (in the zipapp)."""
+    path = os.path.join(os.path.dirname(__file__), module)
     loader = __spec__.loader if __spec__ is not None else None
     get_data = getattr(loader, "get_data", None)  # a zipimporter reads inside the zipapp
     if get_data is not None:
@@ -101,13 +102,15 @@ def task_command_source() -> bytes:
 
 
 def prepare_reports(state: StateDir) -> None:
-    """Make the report key and install dockyard-task before the agent starts; a failure
-    is logged (the agent then cannot report), never a reason not to start."""
+    """Make the report key and install dockyard-task and dockyard-mcp before the agent
+    starts; a failure is logged (the agent then cannot report), never a reason not to
+    start."""
     try:
         state.report_key()
         state.install_command(TASK_COMMAND, task_command_source())
+        state.install_command(MCP_COMMAND, task_command_source("mcp_command.py"))
     except OSError as exc:
-        log(f"cannot install {TASK_COMMAND} in {state.root}: {exc}")
+        log(f"cannot install {TASK_COMMAND} and {MCP_COMMAND} in {state.root}: {exc}")
 
 
 def _install_signals(stop: threading.Event) -> None:

@@ -32,6 +32,7 @@ REPORTS_OWNER_FILE = "reports-owner"
 # where the bridge installs the commands it gives the agent (dockyard-task), on its PATH
 BIN_DIR = "bin"
 TASK_COMMAND = "dockyard-task"
+MCP_COMMAND = "dockyard-mcp"  # Dockyard's MCP tools for the agent, relayed (mcp_command.py)
 
 
 def log(message: str) -> None:

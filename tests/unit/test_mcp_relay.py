@@ -1,0 +1,155 @@
+"""The in-workspace MCP relay: the agent's MCP messages reach the server's /mcp through
+its bridge, with the task's own token (fake backend: the real bridge and scripted agent
+as local processes, a real server)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+
+import httpx
+import pytest
+
+from provisioner.bridge.client import BridgeClient
+from provisioner.bridge.runtime.mcp_relay import MAX_PENDING, McpRelay, RelayRefused
+from provisioner.lifecycle import Status
+from provisioner.store.schema import tokens
+from tests.fake_engine import FAST, Harness, bridge_cache, fake
+from tests.polling import wait_until
+from tests.serving import serve
+
+__all__ = ["bridge_cache", "fake"]  # fixtures, used by name
+
+
+# -- the bridge's queue (no I/O) ---------------------------------------------------------
+
+
+def test_a_message_waits_until_the_server_answers_it() -> None:
+    relay = McpRelay()
+    answers: list[dict[str, object]] = []
+    agent = threading.Thread(target=lambda: answers.append(relay.submit('{"id": 1}')))
+    agent.start()
+    taken = wait_until(lambda: relay.take(0.05), what="the message handed to the server")
+    assert [t["body"] for t in taken] == ['{"id": 1}']
+    assert relay.take(0) == []  # handed out once
+    assert not relay.answer("nope", 200, "application/json", "{}")
+    assert relay.answer(taken[0]["id"], 200, "application/json", '{"ok": 1}')
+    agent.join(5)
+    assert answers == [{"status": 200, "content_type": "application/json", "body": '{"ok": 1}'}]
+    assert not relay.answer(taken[0]["id"], 200, "application/json", "{}")  # once
+
+
+def test_no_answer_in_time_is_a_504_and_too_many_a_429() -> None:
+    relay = McpRelay()
+    with pytest.raises(RelayRefused) as refused:
+        relay.submit("{}", wait=0.01)
+    assert refused.value.status == 504 and "try again" in str(refused.value)
+    assert relay.take(0) == []  # the message that timed out is not handed out after
+    waiting = [
+        threading.Thread(target=lambda: _swallow(relay), daemon=True) for _ in range(MAX_PENDING)
+    ]
+    for thread in waiting:
+        thread.start()
+    wait_until(lambda: len(relay._answers) == MAX_PENDING, what="every slot taken")
+    with pytest.raises(RelayRefused) as full:
+        relay.submit("{}", wait=0.01)
+    assert full.value.status == 429
+    for item in relay.take(0):
+        relay.answer(item["id"], 200, "application/json", "{}")
+    for thread in waiting:
+        thread.join(5)
+
+
+def _swallow(relay: McpRelay) -> None:
+    with contextlib.suppress(RelayRefused):
+        relay.submit("{}", wait=10)
+
+
+# -- end to end on the fake backend ------------------------------------------------------
+
+
+def test_a_task_fans_out_to_children_and_completes_after_them(fake: Harness) -> None:
+    with serve(fake.engine, fake.home):
+        fake.store.create_user("alice", "member")
+        parent = fake.create("/fanout 2 /complete SUCCESS child done", owner="alice")
+        done = fake.wait_status(parent.id, Status.COMPLETED, timeout=90)
+        children = [t for t in fake.store.list_tasks(None, owner="alice") if t.id != parent.id]
+        assert len(children) == 2
+        assert {c.created_by for c in children} == {f"task:{parent.id}"}
+        assert {c.source for c in children} == {"mcp"}
+        assert all(c.status == Status.COMPLETED and c.outcome == "SUCCESS" for c in children)
+        assert done.outcome == "SUCCESS"
+        assert all(f"{c.name} completed" in (done.output or "") for c in children)
+        # each child finished before its parent did
+        assert all((c.finished_at or "") <= (done.finished_at or "") for c in children)
+        # the parent's token stopped with it
+        with fake.store.db.connect() as conn:
+            rows = conn.execute(tokens.select().where(tokens.c.task_id == parent.id)).all()
+        assert rows and all(r.revoked_at is not None for r in rows)
+
+
+def test_the_relay_answers_as_the_task_and_nothing_more(fake: Harness) -> None:
+    with serve(fake.engine, fake.home):
+        fake.store.create_user("alice", "member")
+        other = fake.create("hello", owner="alice", parameters=dict(FAST))
+        fake.wait_idle(other.id)
+        agent = fake.create("hello", owner="alice")
+        fake.wait_idle(agent.id)
+        ask = "/mcp get_task " + json.dumps({"taskId": other.id})
+        fake.engine.send(agent.id, ask, actor="test")
+        said = wait_until(
+            lambda: [
+                line for line in fake.output(agent.id) if "get_task" in line and "Error" in line
+            ],
+            timeout=30,
+            what="the refusal of another task",
+        )
+        assert "not found" in said[0] and other.name not in said[0], said
+        fake.engine.send(agent.id, '/mcp get_tasks {"all_users": true}', actor="test")
+        refused = wait_until(
+            lambda: [line for line in fake.output(agent.id) if "Only an admin" in line],
+            timeout=30,
+            what="all_users refused",
+        )
+        assert refused
+        fake.engine.send(agent.id, "/mcp get_tasks", actor="test")
+        listed = wait_until(
+            lambda: [line for line in fake.output(agent.id) if line.startswith("MCP get_tasks")],
+            timeout=30,
+            what="its own tasks listed",
+        )
+        shown = json.loads(listed[0].split(": ", 1)[1])
+        assert [t["taskId"] for t in shown["tasks"]] == [agent.id]
+
+
+def test_only_the_agent_posts_to_the_relay(fake: Harness) -> None:
+    with serve(fake.engine, fake.home):
+        fake.store.create_user("alice", "member")
+        task = fake.create("hello", owner="alice")
+        fake.wait_idle(task.id)
+        endpoint = fake.backend.observe(task.id).endpoint
+        assert endpoint
+        hello = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        # no key, or the bridge token (the server's, never the agent's): refused
+        assert httpx.post(endpoint + "/dockyard/mcp", json=hello).status_code == 401
+        bridge_token = {"Authorization": f"Bearer {fake.store.get(task.id).bridge_token}"}
+        reply = httpx.post(endpoint + "/dockyard/mcp", json=hello, headers=bridge_token)
+        assert reply.status_code == 401
+        # and the agent's answers are the server's to give, with the bridge token only
+        answer = {"id": "1", "status": 200, "body": "{}"}
+        assert httpx.post(endpoint + "/dockyard/mcp/answer", json=answer).status_code == 401
+        with BridgeClient(endpoint, fake.store.get(task.id).bridge_token) as client:
+            for bad in (
+                {"id": 1, "status": 200, "body": "{}"},
+                {"id": "1", "status": 99, "body": "{}"},
+                {"id": "1", "status": True, "body": "{}"},
+                {"id": "1", "status": 200, "body": 5},
+                {"id": "1", "status": 200, "body": "{}", "content_type": "a\nb"},
+            ):
+                with pytest.raises(Exception, match="422"):
+                    client._request("POST", "/dockyard/mcp/answer", json=bad)
+            with pytest.raises(Exception, match="404"):
+                client.mcp_answer("no-such", 200, "application/json", "{}")
+            with pytest.raises(Exception, match="422"):
+                client.mcp_requests(wait=1000)
