@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Dockyard's glue around Claude Code in a workspace (standard library only).
 
-dockyard-claude seed           answer Claude Code's first-run questions ahead of time and
-                               install the hooks that report each turn to the bridge
+dockyard-claude seed           answer Claude Code's first-run questions ahead of time,
+                               install the hooks that report each turn to the bridge and
+                               register Dockyard's MCP tools (dockyard-mcp)
                                (the template's setup script; safe to run again)
 dockyard-claude hook EVENT     a hook command: tell the bridge EVENT (prompt_submitted,
                                stop, ...), and at the end of a turn what Claude Code said
@@ -19,6 +20,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -27,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 HOOK_COMMAND = "dockyard-claude hook"
+# the in-workspace MCP relay the bridge puts on the agent's PATH (docs/agents.md)
+MCP_COMMAND = "dockyard-mcp"
 # Claude Code hook event -> the bridge's event name (POST /dockyard/hook)
 HOOK_EVENTS = {
     "SessionStart": "session_start",
@@ -158,6 +162,16 @@ def seed(workdir: str) -> int:
     project["hasTrustDialogAccepted"] = True
     project["hasCompletedProjectOnboarding"] = True
     project.setdefault("allowedTools", [])
+    relay = shutil.which(MCP_COMMAND)
+    if relay:
+        # Dockyard's tools (create_task, get_task, complete_task...) for this task, over
+        # the bridge's relay: a stdio server of the user's scope, which needs no approval
+        state.setdefault("mcpServers", {})["dockyard"] = {
+            "type": "stdio",
+            "command": relay,
+            "args": [],
+            "env": {},
+        }
     _save(state_path, state)
 
     settings_path = home / ".claude" / "settings.json"
@@ -166,7 +180,8 @@ def seed(workdir: str) -> int:
     settings["hooks"] = _merge_hooks(settings.get("hooks"))
     _save(settings_path, settings)
     where = f"version {version}" if version else "version unknown"
-    print(f"dockyard-claude: Claude Code ({where}) set up for {workdir}, hooks installed")
+    tools = ", Dockyard's MCP tools registered" if relay else ""
+    print(f"dockyard-claude: Claude Code ({where}) set up for {workdir}, hooks installed{tools}")
     return 0
 
 

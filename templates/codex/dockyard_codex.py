@@ -6,7 +6,8 @@ dockyard-codex seed    write ~/.codex/config.toml so that `codex` starts straigh
                        no approvals and no sandbox of its own (the workspace container is the
                        sandbox), no update check, no trust or model-upgrade questions, nothing
                        fetched from ChatGPT or GitHub but what Codex cannot be told to skip.
-                       The template's setup script; safe to run again: settings of the
+                       Dockyard's MCP tools (dockyard-mcp) as an MCP server. The
+                       template's setup script; safe to run again: settings of the
                        user's own in the file are kept.
 
 Read from the environment: DOCKYARD_CODEX_BASE_URL (the OpenAI-compatible endpoint, e.g.
@@ -21,6 +22,7 @@ import datetime
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -28,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 PROVIDER = "dockyard"
+# the in-workspace MCP relay the bridge puts on the agent's PATH (docs/agents.md)
+MCP_COMMAND = "dockyard-mcp"
 KEY_ENV = "OPENAI_API_KEY"
 # Codex features that call services an API key cannot use or that a self-hosted endpoint
 # does not have: ChatGPT apps/connectors (chatgpt.com), the plugin marketplaces (GitHub),
@@ -224,6 +228,10 @@ def seed(workdir: str, codex: str = "codex") -> int:
     model = os.environ.get("DOCKYARD_CODEX_MODEL", "").strip()
     path = codex_home() / "config.toml"
     config = merge(_load(path), settings(base_url, model, workdir, model_migrations(codex)))
+    relay = shutil.which(MCP_COMMAND)
+    if relay:
+        # Dockyard's tools for this task, over the bridge's relay (a stdio MCP server)
+        config = merge(config, {"mcp_servers": {"dockyard": {"command": relay}}})
     _save(
         path,
         "# Written by dockyard-codex seed; other settings of yours are kept.\n" + dumps(config),

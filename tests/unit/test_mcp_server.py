@@ -33,6 +33,11 @@ TOOLS = {
     "register_worker",
     "claim_next",
     "manage_tasks",
+    "renew_claim",
+    "start_task",
+    "accept_task",
+    "reject_task",
+    "task-action",
 }
 
 

@@ -235,6 +235,6 @@ def test_glue_is_an_executable_standard_library_script() -> None:
     assert text.startswith("#!/usr/bin/env python3\n")
     imports = re.findall(r"^(?:import|from) (\w+)", text, re.MULTILINE)
     stdlib = {"__future__", "contextlib", "datetime", "json", "os", "re", "subprocess"}
-    stdlib |= {"sys", "tomllib", "pathlib", "typing"}
+    stdlib |= {"sys", "tomllib", "pathlib", "typing", "shutil"}
     assert set(imports) <= stdlib, imports
     assert os.access(GLUE, os.R_OK)

@@ -24,8 +24,10 @@ def test_default_preset_renders_an_unattended_goose() -> None:
     tpl = Catalog().get("goose")
     spec = render_workspace(tpl, select_preset(tpl, None), {"base_url": URL})
     assert spec.preset == "default" and spec.memory == "2g"
-    assert spec.agent_command == ["goose", "session"]
-    assert spec.resume_command == ["dockyard-goose", "resume"]
+    # Dockyard's MCP tools (the bridge's relay) as a stdio extension of the session
+    relay = ["--with-extension", "dockyard-mcp"]
+    assert spec.agent_command == ["goose", "session", *relay]
+    assert spec.resume_command == ["dockyard-goose", "resume", *relay]
     assert spec.setup_script is None  # the environment is all the configuration
     assert spec.env["OPENAI_BASE_URL"] == URL
     assert spec.env["GOOSE_PROVIDER"] == "openai" and spec.env["GOOSE_MODEL"] == "gpt-4o"

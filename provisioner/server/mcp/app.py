@@ -18,6 +18,7 @@ from provisioner import __version__
 from provisioner.engine.engine import Engine
 from provisioner.server.mcp.actions import TaskActions
 from provisioner.server.mcp.caller import CallerContext
+from provisioner.server.mcp.claim_tools import add_claim_tools
 from provisioner.server.mcp.tools import add_task_tools
 
 PATH = "/mcp"
@@ -34,7 +35,9 @@ def build_mcp_server(engine: Engine) -> MCPServer:
     server: MCPServer = MCPServer(
         "dockyard", version=__version__, instructions=INSTRUCTIONS, log_level="WARNING"
     )
-    add_task_tools(server, TaskActions(engine))
+    actions = TaskActions(engine)
+    add_task_tools(server, actions)
+    add_claim_tools(server, actions)
     return server
 
 
