@@ -16,9 +16,12 @@ from typing import Protocol
 from provisioner.auth.tokens import Principal
 
 _REF = r"[^/]+"
+# Dockyard's own API (server/prefixes.py). Its /api/v2 aliases and Coder's surface there
+# and at /api/experimental are closed to task tokens: that surface does not know scopes
+_API = "/api/dockyard/v1"
 # (method, path) a task's token may call; everything else is a 403
 _ALLOWED: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
-    (method, re.compile(pattern))
+    (method, re.compile(pattern.replace("/api/v2", _API)))
     for method, pattern in (
         # the MCP client's session (GET: its event stream, DELETE: its end) as well
         ("POST", r"/mcp"),
@@ -41,7 +44,7 @@ _ALLOWED: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 
 REFUSAL = (
     "A task's token acts only on its task and the tasks it creates: create, read, steer "
-    "and complete them (the routes of /mcp and /api/v2/tasks)"
+    "and complete them (the routes of /mcp and /api/dockyard/v1/tasks)"
 )
 REFUSAL_HINT = "use a user's API token for anything else (dockyard token create)"
 

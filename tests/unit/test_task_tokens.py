@@ -63,6 +63,14 @@ def test_a_task_token_reaches_only_the_routes_an_agent_needs(served: Served) -> 
     assert served.store.get(served.task.id).status == Status.PAUSED  # nothing happened
 
 
+def test_the_old_prefix_and_coders_surface_are_closed_to_it(served: Served) -> None:
+    lead, _ = _scoped(served)
+    for path in (f"/api/v2/tasks/{lead}", "/api/v2/tasks", f"/api/experimental/tasks/{lead}"):
+        reply = served.call("task", "GET", path)
+        assert reply.status_code == 403, (path, reply.text)
+    assert served.call("task", "GET", f"/api/dockyard/v1/tasks/{lead}").status_code == 200
+
+
 def test_another_task_of_the_same_owner_is_not_found(served: Served) -> None:
     _scoped(served)
     for method, path in RULES:
@@ -70,7 +78,7 @@ def test_another_task_of_the_same_owner_is_not_found(served: Served) -> None:
             reply = _request(served, "task", method, path)
             assert reply.status_code == 404, (method, path, reply.text)
             assert served.task.name not in reply.text
-    listed = served.call("task", "GET", "/api/v2/tasks").json()["tasks"]
+    listed = served.call("task", "GET", "/api/dockyard/v1/tasks").json()["tasks"]
     assert [t["name"] for t in listed] == ["lead"]
     assert served.store.get(served.task.id).status == Status.PAUSED
     assert [p["id"] for p in served.store.prompts(served.task.id)] == ["p1"]  # no send landed
@@ -81,19 +89,19 @@ def test_it_acts_on_its_task_and_the_tasks_it_creates(served: Served) -> None:
     made = served.call(
         "task",
         "POST",
-        "/api/v2/tasks",
+        "/api/dockyard/v1/tasks",
         json={"template": "scripted", "prompt": "child", "action": "backlog"},
     )
     assert made.status_code == 201, made.text
     child = made.json()
     assert child["owner"] == "alice" and child["created_by"] == f"task:{lead}"
-    seen = served.call("task", "GET", f"/api/v2/tasks/{child['id']}")
+    seen = served.call("task", "GET", f"/api/dockyard/v1/tasks/{child['id']}")
     assert seen.status_code == 200
-    names = {t["name"] for t in served.call("task", "GET", "/api/v2/tasks").json()["tasks"]}
+    names = {t["name"] for t in served.call("task", "GET", "/api/dockyard/v1/tasks").json()["tasks"]}
     assert names == {"lead", child["name"]}
     # alice sees both as hers
-    assert served.call("alice", "GET", f"/api/v2/tasks/{child['id']}").status_code == 200
-    note = served.call("task", "POST", f"/api/v2/tasks/{lead}/progress", json={"note": "half"})
+    assert served.call("alice", "GET", f"/api/dockyard/v1/tasks/{child['id']}").status_code == 200
+    note = served.call("task", "POST", f"/api/dockyard/v1/tasks/{lead}/progress", json={"note": "half"})
     assert note.status_code == 200, note.text
 
 
@@ -102,19 +110,19 @@ def test_it_cannot_name_other_tasks_in_a_new_one(served: Served, field: str) -> 
     _scoped(served)
     value: Any = [served.task.id] if field == "depends_on" else served.task.id
     body = {"template": "scripted", "prompt": "x", field: value}
-    reply = served.call("task", "POST", "/api/v2/tasks", json=body)
+    reply = served.call("task", "POST", "/api/dockyard/v1/tasks", json=body)
     assert reply.status_code == 400, reply.text
     assert served.task.name not in reply.text
 
 
 def test_the_token_stops_when_the_task_ends(served: Served) -> None:
     lead, _ = _scoped(served)
-    assert served.call("task", "GET", f"/api/v2/tasks/{lead}").status_code == 200
+    assert served.call("task", "GET", f"/api/dockyard/v1/tasks/{lead}").status_code == 200
     done = served.call(
-        "task", "POST", f"/api/v2/tasks/{lead}/complete", json={"outcome": "SUCCESS"}
+        "task", "POST", f"/api/dockyard/v1/tasks/{lead}/complete", json={"outcome": "SUCCESS"}
     )
     assert done.status_code == 200, done.text
-    reply = served.call("task", "GET", f"/api/v2/tasks/{lead}")
+    reply = served.call("task", "GET", f"/api/dockyard/v1/tasks/{lead}")
     assert reply.status_code == 401
     assert "revoked" in reply.json()["detail"] or "ended" in reply.json()["detail"]
     audit = served.store.audit_entries()
@@ -124,7 +132,7 @@ def test_the_token_stops_when_the_task_ends(served: Served) -> None:
 def test_the_token_stops_when_the_task_is_deleted(served: Served) -> None:
     lead, _ = _scoped(served)
     served.store.delete(lead)
-    assert served.call("task", "GET", "/api/v2/tasks").status_code == 401
+    assert served.call("task", "GET", "/api/dockyard/v1/tasks").status_code == 401
 
 
 def test_an_ended_task_gets_no_token_and_a_new_one_replaces_the_old(served: Served) -> None:
@@ -137,23 +145,23 @@ def test_an_ended_task_gets_no_token_and_a_new_one_replaces_the_old(served: Serv
     lead, first = _scoped(served)
     second = served.store.issue_task_token(lead)
     headers = {"Authorization": f"Bearer {first}"}
-    assert httpx.get(served.url + "/api/v2/tasks", headers=headers).status_code == 401
+    assert httpx.get(served.url + "/api/dockyard/v1/tasks", headers=headers).status_code == 401
     headers = {"Authorization": f"Bearer {second}"}
-    assert httpx.get(served.url + "/api/v2/tasks", headers=headers).status_code == 200
+    assert httpx.get(served.url + "/api/dockyard/v1/tasks", headers=headers).status_code == 200
 
 
 def test_task_tokens_are_not_a_users_tokens(served: Served) -> None:
     _scoped(served)
-    listed = served.call("alice", "GET", "/api/v2/tokens").json()
+    listed = served.call("alice", "GET", "/api/dockyard/v1/tokens").json()
     assert all(not t["name"].startswith("task ") for t in listed["tokens"])
     # an admin owner's task token is no admin
     store: Store = served.store
     admin = next(u["name"] for u in store.users() if u["role"] == "admin")
     boss = stored_task(store, Status.PAUSED, owner=admin, name="boss")
     served.tokens["boss"] = store.issue_task_token(boss.id)
-    assert served.call("boss", "GET", "/api/v2/users").status_code == 403
-    assert served.call("boss", "GET", "/api/v2/tasks/alices-task").status_code == 404
-    shown = served.call("boss", "GET", "/api/v2/tasks", params={"all": "true"})
+    assert served.call("boss", "GET", "/api/dockyard/v1/users").status_code == 403
+    assert served.call("boss", "GET", "/api/dockyard/v1/tasks/alices-task").status_code == 404
+    shown = served.call("boss", "GET", "/api/dockyard/v1/tasks", params={"all": "true"})
     assert shown.status_code == 403
 
 
