@@ -97,11 +97,15 @@ def test_it_acts_on_its_task_and_the_tasks_it_creates(served: Served) -> None:
     assert child["owner"] == "alice" and child["created_by"] == f"task:{lead}"
     seen = served.call("task", "GET", f"/api/dockyard/v1/tasks/{child['id']}")
     assert seen.status_code == 200
-    names = {t["name"] for t in served.call("task", "GET", "/api/dockyard/v1/tasks").json()["tasks"]}
+    names = {
+        t["name"] for t in served.call("task", "GET", "/api/dockyard/v1/tasks").json()["tasks"]
+    }
     assert names == {"lead", child["name"]}
     # alice sees both as hers
     assert served.call("alice", "GET", f"/api/dockyard/v1/tasks/{child['id']}").status_code == 200
-    note = served.call("task", "POST", f"/api/dockyard/v1/tasks/{lead}/progress", json={"note": "half"})
+    note = served.call(
+        "task", "POST", f"/api/dockyard/v1/tasks/{lead}/progress", json={"note": "half"}
+    )
     assert note.status_code == 200, note.text
 
 
