@@ -129,7 +129,13 @@ class McpRelay(threading.Thread):
                     self._token = self.engine.store.issue_task_token(self.task_id)
                 except DockyardError as exc:
                     return rpc_error(message, f"Dockyard cannot act for this task: {exc}")
-            status, content_type, body = self.call(self._token, message)
+            try:
+                status, content_type, body = self.call(self._token, message)
+            except Exception as exc:  # the server stopping, a call that took too long
+                log.warning("task %s: relaying an MCP message failed: %r", self.task_id, exc)
+                return rpc_error(
+                    message, f"Dockyard could not answer ({type(exc).__name__}); retry"
+                )
             if status != 401 or attempt == 2:
                 return status, content_type, body
             self._token = None

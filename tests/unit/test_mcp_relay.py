@@ -13,11 +13,13 @@ import pytest
 
 from provisioner.bridge.client import BridgeClient
 from provisioner.bridge.runtime.mcp_relay import MAX_PENDING, McpRelay, RelayRefused
+from provisioner.engine.mcp_relay import McpRelay as ServerRelay
 from provisioner.lifecycle import Status
 from provisioner.store.schema import tokens
 from tests.fake_engine import FAST, Harness, bridge_cache, fake
 from tests.polling import wait_until
 from tests.serving import serve
+from tests.stored import stored_task
 
 __all__ = ["bridge_cache", "fake"]  # fixtures, used by name
 
@@ -153,3 +155,34 @@ def test_only_the_agent_posts_to_the_relay(fake: Harness) -> None:
                 client.mcp_answer("no-such", 200, "application/json", "{}")
             with pytest.raises(Exception, match="422"):
                 client.mcp_requests(wait=1000)
+
+
+def test_the_servers_relay_answers_failures_with_errors_the_agent_reads(fake: Harness) -> None:
+    fake.store.create_user("alice", "member")
+    task = stored_task(fake.store, Status.PAUSED, owner="alice")
+    message = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/list"})
+
+    def broken(token: str, text: str) -> tuple[int, str, str]:
+        raise TimeoutError
+
+    status, _, body = ServerRelay(fake.engine, task.id, broken, lambda: False)._call(message)
+    error = json.loads(body)
+    assert status == 200 and error["id"] == 7 and "retry" in error["error"]["message"]
+
+    # a 401 (another server replaced the token): a fresh token, once
+    tokens_seen: list[str] = []
+    replies = iter([(401, "application/json", "{}"), (200, "application/json", '{"ok": 1}')])
+
+    def call(token: str, text: str) -> tuple[int, str, str]:
+        tokens_seen.append(token)
+        return next(replies)
+
+    relay = ServerRelay(fake.engine, task.id, call, lambda: False)
+    assert relay._call(message) == (200, "application/json", '{"ok": 1}')
+    assert len(set(tokens_seen)) == 2
+
+    # a task that has ended gets no token: the agent is told why
+    ended = stored_task(fake.store, Status.COMPLETED, owner="alice", name="ended")
+    relay = ServerRelay(fake.engine, ended.id, call, lambda: False)
+    said = json.loads(relay._call(message)[2])["error"]["message"]
+    assert "has ended" in said
