@@ -339,6 +339,7 @@ class Dispatcher:
             retrying = task is not None and task.status.value == "error" and bool(task.retry_at)
             question = task.question if task is not None else None
             seen = start = push.Seen.of(config["seen"] or {})
+            protocol = str((config.get("config") or {}).get(push.PROTOCOL_KEY) or push.V10)
             # the task's events after the config's own place, not only this page's: a
             # config given with the message that made the task starts before the cursor
             for event in self.store.events_page(after=seen.event, limit=PAGE, task_id=task_id):
@@ -354,7 +355,7 @@ class Dispatcher:
                     "event": state,
                     "body": push.body(
                         delivery_id, task_id, contexts.get(task_id, task_id), state, event,
-                        question,
+                        question, protocol,
                     ),
                     "state": "pending",
                     "last_error": None,

@@ -74,7 +74,7 @@ from provisioner.server.a2a.mapping import (
     requested_skill,
     turn_over,
 )
-from provisioner.server.a2a.push import check_authentication
+from provisioner.server.a2a.push import PROTOCOL_KEY, V10, check_authentication, protocol_of
 from provisioner.server.a2a.taskstore import DockyardTaskStore, View, facts_of, principal_of
 from provisioner.server.waiting import wait_for
 
@@ -223,7 +223,8 @@ class DockyardRequestHandler(RequestHandler):
             # a new task's config gets its changes from its start: the engine may have
             # taken it up already
             new = not params.message.task_id
-            await run_in_threadpool(self._put_push_config, who, push, new)
+            protocol = protocol_of(context.state.get("method"))
+            await run_in_threadpool(self._put_push_config, who, push, new, protocol)
         return started
 
     async def _view(self, who: Principal, task_id: str) -> View:
@@ -402,7 +403,11 @@ class DockyardRequestHandler(RequestHandler):
         return task.id
 
     def _put_push_config(
-        self, who: Principal, config: TaskPushNotificationConfig, from_start: bool = False
+        self,
+        who: Principal,
+        config: TaskPushNotificationConfig,
+        from_start: bool = False,
+        protocol: str = V10,
     ) -> TaskPushNotificationConfig:
         task_id = self._owned(who, config.task_id)
         _check_push_config(config)
@@ -411,6 +416,7 @@ class DockyardRequestHandler(RequestHandler):
             config.id = uuid.uuid4().hex
         config.tenant = ""
         stored = MessageToDict(config)
+        stored[PROTOCOL_KEY] = protocol  # a 0.3 client's receiver gets 0.3 bodies
         if not self.tasks.store.put_push_config(task_id, config.id, stored, from_start=from_start):
             raise InvalidParamsError(message=f"Task {task_id} has as many push configs as allowed")
         return config
@@ -420,7 +426,10 @@ class DockyardRequestHandler(RequestHandler):
     async def on_create_task_push_notification_config(
         self, params: TaskPushNotificationConfig, context: ServerCallContext
     ) -> TaskPushNotificationConfig:
-        return await run_in_threadpool(self._put_push_config, principal_of(context), params)
+        protocol = protocol_of(context.state.get("method"))
+        return await run_in_threadpool(
+            self._put_push_config, principal_of(context), params, False, protocol
+        )
 
     def _configs(self, who: Principal, task_id: str) -> list[TaskPushNotificationConfig]:
         owned = self._owned(who, task_id)

@@ -15,11 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from a2a.compat.v0_3.conversions import to_compat_task
 from a2a.types.a2a_pb2 import (
     Message,
     Part,
     Role,
     StreamResponse,
+    Task,
     TaskState,
     TaskStatus,
     TaskStatusUpdateEvent,
@@ -32,6 +34,9 @@ from provisioner.server.a2a.mapping import a2a_state
 from provisioner.webhooks import MAX_TEXT
 
 TOKEN_HEADER = "X-A2A-Notification-Token"
+# where a stored config says which protocol set it: a 0.3 client's is pushed 0.3 bodies
+PROTOCOL_KEY = "dockyardProtocol"
+V03, V10 = "0.3", "1.0"
 # an HTTP auth scheme is a token (RFC 9110 5.6.2): no spaces, no separators
 SCHEME_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")
 
@@ -88,6 +93,12 @@ def follow(seen: Seen, event: Mapping[str, Any], retrying: bool) -> tuple[Seen, 
     return replace(after, a2a=name), name
 
 
+def protocol_of(method: object) -> str:
+    """The protocol of the JSON-RPC method that set a config: 0.3's names have a slash
+    (`message/send`, `tasks/pushNotificationConfig/set`), 1.0's are one word."""
+    return V03 if isinstance(method, str) and "/" in method else V10
+
+
 def body(
     delivery_id: str,
     task_id: str,
@@ -95,10 +106,13 @@ def body(
     state: str,
     event: Mapping[str, Any],
     question: str | None,
+    protocol: str = V10,
 ) -> str:
     """The JSON posted: StreamResponse{statusUpdate: TaskStatusUpdateEvent}, as the SDK
-    sends it. The status message says the agent's question, or the event's reason, or the
-    Dockyard status reached; metadata.dockyard names the delivery and the event."""
+    sends it; to a config a 0.3 client set, the Task object as 0.3's push sender posted
+    it (`kind: task`, states such as `input-required`). The status message says the
+    agent's question, or the event's reason, or the Dockyard status reached;
+    metadata.dockyard names the delivery and the event."""
     if state == "TASK_STATE_INPUT_REQUIRED" and question:
         text = f"asks: {question}"
     else:
@@ -128,7 +142,12 @@ def body(
             }
         }
     )
-    data = MessageToDict(StreamResponse(status_update=update))
+    if protocol == V03:
+        task = Task(id=task_id, context_id=context_id, status=status)
+        task.metadata.CopyFrom(update.metadata)
+        data = to_compat_task(task).model_dump(mode="json", by_alias=True, exclude_none=True)
+    else:
+        data = MessageToDict(StreamResponse(status_update=update))
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
