@@ -7,11 +7,13 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+from pathlib import Path
 
 import httpx
 import pytest
 
 from provisioner.bridge.client import BridgeClient
+from provisioner.bridge.runtime import mcp_command
 from provisioner.bridge.runtime.mcp_relay import MAX_PENDING, McpRelay, RelayRefused
 from provisioner.engine.mcp_relay import McpRelay as ServerRelay
 from provisioner.lifecycle import Status
@@ -186,3 +188,17 @@ def test_the_servers_relay_answers_failures_with_errors_the_agent_reads(fake: Ha
     relay = ServerRelay(fake.engine, ended.id, call, lambda: False)
     said = json.loads(relay._call(message)[2])["error"]["message"]
     assert "has ended" in said
+
+
+def test_dockyard_mcp_answers_what_it_cannot_relay_as_json_rpc_errors(tmp_path: Path) -> None:
+    parse_error = json.loads(mcp_command.relay("not json", {}) or "{}")
+    assert parse_error["error"]["code"] == mcp_command.PARSE_ERROR
+    no_key = json.loads(mcp_command.relay('{"jsonrpc": "2.0", "id": 3}', {}) or "{}")
+    assert no_key["id"] == 3 and "DOCKYARD_REPORT_KEY_FILE" in no_key["error"]["message"]
+    key = tmp_path / "key"
+    key.write_text("k\n")
+    env = {"DOCKYARD_REPORT_KEY_FILE": str(key), "DOCKYARD_BRIDGE_URL": "http://127.0.0.1:9"}
+    gone = json.loads(mcp_command.relay('{"jsonrpc": "2.0", "id": "a"}', env) or "{}")
+    assert gone["id"] == "a" and "cannot reach the bridge" in gone["error"]["message"]
+    # a notification gets no answer, even when it cannot be relayed
+    assert mcp_command.relay('{"jsonrpc": "2.0", "method": "notifications/x"}', env) is None
