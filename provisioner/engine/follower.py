@@ -214,10 +214,12 @@ class Follower(threading.Thread):
 
     def run(self) -> None:
         ended = threading.Event()
-        if self.engine.mcp_call is not None:
+        # an engine without a server (a test's stand-in too) relays nothing
+        call = getattr(self.engine, "mcp_call", None)
+        if call is not None:
             # the agent's MCP messages are answered while this follower follows
             alive = lambda: not (ended.is_set() or self.stopping.is_set())  # noqa: E731
-            McpRelay(self.engine, self.task_id, self.engine.mcp_call, alive).start()
+            McpRelay(self.engine, self.task_id, call, alive).start()
         try:
             self._follow()
         except (TaskNotFound, TaskConflict):
