@@ -29,6 +29,11 @@ def file_time(template: Template) -> str:
     return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def coder_name(tpl: Template) -> str:
+    """The template's name as Coder clients know it (capitals allowed)."""
+    return tpl.config.coder_name or tpl.name
+
+
 def template_json(tpl: Template) -> dict[str, Any]:
     """codersdk.Template: the active version's id is the version `tpl` is."""
     when = file_time(tpl)
@@ -40,8 +45,8 @@ def template_json(tpl: Template) -> dict[str, Any]:
         "organization_name": ORGANIZATION_NAME,
         "organization_display_name": "Default",
         "organization_icon": "",
-        "name": tpl.name,
-        "display_name": tpl.name,
+        "name": coder_name(tpl),
+        "display_name": coder_name(tpl),
         "provisioner": "terraform" if tpl.config.backend == "terraform" else "docker",
         "active_version_id": cc.version_id(tpl.name, tpl.version),
         "active_user_count": 0,
