@@ -109,6 +109,7 @@ CODER_RULES: dict[tuple[str, str], str] = {
     ("GET", "/api/v2/organizations/{org}"): MEMBER,
     ("GET", "/api/v2/organizations/{org}/templates"): MEMBER,
     ("GET", "/api/v2/organizations/{org}/templates/{name}"): MEMBER,
+    ("GET", "/api/v2/organizations/{org}/templates/{name}/versions/{version}"): MEMBER,
     ("GET", "/api/v2/templates"): MEMBER,
     ("GET", "/api/v2/templates/{template_id}"): MEMBER,
     ("GET", "/api/v2/templateversions/{version_id}"): MEMBER,
@@ -233,6 +234,7 @@ def _coder_request(served: Served, who: str | None, method: str, path: str) -> h
         .replace("{name}", "scripted")
         .replace("{template_id}", cc.template_id("scripted"))
         .replace("{version_id}", version)
+        .replace("{version}", _scripted_version(served)[:12])
     )
     kw: dict[str, Any] = {"json": body} if body is not None else {}
     return served.call(who, method, filled, **kw)

@@ -423,3 +423,74 @@ def test_dockyards_own_api_lives_beside_coders(coder: Coder) -> None:
     assert httpx.get(coder.url + "/api/v2/health", headers=token).json()["ok"] is True
     templates = httpx.get(coder.url + "/api/dockyard/v1/templates", headers=token).json()
     assert "templates" in templates
+
+
+# --- Coder's CLI calling pattern, Go-free -----------------------------------------------
+
+
+def test_coders_cli_calling_pattern(coder: Coder) -> None:
+    """The requests `coder task create/status/logs/send/delete` make (cli/task_*.go and
+    codersdk), in their order, with Coder's header and user agent; each answer read as
+    the Go client reads it (status code first, then the fields it decodes)."""
+    http = httpx.Client(
+        base_url=coder.url,
+        headers={"Coder-Session-Token": coder.tokens["alice"], "User-Agent": "Coder v2.29.0"},
+        timeout=30,
+    )
+
+    def get(path: str, code: int = 200, **kw: Any) -> Any:
+        reply = http.get(path, **kw)
+        assert reply.status_code == code, (path, reply.text)
+        return reply.json()
+
+    # every command: the server's version and the deployment's entitlements
+    def preamble() -> None:
+        assert get("/api/v2/buildinfo")["version"].startswith("v2.")
+        assert isinstance(get("/api/v2/entitlements")["features"], dict)
+
+    # coder task create --template tasks-test --preset "Real World App: ..." "prompt"
+    preamble()
+    (org,) = get("/api/v2/users/me/organizations")
+    ai = get("/api/v2/templates", params={"q": f"has-ai-task:true organization:{org['id']}"})
+    assert TEMPLATE in {t["name"] for t in ai}
+    template = get(f"/api/v2/organizations/{org['id']}/templates/{TEMPLATE}")
+    version = get(f"/api/v2/templateversions/{template['active_version_id']}")
+    by_name = get(
+        f"/api/v2/organizations/{org['id']}/templates/{TEMPLATE}/versions/{version['name']}"
+    )
+    assert by_name["id"] == version["id"] == template["active_version_id"]
+    presets = get(f"/api/v2/templateversions/{version['id']}/presets")
+    preset = next(p for p in presets if p["Name"].lower() == PRESETS_SLOW.lower())
+    created = http.post(
+        "/api/experimental/tasks/me",
+        json={
+            "name": "cli-pattern",
+            "template_version_id": version["id"],
+            "template_version_preset_id": preset["ID"],
+            "input": "Add dark mode",
+        },
+    )
+    assert created.status_code == 201, created.text
+    task_id = uuid.UUID(created.json()["id"])  # the Go client parses it as a UUID
+    assert coder.h.store.get(str(task_id)).preset == PRESETS_SLOW
+
+    # coder task status cli-pattern (a name: TaskByOwnerAndName), polled until idle
+    def idle() -> Any:
+        preamble()
+        task = get("/api/v2/tasks/me/cli-pattern")
+        state = task["current_state"]
+        return task if task["status"] == "active" and state and state["state"] == "idle" else None
+
+    task = wait_until(idle, 20, "cli-pattern active and idle")
+    assert uuid.UUID(task["id"]) == task_id
+    # coder task logs <uuid> / send / delete: by id under `me`
+    logs = get(f"/api/v2/tasks/me/{task_id}/logs")["logs"]
+    assert any(e["type"] == "input" and "Add dark mode" in e["content"] for e in logs)
+    sent = http.post(f"/api/v2/tasks/me/{task_id}/send", json={"input": "Now tests"})
+    assert sent.status_code == 204, sent.text
+    listed = get("/api/v2/tasks", params={"q": 'owner:"me"'})
+    assert str(task_id) in {t["id"] for t in listed["tasks"]}
+    deleted = http.delete(f"/api/v2/tasks/me/{task_id}")
+    assert deleted.status_code == 202, deleted.text
+    gone = http.get(f"/api/v2/tasks/me/{task_id}")
+    assert gone.status_code == 404 and gone.json()["message"]

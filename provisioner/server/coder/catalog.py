@@ -61,6 +61,18 @@ class Versions:
                 hint="list templates with: GET /api/v2/templates",
             ) from None
 
+    def by_name(self, name: str, version: str) -> tuple[Template, str | None, bool]:
+        """A template's version by its name in Coder (our hash, a prefix of it, or a label)."""
+        active = self.named(name)
+        try:
+            tpl = self.catalog.get(active.name, version)
+        except DockyardError:
+            raise TemplateNotFound(
+                f"Template {name[:80]!r} has no version {version[:80]!r}",
+                hint=f"list them with: dockyard template versions {active.name}",
+            ) from None
+        return self.version(cc.version_id(tpl.name, tpl.version))
+
     def version(self, version_id: str) -> tuple[Template, str | None, bool]:
         """The template version `version_id` names: (template, stored time, is active)."""
         wanted = cc.as_uuid(version_id)
@@ -157,6 +169,13 @@ def catalog_routes(engine: Engine) -> list[Route]:
         _organization(org)
         return template_json(versions.named(name))
 
+    def org_template_version(
+        org: str, name: str, version: str, who: Principal = Depends(caller)
+    ) -> dict[str, Any]:
+        _organization(org)
+        tpl, created_at, active = versions.by_name(name, version)
+        return version_json(tpl, created_at, active)
+
     def template_version(version_id: str, who: Principal = Depends(caller)) -> dict[str, Any]:
         tpl, created_at, active = versions.version(version_id)
         return version_json(tpl, created_at, active)
@@ -177,6 +196,12 @@ def catalog_routes(engine: Engine) -> list[Route]:
         ("GET", "/organizations/{org}", organization, 200),
         ("GET", "/organizations/{org}/templates", org_templates, 200),
         ("GET", "/organizations/{org}/templates/{name}", org_template, 200),
+        (
+            "GET",
+            "/organizations/{org}/templates/{name}/versions/{version}",
+            org_template_version,
+            200,
+        ),
         ("GET", "/templates", templates, 200),
         ("GET", "/templates/{template_id}", template, 200),
         ("GET", "/templateversions/{version_id}", template_version, 200),
