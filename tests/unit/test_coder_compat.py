@@ -3,15 +3,23 @@ the Task view built from them (no server)."""
 
 from __future__ import annotations
 
+import re
+import shutil
 import uuid
+from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from provisioner import coder_compat as cc
 from provisioner.lifecycle import Status
 from provisioner.server.coder.views import parameter_value, task_json
+from provisioner.templating.schema import TemplateConfig
+from provisioner.templating.validate import validate_template
 from tests import coder_shapes as shapes
 from tests.stored import new_task
+
+ROOT = Path(__file__).parent.parent.parent
 
 
 def test_ids_are_uuid5s_of_what_names_them() -> None:
@@ -98,3 +106,28 @@ def test_preset_values_are_strings() -> None:
         "[1,2]",
         '{"a":1}',
     ]
+
+
+def test_the_converted_template_of_the_migration_page_validates(tmp_path: Path) -> None:
+    doc = (ROOT / "docs" / "coder-migration.md").read_text()
+    template, *presets = re.findall(r"```yaml\n(.*?)```", doc, re.S)
+    folder = tmp_path / "tasks-test-preinstall"
+    shutil.copytree(ROOT / "templates" / "claude-code", folder)
+    (folder / "template.yaml").write_text(template)
+    (folder / "presets").mkdir()
+    for i, text in enumerate(presets):
+        (folder / "presets" / f"p{i}.yaml").write_text(text)
+    report = validate_template(folder)
+    assert report.ok, report.errors
+    assert report.template.config.coder_name == "Tasks-test-preinstall"
+    assert sorted(report.template.presets) == ["Plain", "Real World App: Angular + Django"]
+
+
+@pytest.mark.parametrize("coder_name", ["Other-name", "tasks test", "Tasks/../x", "T" * 65])
+def test_a_coder_name_must_be_the_name_with_capitals(coder_name: str) -> None:
+    with pytest.raises(ValidationError):
+        TemplateConfig.model_validate(
+            {"name": "tasks", "coder_name": coder_name, "agent": {"command": ["x"]}}
+        )
+    ok = {"name": "tasks", "coder_name": "TASKS", "agent": {"command": ["x"]}}
+    assert TemplateConfig.model_validate(ok).coder_name == "TASKS"
