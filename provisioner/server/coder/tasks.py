@@ -28,9 +28,10 @@ from provisioner.store.first_input import replace_first_input
 
 Route = tuple[str, str, Callable[..., Any], int]
 
-# Coder's own limits on a task's name and display name
+# bounds of a task's name and display name (Dockyard's name rules apply after)
 MAX_NAME, MAX_DISPLAY_NAME = 64, 128
-# the most log entries one GET .../logs returns (the newest are kept)
+# the most log entries one GET .../logs returns, from the first (Coder has no paging;
+# Dockyard's own GET /api/dockyard/v1/tasks/{ref}/logs?after= pages through all of them)
 MAX_LOG_ENTRIES = 20000
 
 
