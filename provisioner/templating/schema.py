@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -122,6 +123,65 @@ class TerraformConfig(_Strict):
         return [relative_name(pattern, "a Terraform file pattern") for pattern in value]
 
 
+class RepoConfig(_Strict):
+    """The repository a task's workspace starts from (the standard `repo` parameters)."""
+
+    required: bool = Field(False, description="Task creation fails unless `repo` is given")
+    default: str | None = Field(None, description="The repository URL when a task gives none")
+    ref: str | None = Field(None, description="The branch, tag or commit when a task gives none")
+    depth: int = Field(
+        1, ge=0, le=1_000_000, description="Commits of history cloned; 0: the whole history"
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Hosts repositories may come from (`*.example.com` for names under "
+        "it); empty: any",
+    )
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if not re.fullmatch(r"(\*\.)?[A-Za-z0-9][A-Za-z0-9.-]{0,252}", host):
+                raise ValueError(f"allowed host {host[:80]!r} is not a host name")
+        return value
+
+
+# The standard parameter family every template has (unless it declares one of the names
+# itself): the repository cloned into the workspace, its ref, the history depth, and
+# the HTTPS token (a secret: never stored, shown or put in the environment).
+REPO_PARAMETERS = ("repo", "ref", "repo_depth", "repo_credential")
+
+
+def repo_parameters(repo: RepoConfig) -> list[Parameter]:
+    """The standard repository parameters, with the template's repo section's defaults."""
+    return [
+        Parameter(
+            name="repo",
+            default=repo.default,
+            required=repo.required,
+            description="Git repository (https:// URL) cloned into the workspace",
+        ),
+        Parameter(
+            name="ref",
+            default=repo.ref,
+            description="Branch, tag or commit of the repository to start from",
+        ),
+        Parameter(
+            name="repo_depth",
+            type="integer",
+            description=f"Commits of history to clone (0: all; default {repo.depth})",
+            validation=Validation(min=0, max=1_000_000),
+        ),
+        Parameter(
+            name="repo_credential",
+            secret=True,
+            description="HTTPS token for the repository (read by git's credential helper)",
+        ),
+    ]
+
+
 class TemplateConfig(_Strict):
     """The whole of template.yaml."""
 
@@ -140,6 +200,15 @@ class TemplateConfig(_Strict):
     lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     terraform: TerraformConfig | None = Field(None, description="Required by backend terraform")
+    repo: RepoConfig = Field(
+        default_factory=RepoConfig, description="The repository parameters' rules"
+    )
+
+    @model_validator(mode="after")
+    def _repo_parameters(self) -> TemplateConfig:
+        declared = {p.name for p in self.parameters}
+        self.parameters.extend(p for p in repo_parameters(self.repo) if p.name not in declared)
+        return self
 
     @model_validator(mode="after")
     def _terraform_section(self) -> TemplateConfig:
