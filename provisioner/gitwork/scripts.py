@@ -35,7 +35,7 @@ err=$(mktemp) || exit 1
 idx=""
 trap 'rm -f "$err" ${idx:+"$idx"}' EXIT
 g() { git -c core.hooksPath=/dev/null -c core.fsmonitor=false -c commit.gpgsign=false "$@"; }
-no_base() { echo "this workspace has no base commit (no repository was cloned)"; return 4; }
+no_base() { echo "this workspace has no base commit (no repository was cloned)" >&2; return 4; }
 @MAIN@
 cd "$1" 2>"$err" || { echo "@@error"; cat "$err"; exit 1; }
 shift
@@ -48,13 +48,13 @@ exit $code
 """
 
 _CHECKPOINT = """main() {
-  g add -A
+  g add -A || return
   if g diff --cached --quiet; then
     echo "@@clean $(g rev-parse HEAD)"
     return 0
   fi
-  g -c user.name=@NAME@ -c user.email=@EMAIL@ commit -q --no-verify -m "$1"
-  g update-ref @CHECKPOINT@ HEAD
+  g -c user.name=@NAME@ -c user.email=@EMAIL@ commit -q --no-verify -m "$1" || return
+  g update-ref @CHECKPOINT@ HEAD || return
   echo "@@commit $(g rev-parse HEAD)"
 }"""
 
@@ -62,32 +62,32 @@ _CHECKPOINT = """main() {
 # files included (.gitignore respected), through a scratch index so the agent's own index
 # is never touched.
 _DIFF = """main() {
-  base=$(g rev-parse -q --verify '@BASE@^{commit}') || no_base
+  base=$(g rev-parse -q --verify '@BASE@^{commit}') || { no_base; return; }
   from=$base
   if [ "$1" = checkpoint ]; then
     from=$(g rev-parse -q --verify '@CHECKPOINT@^{commit}' || echo "$base")
   fi
-  idx=$(mktemp)
+  idx=$(mktemp) || return
   cp .git/index "$idx" 2>/dev/null || true
-  GIT_INDEX_FILE=$idx g add -A
+  GIT_INDEX_FILE=$idx g add -A || return
   echo "@@base $base"
   echo "@@from $from"
   echo "@@head $(g rev-parse HEAD)"
   echo "@@branch $(g symbolic-ref -q --short HEAD || echo HEAD)"
   echo "@@commits"
-  g log --format='%H%x09%an%x09%s' "$from..HEAD" --
+  g log --format='%H%x09%an%x09%s' "$from..HEAD" -- || return
   echo "@@numstat"
-  GIT_INDEX_FILE=$idx g diff --cached --numstat --no-renames "$from" --
+  GIT_INDEX_FILE=$idx g diff --cached --numstat --no-renames "$from" -- || return
   if [ "$2" = full ]; then
     echo "@@diff"
-    GIT_INDEX_FILE=$idx g diff --cached --binary --no-renames "$from" --
+    GIT_INDEX_FILE=$idx g diff --cached --binary --no-renames "$from" -- || return
   fi
 }"""
 
 _BUNDLE = """main() {
-  base=$(g rev-parse -q --verify '@BASE@^{commit}') || no_base
+  base=$(g rev-parse -q --verify '@BASE@^{commit}') || { no_base; return; }
   tip=$(g rev-parse -q --verify "refs/heads/$1^{commit}") || {
-    echo "no branch $1 in the workspace"
+    echo "no branch $1 in the workspace" >&2
     return 4
   }
   echo "@@base $base"
@@ -96,18 +96,18 @@ _BUNDLE = """main() {
     echo "@@empty"
     return 0
   fi
-  f=$(mktemp)
+  f=$(mktemp) || return
   idx=$f
-  g bundle create -q "$f" "$base..refs/heads/$1"
+  g bundle create -q "$f" "$base..refs/heads/$1" || return
   echo "@@bundle"
-  base64 -w0 "$f"
+  base64 -w0 "$f" || return
   echo
 }"""
 
 _PUSH = """main() {
   remote=$1
   [ -n "$remote" ] || remote=origin
-  g push --porcelain -- "$remote" "refs/heads/$2:refs/heads/$3"
+  g push --porcelain -- "$remote" "refs/heads/$2:refs/heads/$3" || return
   echo "@@pushed $(g rev-parse "refs/heads/$2")"
 }"""
 

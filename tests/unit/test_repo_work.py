@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from provisioner.lifecycle import Status
 from tests.fake_engine import FAST, Harness, bridge_cache, fake
 from tests.git_server import GitServer, git, serve_repository
 
@@ -47,3 +48,89 @@ def test_a_task_starts_on_its_branch_from_the_cloned_repository(
     assert "@" not in git(work, "remote", "get-url", "origin")
     events = fake.store.events(task.id)
     assert any(e["kind"] == "repo" and e["to_value"] == commit for e in events)
+
+
+def test_pause_checkpoints_every_file_and_the_work_comes_out(
+    fake: Harness, served: tuple[GitServer, str], tmp_path: Path
+) -> None:
+    server, commit = served
+    name = _create(fake, server, "/write notes/todo.txt first thing")
+    fake.wait_output(name, "Wrote notes/todo.txt")
+    task = fake.wait_idle(name)
+    work = fake.backend.host_path(task.id, "/workspace")
+    (work / "debug.log").write_text("ignored\n")  # .gitignore says *.log
+    (work / "README.md").write_text("# demo, edited\n")
+    fake.engine.pause(name)
+    task = fake.wait_status(name, Status.PAUSED)
+    head = git(work, "rev-parse", "HEAD").strip()
+    assert task.checkpoint_commit == head != commit
+    assert git(work, "log", "-1", "--format=%an <%ae>").strip() == "Dockyard <dockyard@localhost>"
+    assert git(work, "show", "--name-only", "--format=", "HEAD").split() == [
+        "README.md",
+        "notes/todo.txt",
+    ]
+    assert git(work, "status", "--porcelain").strip() == "?? debug.log" or "debug.log" not in git(
+        work, "ls-files"
+    )
+    events = [e for e in fake.store.events(task.id) if e["kind"] == "checkpoint"]
+    assert events and events[-1]["to_value"] == head
+
+    # the diff, from the stopped workspace
+    diff = fake.engine.gitwork.diff(task, since_checkpoint=False, full=True)
+    assert diff["base_commit"] == commit and diff["head_commit"] == head
+    assert {f["path"] for f in diff["files"]} == {"README.md", "notes/todo.txt"}
+    assert "+first thing" in diff["diff"]
+    assert [c["commit"] for c in diff["commits"]] == [head]
+    since = fake.engine.gitwork.diff(task, since_checkpoint=True, full=False)
+    assert since["files"] == [] and since["diff"] is None
+
+    # the bundle lands in a clone of the repository
+    branch, base, data = fake.engine.gitwork.bundle(task, actor="test")
+    assert base == commit and data is not None
+    local = tmp_path / "local"
+    git(
+        tmp_path, "clone", "-q", server.url.replace("http://", f"http://u:{server.token}@"), "local"
+    )
+    (tmp_path / "t.bundle").write_bytes(data)
+    git(
+        local, "fetch", "-q", str(tmp_path / "t.bundle"), f"refs/heads/{branch}:refs/heads/{branch}"
+    )
+    assert git(local, "rev-parse", branch).strip() == head
+
+    # the push reaches the served repository, with the token, which nothing stored holds
+    pushed = fake.engine.gitwork.push(
+        task, remote=None, branch="feature/x", allowed_hosts=[], actor="test"
+    )
+    assert server.branches()["feature/x"] == head
+    assert pushed["branch"] == "feature/x"
+    assert "feature/x" in (fake.task(name).output or "")
+    db = (fake.home / "dockyard.db").read_bytes()
+    assert server.token.encode() not in db
+    assert server.token not in repr(fake.task(name).public())
+    assert server.token not in repr(fake.store.events(task.id))
+
+
+def test_a_failed_clone_is_a_setup_error_with_gits_message(
+    fake: Harness, served: tuple[GitServer, str]
+) -> None:
+    server, _ = served
+    name = _create(fake, server, repo_credential="wrong-token")
+    task = fake.wait_status(name, Status.ERROR)
+    assert task.phase == "setup"
+    assert server.url in task.message and "failed" in task.message
+    assert "wrong-token" not in task.message
+
+
+def test_a_failing_checkpoint_is_an_event_and_never_holds_up_the_pause(
+    fake: Harness, served: tuple[GitServer, str]
+) -> None:
+    server, _ = served
+    name = _create(fake, server, "/write a.txt A")
+    fake.wait_output(name, "Wrote a.txt")
+    task = fake.wait_idle(name)
+    work = fake.backend.host_path(task.id, "/workspace")
+    (work / ".git" / "index.lock").write_text("")  # git cannot commit now
+    fake.engine.pause(name)
+    events = [e for e in fake.store.events(task.id) if e["kind"] == "checkpoint"]
+    assert events and "failed" in events[-1]["reason"] and "index.lock" in events[-1]["reason"]
+    assert fake.task(name).status == Status.PAUSED

@@ -1,0 +1,204 @@
+"""The task's repository, from the server: checkpoints before a workspace stops, and the
+work out (diff, bundle, push), run on the workspace's disk (in it while it runs, else in a
+helper beside its volumes, the agent not started). The scripts and their parsing are
+pure (provisioner.gitwork); this module runs them, bounded, and records what happened."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from provisioner.errors import BackendError, DockyardError, ParameterError, TaskConflict
+from provisioner.gitwork import parse, scripts
+from provisioner.gitwork.urls import check_ref, check_repo_url, redact_url, task_branch
+from provisioner.model import Task
+
+if TYPE_CHECKING:
+    from provisioner.backends.base import Backend
+    from provisioner.store.store import Store
+    from provisioner.templating.catalog import Catalog
+
+log = logging.getLogger(__name__)
+
+# A checkpoint holds up a pause or a delete at most this long (git's own time, plus
+# a margin for Docker's answer); past it, the stop goes on and the failure is recorded.
+CHECKPOINT_S = 30
+DIFF_S = 120
+BUNDLE_S = 600
+PUSH_S = 300
+MARGIN_S = 15.0
+DEFAULT_WORKDIR = "/workspace"
+MAX_OUTPUT_LINE = 300
+
+
+def has_repo(task: Task) -> bool:
+    """Whether the task's workspace was started from a repository."""
+    return bool(task.resolved.get("repo"))
+
+
+class GitWork:
+    """Git on tasks' workspaces for one engine."""
+
+    def __init__(self, store: Store, backend: Backend, catalog: Callable[[], Catalog]) -> None:
+        self.store = store
+        self.backend = backend
+        self.catalog = catalog  # the engine's current one (it may be replaced)
+
+    def _workdir(self, task: Task) -> str:
+        try:
+            template = self.catalog().get(task.template, task.template_version)
+        except DockyardError:
+            return DEFAULT_WORKDIR  # a template deleted since: its default
+        return template.config.workspace.workdir or DEFAULT_WORKDIR
+
+    def _run(
+        self, task: Task, argv: list[str], seconds: int, *, network: bool = False
+    ) -> tuple[int, str]:
+        """Run a git script on the task's disk, bounded twice: `timeout` in the
+        workspace, and a wait here (the backend itself may hang)."""
+        result: list[tuple[int, str]] = []
+        failure: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                result.append(
+                    self.backend.exec_on_disk(
+                        task.id,
+                        scripts.bounded(argv, seconds),
+                        timeout=seconds + MARGIN_S,
+                        network=network,
+                    )
+                )
+            except BaseException as exc:  # handed to the caller's thread
+                failure.append(exc)
+
+        worker = threading.Thread(target=call, name=f"git-{task.name}", daemon=True)
+        worker.start()
+        worker.join(seconds + 2 * MARGIN_S)
+        if worker.is_alive():
+            raise BackendError(f"git on {task.name}'s workspace did not end within {seconds}s")
+        if failure:
+            raise failure[0]
+        return result[0]
+
+    # checkpoints ----------------------------------------------------------------------
+    def checkpoint(self, task: Task, why: str, *, actor: str) -> str | None:
+        """Commit everything in the workspace (untracked files too, .gitignore kept) on
+        its branch, as Dockyard, before `why` (pause, delete...). Never raises, and ends
+        within CHECKPOINT_S: a failure is an event, never a reason to keep a workspace
+        running. The new commit, or None."""
+        if not has_repo(task):
+            return None
+        message = f"Dockyard checkpoint: {why}\n\nTask {task.name} ({task.id})"
+        try:
+            if not self.backend.observe(task.id).running:
+                return None  # a stopped workspace was checkpointed as it stopped
+            code, out = self._run(
+                task, scripts.checkpoint_argv(self._workdir(task), message), CHECKPOINT_S
+            )
+        except (DockyardError, OSError) as exc:
+            self._record(task, actor, f"checkpoint before {why} failed: {exc}", None)
+            return None
+        found = parse.read_output(out)
+        if code != 0:
+            detail = parse.error_of(out)
+            self._record(task, actor, f"checkpoint before {why} failed ({code}): {detail}", None)
+            return None
+        commit = found.keys.get("commit")
+        if commit is None:
+            self._record(task, actor, f"checkpoint before {why}: nothing changed", None)
+            return None
+        self.store.update(task.id, task.status, actor=actor, checkpoint_commit=commit)
+        self._record(task, actor, f"checkpoint before {why}", commit)
+        return commit
+
+    def _record(self, task: Task, actor: str, reason: str, commit: str | None) -> None:
+        try:
+            self.store.record(
+                task.id, "checkpoint", actor=actor, reason=reason[:1000], to_value=commit
+            )
+        except DockyardError as exc:  # the task went away meanwhile
+            log.info("no checkpoint event for %s: %s", task.id, exc)
+
+    # the work out ---------------------------------------------------------------------
+    def _need_repo(self, task: Task) -> None:
+        if not has_repo(task):
+            raise TaskConflict(
+                f"{task.name} has no repository",
+                hint="create the task with --param repo=URL to have its work in git",
+            )
+
+    def _failed(self, task: Task, what: str, code: int, out: str) -> TaskConflict:
+        return TaskConflict(
+            f"{what} on {task.name}'s workspace failed (exit code {code}): {parse.error_of(out)}"
+        )
+
+    def diff(self, task: Task, *, since_checkpoint: bool, full: bool) -> dict[str, Any]:
+        """The work against the base commit (or the last checkpoint): commits, files and
+        (when `full`) the diff, committed and uncommitted alike."""
+        self._need_repo(task)
+        argv = scripts.diff_argv(self._workdir(task), since_checkpoint=since_checkpoint, full=full)
+        code, out = self._run(task, argv, DIFF_S)
+        if code != 0:
+            raise self._failed(task, "git diff", code, out)
+        try:
+            return parse.diff_result(out)
+        except parse.GitOutputError as exc:
+            raise TaskConflict(f"{task.name}'s workspace: {exc}") from exc
+
+    def bundle(self, task: Task, *, actor: str) -> tuple[str, str, bytes | None]:
+        """(branch, base commit, a git bundle of the task branch from the base on; None
+        when nothing was committed). A running workspace is checkpointed first, so the
+        bundle holds all the work."""
+        self._need_repo(task)
+        if self.backend.observe(task.id).running:
+            self.checkpoint(task, "pull", actor=actor)
+        branch = task_branch(task.name)
+        code, out = self._run(task, scripts.bundle_argv(self._workdir(task), branch), BUNDLE_S)
+        if code != 0:
+            raise self._failed(task, "git bundle", code, out)
+        try:
+            base, data = parse.bundle_of(out)
+        except parse.GitOutputError as exc:
+            raise TaskConflict(f"{task.name}'s workspace: {exc}") from exc
+        return branch, base, data
+
+    def push(
+        self,
+        task: Task,
+        *,
+        remote: str | None,
+        branch: str | None,
+        allowed_hosts: list[str],
+        actor: str,
+    ) -> dict[str, Any]:
+        """Push the task branch (checkpointed first when the workspace runs) to `remote`
+        (default: the repository it was cloned from) as `branch` (default: the task
+        branch). The repository's token is only ever sent to the host it came from. The
+        pushed branch is added to the task's output."""
+        self._need_repo(task)
+        if remote:
+            try:
+                check_repo_url(remote, allowed_hosts)
+            except ParameterError as exc:
+                raise ParameterError(exc.message.replace("Parameter repo", "--remote")) from exc
+        target = check_ref(branch or task_branch(task.name), "--branch")
+        if self.backend.observe(task.id).running:
+            self.checkpoint(task, "push", actor=actor)
+        local = task_branch(task.name)
+        argv = scripts.push_argv(self._workdir(task), remote or "", local, target)
+        code, out = self._run(task, argv, PUSH_S, network=True)
+        if code != 0:
+            raise self._failed(task, "git push", code, out)
+        commit = parse.read_output(out).keys.get("pushed", "")
+        where = redact_url(remote or str(task.resolved.get("repo", "")))
+        line = f"pushed {local} to {where} as branch {target} ({commit[:12]})"
+        current = self.store.get(task.id)
+        output = "\n".join(x for x in (current.output, line) if x)
+        self.store.update(task.id, current.status, actor=actor, output=output[-20000:])
+        self.store.record(
+            task.id, "push", actor=actor, reason=line[:MAX_OUTPUT_LINE], to_value=commit
+        )
+        return {"remote": where, "branch": target, "commit": commit, "output": line}
