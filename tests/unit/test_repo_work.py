@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from provisioner.lifecycle import Status
+from provisioner.queueing import parse_completion
 from tests.fake_engine import FAST, Harness, bridge_cache, fake
 from tests.git_server import GitServer, git, serve_repository
 
@@ -23,9 +24,15 @@ def served(tmp_path: Path) -> Iterator[tuple[GitServer, str]]:
         yield found
 
 
-def _create(fake: Harness, server: GitServer, prompt: str = "hello", **params: object) -> str:
+def _create(
+    fake: Harness,
+    server: GitServer,
+    prompt: str = "hello",
+    template: str = "scripted",
+    **params: object,
+) -> str:
     parameters = {**FAST, "repo": server.url, "repo_credential": server.token, **params}
-    return fake.create(prompt, parameters=parameters).name
+    return fake.create(prompt, parameters=parameters, template=template).name
 
 
 def test_a_task_starts_on_its_branch_from_the_cloned_repository(
@@ -134,3 +141,41 @@ def test_a_failing_checkpoint_is_an_event_and_never_holds_up_the_pause(
     events = [e for e in fake.store.events(task.id) if e["kind"] == "checkpoint"]
     assert events and "failed" in events[-1]["reason"] and "index.lock" in events[-1]["reason"]
     assert fake.task(name).status == Status.PAUSED
+
+
+def _checkpoints(fake: Harness, task_id: str) -> list[dict[str, object]]:
+    return [e for e in fake.store.events(task_id) if e["kind"] == "checkpoint"]
+
+
+def test_idle_auto_pause_and_completion_checkpoint_first(
+    fake: Harness, served: tuple[GitServer, str]
+) -> None:
+    server, _ = served
+    fake.add_scripted_variant("scripted-idle", lifecycle={"idle_timeout": 0.3})
+    name = _create(fake, server, "/write idle.txt zzz", template="scripted-idle")
+    task = fake.wait_status(name, Status.PAUSED)
+    work = fake.backend.host_path(task.id, "/workspace")
+    assert git(work, "show", "HEAD:idle.txt") == "zzz\n"
+    assert "auto-paused" in str(_checkpoints(fake, task.id)[-1]["reason"])
+
+    other = _create(fake, server, "/write done.txt ok")
+    fake.wait_output(other, "Wrote done.txt")
+    done = fake.wait_idle(other)
+    fake.engine.complete(other, parse_completion({"outcome": "SUCCESS"}), actor="test")
+    work = fake.backend.host_path(done.id, "/workspace")
+    assert git(work, "show", "HEAD:done.txt") == "ok\n"
+    assert "completion" in str(_checkpoints(fake, done.id)[-1]["reason"])
+
+
+def test_delete_of_a_running_task_checkpoints_before_removing(
+    fake: Harness, served: tuple[GitServer, str]
+) -> None:
+    server, _ = served
+    name = _create(fake, server, "/write gone.txt bye")
+    fake.wait_output(name, "Wrote gone.txt")
+    task = fake.wait_idle(name)
+    fake.backend.calls.clear()
+    fake.engine.delete(name)
+    calls = [c for c in fake.backend.calls if c[1] == task.id]
+    assert ("exec_on_disk", task.id) in calls
+    assert calls.index(("exec_on_disk", task.id)) < calls.index(("remove", task.id))
