@@ -17,7 +17,7 @@ import click
 
 from cli.client import JSON, Client, CliError, current_client
 from cli.options import output_option
-from provisioner.gitwork.parse import unsafe_diff_paths
+from provisioner.gitwork.parse import bundle_ref, unsafe_diff_paths
 from provisioner.gitwork.urls import TASK_BRANCH_PREFIX, check_ref
 
 BUNDLE_TIMEOUT_S = 900.0
@@ -106,16 +106,19 @@ def diff(task: str, stat: bool, since_checkpoint: bool, output: str) -> None:
     _print_diff(found)
 
 
-def _branch_from(headers: dict[str, str]) -> tuple[str, str]:
+def _branch_from(headers: dict[str, str]) -> tuple[str, str, str]:
+    """(the local branch to make, the base commit, the ref the bundle holds), checked: a
+    server's answer must never become an option of git."""
     branch = headers.get("x-dockyard-branch", "")
     base = headers.get("x-dockyard-base", "")
     try:
         check_ref(branch, "the server's branch")
+        held = bundle_ref(headers.get("x-dockyard-ref", f"refs/heads/{branch}"))
     except ValueError as exc:
-        raise CliError(str(exc)) from exc
+        raise CliError(f"the server's answer: {exc}") from exc
     if not branch.startswith(TASK_BRANCH_PREFIX) or not base.isalnum():
         raise CliError("the server answered no task branch for the bundle")
-    return branch, base
+    return branch, base, held
 
 
 @click.command("pull")
@@ -135,7 +138,7 @@ def pull(task: str, into: str) -> None:
     reply = current_client().exchange("GET", _path(task, "bundle"), timeout=BUNDLE_TIMEOUT_S)
     if reply.is_error:
         current_client().decode(reply)  # raises the server's error
-    branch, base = _branch_from(reply.headers)
+    branch, base, held = _branch_from(reply.headers)
     if _git(top, "cat-file", "-e", f"{base}^{{commit}}").returncode != 0:
         raise CliError(
             f"the task's base commit {base[:12]} is not in {top}",
@@ -151,7 +154,7 @@ def pull(task: str, into: str) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(reply.content)
-        refspec = f"+refs/heads/{branch}:refs/heads/{branch}"
+        refspec = f"+{held}:refs/heads/{branch}"
         done = _git(top, "fetch", "--quiet", "--no-tags", "--", bundle, refspec)
     finally:
         os.unlink(bundle)

@@ -148,10 +148,10 @@ class GitWork:
         except parse.GitOutputError as exc:
             raise TaskConflict(f"{task.name}'s workspace: {exc}") from exc
 
-    def bundle(self, task: Task, *, actor: str) -> tuple[str, str, bytes | None]:
-        """(branch, base commit, a git bundle of the task branch from the base on; None
-        when nothing was committed). A running workspace is checkpointed first, so the
-        bundle holds all the work."""
+    def bundle(self, task: Task, *, actor: str) -> tuple[str, str, str, bytes | None]:
+        """(branch, base commit, the ref the bundle holds, a git bundle of the task branch
+        from the base on; None when nothing was committed). A running workspace is
+        checkpointed first, so the bundle holds all the work."""
         self._need_repo(task)
         if self.backend.observe(task.id).running:
             self.checkpoint(task, "pull", actor=actor)
@@ -160,10 +160,10 @@ class GitWork:
         if code != 0:
             raise self._failed(task, "git bundle", code, out)
         try:
-            base, data = parse.bundle_of(out)
+            base, ref, data = parse.bundle_of(out)
         except parse.GitOutputError as exc:
             raise TaskConflict(f"{task.name}'s workspace: {exc}") from exc
-        return branch, base, data
+        return branch, base, ref, data
 
     def push(
         self,

@@ -113,12 +113,24 @@ def diff_result(text: str) -> dict[str, Any]:
     }
 
 
-def bundle_of(text: str) -> tuple[str, bytes | None]:
-    """(base commit, the bundle's bytes; None when the branch has no commit beyond it)."""
+_BUNDLE_REF = re.compile(r"HEAD|refs/heads/[A-Za-z0-9_][A-Za-z0-9._/+-]{0,200}")
+
+
+def bundle_ref(value: str | None) -> str:
+    """The ref a bundle holds (the task branch, or HEAD), checked: a client fetches it."""
+    if value is None or not _BUNDLE_REF.fullmatch(value) or ".." in value:
+        raise GitOutputError("the workspace named no branch for its bundle")
+    return value
+
+
+def bundle_of(text: str) -> tuple[str, str, bytes | None]:
+    """(base commit, the ref in the bundle, the bundle's bytes; None when the branch has
+    no commit beyond the base)."""
     out = read_output(text)
     base = sha(out.keys.get("base"), "base")
+    ref = bundle_ref(out.keys.get("ref"))
     if "empty" in out.keys:
-        return base, None
+        return base, ref, None
     encoded = "".join(out.sections.get("bundle", "").split())
     try:
         data = base64.b64decode(encoded, validate=True)
@@ -126,7 +138,7 @@ def bundle_of(text: str) -> tuple[str, bytes | None]:
         raise GitOutputError("the workspace's bundle is not base64") from exc
     if not data.startswith(b"# v2 git bundle") and not data.startswith(b"# v3 git bundle"):
         raise GitOutputError("the workspace answered something that is not a git bundle")
-    return base, data
+    return base, ref, data
 
 
 def base_commit_in(lines: list[str]) -> str | None:

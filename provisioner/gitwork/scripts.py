@@ -35,6 +35,14 @@ err=$(mktemp) || exit 1
 idx=""
 trap 'rm -f "$err" ${idx:+"$idx"}' EXIT
 g() { git -c core.hooksPath=/dev/null -c core.fsmonitor=false -c commit.gpgsign=false "$@"; }
+# the task's branch; else (a warm workspace claimed under another name) the one checked out
+task_ref() {
+  if g rev-parse -q --verify "refs/heads/$1^{commit}" >/dev/null; then
+    echo "refs/heads/$1"
+  else
+    g symbolic-ref -q HEAD || echo HEAD
+  fi
+}
 no_base() { echo "this workspace has no base commit (no repository was cloned)" >&2; return 4; }
 @MAIN@
 cd "$1" 2>"$err" || { echo "@@error"; cat "$err"; exit 1; }
@@ -86,11 +94,13 @@ _DIFF = """main() {
 
 _BUNDLE = """main() {
   base=$(g rev-parse -q --verify '@BASE@^{commit}') || { no_base; return; }
-  tip=$(g rev-parse -q --verify "refs/heads/$1^{commit}") || {
+  ref=$(task_ref "$1")
+  tip=$(g rev-parse -q --verify "$ref^{commit}") || {
     echo "no branch $1 in the workspace" >&2
     return 4
   }
   echo "@@base $base"
+  echo "@@ref $ref"
   echo "@@tip $tip"
   if [ "$base" = "$tip" ]; then
     echo "@@empty"
@@ -98,7 +108,7 @@ _BUNDLE = """main() {
   fi
   f=$(mktemp) || return
   idx=$f
-  g bundle create -q "$f" "$base..refs/heads/$1" || return
+  g bundle create -q "$f" "$base..$ref" || return
   echo "@@bundle"
   base64 -w0 "$f" || return
   echo
@@ -107,8 +117,9 @@ _BUNDLE = """main() {
 _PUSH = """main() {
   remote=$1
   [ -n "$remote" ] || remote=origin
-  g push --porcelain -- "$remote" "refs/heads/$2:refs/heads/$3" || return
-  echo "@@pushed $(g rev-parse "refs/heads/$2")"
+  ref=$(task_ref "$2")
+  g push --porcelain -- "$remote" "$ref:refs/heads/$3" || return
+  echo "@@pushed $(g rev-parse "$ref")"
 }"""
 
 _TOKENS = {

@@ -70,8 +70,8 @@ def build_repo_router(engine: Engine) -> APIRouter:
     )
     def bundle(ref: str, who: Principal = Depends(caller)) -> Response:
         task = task_for(who, ref, "task.pull")
-        branch, base, data = engine.gitwork.bundle(task, actor=who.actor)
-        headers = {"X-Dockyard-Branch": branch, "X-Dockyard-Base": base}
+        branch, base, held, data = engine.gitwork.bundle(task, actor=who.actor)
+        headers = {"X-Dockyard-Branch": branch, "X-Dockyard-Base": base, "X-Dockyard-Ref": held}
         if data is None:
             return Response(status_code=204, headers=headers)
         return Response(content=data, media_type=BUNDLE_TYPE, headers=headers)

@@ -178,12 +178,20 @@ def test_reading_script_output() -> None:
 def test_bundles_are_checked() -> None:
     sha = "c" * 40
     good = base64.b64encode(b"# v2 git bundle\nrest").decode()
-    assert parse.bundle_of(f"@@base {sha}\n@@bundle\n{good}\n") == (sha, b"# v2 git bundle\nrest")
-    assert parse.bundle_of(f"@@base {sha}\n@@empty\n") == (sha, None)
+    ref = "@@ref refs/heads/dockyard/t\n"
+    assert parse.bundle_of(f"@@base {sha}\n{ref}@@bundle\n{good}\n") == (
+        sha,
+        "refs/heads/dockyard/t",
+        b"# v2 git bundle\nrest",
+    )
+    assert parse.bundle_of(f"@@base {sha}\n{ref}@@empty\n") == (sha, "refs/heads/dockyard/t", None)
+    for bad in ("--upload-pack=x", "refs/tags/x", "refs/heads/../x", ""):
+        with pytest.raises(parse.GitOutputError):
+            parse.bundle_of(f"@@base {sha}\n@@ref {bad}\n@@empty\n")
     with pytest.raises(parse.GitOutputError):
-        parse.bundle_of(f"@@base {sha}\n@@bundle\n!!!\n")
+        parse.bundle_of(f"@@base {sha}\n{ref}@@bundle\n!!!\n")
     with pytest.raises(parse.GitOutputError):
-        parse.bundle_of(f"@@base {sha}\n@@bundle\n{base64.b64encode(b'#!/bin/sh').decode()}\n")
+        parse.bundle_of(f"@@base {sha}\n{ref}@@bundle\n{base64.b64encode(b'#!/bin/sh').decode()}\n")
 
 
 def test_setup_lines() -> None:
@@ -243,7 +251,7 @@ def test_the_scripts_against_a_real_repository(tmp_path: Path) -> None:
     code, out = _run(scripts.checkpoint_argv(str(work), "again"), work)
     assert "@@clean" in out
     code, out = _run(scripts.bundle_argv(str(work), "dockyard/t"), work)
-    got_base, data = parse.bundle_of(out)
+    got_base, _, data = parse.bundle_of(out)
     assert got_base == base and data is not None
     code, out = _run(scripts.diff_argv(str(work), since_checkpoint=True), work)
     assert parse.diff_result(out)["from_commit"] == commit
@@ -267,3 +275,15 @@ def test_secret_files_reach_the_state_dir_0600(tmp_path: Path) -> None:
     for bad in ({"../x": "t"}, {"a/b": "t"}, {"x": 1}, ["x"]):
         with pytest.raises(ConfigError):
             parse_config({"agent_command": ["sh"], "secret_files": bad})
+
+
+def test_a_workspace_claimed_under_another_name_bundles_its_checked_out_branch(
+    tmp_path: Path,
+) -> None:
+    work = _repo(tmp_path)  # on dockyard/t, as a warm workspace's clone was
+    (work / "b.txt").write_text("b\n")
+    _run(scripts.checkpoint_argv(str(work), "x"), work)
+    code, out = _run(scripts.bundle_argv(str(work), "dockyard/claimed-name"), work)
+    assert code == 0, out
+    _, ref, data = parse.bundle_of(out)
+    assert ref == "refs/heads/dockyard/t" and data is not None

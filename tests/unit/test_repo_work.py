@@ -92,7 +92,8 @@ def test_pause_checkpoints_every_file_and_the_work_comes_out(
     assert since["files"] == [] and since["diff"] is None
 
     # the bundle lands in a clone of the repository
-    branch, base, data = fake.engine.gitwork.bundle(task, actor="test")
+    branch, base, held, data = fake.engine.gitwork.bundle(task, actor="test")
+    assert held == f"refs/heads/{branch}"
     assert base == commit and data is not None
     local = tmp_path / "local"
     git(
