@@ -219,4 +219,23 @@ def push(task: str, remote: str | None, branch: str | None, output: str) -> None
     click.echo(str(result.get("output", "")))
 
 
-COMMANDS = (diff, pull, apply, push)
+@click.command("pr")
+@click.argument("task")
+@click.option("--base", default=None, help="Branch to merge into (default: the task's ref).")
+@click.option("--title", default=None, help="Title (default: the task's title).")
+@click.option("--body", default=None, help="Description.")
+@output_option
+def pr(task: str, base: str | None, title: str | None, body: str | None, output: str) -> None:
+    """Push the task branch, then open a pull request (GitHub) or merge request (GitLab)
+    of it with the repository's token; its URL goes into the task's output."""
+    payload: dict[str, Any] = {"base": base, "title": title, "body": body}
+    result: JSON = current_client().request(
+        "POST", _path(task, "pr"), json=payload, timeout=BUNDLE_TIMEOUT_S
+    )
+    if output == "json":
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(str(result.get("url", "")))
+
+
+COMMANDS = (diff, pull, apply, push, pr)

@@ -62,7 +62,8 @@ def make_repository(root: Path, files: dict[str, str]) -> tuple[Path, str]:
     git(work, "add", "-A")
     git(work, "commit", "-q", "-m", "initial")
     commit = git(work, "rev-parse", "HEAD").strip()
-    bare = root / "repo.git"
+    bare = root / "org" / "repo.git"
+    bare.parent.mkdir()
     git(root, "clone", "-q", "--bare", str(work), str(bare))
     git(bare, "config", "http.receivepack", "true")
     shutil.rmtree(work)
@@ -138,13 +139,13 @@ def _handler(server: GitServer, root: Path) -> type[BaseHTTPRequestHandler]:
 def serve_repository(
     root: Path, files: dict[str, str], host: str = "127.0.0.1"
 ) -> Iterator[tuple[GitServer, str]]:
-    """Serve a new repository holding `files` at http://HOST:PORT/repo.git; yields the
-    server and the first commit."""
+    """Serve a new repository holding `files` at http://HOST:PORT/org/repo.git; yields
+    the server and the first commit."""
     bare, commit = make_repository(root, files)
     token = "tok_" + secrets.token_hex(16)
     server = GitServer(url="", token=token, bare=bare)
     httpd = ThreadingHTTPServer((host, 0), _handler(server, root))
-    server.url = f"http://{host}:{httpd.server_address[1]}/repo.git"
+    server.url = f"http://{host}:{httpd.server_address[1]}/org/repo.git"
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:

@@ -128,7 +128,9 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="provision")
         self.draining = Draining(self, self._pool)
         # the task repositories' checkpoints and the work out (diff, bundle, push)
-        self.gitwork = GitWork(store, backend, lambda: self.catalog)
+        self.gitwork = GitWork(
+            store, backend, lambda: self.catalog, lambda task_id: self.secrets.load(task_id)
+        )
         self._thread: threading.Thread | None = None
         self._last_sweep = 0.0
 

@@ -10,8 +10,11 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import httpx
+
 from provisioner.errors import BackendError, DockyardError, ParameterError, TaskConflict
 from provisioner.gitwork import parse, scripts
+from provisioner.gitwork.forges import Forge, ForgeRequest, check_title, forge_for
 from provisioner.gitwork.urls import check_ref, check_repo_url, redact_url, task_branch
 from provisioner.model import Task
 
@@ -28,6 +31,7 @@ CHECKPOINT_S = 30
 DIFF_S = 120
 BUNDLE_S = 600
 PUSH_S = 300
+FORGE_S = 30.0
 MARGIN_S = 15.0
 DEFAULT_WORKDIR = "/workspace"
 MAX_OUTPUT_LINE = 300
@@ -41,10 +45,17 @@ def has_repo(task: Task) -> bool:
 class GitWork:
     """Git on tasks' workspaces for one engine."""
 
-    def __init__(self, store: Store, backend: Backend, catalog: Callable[[], Catalog]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        backend: Backend,
+        catalog: Callable[[], Catalog],
+        secrets: Callable[[str], dict[str, Any]] | None = None,
+    ) -> None:
         self.store = store
         self.backend = backend
         self.catalog = catalog  # the engine's current one (it may be replaced)
+        self.secrets = secrets or (lambda task_id: {})  # a task's secret values
 
     def _workdir(self, task: Task) -> str:
         try:
@@ -195,10 +206,76 @@ class GitWork:
         commit = parse.read_output(out).keys.get("pushed", "")
         where = redact_url(remote or str(task.resolved.get("repo", "")))
         line = f"pushed {local} to {where} as branch {target} ({commit[:12]})"
+        self._output(task, "push", line, commit, actor)
+        return {"remote": where, "branch": target, "commit": commit, "output": line}
+
+    def _output(self, task: Task, kind: str, line: str, value: str, actor: str) -> None:
+        """`line` added to the task's output, and an event of `kind`."""
         current = self.store.get(task.id)
         output = "\n".join(x for x in (current.output, line) if x)
         self.store.update(task.id, current.status, actor=actor, output=output[-20000:])
-        self.store.record(
-            task.id, "push", actor=actor, reason=line[:MAX_OUTPUT_LINE], to_value=commit
-        )
-        return {"remote": where, "branch": target, "commit": commit, "output": line}
+        self.store.record(task.id, kind, actor=actor, reason=line[:MAX_OUTPUT_LINE], to_value=value)
+
+    def pull_request(
+        self,
+        task: Task,
+        *,
+        forge_kind: str | None,
+        api_url: str | None,
+        base: str | None,
+        title: str,
+        body: str,
+        actor: str,
+    ) -> dict[str, Any]:
+        """Push the task branch to its repository, then open a pull request (GitHub) or
+        merge request (GitLab) of it with the repository's token; its URL is added to
+        the task's output."""
+        self._need_repo(task)
+        check_title(title, body)
+        forge = forge_for(str(task.resolved["repo"]), forge_kind, api_url)
+        token = self.secrets(task.id).get("repo_credential")
+        if not isinstance(token, str) or not token:
+            raise TaskConflict(
+                f"{task.name} has no repo_credential: a pull request needs the token",
+                hint="create the task with --param repo_credential=TOKEN (or configure "
+                "DOCKYARD_SECRET_REPO_CREDENTIAL on the server)",
+            )
+        if base is not None:
+            check_ref(base, "--base")
+        pushed = self.push(task, remote=None, branch=None, allowed_hosts=[], actor=actor)
+        with httpx.Client(timeout=FORGE_S, follow_redirects=False, trust_env=True) as http:
+            if base is None:
+                base = check_ref(str(task.resolved.get("ref") or ""), "ref") or None
+            if base is None:
+                answer = self._call(http, forge, forge.repository(), token, task)
+                base = forge.default_branch(answer)
+                if base is None:
+                    raise TaskConflict(f"{forge.kind} named no default branch: give --base")
+            request = forge.open_request(pushed["branch"], base, title, body)
+            answer = self._call(http, forge, request, token, task)
+        url = forge.request_url(answer)
+        if url is None:
+            raise TaskConflict(f"{forge.kind} answered without the request's URL")
+        line = f"pull request: {url} ({pushed['branch']} into {base})"
+        self._output(task, "pr", line, url[:MAX_OUTPUT_LINE], actor)
+        return {"url": url, "branch": pushed["branch"], "base": base, "output": line}
+
+    @staticmethod
+    def _call(
+        http: httpx.Client, forge: Forge, request: ForgeRequest, token: str, task: Task
+    ) -> Any:
+        headers = {**request.headers, **forge.auth_headers(token)}
+        try:
+            reply = http.request(request.method, request.url, json=request.json, headers=headers)
+        except httpx.HTTPError as exc:
+            raise TaskConflict(f"cannot reach {forge.kind} at {forge.api}: {exc}") from exc
+        if reply.is_error:
+            said = " ".join(reply.text.split())[:400].replace(token, "********")
+            raise TaskConflict(
+                f"{forge.kind} refused the request for {task.name} "
+                f"(HTTP {reply.status_code}): {said}"
+            )
+        try:
+            return reply.json()
+        except ValueError as exc:
+            raise TaskConflict(f"{forge.kind} answered something that is not JSON") from exc

@@ -18,6 +18,7 @@ from provisioner.prompts import check_strings
 from provisioner.server.auth import caller
 from provisioner.server.http_errors import ERROR_RESPONSES
 from provisioner.server.tasks_api import find_task
+from provisioner.templating.catalog import Template
 
 BUNDLE_TYPE = "application/x-git-bundle"
 
@@ -33,6 +34,20 @@ class PushInput(BaseModel):
     )
     branch: str | None = Field(
         None, max_length=200, description="The branch to create there; absent: dockyard/<task>"
+    )
+
+
+class PullRequestInput(BaseModel):
+    """Body of POST /api/v2/tasks/{ref}/pr."""
+
+    title: str | None = Field(
+        None, max_length=256, description="The request's title; absent: the task's title"
+    )
+    body: str | None = Field(None, max_length=65536, description="Its description")
+    base: str | None = Field(
+        None,
+        max_length=200,
+        description="The branch to merge into; absent: the task's ref, else the default",
     )
 
 
@@ -81,16 +96,35 @@ def build_repo_router(engine: Engine) -> APIRouter:
         check_strings(body.remote, "remote")
         check_strings(body.branch, "branch")
         task = task_for(who, ref, "task.push")
-        try:
-            template = engine.catalog.get(task.template, task.template_version)
-            allowed = list(template.config.repo.allowed_hosts)
-        except DockyardError as exc:
-            raise TaskConflict(
-                f"{task.name}'s template {task.template} {task.template_version} is gone: "
-                "its allowed hosts are unknown"
-            ) from exc
+        allowed = list(_template_of(task).config.repo.allowed_hosts)
         return engine.gitwork.push(
             task, remote=body.remote, branch=body.branch, allowed_hosts=allowed, actor=who.actor
         )
+
+    @r.post("/tasks/{ref}/pr")
+    def pull_request(
+        ref: str, body: PullRequestInput, who: Principal = Depends(caller)
+    ) -> dict[str, Any]:
+        check_strings([body.title, body.body, body.base], "body")
+        task = task_for(who, ref, "task.pr")
+        rules = _template_of(task).config.repo
+        return engine.gitwork.pull_request(
+            task,
+            forge_kind=rules.forge,
+            api_url=rules.api_url,
+            base=body.base,
+            title=body.title or task.title or task.name,
+            body=body.body or f"Made by Dockyard task {task.name}.",
+            actor=who.actor,
+        )
+
+    def _template_of(task: Task) -> Template:
+        try:
+            return engine.catalog.get(task.template, task.template_version)
+        except DockyardError as exc:
+            raise TaskConflict(
+                f"{task.name}'s template {task.template} {task.template_version} is gone: "
+                "its repository rules are unknown"
+            ) from exc
 
     return r

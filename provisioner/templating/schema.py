@@ -139,6 +139,18 @@ class RepoConfig(_Strict):
         "it); empty: any",
     )
 
+    forge: Literal["github", "gitlab"] | None = Field(
+        None,
+        description="Where `task pr` opens pull requests; absent: known by the host "
+        "(github.com, gitlab.com)",
+    )
+    api_url: str | None = Field(
+        None,
+        max_length=2048,
+        pattern=r"^https?://[^\s]+$",
+        description="The forge's REST API root (GitHub Enterprise: https://HOST/api/v3)",
+    )
+
     @field_validator("allowed_hosts")
     @classmethod
     def _hosts(cls, value: list[str]) -> list[str]:

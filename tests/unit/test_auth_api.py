@@ -65,6 +65,7 @@ RULES: dict[tuple[str, str], str] = {
     ("GET", "/api/v2/tasks/{ref}/diff"): MEMBER,
     ("GET", "/api/v2/tasks/{ref}/bundle"): MEMBER,
     ("POST", "/api/v2/tasks/{ref}/push"): MEMBER,
+    ("POST", "/api/v2/tasks/{ref}/pr"): MEMBER,
     ("GET", "/api/v2/cost"): MEMBER,
     ("PATCH", "/api/v2/tasks/{ref}"): MEMBER,
     ("POST", "/api/v2/tasks/{ref}/promote"): MEMBER,
@@ -111,6 +112,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v2/tokens"): {"name": "ci"},
     ("POST", "/api/v2/drain"): {"grace": "0s"},
     ("POST", "/api/v2/tasks/{ref}/push"): {"branch": "x"},
+    ("POST", "/api/v2/tasks/{ref}/pr"): {"title": "x"},
     # refused for everyone (a loopback receiver), so no request ever leaves the test
     ("POST", "/api/v2/webhooks"): {"url": "http://127.0.0.1:9/", "events": ["status"]},
     ("POST", "/api/v2/tasks/{ref}/claim"): {"session_id": "s1"},

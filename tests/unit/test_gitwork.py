@@ -17,6 +17,7 @@ from provisioner.bridge.runtime.launch import write_secret_files
 from provisioner.bridge.runtime.statedir import StateDir
 from provisioner.errors import ParameterError
 from provisioner.gitwork import parse, scripts
+from provisioner.gitwork.forges import check_title, forge_for
 from provisioner.gitwork.urls import (
     check_ref,
     check_repo_url,
@@ -287,3 +288,31 @@ def test_a_workspace_claimed_under_another_name_bundles_its_checked_out_branch(
     assert code == 0, out
     _, ref, data = parse.bundle_of(out)
     assert ref == "refs/heads/dockyard/t" and data is not None
+
+
+def test_forges_are_known_by_host_or_configured() -> None:
+    github = forge_for("https://github.com/org/app.git", None, None)
+    assert (github.kind, github.api, github.project) == (
+        "github",
+        "https://api.github.com",
+        "org/app",
+    )
+    opened = github.open_request("dockyard/t", "main", "T", "B")
+    assert opened.url == "https://api.github.com/repos/org/app/pulls"
+    assert opened.json == {"title": "T", "head": "dockyard/t", "base": "main", "body": "B"}
+    assert github.auth_headers("x") == {"Authorization": "Bearer x"}
+    gitlab = forge_for("https://gitlab.com/group/sub/app", None, None)
+    assert gitlab.repository().url == "https://gitlab.com/api/v4/projects/group%2Fsub%2Fapp"
+    assert gitlab.auth_headers("x") == {"PRIVATE-TOKEN": "x"}
+    assert gitlab.request_url({"web_url": "https://gitlab.com/mr/1"}) == "https://gitlab.com/mr/1"
+    assert gitlab.request_url({"web_url": "javascript:alert(1)"}) is None
+    ghe = forge_for("https://git.corp/o/r.git", "github", "https://git.corp/api/v3/")
+    assert ghe.repository().url == "https://git.corp/api/v3/repos/o/r"
+    with pytest.raises(ParameterError, match="which forge"):
+        forge_for("https://git.corp/o/r.git", None, None)
+    with pytest.raises(ParameterError, match="owner"):
+        forge_for("https://github.com/app.git", None, None)
+    with pytest.raises(ParameterError):
+        check_title("", "")
+    with pytest.raises(ParameterError):
+        check_title("x" * 300, "")

@@ -15,6 +15,7 @@ from click.testing import CliRunner, Result
 from cli.main import cli as dockyard
 from provisioner.lifecycle import Status
 from tests.fake_engine import Harness, bridge_cache, harness_at
+from tests.fake_forge import fake_forge
 from tests.git_server import GitServer, git, serve_repository
 from tests.serving import admin_env, admin_headers, serve
 
@@ -197,5 +198,55 @@ def test_a_task_without_a_repository_says_so(served: Served) -> None:
     try:
         result = served("task", "diff", name)
         assert result.exit_code == 1 and "has no repository" in result.output
+    finally:
+        served.h.engine.delete(name)
+
+
+@pytest.mark.parametrize("kind", ["github", "gitlab"])
+def test_pr_pushes_then_opens_a_request_on_the_forge(served: Served, kind: str) -> None:
+    with fake_forge(served.repo.token) as forge:
+        template = served.h.add_scripted_variant(
+            f"scripted-{kind}", repo={"forge": kind, "api_url": forge.url}
+        )
+        params = {"repo": served.repo.url, "repo_credential": served.repo.token}
+        made = served.api(
+            "POST",
+            "/api/v2/tasks",
+            json={"template": template, "prompt": "/write pr.txt yes", "parameters": params},
+        )
+        name = made.json()["name"]
+        served.h.wait_output(name, "Wrote pr.txt")
+        served.h.wait_idle(name)
+        result = served("task", "pr", name, "--title", "Add pr.txt")
+        assert result.exit_code == 0, result.output
+        assert result.output.strip().startswith(forge.url)
+        assert served.repo.branches()[f"dockyard/{name}"]
+        opened = forge.requests[-1]
+        if kind == "github":
+            assert opened["json"] == {
+                "title": "Add pr.txt",
+                "head": f"dockyard/{name}",
+                "base": "main",
+                "body": f"Made by Dockyard task {name}.",
+            }
+        else:
+            assert opened["json"]["source_branch"] == f"dockyard/{name}"
+            assert opened["json"]["target_branch"] == "main"
+        assert result.output.strip() in (served.h.task(name).output or "")
+        events = served.api("GET", f"/api/v2/tasks/{name}/events").text
+        assert served.repo.token not in events
+        served.h.engine.delete(name)
+
+
+def test_pr_says_what_to_configure_for_an_unknown_forge(served: Served) -> None:
+    params = {"repo": served.repo.url, "repo_credential": served.repo.token}
+    made = served.api(
+        "POST", "/api/v2/tasks", json={"template": "scripted", "prompt": "x", "parameters": params}
+    )
+    name = made.json()["name"]
+    try:
+        reply = served.api("POST", f"/api/v2/tasks/{name}/pr", json={})
+        assert reply.status_code == 400
+        assert "repo.forge" in reply.json()["hint"]
     finally:
         served.h.engine.delete(name)
