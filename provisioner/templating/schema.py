@@ -174,11 +174,19 @@ def repo_parameters(repo: RepoConfig) -> list[Parameter]:
             default=repo.default,
             required=repo.required,
             description="Git repository (https:// URL) cloned into the workspace",
+            # the shape here; the URL's every part is checked in gitwork.urls
+            validation=Validation(
+                regex=r"https?://[!-~]{1,2040}", message="an https:// (or http://) URL"
+            ),
         ),
         Parameter(
             name="ref",
             default=repo.ref,
             description="Branch, tag or commit of the repository to start from",
+            validation=Validation(
+                regex=r"([A-Za-z0-9_][A-Za-z0-9._/+-]{0,199})?",
+                message="a branch, tag or commit name",
+            ),
         ),
         Parameter(
             name="repo_depth",
@@ -190,6 +198,9 @@ def repo_parameters(repo: RepoConfig) -> list[Parameter]:
             name="repo_credential",
             secret=True,
             description="HTTPS token for the repository (read by git's credential helper)",
+            validation=Validation(
+                regex=r"[!-~]{0,4096}", message="a token: printable characters, no spaces"
+            ),
         ),
     ]
 
