@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from provisioner.engine.workspace import REPO_POLICY
 from provisioner.errors import BackendError, DockyardError, ParameterError, TaskConflict
 from provisioner.gitwork import parse, scripts
 from provisioner.gitwork.forges import Forge, ForgeRequest, check_title, forge_for
@@ -39,7 +40,7 @@ MAX_OUTPUT_LINE = 300
 
 def has_repo(task: Task) -> bool:
     """Whether the task's workspace was started from a repository."""
-    return bool(task.resolved.get("repo"))
+    return bool(task.policy.get(REPO_POLICY)) and bool(task.resolved.get("repo"))
 
 
 class GitWork:

@@ -23,6 +23,8 @@ from provisioner.templating.render import render_workspace
 IMAGE_OF_TEMPLATE = "template:"
 # the task policy's record of the lender template (and version) whose image it borrows
 BRIDGE_STATE_DIR = f"{recipes.AGENT_HOME}/.dockyard/bridge"
+# the task policy's mark of a task cloned from its `repo` (its work is in git)
+REPO_POLICY = "repo"
 
 
 def spec_for(catalog: Catalog, task: Task, secrets: dict[str, Any] | None = None) -> WorkspaceSpec:
@@ -72,6 +74,8 @@ def task_policy(catalog: Catalog, spec: WorkspaceSpec) -> dict[str, Any]:
     the backend, and the version of a template whose image it borrows, pinned (and stored)
     like its own, so a change to the lender never changes the task's image."""
     policy: dict[str, Any] = {**spec.lifecycle.model_dump(), "backend": spec.backend}
+    if spec.clones_repo:
+        policy[REPO_POLICY] = True  # its work is in git: checkpoints, diff, pull, push
     lender = _lender(catalog, spec)  # loaded once: what is stored is what is pinned
     if lender is not None:
         if catalog.versions is not None:
@@ -95,7 +99,7 @@ def repo_setup(task: Task, spec: WorkspaceSpec) -> tuple[str | None, dict[str, s
     and the secret files the clone needs (the token, read by git's credential helper)."""
     values = spec.parameters
     url = values.get("repo")
-    if not url:
+    if not url or not spec.clones_repo:
         return spec.setup_script, {}
     token = values.get("repo_credential")
     has_token = isinstance(token, str) and token not in ("", REDACTED)

@@ -201,6 +201,8 @@ def check_repo_values(template: Template, values: dict[str, Any]) -> None:
     """The standard repository parameters as git will take them: an http(s) URL on a host
     the template allows, a ref that is a name and never an option."""
     rules = template.config.repo
+    if not template.config.clones_repo:
+        return  # the template's own `repo` parameter, with its own rules
     if values.get("repo"):
         check_repo_url(values["repo"], rules.allowed_hosts)
         if values.get("repo_depth") is None:

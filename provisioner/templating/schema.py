@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from provisioner.spec import AgentProfile, LifecycleConfig, _Strict
 from provisioner.templating.confine import relative_name
@@ -227,11 +227,23 @@ class TemplateConfig(_Strict):
         default_factory=RepoConfig, description="The repository parameters' rules"
     )
 
+    # whether `repo` is the standard parameter (a template may declare its own `repo`,
+    # which then means what the template says: nothing is cloned)
+    _standard_repo: bool = PrivateAttr(True)
+
     @model_validator(mode="after")
     def _repo_parameters(self) -> TemplateConfig:
-        declared = {p.name for p in self.parameters}
-        self.parameters.extend(p for p in repo_parameters(self.repo) if p.name not in declared)
+        declared = {p.name: p for p in self.parameters}
+        standard = repo_parameters(self.repo)
+        # a config validated again (dumped and loaded) holds the standard one: still ours
+        self._standard_repo = declared.get("repo", standard[0]) == standard[0]
+        self.parameters.extend(p for p in standard if p.name not in declared)
         return self
+
+    @property
+    def clones_repo(self) -> bool:
+        """Whether the `repo` parameter is the standard one: a task giving it is cloned."""
+        return self._standard_repo
 
     @model_validator(mode="after")
     def _terraform_section(self) -> TemplateConfig:

@@ -316,3 +316,17 @@ def test_forges_are_known_by_host_or_configured() -> None:
         check_title("", "")
     with pytest.raises(ParameterError):
         check_title("x" * 300, "")
+
+
+def test_a_templates_own_repo_parameter_is_not_the_standard_one(tmp_path: Path) -> None:
+    from provisioner.templating.schema import TemplateConfig
+
+    own = TemplateConfig.model_validate(
+        {"name": "t", "agent": {"command": ["x"]}, "parameters": [{"name": "repo"}]}
+    )
+    assert not own.clones_repo
+    assert [p.name for p in own.parameters] == ["repo", "ref", "repo_depth", "repo_credential"]
+    standard = TemplateConfig.model_validate({"name": "t", "agent": {"command": ["x"]}})
+    assert standard.clones_repo
+    again = TemplateConfig.model_validate(standard.model_dump())
+    assert again.clones_repo and len(again.parameters) == 4
