@@ -1,4 +1,4 @@
-"""/api/v2 routes of a task's repository: the work out. The diff against the base commit,
+"""Routes of a task's repository: the work out. The diff against the base commit,
 a git bundle of the task branch (the CLI fetches it into a local clone), and a push. Each
 runs git on the workspace's disk, the agent not started when the task is paused. Members
 reach only their own tasks (find_task); an admin acting on another's is audited."""

@@ -98,9 +98,9 @@ def test_diff_pull_apply_push_from_a_paused_task(served: Served, tmp_path: Path)
     assert "from-dockyard" in (served.h.task(name).output or "")
     # the token appears nowhere the server keeps or shows
     everything = [
-        served.api("GET", f"/api/v2/tasks/{name}").text,
-        served.api("GET", f"/api/v2/tasks/{name}/events").text,
-        served.api("GET", f"/api/v2/tasks/{name}/logs").text,
+        served.api("GET", f"/api/dockyard/v1/tasks/{name}").text,
+        served.api("GET", f"/api/dockyard/v1/tasks/{name}/events").text,
+        served.api("GET", f"/api/dockyard/v1/tasks/{name}/logs").text,
         (served.h.home / "dockyard.db").read_bytes().decode(errors="replace"),
     ]
     assert not [text for text in everything if served.repo.token in text]
@@ -127,7 +127,7 @@ def test_diff_pull_apply_push_from_a_paused_task(served: Served, tmp_path: Path)
 def test_hostile_repository_urls_are_refused(served: Served, repo: str, said: str) -> None:
     reply = served.api(
         "POST",
-        "/api/v2/tasks",
+        "/api/dockyard/v1/tasks",
         json={"template": "scripted", "prompt": "x", "parameters": {"repo": repo}},
     )
     assert reply.status_code == 400, reply.text
@@ -141,7 +141,9 @@ def test_hostile_repository_urls_are_refused(served: Served, repo: str, said: st
 def test_hostile_refs_are_refused(served: Served, ref: str) -> None:
     params = {"repo": "https://example.com/r.git", "ref": ref}
     reply = served.api(
-        "POST", "/api/v2/tasks", json={"template": "scripted", "prompt": "x", "parameters": params}
+        "POST",
+        "/api/dockyard/v1/tasks",
+        json={"template": "scripted", "prompt": "x", "parameters": params},
     )
     assert reply.status_code == 400, reply.text
 
@@ -159,7 +161,7 @@ def test_hosts_outside_the_templates_allow_list_are_refused(served: Served) -> N
         ("git.example.com.evil.com", False),
     ]:
         params = {"repo": f"https://{host}/r.git", "work_seconds": 0.05}
-        reply = served.api("POST", "/api/v2/tasks", json={**body, "parameters": params})
+        reply = served.api("POST", "/api/dockyard/v1/tasks", json={**body, "parameters": params})
         if allowed:
             assert reply.status_code == 201, reply.text
             served.h.engine.delete(reply.json()["id"])
@@ -170,7 +172,7 @@ def test_hosts_outside_the_templates_allow_list_are_refused(served: Served) -> N
 def test_push_refuses_hostile_remotes_and_branches(served: Served) -> None:
     made = served.api(
         "POST",
-        "/api/v2/tasks",
+        "/api/dockyard/v1/tasks",
         json={
             "template": "scripted",
             "prompt": "x",
@@ -188,7 +190,7 @@ def test_push_refuses_hostile_remotes_and_branches(served: Served) -> None:
             {"branch": "a..b"},
             {"branch": "x\u0007"},
         ):
-            reply = served.api("POST", f"/api/v2/tasks/{name}/push", json=body)
+            reply = served.api("POST", f"/api/dockyard/v1/tasks/{name}/push", json=body)
             assert reply.status_code == 400, (body, reply.text)
     finally:
         served.h.engine.delete(name)
@@ -213,7 +215,7 @@ def test_pr_pushes_then_opens_a_request_on_the_forge(served: Served, kind: str) 
         params = {"repo": served.repo.url, "repo_credential": served.repo.token}
         made = served.api(
             "POST",
-            "/api/v2/tasks",
+            "/api/dockyard/v1/tasks",
             json={"template": template, "prompt": "/write pr.txt yes", "parameters": params},
         )
         name = made.json()["name"]
@@ -235,7 +237,7 @@ def test_pr_pushes_then_opens_a_request_on_the_forge(served: Served, kind: str) 
             assert opened["json"]["source_branch"] == f"dockyard/{name}"
             assert opened["json"]["target_branch"] == "main"
         assert result.output.strip() in (served.h.task(name).output or "")
-        events = served.api("GET", f"/api/v2/tasks/{name}/events").text
+        events = served.api("GET", f"/api/dockyard/v1/tasks/{name}/events").text
         assert served.repo.token not in events
         served.h.engine.delete(name)
 
@@ -243,11 +245,13 @@ def test_pr_pushes_then_opens_a_request_on_the_forge(served: Served, kind: str) 
 def test_pr_says_what_to_configure_for_an_unknown_forge(served: Served) -> None:
     params = {"repo": served.repo.url, "repo_credential": served.repo.token}
     made = served.api(
-        "POST", "/api/v2/tasks", json={"template": "scripted", "prompt": "x", "parameters": params}
+        "POST",
+        "/api/dockyard/v1/tasks",
+        json={"template": "scripted", "prompt": "x", "parameters": params},
     )
     name = made.json()["name"]
     try:
-        reply = served.api("POST", f"/api/v2/tasks/{name}/pr", json={})
+        reply = served.api("POST", f"/api/dockyard/v1/tasks/{name}/pr", json={})
         assert reply.status_code == 400
         assert "repo.forge" in reply.json()["hint"]
     finally:
