@@ -164,7 +164,7 @@ def main(args: Any, stack: contextlib.ExitStack) -> None:
         f"changed ({args.runs} runs)",
         list(rows.values()),
         [
-            "task diff: GET /api/v2/tasks/T/diff (commits, numstat, full diff, untracked too)",
+            "task diff: GET .../tasks/T/diff (commits, numstat, full diff, untracked too)",
             "task pull: GET .../bundle (checkpoint first when running) + git fetch of it",
         ],
     )
