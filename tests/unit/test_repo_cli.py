@@ -19,6 +19,9 @@ from tests.fake_forge import fake_forge
 from tests.git_server import GitServer, git, serve_repository
 from tests.serving import admin_env, admin_headers, serve
 
+# a clone over HTTP, then the agent: generous on a loaded machine (never a timed assert)
+SLOW = 90.0
+
 __all__ = ["bridge_cache"]
 
 FILES = {"README.md": "# demo\n", "src/app.py": "print('app')\n"}
@@ -64,10 +67,10 @@ def test_diff_pull_apply_push_from_a_paused_task(served: Served, tmp_path: Path)
     made = served("task", "create", "-q", "-t", "scripted", *params, token, "/write out.txt done")
     assert made.exit_code == 0, made.output
     name = served.h.task(made.stdout.strip()).name
-    served.h.wait_output(name, "Wrote out.txt")
-    served.h.wait_idle(name)
+    served.h.wait_output(name, "Wrote out.txt", timeout=SLOW)
+    served.h.wait_idle(name, timeout=SLOW)
     assert served("task", "pause", name).exit_code == 0
-    served.h.wait_status(name, Status.PAUSED)
+    served.h.wait_status(name, Status.PAUSED, timeout=SLOW)
 
     shown = served("task", "diff", name)
     assert shown.exit_code == 0, shown.output
@@ -219,8 +222,8 @@ def test_pr_pushes_then_opens_a_request_on_the_forge(served: Served, kind: str) 
             json={"template": template, "prompt": "/write pr.txt yes", "parameters": params},
         )
         name = made.json()["name"]
-        served.h.wait_output(name, "Wrote pr.txt")
-        served.h.wait_idle(name)
+        served.h.wait_output(name, "Wrote pr.txt", timeout=SLOW)
+        served.h.wait_idle(name, timeout=SLOW)
         result = served("task", "pr", name, "--title", "Add pr.txt")
         assert result.exit_code == 0, result.output
         assert result.output.strip().startswith(forge.url)

@@ -13,6 +13,9 @@ from provisioner.queueing import parse_completion
 from tests.fake_engine import FAST, Harness, bridge_cache, fake
 from tests.git_server import GitServer, git, serve_repository
 
+# a clone over HTTP, then the agent: generous on a loaded machine (never a timed assert)
+SLOW = 90.0
+
 __all__ = ["bridge_cache", "fake"]
 
 FILES = {"README.md": "# demo\n", "src/app.py": "print('app')\n", ".gitignore": "*.log\n"}
@@ -40,7 +43,7 @@ def test_a_task_starts_on_its_branch_from_the_cloned_repository(
 ) -> None:
     server, commit = served
     name = _create(fake, server)
-    task = fake.wait_idle(name)
+    task = fake.wait_idle(name, timeout=SLOW)
     assert task.base_commit == commit
     work = fake.backend.host_path(task.id, "/workspace")
     assert (work / "src" / "app.py").read_text() == "print('app')\n"
@@ -62,13 +65,13 @@ def test_pause_checkpoints_every_file_and_the_work_comes_out(
 ) -> None:
     server, commit = served
     name = _create(fake, server, "/write notes/todo.txt first thing")
-    fake.wait_output(name, "Wrote notes/todo.txt")
-    task = fake.wait_idle(name)
+    fake.wait_output(name, "Wrote notes/todo.txt", timeout=SLOW)
+    task = fake.wait_idle(name, timeout=SLOW)
     work = fake.backend.host_path(task.id, "/workspace")
     (work / "debug.log").write_text("ignored\n")  # .gitignore says *.log
     (work / "README.md").write_text("# demo, edited\n")
     fake.engine.pause(name)
-    task = fake.wait_status(name, Status.PAUSED)
+    task = fake.wait_status(name, Status.PAUSED, timeout=SLOW)
     head = git(work, "rev-parse", "HEAD").strip()
     assert task.checkpoint_commit == head != commit
     assert git(work, "log", "-1", "--format=%an <%ae>").strip() == "Dockyard <dockyard@localhost>"
@@ -123,7 +126,7 @@ def test_a_failed_clone_is_a_setup_error_with_gits_message(
 ) -> None:
     server, _ = served
     name = _create(fake, server, repo_credential="wrong-token")
-    task = fake.wait_status(name, Status.ERROR)
+    task = fake.wait_status(name, Status.ERROR, timeout=SLOW)
     assert task.phase == "setup"
     assert server.url in task.message and "failed" in task.message
     assert "wrong-token" not in task.message
@@ -134,8 +137,8 @@ def test_a_failing_checkpoint_is_an_event_and_never_holds_up_the_pause(
 ) -> None:
     server, _ = served
     name = _create(fake, server, "/write a.txt A")
-    fake.wait_output(name, "Wrote a.txt")
-    task = fake.wait_idle(name)
+    fake.wait_output(name, "Wrote a.txt", timeout=SLOW)
+    task = fake.wait_idle(name, timeout=SLOW)
     work = fake.backend.host_path(task.id, "/workspace")
     (work / ".git" / "index.lock").write_text("")  # git cannot commit now
     fake.engine.pause(name)
@@ -154,14 +157,14 @@ def test_idle_auto_pause_and_completion_checkpoint_first(
     server, _ = served
     fake.add_scripted_variant("scripted-idle", lifecycle={"idle_timeout": 0.3})
     name = _create(fake, server, "/write idle.txt zzz", template="scripted-idle")
-    task = fake.wait_status(name, Status.PAUSED)
+    task = fake.wait_status(name, Status.PAUSED, timeout=SLOW)
     work = fake.backend.host_path(task.id, "/workspace")
     assert git(work, "show", "HEAD:idle.txt") == "zzz\n"
     assert "auto-paused" in str(_checkpoints(fake, task.id)[-1]["reason"])
 
     other = _create(fake, server, "/write done.txt ok")
-    fake.wait_output(other, "Wrote done.txt")
-    done = fake.wait_idle(other)
+    fake.wait_output(other, "Wrote done.txt", timeout=SLOW)
+    done = fake.wait_idle(other, timeout=SLOW)
     fake.engine.complete(other, parse_completion({"outcome": "SUCCESS"}), actor="test")
     work = fake.backend.host_path(done.id, "/workspace")
     assert git(work, "show", "HEAD:done.txt") == "ok\n"
@@ -173,8 +176,8 @@ def test_delete_of_a_running_task_checkpoints_before_removing(
 ) -> None:
     server, _ = served
     name = _create(fake, server, "/write gone.txt bye")
-    fake.wait_output(name, "Wrote gone.txt")
-    task = fake.wait_idle(name)
+    fake.wait_output(name, "Wrote gone.txt", timeout=SLOW)
+    task = fake.wait_idle(name, timeout=SLOW)
     fake.backend.calls.clear()
     fake.engine.delete(name)
     calls = [c for c in fake.backend.calls if c[1] == task.id]
