@@ -62,6 +62,11 @@ def later(seconds: float, action: Callable[[], object]) -> threading.Thread:
     return thread
 
 
+# A woken long-poll answers long before the 20 s it was allowed to hold: this bound tells
+# "woken" from "held to the end" however loaded the machine is (it is no speed test).
+WOKEN = 15
+
+
 def timed(call: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:
     start = time.monotonic()
     reply = call()
@@ -79,15 +84,15 @@ def test_a_prompt_wait_answers_as_soon_as_it_is_taken(served: Served) -> None:
     thread.join()
     assert reply.status_code == 200, reply.text
     assert reply.json()["state"] == "taken"
-    assert 0.25 < took < 5
+    assert 0.25 < took < WOKEN
 
 
 def test_a_prompt_wait_holds_no_longer_than_asked(served: Served) -> None:
     reply, took = timed(lambda: served.get("/api/v2/tasks/t/prompts/p1", wait=0.4))
     assert reply.json()["state"] == "queued"
-    assert 0.35 < took < 5
+    assert 0.35 < took < WOKEN
     reply, took = timed(lambda: served.get("/api/v2/tasks/t/prompts/p1"))  # no wait: at once
-    assert reply.json()["state"] == "queued" and took < 5
+    assert reply.json()["state"] == "queued" and took < WOKEN
 
 
 def test_a_prompt_wait_ends_when_the_task_stops(served: Served) -> None:
@@ -98,7 +103,7 @@ def test_a_prompt_wait_ends_when_the_task_stops(served: Served) -> None:
     reply, took = timed(lambda: served.get("/api/v2/tasks/t/prompts/p1", wait=20))
     thread.join()
     assert reply.json()["state"] == "queued"
-    assert took < 5
+    assert took < WOKEN
 
 
 def test_a_status_wait_answers_as_soon_as_the_task_changes(served: Served) -> None:
@@ -113,13 +118,13 @@ def test_a_status_wait_answers_as_soon_as_the_task_changes(served: Served) -> No
     thread.join()
     assert reply.json()["state"] == "idle"
     assert reply.headers["etag"] != etag
-    assert 0.25 < took < 5
+    assert 0.25 < took < WOKEN
     # a stale tag is answered at once; an unchanged task at the bound
     reply, took = timed(lambda: served.get("/api/v2/tasks/t", wait=20, since=etag))
-    assert reply.json()["state"] == "idle" and took < 5
+    assert reply.json()["state"] == "idle" and took < WOKEN
     now = reply.headers["etag"]
     reply, took = timed(lambda: served.get("/api/v2/tasks/t", wait=0.4, since=now))
-    assert reply.headers["etag"] == now and 0.35 < took < 5
+    assert reply.headers["etag"] == now and 0.35 < took < WOKEN
 
 
 @pytest.mark.parametrize(
@@ -141,7 +146,7 @@ def test_abusive_waits_are_a_400_at_once(served: Served, path: str, bad: dict[st
         pytest.skip("a prompt wait takes no `since`")
     reply, took = timed(lambda: served.get(path, **bad))
     assert reply.status_code == 400, reply.text
-    assert took < 5
+    assert took < WOKEN
     assert "x" * 65 not in reply.text and "1" * 5000 not in reply.text
 
 
@@ -152,7 +157,7 @@ def test_members_cannot_wait_on_anothers_task(served: Served) -> None:
         (f"/api/v2/tasks/{served.task.id}/prompts/p1", {"wait": 20}),
     ]:
         reply, took = timed(lambda: served.get(path, "bob", **params))  # noqa: B023
-        assert reply.status_code == 404 and took < 5
+        assert reply.status_code == 404 and took < WOKEN
         assert "alice" not in reply.text
     unauthenticated = httpx.get(served.url + "/api/v2/tasks/t", params={"wait": 20}, timeout=30)
     assert unauthenticated.status_code == 401
@@ -161,7 +166,7 @@ def test_members_cannot_wait_on_anothers_task(served: Served) -> None:
 def test_a_prompt_of_another_task_is_not_found_without_waiting(served: Served) -> None:
     other = stored_task(served.store, Status.ACTIVE, owner="alice", name="u", state="working")
     reply, took = timed(lambda: served.get(f"/api/v2/tasks/{other.name}/prompts/p1", wait=20))
-    assert reply.status_code == 404 and took < 5
+    assert reply.status_code == 404 and took < WOKEN
 
 
 def test_the_cli_waits_on_the_server_instead_of_polling(served: Served) -> None:
