@@ -37,8 +37,12 @@ from provisioner.dependencies import Dependency, Verdict, decide
 from provisioner.errors import Forbidden, TaskConflict, TaskNotFound
 from provisioner.lifecycle import State, Status
 from provisioner.model import Task, utcnow
+from provisioner.queueing import check_text
 from provisioner.routing import Target
 from provisioner.store.store import Store
+
+# a rejection's reason goes into the history: as bounded as any other reason
+MAX_REASON_BYTES = 512
 
 log = logging.getLogger(__name__)
 
@@ -269,6 +273,8 @@ class TaskClaims:
         self, ref: str, *, user: str, reason: str | None = None, admin: bool = False
     ) -> Task:
         """offered -> pending: the worker declines; any worker may claim it then."""
+        # it goes into the task's history, which terminals show: no escape sequences
+        reason = check_text(reason, "reason", MAX_REASON_BYTES)
         task = self._offered_to_caller(ref, user, admin)
         why = f"worker {task.offer_to} rejected the offer" + (f": {reason}" if reason else "")
         if not self._end_offer(task, f"user:{user}", why):

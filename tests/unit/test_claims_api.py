@@ -228,6 +228,10 @@ def test_the_cli_claims_starts_completes_and_runs_workers(api: Api, tmp_path: Pa
     # offers: made to api-1 once created, accepted or rejected by its owner
     made = run("task", "create", "-q", "--target", "reviewers", "--offer-to", "api-1", "offer")
     offered = api.h.wait_status(made.strip(), Status.OFFERED)
+    # a reason goes into the history: no escape sequence reaches a terminal from there
+    path = f"/api/dockyard/v1/tasks/{offered.id}/offer/reject"
+    hostile = api.call("user1", "POST", path, json={"reason": "busy\x1b]0;owned\x07"})
+    assert hostile.status_code == 400 and "U+001B" in hostile.json()["detail"]
     assert "pending" in run("task", "reject", offered.id, "--reason", "busy")
     made = run("task", "create", "-q", "--target", "reviewers", "--offer-to", "api-1", "again")
     offered = api.h.wait_status(made.strip(), Status.OFFERED)
