@@ -199,6 +199,15 @@ class Client:
         self._conn: Any = None  # http.client.HTTPConnection, kept alive between requests
         self._prefix = parts.path.rstrip("/")
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """What every request sends: the user agent and the token."""
+        return dict(self._headers)
+
+    def http(self) -> Any:
+        """The httpx client (for streamed bodies); its paths start with /api/v2."""
+        return self._httpx()
+
     def close(self) -> None:
         """Release the connection (pool)."""
         if self._http is not None:

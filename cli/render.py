@@ -325,6 +325,16 @@ def workspace_lines(task: dict[str, Any]) -> list[str]:
     return lines
 
 
+def app_lines(task: dict[str, Any]) -> list[str]:
+    """The ports its template declares (`apps:`), and where the server previews them."""
+    lines = []
+    for app in (task.get("policy") or {}).get("apps") or []:
+        health = f", health {app['health']}" if app.get("health") else ""
+        where = f"/api/v2/tasks/{task.get('name')}/apps/{app.get('name')}/"
+        lines.append(f"app: {app.get('name')} port {app.get('port')}{health}: {where}")
+    return lines
+
+
 def phases_line(phases: Iterable[dict[str, Any]]) -> str:
     """`phases: image 0.1s, create 0.1s, ... (total 0.9s)`; an open phase says `running`."""
     parts = []

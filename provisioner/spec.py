@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from provisioner.access import AccessConfig, AppConfig
 from provisioner.durations import parse_retention
 from provisioner.prompts import MAX_PROMPT_BYTES
 from provisioner.queueing import MAX_RETRIES
@@ -135,3 +136,5 @@ class WorkspaceSpec:
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
     cap_add: tuple[str, ...] = ()
     terraform: TerraformSpec | None = None
+    access: AccessConfig = field(default_factory=AccessConfig)
+    apps: tuple[AppConfig, ...] = ()

@@ -14,7 +14,16 @@ from fastapi.concurrency import run_in_threadpool
 
 from provisioner.auth.tokens import Principal
 from provisioner.errors import Forbidden, Unauthenticated
-from provisioner.server.guard import ASGIApp, Receive, Refusal, Scope, Send, header, send_refusal
+from provisioner.server.guard import (
+    ASGIApp,
+    Receive,
+    Refusal,
+    Scope,
+    Send,
+    header,
+    refuse_websocket,
+    send_refusal,
+)
 from provisioner.store.store import Store
 
 CHALLENGE = ("www-authenticate", 'Bearer realm="dockyard"')
@@ -47,8 +56,8 @@ class Authenticator:
         self.store = store
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)  # lifespan
             return
         token = bearer(header(scope, b"authorization"))
         try:
@@ -56,7 +65,7 @@ class Authenticator:
                 raise Unauthenticated("This server needs an API token", hint=HINT)
             principal = await run_in_threadpool(self.store.authenticate, token)
         except Unauthenticated as exc:
-            target = f"{scope['method']} {scope['path']}"
+            target = f"{scope.get('method', 'WEBSOCKET')} {scope['path']}"
             await run_in_threadpool(
                 self.store.record_audit,
                 "anonymous",
@@ -65,7 +74,11 @@ class Authenticator:
                 exc.message,
                 client_address(scope),
             )
-            await send_refusal(send, Refusal(401, exc.message, exc.hint or HINT), [CHALLENGE])
+            refusal = Refusal(401, exc.message, exc.hint or HINT)
+            if scope["type"] == "websocket":
+                await refuse_websocket(scope, send, refusal, [CHALLENGE])
+            else:
+                await send_refusal(send, refusal, [CHALLENGE])
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)

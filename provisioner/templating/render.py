@@ -87,6 +87,8 @@ def render_workspace(
         lifecycle=template.config.lifecycle,
         cap_add=tuple(template.config.security.cap_add),
         terraform=render_terraform(template, context),
+        access=template.config.access,
+        apps=tuple(template.config.apps),
     )
 
 
