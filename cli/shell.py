@@ -68,7 +68,8 @@ def run_session(task: str, argv: list[str] | None, *, tty: bool, root: bool) -> 
         import tty as ttymod
 
         saved = termios.tcgetattr(sys.stdin.fileno())
-        ttymod.setraw(sys.stdin.fileno())
+        # TCSANOW: keys typed ahead (before the shell started) are kept, not flushed
+        ttymod.setraw(sys.stdin.fileno(), termios.TCSANOW)
 
         def resized(_signum: int, _frame: Any) -> None:
             with contextlib.suppress(Exception):

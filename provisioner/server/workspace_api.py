@@ -230,7 +230,7 @@ def build_workspace_router(engine: Engine) -> APIRouter:
     )
     async def get_files(
         ref: str,
-        path: str = Query(max_length=access.MAX_PATH_BYTES, description="In the workspace"),
+        path: str = Query(".", max_length=access.MAX_PATH_BYTES, description="In the workspace"),
         who: Principal = Depends(caller),
     ) -> StreamingResponse:
         """A file or directory of the workspace as a tar stream (`task cp TASK:PATH .`)."""
@@ -245,7 +245,7 @@ def build_workspace_router(engine: Engine) -> APIRouter:
     async def put_files(
         ref: str,
         request: Request,
-        path: str = Query(max_length=access.MAX_PATH_BYTES, description="In the workspace"),
+        path: str = Query(".", max_length=access.MAX_PATH_BYTES, description="In the workspace"),
         who: Principal = Depends(caller),
     ) -> dict[str, Any]:
         """Unpack a tar (one file or directory at its top) at `path`: into it when it is
