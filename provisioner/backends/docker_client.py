@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import secrets
 import socket
 import tarfile
 import threading
@@ -365,6 +366,7 @@ class DockerClient:
     ) -> DockerExecSession:
         """Start `argv` in a running container with its input and output open (the
         exec API's hijacked socket), under a terminal of `size` with `tty`."""
+        marker = secrets.token_hex(8)
         try:
             created = self._api.exec_create(
                 container,
@@ -375,13 +377,13 @@ class DockerClient:
                 tty=tty,
                 user=user,
                 workdir=workdir,
-                environment={**env, **_EXEC_ENV},
+                environment={**env, **_EXEC_ENV, SESSION_ENV: marker},
             )
             exec_id = created["Id"]
             sock = self._api.exec_start(exec_id, tty=tty, socket=True)
         except Exception as exc:
             raise _translate(exc, f"exec in {container[:12]}") from exc
-        session = DockerExecSession(self._api, exec_id, sock, tty)
+        session = DockerExecSession(self._api, exec_id, sock, tty, (container, user, marker))
         if tty:
             session.resize(*size)
         return session
@@ -503,13 +505,31 @@ class DockerClient:
             self._client.close()
 
 
+# Docker never ends an exec whose client has gone (a shell left open would run until the
+# workspace stops), and knows no way to signal one: each session's processes carry a
+# marker in their environment, by which a second exec finds and signals them.
+SESSION_ENV = "DOCKYARD_SESSION"
+_SIGNAL_SESSION = (
+    'for p in /proc/[0-9]*; do tr "\\000" "\\n" < "$p/environ" 2>/dev/null'
+    ' | grep -qx "DOCKYARD_SESSION=$1" && kill "-$2" "${p#/proc/}" 2>/dev/null; done; true'
+)
+
+
 class DockerExecSession:
     """One `docker exec` with its hijacked socket: a terminal's bytes as they are, or,
     without a terminal, Docker's multiplexed frames (an 8-byte header: stream, 0, 0, 0,
     length) split back into stdout and stderr."""
 
-    def __init__(self, api: docker.APIClient, exec_id: str, sock: Any, tty: bool) -> None:
+    def __init__(
+        self,
+        api: docker.APIClient,
+        exec_id: str,
+        sock: Any,
+        tty: bool,
+        owner: tuple[str, str, str],  # container, user, session marker
+    ) -> None:
         self._api = api
+        self._owner = owner
         self._id = exec_id
         # exec_start(socket=True) gives a SocketIO over the daemon's socket; write and
         # half-close the socket itself (a unix socket, or TCP with DOCKER_HOST=tcp://)
@@ -584,12 +604,33 @@ class DockerExecSession:
             time.sleep(delay)
             delay = min(delay * 2, 0.2)
 
+    def _running(self) -> bool:
+        try:
+            return bool(self._api.exec_inspect(self._id).get("Running"))
+        except Exception:
+            return False
+
+    def _signal(self, name: str) -> None:
+        container, user, marker = self._owner
+        with contextlib.suppress(Exception):
+            created = self._api.exec_create(
+                container, ["sh", "-c", _SIGNAL_SESSION, "signal", marker, name], user=user
+            )
+            self._api.exec_start(created["Id"])
+
     def close(self) -> None:
-        """Close the socket: a command reading its input sees the end of it (Docker does
-        not kill an exec whose client left; a terminal's shell gets a hang-up)."""
+        """Close the socket; a command still running is hung up on (SIGHUP to the
+        session's processes, then SIGKILL if it stays), as a terminal closing would."""
         if self._closed:
             return
         self._closed = True
+        if self._running():
+            self._signal("HUP")
+            deadline = time.monotonic() + 2
+            while self._running() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if self._running():
+                self._signal("KILL")
         for closer in (self._raw, self._wrapper):
             with contextlib.suppress(OSError):
                 closer.close()

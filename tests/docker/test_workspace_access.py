@@ -89,6 +89,19 @@ def test_exec_shell_and_files_in_a_real_workspace(
         child.close()
     assert child.exitstatus == 9
 
+    # a client that goes away: its command is hung up on (Docker itself never ends it)
+    left = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "task", "exec", task, "--", "sleep", "123"],
+        env=_env(server),
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+    )
+    sleeping = "ps -eo args | grep -x 'sleep 123'"
+    wait_until(lambda: server.exec(task, "sh", "-c", sleeping)[0] == 0, 30, "the command to run")
+    left.kill()
+    left.wait()
+    wait_until(lambda: server.exec(task, "sh", "-c", sleeping)[0] == 1, 30, "the command to end")
+
     # files in, out, and a link the agent planted that points out of the workspace
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.txt").write_text("from here")
