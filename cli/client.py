@@ -451,6 +451,11 @@ class Client:
         result: JSON = self.decode(reply)
         return result, reply.headers.get("etag")
 
+    def task_apps(self, task: str) -> list[JSON]:
+        """The task's declared apps and whether each is up."""
+        apps: list[JSON] = self.request("GET", f"/tasks/{_segment(task)}/apps").get("apps") or []
+        return apps
+
     def task_events(self, task: str) -> list[JSON]:
         """The task's status history."""
         result: list[JSON] = self.request("GET", f"/tasks/{_segment(task)}/events")["events"]

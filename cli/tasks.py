@@ -441,7 +441,8 @@ def status(ctx: click.Context, task: str, output: str, watch: bool) -> None:
         # Below the two awk-able lines: how long each startup phase took.
         if found.get("phases"):
             click.echo(phases_line(found["phases"]))
-        for line in [*queue_lines(found), *workspace_lines(found), *app_lines(found)]:
+        apps = client.task_apps(task) if (found.get("policy") or {}).get("apps") else None
+        for line in [*queue_lines(found), *workspace_lines(found), *app_lines(found, apps)]:
             click.echo(line)
         return
     try:

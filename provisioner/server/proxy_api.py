@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from fastapi import APIRouter, Request, WebSocket
+from fastapi import APIRouter, Depends, Request, WebSocket
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
@@ -25,8 +25,10 @@ from provisioner import access
 from provisioner.auth.tokens import Principal
 from provisioner.engine.engine import Engine
 from provisioner.errors import BackendError, BridgeFailure, DockyardError, ParameterError
+from provisioner.lifecycle import Status
 from provisioner.model import Task
-from provisioner.server.http_errors import _status_code
+from provisioner.server.auth import caller
+from provisioner.server.http_errors import ERROR_RESPONSES, _status_code
 from provisioner.server.workspace_api import WorkspaceAccess, principal_of
 
 # hop-by-hop headers (RFC 9110 7.6.1), and what must never reach the workspace
@@ -116,6 +118,39 @@ def build_proxy_router(engine: Engine) -> APIRouter:
         )
         response.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in out_headers]
         return response
+
+    @r.get("/tasks/{ref}/apps", responses=ERROR_RESPONSES)
+    async def list_apps(ref: str, who: Principal = Depends(caller)) -> dict[str, Any]:
+        """The ports the task's template declares (`apps:`), where the server previews
+        them, and, for an app with a health path while the workspace runs, whether it
+        answers (`up`: true or false; null when not asked)."""
+        task = await run_in_threadpool(ctx.task, who, ref, "task.apps")
+        apps = access.apps_of(task.policy)
+        host = None
+        if task.status == Status.ACTIVE and any(a.health for a in apps):
+            with contextlib.suppress(BackendError):
+                host = await run_in_threadpool(engine.backend.address, task.id)
+
+        async def up(app: access.AppConfig) -> bool | None:
+            if host is None or app.health is None:
+                return None
+            try:
+                answer = await client.get(f"http://{host}:{app.port}{app.health}", timeout=2.0)
+            except httpx.HTTPError:
+                return False
+            return answer.status_code < 500
+
+        states = await asyncio.gather(*(up(a) for a in apps))
+        return {
+            "apps": [
+                {
+                    **a.model_dump(),
+                    "path": f"/api/v2/tasks/{task.name}/apps/{a.name}/",
+                    "up": state,
+                }
+                for a, state in zip(apps, states, strict=True)
+            ]
+        }
 
     r.add_api_route(
         "/tasks/{ref}/apps/{app}/{path:path}", http_proxy, methods=METHODS, include_in_schema=False

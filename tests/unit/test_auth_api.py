@@ -99,6 +99,7 @@ RULES: dict[tuple[str, str], str] = {
     ("GET", "/api/v2/tasks/{ref}/files"): MEMBER,
     ("PUT", "/api/v2/tasks/{ref}/files"): MEMBER,
     ("GET", "/api/v2/tasks/{ref}/archive"): MEMBER,
+    ("GET", "/api/v2/tasks/{ref}/apps"): MEMBER,
 }
 
 # a body that passes validation, so only authorization can stop the request

@@ -396,9 +396,19 @@ def test_port_forward_and_preview_urls_reach_the_workspace(served: Served) -> No
             assert ws.recv(timeout=10) == "echo: ping"
             ws.send(b"\x00\x01")
             assert ws.recv(timeout=10) == b"echo: \x00\x01"
-        # status shows the app
+        # status and the API show the app, and that it answers its health path
         status = served.cli("task", "status", "alices")
-        assert f"app: web port {served.app_port}, health /" in status.stdout
+        assert f"app: web port {served.app_port}, health / (up): " in status.stdout
+        apps = httpx.get(f"{base}", headers=served.headers(), timeout=10).json()["apps"]
+        assert apps == [
+            {
+                "name": "web",
+                "port": served.app_port,
+                "health": "/",
+                "path": "/api/v2/tasks/alices/apps/web/",
+                "up": True,
+            }
+        ]
 
         # port-forward: a local port, through the server, to the workspace's
         child = pexpect.spawn(
