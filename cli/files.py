@@ -64,10 +64,23 @@ def _copy_out(client: Client, task: str, path: str, local: Path) -> None:
         _stream_to(client, f"/tasks/{segment(task)}/files", {"path": path}, spool)
         spool.seek(0)
         with tempfile.TemporaryDirectory(dir=into, prefix=".dockyard-cp-") as staging:
-            with tarfile.open(fileobj=spool, mode="r|") as tar:
+            skipped: list[str] = []
+
+            def safe(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
                 # the data filter refuses absolute names, `..`, links pointing out and
-                # device files: a hostile workspace cannot write outside `staging`
-                tar.extractall(staging, filter="data")
+                # device files: a hostile workspace cannot write outside `staging`. A
+                # link pointing out (an agent's `x -> /etc`) is left out, not fatal.
+                try:
+                    return tarfile.data_filter(member, dest)
+                except (tarfile.AbsoluteLinkError, tarfile.LinkOutsideDestinationError):
+                    skipped.append(member.name)
+                    return None
+
+            with tarfile.open(fileobj=spool, mode="r|") as tar:
+                tar.extractall(staging, filter=safe)
+            if skipped:
+                shown = ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else "")
+                click.echo(f"left out {len(skipped)} link(s) pointing outside: {shown}", err=True)
             entries = os.listdir(staging)
             if len(entries) != 1:
                 raise CliError(f"the server sent {len(entries)} entries; expected one")

@@ -41,7 +41,11 @@ def pack(root: str, path: str, gz: bool) -> None:
         fail(REFUSED, f"{path} leads outside the workspace directory")
     if not os.path.lexists(real):
         fail(NOT_FOUND, f"{path} does not exist in the workspace")
-    name = "." if real == root else posixpath.basename(path.rstrip("/")) or "."
+    # the whole workspace: `./...` entries in a download, one named top in a copy
+    if real == root:
+        name = "." if gz else posixpath.basename(root) or "workspace"
+    else:
+        name = posixpath.basename(path.rstrip("/")) or posixpath.basename(real)
     out = sys.stdout.buffer
     with tarfile.open(fileobj=out, mode="w|gz" if gz else "w|", format=tarfile.PAX_FORMAT) as tar:
         # dereference=False: a link inside is stored as a link, never followed out

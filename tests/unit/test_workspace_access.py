@@ -287,6 +287,8 @@ def test_cp_both_ways_and_its_abuse_cases(served: Served, tmp_path: Path) -> Non
         == 0
     )
     assert (out / "n.txt").read_text() == "notes"
+    assert served.cli("task", "cp", "alices:.", str(tmp_path / "whole")).returncode == 0
+    assert (tmp_path / "whole" / "renamed.txt").read_text() == "notes"
 
     # hostile: outside the workspace, through a link the agent planted, odd members
     (workspace / "escape").symlink_to("/etc")
@@ -296,6 +298,10 @@ def test_cp_both_ways_and_its_abuse_cases(served: Served, tmp_path: Path) -> Non
     done = served.cli("task", "cp", str(tmp_path / "notes.txt"), "alices:escape/x")
     assert done.returncode != 0 and "outside" in done.stderr, done.stderr
     assert not Path("/etc/x").exists()
+    whole = served.cli("task", "cp", "alices:.", str(tmp_path / "again"))
+    assert whole.returncode == 0 and "left out 1 link(s) pointing outside: " in whole.stderr
+    assert not (tmp_path / "again" / "escape").exists()
+    assert (tmp_path / "again" / "project" / "link").is_symlink()  # links inside are kept
     missing = served.cli("task", "cp", "alices:nothing-here", str(out))
     assert missing.returncode != 0 and "does not exist" in missing.stderr
 
