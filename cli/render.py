@@ -332,7 +332,7 @@ def app_lines(task: dict[str, Any], apps: list[dict[str, Any]] | None = None) ->
     states = {a.get("name"): a.get("up") for a in apps or []}
     for app in (task.get("policy") or {}).get("apps") or []:
         health = f", health {app['health']}" if app.get("health") else ""
-        where = f"/api/v2/tasks/{task.get('name')}/apps/{app.get('name')}/"
+        where = f"/api/dockyard/v1/tasks/{task.get('name')}/apps/{app.get('name')}/"
         up = states.get(app.get("name"))
         state = "" if up is None else (" (up)" if up else " (not answering)")
         lines.append(f"app: {app.get('name')} port {app.get('port')}{health}{state}: {where}")

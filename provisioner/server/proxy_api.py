@@ -1,6 +1,6 @@
 """A workspace's ports, reached through the server: `task port-forward` (a TCP tunnel
-over a WebSocket) and preview URLs (`/api/v2/tasks/{ref}/apps/{port or app}/...`, HTTP
-and WebSocket, proxied).
+over a WebSocket) and preview URLs (`/api/dockyard/v1/tasks/{ref}/apps/{port or app}/...`,
+also at the /api/v2 alias; HTTP and WebSocket, proxied).
 
 No host port is ever published: the server reaches the workspace's port as it reaches
 its bridge (the backend's `address`, the container's address on its network), under the
@@ -29,6 +29,7 @@ from provisioner.lifecycle import Status
 from provisioner.model import Task
 from provisioner.server.auth import caller
 from provisioner.server.http_errors import ERROR_RESPONSES, _status_code
+from provisioner.server.prefixes import DOCKYARD
 from provisioner.server.workspace_api import WorkspaceAccess, principal_of
 
 # hop-by-hop headers (RFC 9110 7.6.1), and what must never reach the workspace
@@ -93,7 +94,7 @@ def build_proxy_router(engine: Engine) -> APIRouter:
         who = principal_of(request.state)
         task, host, port = await run_in_threadpool(target, who, ref, app, "task.app")
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in DROPPED_REQUEST]
-        prefix = f"/api/v2/tasks/{ref}/apps/{app}"
+        prefix = f"{DOCKYARD}/tasks/{ref}/apps/{app}"
         headers += [("x-forwarded-prefix", prefix), ("host", f"{host}:{port}")]
         url = httpx.URL(f"http://{host}:{port}/{path}", query=request.url.query.encode())
         body = await request.body()  # bounded by the request guard (8 MiB)
@@ -145,7 +146,7 @@ def build_proxy_router(engine: Engine) -> APIRouter:
             "apps": [
                 {
                     **a.model_dump(),
-                    "path": f"/api/v2/tasks/{task.name}/apps/{a.name}/",
+                    "path": f"{DOCKYARD}/tasks/{task.name}/apps/{a.name}/",
                     "up": state,
                 }
                 for a, state in zip(apps, states, strict=True)

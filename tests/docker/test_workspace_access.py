@@ -127,7 +127,7 @@ def test_preview_urls_and_port_forward_reach_an_app_in_the_workspace(
     assert _cli(server, "task", "cp", str(APP), f"{task}:app.py").returncode == 0
     start = f"nohup python3 app.py {PORT} >app.log 2>&1 &"
     assert _cli(server, "task", "exec", task, "--", "sh", "-c", start).returncode == 0
-    base = f"{server.url}/api/v2/tasks/{task}/apps/{PORT}"
+    base = f"{server.url}/api/dockyard/v1/tasks/{task}/apps/{PORT}"
     wait_until(
         lambda: httpx.get(f"{base}/", headers=server.headers, timeout=5).status_code == 200,
         30,
@@ -135,7 +135,9 @@ def test_preview_urls_and_port_forward_reach_an_app_in_the_workspace(
     )
     reply = httpx.get(f"{base}/page?q=1", headers=server.headers, timeout=10)
     assert reply.text == "hello from the workspace: /page?q=1 auth=none"
-    ws_url = server.url.replace("http://", "ws://") + f"/api/v2/tasks/{task}/apps/{PORT}/echo"
+    ws_url = (
+        server.url.replace("http://", "ws://") + f"/api/dockyard/v1/tasks/{task}/apps/{PORT}/echo"
+    )
     with connect(ws_url, additional_headers=server.headers, open_timeout=10) as ws:
         ws.send("hi")
         assert ws.recv(timeout=10) == "echo: hi"

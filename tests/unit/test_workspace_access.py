@@ -168,7 +168,7 @@ class Served:
     def ws(self, path: str, who: str | None = "alice") -> Any:
         headers = self.headers(who) if who else {}
         return connect(
-            self.url.replace("http://", "ws://") + "/api/v2" + path,
+            self.url.replace("http://", "ws://") + "/api/dockyard/v1" + path,
             additional_headers=headers,
             open_timeout=30,
         )
@@ -305,7 +305,7 @@ def test_cp_both_ways_and_its_abuse_cases(served: Served, tmp_path: Path) -> Non
     missing = served.cli("task", "cp", "alices:nothing-here", str(out))
     assert missing.returncode != 0 and "does not exist" in missing.stderr
 
-    put = f"{served.url}/api/v2/tasks/alices/files"
+    put = f"{served.url}/api/dockyard/v1/tasks/alices/files"
     tar_headers = {**served.headers(), "content-type": "application/x-tar"}
     hostile = [
         _tar([(_info("../evil"), b"x")]),
@@ -335,7 +335,7 @@ def _declared_too_big(served: Served) -> int:
     with socket.create_connection((host, int(port)), timeout=30) as sock:
         sock.sendall(
             (
-                "PUT /api/v2/tasks/alices/files?path=. HTTP/1.1\r\n"
+                "PUT /api/dockyard/v1/tasks/alices/files?path=. HTTP/1.1\r\n"
                 f"Host: {host}\r\nAuthorization: Bearer {served.tokens['alice']}\r\n"
                 "Content-Type: application/x-tar\r\n"
                 f"Content-Length: {2 * 1024**3}\r\n\r\n"
@@ -374,7 +374,7 @@ def _start_app(served: Served) -> None:
     wait_until(
         lambda: (
             httpx.get(
-                f"{served.url}/api/v2/tasks/alices/apps/web/", headers=headers, timeout=5
+                f"{served.url}/api/dockyard/v1/tasks/alices/apps/web/", headers=headers, timeout=5
             ).status_code
             == 200
         ),
@@ -387,12 +387,17 @@ def test_port_forward_and_preview_urls_reach_the_workspace(served: Served) -> No
     _start_app(served)
     workspace = served.h.backend.host_path(served.task.id, "/workspace")
     try:
-        base = f"{served.url}/api/v2/tasks/alices/apps"
+        base = f"{served.url}/api/dockyard/v1/tasks/alices/apps"
         reply = httpx.get(f"{base}/web/some/page?x=1", headers=served.headers(), timeout=10)
         assert reply.status_code == 200
         # the path arrives, the caller's API token does not
         assert reply.text == "hello from the workspace: /some/page?x=1 auth=none"
         assert reply.headers["x-app"] == "workspace"
+        # the path the issue names, /api/v2/..., is an alias of Dockyard's own prefix
+        alias = f"{served.url}/api/v2/tasks/alices/apps/web/old"
+        assert httpx.get(alias, headers=served.headers(), timeout=10).text.startswith(
+            "hello from the workspace: /old"
+        )
         posted = httpx.post(
             f"{base}/{served.app_port}/p", content=b"data", headers=served.headers(), timeout=10
         )
@@ -411,7 +416,7 @@ def test_port_forward_and_preview_urls_reach_the_workspace(served: Served) -> No
                 "name": "web",
                 "port": served.app_port,
                 "health": "/",
-                "path": "/api/v2/tasks/alices/apps/web/",
+                "path": "/api/dockyard/v1/tasks/alices/apps/web/",
                 "up": True,
             }
         ]
@@ -456,7 +461,9 @@ def test_nobody_else_gets_in(served: Served) -> None:
         ("GET", "/archive"),
     ]:
         reply = httpx.request(
-            method, f"{served.url}/api/v2/tasks/alices{path}", headers=served.headers("bob")
+            method,
+            f"{served.url}/api/dockyard/v1/tasks/alices{path}",
+            headers=served.headers("bob"),
         )
         assert reply.status_code == 404, (path, reply.text)
     # nobody without a token: refused at the handshake
@@ -464,11 +471,11 @@ def test_nobody_else_gets_in(served: Served) -> None:
         with pytest.raises(InvalidStatus) as refused:
             served.ws(path, who=None)
         assert refused.value.response.status_code == 401
-    assert httpx.get(f"{served.url}/api/v2/tasks/alices/apps/web/").status_code == 401
+    assert httpx.get(f"{served.url}/api/dockyard/v1/tasks/alices/apps/web/").status_code == 401
     # a page elsewhere cannot open a shell, even with a token
     with pytest.raises(InvalidStatus):
         connect(
-            served.url.replace("http://", "ws://") + "/api/v2/tasks/alices/exec",
+            served.url.replace("http://", "ws://") + "/api/dockyard/v1/tasks/alices/exec",
             additional_headers=served.headers(),
             origin="http://evil.example",  # type: ignore[arg-type]
         )
