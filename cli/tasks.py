@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from cli.client import JSON, Client, CliError, ServerUnreachable, current_client
+from cli.client import JSON, ApiError, Client, CliError, ServerUnreachable, current_client
 from cli.lazy import lazy_group
 from cli.options import output_option
 from cli.render import (
@@ -441,7 +441,12 @@ def status(ctx: click.Context, task: str, output: str, watch: bool) -> None:
         # Below the two awk-able lines: how long each startup phase took.
         if found.get("phases"):
             click.echo(phases_line(found["phases"]))
-        apps = client.task_apps(task) if (found.get("policy") or {}).get("apps") else None
+        apps = None
+        if (found.get("policy") or {}).get("apps"):
+            try:
+                apps = client.task_apps(task)
+            except ApiError:  # an older server: the apps are shown without their health
+                apps = None
         for line in [*queue_lines(found), *workspace_lines(found), *app_lines(found, apps)]:
             click.echo(line)
         return
