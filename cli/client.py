@@ -199,6 +199,15 @@ class Client:
         self._conn: Any = None  # http.client.HTTPConnection, kept alive between requests
         self._prefix = parts.path.rstrip("/")
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """What every request sends: the user agent and the token."""
+        return dict(self._headers)
+
+    def http(self) -> Any:
+        """The httpx client (for streamed bodies); its paths start with /api/v2."""
+        return self._httpx()
+
     def close(self) -> None:
         """Release the connection (pool)."""
         if self._http is not None:
@@ -441,6 +450,11 @@ class Client:
         )
         result: JSON = self.decode(reply)
         return result, reply.headers.get("etag")
+
+    def task_apps(self, task: str) -> list[JSON]:
+        """The task's declared apps and whether each is up."""
+        apps: list[JSON] = self.request("GET", f"/tasks/{_segment(task)}/apps").get("apps") or []
+        return apps
 
     def task_events(self, task: str) -> list[JSON]:
         """The task's status history."""

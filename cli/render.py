@@ -325,6 +325,20 @@ def workspace_lines(task: dict[str, Any]) -> list[str]:
     return lines
 
 
+def app_lines(task: dict[str, Any], apps: list[dict[str, Any]] | None = None) -> list[str]:
+    """The ports its template declares (`apps:`), where the server previews them, and
+    (given `apps` as GET /tasks/T/apps answers) whether each answers its health path."""
+    lines = []
+    states = {a.get("name"): a.get("up") for a in apps or []}
+    for app in (task.get("policy") or {}).get("apps") or []:
+        health = f", health {app['health']}" if app.get("health") else ""
+        where = f"/api/dockyard/v1/tasks/{task.get('name')}/apps/{app.get('name')}/"
+        up = states.get(app.get("name"))
+        state = "" if up is None else (" (up)" if up else " (not answering)")
+        lines.append(f"app: {app.get('name')} port {app.get('port')}{health}{state}: {where}")
+    return lines
+
+
 def phases_line(phases: Iterable[dict[str, Any]]) -> str:
     """`phases: image 0.1s, create 0.1s, ... (total 0.9s)`; an open phase says `running`."""
     parts = []

@@ -10,14 +10,16 @@ from typing import Any
 
 import click
 
-from cli.client import JSON, Client, CliError, ServerUnreachable, current_client
+from cli.client import JSON, ApiError, Client, CliError, ServerUnreachable, current_client
 from cli.columns import column_option, column_table
+from cli.lazy import lazy_group
 from cli.options import output_option
 from cli.render import (
     MESSAGE_WIDTH,
     STOPPED_STATUSES,
     TASK_HEADERS,
     TERMINAL_STATUSES,
+    app_lines,
     events_table,
     log_entry,
     log_text,
@@ -151,7 +153,17 @@ def wait_until_idle(
         task, etag = _next_task(client, task, etag, wait, WAIT_POLL_INTERVAL)
 
 
-@click.group("task")
+# commands of their own modules, imported when used
+TASK_COMMANDS = {
+    "exec": "cli.shell:exec_command",
+    "shell": "cli.shell:shell_command",
+    "cp": "cli.files:cp_command",
+    "download": "cli.files:download_command",
+    "port-forward": "cli.forward:port_forward_command",
+}
+
+
+@click.group("task", cls=lazy_group(TASK_COMMANDS))
 def task_group() -> None:
     """Create, inspect, steer and delete tasks."""
 
@@ -438,7 +450,13 @@ def status(ctx: click.Context, task: str, output: str, columns: list[str], watch
         # Below the two awk-able lines: how long each startup phase took.
         if found.get("phases"):
             click.echo(phases_line(found["phases"]))
-        for line in [*queue_lines(found), *workspace_lines(found)]:
+        apps = None
+        if (found.get("policy") or {}).get("apps"):
+            try:
+                apps = client.task_apps(task)
+            except ApiError:  # an older server: the apps are shown without their health
+                apps = None
+        for line in [*queue_lines(found), *workspace_lines(found), *app_lines(found, apps)]:
             click.echo(line)
         return
     try:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from provisioner.access import AccessConfig, AppConfig
 from provisioner.durations import parse_retention
 from provisioner.prompts import MAX_PROMPT_BYTES
 from provisioner.queueing import MAX_RETRIES
@@ -137,3 +138,5 @@ class WorkspaceSpec:
     terraform: TerraformSpec | None = None
     # the task gave the standard `repo` parameter: the setup clones it first
     clones_repo: bool = False
+    access: AccessConfig = field(default_factory=AccessConfig)
+    apps: tuple[AppConfig, ...] = ()

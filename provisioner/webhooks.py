@@ -34,6 +34,10 @@ KINDS = (
     "retry",
     "dependency",
     "fork",
+    # a way into the workspace (docs/workspace-access.md): sessions, copies, forwards
+    "exec",
+    "cp",
+    "port-forward",
 )
 # Names users want that are one value of a kind: (kind, to_value).
 DERIVED: dict[str, tuple[str, str]] = {

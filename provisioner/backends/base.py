@@ -64,6 +64,31 @@ class Observed:
         return f"the container exited with code {self.exit_code}{detail}"
 
 
+class WorkspaceSession(Protocol):
+    """A command running in a workspace with its input and output open: `task exec`,
+    `task shell` and the copies of `task cp` run through one. Blocking calls: the server
+    drives each from a thread."""
+
+    def read(self, size: int = 65536) -> tuple[int, bytes]:
+        """The next output: (1 for stdout or a terminal, 2 for stderr, the bytes);
+        (0, b"") once the command's output has ended."""
+
+    def write(self, data: bytes) -> None:
+        """Input for the command (keys, for a terminal)."""
+
+    def close_input(self) -> None:
+        """End the command's input (end of file); a terminal gets Ctrl-D instead."""
+
+    def resize(self, rows: int, cols: int) -> None:
+        """Change the terminal's size (nothing without a terminal)."""
+
+    def wait(self, timeout: float | None = None) -> int:
+        """The command's exit code, once it has ended (TimeoutError past `timeout`)."""
+
+    def close(self) -> None:
+        """Let go of the session; a command still running is ended."""
+
+
 class Backend(Protocol):
     """Small on purpose: the engine drives lifecycles, backends only act and observe."""
 
@@ -125,6 +150,25 @@ class Backend(Protocol):
         """Run a command on the workspace's disk: in the workspace while it runs, else
         without starting it (a helper beside its volumes; no network unless `network`).
         (exit code, merged output); BackendError when the backend cannot."""
+
+    def open_session(
+        self,
+        task_id: str,
+        argv: list[str],
+        *,
+        tty: bool,
+        size: tuple[int, int] = (24, 80),
+        root: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> WorkspaceSession:
+        """Start `argv` in the running workspace, in its working directory, as the
+        workspace's user (uid 0 with `root`, which the caller has checked the template
+        allows), under a terminal of `size` (rows, cols) with `tty`; its input and output
+        open. A backend without a shared daemon (Swarm) may run it through the bridge."""
+
+    def address(self, task_id: str) -> str:
+        """The host at which the server reaches the running workspace's ports (as it
+        reaches the bridge's); BackendError when it does not run."""
 
     def running_task_ids(self) -> set[str]:
         """Ids of tasks whose workspace is running (one cheap call per reconcile pass)."""

@@ -13,6 +13,7 @@ from provisioner.backends.base import (
     BridgeBundle,
     Observed,
     ProgressFn,
+    WorkspaceSession,
 )
 from provisioner.backends.bridge_volume import BridgeVolumes
 from provisioner.backends.docker_client import ContainerInfo, DockerClient
@@ -278,6 +279,32 @@ class DockerBackend:
             timeout=timeout,
             network=network,
         )
+
+    def open_session(
+        self,
+        task_id: str,
+        argv: list[str],
+        *,
+        tty: bool,
+        size: tuple[int, int] = (24, 80),
+        root: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> WorkspaceSession:
+        """docker exec with the input and output open, as the workspace's user (or root)."""
+        info = self._container(task_id)
+        if info is None or not info.running:
+            raise BackendError(f"task {task_id} has no running workspace to run a command in")
+        user = "0:0" if root else f"{recipes.AGENT_UID}:{recipes.AGENT_UID}"
+        return self.docker.exec_session(
+            info.id, argv, tty=tty, size=size, user=user, workdir=None, env=env or {}
+        )
+
+    def address(self, task_id: str) -> str:
+        """The container's address on its network: how the server reaches the bridge."""
+        info = self._container(task_id)
+        if info is None or not info.running or not info.ip_address:
+            raise BackendError(f"task {task_id} has no running workspace")
+        return info.ip_address
 
     def running_task_ids(self) -> set[str]:
         """Ids of tasks whose workspace container is running."""

@@ -5,9 +5,13 @@ Nothing outside this module imports `docker`; callers get typed results and our 
 
 from __future__ import annotations
 
+import contextlib
 import io
+import secrets
+import socket
 import tarfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -351,6 +355,41 @@ class DockerClient:
             raise _translate(exc, f"exec in {container[:12]}") from exc
         return int(code or 0), output.decode("utf-8", "replace")
 
+    def exec_session(
+        self,
+        container: str,
+        argv: list[str],
+        *,
+        tty: bool,
+        size: tuple[int, int],
+        user: str,
+        workdir: str | None,
+        env: dict[str, str],
+    ) -> DockerExecSession:
+        """Start `argv` in a running container with its input and output open (the
+        exec API's hijacked socket), under a terminal of `size` with `tty`."""
+        marker = secrets.token_hex(8)
+        try:
+            created = self._api.exec_create(
+                container,
+                argv,
+                stdin=True,
+                stdout=True,
+                stderr=True,
+                tty=tty,
+                user=user,
+                workdir=workdir,
+                environment={**env, **_EXEC_ENV, SESSION_ENV: marker},
+            )
+            exec_id = created["Id"]
+            sock = self._api.exec_start(exec_id, tty=tty, socket=True)
+        except Exception as exc:
+            raise _translate(exc, f"exec in {container[:12]}") from exc
+        session = DockerExecSession(self._api, exec_id, sock, tty, (container, user, marker))
+        if tty:
+            session.resize(*size)
+        return session
+
     def run_helper(
         self,
         *,
@@ -516,3 +555,134 @@ class DockerClient:
         """Release the HTTP connection pool."""
         if self._client is not None:
             self._client.close()
+
+
+# Docker never ends an exec whose client has gone (a shell left open would run until the
+# workspace stops), and knows no way to signal one: each session's processes carry a
+# marker in their environment, by which a second exec finds and signals them.
+SESSION_ENV = "DOCKYARD_SESSION"
+_SIGNAL_SESSION = (
+    'for p in /proc/[0-9]*; do tr "\\000" "\\n" < "$p/environ" 2>/dev/null'
+    ' | grep -qx "DOCKYARD_SESSION=$1" && kill "-$2" "${p#/proc/}" 2>/dev/null; done; true'
+)
+
+
+class DockerExecSession:
+    """One `docker exec` with its hijacked socket: a terminal's bytes as they are, or,
+    without a terminal, Docker's multiplexed frames (an 8-byte header: stream, 0, 0, 0,
+    length) split back into stdout and stderr."""
+
+    def __init__(
+        self,
+        api: docker.APIClient,
+        exec_id: str,
+        sock: Any,
+        tty: bool,
+        owner: tuple[str, str, str],  # container, user, session marker
+    ) -> None:
+        self._api = api
+        self._owner = owner
+        self._id = exec_id
+        # exec_start(socket=True) gives a SocketIO over the daemon's socket; write and
+        # half-close the socket itself (a unix socket, or TCP with DOCKER_HOST=tcp://)
+        self._raw = getattr(sock, "_sock", sock)
+        self._wrapper = sock
+        self._tty = tty
+        self._buffer = b""
+        self._closed = False
+
+    def _recv(self, size: int) -> bytes:
+        try:
+            return bytes(self._raw.recv(size))
+        except OSError:
+            return b""
+
+    def _exactly(self, size: int) -> bytes | None:
+        while len(self._buffer) < size:
+            chunk = self._recv(max(65536, size - len(self._buffer)))
+            if not chunk:
+                return None
+            self._buffer += chunk
+        out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out
+
+    def read(self, size: int = 65536) -> tuple[int, bytes]:
+        """The next output: (stream, bytes); (0, b"") at its end."""
+        if self._tty:
+            data = self._recv(size)
+            return (1, data) if data else (0, b"")
+        while True:
+            header = self._exactly(8)
+            if header is None:
+                return 0, b""
+            length = int.from_bytes(header[4:8], "big")
+            payload = self._exactly(length) if length else b""
+            if payload is None:
+                return 0, b""
+            if payload:
+                return (2 if header[0] == 2 else 1), payload
+
+    def write(self, data: bytes) -> None:
+        """Input for the command."""
+        self._raw.sendall(data)
+
+    def close_input(self) -> None:
+        """End of input: half-close the socket (a terminal gets Ctrl-D from the caller)."""
+        with contextlib.suppress(OSError):
+            self._raw.shutdown(socket.SHUT_WR)
+
+    def resize(self, rows: int, cols: int) -> None:
+        """The terminal's new size."""
+        if not self._tty:
+            return
+        try:
+            self._api.exec_resize(self._id, height=rows, width=cols)
+        except Exception as exc:
+            raise _translate(exc, "resize the terminal") from exc
+
+    def wait(self, timeout: float | None = None) -> int:
+        """The exit code, once Docker says the command ended (its output ends first)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.01
+        while True:
+            try:
+                state = self._api.exec_inspect(self._id)
+            except Exception as exc:
+                raise _translate(exc, "read the exit code") from exc
+            if not state.get("Running"):
+                return int(state.get("ExitCode") or 0)
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError("the command is still running")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+    def _running(self) -> bool:
+        try:
+            return bool(self._api.exec_inspect(self._id).get("Running"))
+        except Exception:
+            return False
+
+    def _signal(self, name: str) -> None:
+        container, user, marker = self._owner
+        with contextlib.suppress(Exception):
+            created = self._api.exec_create(
+                container, ["sh", "-c", _SIGNAL_SESSION, "signal", marker, name], user=user
+            )
+            self._api.exec_start(created["Id"])
+
+    def close(self) -> None:
+        """Close the socket; a command still running is hung up on (SIGHUP to the
+        session's processes, then SIGKILL if it stays), as a terminal closing would."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._running():
+            self._signal("HUP")
+            deadline = time.monotonic() + 2
+            while self._running() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if self._running():
+                self._signal("KILL")
+        for closer in (self._raw, self._wrapper):
+            with contextlib.suppress(OSError):
+                closer.close()

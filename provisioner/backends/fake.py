@@ -46,7 +46,14 @@ from pathlib import Path
 from typing import Any
 
 from provisioner import paths
-from provisioner.backends.base import BRIDGE_DIR, BridgeBundle, Observed, ProgressFn
+from provisioner.backends.base import (
+    BRIDGE_DIR,
+    BridgeBundle,
+    Observed,
+    ProgressFn,
+    WorkspaceSession,
+)
+from provisioner.backends.fake_session import FakeSession
 from provisioner.errors import BackendError, BackendUnavailable, ImageBuildError
 from provisioner.images import recipes
 from provisioner.spec import WorkspaceSpec
@@ -106,6 +113,7 @@ class FakeBackend:
         self.started_delay = 0.0
         # what happened (for assertions)
         self.calls: list[tuple[str, str]] = []
+        self.sessions: list[tuple[str, list[str], bool, bool]] = []  # (task, argv, tty, root)
 
     # helpers ----------------------------------------------------------------------
     def _check_up(self, call: str, task_id: str = "") -> None:
@@ -381,6 +389,39 @@ class FakeBackend:
         except subprocess.TimeoutExpired as exc:
             raise BackendError(f"a command on task {task_id}'s disk ran past {timeout:g}s") from exc
         return done.returncode, done.stdout.decode(errors="replace")
+
+    def open_session(
+        self,
+        task_id: str,
+        argv: list[str],
+        *,
+        tty: bool,
+        size: tuple[int, int] = (24, 80),
+        root: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> WorkspaceSession:
+        """`argv` (container paths mapped) in the workspace's directory, under a pty with
+        `tty`; `root` is recorded only (a host process cannot become root here)."""
+        self._check_up("open_session", task_id)
+        ws = self._get(task_id)
+        if ws is None or ws.proc is None or ws.proc.poll() is not None:
+            raise BackendError(f"task {task_id} has no running workspace to run a command in")
+        self.sessions.append((task_id, list(argv), tty, root))
+        environment = {**self._environment(ws), **(env or {})}
+        return FakeSession(
+            [self._map(a, ws.mapping) for a in argv],
+            cwd=ws.mapping[ws.spec.workdir],
+            env=environment,
+            tty=tty,
+            size=size,
+        )
+
+    def address(self, task_id: str) -> str:
+        """Loopback: a fake workspace's programs listen on this host."""
+        ws = self._get(task_id)
+        if ws is None or ws.proc is None or ws.proc.poll() is not None:
+            raise BackendError(f"task {task_id} has no running workspace")
+        return "127.0.0.1"
 
     def running_task_ids(self) -> set[str]:
         """Tasks whose bridge process is alive."""

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from provisioner.backends.base import Backend, BridgeBundle, Observed, ProgressFn
+from provisioner.backends.base import (
+    Backend,
+    BridgeBundle,
+    Observed,
+    ProgressFn,
+    WorkspaceSession,
+)
 from provisioner.errors import BackendError
 from provisioner.spec import WorkspaceSpec
 
@@ -99,6 +105,25 @@ class BackendRouter:
         self, task_id: str, argv: list[str], *, timeout: float, network: bool = False
     ) -> tuple[int, str]:
         return self._for(task_id).exec_on_disk(task_id, argv, timeout=timeout, network=network)
+
+    def open_session(
+        self,
+        task_id: str,
+        argv: list[str],
+        *,
+        tty: bool,
+        size: tuple[int, int] = (24, 80),
+        root: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> WorkspaceSession:
+        """A session on the task's backend."""
+        return self._for(task_id).open_session(
+            task_id, argv, tty=tty, size=size, root=root, env=env
+        )
+
+    def address(self, task_id: str) -> str:
+        """The address on the task's backend."""
+        return self._for(task_id).address(task_id)
 
     def running_task_ids(self) -> set[str]:
         """Running tasks across every backend."""

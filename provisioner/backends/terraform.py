@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from provisioner.backends.base import BridgeBundle, Observed, ProgressFn
+from provisioner.backends.base import BridgeBundle, Observed, ProgressFn, WorkspaceSession
 from provisioner.backends.docker_client import ContainerInfo, DockerClient
 from provisioner.backends.terraform_runner import TerraformRunner
 from provisioner.backends.terraform_workdir import (
@@ -246,6 +246,37 @@ class TerraformBackend:
                 "disk is read only while it runs; resume it first"
             )
         return self.docker.exec(info.id, argv)
+
+    def open_session(
+        self,
+        task_id: str,
+        argv: list[str],
+        *,
+        tty: bool,
+        size: tuple[int, int] = (24, 80),
+        root: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> WorkspaceSession:
+        """docker exec in the container named in the outputs (its user unless `root`)."""
+        info, _ = self._container(task_id)
+        if info is None or not info.running:
+            raise BackendError(f"task {task_id} has no running workspace to run a command in")
+        return self.docker.exec_session(
+            info.id,
+            argv,
+            tty=tty,
+            size=size,
+            user="0:0" if root else "",
+            workdir=None,
+            env=env or {},
+        )
+
+    def address(self, task_id: str) -> str:
+        """The container's address, as the template's bridge endpoint names it."""
+        info, _ = self._container(task_id)
+        if info is None or not info.running or not info.ip_address:
+            raise BackendError(f"task {task_id} has no running workspace")
+        return info.ip_address
 
     def task_ids(self) -> set[str]:
         """Tasks with a working directory (so with state) under this home."""

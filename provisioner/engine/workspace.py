@@ -76,6 +76,10 @@ def task_policy(catalog: Catalog, spec: WorkspaceSpec) -> dict[str, Any]:
     policy: dict[str, Any] = {**spec.lifecycle.model_dump(), "backend": spec.backend}
     if spec.clones_repo:
         policy[REPO_POLICY] = True  # its work is in git: checkpoints, diff, pull, push
+    # what `task exec`/`shell`/`cp` and previews need of the template, pinned like the rest
+    policy["workdir"] = spec.workdir
+    policy["access"] = spec.access.model_dump()
+    policy["apps"] = [a.model_dump() for a in spec.apps]
     lender = _lender(catalog, spec)  # loaded once: what is stored is what is pinned
     if lender is not None:
         if catalog.versions is not None:

@@ -17,9 +17,11 @@ from provisioner.server.claims_api import build_claims_router
 from provisioner.server.cost_api import build_cost_router
 from provisioner.server.drain_api import build_drain_router
 from provisioner.server.http_errors import ERROR_RESPONSES, MAX_ROW_ID, install_error_handler
+from provisioner.server.proxy_api import build_proxy_router
 from provisioner.server.queue_api import build_queue_router
 from provisioner.server.repo_api import build_repo_router
 from provisioner.server.tasks_api import build_tasks_router
+from provisioner.server.workspace_api import build_workspace_router
 
 __all__ = ["ERROR_RESPONSES", "MAX_ROW_ID", "build_router", "install_error_handler"]
 
@@ -34,4 +36,7 @@ def build_router(engine: Engine, home: str) -> APIRouter:
     router.include_router(build_queue_router(engine))
     router.include_router(build_drain_router(engine))
     router.include_router(build_repo_router(engine))
+    # exec/shell, cp, download; port-forward and previews (docs/workspace-access.md)
+    router.include_router(build_workspace_router(engine))
+    router.include_router(build_proxy_router(engine))
     return router

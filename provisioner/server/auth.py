@@ -25,6 +25,7 @@ from provisioner.server.guard import (
     Scope,
     Send,
     header,
+    refuse_websocket,
     send_coder_refusal,
     send_refusal,
 )
@@ -102,8 +103,8 @@ class Authenticator:
         self.coder = coder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)  # lifespan
             return
         token = request_token(scope)
         try:
@@ -111,7 +112,7 @@ class Authenticator:
                 raise Unauthenticated("This server needs an API token", hint=HINT)
             principal = await run_in_threadpool(self.store.authenticate, token)
         except Unauthenticated as exc:
-            target = f"{scope['method']} {scope['path']}"
+            target = f"{scope.get('method', 'WEBSOCKET')} {scope['path']}"
             await run_in_threadpool(
                 self.store.record_audit,
                 "anonymous",
@@ -121,7 +122,9 @@ class Authenticator:
                 client_address(scope),
             )
             refusal = Refusal(401, exc.message, exc.hint or HINT)
-            if self.coder is not None and claimed_by(self.coder, scope):
+            if scope["type"] == "websocket":
+                await refuse_websocket(scope, send, refusal, [CHALLENGE])
+            elif self.coder is not None and claimed_by(self.coder, scope):
                 await send_coder_refusal(send, refusal, [CHALLENGE])
             else:
                 await send_refusal(send, refusal, [CHALLENGE])

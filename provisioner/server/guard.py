@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,9 @@ SIMPLE_TYPES = frozenset({"text/plain", "application/x-www-form-urlencoded", "mu
 MAX_BODY = 8 * 1024 * 1024  # a JSON request: a prompt is far smaller
 MAX_UPLOAD = 64 * 1024 * 1024  # a template archive (its own 50 MiB limit says more)
 UPLOAD_PATHS = frozenset({"/api/v2/templates", "/api/dockyard/v1/templates"})
+# `task cp` into a workspace: a tar (its own limits on content are in provisioner.access)
+FILES_PATH = re.compile(r"^/api/(?:v2|dockyard/v1)/tasks/[^/]+/files$")
+MAX_FILES_UPLOAD = 512 * 1024 * 1024 + 16 * 1024 * 1024  # content plus tar headers
 
 
 @dataclass(frozen=True)
@@ -110,9 +114,12 @@ def check_body(
         return Refusal(
             415,
             f"Content type {kind} is not accepted",
-            "send JSON (application/json), or a template as application/gzip",
+            "send JSON (application/json), a template as application/gzip, or files as "
+            "application/x-tar",
         )
     limit = MAX_UPLOAD if path in UPLOAD_PATHS else MAX_BODY
+    if method == "PUT" and FILES_PATH.match(path):
+        limit = MAX_FILES_UPLOAD
     if chunked:
         return Refusal(411, "A request body must state its length (Content-Length)")
     if length is not None:
@@ -137,6 +144,26 @@ async def send_refusal(
     ]
     await send({"type": "http.response.start", "status": refusal.status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
+
+
+async def refuse_websocket(
+    scope: Scope, send: Send, refusal: Refusal, headers: Iterable[tuple[str, str]] = ()
+) -> None:
+    """Turn a WebSocket handshake away with an HTTP answer (status and our error body)
+    where the server can send one, else with a close (a 403 to the client)."""
+    if "websocket.http.response" in (scope.get("extensions") or {}):
+        body = json.dumps({"detail": refusal.detail, "hint": refusal.hint}).encode()
+        raw = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *((k.encode(), v.encode()) for k, v in headers),
+        ]
+        await send(
+            {"type": "websocket.http.response.start", "status": refusal.status, "headers": raw}
+        )
+        await send({"type": "websocket.http.response.body", "body": body})
+        return
+    await send({"type": "websocket.close", "code": 1008, "reason": refusal.detail[:120]})
 
 
 async def send_coder_refusal(
@@ -172,6 +199,18 @@ class RequestGuard:
         self.allowed_hosts = frozenset(allowed_hosts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            # a WebSocket changes things (a shell): its Host and Origin are checked as a
+            # POST's would be (a page elsewhere cannot open one into a workspace)
+            host = header(scope, b"host")
+            refusal = check_host(host, self.allowed_hosts) or check_origin(
+                "POST", header(scope, b"origin"), host
+            )
+            if refusal is not None:
+                await refuse_websocket(scope, send, refusal)
+                return
+            await self.app(scope, receive, send)
+            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

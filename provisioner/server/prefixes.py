@@ -56,7 +56,7 @@ class ApiPrefixes:
         self.coder = coder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] in ("http", "websocket"):  # WebSockets: task exec, forwards
             path = scope["path"]
             if under(path, DOCKYARD):
                 moved = LEGACY + path[len(DOCKYARD) :]

@@ -88,6 +88,8 @@ def render_workspace(
         lifecycle=template.config.lifecycle,
         cap_add=tuple(template.config.security.cap_add),
         terraform=render_terraform(template, context),
+        access=template.config.access,
+        apps=tuple(template.config.apps),
     )
 
 

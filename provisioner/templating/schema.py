@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
+from provisioner.access import RESERVED_PORTS, AccessConfig, AppConfig
 from provisioner.spec import AgentProfile, LifecycleConfig, _Strict
 from provisioner.templating.confine import relative_name
 
@@ -251,6 +252,19 @@ class TemplateConfig(_Strict):
     def clones_repo(self) -> bool:
         """Whether the `repo` parameter is the standard one: a task giving it is cloned."""
         return self._standard_repo
+
+    access: AccessConfig = Field(default_factory=AccessConfig)
+    apps: list[AppConfig] = Field(default_factory=list, max_length=20)
+
+    @model_validator(mode="after")
+    def _unique_apps(self) -> TemplateConfig:
+        names = [a.name for a in self.apps]
+        ports = [a.port for a in self.apps]
+        if len(set(names)) != len(names) or len(set(ports)) != len(ports):
+            raise ValueError("apps: each name and each port may appear once")
+        if any(p in RESERVED_PORTS for p in ports):
+            raise ValueError(f"apps: port {sorted(RESERVED_PORTS)[0]} is the bridge's own")
+        return self
 
     @model_validator(mode="after")
     def _coder_name_is_the_name(self) -> TemplateConfig:

@@ -102,6 +102,12 @@ RULES: dict[tuple[str, str], str] = {
     ("GET", "/api/v2/workers"): MEMBER,
     ("POST", "/api/v2/workers/{name}/heartbeat"): MEMBER,
     ("POST", "/api/v2/workers/{name}/next"): MEMBER,
+    # files in and out of a workspace (its exec, port and preview WebSockets and the
+    # preview proxy are outside the OpenAPI document: tests/unit/test_workspace_access.py)
+    ("GET", "/api/v2/tasks/{ref}/files"): MEMBER,
+    ("PUT", "/api/v2/tasks/{ref}/files"): MEMBER,
+    ("GET", "/api/v2/tasks/{ref}/archive"): MEMBER,
+    ("GET", "/api/v2/tasks/{ref}/apps"): MEMBER,
 }
 
 # Coder's Tasks surface (provisioner/server/coder/), at the paths Coder serves it: asked

@@ -22,6 +22,13 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "provisioner.templating",
         "provisioner.images",
     ),
+    "provisioner.access": (
+        "provisioner.engine",
+        "provisioner.server",
+        "provisioner.store",
+        "provisioner.backends",
+        "provisioner.templating",
+    ),
     "provisioner.capacity": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     "provisioner.routing": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     "provisioner.preemption": ("provisioner.engine", "provisioner.server", "provisioner.store"),

@@ -1,0 +1,270 @@
+"""A workspace's ports, reached through the server: `task port-forward` (a TCP tunnel
+over a WebSocket) and preview URLs (`/api/dockyard/v1/tasks/{ref}/apps/{port or app}/...`,
+also at the /api/v2 alias; HTTP and WebSocket, proxied).
+
+No host port is ever published: the server reaches the workspace's port as it reaches
+its bridge (the backend's `address`, the container's address on its network), under the
+task's authorization (the owner or an admin; others' tasks are not found). The caller's
+API token is never passed on to the workspace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, Depends, Request, WebSocket
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
+
+from provisioner import access
+from provisioner.auth.tokens import Principal
+from provisioner.engine.engine import Engine
+from provisioner.errors import BackendError, BridgeFailure, DockyardError, ParameterError
+from provisioner.lifecycle import Status
+from provisioner.model import Task
+from provisioner.server.auth import caller
+from provisioner.server.http_errors import ERROR_RESPONSES, _status_code
+from provisioner.server.prefixes import DOCKYARD
+from provisioner.server.workspace_api import WorkspaceAccess, principal_of
+
+# hop-by-hop headers (RFC 9110 7.6.1), and what must never reach the workspace
+DROPPED_REQUEST = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "authorization",
+        "content-length",
+    }
+)
+DROPPED_RESPONSE = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "trailer", "upgrade", "content-length"}
+)
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+CONNECT_TIMEOUT_S = 10.0
+MAX_APP_FRAME = 16 * 1024 * 1024  # one message from a previewed app's WebSocket
+
+
+def resolve_port(task: Task, app: str) -> int:
+    """A port number, or the name of one of the task's declared apps, as a port."""
+    named = {a.name: a.port for a in access.apps_of(task.policy)}
+    if app in named:
+        return named[app]
+    if not app.isdigit() or len(app) > 5:
+        raise ParameterError(
+            f"{app[:40]!r} is neither a port nor an app of task {task.name}",
+            hint="apps: " + (", ".join(f"{n} ({p})" for n, p in named.items()) or "none"),
+        )
+    try:
+        return access.check_port(int(app))
+    except access.AccessDenied as exc:
+        raise ParameterError(str(exc)) from exc
+    except ValueError as exc:
+        raise ParameterError(str(exc)) from exc
+
+
+def build_proxy_router(engine: Engine) -> APIRouter:
+    """Port forwarding and preview URLs, bound to one engine."""
+    r = APIRouter(prefix="/api/v2")
+    ctx = WorkspaceAccess(engine)
+    client = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=CONNECT_TIMEOUT_S))
+
+    def target(who: Principal, ref: str, app: str, action: str) -> tuple[Task, str, int]:
+        task = ctx.task(who, ref, action)
+        ctx.running(task)
+        port = resolve_port(task, app)
+        try:
+            host = engine.backend.address(task.id)
+        except BackendError as exc:
+            raise BridgeFailure(f"task {task.name}'s workspace cannot be reached: {exc}") from exc
+        return task, host, port
+
+    async def http_proxy(request: Request, ref: str, app: str, path: str = "") -> Any:
+        who = principal_of(request.state)
+        task, host, port = await run_in_threadpool(target, who, ref, app, "task.app")
+        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in DROPPED_REQUEST]
+        prefix = f"{DOCKYARD}/tasks/{ref}/apps/{app}"
+        headers += [("x-forwarded-prefix", prefix), ("host", f"{host}:{port}")]
+        url = httpx.URL(f"http://{host}:{port}/{path}", query=request.url.query.encode())
+        body = await request.body()  # bounded by the request guard (8 MiB)
+        upstream = client.build_request(request.method, url, headers=headers, content=body)
+        try:
+            answer = await client.send(upstream, stream=True)
+        except httpx.HTTPError as exc:
+            raise BridgeFailure(
+                f"nothing answers on port {port} of task {task.name}'s workspace ({exc!r})"[:300],
+                hint="start the app in the workspace (dockyard task exec), then try again",
+            ) from exc
+        out_headers = [
+            (k, v) for k, v in answer.headers.multi_items() if k.lower() not in DROPPED_RESPONSE
+        ]
+
+        async def relay() -> AsyncIterator[bytes]:
+            async for chunk in answer.aiter_raw():
+                yield chunk
+
+        response = StreamingResponse(
+            relay(), status_code=answer.status_code, background=BackgroundTask(answer.aclose)
+        )
+        response.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in out_headers]
+        return response
+
+    @r.get("/tasks/{ref}/apps", responses=ERROR_RESPONSES)
+    async def list_apps(ref: str, who: Principal = Depends(caller)) -> dict[str, Any]:
+        """The ports the task's template declares (`apps:`), where the server previews
+        them, and, for an app with a health path while the workspace runs, whether it
+        answers (`up`: true or false; null when not asked)."""
+        task = await run_in_threadpool(ctx.task, who, ref, "task.apps")
+        apps = access.apps_of(task.policy)
+        host = None
+        if task.status == Status.ACTIVE and any(a.health for a in apps):
+            with contextlib.suppress(BackendError):
+                host = await run_in_threadpool(engine.backend.address, task.id)
+
+        async def up(app: access.AppConfig) -> bool | None:
+            if host is None or app.health is None:
+                return None
+            try:
+                answer = await client.get(f"http://{host}:{app.port}{app.health}", timeout=2.0)
+            except httpx.HTTPError:
+                return False
+            return answer.status_code < 500
+
+        states = await asyncio.gather(*(up(a) for a in apps))
+        return {
+            "apps": [
+                {
+                    **a.model_dump(),
+                    "path": f"{DOCKYARD}/tasks/{task.name}/apps/{a.name}/",
+                    "up": state,
+                }
+                for a, state in zip(apps, states, strict=True)
+            ]
+        }
+
+    r.add_api_route(
+        "/tasks/{ref}/apps/{app}/{path:path}", http_proxy, methods=METHODS, include_in_schema=False
+    )
+    r.add_api_route("/tasks/{ref}/apps/{app}", http_proxy, methods=METHODS, include_in_schema=False)
+
+    async def refuse(websocket: WebSocket, exc: DockyardError) -> None:
+        status = _status_code(exc)
+        with contextlib.suppress(Exception):
+            await websocket.send_json({"error": exc.message, "hint": exc.hint, "status": status})
+            await websocket.close(code=4000 + status)
+
+    @r.websocket("/tasks/{ref}/ports/{port}")
+    async def forward(websocket: WebSocket, ref: str, port: str) -> None:
+        """A TCP connection to the workspace's `port`: binary messages both ways."""
+        await websocket.accept()
+        try:
+            who = principal_of(websocket.state)
+            task, host, number = await run_in_threadpool(target, who, ref, port, "task.forward")
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(host, number), CONNECT_TIMEOUT_S
+                )
+            except (OSError, TimeoutError) as exc:
+                raise BridgeFailure(
+                    f"nothing answers on port {number} of task {task.name}'s workspace ({exc})",
+                    hint="start the app in the workspace first",
+                ) from exc
+        except DockyardError as exc:
+            await refuse(websocket, exc)
+            return
+        await run_in_threadpool(
+            ctx.record, task, "port-forward", who, f"connection to port {number}"
+        )
+        await websocket.send_json({"connected": True})
+
+        async def upstream() -> None:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                data = message.get("bytes")
+                if data:
+                    writer.write(data)
+                    await writer.drain()
+
+        async def downstream() -> None:
+            while data := await reader.read(65536):
+                await websocket.send_bytes(data)
+
+        await _race(upstream(), downstream())
+        writer.close()
+        with contextlib.suppress(Exception):
+            await websocket.close()
+
+    async def websocket_proxy(websocket: WebSocket, ref: str, app: str, path: str = "") -> None:
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import WebSocketException
+
+        await websocket.accept()
+        try:
+            who = principal_of(websocket.state)
+            task, host, port = await run_in_threadpool(target, who, ref, app, "task.app")
+            query = websocket.url.query
+            url = f"ws://{host}:{port}/{path}" + (f"?{query}" if query else "")
+            try:
+                upstream_ws = await asyncio.wait_for(
+                    connect(url, open_timeout=CONNECT_TIMEOUT_S, max_size=MAX_APP_FRAME),
+                    CONNECT_TIMEOUT_S + 1,
+                )
+            except (OSError, TimeoutError, WebSocketException) as exc:
+                raise BridgeFailure(
+                    f"no WebSocket answers on port {port} of task {task.name} ({exc})"[:300]
+                ) from exc
+        except DockyardError as exc:
+            await refuse(websocket, exc)
+            return
+
+        async def to_app() -> None:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    return
+                if message.get("bytes") is not None:
+                    await upstream_ws.send(message["bytes"])
+                elif message.get("text") is not None:
+                    await upstream_ws.send(message["text"])
+
+        async def from_app() -> None:
+            async for message in upstream_ws:
+                if isinstance(message, bytes):
+                    await websocket.send_bytes(message)
+                else:
+                    await websocket.send_text(message)
+
+        await _race(to_app(), from_app())
+        await upstream_ws.close()
+        with contextlib.suppress(Exception):
+            await websocket.close()
+
+    r.add_api_websocket_route("/tasks/{ref}/apps/{app}/{path:path}", websocket_proxy)
+    r.add_api_websocket_route("/tasks/{ref}/apps/{app}", websocket_proxy)
+    return r
+
+
+async def _race(*coroutines: Any) -> None:
+    """Run the pumps until one ends (either side closed); cancel the rest."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(BaseException):
+                await t
