@@ -87,6 +87,7 @@ def render_workspace(
         lifecycle=template.config.lifecycle,
         cap_add=tuple(template.config.security.cap_add),
         terraform=render_terraform(template, context),
+        placement=ws.placement,
     )
 
 

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from provisioner.spec import AgentProfile, LifecycleConfig, _Strict
+from provisioner.spec import AgentProfile, LifecycleConfig, PlacementConfig, _Strict
 from provisioner.templating.confine import relative_name
 
 ParamType = Literal["string", "number", "integer", "bool", "list", "choice"]
@@ -72,6 +72,9 @@ class WorkspaceConfig(_Strict):
     workdir: str = Field("/workspace", description="The agent's working directory (a volume)")
     env: dict[str, str] = Field(default_factory=dict, description="Environment for the agent")
     resources: Resources = Field(default_factory=Resources)
+    placement: PlacementConfig = Field(
+        default_factory=PlacementConfig, description="Where it may run (backend swarm)"
+    )
 
     @model_validator(mode="after")
     def _one_image_source(self) -> WorkspaceConfig:
@@ -127,7 +130,7 @@ class TemplateConfig(_Strict):
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", description="Unique template name")
     description: str = ""
-    backend: Literal["docker", "terraform"] = "docker"
+    backend: Literal["docker", "swarm", "terraform"] = "docker"
     parameters: list[Parameter] = Field(default_factory=list)
     workspace: WorkspaceConfig = Field(default_factory=WorkspaceConfig)
     setup: str | None = Field(
