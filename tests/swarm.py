@@ -136,14 +136,18 @@ def _pids_under(root: Path) -> list[int]:
         with contextlib.suppress(OSError):
             if needle in (entry / "cmdline").read_bytes():
                 found.append(int(entry.name))
-    return [p for p in found if p != os.getpid()]
+    return [p for p in found if p != os.getpid() and _alive(p)]
 
 
 def _container_pids(node: Node) -> list[int]:
-    """Pids of the processes in the node's containers (by their cgroup, named by the
-    container ids in the node's own data root)."""
-    containers = node.dir / "data" / "containers"
-    ids = [p.name for p in containers.iterdir()] if containers.is_dir() else []
+    """Pids of the processes in the node's containers."""
+    return _container_pids_in(node.dir)
+
+
+def _container_pids_in(root: Path) -> list[int]:
+    """Pids of the processes in the containers of the nodes under `root` (by their
+    cgroup, named by the container ids in the nodes' own data roots)."""
+    ids = [p.name for p in root.glob("dys-n*/data/containers/*") if len(p.name) == 64]
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or not ids:
@@ -155,17 +159,24 @@ def _container_pids(node: Node) -> list[int]:
     return found
 
 
+def _alive(pid: int) -> bool:
+    """Whether the process runs (a zombie, which only its parent can reap, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
 def _wait_gone(pids: list[int], timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     for pid in pids:
         while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
             # our own children must be reaped, or they stay as zombies
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)
+            if not _alive(pid):
+                break
             time.sleep(0.05)
 
 
@@ -178,21 +189,21 @@ def _unmount_under(root: Path) -> None:
             _run("umount", "-l", point, check=False)
 
 
-def cleanup(root: Path | None = None, pids: list[int] | None = None) -> None:
+def cleanup(root: Path | None = None) -> None:
     """Remove a harness run: its processes, namespaces, links, rule, mounts and data."""
     if root is None and STATE.exists():
         with contextlib.suppress(ValueError, OSError):
             saved = json.loads(STATE.read_text())
-            root, pids = Path(saved["root"]), list(saved.get("pids") or [])
-    if root is not None:
-        pids = [*(pids or []), *_pids_under(root)]
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids or []:
+            root = Path(saved["root"])
+    # SIGKILL at once: the data goes with the run, and a dockerd stopping politely stops
+    # each container with a grace period first
+    # (only processes naming the root: a recorded pid may since be someone else's)
+    for _ in range(3):
+        victims = _pids_under(root) + _container_pids_in(root) if root is not None else []
+        for pid in victims:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
-        _wait_gone(list(pids or []), timeout=15)
-        if root is not None:
-            pids = _pids_under(root)  # containerd and shims a SIGTERM did not end
+                os.kill(pid, signal.SIGKILL)
+        _wait_gone(victims, timeout=15)
     namespaces = _run("ip", "netns", "list", check=False).stdout.split()
     for ns in (n for n in namespaces if n.startswith("dys-")):
         _run("ip", "netns", "delete", ns, check=False)
@@ -369,4 +380,4 @@ def swarm_cluster(nodes: int = 2, network: str = "dys-net") -> Iterator[Swarm]:
     finally:
         if forwarder is not None:
             forwarder.close()
-        cleanup(root, swarm.all_pids())
+        cleanup(root)

@@ -52,12 +52,14 @@ from provisioner.spec import WorkspaceSpec
 LABEL_NODE = "dockyard.node"  # the node id a task's disk lives on
 LABEL_NODE_NAME = "dockyard.node-name"
 LABEL_BRIDGE = "dockyard.bridge"  # the bridge digest baked into the service's image
+LABEL_PAUSED = "dockyard.paused"  # set while scaled to 0 by a pause: it holds no slot
 LABEL_IMAGE = "dockyard.image"  # the local workspace image the service's image is made from
 # Swarm task states before a container runs; "preparing" is the node pulling the image
 STARTING = ("new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting")
 ENDED = ("complete", "failed", "shutdown", "rejected", "orphaned", "remove")
 START_LIMIT_S = 600.0  # the engine's phase deadline is normally shorter
 STOP_LIMIT_S = 60.0
+NUDGE_AFTER_S = 10.0
 NODES_TTL_S = 1.0  # observe is called often: the node list is read at most once a second
 _REGISTRY_RE = re.compile(r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$")
 _RESTART = {"no": "none", "unless-stopped": "on-failure"}
@@ -244,11 +246,12 @@ class SwarmBackend:
                 self.swarm.remove_secret(sid)  # one still in use stays
 
     def load(self) -> dict[str, int]:
-        """Running or starting workspaces per node id (paused ones hold no slot)."""
+        """Workspaces per node id, but paused ones (they hold no slot); one created and not
+        yet started counts: two creates at once must see each other."""
         counts: dict[str, int] = {}
         for service in self.swarm.services(self._base()):
             node = service.labels.get(LABEL_NODE)
-            if node and service.replicas > 0:
+            if node and LABEL_PAUSED not in service.labels:
                 counts[node] = counts.get(node, 0) + 1
         return counts
 
@@ -340,19 +343,28 @@ class SwarmBackend:
                 f"{why}; the task's disk is there", hint="resume the task once the node is back"
             )
         current = self._current(service)
-        if current is not None and current.state == "running" and service.replicas > 0:
-            return
+        adopt = (
+            service.replicas > 0
+            and current is not None
+            and current.desired == "running"
+            and current.state in ("running", *STARTING)
+        )
         image = None
-        labels = None
+        labels = {k: v for k, v in service.labels.items() if k != LABEL_PAUSED}
         if service.labels.get(LABEL_BRIDGE) != bridge.digest:  # this server's bridge is newer
             base = service.labels.get(LABEL_IMAGE, "")
             if not self.docker.image_exists(base):  # made by another server: in the registry
                 base = self._remote(base)
             image = self._bridge_image(base, bridge, report)
-            labels = {**service.labels, LABEL_BRIDGE: bridge.digest}
+            labels[LABEL_BRIDGE] = bridge.digest
         secrets = self._secrets(task_id, bridge)
         changed = sorted(name for _, name, _ in secrets) != sorted(service.secrets)
         before = {t.id for t in self.swarm.tasks(service.id)}
+        if adopt and current is not None and image is None and not changed:
+            # Swarm runs it already (its node came back, or was undrained, and Swarm
+            # started the replica it still wanted): take that one, as it is
+            self._wait_running(service, before - {current.id}, report)
+            return
         self.swarm.update_service(
             service,
             replicas=1,
@@ -368,9 +380,10 @@ class SwarmBackend:
 
     def _wait_running(self, service: ServiceInfo, before: set[str], report: ProgressFn) -> None:
         node = service.labels.get(LABEL_NODE_NAME, "?")
-        deadline = time.monotonic() + START_LIMIT_S
+        started = time.monotonic()
+        nudged = False
         said = ""
-        while time.monotonic() < deadline:
+        while time.monotonic() - started < START_LIMIT_S:
             fresh = [t for t in self.swarm.tasks(service.id) if t.id not in before]
             task = fresh[0] if fresh else None
             state = task.state if task else "new"
@@ -379,6 +392,12 @@ class SwarmBackend:
             if task is not None and state in ENDED:
                 detail = task.error or f"exit code {task.exit_code}"
                 raise BackendError(f"the workspace did not start on node {node}: {detail}")
+            if task is None and not nudged and time.monotonic() - started > NUDGE_AFTER_S:
+                # Swarm made no task for the replica asked for: a forced update makes one
+                nudged = True
+                current = self.swarm.inspect_service(service.id)
+                if current is not None:
+                    self.swarm.update_service(current, force=True)
             if state != said:
                 said = state
                 what = " (pulling the image)" if state == "preparing" else ""
@@ -387,17 +406,20 @@ class SwarmBackend:
         raise BackendError(f"the workspace did not start on node {node} within {START_LIMIT_S}s")
 
     def stop(self, task_id: str) -> None:
-        """Scale to no replica (the volumes stay on the node) and wait for the container to
-        end, so a resume right after starts a fresh one."""
+        """Scale to no replica (the volumes stay on the node) and wait until Swarm has
+        reaped the old task: scaled up again while it is still there, a service may get
+        no new task at all."""
         service = self._service(task_id)
         if service is None:
             return
-        if service.replicas > 0:
-            self.swarm.update_service(service, replicas=0)
+        if service.replicas > 0 or LABEL_PAUSED not in service.labels:
+            labels = {**service.labels, LABEL_PAUSED: "true"}
+            self.swarm.update_service(service, replicas=0, labels=labels)
         deadline = time.monotonic() + STOP_LIMIT_S
         while time.monotonic() < deadline:
-            live = [t for t in self.swarm.tasks(service.id) if t.state in ("running", *STARTING)]
-            if not live or self._node_problem(service) is not None:
+            if not self.swarm.tasks(service.id):
+                return
+            if self._node_problem(service) is not None:
                 return  # a node that is away cannot report its container's end
             time.sleep(0.1)
 

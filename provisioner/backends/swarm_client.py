@@ -33,6 +33,7 @@ from provisioner.placement import NodeView
 MANAGER_HINT = "check the server's swarm.manager setting and that the manager's dockerd runs"
 # Docker's size units -> bytes, for a memory limit such as "512m"
 UPDATE_TRIES = 5
+STOP_GRACE_NS = 5 * 10**9
 _UNITS = {"b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
 
 
@@ -289,6 +290,7 @@ class SwarmClient:
                 for sid, sname, path in secrets
             ],
             init=True,  # reap zombies the agent leaves behind
+            stop_grace_period=STOP_GRACE_NS,  # as the Docker backend's stop: then SIGKILL
             cap_drop=["ALL"],
             cap_add=list(cap_add) or None,
         )

@@ -84,17 +84,20 @@ def _node_of(server: ServerHandle, task_id: str) -> str:
     return _service(server, task_id).labels[LABEL_NODE_NAME]
 
 
-def _create(server: ServerHandle, prompt: str) -> str:
-    args = ["task", "create", "--template", "scripted", "-q", "--wait", prompt]
-    task_id = server.cli(*args).stdout.strip()
+def _create(server: ServerHandle, prompt: str, wait: bool = True) -> str:
+    args = ["task", "create", "--template", "scripted", "-q", prompt]
+    task_id = server.cli(*args, *(["--wait"] if wait else [])).stdout.strip()
     assert len(task_id) == 36, task_id
     return task_id
 
 
 @pytest.fixture(scope="module")
 def two_tasks(server: ServerHandle) -> Iterator[list[str]]:
-    """Two tasks, made one after the other: spread puts them on different nodes."""
-    tasks = [_create(server, "hello from one"), _create(server, "hello from two")]
+    """Two tasks, made at once: spread puts them on different nodes (placement is one
+    at a time), whose pulls of the image then overlap."""
+    tasks = [_create(server, "hello from one", False), _create(server, "hello from two", False)]
+    for task in tasks:
+        server.wait_idle(task, timeout=120)
     yield tasks
     for task in tasks:
         server.cli("task", "delete", "-y", task, check=False)
