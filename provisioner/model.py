@@ -122,6 +122,7 @@ class Task:
     claim_until: str | None = None  # the lease: back to pending unless renewed by then
     offer_to: str | None = None  # the worker it is offered to (once ready) until accepted
     offer_until: str | None = None  # the offer's end: back to the pool unless accepted
+    node: str | None = None  # the cluster node its disk lives on (swarm backend)
 
     def queue_fields(self) -> dict[str, Any]:
         """What the task queue adds to a task, as stored (for a claimed warm workspace)."""

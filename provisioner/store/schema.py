@@ -101,6 +101,8 @@ tasks = Table(
     # an offer (Agent Swarm): the worker it is (to be) offered to, and until when
     Column("offer_to", String(64)),
     Column("offer_until", String(32)),
+    # the cluster node its disk lives on (swarm backend): every start is pinned there
+    Column("node", String(128)),
     UniqueConstraint("owner", "name", name="uq_task_owner_name"),
 )
 

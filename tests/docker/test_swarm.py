@@ -115,6 +115,7 @@ def test_tasks_spread_and_logs_send_work_on_each_node(
         server.wait_output(task, f"Done: follow-up {n}")
         status = server.status(task)
         assert status["status"] == "active", status
+        assert status["node"] == _node_of(server, task)  # recorded in the task
 
 
 def test_pause_resume_stays_on_its_node_with_its_disk(

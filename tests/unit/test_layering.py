@@ -36,6 +36,14 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "provisioner.spend": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     "provisioner.webhooks": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     "provisioner.claiming": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    # where a workspace goes on a cluster, and what a node's state means for it
+    "provisioner.placement": (
+        "provisioner.engine",
+        "provisioner.server",
+        "provisioner.store",
+        "provisioner.backends",
+        "provisioner.templating",
+    ),
     # side by side: none of them reaches up to the engine or the server, or across
     "provisioner.templating": (
         "provisioner.engine",
