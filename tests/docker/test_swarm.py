@@ -59,13 +59,15 @@ def server(
 
 
 def _remove_pushed_images(client: docker.DockerClient, registry: str) -> None:
-    """The registry-named tags (and bridge images) the backend made on this machine's
-    daemon: their registry is gone with the swarm."""
+    """The registry's names (tags, and the digests a push records) the backend gave
+    images on this machine's daemon, and the bridge images it built: the registry is gone
+    with the swarm. An image that has other names (the template's) keeps them."""
     for image in client.images.list():
-        for tag in image.tags:
-            if tag.startswith(f"{registry}/"):
+        names = [*image.tags, *(image.attrs.get("RepoDigests") or [])]
+        for name in names:
+            if name.startswith(f"{registry}/"):
                 with contextlib.suppress(docker.errors.APIError):
-                    client.images.remove(tag, force=True)
+                    client.images.remove(name)
 
 
 def _backend(server: ServerHandle) -> SwarmBackend:
