@@ -22,6 +22,9 @@ if [ -z "$no_docker" ]; then
   command -v ip >/dev/null 2>&1 || missing+=(iproute2)
   command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 fi
+# the Coder migration tests run Coder's documented curl + jq scripts unchanged
+command -v jq >/dev/null 2>&1 || missing+=(jq)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 # the store's tests also run against a throwaway PostgreSQL cluster
 [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
 if [ "${#missing[@]}" -gt 0 ]; then
