@@ -126,6 +126,7 @@ class Task:
     # the newest checkpoint Dockyard committed on it
     base_commit: str | None = None
     checkpoint_commit: str | None = None
+    node: str | None = None  # the cluster node its disk lives on (swarm backend)
 
     def queue_fields(self) -> dict[str, Any]:
         """What the task queue adds to a task, as stored (for a claimed warm workspace)."""

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from provisioner.access import AccessConfig, AppConfig
 from provisioner.durations import parse_retention
+from provisioner.placement import MAX_CONSTRAINTS, check_constraint
 from provisioner.prompts import MAX_PROMPT_BYTES
 from provisioner.queueing import MAX_RETRIES
 
@@ -94,6 +95,25 @@ class LifecycleConfig(_Strict):
     )
 
 
+class PlacementConfig(_Strict):
+    """Where a workspace may run on a cluster backend (swarm); the Docker backend has one
+    host and ignores it."""
+
+    constraints: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_CONSTRAINTS,
+        description="Swarm constraints every node must meet, e.g. node.labels.gpu==yes",
+    )
+    preferences: Literal["spread"] = Field(
+        "spread", description="spread: the least loaded node that meets the constraints"
+    )
+
+    @field_validator("constraints")
+    @classmethod
+    def _check_constraints(cls, value: list[str]) -> list[str]:
+        return [check_constraint(c) for c in value]  # a ValueError names the constraint
+
+
 # --- the spec a backend gets -----------------------------------------------------------
 @dataclass(frozen=True)
 class BuildSpec:
@@ -140,3 +160,4 @@ class WorkspaceSpec:
     clones_repo: bool = False
     access: AccessConfig = field(default_factory=AccessConfig)
     apps: tuple[AppConfig, ...] = ()
+    placement: PlacementConfig = field(default_factory=PlacementConfig)

@@ -15,6 +15,12 @@ missing=()
 if [ -z "$no_docker" ]; then
   command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
   command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+  # the swarm tier (tests/swarm.py): a registry every swarm node pulls from, and the
+  # tools that build nodes in network namespaces
+  command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
+  command -v nsenter >/dev/null 2>&1 || missing+=(util-linux)
+  command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+  command -v iptables >/dev/null 2>&1 || missing+=(iptables)
 fi
 # the Coder migration tests run Coder's documented curl + jq scripts unchanged
 command -v jq >/dev/null 2>&1 || missing+=(jq)
@@ -28,6 +34,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+  # the package starts a registry on :5000 where systemd runs; the tests run their own
+  if [[ " ${missing[*]} " == *" docker-registry "* ]] && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  fi
 fi
 
 if [ -z "$no_docker" ] && ! docker info >/dev/null 2>&1; then

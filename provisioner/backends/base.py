@@ -50,11 +50,17 @@ class Observed:
     error: str = ""
     endpoint: str | None = None  # base URL of the bridge, when running
     restarting: bool = False  # its restart policy is bringing it back
+    # a cluster backend's word for a workspace whose node is away ("node n2 is down"):
+    # the workspace is not running, and may come back with its node
+    lost: str = ""
+    node: str = ""  # the cluster node it is placed on, when a backend has nodes
 
     def death_cause(self) -> str:
         """Why a workspace that stopped by itself stopped, in words."""
         if not self.exists:
             return "its container was removed"
+        if self.lost:
+            return self.lost
         if self.oom_killed:
             return "the container was OOM-killed (out of memory; raise the template's memory)"
         if self.exit_code is not None and self.exit_code >= 128:

@@ -147,6 +147,7 @@ class Provisioner:
             lambda: self.backend.start(self.task_id, bundle, progress=self._progress()),
             "starting the container",
         )
+        self._record_node(task)
         client = self._wait_for_bridge(task)
         try:
             said = self._wait_for_agent(client, spec, limits)
@@ -163,6 +164,21 @@ class Provisioner:
             message=message_from(said, "agent started"),
             error_class=None,
         )
+
+    def _record_node(self, task: Task) -> None:
+        """Record the node a cluster backend placed the workspace on (its disk is there,
+        so every later start is too), once, with an event."""
+        node = self.backend.observe(self.task_id).node
+        if node and node != task.node:
+            self.store.record(
+                self.task_id,
+                "node",
+                actor="engine",
+                reason=f"the workspace and its disk are on node {node}",
+                from_value=task.node,
+                to_value=node,
+                node=node,
+            )
 
     def _died(self) -> BridgeFailure:
         cause = self.backend.observe(self.task_id).death_cause()

@@ -29,6 +29,7 @@ from provisioner.server.a2a.routes import a2a_routes
 from provisioner.server.accounts_api import build_accounts_router
 from provisioner.server.api import build_router, install_error_handler
 from provisioner.server.auth import Authenticator
+from provisioner.server.backend_config import configured_backends
 from provisioner.server.bootstrap import ensure_local_admin
 from provisioner.server.coder.app import build_coder_app
 from provisioner.server.guard import RequestGuard
@@ -56,7 +57,8 @@ def build_engine(home: Path) -> Engine:
             return None
 
     terraform = TerraformBackend(docker.instance, home, docker.docker, images=docker.images)
-    backend = BackendRouter({"docker": docker, "terraform": terraform}, backend_of)
+    backends = configured_backends(home, docker, {"terraform": terraform})
+    backend = BackendRouter(backends, backend_of)
     catalog = Catalog(versions=VersionStore(home / "templates"))
     check_targets(catalog, targets)
     return Engine(

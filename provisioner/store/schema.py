@@ -105,6 +105,8 @@ tasks = Table(
     # newest checkpoint commit on it (NULL: no repository, no checkpoint yet)
     Column("base_commit", String(64)),
     Column("checkpoint_commit", String(64)),
+    # the cluster node its disk lives on (swarm backend): every start is pinned there
+    Column("node", String(128)),
     UniqueConstraint("owner", "name", name="uq_task_owner_name"),
 )
 

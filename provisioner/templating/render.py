@@ -90,6 +90,7 @@ def render_workspace(
         terraform=render_terraform(template, context),
         access=template.config.access,
         apps=tuple(template.config.apps),
+        placement=ws.placement,
     )
 
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from provisioner.access import RESERVED_PORTS, AccessConfig, AppConfig
-from provisioner.spec import AgentProfile, LifecycleConfig, _Strict
+from provisioner.spec import AgentProfile, LifecycleConfig, PlacementConfig, _Strict
 from provisioner.templating.confine import relative_name
 
 ParamType = Literal["string", "number", "integer", "bool", "list", "choice"]
@@ -74,6 +74,9 @@ class WorkspaceConfig(_Strict):
     workdir: str = Field("/workspace", description="The agent's working directory (a volume)")
     env: dict[str, str] = Field(default_factory=dict, description="Environment for the agent")
     resources: Resources = Field(default_factory=Resources)
+    placement: PlacementConfig = Field(
+        default_factory=PlacementConfig, description="Where it may run (backend swarm)"
+    )
 
     @model_validator(mode="after")
     def _one_image_source(self) -> WorkspaceConfig:
@@ -218,7 +221,7 @@ class TemplateConfig(_Strict):
         "them); the Coder API shows it and every lookup by name takes it",
     )
     description: str = ""
-    backend: Literal["docker", "terraform"] = "docker"
+    backend: Literal["docker", "swarm", "terraform"] = "docker"
     parameters: list[Parameter] = Field(default_factory=list)
     workspace: WorkspaceConfig = Field(default_factory=WorkspaceConfig)
     setup: str | None = Field(

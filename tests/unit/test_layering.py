@@ -52,6 +52,14 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "provisioner.templating",
         "provisioner.images",
     ),
+    # where a workspace goes on a cluster, and what a node's state means for it
+    "provisioner.placement": (
+        "provisioner.engine",
+        "provisioner.server",
+        "provisioner.store",
+        "provisioner.backends",
+        "provisioner.templating",
+    ),
     "provisioner.coder_compat": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     # side by side: none of them reaches up to the engine or the server, or across
     "provisioner.templating": (
