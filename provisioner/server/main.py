@@ -42,7 +42,10 @@ def build_engine(home: Path) -> Engine:
     """The default wiring: SQLite in the home, local Docker, built-in templates."""
     pricing = paths.pricing(home)  # a wrong table stops the server before anything opens
     targets = paths.targets(home)  # a bad config fails before anything is opened
-    store = Store(os.environ.get("DOCKYARD_DATABASE_URL") or sqlite_url(home / "dockyard.db"))
+    store = Store(
+        os.environ.get("DOCKYARD_DATABASE_URL") or sqlite_url(home / "dockyard.db"),
+        pool=paths.database_pool(home),
+    )
     docker = DockerBackend(instance=paths.instance_id(home))
 
     def backend_of(task_id: str) -> str | None:

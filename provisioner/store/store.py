@@ -60,6 +60,16 @@ from provisioner.store.webhooks import WebhooksMixin
 _TASK_FIELDS = [f.name for f in fields(Task)]
 
 
+# The connection pool of a server database (PostgreSQL): every followed task has a
+# follower thread that stores its lines, the API answers in up to 40 threads and the
+# engine's provisioning pool runs 4, each holding a connection only while it reads or
+# writes. SQLAlchemy's default (5, and 10 more under load) made followers of 50 busy tasks
+# wait for one another; a waiter gives up after pool_timeout seconds. Changed in
+# config.yaml `database:` (see docs/operating.md); PostgreSQL's own max_connections (100
+# by default) must cover pool_size + max_overflow for every server sharing it.
+DEFAULT_POOL: dict[str, int] = {"pool_size": 10, "max_overflow": 40, "pool_timeout": 30}
+
+
 def sqlite_url(path: Path) -> str:
     """The SQLAlchemy URL of a SQLite file."""
     return f"sqlite:///{path}"
@@ -122,11 +132,11 @@ class Store(
 ):
     """All reads and writes of task data go through here."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, pool: Mapping[str, int] | None = None) -> None:
         self.url = url
         shown = make_url(url).render_as_string(hide_password=True)
         try:
-            self._open(url)
+            self._open(url, {**DEFAULT_POOL, **(pool or {})})
         except ImportError as exc:
             raise DockyardError(
                 f"The database driver for {shown} is not installed ({exc.name or exc})",
@@ -141,7 +151,7 @@ class Store(
         self._touched = {}
         self._audit_writes = 0
 
-    def _open(self, url: str) -> None:
+    def _open(self, url: str, pool: Mapping[str, int]) -> None:
         if url.startswith("sqlite"):
             _create_private(make_url(url).database)
             self.db: Engine = create_engine(
@@ -153,7 +163,9 @@ class Store(
             # that waited for another transaction's row lock re-reads the row it then
             # changes (or skips), where a stricter level set as the database's default
             # would fail it with a serialization error instead.
-            self.db = create_engine(url, pool_pre_ping=True, isolation_level="READ COMMITTED")
+            self.db = create_engine(
+                url, pool_pre_ping=True, isolation_level="READ COMMITTED", **pool
+            )
             if self.db.dialect.driver == "psycopg":
                 event.listen(self.db, "connect", _postgres_text)
         self._create_tables()
