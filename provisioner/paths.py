@@ -181,6 +181,17 @@ def database_pool(home: Path | None = None) -> dict[str, int]:
     return pool
 
 
+def metrics_bind(home: Path | None = None) -> str | None:
+    """`metrics: {bind: host:port}` of HOME/config.yaml: serve /metrics without a token
+    there too (None: only on the API's address, with a token)."""
+    config, data = _config(home)
+    section = data.get("metrics") or {}
+    if not isinstance(section, dict):
+        raise DockyardError(f"{config}: metrics must be a mapping, e.g. {{bind: '127.0.0.1:9464'}}")
+    value = section.get("bind")
+    return None if value is None else str(value)
+
+
 def pricing(home: Path | None = None) -> PriceTable:
     """The `pricing:` table of HOME/config.yaml (dollars per million tokens by model),
     checked at startup: a ParameterError names the file and the key that is wrong."""

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from provisioner import metrics
 from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachable
 from provisioner.bridge.runtime.task_command import COMPLETE, ReportError, check_report
 from provisioner.bridge.runtime.wire import (
@@ -28,7 +29,7 @@ from provisioner.bridge.runtime.wire import (
 )
 from provisioner.errors import BackendUnavailable, TaskConflict, TaskNotFound
 from provisioner.lifecycle import ErrorClass, State, Status
-from provisioner.model import Task
+from provisioner.model import Task, utcnow
 from provisioner.prompts import FINISHED
 
 if TYPE_CHECKING:
@@ -262,6 +263,8 @@ class Follower(threading.Thread):
                 failures = 0
             except (BridgeUnreachable, BridgeError) as exc:
                 failures += 1
+                kind = "unreachable" if isinstance(exc, BridgeUnreachable) else "error"
+                metrics.BRIDGE_ERRORS.labels(kind=kind).inc()
                 client.close()
                 client = None
                 if self.stopping.is_set():
@@ -288,6 +291,9 @@ class Follower(threading.Thread):
                 if bridge_state == WORKING:  # more is likely on its way: ask for it now
                     ahead = self._poll(client, last_seq, bridge_state, prompts_version)
                 store.append_logs(self.task_id, entries)
+                lag = metrics.seconds_between(entries[-1].get("time"), utcnow())
+                if lag is not None:
+                    metrics.FOLLOWER_LAG.observe(lag)
             # Delivery states first: a prompt the agent took just before it exited is taken.
             untaken = [p for p in store.prompts(self.task_id) if p["state"] not in FINISHED]
             if untaken:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
-from provisioner.auth.tokens import Principal
+from provisioner.auth.tokens import Principal, Role
 from provisioner.errors import Forbidden, Unauthenticated
 from provisioner.server.guard import ASGIApp, Receive, Refusal, Scope, Send, header, send_refusal
 from provisioner.store.store import Store
@@ -22,6 +22,9 @@ HINT = (
     "send Authorization: Bearer <token>; the CLI does so after `dockyard login URL` "
     "or with DOCKYARD_TOKEN set (an admin makes tokens: dockyard token create)"
 )
+
+HINT_METRICS = "use a member's or an admin's token for anything else"
+SCRAPE = {("GET", "/metrics"), ("HEAD", "/metrics")}
 
 
 def bearer(value: str | None) -> str | None:
@@ -66,6 +69,12 @@ class Authenticator:
                 client_address(scope),
             )
             await send_refusal(send, Refusal(401, exc.message, exc.hint or HINT), [CHALLENGE])
+            return
+        if principal.role == Role.METRICS and (scope["method"], scope["path"]) not in SCRAPE:
+            # a scraper's token leaks more easily than a person's: it reads metrics only
+            await send_refusal(
+                send, Refusal(403, "A metrics token may only read GET /metrics", HINT_METRICS)
+            )
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)

@@ -31,6 +31,12 @@ from provisioner.server.auth import Authenticator
 from provisioner.server.bootstrap import ensure_local_admin
 from provisioner.server.guard import RequestGuard
 from provisioner.server.mcp.app import build_mcp_server, mcp_route
+from provisioner.server.metrics_api import (
+    MetricsListener,
+    build_metrics_router,
+    metrics_registry,
+    parse_bind,
+)
 from provisioner.server.webhook_dispatch import Dispatcher
 from provisioner.server.webhooks_api import build_webhooks_router
 from provisioner.store.store import Store, sqlite_url
@@ -89,15 +95,24 @@ def create_app(engine: Engine, home: Path, allowed_hosts: list[str] | None = Non
     route, mcp_sessions = mcp_route(build_mcp_server(engine))
     webhooks = paths.webhook_settings(home)
     dispatcher = Dispatcher(engine.store, webhooks)
+    registry = metrics_registry(engine.store)
+    bind = paths.metrics_bind(home)
+    listener = None
+    if bind is not None:
+        listener = MetricsListener(registry, *parse_bind(bind, "config.yaml: metrics.bind"))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         engine.start()
         dispatcher.start()  # reads the events the engine writes; never holds it up
+        if listener is not None:
+            listener.start()
         try:
             async with mcp_sessions.run():  # the MCP route's task group
                 yield
         finally:
+            if listener is not None:
+                listener.stop()
             dispatcher.stop()
             engine.stop()
 
@@ -108,6 +123,8 @@ def create_app(engine: Engine, home: Path, allowed_hosts: list[str] | None = Non
     app.include_router(build_router(engine, str(home)))
     app.include_router(build_accounts_router(engine.store))
     app.include_router(build_webhooks_router(engine.store, webhooks))
+    app.include_router(build_metrics_router(registry))
+    app.state.metrics_listener = listener  # its port, for whoever started the app
     # A2A (card + JSON-RPC): plain Starlette routes of the SDK, outside the OpenAPI
     # document; the middleware below authenticates them like every other path
     app.router.routes.extend(a2a_routes(engine, paths.settings(home), webhooks))

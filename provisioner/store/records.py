@@ -23,6 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from provisioner import metrics
 from provisioner.bridge.runtime.wire import (
     OUTPUT,
     STORED_LOG_KEYS,
@@ -32,7 +33,7 @@ from provisioner.bridge.runtime.wire import (
     StoredLogEntry,
 )
 from provisioner.model import utcnow
-from provisioner.prompts import FAILED, FINISHED, QUEUED, STATE_ORDER
+from provisioner.prompts import FAILED, FINISHED, QUEUED, STATE_ORDER, TAKEN
 from provisioner.store.schema import events, logs, prompts, tasks
 
 
@@ -387,6 +388,10 @@ class PromptsMixin:
                     if self._fail_prompt(conn, task_id, have["id"], reason, "bridge"):
                         failed.append((have["id"], reason))
                     continue
+                if state == TAKEN and rp.get("taken_at"):
+                    waited = metrics.seconds_between(have["created_at"], rp.get("taken_at"))
+                    if waited is not None:
+                        metrics.SEND_TO_TAKEN.observe(waited)
                 conn.execute(
                     update(prompts)
                     .where(prompts.c.id == have["id"])

@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from provisioner import metrics
 from provisioner.capacity import (
     COUNTED,
     Slot,
@@ -42,6 +43,7 @@ from provisioner.capacity import (
 from provisioner.errors import DockyardError, TaskConflict, TaskNotFound
 from provisioner.lifecycle import (
     TERMINAL,
+    State,
     Status,
     advance_phases,
     check_transition,
@@ -52,6 +54,7 @@ from provisioner.model import Task, parse_time, utcnow
 from provisioner.store.a2a import A2AMixin
 from provisioner.store.accounts import AccountsMixin
 from provisioner.store.claims import ClaimsMixin
+from provisioner.store.gauges import GaugesMixin
 from provisioner.store.records import LogsMixin, PromptsMixin, insert_ignoring_duplicates
 from provisioner.store.schema import events, locks, logs, metadata, prompts, tasks
 from provisioner.store.settings import SettingsMixin
@@ -129,6 +132,7 @@ class Store(
     SettingsMixin,
     WebhooksMixin,
     ClaimsMixin,
+    GaugesMixin,
 ):
     """All reads and writes of task data go through here."""
 
@@ -559,6 +563,7 @@ class Store(
         elif expected == Status.INITIALIZING:
             old = conn.execute(select(tasks.c.phases).where(tasks.c.id == task_id)).scalar()
             values["phases"] = advance_phases(list(old or []), None, parse_time(now))
+            closed_before = metrics.closed_count(old)
         guard = and_(tasks.c.id == task_id, tasks.c.status == expected.value)
         if kind is not None:
             guard = and_(guard, tasks.c.kind == kind)
@@ -569,9 +574,12 @@ class Store(
             current = conn.execute(select(tasks.c.status).where(tasks.c.id == task_id)).scalar()
             if current is None:
                 raise TaskNotFound(f"No task {task_id!r} (it was deleted)")
+            metrics.CLAIM_CONFLICTS.inc()
             if current == expected.value and match:
                 raise TaskConflict(f"Task changed meanwhile: its {', '.join(match)} changed")
             raise TaskConflict(f"Task changed meanwhile: it is {current}, not {expected.value}")
+        if expected == Status.INITIALIZING and target != Status.INITIALIZING:
+            metrics.observe_phases(values["phases"], closed_before)
         conn.execute(
             insert(events).values(
                 task_id=task_id,
@@ -607,12 +615,17 @@ class Store(
         now = utcnow()
         with self.db.begin() as conn:
             current = conn.execute(
-                select(tasks.c.state, tasks.c.phase, tasks.c.phases).where(
+                select(tasks.c.state, tasks.c.phase, tasks.c.phases, tasks.c.created_at).where(
                     and_(tasks.c.id == task_id, tasks.c.status == expected.value)
                 )
             ).first()
             if current is None:
                 return False
+            first_idle = (
+                changes.get("state") == State.IDLE
+                and current.state != State.IDLE
+                and not self._was_idle(conn, task_id)
+            )
             if changes.get("phase") and changes["phase"] != current.phase:
                 changes["phases"] = advance_phases(
                     list(current.phases or []), changes["phase"], parse_time(now)
@@ -626,6 +639,12 @@ class Store(
             )
             if result.rowcount != 1:
                 return False
+            if "phases" in changes:
+                metrics.observe_phases(changes["phases"], metrics.closed_count(current.phases))
+            if first_idle:
+                waited = metrics.seconds_between(current.created_at, now)
+                if waited is not None:
+                    metrics.CREATE_TO_IDLE.observe(waited)
             for kind in ("state", "phase"):
                 old = getattr(current, kind)
                 if kind in changes and changes[kind] != old:
@@ -641,6 +660,22 @@ class Store(
                         )
                     )
         return True
+
+    @staticmethod
+    def _was_idle(conn: Any, task_id: str) -> bool:
+        """Whether the task's agent has been idle before (its create-to-idle is measured)."""
+        found = conn.execute(
+            select(events.c.id)
+            .where(
+                and_(
+                    events.c.task_id == task_id,
+                    events.c.kind == "state",
+                    events.c.to_value == State.IDLE.value,
+                )
+            )
+            .limit(1)
+        ).first()
+        return found is not None
 
     def record(
         self,

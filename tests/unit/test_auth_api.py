@@ -36,6 +36,7 @@ MEMBER, ADMIN = "member", "admin"
 # (method, path) -> who may call it. Tasks are further limited to their owner (and admins).
 RULES: dict[tuple[str, str], str] = {
     ("GET", "/api/v2/health"): MEMBER,
+    ("GET", "/metrics"): ADMIN,  # or a metrics user: tests/unit/test_metrics.py
     ("GET", "/api/v2/templates"): MEMBER,
     ("POST", "/api/v2/templates"): ADMIN,
     ("DELETE", "/api/v2/templates/{name}"): ADMIN,

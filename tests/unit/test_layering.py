@@ -36,6 +36,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "provisioner.spend": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     "provisioner.webhooks": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     "provisioner.claiming": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    # what the process observes for Prometheus: the store and engine observe into it
+    "provisioner.metrics": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     # side by side: none of them reaches up to the engine or the server, or across
     "provisioner.templating": (
         "provisioner.engine",
