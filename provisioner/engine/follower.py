@@ -29,6 +29,7 @@ from provisioner.bridge.runtime.wire import (
 )
 from provisioner.errors import BackendUnavailable, TaskConflict, TaskNotFound
 from provisioner.lifecycle import ErrorClass, State, Status
+from provisioner.logcontext import task_context
 from provisioner.model import Task, utcnow
 from provisioner.prompts import FINISHED
 
@@ -213,14 +214,15 @@ class Follower(threading.Thread):
         self._wake.set()
 
     def run(self) -> None:
-        try:
-            self._follow()
-        except (TaskNotFound, TaskConflict):
-            pass  # deleted or moved on by someone else: nothing left to follow
-        except Exception:
-            log.exception("follower of task %s crashed", self.task_id)
-        finally:
-            self.engine.follower_done(self)
+        with task_context(self.task_id):  # its log lines carry the task's id
+            try:
+                self._follow()
+            except (TaskNotFound, TaskConflict):
+                pass  # deleted or moved on by someone else: nothing left to follow
+            except Exception:
+                log.exception("follower of task %s crashed", self.task_id)
+            finally:
+                self.engine.follower_done(self)
 
     def _client(self) -> BridgeClient | None:
         observed = self.engine.backend.observe(self.task_id)

@@ -30,6 +30,8 @@ from provisioner.server.api import build_router, install_error_handler
 from provisioner.server.auth import Authenticator
 from provisioner.server.bootstrap import ensure_local_admin
 from provisioner.server.guard import RequestGuard
+from provisioner.server.logformat import RequestIds, check_format
+from provisioner.server.logformat import configure as configure_logging
 from provisioner.server.mcp.app import build_mcp_server, mcp_route
 from provisioner.server.metrics_api import (
     MetricsListener,
@@ -83,7 +85,9 @@ def allowed_hosts_from_env() -> list[str]:
     return [h.strip() for h in raw.split(",") if h.strip()]
 
 
-def create_app(engine: Engine, home: Path, allowed_hosts: list[str] | None = None) -> FastAPI:
+def create_app(
+    engine: Engine, home: Path, allowed_hosts: list[str] | None = None, log_format: str = "text"
+) -> FastAPI:
     """The FastAPI app; starts the engine with the app and stops it after.
 
     Every request passes the guard (Host, Origin, content type, size), then needs an API
@@ -134,6 +138,8 @@ def create_app(engine: Engine, home: Path, allowed_hosts: list[str] | None = Non
     # the last added runs first: the guard, then authentication, then the routes
     app.add_middleware(Authenticator, store=engine.store)
     app.add_middleware(RequestGuard, allowed_hosts=names)
+    # outermost: a refused request has its id too, and every line logged for it
+    app.add_middleware(RequestIds, access_log=log_format == "json")
     return app
 
 
@@ -145,17 +151,22 @@ def run_server(
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
     allowed_hosts: list[str] | None = None,
+    log_format: str | None = None,
 ) -> None:
-    """Serve until interrupted; writes HOME/server.json once listening."""
+    """Serve until interrupted; writes HOME/server.json once listening.
+
+    `log_format` (text or json) overrides `log_format:` in config.yaml (default text)."""
     if (tls_cert is None) != (tls_key is None):
         raise DockyardError("TLS needs both --tls-cert and --tls-key")
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per bridge poll is noise
     home = paths.home_dir(home)
+    if log_format is None:
+        log_format = str(paths.settings(home).get("log_format") or "text")
+        where = f"{home / 'config.yaml'}: log_format"
+    else:
+        where = "--log-format"
+    configure_logging(check_format(log_format, where))
     engine = build_engine(home)
-    app = create_app(engine, home, [host, *(allowed_hosts or [])])
+    app = create_app(engine, home, [host, *(allowed_hosts or [])], log_format=log_format)
     sock = socket.socket(
         socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP
     )  # so asyncio sets TCP_NODELAY
@@ -191,6 +202,7 @@ def run_server(
     config = uvicorn.Config(
         app,
         log_level="warning",
+        log_config=None,  # uvicorn's lines go through ours (JSON too), not its own handlers
         access_log=False,
         ssl_certfile=str(tls_cert) if tls_cert else None,
         ssl_keyfile=str(tls_key) if tls_key else None,
@@ -213,6 +225,7 @@ def cli_main() -> None:
     parser.add_argument("--tls-cert", type=Path, default=None)
     parser.add_argument("--tls-key", type=Path, default=None)
     parser.add_argument("--allowed-host", action="append", default=[])
+    parser.add_argument("--log-format", choices=["text", "json"], default=None)
     args = parser.parse_args()
     run_server(
         args.host,
@@ -221,4 +234,5 @@ def cli_main() -> None:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         allowed_hosts=args.allowed_host,
+        log_format=args.log_format,
     )

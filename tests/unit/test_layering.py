@@ -38,6 +38,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "provisioner.claiming": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     # what the process observes for Prometheus: the store and engine observe into it
     "provisioner.metrics": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    "provisioner.logcontext": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     # side by side: none of them reaches up to the engine or the server, or across
     "provisioner.templating": (
         "provisioner.engine",
