@@ -29,6 +29,7 @@ from provisioner.server.accounts_api import build_accounts_router
 from provisioner.server.api import build_router, install_error_handler
 from provisioner.server.auth import Authenticator
 from provisioner.server.bootstrap import ensure_local_admin
+from provisioner.server.doctor_api import build_doctor_router
 from provisioner.server.guard import RequestGuard
 from provisioner.server.logformat import RequestIds, check_format
 from provisioner.server.logformat import configure as configure_logging
@@ -128,6 +129,7 @@ def create_app(
     app.include_router(build_accounts_router(engine.store))
     app.include_router(build_webhooks_router(engine.store, webhooks))
     app.include_router(build_metrics_router(registry))
+    app.include_router(build_doctor_router(engine.store, home))
     app.state.metrics_listener = listener  # its port, for whoever started the app
     # A2A (card + JSON-RPC): plain Starlette routes of the SDK, outside the OpenAPI
     # document; the middleware below authenticates them like every other path

@@ -37,6 +37,7 @@ MEMBER, ADMIN = "member", "admin"
 RULES: dict[tuple[str, str], str] = {
     ("GET", "/api/v2/health"): MEMBER,
     ("GET", "/metrics"): ADMIN,  # or a metrics user: tests/unit/test_metrics.py
+    ("GET", "/api/v2/doctor"): ADMIN,
     ("GET", "/api/v2/templates"): MEMBER,
     ("POST", "/api/v2/templates"): ADMIN,
     ("DELETE", "/api/v2/templates/{name}"): ADMIN,
