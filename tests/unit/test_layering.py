@@ -39,6 +39,14 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     # what the process observes for Prometheus: the store and engine observe into it
     "provisioner.metrics": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     "provisioner.logcontext": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    # the doctor's judgements: its probes (doctor.probes) do the I/O
+    "provisioner.doctor.checks": (
+        "provisioner.engine",
+        "provisioner.server",
+        "provisioner.store",
+        "provisioner.backends",
+        "provisioner.images",
+    ),
     # side by side: none of them reaches up to the engine or the server, or across
     "provisioner.templating": (
         "provisioner.engine",
