@@ -15,7 +15,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from provisioner import metrics
 from provisioner.errors import DockyardError
 from provisioner.lifecycle import Status
-from provisioner.server.metrics_api import MetricsListener, StoreCollector, parse_bind
+from provisioner.server.metrics_api import (
+    MetricsListener,
+    StoreCollector,
+    metrics_registry,
+    parse_bind,
+)
 from provisioner.store.store import Store, sqlite_url
 from tests.fake_engine import Harness, bridge_cache, harness_at
 from tests.polling import wait_until
@@ -23,6 +28,8 @@ from tests.serving import admin_headers, free_port, serve
 from tests.stored import stored_task
 
 __all__ = ["bridge_cache"]
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -186,3 +193,40 @@ def test_a_bad_bind_is_refused(value: object) -> None:
 def test_a_good_bind_parses() -> None:
     assert parse_bind("127.0.0.1:9464", "x") == ("127.0.0.1", 9464)
     assert parse_bind("[::1]:9464", "x") == ("::1", 9464)
+
+
+def test_the_grafana_dashboard_queries_only_metrics_that_exist(tmp_path: Path) -> None:
+    import json
+    import re
+
+    store = Store(sqlite_url(tmp_path / "db.sqlite"))
+    try:
+        scraped = generate_latest(metrics_registry(store)).decode()
+    finally:
+        store.close()
+    exposed = {s for s in re.findall(r"^# TYPE (\S+)", scraped, re.M)}
+    exposed |= {f"{n}{suffix}" for n in exposed for suffix in ("_bucket", "_count", "_total")}
+    dashboard = json.loads((ROOT / "docs" / "grafana-dashboard.json").read_text())
+    used = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"dockyard_[a-z_]+", target["expr"])
+    }
+    assert used and used <= exposed, used - exposed
+
+
+def test_an_admin_makes_a_metrics_user_with_the_cli(served: tuple[Harness, str]) -> None:
+    from click.testing import CliRunner
+
+    from cli.main import cli
+    from tests.serving import admin_env
+
+    h, url = served
+    env = admin_env(url, h.home)
+    made = CliRunner().invoke(cli, ["user", "create", "prom", "--role", "metrics"], env=env)
+    assert made.exit_code == 0 and "(metrics)" in made.output, made.output
+    token = CliRunner().invoke(cli, ["token", "create", "--user", "prom", "-q"], env=env)
+    assert scrape(url, {"Authorization": f"Bearer {token.output.strip()}"}).status_code == 200
+    bad = CliRunner().invoke(cli, ["user", "create", "x", "--role", "root"], env=env)
+    assert bad.exit_code == 2
