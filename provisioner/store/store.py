@@ -51,6 +51,7 @@ from provisioner.lifecycle import (
     state_applies,
 )
 from provisioner.model import Task, parse_time, utcnow
+from provisioner.store import eventlog
 from provisioner.store.a2a import A2AMixin
 from provisioner.store.accounts import AccountsMixin
 from provisioner.store.claims import ClaimsMixin
@@ -172,6 +173,7 @@ class Store(
             )
             if self.db.dialect.driver == "psycopg":
                 event.listen(self.db, "connect", _postgres_text)
+        eventlog.install(self.db)
         self._create_tables()
         self._check_schema()
         with self.db.begin() as conn:

@@ -192,3 +192,50 @@ def test_a_server_process_logs_json_lines_only(tmp_path: Path) -> None:
     assert all("task_id" in p and "request_id" in p for p in parsed)
     assert any(p.get("request_id") == "proc-1" and p.get("status") == 200 for p in parsed)
     assert any("serving at" in str(p["message"]) for p in parsed)
+
+
+def test_every_committed_task_event_is_a_line_with_the_request_that_caused_it(
+    json_server: tuple[Harness, str], lines: Lines
+) -> None:
+    h, url = json_server
+    task = stored_task(h.store, owner="admin")  # pending: not started (no engine claim)
+    reply = httpx.patch(
+        f"{url}/api/v2/tasks/{task.id}",
+        headers={**admin_headers(h.home), "X-Request-ID": "bump-1"},
+        json={"priority": 60},
+    )
+    assert reply.status_code == 200, reply.text
+
+    def changed() -> list[dict[str, object]]:
+        return [
+            p
+            for p in lines.parsed()
+            if p["logger"] == "dockyard.events" and p["request_id"] == "bump-1"
+        ]
+
+    (line,) = wait_until(changed, what="the priority event's line")
+    assert line["task_id"] == task.id and line["event"] == "priority"
+    assert str(line["actor"]).startswith("user:")
+
+
+def test_a_rolled_back_event_is_not_logged_and_text_lines_stay_lines(
+    tmp_path: Path, lines: Lines
+) -> None:
+    from provisioner.lifecycle import Status
+    from provisioner.store.store import Store, sqlite_url
+
+    store = Store(sqlite_url(tmp_path / "db.sqlite"))
+    try:
+        task = stored_task(store, Status.PENDING)
+        store.transition(task.id, Status.PENDING, Status.BACKLOG, actor="a", reason="x\nFORGED")
+        with pytest.raises(Exception, match="changed meanwhile"):
+            store.transition(task.id, Status.PENDING, Status.BACKLOG, actor="b")
+    finally:
+        store.close()
+    events = [p for p in lines.parsed() if p["logger"] == "dockyard.events"]
+    assert [(e["from"], e["to"], e["actor"]) for e in events] == [
+        (None, "pending", "test"),
+        ("pending", "backlog", "a"),
+    ]
+    assert events[1]["reason"] == "x\nFORGED"  # whole in JSON
+    assert "\n" not in str(events[1]["message"])  # one line in text
