@@ -184,9 +184,6 @@ def run_server(
     class _Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets)
-            tmp = address_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"url": url, "pid": os.getpid()}))
-            tmp.replace(address_file)
             say = logging.getLogger("dockyard").info
             say("Dockyard %s serving at %s", __version__, url)
             say("every request needs an API token; the admin token is in %s", token_file)
@@ -200,6 +197,10 @@ def run_server(
                     else "; without --tls-cert/--tls-key tokens cross the "
                     "network in the clear, so put a TLS reverse proxy in front",
                 )
+            # last: whoever waits for server.json finds these lines in the log already
+            tmp = address_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"url": url, "pid": os.getpid()}))
+            tmp.replace(address_file)
 
     config = uvicorn.Config(
         app,
