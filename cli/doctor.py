@@ -1,7 +1,7 @@
 """`dockyard doctor`: what is wrong with this Dockyard, and what to do about it.
 
 Checks the server's address and the token here, then asks the server for its own
-machine's checks (GET /api/v2/doctor, admins): Docker, cgroups, disk, images, debootstrap
+machine's checks (GET /api/dockyard/v1/doctor, admins): Docker, cgroups, disk, images, debootstrap
 and the mirror, the CA bundle and HTTPS from a workspace, the database, Terraform, Swarm.
 With --local, or when no server can be reached and none was named, the machine checks
 run in this process instead (no server needed: a doctor for a server that will not start).

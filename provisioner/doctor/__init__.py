@@ -1,7 +1,7 @@
 """`dockyard doctor`: what is wrong with this Dockyard's machine, and what to do about it.
 
 checks.py judges (pure), probes.py looks (I/O); `diagnose` runs them all here. A server
-runs the same for `GET /api/v2/doctor` (admins), so a remote server is diagnosed where
+runs the same for `GET /api/dockyard/v1/doctor` (admins), so a remote server is diagnosed where
 it runs.
 """
 

@@ -1,4 +1,5 @@
-"""GET /api/v2/doctor: `dockyard doctor`'s checks of the server's own machine (admins).
+"""GET /api/dockyard/v1/doctor (and its /api/v2 alias): `dockyard doctor`'s checks of
+the server's own machine (admins).
 
 A remote server's Docker, disk, images, CA bundle and database can only be looked at
 where it runs; the CLI adds its own checks of the address and the token.

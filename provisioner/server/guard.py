@@ -33,7 +33,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SIMPLE_TYPES = frozenset({"text/plain", "application/x-www-form-urlencoded", "multipart/form-data"})
 MAX_BODY = 8 * 1024 * 1024  # a JSON request: a prompt is far smaller
 MAX_UPLOAD = 64 * 1024 * 1024  # a template archive (its own 50 MiB limit says more)
-UPLOAD_PATHS = frozenset({"/api/v2/templates"})
+UPLOAD_PATHS = frozenset({"/api/v2/templates", "/api/dockyard/v1/templates"})
 
 
 @dataclass(frozen=True)
@@ -130,6 +130,23 @@ async def send_refusal(
 ) -> None:
     """Answer with our usual error body: {"detail", "hint"}."""
     body = json.dumps({"detail": refusal.detail, "hint": refusal.hint}).encode()
+    raw = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *((k.encode(), v.encode()) for k, v in headers),
+    ]
+    await send({"type": "http.response.start", "status": refusal.status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_coder_refusal(
+    send: Send, refusal: Refusal, headers: Iterable[tuple[str, str]] = ()
+) -> None:
+    """A refusal on one of Coder's routes, in Coder's error shape: {"message", "detail",
+    "validations"} (codersdk.Response)."""
+    body = json.dumps(
+        {"message": refusal.detail, "detail": refusal.hint or "", "validations": []}
+    ).encode()
     raw = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

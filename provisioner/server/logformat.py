@@ -27,8 +27,12 @@ TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 REQUEST_HEADER = "x-request-id"
 # a caller's id is kept only if it is short and plain: it lands in every log line
 _REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-# /api/v2/tasks/<ref>/...: the task a request is about, as its path names it
-_TASK_PATH_RE = re.compile(r"^/api/v2/tasks/([^/]{1,128})")
+# the task a request is about, as its path names it: /api/dockyard/v1/tasks/<id or
+# name>/...; under /api/v2 (Coder's surface too: /tasks/{user}/{task}) only a task id
+_TASK_PATH_RE = re.compile(
+    r"^/api/dockyard/v1/tasks/([^/]{1,128})"
+    r"|^/api/(?:v2|experimental)/tasks/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?:/|$)"
+)
 
 # LogRecord's own attributes: anything else on a record came from `extra=` and is kept
 _RECORD_KEYS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -104,7 +108,7 @@ class RequestIds:
         rid = given if given and _REQUEST_ID_RE.fullmatch(given) else new_request_id()
         named = _TASK_PATH_RE.match(str(scope.get("path", "")))
         rid_token = request_id.set(rid)
-        task_token = task_id.set(named.group(1) if named else None)
+        task_token = task_id.set((named.group(1) or named.group(2)) if named else None)
         started = time.monotonic()
         status = 500  # unless a response starts
 

@@ -29,6 +29,7 @@ from provisioner.server.accounts_api import build_accounts_router
 from provisioner.server.api import build_router, install_error_handler
 from provisioner.server.auth import Authenticator
 from provisioner.server.bootstrap import ensure_local_admin
+from provisioner.server.coder.app import build_coder_app
 from provisioner.server.doctor_api import build_doctor_router
 from provisioner.server.guard import RequestGuard
 from provisioner.server.logformat import RequestIds, check_format
@@ -40,6 +41,7 @@ from provisioner.server.metrics_api import (
     metrics_registry,
     parse_bind,
 )
+from provisioner.server.prefixes import ApiPrefixes, combined_openapi
 from provisioner.server.webhook_dispatch import Dispatcher
 from provisioner.server.webhooks_api import build_webhooks_router
 from provisioner.store.store import Store, sqlite_url
@@ -137,8 +139,13 @@ def create_app(
     # MCP (tools over Streamable HTTP at /mcp): outside the OpenAPI document; the
     # middleware below authenticates it like every other path
     app.router.routes.append(route)
+    # Dockyard's routes at /api/dockyard/v1 (and /api/v2 aliases); Coder's surface first
+    # where it claims a path under /api/v2 or /api/experimental (see prefixes)
+    coder = build_coder_app(engine)
+    app.openapi = combined_openapi(app, coder)  # type: ignore[method-assign]
+    app.add_middleware(ApiPrefixes, coder=coder)
     # the last added runs first: the guard, then authentication, then the routes
-    app.add_middleware(Authenticator, store=engine.store)
+    app.add_middleware(Authenticator, store=engine.store, coder=coder)
     app.add_middleware(RequestGuard, allowed_hosts=names)
     # outermost: a refused request has its id too, and every line logged for it
     app.add_middleware(RequestIds, access_log=log_format == "json")

@@ -47,6 +47,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "provisioner.backends",
         "provisioner.images",
     ),
+    "provisioner.coder_compat": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     # side by side: none of them reaches up to the engine or the server, or across
     "provisioner.templating": (
         "provisioner.engine",
