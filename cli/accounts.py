@@ -49,7 +49,13 @@ def user_group() -> None:
 
 @user_group.command("create")
 @click.argument("name")
-@click.option("--role", type=click.Choice(["admin", "member"]), default="member", show_default=True)
+@click.option(
+    "--role",
+    type=click.Choice(["admin", "member", "metrics"]),
+    default="member",
+    show_default=True,
+    help="metrics: a token that reads GET /metrics only (for Prometheus)",
+)
 def create_user(name: str, role: str) -> None:
     """Add a user; give them a token with: dockyard token create --user NAME."""
     user = current_client().create_user(name, role)

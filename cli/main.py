@@ -31,6 +31,7 @@ LAZY_COMMANDS = {
     "undrain": "cli.drain:undrain",
     "webhook": "cli.webhooks:webhook_group",
     "worker": "cli.workers:worker_group",
+    "doctor": "cli.doctor:doctor",
 }
 
 
@@ -87,6 +88,13 @@ def cli(ctx: click.Context, url: str | None) -> None:
     metavar="NAME",
     help="A DNS name clients use for this server (repeatable; env DOCKYARD_ALLOWED_HOSTS).",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="Server log lines: text, or JSON lines with task and request ids "
+    "[default: log_format in config.yaml, else text].",
+)
 def server(
     host: str,
     port: int,
@@ -94,6 +102,7 @@ def server(
     tls_cert: Path | None,
     tls_key: Path | None,
     allowed_hosts: tuple[str, ...],
+    log_format: str | None,
 ) -> None:
     """Run the Dockyard server in the foreground; every request needs an API token."""
     from provisioner.errors import DockyardError
@@ -111,6 +120,7 @@ def server(
             tls_cert=tls_cert,
             tls_key=tls_key,
             allowed_hosts=list(allowed_hosts),
+            log_format=log_format,
         )
     except DockyardError as exc:  # e.g. its database cannot be opened
         raise CliError(str(exc)) from exc

@@ -154,6 +154,44 @@ def default_retention(home: Path | None = None) -> str | None:
     return value
 
 
+def database_pool(home: Path | None = None) -> dict[str, int]:
+    """`database: {pool_size, max_overflow, pool_timeout}` of HOME/config.yaml: the
+    PostgreSQL connection pool of this server (unset keys keep Store's defaults)."""
+    config, data = _config(home)
+    section = data.get("database") or {}
+    if not isinstance(section, dict):
+        raise DockyardError(f"{config}: database must be a mapping, e.g. {{pool_size: 20}}")
+    pool: dict[str, int] = {}
+    for key, low in (("pool_size", 1), ("max_overflow", 0), ("pool_timeout", 1)):
+        value = section.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= 10000:
+            raise DockyardError(
+                f"{config}: database.{key} must be an integer from {low} to 10000",
+                hint="see docs/operating.md, sizing the connection pool",
+            )
+        pool[key] = value
+    unknown = sorted(set(section) - {"pool_size", "max_overflow", "pool_timeout"})
+    if unknown:
+        raise DockyardError(
+            f"{config}: database has unknown keys: {', '.join(map(str, unknown))}",
+            hint="known: pool_size, max_overflow, pool_timeout",
+        )
+    return pool
+
+
+def metrics_bind(home: Path | None = None) -> str | None:
+    """`metrics: {bind: host:port}` of HOME/config.yaml: serve /metrics without a token
+    there too (None: only on the API's address, with a token)."""
+    config, data = _config(home)
+    section = data.get("metrics") or {}
+    if not isinstance(section, dict):
+        raise DockyardError(f"{config}: metrics must be a mapping, e.g. {{bind: '127.0.0.1:9464'}}")
+    value = section.get("bind")
+    return None if value is None else str(value)
+
+
 def pricing(home: Path | None = None) -> PriceTable:
     """The `pricing:` table of HOME/config.yaml (dollars per million tokens by model),
     checked at startup: a ParameterError names the file and the key that is wrong."""

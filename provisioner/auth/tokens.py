@@ -26,6 +26,7 @@ class Role(StrEnum):
 
     ADMIN = "admin"  # everything: every task, templates, users and tokens of others
     MEMBER = "member"  # their own tasks and tokens; reads the catalog
+    METRICS = "metrics"  # GET /metrics and nothing else (a Prometheus scraper's token)
 
 
 @dataclass(frozen=True)

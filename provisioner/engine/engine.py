@@ -48,6 +48,7 @@ from provisioner.errors import (
     TaskNotFound,
 )
 from provisioner.lifecycle import TERMINAL, ErrorClass, State, Status
+from provisioner.logcontext import in_task
 from provisioner.model import POOL_OWNER, Task, parse_time
 from provisioner.pricing import PriceTable
 from provisioner.prompts import FINISHED, refusal_reason
@@ -274,7 +275,7 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
             if task_id in self._provisioning or self._stopping.is_set():
                 return
             self._provisioning.add(task_id)
-        self._pool.submit(self._provision, task_id)
+        self._pool.submit(in_task(task_id, self._provision), task_id)
 
     def _sweep_orphans(self) -> None:
         # The workspaces first, the tasks after: a task's row is stored before any of its

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from provisioner import metrics
 from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachable
 from provisioner.bridge.runtime.task_command import COMPLETE, ReportError, check_report
 from provisioner.bridge.runtime.wire import (
@@ -29,7 +30,8 @@ from provisioner.bridge.runtime.wire import (
 from provisioner.engine.mcp_relay import McpRelay
 from provisioner.errors import BackendUnavailable, TaskConflict, TaskNotFound
 from provisioner.lifecycle import ErrorClass, State, Status
-from provisioner.model import Task
+from provisioner.logcontext import task_context
+from provisioner.model import Task, utcnow
 from provisioner.prompts import FINISHED
 
 if TYPE_CHECKING:
@@ -220,15 +222,16 @@ class Follower(threading.Thread):
             # the agent's MCP messages are answered while this follower follows
             alive = lambda: not (ended.is_set() or self.stopping.is_set())  # noqa: E731
             McpRelay(self.engine, self.task_id, call, alive).start()
-        try:
-            self._follow()
-        except (TaskNotFound, TaskConflict):
-            pass  # deleted or moved on by someone else: nothing left to follow
-        except Exception:
-            log.exception("follower of task %s crashed", self.task_id)
-        finally:
-            ended.set()
-            self.engine.follower_done(self)
+        with task_context(self.task_id):  # its log lines carry the task's id
+            try:
+                self._follow()
+            except (TaskNotFound, TaskConflict):
+                pass  # deleted or moved on by someone else: nothing left to follow
+            except Exception:
+                log.exception("follower of task %s crashed", self.task_id)
+            finally:
+                ended.set()
+                self.engine.follower_done(self)
 
     def _client(self) -> BridgeClient | None:
         observed = self.engine.backend.observe(self.task_id)
@@ -271,6 +274,8 @@ class Follower(threading.Thread):
                 failures = 0
             except (BridgeUnreachable, BridgeError) as exc:
                 failures += 1
+                kind = "unreachable" if isinstance(exc, BridgeUnreachable) else "error"
+                metrics.BRIDGE_ERRORS.labels(kind=kind).inc()
                 client.close()
                 client = None
                 if self.stopping.is_set():
@@ -297,6 +302,9 @@ class Follower(threading.Thread):
                 if bridge_state == WORKING:  # more is likely on its way: ask for it now
                     ahead = self._poll(client, last_seq, bridge_state, prompts_version)
                 store.append_logs(self.task_id, entries)
+                lag = metrics.seconds_between(entries[-1].get("time"), utcnow())
+                if lag is not None:
+                    metrics.FOLLOWER_LAG.observe(lag)
             # Delivery states first: a prompt the agent took just before it exited is taken.
             untaken = [p for p in store.prompts(self.task_id) if p["state"] not in FINISHED]
             if untaken:

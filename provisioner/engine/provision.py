@@ -7,6 +7,7 @@ simply run again by whichever engine next holds the task's lease.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections.abc import Callable
@@ -85,7 +86,11 @@ class Provisioner:
             except BaseException as exc:
                 result["error"] = exc
 
-        worker = threading.Thread(target=target, name=f"{self._phase_name}-{self.task_id[:8]}")
+        worker = threading.Thread(  # in this thread's context: its lines name the task
+            target=contextvars.copy_context().run,
+            args=(target,),
+            name=f"{self._phase_name}-{self.task_id[:8]}",
+        )
         worker.daemon = True
         worker.start()
         worker.join(max(self._deadline - time.monotonic(), 0))

@@ -18,7 +18,9 @@ class CreateUser(BaseModel):
     """Body of POST /api/v2/users."""
 
     name: str = Field(description="1-32 lowercase letters, digits, '-' or '_'")
-    role: Role = Field(Role.MEMBER, description="admin or member")
+    role: Role = Field(
+        Role.MEMBER, description="admin, member, or metrics (reads GET /metrics only)"
+    )
 
 
 class CreateToken(BaseModel):

@@ -16,7 +16,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 
 from provisioner.auth.scope import REFUSAL, REFUSAL_HINT, task_may_call
-from provisioner.auth.tokens import Principal
+from provisioner.auth.tokens import Principal, Role
 from provisioner.errors import Forbidden, Unauthenticated
 from provisioner.server.guard import (
     ASGIApp,
@@ -39,6 +39,9 @@ HINT = (
     "send Authorization: Bearer <token>; the CLI does so after `dockyard login URL` "
     "or with DOCKYARD_TOKEN set (an admin makes tokens: dockyard token create)"
 )
+
+HINT_METRICS = "use a member's or an admin's token for anything else"
+SCRAPE = {("GET", "/metrics"), ("HEAD", "/metrics")}
 
 
 def bearer(value: str | None) -> str | None:
@@ -131,6 +134,12 @@ class Authenticator:
             return
         if principal.task_id is not None and not task_may_call(scope["method"], scope["path"]):
             await send_refusal(send, Refusal(403, REFUSAL, REFUSAL_HINT))
+            return
+        if principal.role == Role.METRICS and (scope["method"], scope["path"]) not in SCRAPE:
+            # a scraper's token leaks more easily than a person's: it reads metrics only
+            await send_refusal(
+                send, Refusal(403, "A metrics token may only read GET /metrics", HINT_METRICS)
+            )
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)

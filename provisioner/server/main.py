@@ -32,9 +32,18 @@ from provisioner.server.auth import Authenticator
 from provisioner.server.backend_config import configured_backends
 from provisioner.server.bootstrap import ensure_local_admin
 from provisioner.server.coder.app import build_coder_app
+from provisioner.server.doctor_api import build_doctor_router
 from provisioner.server.guard import RequestGuard
+from provisioner.server.logformat import RequestIds, check_format
+from provisioner.server.logformat import configure as configure_logging
 from provisioner.server.mcp.app import build_mcp_server, mcp_route
 from provisioner.server.mcp.relay import LocalMcp
+from provisioner.server.metrics_api import (
+    MetricsListener,
+    build_metrics_router,
+    metrics_registry,
+    parse_bind,
+)
 from provisioner.server.prefixes import ApiPrefixes, combined_openapi
 from provisioner.server.webhook_dispatch import Dispatcher
 from provisioner.server.webhooks_api import build_webhooks_router
@@ -47,7 +56,10 @@ def build_engine(home: Path) -> Engine:
     """The default wiring: SQLite in the home, local Docker, built-in templates."""
     pricing = paths.pricing(home)  # a wrong table stops the server before anything opens
     targets = paths.targets(home)  # a bad config fails before anything is opened
-    store = Store(os.environ.get("DOCKYARD_DATABASE_URL") or sqlite_url(home / "dockyard.db"))
+    store = Store(
+        os.environ.get("DOCKYARD_DATABASE_URL") or sqlite_url(home / "dockyard.db"),
+        pool=paths.database_pool(home),
+    )
     docker = DockerBackend(instance=paths.instance_id(home))
 
     def backend_of(task_id: str) -> str | None:
@@ -80,7 +92,9 @@ def allowed_hosts_from_env() -> list[str]:
     return [h.strip() for h in raw.split(",") if h.strip()]
 
 
-def create_app(engine: Engine, home: Path, allowed_hosts: list[str] | None = None) -> FastAPI:
+def create_app(
+    engine: Engine, home: Path, allowed_hosts: list[str] | None = None, log_format: str = "text"
+) -> FastAPI:
     """The FastAPI app; starts the engine with the app and stops it after.
 
     Every request passes the guard (Host, Origin, content type, size), then needs an API
@@ -92,6 +106,11 @@ def create_app(engine: Engine, home: Path, allowed_hosts: list[str] | None = Non
     route, mcp_sessions = mcp_route(build_mcp_server(engine))
     webhooks = paths.webhook_settings(home)
     dispatcher = Dispatcher(engine.store, webhooks)
+    registry = metrics_registry(engine.store)
+    bind = paths.metrics_bind(home)
+    listener = None
+    if bind is not None:
+        listener = MetricsListener(registry, *parse_bind(bind, "config.yaml: metrics.bind"))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -100,10 +119,14 @@ def create_app(engine: Engine, home: Path, allowed_hosts: list[str] | None = Non
         engine.mcp_call = local_mcp
         engine.start()
         dispatcher.start()  # reads the events the engine writes; never holds it up
+        if listener is not None:
+            listener.start()
         try:
             async with mcp_sessions.run():  # the MCP route's task group
                 yield
         finally:
+            if listener is not None:
+                listener.stop()
             dispatcher.stop()
             engine.stop()
 
@@ -114,6 +137,9 @@ def create_app(engine: Engine, home: Path, allowed_hosts: list[str] | None = Non
     app.include_router(build_router(engine, str(home)))
     app.include_router(build_accounts_router(engine.store))
     app.include_router(build_webhooks_router(engine.store, webhooks))
+    app.include_router(build_metrics_router(registry))
+    app.include_router(build_doctor_router(engine.store, home))
+    app.state.metrics_listener = listener  # its port, for whoever started the app
     # A2A (card + JSON-RPC): plain Starlette routes of the SDK, outside the OpenAPI
     # document; the middleware below authenticates them like every other path
     app.router.routes.extend(a2a_routes(engine, paths.settings(home), webhooks))
@@ -129,6 +155,8 @@ def create_app(engine: Engine, home: Path, allowed_hosts: list[str] | None = Non
     app.add_middleware(Authenticator, store=engine.store, coder=coder)
     app.add_middleware(RequestGuard, allowed_hosts=names)
     local_mcp = LocalMcp(app)
+    # outermost: a refused request has its id too, and every line logged for it
+    app.add_middleware(RequestIds, access_log=log_format == "json")
     return app
 
 
@@ -140,17 +168,22 @@ def run_server(
     tls_cert: Path | None = None,
     tls_key: Path | None = None,
     allowed_hosts: list[str] | None = None,
+    log_format: str | None = None,
 ) -> None:
-    """Serve until interrupted; writes HOME/server.json once listening."""
+    """Serve until interrupted; writes HOME/server.json once listening.
+
+    `log_format` (text or json) overrides `log_format:` in config.yaml (default text)."""
     if (tls_cert is None) != (tls_key is None):
         raise DockyardError("TLS needs both --tls-cert and --tls-key")
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per bridge poll is noise
     home = paths.home_dir(home)
+    if log_format is None:
+        log_format = str(paths.settings(home).get("log_format") or "text")
+        where = f"{home / 'config.yaml'}: log_format"
+    else:
+        where = "--log-format"
+    configure_logging(check_format(log_format, where))
     engine = build_engine(home)
-    app = create_app(engine, home, [host, *(allowed_hosts or [])])
+    app = create_app(engine, home, [host, *(allowed_hosts or [])], log_format=log_format)
     sock = socket.socket(
         socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP
     )  # so asyncio sets TCP_NODELAY
@@ -166,9 +199,6 @@ def run_server(
     class _Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets)
-            tmp = address_file.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"url": url, "pid": os.getpid()}))
-            tmp.replace(address_file)
             say = logging.getLogger("dockyard").info
             say("Dockyard %s serving at %s", __version__, url)
             say("every request needs an API token; the admin token is in %s", token_file)
@@ -182,10 +212,15 @@ def run_server(
                     else "; without --tls-cert/--tls-key tokens cross the "
                     "network in the clear, so put a TLS reverse proxy in front",
                 )
+            # last: whoever waits for server.json finds these lines in the log already
+            tmp = address_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"url": url, "pid": os.getpid()}))
+            tmp.replace(address_file)
 
     config = uvicorn.Config(
         app,
         log_level="warning",
+        log_config=None,  # uvicorn's lines go through ours (JSON too), not its own handlers
         access_log=False,
         ssl_certfile=str(tls_cert) if tls_cert else None,
         ssl_keyfile=str(tls_key) if tls_key else None,
@@ -208,6 +243,7 @@ def cli_main() -> None:
     parser.add_argument("--tls-cert", type=Path, default=None)
     parser.add_argument("--tls-key", type=Path, default=None)
     parser.add_argument("--allowed-host", action="append", default=[])
+    parser.add_argument("--log-format", choices=["text", "json"], default=None)
     args = parser.parse_args()
     run_server(
         args.host,
@@ -216,4 +252,5 @@ def cli_main() -> None:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         allowed_hosts=args.allowed_host,
+        log_format=args.log_format,
     )

@@ -60,7 +60,9 @@ class AccountsMixin:
         try:
             role = Role(role)
         except ValueError as exc:
-            raise ParameterError(f"Unknown role {str(role)[:40]!r}: use admin or member") from exc
+            raise ParameterError(
+                f"Unknown role {str(role)[:40]!r}: use admin, member or metrics"
+            ) from exc
         now = utcnow()
         with self.db.begin() as conn:
             row = conn.execute(select(users).where(users.c.name == name)).first()

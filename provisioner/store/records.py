@@ -23,6 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
+from provisioner import metrics
 from provisioner.bridge.runtime.wire import (
     OUTPUT,
     STORED_LOG_KEYS,
@@ -32,7 +33,7 @@ from provisioner.bridge.runtime.wire import (
     StoredLogEntry,
 )
 from provisioner.model import utcnow
-from provisioner.prompts import FAILED, FINISHED, QUEUED, STATE_ORDER
+from provisioner.prompts import FAILED, FINISHED, QUEUED, STATE_ORDER, TAKEN
 from provisioner.store.schema import events, logs, prompts, tasks
 
 
@@ -165,6 +166,28 @@ def _source(value: object) -> str | None:
     return value[:16] if isinstance(value, str) and value else None
 
 
+# the first key of the advisory locks that order a task's log writers (see below)
+_LOGS_LOCK_SPACE = 0x10C5
+
+
+def _lock_task_logs(conn: Connection, task_ids: set[str]) -> None:
+    """Hold each task's log lock until this transaction ends (PostgreSQL only).
+
+    Ids come from a sequence when a row is inserted, but become visible when its
+    transaction commits: two followers storing one task's lines at once could commit
+    ids 7..9 after a reader had read up to 10, and a reader polling `after=` would never
+    see them. Under this lock a writer takes its ids only after the previous writer of
+    that task committed, so one task's ids become visible in order. Writers of other
+    tasks do not wait (unless their ids hash alike, which only serialises them). SQLite
+    has one writer at a time already.
+    """
+    for task_id in sorted(task_ids):  # one order: two multi-task writers never deadlock
+        conn.execute(
+            select(func.pg_advisory_xact_lock(_LOGS_LOCK_SPACE, func.hashtext(bindparam("t")))),
+            {"t": task_id},
+        )
+
+
 class LogsMixin:
     """Transcript entries from the bridge and provisioning lines, in arrival order."""
 
@@ -201,6 +224,8 @@ class LogsMixin:
         if bulk is None:
             bulk = self._bulk_log_insert = _BulkLogInsert(self.db)
         with self.db.begin() as conn:
+            if self.db.dialect.name == "postgresql":
+                _lock_task_logs(conn, {row[0] for row in rows})
             added = bulk.run(conn, rows)
         for listener in list(self.log_listeners):
             listener()
@@ -363,6 +388,10 @@ class PromptsMixin:
                     if self._fail_prompt(conn, task_id, have["id"], reason, "bridge"):
                         failed.append((have["id"], reason))
                     continue
+                if state == TAKEN and rp.get("taken_at"):
+                    waited = metrics.seconds_between(have["created_at"], rp.get("taken_at"))
+                    if waited is not None:
+                        metrics.SEND_TO_TAKEN.observe(waited)
                 conn.execute(
                     update(prompts)
                     .where(prompts.c.id == have["id"])

@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from provisioner import metrics
 from provisioner.capacity import (
     COUNTED,
     Slot,
@@ -42,6 +43,7 @@ from provisioner.capacity import (
 from provisioner.errors import DockyardError, TaskConflict, TaskNotFound
 from provisioner.lifecycle import (
     TERMINAL,
+    State,
     Status,
     advance_phases,
     check_transition,
@@ -49,15 +51,27 @@ from provisioner.lifecycle import (
     state_applies,
 )
 from provisioner.model import Task, parse_time, utcnow
+from provisioner.store import eventlog
 from provisioner.store.a2a import A2AMixin
 from provisioner.store.accounts import AccountsMixin
 from provisioner.store.claims import ClaimsMixin
+from provisioner.store.gauges import GaugesMixin
 from provisioner.store.records import LogsMixin, PromptsMixin, insert_ignoring_duplicates
 from provisioner.store.schema import events, locks, logs, metadata, prompts, tasks
 from provisioner.store.settings import SettingsMixin
 from provisioner.store.webhooks import WebhooksMixin
 
 _TASK_FIELDS = [f.name for f in fields(Task)]
+
+
+# The connection pool of a server database (PostgreSQL): every followed task has a
+# follower thread that stores its lines, the API answers in up to 40 threads and the
+# engine's provisioning pool runs 4, each holding a connection only while it reads or
+# writes. SQLAlchemy's default (5, and 10 more under load) made followers of 50 busy tasks
+# wait for one another; a waiter gives up after pool_timeout seconds. Changed in
+# config.yaml `database:` (see docs/operating.md); PostgreSQL's own max_connections (100
+# by default) must cover pool_size + max_overflow for every server sharing it.
+DEFAULT_POOL: dict[str, int] = {"pool_size": 10, "max_overflow": 40, "pool_timeout": 30}
 
 
 def sqlite_url(path: Path) -> str:
@@ -119,14 +133,15 @@ class Store(
     SettingsMixin,
     WebhooksMixin,
     ClaimsMixin,
+    GaugesMixin,
 ):
     """All reads and writes of task data go through here."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, pool: Mapping[str, int] | None = None) -> None:
         self.url = url
         shown = make_url(url).render_as_string(hide_password=True)
         try:
-            self._open(url)
+            self._open(url, {**DEFAULT_POOL, **(pool or {})})
         except ImportError as exc:
             raise DockyardError(
                 f"The database driver for {shown} is not installed ({exc.name or exc})",
@@ -141,7 +156,7 @@ class Store(
         self._touched = {}
         self._audit_writes = 0
 
-    def _open(self, url: str) -> None:
+    def _open(self, url: str, pool: Mapping[str, int]) -> None:
         if url.startswith("sqlite"):
             _create_private(make_url(url).database)
             self.db: Engine = create_engine(
@@ -153,9 +168,12 @@ class Store(
             # that waited for another transaction's row lock re-reads the row it then
             # changes (or skips), where a stricter level set as the database's default
             # would fail it with a serialization error instead.
-            self.db = create_engine(url, pool_pre_ping=True, isolation_level="READ COMMITTED")
+            self.db = create_engine(
+                url, pool_pre_ping=True, isolation_level="READ COMMITTED", **pool
+            )
             if self.db.dialect.driver == "psycopg":
                 event.listen(self.db, "connect", _postgres_text)
+        eventlog.install(self.db)
         self._create_tables()
         self._check_schema()
         with self.db.begin() as conn:
@@ -547,6 +565,7 @@ class Store(
         elif expected == Status.INITIALIZING:
             old = conn.execute(select(tasks.c.phases).where(tasks.c.id == task_id)).scalar()
             values["phases"] = advance_phases(list(old or []), None, parse_time(now))
+            closed_before = metrics.closed_count(old)
         guard = and_(tasks.c.id == task_id, tasks.c.status == expected.value)
         if kind is not None:
             guard = and_(guard, tasks.c.kind == kind)
@@ -559,9 +578,12 @@ class Store(
             current = conn.execute(select(tasks.c.status).where(tasks.c.id == task_id)).scalar()
             if current is None:
                 raise TaskNotFound(f"No task {task_id!r} (it was deleted)")
+            metrics.CLAIM_CONFLICTS.inc()
             if current == expected.value and match:
                 raise TaskConflict(f"Task changed meanwhile: its {', '.join(match)} changed")
             raise TaskConflict(f"Task changed meanwhile: it is {current}, not {expected.value}")
+        if expected == Status.INITIALIZING and target != Status.INITIALIZING:
+            metrics.observe_phases(values["phases"], closed_before)
         conn.execute(
             insert(events).values(
                 task_id=task_id,
@@ -597,12 +619,17 @@ class Store(
         now = utcnow()
         with self.db.begin() as conn:
             current = conn.execute(
-                select(tasks.c.state, tasks.c.phase, tasks.c.phases).where(
+                select(tasks.c.state, tasks.c.phase, tasks.c.phases, tasks.c.created_at).where(
                     and_(tasks.c.id == task_id, tasks.c.status == expected.value)
                 )
             ).first()
             if current is None:
                 return False
+            first_idle = (
+                changes.get("state") == State.IDLE
+                and current.state != State.IDLE
+                and not self._was_idle(conn, task_id)
+            )
             if changes.get("phase") and changes["phase"] != current.phase:
                 changes["phases"] = advance_phases(
                     list(current.phases or []), changes["phase"], parse_time(now)
@@ -616,6 +643,12 @@ class Store(
             )
             if result.rowcount != 1:
                 return False
+            if "phases" in changes:
+                metrics.observe_phases(changes["phases"], metrics.closed_count(current.phases))
+            if first_idle:
+                waited = metrics.seconds_between(current.created_at, now)
+                if waited is not None:
+                    metrics.CREATE_TO_IDLE.observe(waited)
             for kind in ("state", "phase"):
                 old = getattr(current, kind)
                 if kind in changes and changes[kind] != old:
@@ -631,6 +664,22 @@ class Store(
                         )
                     )
         return True
+
+    @staticmethod
+    def _was_idle(conn: Any, task_id: str) -> bool:
+        """Whether the task's agent has been idle before (its create-to-idle is measured)."""
+        found = conn.execute(
+            select(events.c.id)
+            .where(
+                and_(
+                    events.c.task_id == task_id,
+                    events.c.kind == "state",
+                    events.c.to_value == State.IDLE.value,
+                )
+            )
+            .limit(1)
+        ).first()
+        return found is not None
 
     def record(
         self,

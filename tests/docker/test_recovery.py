@@ -26,6 +26,7 @@ from provisioner import paths
 from provisioner.lifecycle import Status
 from provisioner.server.main import build_engine
 from tests.docker.conftest import remove_instance
+from tests.postgres import PostgresCluster
 from tests.serving import admin_env, admin_headers
 
 
@@ -214,12 +215,23 @@ def test_orphan_workspace_is_removed_on_restart(
         raise AssertionError("the orphan container was not removed")
 
 
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_two_engines_on_one_database_never_both_act(
-    tmp_path: Path, docker_client: docker.DockerClient
+    tmp_path: Path,
+    docker_client: docker.DockerClient,
+    database: str,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     home = tmp_path / "shared-home"
     home.mkdir()
+    if database == "postgresql":  # servers on two hosts share PostgreSQL, not a file
+        cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+        url = cluster.database()
+        request.addfinalizer(lambda: cluster.drop(url))
+        monkeypatch.setenv("DOCKYARD_DATABASE_URL", url)
     first, second = build_engine(home), build_engine(home)
+    assert first.store.db.dialect.name == database
     first.tick_s = second.tick_s = 0.2
     first.start()
     second.start()

@@ -40,6 +40,8 @@ MEMBER, ADMIN = "member", "admin"
 # /api/dockyard/v1 (see provisioner/server/prefixes.py), and /api/v2 stays an alias.
 RULES: dict[tuple[str, str], str] = {
     ("GET", "/api/v2/health"): MEMBER,
+    ("GET", "/metrics"): ADMIN,  # or a metrics user: tests/unit/test_metrics.py
+    ("GET", "/api/v2/doctor"): ADMIN,
     ("GET", "/api/v2/templates"): MEMBER,
     ("POST", "/api/v2/templates"): ADMIN,
     ("DELETE", "/api/v2/templates/{name}"): ADMIN,
@@ -218,7 +220,8 @@ def _routes(served: Served) -> set[tuple[str, str]]:
     """Dockyard's routes in the OpenAPI document, written as RULES writes them."""
     doc = served.call("admin", "GET", "/openapi.json").json()
     routes = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
-    return {(m, p.replace(DOCKYARD, LEGACY, 1)) for m, p in routes if p.startswith(DOCKYARD)}
+    mine = {(m, p.replace(DOCKYARD, LEGACY, 1)) for m, p in routes if p.startswith(DOCKYARD)}
+    return mine | {(m, p) for m, p in routes if not p.startswith("/api/")}  # GET /metrics
 
 
 def _coder_routes(served: Served) -> set[tuple[str, str]]:

@@ -43,6 +43,17 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "provisioner.spend": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     "provisioner.webhooks": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     "provisioner.claiming": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    # what the process observes for Prometheus: the store and engine observe into it
+    "provisioner.metrics": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    "provisioner.logcontext": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    # the doctor's judgements: its probes (doctor.probes) do the I/O
+    "provisioner.doctor.checks": (
+        "provisioner.engine",
+        "provisioner.server",
+        "provisioner.store",
+        "provisioner.backends",
+        "provisioner.images",
+    ),
     # git in and out of workspaces: URL and ref checks, scripts, parsing (pure)
     "provisioner.gitwork": (
         "provisioner.engine",
