@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from provisioner.coder_compat import QueryError
 from provisioner.engine.engine import Engine
@@ -18,10 +19,31 @@ from provisioner.server.auth import CHALLENGE
 from provisioner.server.coder.catalog import catalog_routes
 from provisioner.server.coder.tasks import task_routes
 from provisioner.server.coder.views import error_json
-from provisioner.server.http_errors import _capped, _status_code
+from provisioner.server.http_errors import ERROR_RESPONSES, _capped, _status_code
 from provisioner.server.prefixes import EXPERIMENTAL, LEGACY
 
 Route = tuple[str, str, Callable[..., Any], int]  # method, path, endpoint, status code
+
+
+class CoderValidation(BaseModel):
+    field: str
+    detail: str
+
+
+class CoderError(BaseModel):
+    """codersdk.Response: the body of every failure on Coder's routes."""
+
+    message: str
+    detail: str = ""
+    validations: list[CoderValidation] = []
+
+
+# the failures Dockyard's own routes document, in Coder's shape here (clients and the API
+# fuzz test read them from the OpenAPI document)
+CODER_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": CoderError, "description": answer["description"]}
+    for code, answer in ERROR_RESPONSES.items()
+}
 
 
 def _add(app: FastAPI, prefix: str, routes: list[Route]) -> None:
@@ -33,6 +55,7 @@ def _add(app: FastAPI, prefix: str, routes: list[Route]) -> None:
             status_code=status,
             name=f"coder_{endpoint.__name__}",
             tags=["coder"],
+            responses=CODER_ERRORS,
         )
 
 
