@@ -1,10 +1,12 @@
 """Authentication of every request, and the role each route asks for.
 
-Every path, the OpenAPI document included, needs `Authorization: Bearer <token>`: the
-ASGI middleware below checks it before routing, so no route can forget to, and a caller
-without a valid token never gets its body read. Routes then ask for the caller
-(`caller`) and, for admin acts, `admin_only`. Workspaces hold only their bridge token,
-which is not an API token: a workspace cannot call this API.
+Every path, the OpenAPI document included, needs `Authorization: Bearer <token>` or the
+dashboard's session cookie (see sessions.py; a state change with the cookie must carry
+the CSRF header too): the ASGI middleware below checks it before routing, so no route can
+forget to, and a caller without a valid credential never gets its body read. Only the
+sign-in page, its static assets and the sign-in call are served without one. Routes then
+ask for the caller (`caller`) and, for admin acts, `admin_only`. Workspaces hold only
+their bridge token, which is not an API token: a workspace cannot call this API.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from provisioner.auth.tokens import Principal
 from provisioner.errors import Forbidden, Unauthenticated
+from provisioner.server import sessions
 from provisioner.server.guard import ASGIApp, Receive, Refusal, Scope, Send, header, send_refusal
 from provisioner.store.store import Store
 
@@ -22,6 +25,18 @@ HINT = (
     "send Authorization: Bearer <token>; the CLI does so after `dockyard login URL` "
     "or with DOCKYARD_TOKEN set (an admin makes tokens: dockyard token create)"
 )
+
+
+COOKIE = sessions.SESSION_COOKIE
+CSRF_REFUSED = "A request made with the dashboard's session must carry its CSRF token"
+CSRF_HINT = "reload the dashboard; scripts use Authorization: Bearer <token> instead"
+
+
+async def _redirect(send: Send, location: str) -> None:
+    """A browser opening a page without a session goes to the sign-in page."""
+    headers = [(b"location", location.encode()), (b"content-length", b"0")]
+    await send({"type": "http.response.start", "status": 303, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
 
 
 def bearer(value: str | None) -> str | None:
@@ -50,13 +65,19 @@ class Authenticator:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path = scope["path"]
+        if sessions.is_public(path):
+            await self.app(scope, receive, send)
+            return
         token = bearer(header(scope, b"authorization"))
+        # a bearer token wins; the session cookie is the browser's credential
+        session = None if token else sessions.cookie(header(scope, b"cookie"), COOKIE)
         try:
-            if token is None:
+            if token is None and session is None:
                 raise Unauthenticated("This server needs an API token", hint=HINT)
-            principal = await run_in_threadpool(self.store.authenticate, token)
+            principal = await run_in_threadpool(self.store.authenticate, token or session or "")
         except Unauthenticated as exc:
-            target = f"{scope['method']} {scope['path']}"
+            target = f"{scope['method']} {path}"
             await run_in_threadpool(
                 self.store.record_audit,
                 "anonymous",
@@ -65,7 +86,25 @@ class Authenticator:
                 exc.message,
                 client_address(scope),
             )
+            if path in sessions.PAGE_PATHS and scope["method"] in sessions.SAFE_METHODS:
+                await _redirect(send, "/login")
+                return
             await send_refusal(send, Refusal(401, exc.message, exc.hint or HINT), [CHALLENGE])
+            return
+        if (
+            session is not None
+            and scope["method"] not in sessions.SAFE_METHODS
+            and not sessions.csrf_ok(session, header(scope, sessions.CSRF_HEADER.encode()))
+        ):
+            await run_in_threadpool(
+                self.store.record_audit,
+                principal.actor,
+                "auth.csrf",
+                f"{scope['method']} {path}",
+                "a session request without its CSRF token",
+                client_address(scope),
+            )
+            await send_refusal(send, Refusal(403, CSRF_REFUSED, CSRF_HINT))
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)

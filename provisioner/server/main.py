@@ -29,6 +29,7 @@ from provisioner.server.accounts_api import build_accounts_router
 from provisioner.server.api import build_router, install_error_handler
 from provisioner.server.auth import Authenticator
 from provisioner.server.bootstrap import ensure_local_admin
+from provisioner.server.dashboard_api import mount_dashboard
 from provisioner.server.guard import RequestGuard
 from provisioner.server.mcp.app import build_mcp_server, mcp_route
 from provisioner.server.webhook_dispatch import Dispatcher
@@ -105,6 +106,7 @@ def create_app(engine: Engine, home: Path, allowed_hosts: list[str] | None = Non
     app.include_router(build_router(engine, str(home)))
     app.include_router(build_accounts_router(engine.store))
     app.include_router(build_webhooks_router(engine.store, webhooks))
+    mount_dashboard(app, engine.store)  # the web dashboard at /
     # A2A (card + JSON-RPC): plain Starlette routes of the SDK, outside the OpenAPI
     # document; the middleware below authenticates them like every other path
     app.router.routes.extend(a2a_routes(engine, paths.settings(home), webhooks))
