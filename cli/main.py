@@ -31,6 +31,7 @@ LAZY_COMMANDS = {
     "undrain": "cli.drain:undrain",
     "webhook": "cli.webhooks:webhook_group",
     "worker": "cli.workers:worker_group",
+    "dashboard": "cli.dashboard:dashboard",
 }
 
 
