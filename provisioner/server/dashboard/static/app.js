@@ -15,7 +15,7 @@ function route() {
   leave = null;
   const main = document.getElementById("main");
   main.replaceChildren();
-  const hash = location.hash.replace(/^#\/?/, "");
+  const hash = location.hash.replace(/^#\/?/, "").split("?")[0];
   const [view, ...rest] = hash.split("/");
   if (view === "task" && rest[0]) leave = showTask(main, decodeURIComponent(rest[0]));
   else if (view === "new") leave = showCreate(main);
