@@ -8,7 +8,7 @@ import { onTasks, tasks } from "./live.js";
 import { LogView } from "./logview.js";
 
 const PAGE = 100000; // log entries per request (the API's most)
-const WAIT = 25; // seconds a logs long-poll is held
+const WAIT = 15; // seconds a logs long-poll is held (a server waits for it on shutdown)
 const PENDING = new Set(["queued", "delivered"]);
 
 function section(title, id, ...children) {
@@ -96,7 +96,7 @@ export function showTask(main, ref) {
       if (closed) return;
       let p;
       try {
-        p = await get(`/api/v2/tasks/${enc(task ? task.id : ref)}/prompts/${enc(id)}?wait=25`);
+        p = await get(`/api/v2/tasks/${enc(task ? task.id : ref)}/prompts/${enc(id)}?wait=15`);
       } catch { return; }
       showPrompt(p);
       if (!PENDING.has(p.state)) { announce(`prompt ${p.state}`); return; }
