@@ -2,7 +2,7 @@
 and the live stream of task changes the board listens to.
 
 The pages are static files (provisioner/server/dashboard/); every datum they show comes
-from the /api/v2 routes, called with the session cookie. Auth is the Authenticator's
+from the /api/dockyard/v1 routes, called with the session cookie. Auth is the Authenticator's
 (auth.py): only the sign-in page, its assets and POST /auth/login pass without a
 credential.
 """

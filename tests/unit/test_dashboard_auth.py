@@ -118,12 +118,12 @@ def test_pages_without_a_session_go_to_sign_in_and_the_api_says_401(site: Site) 
     assert login.status_code == 200 and "API token" in login.text
     assert "script-src 'self'" in login.headers["content-security-policy"]
     assert c.get("/dashboard/static/app.js").status_code == 200  # assets hold no data
-    assert c.get("/api/v2/tasks").status_code == 401
-    assert c.get("/api/v2/stream").status_code == 401
+    assert c.get("/api/dockyard/v1/tasks").status_code == 401
+    assert c.get("/api/dockyard/v1/stream").status_code == 401
     assert c.post("/auth/logout", json={}).status_code == 401
     # a session cookie that is no session
     c.cookies.set(sessions.SESSION_COOKIE, "dy_" + "A" * 43)
-    assert c.get("/api/v2/tasks").status_code == 401
+    assert c.get("/api/dockyard/v1/tasks").status_code == 401
     assert c.get("/").status_code == 303
 
 
@@ -151,11 +151,11 @@ def test_a_token_signs_in_and_the_cookie_then_authenticates(site: Site) -> None:
     assert "HttpOnly" in session and "SameSite=Strict" in session and "Path=/" in session
     assert site.tokens["alice"] not in session  # a new token of its own, not the pasted one
     assert c.get("/").status_code == 200
-    assert c.get("/api/v2/me").json()["user"] == "alice"
+    assert c.get("/api/dockyard/v1/me").json()["user"] == "alice"
     # members see only their own tasks through the cookie too
     bob = site.signed_in("bob")
-    assert bob.get(f"/api/v2/tasks/{site.task.id}").status_code == 404
-    assert bob.get("/api/v2/tasks").json()["tasks"] == []
+    assert bob.get(f"/api/dockyard/v1/tasks/{site.task.id}").status_code == 404
+    assert bob.get("/api/dockyard/v1/tasks").json()["tasks"] == []
 
 
 @pytest.mark.parametrize(
@@ -193,7 +193,7 @@ def test_a_sign_in_from_another_site_or_as_a_form_is_refused(site: Site) -> None
 
 def test_state_changes_with_the_cookie_need_the_csrf_token(site: Site) -> None:
     c = site.signed_in("alice")
-    resume = f"/api/v2/tasks/{site.task.id}/resume"
+    resume = f"/api/dockyard/v1/tasks/{site.task.id}/resume"
     assert c.post(resume, json={}).status_code == 403  # none
     forged = {sessions.CSRF_HEADER: sessions.csrf_token("dy_" + "C" * 43)}
     assert c.post(resume, json={}, headers=forged).status_code == 403
@@ -202,7 +202,7 @@ def test_state_changes_with_the_cookie_need_the_csrf_token(site: Site) -> None:
     assert site.store.get(site.task.id).status == Status.PAUSED
     assert site.store.audit_entries()[-1]["action"] == "auth.csrf"
     # reads need none; a bearer token needs none (it is not ambient)
-    assert c.get(f"/api/v2/tasks/{site.task.id}").status_code == 200
+    assert c.get(f"/api/dockyard/v1/tasks/{site.task.id}").status_code == 200
     ok = c.post(resume, json={}, headers={sessions.CSRF_HEADER: csrf_of(c)})
     assert ok.status_code != 403, ok.text
     # bob's session with its own CSRF token still cannot touch alice's task
@@ -212,19 +212,19 @@ def test_state_changes_with_the_cookie_need_the_csrf_token(site: Site) -> None:
 
 def test_a_one_time_link_signs_in_once(site: Site) -> None:
     bearer = {"Authorization": f"Bearer {site.tokens['alice']}"}
-    link = site.client().post("/api/v2/dashboard/links", json={}, headers=bearer).json()
+    link = site.client().post("/api/dockyard/v1/dashboard/links", json={}, headers=bearer).json()
     assert link["path"].startswith("/login#link=dy_")
     code = link["path"].split("link=", 1)[1]
     first = site.client()
     assert first.post("/auth/login", json={"link": code}).json()["user"] == "alice"
-    assert first.get("/api/v2/me").json()["user"] == "alice"
+    assert first.get("/api/dockyard/v1/me").json()["user"] == "alice"
     again = site.client().post("/auth/login", json={"link": code})
     assert again.status_code == 401 and "used already" in again.json()["detail"]
     assert "set-cookie" not in again.headers
     # a link is no session cookie, and a pasted token is no link
     c = site.client()
     c.cookies.set(sessions.SESSION_COOKIE, code)
-    assert c.get("/api/v2/me").status_code == 401  # revoked once used
+    assert c.get("/api/dockyard/v1/me").status_code == 401  # revoked once used
     assert site.client().post("/auth/login", json={"link": site.tokens["bob"]}).status_code == 401
 
 
@@ -241,7 +241,7 @@ def test_sign_out_ends_the_session(site: Site) -> None:
     assert out.status_code == 200
     stale = site.client()
     stale.cookies.set(sessions.SESSION_COOKIE, session)
-    assert stale.get("/api/v2/me").status_code == 401
+    assert stale.get("/api/dockyard/v1/me").status_code == 401
 
 
 def test_dockyard_dashboard_prints_a_working_link(site: Site) -> None:
@@ -258,7 +258,7 @@ def _stream_events(c: httpx.Client, count: int) -> list[tuple[str, Any]]:
     """The first `count` events of the task stream."""
     found: list[tuple[str, Any]] = []
     kind = ""
-    with c.stream("GET", "/api/v2/stream") as reply:
+    with c.stream("GET", "/api/dockyard/v1/stream") as reply:
         assert reply.status_code == 200
         assert reply.headers["content-type"].startswith("text/event-stream")
         for line in reply.iter_lines():
@@ -280,7 +280,7 @@ def test_the_stream_shows_members_their_own_tasks_and_changes_live(site: Site) -
     assert sorted(t["name"] for t in tasks) == ["alices-task", "bobs-task"]
     # a change after the snapshot comes as a `task` event
     c = site.signed_in("alice")
-    with c.stream("GET", "/api/v2/stream") as reply:
+    with c.stream("GET", "/api/dockyard/v1/stream") as reply:
         lines = reply.iter_lines()
         assert next(lines).startswith("event: snapshot")
         site.store.record(site.task.id, "priority", actor="test", priority=90)

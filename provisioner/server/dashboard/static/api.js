@@ -1,5 +1,8 @@
-// Calls of the dashboard to the /api/v2 routes, with the session cookie (sent by the
-// browser) and the CSRF token every state change needs (read from its cookie).
+// Calls of the dashboard to Dockyard's API (/api/dockyard/v1; /api/v2 is Coder's too),
+// with the session cookie (sent by the browser) and the CSRF token every state change
+// needs (read from its cookie).
+
+export const API = "/api/dockyard/v1";
 
 export function csrfToken() {
   const found = document.cookie.split(";").map((c) => c.trim())

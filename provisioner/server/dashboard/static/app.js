@@ -1,7 +1,7 @@
 // The dashboard: one page, views by the URL's fragment, the board and task pages kept
-// live by one server-sent event stream of task changes (/api/v2/stream).
+// live by one server-sent event stream of task changes (/api/dockyard/v1/stream).
 
-import { api, get } from "./api.js";
+import { API, api, get } from "./api.js";
 import { showBoard } from "./board.js";
 import { showCapacity, showTemplates } from "./catalog.js";
 import { showCreate } from "./create.js";
@@ -30,7 +30,7 @@ function route() {
 }
 
 async function start() {
-  const me = await get("/api/v2/me");
+  const me = await get(`${API}/me`);
   document.getElementById("who").textContent = `${me.user} (${me.role})`;
   const notify = document.getElementById("notify");
   if (!("Notification" in window) || Notification.permission !== "default") notify.hidden = true;

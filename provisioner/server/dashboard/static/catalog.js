@@ -1,7 +1,7 @@
 // Read-only views: templates (their parameters, presets and versions), warm pools and
 // capacity.
 
-import { enc, get } from "./api.js";
+import { API, enc, get } from "./api.js";
 import { badge, h, time } from "./dom.js";
 
 function table(caption, headers, rows) {
@@ -15,11 +15,11 @@ export function showTemplates(main) {
   const list = h("div", { id: "templates" });
   main.append(h("h1", { text: "Templates" }), list);
   (async () => {
-    const { templates } = await get("/api/v2/templates");
+    const { templates } = await get(`${API}/templates`);
     for (const tpl of templates) {
       const versions = h("div");
       const more = h("button", { type: "button", text: "Show versions", onclick: async () => {
-        const found = await get(`/api/v2/templates/${enc(tpl.name)}/versions`);
+        const found = await get(`${API}/templates/${enc(tpl.name)}/versions`);
         versions.replaceChildren(table(`Versions of ${tpl.name}`, ["Version", "Labels", "Created", "Active"],
           (found.versions || []).map((v) => [v.version || v.hash || "", (v.labels || []).join(", "),
             time(v.created_at), v.active ? "yes" : ""])));
@@ -43,7 +43,7 @@ export function showCapacity(main) {
   const box = h("div", { id: "capacity" });
   main.append(h("h1", { text: "Pools and capacity" }), box);
   (async () => {
-    const [capacity, pools] = await Promise.all([get("/api/v2/capacity"), get("/api/v2/pools")]);
+    const [capacity, pools] = await Promise.all([get(`${API}/capacity`), get(`${API}/pools`)]);
     box.append(
       h("p", { id: "capacity-summary", text: capacity.summary + (capacity.draining ? " (draining)" : "") }),
       table("Waiting, first to start first", ["Task", "Kind", "Priority", "Waiting since", "Why"],

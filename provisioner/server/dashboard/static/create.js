@@ -2,7 +2,7 @@
 // schema (choices, numbers, booleans, secrets masked), the prompt, priority, tags and
 // dependencies. The server checks everything; its error is shown next to its field.
 
-import { enc, get, post } from "./api.js";
+import { API, enc, get, post } from "./api.js";
 import { h } from "./dom.js";
 
 function control(param, value) {
@@ -108,7 +108,7 @@ export function showCreate(main) {
   async function loadPresets() {
     const tpl = currentTemplate();
     document.getElementById("template-help").textContent = tpl ? (tpl.description || "") : "";
-    presets = tpl ? (await get(`/api/v2/templates/${enc(tpl.name)}/presets`)).presets : [];
+    presets = tpl ? (await get(`${API}/templates/${enc(tpl.name)}/presets`)).presets : [];
     presetSel.replaceChildren(...presets.map((p) => h("option", { value: p.name, text: p.name })));
     const preferred = presets.find((p) => p.default) || presets[0];
     if (preferred) presetSel.value = preferred.name;
@@ -172,7 +172,7 @@ export function showCreate(main) {
     const submit = document.getElementById("create-submit");
     submit.disabled = true;
     try {
-      const task = await post("/api/v2/tasks", body);
+      const task = await post(`${API}/tasks`, body);
       location.hash = `#/task/${encodeURIComponent(task.id)}`;
     } catch (err) {
       showError(err);
@@ -182,7 +182,7 @@ export function showCreate(main) {
   });
 
   (async () => {
-    templates = (await get("/api/v2/templates")).templates;
+    templates = (await get(`${API}/templates`)).templates;
     templateSel.replaceChildren(...templates.map((t) => h("option", { value: t.name, text: t.name })));
     const wanted = new URLSearchParams(location.hash.split("?")[1] || "").get("template");
     if (wanted && templates.some((t) => t.name === wanted)) templateSel.value = wanted;

@@ -1,7 +1,8 @@
-// The live view of tasks: one server-sent event stream (/api/v2/stream) of the tasks the
+// The live view of tasks: one server-sent event stream (/api/dockyard/v1/stream) of the tasks the
 // caller may see; views subscribe to its changes. A desktop notification (and a screen
 // reader announcement) when a task needs input or finishes.
 
+import { API } from "./api.js";
 import { announce } from "./dom.js";
 
 // every visible task by id, as the stream last told it
@@ -29,7 +30,7 @@ function notifyChange(previous, task) {
 
 export function connect() {
   const state = document.getElementById("stream-state");
-  const source = new EventSource("/api/v2/stream");
+  const source = new EventSource(`${API}/stream`);
   source.addEventListener("open", () => { state.textContent = "live"; });
   source.addEventListener("error", () => { state.textContent = "reconnecting…"; });
   source.addEventListener("snapshot", (event) => {

@@ -2,7 +2,7 @@
 // (each prompt queued, then taken), its question and answer, pause and resume, the
 // start-up phases, outcome and cost, and its history.
 
-import { enc, get, post } from "./api.js";
+import { API, enc, get, post } from "./api.js";
 import { announce, badge, cost, detailText, h, time } from "./dom.js";
 import { onTasks, tasks } from "./live.js";
 import { LogView } from "./logview.js";
@@ -96,7 +96,7 @@ export function showTask(main, ref) {
       if (closed) return;
       let p;
       try {
-        p = await get(`/api/v2/tasks/${enc(task ? task.id : ref)}/prompts/${enc(id)}?wait=15`);
+        p = await get(`${API}/tasks/${enc(task ? task.id : ref)}/prompts/${enc(id)}?wait=15`);
       } catch { return; }
       showPrompt(p);
       if (!PENDING.has(p.state)) { announce(`prompt ${p.state}`); return; }
@@ -109,7 +109,7 @@ export function showTask(main, ref) {
     const text = box.value;
     if (!text.trim()) { error.textContent = "Write something to send first"; return; }
     try {
-      const sent = await post(`/api/v2/tasks/${enc(task.id)}/send`, { input: text });
+      const sent = await post(`${API}/tasks/${enc(task.id)}/send`, { input: text });
       box.value = "";
       showPrompt({ id: sent.prompt_id, content: text, state: sent.state });
       followPrompt(sent.prompt_id);
@@ -121,7 +121,7 @@ export function showTask(main, ref) {
   async function act(what) {
     actionError.textContent = "";
     try {
-      render(await post(`/api/v2/tasks/${enc(task.id)}/${what}`));
+      render(await post(`${API}/tasks/${enc(task.id)}/${what}`));
     } catch (err) {
       actionError.textContent = err.hint ? `${err.message}: ${err.hint}` : err.message;
     }
@@ -143,7 +143,7 @@ export function showTask(main, ref) {
   let eventsTimer = null;
   async function loadEvents() {
     try {
-      const { events: list } = await get(`/api/v2/tasks/${enc(task.id)}/events`);
+      const { events: list } = await get(`${API}/tasks/${enc(task.id)}/events`);
       events.replaceChildren(...list.slice().reverse().map((e) => h("tr", {},
         h("td", { text: time(e.time) }), h("td", { text: e.kind }),
         h("td", { text: e.from_value || e.to_value ? `${e.from_value ?? ""} → ${e.to_value ?? ""}` : "" }),
@@ -179,7 +179,7 @@ export function showTask(main, ref) {
     while (!closed) {
       let page;
       try {
-        page = await get(`/api/v2/tasks/${enc(task.id)}/logs?after=${after}&limit=${PAGE}&wait=${wait}`);
+        page = await get(`${API}/tasks/${enc(task.id)}/logs?after=${after}&limit=${PAGE}&wait=${wait}`);
       } catch {
         if (closed) return;
         await new Promise((r) => setTimeout(r, 2000));
@@ -199,7 +199,7 @@ export function showTask(main, ref) {
     started = true;
     readLogs();
     try {
-      const { prompts: list } = await get(`/api/v2/tasks/${enc(task.id)}/prompts`);
+      const { prompts: list } = await get(`${API}/tasks/${enc(task.id)}/prompts`);
       for (const p of list) {
         showPrompt(p);
         if (PENDING.has(p.state)) followPrompt(p.id);
@@ -208,7 +208,7 @@ export function showTask(main, ref) {
   }
 
   if (task) render(task);
-  else get(`/api/v2/tasks/${enc(ref)}`).then(render).catch((err) => {
+  else get(`${API}/tasks/${enc(ref)}`).then(render).catch((err) => {
     title.textContent = "Task not found";
     actionError.textContent = err.message;
   });
