@@ -2,7 +2,7 @@
 
 catalog_api (templates, presets, health, pools, capacity), tasks_api (tasks), queue_api
 (targets, the queue in admission order), drain_api (drain, undrain), cost_api (cost
-totals), and
+totals), repo_api (a task's repository: diff, bundle, push), and
 accounts_api (users, tokens, audit; mounted by main.create_app); http_errors says how any
 of them answers a failure.
 """
@@ -18,6 +18,7 @@ from provisioner.server.cost_api import build_cost_router
 from provisioner.server.drain_api import build_drain_router
 from provisioner.server.http_errors import ERROR_RESPONSES, MAX_ROW_ID, install_error_handler
 from provisioner.server.queue_api import build_queue_router
+from provisioner.server.repo_api import build_repo_router
 from provisioner.server.tasks_api import build_tasks_router
 
 __all__ = ["ERROR_RESPONSES", "MAX_ROW_ID", "build_router", "install_error_handler"]
@@ -32,4 +33,5 @@ def build_router(engine: Engine, home: str) -> APIRouter:
     router.include_router(build_cost_router(engine.store))
     router.include_router(build_queue_router(engine))
     router.include_router(build_drain_router(engine))
+    router.include_router(build_repo_router(engine))
     return router

@@ -101,6 +101,10 @@ tasks = Table(
     # an offer (Agent Swarm): the worker it is (to be) offered to, and until when
     Column("offer_to", String(64)),
     Column("offer_until", String(32)),
+    # the repository cloned into the workspace: where the task branch started, and the
+    # newest checkpoint commit on it (NULL: no repository, no checkpoint yet)
+    Column("base_commit", String(64)),
+    Column("checkpoint_commit", String(64)),
     UniqueConstraint("owner", "name", name="uq_task_owner_name"),
 )
 

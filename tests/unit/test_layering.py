@@ -36,6 +36,15 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "provisioner.spend": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     "provisioner.webhooks": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     "provisioner.claiming": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    # git in and out of workspaces: URL and ref checks, scripts, parsing (pure)
+    "provisioner.gitwork": (
+        "provisioner.engine",
+        "provisioner.server",
+        "provisioner.store",
+        "provisioner.backends",
+        "provisioner.templating",
+        "provisioner.images",
+    ),
     "provisioner.coder_compat": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     # the dashboard's session and CSRF rules: pure, below the middleware that applies them
     "provisioner.server.sessions": (
