@@ -32,6 +32,7 @@ LAZY_COMMANDS = {
     "webhook": "cli.webhooks:webhook_group",
     "worker": "cli.workers:worker_group",
     "doctor": "cli.doctor:doctor",
+    "dashboard": "cli.dashboard:dashboard",
 }
 
 

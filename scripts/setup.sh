@@ -30,6 +30,9 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v git >/dev/null 2>&1 || missing+=(git)
 # the store's tests also run against a throwaway PostgreSQL cluster
 [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
+# the dashboard's browser tests drive Debian's Chromium through Playwright (Playwright's
+# own browser downloads need a network this may not have)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   $SUDO apt-get update -qq

@@ -1,11 +1,14 @@
 """Authentication of every request, and the role each route asks for.
 
-Every path, the OpenAPI document included, needs `Authorization: Bearer <token>`: the
-ASGI middleware below checks it before routing, so no route can forget to, and a caller
-without a valid token never gets its body read. Routes then ask for the caller
-(`caller`) and, for admin acts, `admin_only`. Workspaces hold only their bridge token,
-which is not an API token: a workspace cannot call this API. A task's own token (held by
-the server for the task's MCP relay, auth/scope.py) reaches a few routes only.
+Every path, the OpenAPI document included, needs `Authorization: Bearer <token>` or the
+dashboard's session cookie (see sessions.py; a state change with the cookie must carry
+the CSRF header too): the ASGI middleware below checks it before routing, so no route can
+forget to, and a caller without a valid credential never gets its body read. Only the
+sign-in page, its static assets and the sign-in call are served without one. Routes then
+ask for the caller (`caller`) and, for admin acts, `admin_only`. Workspaces hold only
+their bridge token, which is not an API token: a workspace cannot call this API. A task's
+own token (held by the server for the task's MCP relay, auth/scope.py) reaches a few
+routes only.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from provisioner.auth.scope import REFUSAL, REFUSAL_HINT, task_may_call
 from provisioner.auth.tokens import Principal, Role
 from provisioner.errors import Forbidden, Unauthenticated
+from provisioner.server import sessions
 from provisioner.server.guard import (
     ASGIApp,
     Receive,
@@ -42,6 +46,18 @@ HINT = (
 
 HINT_METRICS = "use a member's or an admin's token for anything else"
 SCRAPE = {("GET", "/metrics"), ("HEAD", "/metrics")}
+
+
+COOKIE = sessions.SESSION_COOKIE
+CSRF_REFUSED = "A request made with the dashboard's session must carry its CSRF token"
+CSRF_HINT = "reload the dashboard; scripts use Authorization: Bearer <token> instead"
+
+
+async def _redirect(send: Send, location: str) -> None:
+    """A browser opening a page without a session goes to the sign-in page."""
+    headers = [(b"location", location.encode()), (b"content-length", b"0")]
+    await send({"type": "http.response.start", "status": 303, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
 
 
 def bearer(value: str | None) -> str | None:
@@ -109,13 +125,22 @@ class Authenticator:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)  # lifespan
             return
+        path = scope["path"]
+        # a WebSocket's scope has no method: its handshake is a GET, and it changes state
+        # (a shell), so it counts as one that is not "safe" for the CSRF check below
+        method = scope.get("method", "WEBSOCKET")
+        if sessions.is_public(path):
+            await self.app(scope, receive, send)
+            return
         token = request_token(scope)
+        # a token wins; the dashboard's session cookie is the browser's credential
+        session = None if token else cookie(scope, COOKIE)
         try:
-            if token is None:
+            if token is None and session is None:
                 raise Unauthenticated("This server needs an API token", hint=HINT)
-            principal = await run_in_threadpool(self.store.authenticate, token)
+            principal = await run_in_threadpool(self.store.authenticate, token or session or "")
         except Unauthenticated as exc:
-            target = f"{scope.get('method', 'WEBSOCKET')} {scope['path']}"
+            target = f"{method} {path}"
             await run_in_threadpool(
                 self.store.record_audit,
                 "anonymous",
@@ -124,6 +149,9 @@ class Authenticator:
                 exc.message,
                 client_address(scope),
             )
+            if path in sessions.PAGE_PATHS and method in sessions.SAFE_METHODS:
+                await _redirect(send, "/login")
+                return
             refusal = Refusal(401, exc.message, exc.hint or HINT)
             if scope["type"] == "websocket":
                 await refuse_websocket(scope, send, refusal, [CHALLENGE])
@@ -132,14 +160,29 @@ class Authenticator:
             else:
                 await send_refusal(send, refusal, [CHALLENGE])
             return
-        if principal.task_id is not None and not task_may_call(scope["method"], scope["path"]):
+        if principal.task_id is not None and not task_may_call(method, path):
             await send_refusal(send, Refusal(403, REFUSAL, REFUSAL_HINT))
             return
-        if principal.role == Role.METRICS and (scope["method"], scope["path"]) not in SCRAPE:
+        if principal.role == Role.METRICS and (method, path) not in SCRAPE:
             # a scraper's token leaks more easily than a person's: it reads metrics only
             await send_refusal(
                 send, Refusal(403, "A metrics token may only read GET /metrics", HINT_METRICS)
             )
+            return
+        if (
+            session is not None
+            and method not in sessions.SAFE_METHODS
+            and not sessions.csrf_ok(session, header(scope, sessions.CSRF_HEADER.encode()))
+        ):
+            await run_in_threadpool(
+                self.store.record_audit,
+                principal.actor,
+                "auth.csrf",
+                f"{method} {path}",
+                "a session request without its CSRF token",
+                client_address(scope),
+            )
+            await send_refusal(send, Refusal(403, CSRF_REFUSED, CSRF_HINT))
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)

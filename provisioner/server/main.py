@@ -32,6 +32,7 @@ from provisioner.server.auth import Authenticator
 from provisioner.server.backend_config import configured_backends
 from provisioner.server.bootstrap import ensure_local_admin
 from provisioner.server.coder.app import build_coder_app
+from provisioner.server.dashboard_api import mount_dashboard
 from provisioner.server.doctor_api import build_doctor_router
 from provisioner.server.guard import RequestGuard
 from provisioner.server.logformat import RequestIds, check_format
@@ -140,6 +141,7 @@ def create_app(
     app.include_router(build_metrics_router(registry))
     app.include_router(build_doctor_router(engine.store, home))
     app.state.metrics_listener = listener  # its port, for whoever started the app
+    mount_dashboard(app, engine.store)  # the web dashboard at /
     # A2A (card + JSON-RPC): plain Starlette routes of the SDK, outside the OpenAPI
     # document; the middleware below authenticates them like every other path
     app.router.routes.extend(a2a_routes(engine, paths.settings(home), webhooks))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -146,7 +147,12 @@ def _read_logs(store: Store, task_id: str, after: int, limit: int) -> tuple[str,
 
 
 async def _wait_for_logs(
-    store: Store, task_id: str, after: int, limit: int, wait: float
+    store: Store,
+    task_id: str,
+    after: int,
+    limit: int,
+    wait: float,
+    gone: Callable[[], Awaitable[bool]] | None = None,
 ) -> tuple[str, int | None]:
     """_read_logs, long-polling up to `wait` s; woken as soon as lines are stored here.
     Other processes sharing the database do not wake us: re-checked every second."""
@@ -156,6 +162,7 @@ async def _wait_for_logs(
         lambda page: page[1] is not None,
         wait,
         recheck=LOGS_RECHECK,
+        gone=gone,
     )
 
 
@@ -355,6 +362,7 @@ def build_tasks_router(engine: Engine) -> APIRouter:
 
     @r.get("/tasks/{ref}/logs", response_model=None)
     async def task_logs(
+        request: Request,
         ref: str,
         after: int = Query(0, ge=0, le=MAX_ROW_ID),
         wait: float = Query(0, ge=0, le=60),
@@ -362,7 +370,9 @@ def build_tasks_router(engine: Engine) -> APIRouter:
         who: Principal = Depends(caller),
     ) -> Response:
         task = await run_in_threadpool(find_task, store, who, ref)
-        entries, last_id = await _wait_for_logs(store, task.id, after, limit, wait)
+        entries, last_id = await _wait_for_logs(
+            store, task.id, after, limit, wait, request.is_disconnected
+        )
         last = after if last_id is None else last_id
         body = await run_in_threadpool(_logs_page, store, task.id, entries, last)
         return Response(body, media_type="application/json")
@@ -374,6 +384,7 @@ def build_tasks_router(engine: Engine) -> APIRouter:
 
     @r.get("/tasks/{ref}/prompts/{prompt_id}")
     async def task_prompt(
+        request: Request,
         ref: str,
         prompt_id: str,
         wait: float = Query(
@@ -398,7 +409,7 @@ def build_tasks_router(engine: Engine) -> APIRouter:
 
         prompt, _ = await run_in_threadpool(read)
         if wait and not done((prompt, task.status)):
-            prompt, _ = await wait_for(store, read, done, wait)
+            prompt, _ = await wait_for(store, read, done, wait, gone=request.is_disconnected)
         if prompt is None or prompt["task_id"] != task.id:
             raise TaskNotFound(f"Task {task.name} has no prompt {prompt_id!r}")
         return _prompt_json(prompt)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from fastapi.concurrency import run_in_threadpool
@@ -26,11 +26,14 @@ async def wait_for(
     done: Callable[[T], bool],
     wait: float,
     recheck: float = WAIT_RECHECK,
+    gone: Callable[[], Awaitable[bool]] | None = None,
 ) -> T:
     """`read()` (in a thread) until `done` says so or `wait` s have passed; the last read.
 
     Woken at once when this process stores log lines (a prompt taken or an agent's answer
-    comes with some), and re-reading every `recheck` s for everything else."""
+    comes with some), and re-reading every `recheck` s for everything else. With `gone`
+    (a request's is_disconnected), it ends once the client has left: a browser that
+    navigates away holds nothing open here, and a server's shutdown waits for no one."""
     loop = asyncio.get_running_loop()
     woken = asyncio.Event()
 
@@ -45,7 +48,7 @@ async def wait_for(
             woken.clear()
             value = await run_in_threadpool(read)
             remaining = deadline - loop.time()
-            if remaining <= 0 or done(value):
+            if remaining <= 0 or done(value) or (gone is not None and await gone()):
                 return value
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(woken.wait(), min(remaining, every))

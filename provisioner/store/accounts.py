@@ -212,6 +212,31 @@ class AccountsMixin:
             row = conn.execute(select(tokens).where(tokens.c.id == token_id)).one()
         return _token_json(row)
 
+    def consume_token(self, token: str, name: str) -> str | None:
+        """Revoke a live, unexpired token named `name` (a one-time login link) and return
+        its user; None when it is unknown, used, expired or its user removed. One update
+        with every condition in it, so of two uses at once exactly one gets the user."""
+        if not looks_like_token(token):
+            return None
+        now = utcnow()
+        with self.db.begin() as conn:
+            live = and_(
+                tokens.c.hash == token_hash(token),
+                tokens.c.name == name,
+                tokens.c.revoked_at.is_(None),
+                tokens.c.expires_at > now,
+            )
+            row = conn.execute(select(tokens.c.id, tokens.c.user_name).where(live)).first()
+            if row is None:
+                return None
+            taken = conn.execute(
+                update(tokens).where(and_(live, tokens.c.id == row.id)).values(revoked_at=now)
+            )
+            if taken.rowcount != 1:
+                return None
+        user = self.user(row.user_name)
+        return None if user is None else str(row.user_name)
+
     def token_valid(self, token: str) -> bool:
         """True when the token would authenticate now."""
         try:

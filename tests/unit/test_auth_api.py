@@ -78,6 +78,7 @@ RULES: dict[tuple[str, str], str] = {
     ("GET", "/api/v2/epics/{name}"): MEMBER,
     ("GET", "/api/v2/events"): MEMBER,
     ("GET", "/api/v2/me"): MEMBER,
+    ("POST", "/api/v2/dashboard/links"): MEMBER,
     ("GET", "/api/v2/users"): ADMIN,
     ("POST", "/api/v2/users"): ADMIN,
     ("DELETE", "/api/v2/users/{name}"): ADMIN,

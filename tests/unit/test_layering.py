@@ -72,6 +72,13 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "provisioner.templating",
     ),
     "provisioner.coder_compat": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    # the dashboard's session and CSRF rules: pure, below the middleware that applies them
+    "provisioner.server.sessions": (
+        "provisioner.engine",
+        "provisioner.store",
+        "provisioner.server.auth",
+        "provisioner.server.dashboard_api",
+    ),
     # side by side: none of them reaches up to the engine or the server, or across
     "provisioner.templating": (
         "provisioner.engine",

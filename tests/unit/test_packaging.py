@@ -1,9 +1,11 @@
-"""A wheel install (not editable) finds the built-in templates and presets."""
+"""A wheel install (not editable) finds the built-in templates and presets; the wheel
+carries the dashboard's files."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -32,3 +34,8 @@ def test_wheel_carries_templates_and_presets(tmp_path: Path) -> None:
     ).stdout.splitlines()
     assert out[0].startswith(str(venv)) and out[0].endswith("_builtin/templates/scripted")
     assert out[1] == "['default', 'slow']"
+    # the dashboard's pages and scripts ship as package data: no Node at install
+    names = set(zipfile.ZipFile(wheel).namelist())
+    dashboard = ROOT / "provisioner" / "server" / "dashboard"
+    shipped = {str(p.relative_to(ROOT)) for p in dashboard.rglob("*") if p.is_file()}
+    assert shipped and shipped <= names, sorted(shipped - names)
