@@ -31,6 +31,8 @@ LAZY_COMMANDS = {
     "undrain": "cli.drain:undrain",
     "webhook": "cli.webhooks:webhook_group",
     "worker": "cli.workers:worker_group",
+    "schedule": "cli.schedules:schedule_group",
+    "trigger": "cli.schedules:trigger_group",
 }
 
 

@@ -122,6 +122,7 @@ class Task:
     claim_until: str | None = None  # the lease: back to pending unless renewed by then
     offer_to: str | None = None  # the worker it is offered to (once ready) until accepted
     offer_until: str | None = None  # the offer's end: back to the pool unless accepted
+    schedule_id: str | None = None  # the schedule that made it (source: cron)
 
     def queue_fields(self) -> dict[str, Any]:
         """What the task queue adds to a task, as stored (for a claimed warm workspace)."""
@@ -152,6 +153,7 @@ QUEUE_FIELDS = (
     "codebase",
     "parent_id",
     "retries",
+    "schedule_id",
 )
 
 
@@ -173,6 +175,7 @@ class QueueFields:
     parent: str | None = None  # a task ref to fork from
     retries: int | None = None  # None: the template's lifecycle.retries
     offer_to: str | None = None  # a worker to offer it to (a queue-only task)
+    schedule_id: str | None = None  # set by the scheduler, never taken from a caller
 
     def check(self) -> None:
         """Raise ParameterError naming the first field that is not acceptable."""

@@ -34,6 +34,7 @@ from provisioner.engine.provision import Provisioner
 from provisioner.engine.retention import remove_expired
 from provisioner.engine.retries import Retries
 from provisioner.engine.routing import Routes
+from provisioner.engine.scheduler import Scheduler
 from provisioner.engine.secrets import SecretStore
 from provisioner.engine.workspace import BridgeBundler
 from provisioner.errors import (
@@ -110,6 +111,7 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
         # how long finished tasks' workspaces stay when their template does not say
         self.retention = retention
         self.retries = Retries(self)
+        self.scheduler = Scheduler(self)  # schedules (cron): their fire times, once
         self.pricing = pricing or PriceTable()  # fills in dollars of usage reported as tokens
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._wake = threading.Event()
@@ -238,6 +240,7 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
             self._sweep_orphans()
         if not draining:
             self.pools.fill()
+        self.scheduler.maybe_run()  # a task it makes waits for the next pass like any other
 
     def _take_lease(self, task: Task) -> bool:
         steal = None

@@ -1,6 +1,7 @@
 """Authentication of every request, and the role each route asks for.
 
-Every path, the OpenAPI document included, needs `Authorization: Bearer <token>`: the
+Every path, the OpenAPI document included, needs `Authorization: Bearer <token>` (but a
+trigger's delivery, signed instead: SIGNED_ROUTE): the
 ASGI middleware below checks it before routing, so no route can forget to, and a caller
 without a valid token never gets its body read. Routes then ask for the caller
 (`caller`) and, for admin acts, `admin_only`. Workspaces hold only their bridge token,
@@ -8,6 +9,8 @@ which is not an API token: a workspace cannot call this API.
 """
 
 from __future__ import annotations
+
+import re
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -22,6 +25,17 @@ HINT = (
     "send Authorization: Bearer <token>; the CLI does so after `dockyard login URL` "
     "or with DOCKYARD_TOKEN set (an admin makes tokens: dockyard token create)"
 )
+
+
+# The one route a caller reaches without a token: a trigger's delivery, whose HMAC
+# signature is its credential (checked by the route, server/triggers_api.py). Only POST,
+# only this exact shape: the trigger's other routes (GET, DELETE, deliveries) need one.
+SIGNED_ROUTE = re.compile(r"/api/v2/triggers/[a-z0-9][a-z0-9-]{0,39}")
+
+
+def signed_route(method: str, path: str) -> bool:
+    """True for the request a trigger's signature authenticates instead of a token."""
+    return method == "POST" and SIGNED_ROUTE.fullmatch(path) is not None
 
 
 def bearer(value: str | None) -> str | None:
@@ -49,6 +63,9 @@ class Authenticator:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if signed_route(scope["method"], scope["path"]):
+            await self.app(scope, receive, send)  # no principal: the route checks the HMAC
             return
         token = bearer(header(scope, b"authorization"))
         try:

@@ -53,8 +53,10 @@ from provisioner.store.a2a import A2AMixin
 from provisioner.store.accounts import AccountsMixin
 from provisioner.store.claims import ClaimsMixin
 from provisioner.store.records import LogsMixin, PromptsMixin, insert_ignoring_duplicates
+from provisioner.store.schedules import SchedulesMixin
 from provisioner.store.schema import events, locks, logs, metadata, prompts, tasks
 from provisioner.store.settings import SettingsMixin
+from provisioner.store.triggers import TriggersMixin
 from provisioner.store.webhooks import WebhooksMixin
 
 _TASK_FIELDS = [f.name for f in fields(Task)]
@@ -119,6 +121,8 @@ class Store(
     SettingsMixin,
     WebhooksMixin,
     ClaimsMixin,
+    SchedulesMixin,
+    TriggersMixin,
 ):
     """All reads and writes of task data go through here."""
 

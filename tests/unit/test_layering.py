@@ -36,6 +36,9 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "provisioner.spend": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     "provisioner.webhooks": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     "provisioner.claiming": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    # schedules' and triggers' pure rules: fire times, overlap, signatures, rendering
+    "provisioner.scheduling": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    "provisioner.triggers": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     # side by side: none of them reaches up to the engine or the server, or across
     "provisioner.templating": (
         "provisioner.engine",
