@@ -154,9 +154,14 @@ def _refuse_private_names(tree: nodes.Node, what: str) -> None:
     """Refuse `x.__class__`, `x['_y']` and the like when a trigger is created: the sandbox
     refuses them when rendering too, but a trigger that could never render one is
     clearer than deliveries rejected one by one."""
-    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name, nodes.Filter)):
         name = None
-        if isinstance(node, nodes.Getattr):
+        if isinstance(node, nodes.Filter) and node.name in ("attr", "map"):
+            # `x | attr('__class__')`, `xs | map(attribute='__class__')`
+            for arg in [*node.args, *(kw.value for kw in node.kwargs)]:
+                if isinstance(arg, nodes.Const) and str(arg.value).startswith("_"):
+                    name = str(arg.value)
+        elif isinstance(node, nodes.Getattr):
             name = node.attr
         elif isinstance(node, nodes.Name):
             name = node.name

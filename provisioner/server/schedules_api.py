@@ -111,6 +111,8 @@ def build_schedules_router(engine: Engine) -> APIRouter:
         check_choice(body.catch_up, CATCH_UP, "catch_up")
         check_choice(body.concurrency, CONCURRENCY, "concurrency")
         prompt = check_prompt(body.prompt)
+        if not prompt.strip():
+            raise ParameterError("The prompt is empty", hint="give each run something to do")
         check_recipe(engine, body.template, body.preset, body.target, body.parameters)
         made = store.create_schedule(
             {
