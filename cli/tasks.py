@@ -358,6 +358,15 @@ def list_tasks(
 ) -> None:
     """List your tasks (-a: everyone's); --queue: every waiting task in admission order."""
     if queue_view:
+        mixed = [flag for flag, given in (("--status", status), ("--owner", owner)) if given]
+        if mixed or all_users:
+            # the line is one for everyone: filtering it by owner or status would hide the
+            # places that explain a task's own
+            raise click.UsageError(
+                f"--queue shows every user's waiting tasks in line; it does not take "
+                f"{', '.join(mixed + (['-a'] if all_users else []))} "
+                "(filter it by --target, --tag or --epic)"
+            )
         # the server decides the order and why each waits: it shows every user's waiting
         # tasks (others' without their names), so each place in line is the real one
         params = {"target": target, "tag": tag, "epic": epic}

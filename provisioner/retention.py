@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from provisioner.durations import KEEP, parse_retention
 from provisioner.errors import ParameterError
@@ -31,23 +31,42 @@ class Due:
     retention: str  # as configured, e.g. 24h
 
 
+def _removal_time(task: Task, default: str | None) -> tuple[datetime, str] | None:
+    """When the task's workspace is due for removal, and its rule; None when never (kept,
+    removed already, never started, or not finished)."""
+    if task.status not in TERMINAL or not task.finished_at or not task.phases:
+        return None
+    if removed(task):
+        return None
+    rule = task.policy.get("retention") or default or KEEP
+    try:
+        seconds = parse_retention(rule)
+    except ParameterError:
+        return None  # checked when the template and the server were loaded
+    if seconds is None:
+        return None
+    return parse_time(task.finished_at) + timedelta(seconds=seconds), str(rule)
+
+
 def due_for_removal(tasks: Iterable[Task], now: datetime, default: str | None) -> list[Due]:
     """Finished tasks that had a workspace (they started at least once), not removed yet,
     finished at least their retention ago. A task's retention is its template's
     (pinned in its policy), else `default` (the server's); unparsable values keep."""
     due = []
     for task in tasks:
-        if task.status not in TERMINAL or not task.finished_at or not task.phases:
-            continue
-        if removed(task):
-            continue
-        rule = task.policy.get("retention") or default or KEEP
-        try:
-            seconds = parse_retention(rule)
-        except ParameterError:
-            continue  # checked when the template and the server were loaded
-        if seconds is None:
-            continue
-        if (now - parse_time(task.finished_at)).total_seconds() >= seconds:
-            due.append(Due(task, str(rule)))
+        when = _removal_time(task, default)
+        if when is not None and when[0] <= now:
+            due.append(Due(task, when[1]))
     return due
+
+
+def next_removal(tasks: Iterable[Task], now: datetime, default: str | None) -> datetime | None:
+    """The earliest time after `now` at which one of these tasks' workspaces falls due;
+    None when none will (the engine need not look at finished tasks again until one
+    more finishes)."""
+    later = [
+        when[0]
+        for when in (_removal_time(t, default) for t in tasks)
+        if when is not None and when[0] > now
+    ]
+    return min(later, default=None)

@@ -31,7 +31,7 @@ from provisioner.engine.ordering import TaskOrdering
 from provisioner.engine.outcomes import TaskOutcomes
 from provisioner.engine.pools import WarmPools
 from provisioner.engine.provision import Provisioner
-from provisioner.engine.retention import remove_expired
+from provisioner.engine.retention import RetentionSweeper
 from provisioner.engine.retries import Retries
 from provisioner.engine.routing import Routes
 from provisioner.engine.scheduler import Scheduler
@@ -56,6 +56,7 @@ from provisioner.templating.catalog import Catalog
 log = logging.getLogger(__name__)
 
 ORPHAN_SWEEP_EVERY_S = 30.0
+LIVE_STATUSES = [s for s in Status if s not in TERMINAL]
 LAST_LINES = 8
 FOLLOWER_JOIN_S = 15.0
 RESTART_GRACE_S = 45.0
@@ -110,6 +111,7 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
         self.routes = Routes(self)
         # how long finished tasks' workspaces stay when their template does not say
         self.retention = retention
+        self.retention_sweeper = RetentionSweeper(store, backend)
         self.retries = Retries(self)
         self.scheduler = Scheduler(self)  # schedules (cron): their fire times, once
         self.pricing = pricing or PriceTable()  # fills in dollars of usage reported as tokens
@@ -188,8 +190,7 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
     # reconcile -------------------------------------------------------------------
     def reconcile(self) -> None:
         """One level-triggered pass over every live task."""
-        everyone = self.store.list_tasks(kind=None)
-        live = [t for t in everyone if t.status not in TERMINAL]
+        live, everyone = self._read_live()
         running: set[str] | None = None
         if any(t.status == Status.ACTIVE for t in live):
             try:
@@ -198,8 +199,7 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
                 log.warning("cannot list workspaces: %s", exc)
         self.retries.run(live)  # errors worth retrying get their time, or go back in line
         if self.expire_claims(live):  # claim leases that ran out: back in the pool
-            everyone = self.store.list_tasks(kind=None)
-            live = [t for t in everyone if t.status not in TERMINAL]
+            live, everyone = self._read_live()
         pending = [t for t in live if t.status == Status.PENDING]
         if pending and self.admissions.targets:
             self.routes.route_waiting(pending)  # a codebase a target now serves
@@ -234,13 +234,22 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
                     continue
                 self._ensure_follower(task.id)
                 self._maybe_auto_pause(task)
-        remove_expired(self.store, self.backend, everyone, self.retention)
+        self.retention_sweeper.step({t.id for t in live}, self.retention)
         if time.monotonic() - self._last_sweep > ORPHAN_SWEEP_EVERY_S:
             self._last_sweep = time.monotonic()
             self._sweep_orphans()
         if not draining:
             self.pools.fill()
         self.scheduler.maybe_run()  # a task it makes waits for the next pass like any other
+
+    def _read_live(self) -> tuple[list[Task], list[Task]]:
+        """The live tasks, and those plus the finished tasks they depend on: all a pass
+        needs. Finished tasks are not read on every pass (a long-lived server has
+        thousands); retention reads them when one may be due (RetentionSweeper)."""
+        live = self.store.list_tasks(LIVE_STATUSES, kind=None)
+        ids = {t.id for t in live}
+        named = {d for t in live for d in t.depends_on if d not in ids}
+        return live, live + list(self.store.tasks_by_ids(named).values())
 
     def _take_lease(self, task: Task) -> bool:
         steal = None

@@ -164,10 +164,13 @@ def build_catalog_router(engine: Engine, home: str) -> APIRouter:
         )
         return {**_template_json(tpl), "label": info.label, "pushed": True}
 
+    def routed_by(name: str) -> list[str]:
+        return [t.name for t in engine.admissions.targets.values() if t.template == name]
+
     @r.delete("/templates/{name}")
     def delete_template(name: str, who: Principal = Depends(admin_only)) -> dict[str, Any]:
         live = engine.store.list_tasks(kind=None)
-        deleted = delete_versions(engine.catalog, live, name)
+        deleted = delete_versions(engine.catalog, live, name, routed_by=routed_by(name))
         store.record_audit(who.actor, "template.delete", name, ", ".join(deleted))
         return {"template": name, "deleted": deleted}
 
@@ -176,7 +179,7 @@ def build_catalog_router(engine: Engine, home: str) -> APIRouter:
         name: str, version: str, who: Principal = Depends(admin_only)
     ) -> dict[str, Any]:
         live = engine.store.list_tasks(kind=None)
-        deleted = delete_versions(engine.catalog, live, name, version)
+        deleted = delete_versions(engine.catalog, live, name, version, routed_by(name))
         store.record_audit(who.actor, "template.delete", f"{name}@{version}", ", ".join(deleted))
         return {"template": name, "deleted": deleted}
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Engine, and_, delete, func, insert, select, update
 
 from provisioner.model import utcnow
 from provisioner.store.schema import (
@@ -17,6 +17,7 @@ from provisioner.store.schema import (
     users,
     webhook_deliveries,
 )
+from provisioner.store.webhooks import oldest_due
 
 # a task holds at most this many push configs: each would be one POST per event
 MAX_PUSH_CONFIGS = 10
@@ -134,36 +135,19 @@ class A2AMixin:
         """As due_deliveries, for push configs: the oldest pending delivery of each, if
         due and not leased, with the config (URL, token, authentication) and the task
         owner's role now (an owner who lost admin loses private receivers too)."""
-        d = webhook_deliveries
         p = a2a_push_configs
-        oldest = (
-            select(d.c.webhook_id, func.min(d.c.event_id).label("first"))
-            .where(d.c.state == "pending", d.c.webhook_id.like("a2a-%"))
-            .group_by(d.c.webhook_id)
-            .subquery()
-        )
         query = (
-            select(
-                d,
+            oldest_due(
+                now,
                 p.c.config.label("push_config"),
                 tasks.c.owner,
                 users.c.role.label("owner_role"),
                 users.c.disabled_at.label("owner_removed_at"),
+                hooks=webhook_deliveries.c.webhook_id.like("a2a-%"),
             )
-            .join(
-                oldest,
-                and_(oldest.c.webhook_id == d.c.webhook_id, oldest.c.first == d.c.event_id),
-            )
-            .join(p, p.c.hook_id == d.c.webhook_id)
+            .join(p, p.c.hook_id == webhook_deliveries.c.webhook_id)
             .join(tasks, tasks.c.id == p.c.task_id)
             .join(users, users.c.name == tasks.c.owner)
-            .where(
-                and_(
-                    d.c.next_attempt_at <= now,
-                    or_(d.c.lease_until.is_(None), d.c.lease_until < now),
-                )
-            )
-            .order_by(d.c.next_attempt_at)
             .limit(limit)
         )
         with self.db.connect() as conn:

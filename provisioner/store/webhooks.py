@@ -11,7 +11,18 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from sqlalchemy import Engine, and_, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Select,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 
 from provisioner.auth.tokens import Principal
 from provisioner.errors import ParameterError, TaskNotFound
@@ -43,6 +54,33 @@ def _delivery_json(row: Any) -> dict[str, Any]:
     data = {c.name: getattr(row, c.name) for c in _DELIVERY_COLUMNS}
     data.pop("lease_until", None)
     return data
+
+
+def unleased(now: float) -> ColumnElement[bool]:
+    """A delivery no server holds: never leased, or its lease ran out."""
+    d = webhook_deliveries
+    return or_(d.c.lease_until.is_(None), d.c.lease_until < now)
+
+
+def oldest_due(now: float, *columns: Any, hooks: ColumnElement[bool] | None = None) -> Select[Any]:
+    """The oldest pending delivery of each receiver (of those `hooks` selects), if it is
+    due and unleased, with `columns` beside it; the caller joins what they come from.
+    Only the oldest: a receiver's events go out in order, so a later one waits while an
+    earlier one is retried."""
+    d = webhook_deliveries
+    pending = d.c.state == "pending"
+    oldest = (
+        select(d.c.webhook_id, func.min(d.c.event_id).label("first"))
+        .where(pending if hooks is None else and_(pending, hooks))
+        .group_by(d.c.webhook_id)
+        .subquery()
+    )
+    return (
+        select(d, *columns)
+        .join(oldest, and_(oldest.c.webhook_id == d.c.webhook_id, oldest.c.first == d.c.event_id))
+        .where(and_(d.c.next_attempt_at <= now, unleased(now)))
+        .order_by(d.c.next_attempt_at)
+    )
 
 
 class WebhooksMixin:
@@ -208,35 +246,17 @@ class WebhooksMixin:
         """The oldest pending delivery of each subscription, if due and not leased, with
         its subscription's URL, secret and owner's role. Only the oldest: a subscription's
         events go out in order, so a later one waits while an earlier one is retried."""
-        d = webhook_deliveries
-        oldest = (
-            select(d.c.webhook_id, func.min(d.c.event_id).label("first"))
-            .where(d.c.state == "pending")
-            .group_by(d.c.webhook_id)
-            .subquery()
-        )
         query = (
-            select(
-                d,
+            oldest_due(
+                now,
                 webhooks.c.url,
                 webhooks.c.secret,
                 webhooks.c.owner,
                 users.c.role.label("owner_role"),
                 users.c.disabled_at.label("owner_removed_at"),
             )
-            .join(
-                oldest,
-                and_(oldest.c.webhook_id == d.c.webhook_id, oldest.c.first == d.c.event_id),
-            )
-            .join(webhooks, webhooks.c.id == d.c.webhook_id)
+            .join(webhooks, webhooks.c.id == webhook_deliveries.c.webhook_id)
             .join(users, users.c.name == webhooks.c.owner)
-            .where(
-                and_(
-                    d.c.next_attempt_at <= now,
-                    or_(d.c.lease_until.is_(None), d.c.lease_until < now),
-                )
-            )
-            .order_by(d.c.next_attempt_at)
             .limit(limit)
         )
         with self.db.connect() as conn:
@@ -252,7 +272,7 @@ class WebhooksMixin:
                     and_(
                         d.c.id == delivery_id,
                         d.c.state == "pending",
-                        or_(d.c.lease_until.is_(None), d.c.lease_until < now),
+                        unleased(now),
                     )
                 )
                 .values(lease_owner=owner, lease_until=now + lease_s)

@@ -31,11 +31,16 @@ def pinned_by(tasks: Iterable[Task], name: str, versions: set[str]) -> list[Task
 
 
 def delete_versions(
-    catalog: Catalog, live: Iterable[Task], name: str, version: str | None = None
+    catalog: Catalog,
+    live: Iterable[Task],
+    name: str,
+    version: str | None = None,
+    routed_by: Iterable[str] = (),
 ) -> list[str]:
     """Delete one stored version of `name` (a hash, prefix or label), or all of them when
     `version` is None; return the versions deleted. A template folder on disk stays: only
-    what was pushed or snapshotted is removed."""
+    what was pushed or snapshotted is removed. `routed_by`: the configured targets that
+    run this template, which keep it from losing its last version."""
     store = catalog.versions
     if store is None:
         raise TemplateError("this server keeps no template versions; there is none to delete")
@@ -53,6 +58,13 @@ def delete_versions(
             raise TemplateNotFound(f"Template {name!r} has no stored versions")
     else:
         doomed = [store.resolve(name, version).version]
+    targets = sorted(routed_by)
+    if targets and not {v.version for v in store.versions(name)} - set(doomed):
+        raise TaskConflict(
+            f"Template {name!r} is run by target(s) {', '.join(targets)}; deleting "
+            f"{'it' if version is None else 'its last version'} would leave them nothing to run",
+            hint="remove those targets from the server's config (targets:) first",
+        )
     users = pinned_by(live, name, set(doomed))
     if users:
         shown = ", ".join(t.name for t in users[:_NAMED])

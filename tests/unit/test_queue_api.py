@@ -195,6 +195,14 @@ def test_a_member_sees_places_in_line_but_not_others_tasks(served: Served) -> No
     assert served.api("GET", "/targets", token=token).status_code == 200
 
 
+@pytest.mark.parametrize("flags", [["--status", "pending"], ["--owner", "ann"], ["-a"]])
+def test_the_queue_view_refuses_filters_it_cannot_honour(served: Served, flags: list[str]) -> None:
+    result = CliRunner().invoke(dockyard, ["task", "list", "--queue", *flags], env=served.env)
+    assert result.exit_code == 2
+    assert f"does not take {flags[0]}" in result.output
+    assert "--target, --tag or --epic" in result.output
+
+
 @pytest.mark.parametrize("query", ["target=" + "x" * 65, "tag=" + "y" * 65, "epic=" + "z" * 65])
 def test_queue_filters_are_bounded(served: Served, query: str) -> None:
     assert served.api("GET", f"/queue?{query}").status_code == 400

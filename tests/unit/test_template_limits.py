@@ -187,6 +187,20 @@ def test_delete_is_refused_while_pinned_then_allowed(tmp_path: Path, catalog: Ca
         catalog.get("demo")
 
 
+def test_a_template_a_target_runs_keeps_its_last_version(tmp_path: Path, catalog: Catalog) -> None:
+    first, _ = push_archive(catalog, pack_folder(write_template(tmp_path / "a")), "v1")
+    second, _ = push_archive(catalog, pack_folder(write_template(tmp_path / "b", "x")), "v2")
+    with pytest.raises(TaskConflict, match=r"run by target\(s\) builder, nightly") as refused:
+        delete_versions(catalog, [], "demo", routed_by=["nightly", "builder"])
+    assert "targets:" in (refused.value.hint or "")
+    # one version may go while another stays for the targets; the last may not
+    assert delete_versions(catalog, [], "demo", "v1", ["builder"]) == [first.version]
+    with pytest.raises(TaskConflict, match="its last version"):
+        delete_versions(catalog, [], "demo", "v2", ["builder"])
+    assert catalog.get("demo").version == second.version
+    assert delete_versions(catalog, [], "demo") == [second.version]  # no target: it goes
+
+
 def test_a_template_on_disk_keeps_its_folder(tmp_path: Path) -> None:
     write_template(tmp_path / "templates" / "demo")
     catalog = Catalog([tmp_path / "templates"], [], VersionStore(tmp_path / "store"))
