@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from provisioner.errors import DockyardError, TaskConflict, TaskNotFound
+from provisioner.errors import DockyardError, Forbidden, TaskConflict, TaskNotFound
 from provisioner.model import QueueFields, Task, parse_time
 from provisioner.scheduling import (
     Rule,
@@ -166,6 +166,13 @@ class Scheduler:
         try:
             task = self.store.get(name, owner=owner)  # made before its server stopped
         except TaskNotFound:
+            if self.store.user_removed(owner):
+                reason = f"its owner {owner} was removed"
+                self.store.settle_fire(schedule["id"], fire_at, "failed", reason)
+                if loud:
+                    message = f"Schedule {schedule['name']} makes no tasks: {reason}"
+                    raise Forbidden(message) from None
+                return None
             try:
                 task = self.engine.create_task(
                     template=schedule["template"],

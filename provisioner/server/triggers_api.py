@@ -214,6 +214,10 @@ def build_triggers_router(engine: Engine, limiter: BadSignatures | None = None) 
             )
         checked = check_delivery(trigger["secret"], headers, body, time.time())
         record = store.record_trigger_delivery
+        if checked.ok and store.user_removed(trigger["owner"]):
+            reason = f"the trigger's owner {trigger['owner']} was removed"
+            record(trigger["id"], outcome="rejected", reason=reason, remote=remote)
+            return _answer(403, {"detail": f"Delivery refused: {reason}", "hint": None})
         if not checked.ok:
             bad.failed(name)
             record(trigger["id"], outcome="rejected", reason=checked.reason, remote=remote)

@@ -20,7 +20,7 @@ from provisioner.auth.tokens import Principal
 from provisioner.errors import ParameterError, TaskConflict, TaskNotFound
 from provisioner.model import utcnow
 from provisioner.store.records import insert_ignoring_duplicates
-from provisioner.store.schema import schedule_fires, schedules, tasks
+from provisioner.store.schema import schedule_fires, schedules, tasks, users
 
 MAX_SCHEDULES_PER_USER = 100
 _HINT = "list your schedules: dockyard schedule list"
@@ -258,3 +258,14 @@ class SchedulesMixin:
                 .order_by(tasks.c.created_at)
             )
             return [dict(r._mapping) for r in rows]
+
+    def user_removed(self, name: str) -> bool:
+        """True once `name` was removed (`dockyard user remove`): its schedules and
+        triggers make no more tasks."""
+        with self.db.connect() as conn:
+            row = conn.execute(
+                select(users.c.name).where(
+                    and_(users.c.name == name, users.c.disabled_at.isnot(None))
+                )
+            ).first()
+        return row is not None

@@ -212,3 +212,15 @@ def test_overlapping_runs_queue_one_behind(tmp_path: Path, bridge_cache: Path) -
             "started",
         ]
         wait_until(lambda: h.store.queued_fire(schedule["id"]) is None, 5, "the queue emptied")
+
+
+def test_a_removed_owners_schedule_makes_nothing(tmp_path: Path, bridge_cache: Path) -> None:
+    with harness_at(tmp_path / "home", bridge_cache) as h:
+        h.store.create_user("erin", "member")
+        schedule = make_schedule(h.store, owner="erin")
+        h.store.remove_user("erin")
+        h.engine.scheduler.clock = Clock(first_minute(schedule) + timedelta(seconds=1))
+        h.engine.scheduler.run()
+        assert made_by(h.store, schedule) == []
+        [fire] = h.store.fires(schedule["id"])
+        assert fire["state"] == "failed" and "erin was removed" in fire["reason"]

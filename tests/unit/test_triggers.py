@@ -276,3 +276,18 @@ def test_members_see_only_their_own_triggers_and_never_a_secret(served: Served) 
     everything = served.api("GET", "/triggers", params={"all": "true"}).text
     assert "whsec_" not in everything and SECRET not in everything
     assert "whsec_" not in served.api("GET", "/triggers/admins-own").text
+
+
+def test_a_removed_owners_trigger_makes_nothing(served: Served) -> None:
+    store = served.h.store
+    store.create_user("erin", "member")
+    token, _ = store.create_token("erin", "laptop", None)
+    erin = {"Authorization": f"Bearer {token}"}
+    body = {"name": "erins", "secret": SECRET, "template": "scripted"}
+    assert httpx.post(f"{served.url}/api/v2/triggers", json=body, headers=erin).status_code == 201
+    store.remove_user("erin")
+    before = len(served.tasks())
+    reply = served.deliver("erins", {"prompt": "x"}, delivery="e-1")
+    assert reply.status_code == 403 and "removed" in reply.json()["detail"]
+    assert len(served.tasks()) == before
+    assert served.deliveries("erins")[0]["outcome"] == "rejected"
