@@ -184,6 +184,8 @@ def check_prompt_template(text: str) -> str:
         tree = _PROMPT_ENV.parse(text)
     except JinjaError as exc:
         raise ParameterError(f"The prompt template does not parse: {exc}") from None
+    except RecursionError:  # `((((...` thousands deep
+        raise ParameterError("The prompt template nests too deeply") from None
     _refuse_private_names(tree, "prompt template")
     return text
 
@@ -202,6 +204,8 @@ def check_filter(text: str | None) -> str | None:
             f"The filter is not one expression: {exc}",
             hint="e.g. payload.action == 'opened'",
         ) from None
+    except RecursionError:
+        raise ParameterError("The filter nests too deeply") from None
     _refuse_private_names(tree, "filter")
     return text
 

@@ -30,7 +30,7 @@ from provisioner.model import QueueFields
 from provisioner.prompts import check_strings
 from provisioner.scheduling import check_name
 from provisioner.server.auth import caller, client_address
-from provisioner.server.http_errors import ERROR_RESPONSES
+from provisioner.server.http_errors import ERROR_RESPONSES, ErrorBody
 from provisioner.server.schedules_api import check_recipe
 from provisioner.triggers import (
     BAD_SIGNATURES_PER_MINUTE,
@@ -181,9 +181,11 @@ def build_triggers_router(engine: Engine, limiter: BadSignatures | None = None) 
         summary="Deliver an event (signed; no API token)",
         responses={
             200: {"description": "Replayed or filtered: nothing made"},
-            401: {"description": "No signature, or one that does not match"},
-            413: {"description": "Body too large"},
-            429: {"description": "Too many bad signatures"},
+            401: {"model": ErrorBody, "description": "No signature, or a wrong one"},
+            413: {"model": ErrorBody, "description": "Body larger than 1 MiB"},
+            422: {"model": ErrorBody, "description": "The prompt could not be rendered"},
+            429: {"model": ErrorBody, "description": "Too many bad signatures lately"},
+            503: {"model": ErrorBody, "description": "The task could not be created now"},
         },
     )
     async def deliver(name: str, request: Request) -> Any:

@@ -92,3 +92,10 @@ def test_the_sandbox_refuses_what_slips_past_the_names_check() -> None:
     sneaky = "{{ payload | attr(('_' ~ '_class_' ~ '_')) }}"
     with pytest.raises(TemplateError):
         render_prompt(check_prompt_template(sneaky), context({}, None, None, "t"))
+
+
+def test_deep_nesting_is_refused_not_a_crash() -> None:
+    with pytest.raises(ParameterError, match="nests"):
+        check_prompt_template("{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}")
+    with pytest.raises(ParameterError, match="nests"):
+        check_filter("(" * 5000 + "1" + ")" * 5000)
