@@ -352,7 +352,7 @@ class DockyardServer:
             return None
 
         self.url = poll(ready, timeout, 0.05, "the Dockyard server to listen")["url"]
-        self.http.base_url = httpx.URL(self.url + "/api/v2")
+        self.http.base_url = httpx.URL(self.url + "/api/dockyard/v1")
         # the server wrote its local admin's token before it listened
         token = admin_token_path(self.home).read_text().strip()
         self.http.headers["Authorization"] = f"Bearer {token}"

@@ -23,7 +23,7 @@ from provisioner.net import is_loopback_host
 
 JSON = dict[str, Any]
 
-API = "/api/v2"
+API = "/api/dockyard/v1"  # Dockyard's own API (/api/v2 is also Coder's surface)
 # methods a request may be repeated with when a kept-alive connection turns out closed
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 

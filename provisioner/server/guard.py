@@ -33,7 +33,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SIMPLE_TYPES = frozenset({"text/plain", "application/x-www-form-urlencoded", "multipart/form-data"})
 MAX_BODY = 8 * 1024 * 1024  # a JSON request: a prompt is far smaller
 MAX_UPLOAD = 64 * 1024 * 1024  # a template archive (its own 50 MiB limit says more)
-UPLOAD_PATHS = frozenset({"/api/v2/templates"})
+UPLOAD_PATHS = frozenset({"/api/v2/templates", "/api/dockyard/v1/templates"})
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,10 @@ from provisioner.server.accounts_api import build_accounts_router
 from provisioner.server.api import build_router, install_error_handler
 from provisioner.server.auth import Authenticator
 from provisioner.server.bootstrap import ensure_local_admin
+from provisioner.server.coder.app import build_coder_app
 from provisioner.server.guard import RequestGuard
 from provisioner.server.mcp.app import build_mcp_server, mcp_route
+from provisioner.server.prefixes import ApiPrefixes, combined_openapi
 from provisioner.server.webhook_dispatch import Dispatcher
 from provisioner.server.webhooks_api import build_webhooks_router
 from provisioner.store.store import Store, sqlite_url
@@ -111,6 +113,11 @@ def create_app(engine: Engine, home: Path, allowed_hosts: list[str] | None = Non
     # MCP (tools over Streamable HTTP at /mcp): outside the OpenAPI document; the
     # middleware below authenticates it like every other path
     app.router.routes.append(route)
+    # Dockyard's routes at /api/dockyard/v1 (and /api/v2 aliases); Coder's surface first
+    # where it claims a path under /api/v2 or /api/experimental (see prefixes)
+    coder = build_coder_app(engine)
+    app.openapi = combined_openapi(app, coder)  # type: ignore[method-assign]
+    app.add_middleware(ApiPrefixes, coder=coder)
     # the last added runs first: the guard, then authentication, then the routes
     app.add_middleware(Authenticator, store=engine.store)
     app.add_middleware(RequestGuard, allowed_hosts=names)

@@ -25,6 +25,7 @@ from provisioner.engine.engine import Engine
 from provisioner.engine.workspace import BridgeBundler
 from provisioner.lifecycle import Status
 from provisioner.model import Task
+from provisioner.server.prefixes import DOCKYARD, LEGACY
 from provisioner.store.store import Store, sqlite_url
 from provisioner.templating.catalog import Catalog
 from provisioner.templating.versions import VersionStore
@@ -36,6 +37,8 @@ MEMBER, ADMIN = "member", "admin"
 SIGNED = "signed"
 
 # (method, path) -> who may call it. Tasks are further limited to their owner (and admins).
+# Dockyard's own routes, written with their old /api/v2 prefix: they are served at
+# /api/dockyard/v1 (see provisioner/server/prefixes.py), and /api/v2 stays an alias.
 RULES: dict[tuple[str, str], str] = {
     ("GET", "/api/v2/health"): MEMBER,
     ("GET", "/api/v2/templates"): MEMBER,
@@ -184,13 +187,17 @@ def served(tmp_path: Path) -> Iterator[Served]:
 
 
 def _routes(served: Served) -> set[tuple[str, str]]:
+    """Dockyard's routes in the OpenAPI document, written as RULES writes them."""
     doc = served.call("admin", "GET", "/openapi.json").json()
-    return {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
+    routes = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
+    assert not {p for _, p in routes if p.startswith("/api/v2/")}, "aliases are undocumented"
+    return {(m, p.replace(DOCKYARD, LEGACY, 1)) for m, p in routes if p.startswith(DOCKYARD)}
 
 
 def _fill(path: str, served: Served) -> str:
     return (
-        path.replace("{ref}", served.task.id)
+        path.replace(LEGACY, DOCKYARD, 1)
+        .replace("{ref}", served.task.id)
         .replace("{prompt_id}", "p1")
         .replace("{name}", "scripted" if "/templates/" in path else "nobody")
         .replace("{token_id}", "000000000000")
@@ -224,6 +231,8 @@ def test_nothing_is_served_without_a_valid_token(served: Served, who: str | None
         reply = _request(served, who, method, path)
         assert reply.status_code == 401, (who, method, path, reply.text)
         assert reply.headers["www-authenticate"].startswith("Bearer")
+        alias = served.call(who, method, _fill(path, served).replace(DOCKYARD, LEGACY, 1))
+        assert alias.status_code == 401, (who, method, path, alias.text)
     assert served.store.get(served.task.id).status == Status.PAUSED  # nothing happened
 
 
@@ -289,6 +298,14 @@ def test_roles_decide_who_may_call_each_route(served: Served) -> None:
                     path,
                     reply.text,
                 )
+
+
+def test_dockyard_routes_answer_at_both_prefixes(served: Served) -> None:
+    for path in ("/health", f"/tasks/{served.task.id}", "/me"):
+        new = served.call("alice", "GET", DOCKYARD + path)
+        old = served.call("alice", "GET", LEGACY + path)
+        assert new.status_code == old.status_code == 200, (path, new.text, old.text)
+        assert new.json().keys() == old.json().keys()
 
 
 def test_another_members_task_is_not_found(served: Served) -> None:

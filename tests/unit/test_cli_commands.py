@@ -161,24 +161,24 @@ def build_app(state: FakeState) -> FastAPI:
         state.requests.append((request.method, request.url.path))
         return await call_next(request)
 
-    @app.get("/api/v2/health")
+    @app.get("/api/dockyard/v1/health")
     def health() -> dict[str, Any]:
         return {"ok": True, "version": "fake", "docker": {"ok": True, "error": None}, "home": "/x"}
 
-    @app.get("/api/v2/templates")
+    @app.get("/api/dockyard/v1/templates")
     def templates() -> dict[str, Any]:
         return {"templates": TEMPLATES}
 
-    @app.get("/api/v2/templates/{name}", response_model=None)
+    @app.get("/api/dockyard/v1/templates/{name}", response_model=None)
     def template(name: str) -> Any:
         found = next((t for t in TEMPLATES if t["name"] == name), None)
         return found or not_found(f"template {name!r}")
 
-    @app.get("/api/v2/presets")
+    @app.get("/api/dockyard/v1/presets")
     def presets(template: str | None = None) -> dict[str, Any]:
         return {"presets": [p for p in PRESETS if template in (None, p["template"])]}
 
-    @app.post("/api/v2/tasks", status_code=201, response_model=None)
+    @app.post("/api/dockyard/v1/tasks", status_code=201, response_model=None)
     def create(body: CreateBody) -> Any:
         tmpl = next((t for t in TEMPLATES if t["name"] == body.template), None)
         if tmpl is None:
@@ -229,11 +229,11 @@ def build_app(state: FakeState) -> FastAPI:
         state.add_log(task_id, "input", body.prompt)
         return task
 
-    @app.get("/api/v2/tasks")
+    @app.get("/api/dockyard/v1/tasks")
     def tasks(status: str | None = None) -> dict[str, Any]:
         return {"tasks": [t for t in state.tasks.values() if status in (None, t["status"])]}
 
-    @app.get("/api/v2/tasks/{ref}", response_model=None)
+    @app.get("/api/dockyard/v1/tasks/{ref}", response_model=None)
     def get(ref: str) -> Any:
         task = find(ref)
         if task is None:
@@ -243,7 +243,7 @@ def build_app(state: FakeState) -> FastAPI:
             task.update(steps.pop(0), updated_at=now())
         return task
 
-    @app.get("/api/v2/tasks/{ref}/logs", response_model=None)
+    @app.get("/api/dockyard/v1/tasks/{ref}/logs", response_model=None)
     def logs(ref: str, after: int = 0, wait: float = 0, limit: int = 100) -> Any:
         task = find(ref)
         if task is None:
@@ -257,7 +257,7 @@ def build_app(state: FakeState) -> FastAPI:
         last = entries[-1]["id"] if entries else after
         return {"logs": entries, "last_id": last, "status": task["status"], "state": task["state"]}
 
-    @app.post("/api/v2/tasks/{ref}/send", response_model=None)
+    @app.post("/api/dockyard/v1/tasks/{ref}/send", response_model=None)
     def send(ref: str, body: SendBody) -> Any:
         task = find(ref)
         if task is None:
@@ -269,7 +269,7 @@ def build_app(state: FakeState) -> FastAPI:
 
     polls: dict[str, int] = {}
 
-    @app.get("/api/v2/tasks/{ref}/prompts/{prompt_id}", response_model=None)
+    @app.get("/api/dockyard/v1/tasks/{ref}/prompts/{prompt_id}", response_model=None)
     def prompt(ref: str, prompt_id: str) -> Any:
         # queued on the first look, taken on the second: the CLI has to poll
         polls[prompt_id] = polls.get(prompt_id, 0) + 1
@@ -283,7 +283,7 @@ def build_app(state: FakeState) -> FastAPI:
             "taken_at": None,
         }
 
-    @app.post("/api/v2/tasks/{ref}/{action}", response_model=None)
+    @app.post("/api/dockyard/v1/tasks/{ref}/{action}", response_model=None)
     def act(ref: str, action: str) -> Any:
         task = find(ref)
         if task is None:
@@ -293,7 +293,7 @@ def build_app(state: FakeState) -> FastAPI:
         task.update(status="paused" if action == "pause" else "pending", state=None)
         return task
 
-    @app.delete("/api/v2/tasks/{ref}", response_model=None)
+    @app.delete("/api/dockyard/v1/tasks/{ref}", response_model=None)
     def delete(ref: str) -> Any:
         task = find(ref)
         if task is None:

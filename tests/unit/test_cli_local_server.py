@@ -37,12 +37,12 @@ STUB_SERVER = textwrap.dedent(
     home = Path(sys.argv[sys.argv.index("--home") + 1])
     app = FastAPI()
 
-    @app.get("/api/v2/health")
+    @app.get("/api/dockyard/v1/health")
     def health():
         return {"ok": True, "version": "stub", "docker": {"ok": True, "error": None},
                 "home": str(home)}
 
-    @app.get("/api/v2/tasks")
+    @app.get("/api/dockyard/v1/tasks")
     def tasks():
         return {"tasks": [{"id": "from-stub", "name": "stub"}]}
 
@@ -88,11 +88,11 @@ def running_url() -> Iterator[str]:
     """A healthy server in a thread."""
     app = FastAPI()
 
-    @app.get("/api/v2/health")
+    @app.get("/api/dockyard/v1/health")
     def health() -> dict[str, object]:
         return {"ok": True, "version": "t", "docker": {"ok": False, "error": "x"}, "home": "/"}
 
-    @app.get("/api/v2/tasks")
+    @app.get("/api/dockyard/v1/tasks")
     def tasks() -> dict[str, object]:
         return {"tasks": [{"id": "from-thread", "name": "t"}]}
 

@@ -261,11 +261,11 @@ def test_a_closed_kept_alive_connection_is_replaced_and_only_a_get_retried(
         assert client.request("GET", "/a") == {}
         time.sleep(0.1)  # the server has dropped the connection by now
         assert client.request("GET", "/b") == {}  # on a new connection
-        assert seen == ["GET /api/v2/a HTTP/1.1", "GET /api/v2/b HTTP/1.1"]
+        assert seen == ["GET /api/dockyard/v1/a HTTP/1.1", "GET /api/dockyard/v1/b HTTP/1.1"]
         time.sleep(0.1)
         # seen closed before it is used: a new connection, so a POST goes through too
         assert client.request("POST", "/c", json={}) == {}
-        assert seen[2:] == ["POST /api/v2/c HTTP/1.1"]
+        assert seen[2:] == ["POST /api/dockyard/v1/c HTTP/1.1"]
         # closed unseen (after the check): a POST perhaps done already is never sent twice
         monkeypatch.setattr("cli.client._dropped", lambda sock: False)
         time.sleep(0.1)
@@ -274,7 +274,7 @@ def test_a_closed_kept_alive_connection_is_replaced_and_only_a_get_retried(
         assert client.request("GET", "/e") == {}
         time.sleep(0.1)
         assert client.request("GET", "/f") == {}  # the same, unseen: a GET is tried again
-        assert seen[3:] == ["GET /api/v2/e HTTP/1.1", "GET /api/v2/f HTTP/1.1"]
+        assert seen[3:] == ["GET /api/dockyard/v1/e HTTP/1.1", "GET /api/dockyard/v1/f HTTP/1.1"]
     finally:
         client.close()
         listener.close()

@@ -68,7 +68,7 @@ def test_invalid_text_in_any_create_field_is_a_400_naming_it(
     assert response.status_code == 400, response.text
     assert response.json()["detail"].startswith(f"{field} contains ")
     assert not (tmp_path / "secrets").exists() or not list((tmp_path / "secrets").iterdir())
-    assert httpx.get(url + "/api/v2/tasks", headers=AUTH[url]).json()["tasks"] == []
+    assert httpx.get(url + "/api/dockyard/v1/tasks", headers=AUTH[url]).json()["tasks"] == []
 
 
 def test_control_characters_in_a_prompt_are_a_400(url: str) -> None:
