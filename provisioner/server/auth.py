@@ -18,6 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from provisioner.auth.tokens import Principal
 from provisioner.errors import Forbidden, Unauthenticated
 from provisioner.server.guard import ASGIApp, Receive, Refusal, Scope, Send, header, send_refusal
+from provisioner.server.prefixes import DOCKYARD, LEGACY
 from provisioner.store.store import Store
 
 CHALLENGE = ("www-authenticate", 'Bearer realm="dockyard"')
@@ -30,7 +31,9 @@ HINT = (
 # The one route a caller reaches without a token: a trigger's delivery, whose HMAC
 # signature is its credential (checked by the route, server/triggers_api.py). Only POST,
 # only this exact shape: the trigger's other routes (GET, DELETE, deliveries) need one.
-SIGNED_ROUTE = re.compile(r"/api/v2/triggers/[a-z0-9][a-z0-9-]{0,39}")
+SIGNED_ROUTE = re.compile(
+    rf"(?:{re.escape(DOCKYARD)}|{re.escape(LEGACY)})/triggers/[a-z0-9][a-z0-9-]{{0,39}}"
+)
 
 
 def signed_route(method: str, path: str) -> bool:

@@ -1,6 +1,7 @@
-"""/api/v2 routes of triggers (inbound webhooks): manage them with a token, and the one
-route a sender calls without one, `POST /api/v2/triggers/{name}`, whose signature is its
-credential (the Authenticator lets exactly that method and path through; see auth.py).
+"""/api/dockyard/v1 (and /api/v2) routes of triggers (inbound webhooks): manage them with
+a token, and the one route a sender calls without one, `POST .../triggers/{name}`, whose
+signature is its credential (the Authenticator lets exactly that method and path
+through; see auth.py).
 
 A delivery is checked in this order, each step recorded in the trigger's deliveries:
 size (413), signature (401, `rejected`; past BAD_SIGNATURES_PER_MINUTE a 429 that checks
@@ -31,6 +32,7 @@ from provisioner.prompts import check_strings
 from provisioner.scheduling import check_name
 from provisioner.server.auth import caller, client_address
 from provisioner.server.http_errors import ERROR_RESPONSES, ErrorBody
+from provisioner.server.prefixes import DOCKYARD
 from provisioner.server.schedules_api import check_recipe
 from provisioner.triggers import (
     BAD_SIGNATURES_PER_MINUTE,
@@ -143,7 +145,7 @@ def build_triggers_router(engine: Engine, limiter: BadSignatures | None = None) 
                 "created_by": who.actor,
             }
         )
-        trigger["path"] = f"/api/v2/triggers/{body.name}"
+        trigger["path"] = f"{DOCKYARD}/triggers/{body.name}"
         # a secret the server made is shown this once; one the caller gave, never
         return {**trigger, "secret": secret} if made else trigger
 

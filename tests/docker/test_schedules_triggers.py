@@ -36,7 +36,7 @@ def test_a_schedule_and_a_signed_delivery_make_real_tasks(server: ServerHandle) 
     }
     body = json.dumps(comment).encode()
     reply = httpx.post(
-        f"{server.url}/api/v2/triggers/{trigger}",
+        f"{server.url}/api/dockyard/v1/triggers/{trigger}",
         content=body,
         headers={
             "content-type": "application/json",

@@ -241,9 +241,10 @@ def test_a_signed_route_takes_no_token_and_needs_its_signature(served: Served) -
     # nor enough (tests/unit/test_triggers.py has the rest)
     served.call("alice", "POST", "/api/v2/triggers", json={"name": "t2", "template": "scripted"})
     for who in (None, "alice", "admin"):
-        reply = served.call(who, "POST", "/api/v2/triggers/t2", json={"prompt": "x"})
-        assert reply.status_code == 401, (who, reply.text)
-        assert "signature" in reply.json()["detail"]
+        for prefix in ("/api/dockyard/v1", "/api/v2"):
+            reply = served.call(who, "POST", f"{prefix}/triggers/t2", json={"prompt": "x"})
+            assert reply.status_code == 401, (who, prefix, reply.text)
+            assert "signature" in reply.json()["detail"]
     # only POST of that exact shape passes without a token
     for method, path in [
         ("GET", "/api/v2/triggers/t2"),
@@ -253,6 +254,9 @@ def test_a_signed_route_takes_no_token_and_needs_its_signature(served: Served) -
         ("POST", "/api/v2/triggers/T2"),
         ("POST", "/api/v2/triggers/t2/"),
         ("POST", "/api/v2/triggers/" + "a" * 41),
+        ("GET", "/api/dockyard/v1/triggers/t2"),
+        ("POST", "/api/dockyard/v1/triggers/t2/deliveries"),
+        ("POST", "/api/dockyard/v2/triggers/t2"),
     ]:
         reply = served.call(None, method, path, json={})
         assert reply.status_code == 401, (method, path, reply.text)

@@ -30,7 +30,7 @@ class Server:
 
     def api(self, method: str, path: str, **kw: Any) -> httpx.Response:
         headers = kw.pop("headers", self.headers)
-        return httpx.request(method, f"{self.url}/api/v2{path}", headers=headers, **kw)
+        return httpx.request(method, f"{self.url}/api/dockyard/v1{path}", headers=headers, **kw)
 
 
 @pytest.fixture(scope="module")

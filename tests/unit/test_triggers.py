@@ -32,7 +32,7 @@ class Served:
 
     def api(self, method: str, path: str, **kw: Any) -> httpx.Response:
         return httpx.request(
-            method, self.url + "/api/v2" + path, headers=self.headers, timeout=30, **kw
+            method, self.url + "/api/dockyard/v1" + path, headers=self.headers, timeout=30, **kw
         )
 
     def deliver(
@@ -56,7 +56,7 @@ class Served:
             **(headers or {}),
         }
         return httpx.post(
-            f"{self.url}/api/v2/triggers/{name}", content=body, headers=sent, timeout=30
+            f"{self.url}/api/dockyard/v1/triggers/{name}", content=body, headers=sent, timeout=30
         )
 
     def tasks(self) -> list[dict[str, Any]]:
