@@ -1,6 +1,7 @@
 """Which API token the CLI sends, and where `dockyard login` keeps tokens.
 
-In order: DOCKYARD_TOKEN; for the local server (no URL given), the admin token its home
+In order: DOCKYARD_TOKEN (else Coder's CODER_SESSION_TOKEN, so Coder Tasks scripts run with
+their environment as is); for the local server (no URL given), the admin token its home
 holds; for a URL, the token `dockyard login URL` stored, or the home's admin token when
 the URL is the home's own local server.
 """
@@ -18,6 +19,7 @@ from cli.local_server import read_server_info, resolve_url
 from provisioner.paths import home_dir, read_admin_token
 
 TOKEN_ENV = "DOCKYARD_TOKEN"
+CODER_TOKEN_ENV = "CODER_SESSION_TOKEN"  # used when DOCKYARD_TOKEN is not set
 
 
 def credentials_path() -> Path:
@@ -68,8 +70,9 @@ def forget_login(url: str) -> bool:
 
 def token_for(url: str, local: bool) -> str | None:
     """The token to send to `url` (`local`: it is the home's own server we started)."""
-    if os.environ.get(TOKEN_ENV):
-        return os.environ[TOKEN_ENV].strip()
+    for name in (TOKEN_ENV, CODER_TOKEN_ENV):
+        if os.environ.get(name, "").strip():
+            return os.environ[name].strip()
     home = home_dir()
     if local:
         return read_admin_token(home)

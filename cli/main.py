@@ -60,9 +60,11 @@ def _connect(url: str | None) -> tuple[str, str | None]:
 @click.version_option(__version__, "--version", prog_name="dockyard")
 @click.option(
     "--url",
-    envvar="DOCKYARD_URL",
+    # Coder's variable as a fallback: Coder Tasks scripts run with their environment as is
+    envvar=["DOCKYARD_URL", "CODER_URL"],
     metavar="URL",
-    help="Server to use [env: DOCKYARD_URL; default: the local server, started if needed].",
+    help="Server to use [env: DOCKYARD_URL, else CODER_URL; default: the local server, "
+    "started if needed].",
 )
 @click.pass_context
 def cli(ctx: click.Context, url: str | None) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from cli.client import JSON, Client, CliError, ServerUnreachable, current_client
+from cli.columns import column_option, column_table
 from cli.options import output_option
 from cli.render import (
     MESSAGE_WIDTH,
@@ -344,6 +345,7 @@ def _statuses(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     "(every user's; others' unnamed).",
 )
 @output_option
+@column_option
 @click.option("-q", "--quiet", is_flag=True, help="Print only task ids.")
 def list_tasks(
     status: str | None,
@@ -354,6 +356,7 @@ def list_tasks(
     owner: str | None,
     queue_view: bool,
     output: str,
+    columns: list[str],
     quiet: bool,
 ) -> None:
     """List your tasks (-a: everyone's); --queue: every waiting task in admission order."""
@@ -387,6 +390,8 @@ def list_tasks(
             click.echo(task["id"])
     elif output == "json":
         click.echo(to_json(tasks))
+    elif columns:
+        click.echo(column_table(tasks, columns))
     else:
         click.echo(tasks_table(tasks, owners=all_users or owner is not None))
 
@@ -412,15 +417,19 @@ def _watch(client: Client, task: JSON, output: str, etag: str | None) -> None:
 @task_group.command("status")
 @click.argument("task")
 @output_option
+@column_option
 @click.option("-w", "--watch", is_flag=True, help="Print a line per change until the task ends.")
 @click.pass_context
-def status(ctx: click.Context, task: str, output: str, watch: bool) -> None:
+def status(ctx: click.Context, task: str, output: str, columns: list[str], watch: bool) -> None:
     """Show a task's status (row 2: field 2 is the status, field 4 the state)."""
     client = current_client()
     found, etag = client.watch_task(task, None, 0)
     if not watch:
         if output == "json":
             click.echo(to_json(found))
+            return
+        if columns:  # only what was asked for: nothing below the table
+            click.echo(column_table([found], columns))
             return
         click.echo(tasks_table([found]))
         message = str(found.get("message") or "")

@@ -16,6 +16,9 @@ if [ -z "$no_docker" ]; then
   command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
   command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
 fi
+# the Coder migration tests run Coder's documented curl + jq scripts unchanged
+command -v jq >/dev/null 2>&1 || missing+=(jq)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 # the store's tests also run against a throwaway PostgreSQL cluster
 [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -11,16 +11,28 @@ which is not an API token: a workspace cannot call this API.
 from __future__ import annotations
 
 import re
+from urllib.parse import parse_qsl
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 
 from provisioner.auth.tokens import Principal
 from provisioner.errors import Forbidden, Unauthenticated
-from provisioner.server.guard import ASGIApp, Receive, Refusal, Scope, Send, header, send_refusal
-from provisioner.server.prefixes import DOCKYARD, LEGACY
+from provisioner.server.guard import (
+    ASGIApp,
+    Receive,
+    Refusal,
+    Scope,
+    Send,
+    header,
+    send_coder_refusal,
+    send_refusal,
+)
+from provisioner.server.prefixes import DOCKYARD, LEGACY, claimed_by, is_coder_path
 from provisioner.store.store import Store
 
+CODER_HEADER = b"coder-session-token"
+CODER_COOKIE = "coder_session_token"  # also the query parameter's name
 CHALLENGE = ("www-authenticate", 'Bearer realm="dockyard"')
 HINT = (
     "send Authorization: Bearer <token>; the CLI does so after `dockyard login URL` "
@@ -56,12 +68,51 @@ def client_address(scope: Scope) -> str:
     return str(client[0]) if client else ""
 
 
-class Authenticator:
-    """ASGI middleware: a valid API token or a 401, for every HTTP request."""
+def cookie(scope: Scope, name: str) -> str | None:
+    """One cookie of the request, or None."""
+    raw = header(scope, b"cookie")
+    if not raw:
+        return None
+    for part in raw.split(";"):
+        key, sep, value = part.strip().partition("=")
+        if sep and key == name and value.strip():
+            return value.strip()
+    return None
 
-    def __init__(self, app: ASGIApp, store: Store) -> None:
+
+def query_value(scope: Scope, name: str) -> str | None:
+    """One query parameter of the request, or None."""
+    for key, value in parse_qsl(bytes(scope.get("query_string", b"")).decode("latin-1")):
+        if key == name and value.strip():
+            return value.strip()
+    return None
+
+
+def request_token(scope: Scope) -> str | None:
+    """The API token of a request: `Authorization: Bearer` everywhere; under Coder's
+    prefixes also as Coder's clients send it (the `Coder-Session-Token` header, the
+    `coder_session_token` cookie or query parameter). All are Dockyard tokens."""
+    token = bearer(header(scope, b"authorization"))
+    if token is not None or not is_coder_path(scope["path"]):
+        return token
+    for found in (
+        header(scope, CODER_HEADER),
+        cookie(scope, CODER_COOKIE),
+        query_value(scope, CODER_COOKIE),
+    ):
+        if found and found.strip():
+            return found.strip()
+    return None
+
+
+class Authenticator:
+    """ASGI middleware: a valid API token or a 401, for every HTTP request. A refusal on
+    one of Coder's routes (`coder` claims it) is written in Coder's error shape."""
+
+    def __init__(self, app: ASGIApp, store: Store, coder: FastAPI | None = None) -> None:
         self.app = app
         self.store = store
+        self.coder = coder
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -70,7 +121,7 @@ class Authenticator:
         if signed_route(scope["method"], scope["path"]):
             await self.app(scope, receive, send)  # no principal: the route checks the HMAC
             return
-        token = bearer(header(scope, b"authorization"))
+        token = request_token(scope)
         try:
             if token is None:
                 raise Unauthenticated("This server needs an API token", hint=HINT)
@@ -85,7 +136,11 @@ class Authenticator:
                 exc.message,
                 client_address(scope),
             )
-            await send_refusal(send, Refusal(401, exc.message, exc.hint or HINT), [CHALLENGE])
+            refusal = Refusal(401, exc.message, exc.hint or HINT)
+            if self.coder is not None and claimed_by(self.coder, scope):
+                await send_coder_refusal(send, refusal, [CHALLENGE])
+            else:
+                await send_refusal(send, refusal, [CHALLENGE])
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)

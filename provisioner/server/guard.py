@@ -139,6 +139,23 @@ async def send_refusal(
     await send({"type": "http.response.body", "body": body})
 
 
+async def send_coder_refusal(
+    send: Send, refusal: Refusal, headers: Iterable[tuple[str, str]] = ()
+) -> None:
+    """A refusal on one of Coder's routes, in Coder's error shape: {"message", "detail",
+    "validations"} (codersdk.Response)."""
+    body = json.dumps(
+        {"message": refusal.detail, "detail": refusal.hint or "", "validations": []}
+    ).encode()
+    raw = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *((k.encode(), v.encode()) for k, v in headers),
+    ]
+    await send({"type": "http.response.start", "status": refusal.status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
+
+
 def header(scope: Scope, name: bytes) -> str | None:
     """One request header as text (latin-1, as HTTP sends them), or None."""
     for key, value in scope.get("headers", []):

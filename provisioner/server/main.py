@@ -119,7 +119,7 @@ def create_app(engine: Engine, home: Path, allowed_hosts: list[str] | None = Non
     app.openapi = combined_openapi(app, coder)  # type: ignore[method-assign]
     app.add_middleware(ApiPrefixes, coder=coder)
     # the last added runs first: the guard, then authentication, then the routes
-    app.add_middleware(Authenticator, store=engine.store)
+    app.add_middleware(Authenticator, store=engine.store, coder=coder)
     app.add_middleware(RequestGuard, allowed_hosts=names)
     return app
 

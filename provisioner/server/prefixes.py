@@ -36,6 +36,17 @@ def is_coder_path(path: str) -> bool:
     return path.startswith(CODER_PREFIXES)
 
 
+def claimed_by(coder: FastAPI, scope: Scope) -> bool:
+    """Whether one of Coder's routes answers this request (path and method)."""
+    if not is_coder_path(scope["path"]):
+        return False
+    for route in coder.router.routes:
+        match, _ = route.matches(scope)
+        if match == Match.FULL:
+            return True
+    return False
+
+
 class ApiPrefixes:
     """ASGI: `/api/dockyard/v1/...` served by Dockyard's `/api/v2/...` routes; Coder's
     routes asked first under its prefixes; everything else passes to Dockyard's app."""
@@ -44,20 +55,13 @@ class ApiPrefixes:
         self.app = app
         self.coder = coder
 
-    def claimed_by_coder(self, scope: Scope) -> bool:
-        for route in self.coder.router.routes:
-            match, _ = route.matches(scope)
-            if match == Match.FULL:
-                return True
-        return False
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path = scope["path"]
             if under(path, DOCKYARD):
                 moved = LEGACY + path[len(DOCKYARD) :]
                 scope = {**scope, "path": moved, "raw_path": moved.encode()}
-            elif is_coder_path(path) and self.claimed_by_coder(scope):
+            elif claimed_by(self.coder, scope):
                 await self.coder(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -238,7 +238,10 @@ class Catalog:
         return sorted(set(self._folders()) | set(pushed))
 
     def get(self, name: str, version: str | None = None) -> Template:
-        """The active template called `name`, or the given stored version of it."""
+        """The active template called `name`, or the given stored version of it. A name
+        with capitals (a template's `coder_name`, as Coder users know it) finds it too."""
+        if name != name.lower() and name.lower() in self.names():
+            name = name.lower()
         folder = self._folders().get(name)
         if version is not None:
             if folder is not None:

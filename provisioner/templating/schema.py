@@ -126,6 +126,13 @@ class TemplateConfig(_Strict):
     """The whole of template.yaml."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", description="Unique template name")
+    coder_name: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        max_length=64,
+        description="The name Coder clients know it by: `name` with capitals (Coder allows "
+        "them); the Coder API shows it and every lookup by name takes it",
+    )
     description: str = ""
     backend: Literal["docker", "terraform"] = "docker"
     parameters: list[Parameter] = Field(default_factory=list)
@@ -140,6 +147,14 @@ class TemplateConfig(_Strict):
     lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     terraform: TerraformConfig | None = Field(None, description="Required by backend terraform")
+
+    @model_validator(mode="after")
+    def _coder_name_is_the_name(self) -> TemplateConfig:
+        if self.coder_name is not None and self.coder_name.lower() != self.name:
+            raise ValueError(
+                f"coder_name {self.coder_name!r} must be the name {self.name!r} with capitals"
+            )
+        return self
 
     @model_validator(mode="after")
     def _terraform_section(self) -> TemplateConfig:

@@ -89,7 +89,7 @@ class ServerProcess:
         while True:  # the API pages: read until a page comes back empty
             after = entries[-1]["id"] if entries else 0
             reply = httpx.get(
-                f"{self.url}/api/v2/tasks/{ref}/logs",
+                f"{self.url}/api/dockyard/v1/tasks/{ref}/logs",
                 params={"after": after},
                 headers=admin_headers(self.home),
                 timeout=30,

@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import cli
+from provisioner import coder_compat as cc
 from provisioner.backends.docker import DockerBackend
 from provisioner.backends.docker_client import DockerClient
 from provisioner.engine.engine import Engine
@@ -114,6 +115,44 @@ RULES: dict[tuple[str, str], str] = {
     ("POST", "/api/v2/triggers/{name}"): SIGNED,
 }
 
+# Coder's Tasks surface (provisioner/server/coder/), at the paths Coder serves it: asked
+# first under /api/v2 and /api/experimental. {user} is filled with the caller's `me`.
+CODER_RULES: dict[tuple[str, str], str] = {
+    ("GET", "/api/v2/buildinfo"): MEMBER,
+    ("GET", "/api/v2/entitlements"): MEMBER,
+    ("GET", "/api/v2/users/me"): MEMBER,
+    ("GET", "/api/v2/users/me/organizations"): MEMBER,
+    ("GET", "/api/v2/organizations/{org}"): MEMBER,
+    ("GET", "/api/v2/organizations/{org}/templates"): MEMBER,
+    ("GET", "/api/v2/organizations/{org}/templates/{name}"): MEMBER,
+    ("GET", "/api/v2/organizations/{org}/templates/{name}/versions/{version}"): MEMBER,
+    ("GET", "/api/v2/templates"): MEMBER,
+    ("GET", "/api/v2/templates/{template_id}"): MEMBER,
+    ("GET", "/api/v2/templateversions/{version_id}"): MEMBER,
+    ("GET", "/api/v2/templateversions/{version_id}/presets"): MEMBER,
+    ("GET", "/api/v2/templateversions/{version_id}/rich-parameters"): MEMBER,
+    **{
+        (method, prefix + path): MEMBER
+        for prefix in ("/api/v2", "/api/experimental")
+        for method, path in [
+            ("GET", "/tasks"),
+            ("POST", "/tasks/{user}"),
+            ("GET", "/tasks/{user}/{task}"),
+            ("DELETE", "/tasks/{user}/{task}"),
+            ("POST", "/tasks/{user}/{task}/send"),
+            ("PATCH", "/tasks/{user}/{task}/input"),
+            ("GET", "/tasks/{user}/{task}/logs"),
+            ("POST", "/tasks/{user}/{task}/pause"),
+            ("POST", "/tasks/{user}/{task}/resume"),
+        ]
+    },
+}
+CODER_BODIES: dict[str, Any] = {
+    "/tasks/{user}": {"template_version_id": "VERSION", "input": "hello"},
+    "/tasks/{user}/{task}/send": {"input": "more"},
+    "/tasks/{user}/{task}/input": {"input": "other"},
+}
+
 # a body that passes validation, so only authorization can stop the request
 BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v2/tasks"): {"template": "scripted", "prompt": "hello"},
@@ -190,8 +229,50 @@ def _routes(served: Served) -> set[tuple[str, str]]:
     """Dockyard's routes in the OpenAPI document, written as RULES writes them."""
     doc = served.call("admin", "GET", "/openapi.json").json()
     routes = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
-    assert not {p for _, p in routes if p.startswith("/api/v2/")}, "aliases are undocumented"
     return {(m, p.replace(DOCKYARD, LEGACY, 1)) for m, p in routes if p.startswith(DOCKYARD)}
+
+
+def _coder_routes(served: Served) -> set[tuple[str, str]]:
+    """Coder's routes in the OpenAPI document (Dockyard's /api/v2 aliases are not in it)."""
+    doc = served.call("admin", "GET", "/openapi.json").json()
+    return {
+        (m.upper(), p)
+        for p, ops in doc["paths"].items()
+        for m in ops
+        if p.startswith((LEGACY + "/", "/api/experimental/"))
+    }
+
+
+def _coder_request(served: Served, who: str | None, method: str, path: str) -> httpx.Response:
+    # a caller without a valid token is refused before any id is looked at
+    refused = who is None or who in ("revoked", "expired", "garbage")
+    hashed = "0" * 12 if refused else _scripted_version(served)
+    version = cc.version_id("scripted", hashed)
+    suffix = "/tasks" + path.split("/tasks", 1)[1] if "/tasks" in path else ""
+    body = CODER_BODIES.get(suffix) if method in ("POST", "PATCH") and "/tasks" in path else None
+    if body is not None and body.get("template_version_id") == "VERSION":
+        body = {**body, "template_version_id": version}
+    filled = (
+        path.replace("{user}", "me")
+        .replace("{task}", served.task.id)
+        .replace("{org}", "default")
+        .replace("{name}", "scripted")
+        .replace("{template_id}", cc.template_id("scripted"))
+        .replace("{version_id}", version)
+        .replace("{version}", hashed[:12])
+    )
+    kw: dict[str, Any] = {"json": body} if body is not None else {}
+    return served.call(who, method, filled, **kw)
+
+
+_VERSIONS: dict[str, str] = {}  # server URL -> the scripted template's version
+
+
+def _scripted_version(served: Served) -> str:
+    if served.url not in _VERSIONS:
+        doc = served.call("admin", "GET", DOCKYARD + "/templates/scripted").json()
+        _VERSIONS[served.url] = str(doc["version"])
+    return _VERSIONS[served.url]
 
 
 def _fill(path: str, served: Served) -> str:
@@ -219,6 +300,31 @@ def test_every_route_has_a_rule(served: Served) -> None:
     missing = routes - set(RULES)
     assert not missing, f"routes without an access rule in this test: {sorted(missing)}"
     assert not set(RULES) - routes, "rules for routes that no longer exist"
+    coder = _coder_routes(served)
+    assert coder == set(CODER_RULES), sorted(coder ^ set(CODER_RULES))
+
+
+@pytest.mark.parametrize("who", [None, "revoked", "expired", "garbage"])
+def test_nothing_of_coders_is_served_without_a_valid_token(served: Served, who: str | None) -> None:
+    served.tokens["garbage"] = "dy_" + "A" * 43
+    for method, path in CODER_RULES:
+        reply = _coder_request(served, who, method, path)
+        assert reply.status_code == 401, (who, method, path, reply.text)
+        assert set(reply.json()) == {"message", "detail", "validations"}  # Coder's shape
+    assert served.store.get(served.task.id).status == Status.PAUSED
+
+
+def test_members_reach_coders_routes_but_not_others_tasks(served: Served) -> None:
+    for method, path in CODER_RULES:
+        if method == "DELETE" or path.endswith("/pause"):
+            continue  # alice's task must stay as it is for the rest of this test
+        reply = _coder_request(served, "alice", method, path)
+        assert reply.status_code not in (401, 403), (method, path, reply.text)
+        assert reply.status_code < 500 or reply.status_code == 503, (method, path, reply.text)
+        if "{task}" in path:
+            theirs = _coder_request(served, "bob", method, path)
+            assert theirs.status_code == 404, (method, path, theirs.text)
+            assert served.task.name not in theirs.text
 
 
 @pytest.mark.parametrize("who", [None, "revoked", "expired", "garbage"])
@@ -321,10 +427,10 @@ def test_another_members_task_is_not_found(served: Served) -> None:
         assert served.task.name not in reply.text
     assert served.store.get(served.task.id).status == Status.PAUSED
     assert [p["id"] for p in served.store.prompts(served.task.id)] == ["p1"]  # no send landed
-    listed = served.call("bob", "GET", "/api/v2/tasks").json()["tasks"]
+    listed = served.call("bob", "GET", DOCKYARD + "/tasks").json()["tasks"]
     assert listed == []
-    assert served.call("bob", "GET", "/api/v2/tasks", params={"all": "true"}).status_code == 403
-    everyone = served.call("admin", "GET", "/api/v2/tasks", params={"all": "true"}).json()
+    assert served.call("bob", "GET", DOCKYARD + "/tasks", params={"all": "true"}).status_code == 403
+    everyone = served.call("admin", "GET", DOCKYARD + "/tasks", params={"all": "true"}).json()
     assert [t["owner"] for t in everyone["tasks"]] == ["alice"]
     mine = served.call("alice", "GET", "/api/v2/tasks/alices-task").json()
     assert mine["owner"] == "alice"

@@ -145,7 +145,7 @@ def test_drain_api_and_cli(served: tuple[Harness, str], tmp_path: Path) -> None:
     admin = admin_headers(h.home)
 
     def post(path: str, headers: dict[str, str], **kw: object) -> httpx.Response:
-        return httpx.post(f"{url}/api/v2{path}", headers=headers, timeout=30, **kw)  # type: ignore[arg-type]
+        return httpx.post(f"{url}/api/dockyard/v1{path}", headers=headers, timeout=30, **kw)  # type: ignore[arg-type]
 
     assert post("/drain", as_alice, json={"grace": "0s"}).status_code == 403
     assert post("/undrain", as_alice).status_code == 403

@@ -39,6 +39,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     # schedules' and triggers' pure rules: fire times, overlap, signatures, rendering
     "provisioner.scheduling": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     "provisioner.triggers": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    "provisioner.coder_compat": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     # side by side: none of them reaches up to the engine or the server, or across
     "provisioner.templating": (
         "provisioner.engine",

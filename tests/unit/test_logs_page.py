@@ -141,7 +141,7 @@ def test_the_logs_api_keeps_its_json_shape(served: tuple[str, Store], tmp_path: 
         ],
     )
     store.system_log(task.id, "provisioned")
-    url = f"{base}/api/v2/tasks/{task.id}/logs"
+    url = f"{base}/api/dockyard/v1/tasks/{task.id}/logs"
     page = httpx.get(url, headers=admin_headers(tmp_path)).json()
     first, second, third = page["logs"]
     assert first == {
@@ -182,7 +182,7 @@ def test_a_waiting_reader_gets_lines_as_they_are_stored(
 ) -> None:
     base, store = served
     task = _task(store)
-    url = f"{base}/api/v2/tasks/{task.id}/logs"
+    url = f"{base}/api/dockyard/v1/tasks/{task.id}/logs"
 
     def later() -> None:
         time.sleep(0.3)
@@ -201,7 +201,7 @@ def test_without_sqlites_json_the_api_writes_the_same_page(
     base, store = served
     task = _task(store)
     store.append_logs(task.id, [{"seq": 1, "type": "output", "content": AWKWARD[4]}])
-    url = f"{base}/api/v2/tasks/{task.id}/logs"
+    url = f"{base}/api/dockyard/v1/tasks/{task.id}/logs"
     by_sqlite = httpx.get(url, headers=admin_headers(tmp_path)).json()
     monkeypatch.setattr(store, "log_rows_json", lambda *args: None)
     assert httpx.get(url, headers=admin_headers(tmp_path)).json() == by_sqlite

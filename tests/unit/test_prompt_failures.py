@@ -70,7 +70,9 @@ class Served:
         return CliRunner().invoke(cli, list(args), env=admin_env(self.url, self.home))
 
     def get(self, path: str) -> Any:
-        return httpx.get(f"{self.url}/api/v2{path}", headers=admin_headers(self.home)).json()
+        return httpx.get(
+            f"{self.url}/api/dockyard/v1{path}", headers=admin_headers(self.home)
+        ).json()
 
     def prompts(self) -> dict[str, dict[str, Any]]:
         got = self.get(f"/tasks/{self.task}/prompts")["prompts"]

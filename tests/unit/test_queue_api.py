@@ -40,7 +40,7 @@ class Served:
 
     def api(self, method: str, path: str, token: str | None = None, **kw: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else admin_headers(self.h.home)
-        return httpx.request(method, f"{self.url}/api/v2{path}", headers=headers, **kw)
+        return httpx.request(method, f"{self.url}/api/dockyard/v1{path}", headers=headers, **kw)
 
 
 @pytest.fixture

@@ -72,7 +72,9 @@ def test_a_bad_task_name_is_refused_first(url: str, tmp_path: Path, name: str) -
 
 
 def test_error_messages_are_capped(url: str, tmp_path: Path) -> None:
-    reply = httpx.get(f"{url}/api/v2/templates/{'x' * 9000}", headers=admin_headers(tmp_path))
+    reply = httpx.get(
+        f"{url}/api/dockyard/v1/templates/{'x' * 9000}", headers=admin_headers(tmp_path)
+    )
     assert reply.status_code == 404
     assert len(reply.json()["detail"]) <= 1000
     assert reply.json()["detail"].endswith("more characters)")

@@ -274,5 +274,5 @@ def test_the_openapi_document_describes_every_public_task_field(
     assert shown == task_fields
     assert {"priority", "outcome", "question", "cost_usd", "depends_on"} <= task_fields
     assert not {"bridge_token", "resolved", "lease_owner"} & task_fields
-    create = doc["paths"]["/api/v2/tasks"]["post"]["responses"]["201"]
+    create = doc["paths"]["/api/dockyard/v1/tasks"]["post"]["responses"]["201"]
     assert create["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Task"}

@@ -1,0 +1,2 @@
+curl -s -H "Coder-Session-Token: $CODER_SESSION_TOKEN" \
+  "$CODER_URL/api/v2/tasks" | jq '.tasks'
