@@ -777,3 +777,14 @@ def _add_claim_commands() -> None:
 
 
 _add_claim_commands()
+
+
+def _add_work_commands() -> None:
+    """`task diff`, `task pull`, `task apply`, `task push` (cli.work)."""
+    from cli.work import COMMANDS
+
+    for command in COMMANDS:
+        task_group.add_command(command)
+
+
+_add_work_commands()

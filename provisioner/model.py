@@ -123,6 +123,10 @@ class Task:
     offer_to: str | None = None  # the worker it is offered to (once ready) until accepted
     offer_until: str | None = None  # the offer's end: back to the pool unless accepted
     schedule_id: str | None = None  # the schedule that made it (source: cron)
+    # the repository (the `repo` parameter): the commit the task branch started from, and
+    # the newest checkpoint Dockyard committed on it
+    base_commit: str | None = None
+    checkpoint_commit: str | None = None
 
     def queue_fields(self) -> dict[str, Any]:
         """What the task queue adds to a task, as stored (for a claimed warm workspace)."""

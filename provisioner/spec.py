@@ -135,3 +135,5 @@ class WorkspaceSpec:
     lifecycle: LifecycleConfig = field(default_factory=LifecycleConfig)
     cap_add: tuple[str, ...] = ()
     terraform: TerraformSpec | None = None
+    # the task gave the standard `repo` parameter: the setup clones it first
+    clones_repo: bool = False

@@ -19,6 +19,9 @@ fi
 # the Coder migration tests run Coder's documented curl + jq scripts unchanged
 command -v jq >/dev/null 2>&1 || missing+=(jq)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# the repository tests serve a real repository (git http-backend) and clone it; the CLI's
+# task pull/apply run git too
+command -v git >/dev/null 2>&1 || missing+=(git)
 # the store's tests also run against a throwaway PostgreSQL cluster
 [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
 if [ "${#missing[@]}" -gt 0 ]; then

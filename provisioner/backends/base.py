@@ -119,6 +119,13 @@ class Backend(Protocol):
     def exec(self, task_id: str, argv: list[str]) -> tuple[int, str]:
         """Run a command in the running workspace; (exit code, merged output)."""
 
+    def exec_on_disk(
+        self, task_id: str, argv: list[str], *, timeout: float, network: bool = False
+    ) -> tuple[int, str]:
+        """Run a command on the workspace's disk: in the workspace while it runs, else
+        without starting it (a helper beside its volumes; no network unless `network`).
+        (exit code, merged output); BackendError when the backend cannot."""
+
     def running_task_ids(self) -> set[str]:
         """Ids of tasks whose workspace is running (one cheap call per reconcile pass)."""
 

@@ -29,6 +29,9 @@ LABEL_TEMPLATE = "dockyard.template"
 # a fork's copying helper, labelled with the child's id (never with LABEL_TASK: it is not
 # the task's workspace container, and would count as a second one)
 LABEL_FORK = "dockyard.fork"
+# a helper running git on a stopped workspace's disk, labelled with its task's id (never
+# with LABEL_TASK, for the same reason)
+LABEL_GIT = "dockyard.git"
 FORK_MOUNTS = "/dockyard-fork"  # a path no image has: Docker must not seed the volumes
 # root in the helper keeps owners, modes and times (cp -a) and reads every file
 FORK_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID")
@@ -252,6 +255,29 @@ class DockerBackend:
         if info is None or not info.running:
             raise BackendError(f"task {task_id} has no running workspace to run a command in")
         return self.docker.exec(info.id, argv)
+
+    def exec_on_disk(
+        self, task_id: str, argv: list[str], *, timeout: float, network: bool = False
+    ) -> tuple[int, str]:
+        """Run `argv` in the running workspace; or, when it is stopped, in a short-lived
+        helper of its image with its volumes (as the workspace's user, the agent not
+        started, no network unless `network`)."""
+        info = self._container(task_id)
+        if info is None:
+            raise BackendError(f"task {task_id} has no workspace (its disk is gone)")
+        if info.running:
+            return self.docker.exec(info.id, argv)
+        short = task_id.replace("-", "")[:12]
+        base = {LABEL_MANAGED: "true", LABEL_INSTANCE: self.instance}
+        return self.docker.run_beside(
+            info,
+            name=f"dockyard-git-{short}-{secrets.token_hex(3)}",
+            command=argv,
+            labels={**base, LABEL_GIT: task_id},
+            user=f"{recipes.AGENT_UID}:{recipes.AGENT_UID}",
+            timeout=timeout,
+            network=network,
+        )
 
     def running_task_ids(self) -> set[str]:
         """Ids of tasks whose workspace container is running."""

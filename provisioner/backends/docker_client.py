@@ -76,6 +76,7 @@ class ContainerInfo:
     error: str
     ip_address: str | None
     labels: dict[str, str]
+    image: str = ""  # the image's id
 
     @classmethod
     def from_attrs(cls, attrs: dict[str, Any]) -> ContainerInfo:
@@ -93,6 +94,7 @@ class ContainerInfo:
             error=state.get("Error") or "",
             ip_address=ip,
             labels=(attrs.get("Config") or {}).get("Labels") or {},
+            image=str(attrs.get("Image") or ""),
         )
 
 
@@ -399,6 +401,56 @@ class DockerClient:
             raise _translate(exc, f"run helper container {name}") from exc
         finally:
             self.remove_container(container)
+        return code, output
+
+    def run_beside(
+        self,
+        container: ContainerInfo,
+        *,
+        name: str,
+        command: list[str],
+        labels: dict[str, str],
+        user: str,
+        timeout: float,
+        network: bool = False,
+    ) -> tuple[int, str]:
+        """Run a short-lived helper of `container`'s image, with its volumes at their
+        paths, as `user`, to its end; (exit code, output). Without capabilities, and
+        without a network unless `network`; removed afterwards."""
+        host_config = self._api.create_host_config(
+            volumes_from=[container.id],
+            network_mode="bridge" if network else "none",
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            pids_limit=256,
+            mem_limit="1g",
+        )
+        try:
+            created = self._api.create_container(
+                image=container.image,
+                name=name,
+                command=command,
+                labels=labels,
+                user=user,
+                environment=_EXEC_ENV,
+                host_config=host_config,
+                network_disabled=not network,
+                detach=True,
+            )
+        except Exception as exc:
+            raise _translate(exc, f"create helper container {name}") from exc
+        helper = str(created["Id"])
+        try:
+            self._api.start(helper)
+            result = self._api.wait(helper, timeout=timeout)
+            code = int(result.get("StatusCode", -1))
+            output = self._api.logs(helper).decode("utf-8", "replace")
+        except requests.exceptions.ReadTimeout as exc:
+            raise BackendError(f"{name} did not finish within {timeout:g}s") from exc
+        except Exception as exc:
+            raise _translate(exc, f"run helper container {name}") from exc
+        finally:
+            self.remove_container(helper)
         return code, output
 
     def remove_container(self, container: str) -> None:

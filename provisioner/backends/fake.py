@@ -358,6 +358,30 @@ class FakeBackend:
         )
         return done.returncode, done.stdout.decode(errors="replace")
 
+    def exec_on_disk(
+        self, task_id: str, argv: list[str], *, timeout: float, network: bool = False
+    ) -> tuple[int, str]:
+        """Run `argv` (container paths mapped) on the workspace's directory, running or
+        not (as a helper beside a stopped container's volumes would)."""
+        self._check_up("exec_on_disk", task_id)
+        ws = self._get(task_id)
+        if ws is None:
+            raise BackendError(f"task {task_id} has no workspace (its disk is gone)")
+        try:
+            done = subprocess.run(
+                [self._map(a, ws.mapping) for a in argv],
+                cwd=ws.mapping[ws.spec.workdir],
+                env=self._environment(ws),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise BackendError(f"a command on task {task_id}'s disk ran past {timeout:g}s") from exc
+        return done.returncode, done.stdout.decode(errors="replace")
+
     def running_task_ids(self) -> set[str]:
         """Tasks whose bridge process is alive."""
         self._check_up("running_task_ids")

@@ -95,6 +95,11 @@ class BackendRouter:
         """Exec on the task's backend."""
         return self._for(task_id).exec(task_id, argv)
 
+    def exec_on_disk(
+        self, task_id: str, argv: list[str], *, timeout: float, network: bool = False
+    ) -> tuple[int, str]:
+        return self._for(task_id).exec_on_disk(task_id, argv, timeout=timeout, network=network)
+
     def running_task_ids(self) -> set[str]:
         """Running tasks across every backend."""
         return set().union(*(b.running_task_ids() for b in self.backends.values()))

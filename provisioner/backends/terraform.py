@@ -234,6 +234,19 @@ class TerraformBackend:
             raise BackendError(f"task {task_id} has no running workspace to run a command in")
         return self.docker.exec(info.id, argv)
 
+    def exec_on_disk(
+        self, task_id: str, argv: list[str], *, timeout: float, network: bool = False
+    ) -> tuple[int, str]:
+        """In the running container only: what a Terraform template's workspace keeps on
+        disk while stopped is its configuration's business."""
+        info, _ = self._container(task_id)
+        if info is None or not info.running:
+            raise BackendError(
+                f"task {task_id}'s workspace is not running, and a Terraform workspace's "
+                "disk is read only while it runs; resume it first"
+            )
+        return self.docker.exec(info.id, argv)
+
     def task_ids(self) -> set[str]:
         """Tasks with a working directory (so with state) under this home."""
         if not self.root.is_dir():

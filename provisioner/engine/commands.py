@@ -21,6 +21,7 @@ from provisioner.draining import WAITING as DRAINING
 from provisioner.engine.admission import Admissions
 from provisioner.engine.draining import Draining
 from provisioner.engine.forks import check_fork
+from provisioner.engine.gitops import GitWork
 from provisioner.engine.pools import WarmPools
 from provisioner.engine.routing import Routes
 from provisioner.engine.secrets import SecretStore
@@ -57,6 +58,7 @@ class UserCommands:
     admissions: Admissions
     routes: Routes
     draining: Draining
+    gitwork: GitWork
     _task_locks: dict[str, threading.Lock]
     _provisioning: set[str]
     _lock: threading.Lock
@@ -328,6 +330,8 @@ class UserCommands:
             self._stop_follower(task.id, wait=False)
             self.mark_stopping(task.id)
             self.sync_logs(task)
+            # the agent's work committed first: nothing it wrote waits outside git
+            self.gitwork.checkpoint(task, reason, actor=actor)
             self.backend.stop(task.id)
             message = "paused" if actor.startswith("user") else reason
             paused = self.store.transition(
@@ -381,6 +385,10 @@ class UserCommands:
         with self._lock_for(self._task_locks, task.id):
             task = self.store.get(task.id)  # a delete that held the lock first removed it
             self._stop_follower(task.id, wait=False)
+            if task.status == Status.ACTIVE:
+                # its last work committed before the workspace goes (bounded; a failure
+                # is an event and never keeps the delete from happening)
+                self.gitwork.checkpoint(task, "delete", actor=actor)
             if task.status not in TERMINAL:
                 with contextlib.suppress(TaskConflict, TaskNotFound):
                     self.store.transition(

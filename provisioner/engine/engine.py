@@ -9,6 +9,7 @@ by a lease with a heartbeat, so two engines on one database never act on one tas
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -27,6 +28,7 @@ from provisioner.engine.claims import TaskClaims
 from provisioner.engine.commands import LEASE_TTL_S, UserCommands
 from provisioner.engine.draining import Draining
 from provisioner.engine.follower import Follower
+from provisioner.engine.gitops import GitWork
 from provisioner.engine.ordering import TaskOrdering
 from provisioner.engine.outcomes import TaskOutcomes
 from provisioner.engine.pools import WarmPools
@@ -127,6 +129,10 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
         self._delivery_locks: dict[str, threading.Lock] = {}
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="provision")
         self.draining = Draining(self, self._pool)
+        # the task repositories' checkpoints and the work out (diff, bundle, push)
+        self.gitwork = GitWork(
+            store, backend, lambda: self.catalog, lambda task_id: self.secrets.load(task_id)
+        )
         self._thread: threading.Thread | None = None
         self._last_sweep = 0.0
 
@@ -473,6 +479,10 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
         """
         stop = stop or self.admissions.limited
         extra: dict[str, Any] = {"phase": phase} if phase else {}
+        if stop and expected == Status.ACTIVE:
+            # a stop of a live workspace: what the agent wrote is committed first
+            with contextlib.suppress(TaskNotFound):
+                self.gitwork.checkpoint(self.store.get(task_id), "stop", actor="engine")
         if stop:
             # Stopped before the error is recorded: the record frees its slot, and a waiting
             # task must not start while this workspace still runs (docker stop's grace).

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from provisioner.backends.base import Backend
+from provisioner.engine.gitops import GitWork
 from provisioner.errors import BackendError, ParameterError, TaskConflict, TaskNotFound
 from provisioner.lifecycle import (
     TERMINAL,
@@ -53,6 +54,7 @@ class TaskOutcomes:
     store: Store
     backend: Backend
     pricing: PriceTable
+    gitwork: GitWork
     _task_locks: dict[str, threading.Lock]
 
     if TYPE_CHECKING:
@@ -92,6 +94,7 @@ class TaskOutcomes:
                 if task.status == Status.ACTIVE:
                     self.mark_stopping(task.id)
                     self.sync_logs(task)
+                    self.gitwork.checkpoint(task, "completion", actor=actor)
                 try:
                     self.backend.stop(task.id)
                 except BackendError as exc:

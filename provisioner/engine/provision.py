@@ -28,6 +28,7 @@ from provisioner.engine.follower import message_from
 from provisioner.engine.forks import copy_parent_disk
 from provisioner.engine.workspace import spec_for
 from provisioner.errors import BridgeFailure, PhaseTimeout, StartupFailure, TaskConflict
+from provisioner.gitwork.parse import base_commit_in, clone_failure
 from provisioner.lifecycle import Phase, State, Status
 from provisioner.model import Task
 from provisioner.spec import WorkspaceSpec
@@ -210,6 +211,15 @@ class Provisioner:
                 client.close()
         raise self._timeout(f"the bridge did not answer ({last_error})")
 
+    def _record_base_commit(self, entries: list[LogEntry]) -> None:
+        """The commit the clone started the task branch from, as the setup printed it."""
+        lines = [str(e.get("content", "")) for e in entries if e.get("source") == "setup"]
+        base = base_commit_in(lines)
+        if base is None:
+            return
+        if self.store.update(self.task_id, Status.INITIALIZING, actor="engine", base_commit=base):
+            self.store.record(self.task_id, "repo", actor="engine", reason="cloned", to_value=base)
+
     def _wait_for_agent(
         self, client: BridgeClient, spec: WorkspaceSpec, limits: dict[str, Any]
     ) -> list[LogEntry]:
@@ -232,14 +242,17 @@ class Provisioner:
             if entries:
                 self.store.append_logs(self.task_id, entries)
                 after = max(int(e["seq"]) for e in entries)
+                self._record_base_commit(entries)
             status = reply_status(reply)
             state = status.get("state")
             seen_state = str(state) if state else None
             if state == SETUP_FAILED:
                 self._phase_name = Phase.SETUP.value
                 code = (status.get("setup") or {}).get("exit_code", status.get("exit_code"))
+                clone = clone_failure(self.store.tail(self.task_id, 20))
                 raise StartupFailure(
-                    f"setup script failed with exit code {code}"
+                    clone
+                    or f"setup script failed with exit code {code}"
                     + self.engine.last_output(self.task_id),
                     phase=Phase.SETUP.value,
                 )

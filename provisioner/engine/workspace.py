@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -10,15 +11,20 @@ from typing import Any
 from provisioner.backends.base import BRIDGE_DIR, BRIDGE_PORT, BridgeBundle
 from provisioner.bridge.package import build_zipapp
 from provisioner.bridge.runtime.config import BridgeConfig, Profile, config_document
+from provisioner.gitwork.scripts import clone_script, credential_helper
+from provisioner.gitwork.urls import redact_url, task_branch
 from provisioner.images import recipes
 from provisioner.model import Task
 from provisioner.spec import IMAGE_FROM, WorkspaceSpec
 from provisioner.templating.catalog import Catalog, Template
+from provisioner.templating.params import REDACTED
 from provisioner.templating.render import render_workspace
 
 IMAGE_OF_TEMPLATE = "template:"
 # the task policy's record of the lender template (and version) whose image it borrows
 BRIDGE_STATE_DIR = f"{recipes.AGENT_HOME}/.dockyard/bridge"
+# the task policy's mark of a task cloned from its `repo` (its work is in git)
+REPO_POLICY = "repo"
 
 
 def spec_for(catalog: Catalog, task: Task, secrets: dict[str, Any] | None = None) -> WorkspaceSpec:
@@ -68,6 +74,8 @@ def task_policy(catalog: Catalog, spec: WorkspaceSpec) -> dict[str, Any]:
     the backend, and the version of a template whose image it borrows, pinned (and stored)
     like its own, so a change to the lender never changes the task's image."""
     policy: dict[str, Any] = {**spec.lifecycle.model_dump(), "backend": spec.backend}
+    if spec.clones_repo:
+        policy[REPO_POLICY] = True  # its work is in git: checkpoints, diff, pull, push
     lender = _lender(catalog, spec)  # loaded once: what is stored is what is pinned
     if lender is not None:
         if catalog.versions is not None:
@@ -81,10 +89,48 @@ def initial_prompt_id(task: Task) -> str:
     return f"{task.id}-initial"
 
 
+REPO_CREDENTIAL_FILE = "repo-credential"
+REPO_CREDENTIAL_PATH = f"{BRIDGE_STATE_DIR}/secrets/{REPO_CREDENTIAL_FILE}"
+REPO_HELPER_PATH = f"{BRIDGE_STATE_DIR}/bin/git-credential-dockyard"
+
+
+def repo_setup(task: Task, spec: WorkspaceSpec) -> tuple[str | None, dict[str, str]]:
+    """The setup script with the repository's clone first (when the task has a `repo`),
+    and the secret files the clone needs (the token, read by git's credential helper)."""
+    values = spec.parameters
+    url = values.get("repo")
+    if not url or not spec.clones_repo:
+        return spec.setup_script, {}
+    token = values.get("repo_credential")
+    has_token = isinstance(token, str) and token not in ("", REDACTED)
+    helper = None
+    if has_token:
+        helper = REPO_HELPER_PATH
+    clone = clone_script(
+        url=str(url),
+        shown_url=redact_url(str(url)),
+        ref=str(values.get("ref") or ""),
+        depth=int(values.get("repo_depth") or 0),
+        branch=task_branch(task.name),
+        helper_path=helper,
+    )
+    if helper is not None:
+        # the helper (no secret in it) is written by the setup itself, beside the token
+        install = (
+            f"mkdir -p {shlex.quote(helper.rsplit('/', 1)[0])} && printf %s "
+            f"{shlex.quote(credential_helper(REPO_CREDENTIAL_PATH))} > {shlex.quote(helper)}"
+            f" && chmod 0700 {shlex.quote(helper)} || exit 1\n"
+        )
+        clone = install + clone
+    script = clone if not spec.setup_script else f"{clone}\n{spec.setup_script}"
+    return script, ({REPO_CREDENTIAL_FILE: str(token)} if has_token else {})
+
+
 def bridge_config(task: Task, spec: WorkspaceSpec) -> dict[str, object]:
     """The bridge's config document for this task's workspace (its wire form is defined
     once, beside the bridge's parser: runtime.config.config_document)."""
     profile = spec.profile
+    setup_script, secret_files = repo_setup(task, spec)
     config = BridgeConfig(
         agent_command=list(spec.agent_command),
         resume_command=list(spec.resume_command) if spec.resume_command else None,
@@ -96,7 +142,8 @@ def bridge_config(task: Task, spec: WorkspaceSpec) -> dict[str, object]:
         # A warm workspace waits for its first prompt until a task claims it.
         initial_prompt=task.prompt if task.kind == "task" else None,
         initial_prompt_id=initial_prompt_id(task),
-        setup_script=spec.setup_script,
+        setup_script=setup_script,
+        secret_files=secret_files,
         # the server enforces the prompt size; the bridge reads how to drive the terminal
         profile=Profile(
             prompt_regex=profile.prompt_regex,

@@ -2,7 +2,8 @@
 
 catalog_api (templates, presets, health, pools, capacity), tasks_api (tasks), queue_api
 (targets, the queue in admission order), drain_api (drain, undrain), cost_api (cost
-totals), schedules_api (cron), triggers_api (inbound webhooks), and
+totals), schedules_api (cron), triggers_api (inbound webhooks), repo_api (a task's
+repository: diff, bundle, push), and
 accounts_api (users, tokens, audit; mounted by main.create_app); http_errors says how any
 of them answers a failure.
 """
@@ -18,6 +19,7 @@ from provisioner.server.cost_api import build_cost_router
 from provisioner.server.drain_api import build_drain_router
 from provisioner.server.http_errors import ERROR_RESPONSES, MAX_ROW_ID, install_error_handler
 from provisioner.server.queue_api import build_queue_router
+from provisioner.server.repo_api import build_repo_router
 from provisioner.server.schedules_api import build_schedules_router
 from provisioner.server.tasks_api import build_tasks_router
 from provisioner.server.triggers_api import build_triggers_router
@@ -36,4 +38,5 @@ def build_router(engine: Engine, home: str) -> APIRouter:
     router.include_router(build_drain_router(engine))
     router.include_router(build_schedules_router(engine))
     router.include_router(build_triggers_router(engine))
+    router.include_router(build_repo_router(engine))
     return router

@@ -103,6 +103,10 @@ tasks = Table(
     Column("offer_until", String(32)),
     # the schedule whose fire time made it (source: cron); NULL for any other task
     Column("schedule_id", String(16)),
+    # the repository cloned into the workspace: where the task branch started, and the
+    # newest checkpoint commit on it (NULL: no repository, no checkpoint yet)
+    Column("base_commit", String(64)),
+    Column("checkpoint_commit", String(64)),
     UniqueConstraint("owner", "name", name="uq_task_owner_name"),
 )
 

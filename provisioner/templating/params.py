@@ -10,6 +10,7 @@ from jinja2 import TemplateError as JinjaError
 from jinja2 import UndefinedError
 
 from provisioner.errors import MissingParameter, ParameterError
+from provisioner.gitwork.urls import check_ref, check_repo_url
 from provisioner.templating.catalog import Preset, Template
 from provisioner.templating.sandbox import make_environment, render_bounded
 from provisioner.templating.schema import Parameter
@@ -192,7 +193,22 @@ def resolve_parameters(
             raise MissingParameter(
                 f"Required parameter not provided: {p.name}", name=p.name, hint=hint
             )
+    check_repo_values(template, values)
     return values
+
+
+def check_repo_values(template: Template, values: dict[str, Any]) -> None:
+    """The standard repository parameters as git will take them: an http(s) URL on a host
+    the template allows, a ref that is a name and never an option."""
+    rules = template.config.repo
+    if not template.config.clones_repo:
+        return  # the template's own `repo` parameter, with its own rules
+    if values.get("repo"):
+        check_repo_url(values["repo"], rules.allowed_hosts)
+        if values.get("repo_depth") is None:
+            values["repo_depth"] = rules.depth
+    if isinstance(values.get("ref"), str):
+        check_ref(values["ref"])
 
 
 def redact(template: Template, values: dict[str, Any]) -> dict[str, Any]:

@@ -69,6 +69,7 @@ def render_workspace(
         preset=preset.name if preset else None,
         backend=template.config.backend,
         parameters=values,
+        clones_repo=template.config.clones_repo and bool(values.get("repo")),
         image=r(ws.image, "workspace.image") if ws.image else None,
         build=build,
         workdir=r(ws.workdir, "workspace.workdir"),

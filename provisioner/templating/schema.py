@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from provisioner.spec import AgentProfile, LifecycleConfig, _Strict
 from provisioner.templating.confine import relative_name
@@ -122,6 +123,88 @@ class TerraformConfig(_Strict):
         return [relative_name(pattern, "a Terraform file pattern") for pattern in value]
 
 
+class RepoConfig(_Strict):
+    """The repository a task's workspace starts from (the standard `repo` parameters)."""
+
+    required: bool = Field(False, description="Task creation fails unless `repo` is given")
+    default: str | None = Field(None, description="The repository URL when a task gives none")
+    ref: str | None = Field(None, description="The branch, tag or commit when a task gives none")
+    depth: int = Field(
+        1, ge=0, le=1_000_000, description="Commits of history cloned; 0: the whole history"
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Hosts repositories may come from (`*.example.com` for names under "
+        "it); empty: any",
+    )
+
+    forge: Literal["github", "gitlab"] | None = Field(
+        None,
+        description="Where `task pr` opens pull requests; absent: known by the host "
+        "(github.com, gitlab.com)",
+    )
+    api_url: str | None = Field(
+        None,
+        max_length=2048,
+        pattern=r"^https?://[^\s]+$",
+        description="The forge's REST API root (GitHub Enterprise: https://HOST/api/v3)",
+    )
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: list[str]) -> list[str]:
+        for host in value:
+            if not re.fullmatch(r"(\*\.)?[A-Za-z0-9][A-Za-z0-9.-]{0,252}", host):
+                raise ValueError(f"allowed host {host[:80]!r} is not a host name")
+        return value
+
+
+# The standard parameter family every template has (unless it declares one of the names
+# itself): the repository cloned into the workspace, its ref, the history depth, and
+# the HTTPS token (a secret: never stored, shown or put in the environment).
+REPO_PARAMETERS = ("repo", "ref", "repo_depth", "repo_credential")
+
+
+def repo_parameters(repo: RepoConfig) -> list[Parameter]:
+    """The standard repository parameters, with the template's repo section's defaults."""
+    return [
+        Parameter(
+            name="repo",
+            default=repo.default,
+            required=repo.required,
+            description="Git repository (https:// URL) cloned into the workspace",
+            # the shape here; the URL's every part is checked in gitwork.urls
+            validation=Validation(
+                regex=r"https?://[!-~]{1,2040}", message="an https:// (or http://) URL"
+            ),
+        ),
+        Parameter(
+            name="ref",
+            default=repo.ref,
+            description="Branch, tag or commit of the repository to start from",
+            validation=Validation(
+                regex=r"([A-Za-z0-9_][A-Za-z0-9._/+-]{0,199})?",
+                message="a branch, tag or commit name",
+            ),
+        ),
+        Parameter(
+            name="repo_depth",
+            type="integer",
+            description=f"Commits of history to clone (0: all; default {repo.depth})",
+            validation=Validation(min=0, max=1_000_000),
+        ),
+        Parameter(
+            name="repo_credential",
+            secret=True,
+            description="HTTPS token for the repository (read by git's credential helper)",
+            validation=Validation(
+                regex=r"[!-~]{0,4096}", message="a token: printable characters, no spaces"
+            ),
+        ),
+    ]
+
+
 class TemplateConfig(_Strict):
     """The whole of template.yaml."""
 
@@ -147,6 +230,27 @@ class TemplateConfig(_Strict):
     lifecycle: LifecycleConfig = Field(default_factory=LifecycleConfig)
     security: SecurityConfig = Field(default_factory=SecurityConfig)
     terraform: TerraformConfig | None = Field(None, description="Required by backend terraform")
+    repo: RepoConfig = Field(
+        default_factory=RepoConfig, description="The repository parameters' rules"
+    )
+
+    # whether `repo` is the standard parameter (a template may declare its own `repo`,
+    # which then means what the template says: nothing is cloned)
+    _standard_repo: bool = PrivateAttr(True)
+
+    @model_validator(mode="after")
+    def _repo_parameters(self) -> TemplateConfig:
+        declared = {p.name: p for p in self.parameters}
+        standard = repo_parameters(self.repo)
+        # a config validated again (dumped and loaded) holds the standard one: still ours
+        self._standard_repo = declared.get("repo", standard[0]) == standard[0]
+        self.parameters.extend(p for p in standard if p.name not in declared)
+        return self
+
+    @property
+    def clones_repo(self) -> bool:
+        """Whether the `repo` parameter is the standard one: a task giving it is cloned."""
+        return self._standard_repo
 
     @model_validator(mode="after")
     def _coder_name_is_the_name(self) -> TemplateConfig:

@@ -39,6 +39,15 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     # schedules' and triggers' pure rules: fire times, overlap, signatures, rendering
     "provisioner.scheduling": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     "provisioner.triggers": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    # git in and out of workspaces: URL and ref checks, scripts, parsing (pure)
+    "provisioner.gitwork": (
+        "provisioner.engine",
+        "provisioner.server",
+        "provisioner.store",
+        "provisioner.backends",
+        "provisioner.templating",
+        "provisioner.images",
+    ),
     "provisioner.coder_compat": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     # side by side: none of them reaches up to the engine or the server, or across
     "provisioner.templating": (

@@ -63,6 +63,9 @@ class BridgeConfig(NamedTuple):
     # the task whose workspace this is: a state dir that another task's bridge wrote (a
     # fork's copy of its parent's disk) keeps only its run state (see StateDir.claim)
     workspace_id: str | None = None
+    # files written (0600) into <state_dir>/secrets before the setup runs, such as the
+    # repository token its git credential helper reads: name -> content
+    secret_files: dict[str, str] = {}
 
     @property
     def agent_type(self) -> str:
@@ -126,6 +129,19 @@ def _setup_script(data: dict[str, Any]) -> str | None:
     return script if script is not None and script.strip() else None
 
 
+SECRET_FILE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+
+
+def _secret_files(data: dict[str, Any]) -> dict[str, str]:
+    value = data.get("secret_files") or {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and SECRET_FILE_NAME.fullmatch(k) and isinstance(v, str)
+        for k, v in value.items()
+    ):
+        raise ConfigError("secret_files must be an object of file names ([a-z0-9-]) to strings")
+    return dict(value)
+
+
 def _str(data: dict[str, Any], key: str, default: str) -> str:
     value = data.get(key, default)
     if not isinstance(value, str) or not value:
@@ -174,7 +190,7 @@ def _profile(raw: Any, warn: Callable[[str], None]) -> Profile:
 _KEYS = {
     "agent_command", "resume_command", "cwd", "env", "listen", "token_file", "state_dir",
     "initial_prompt", "initial_prompt_id", "profile", "columns", "rows",
-    "setup_script", "setup_shell", "agent_type", "workspace_id",
+    "setup_script", "setup_shell", "agent_type", "workspace_id", "secret_files",
 }  # fmt: skip
 
 
@@ -219,6 +235,7 @@ def parse_config(data: Any, warn: Callable[[str], None] = _ignore) -> BridgeConf
         setup_shell=_command(data, "setup_shell", required=False),
         agent_type_override=_agent_type(data),
         workspace_id=_optional_str(data, "workspace_id", None),
+        secret_files=_secret_files(data),
     )
 
 
@@ -253,6 +270,8 @@ def config_document(config: BridgeConfig) -> dict[str, Any]:
         document["agent_type"] = config.agent_type_override
     if config.workspace_id is not None:
         document["workspace_id"] = config.workspace_id
+    if config.secret_files:
+        document["secret_files"] = dict(config.secret_files)
     return document
 
 

@@ -110,6 +110,27 @@ def prepare_reports(state: StateDir) -> None:
         log(f"cannot install {TASK_COMMAND} in {state.root}: {exc}")
 
 
+SECRETS_DIR = "secrets"
+
+
+def write_secret_files(config: BridgeConfig, state: StateDir) -> None:
+    """The config's secret files, 0600 in <state dir>/secrets (0700), written at every
+    start so a changed value reaches the workspace; a failure is logged: what needs the
+    file (a clone with a token) then fails and says so."""
+    if not config.secret_files:
+        return
+    folder = state.root / SECRETS_DIR
+    old_mask = os.umask(0o077)
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        for name, content in config.secret_files.items():
+            atomic_write(folder / name, content)
+    except OSError as exc:
+        log(f"cannot write the secret files in {folder}: {exc}")
+    finally:
+        os.umask(old_mask)
+
+
 def _install_signals(stop: threading.Event) -> None:
     def handler(signum: int, frame: FrameType | None) -> None:
         stop.set()
@@ -152,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     port = listener.getsockname()[1]
     prepare_reports(state)
+    write_secret_files(config, state)
     early: AgentProcess | None = None
     if run_state.setup_phase(config.setup_script) != RUNNING:
         # no setup script to run first: the agent starts now. Forked before any thread of

@@ -1,0 +1,130 @@
+"""Routes of a task's repository: the work out. The diff against the base commit,
+a git bundle of the task branch (the CLI fetches it into a local clone), and a push. Each
+runs git on the workspace's disk, the agent not started when the task is paused. Members
+reach only their own tasks (find_task); an admin acting on another's is audited."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import BaseModel, Field
+
+from provisioner.auth.tokens import Principal
+from provisioner.engine.engine import Engine
+from provisioner.errors import DockyardError, TaskConflict
+from provisioner.model import Task
+from provisioner.prompts import check_strings
+from provisioner.server.auth import caller
+from provisioner.server.http_errors import ERROR_RESPONSES
+from provisioner.server.tasks_api import find_task
+from provisioner.templating.catalog import Template
+
+BUNDLE_TYPE = "application/x-git-bundle"
+
+
+class PushInput(BaseModel):
+    """Body of POST /api/v2/tasks/{ref}/push."""
+
+    remote: str | None = Field(
+        None,
+        max_length=2048,
+        description="The repository URL to push to (http/https, on a host the template "
+        "allows); absent: the repository the task was cloned from",
+    )
+    branch: str | None = Field(
+        None, max_length=200, description="The branch to create there; absent: dockyard/<task>"
+    )
+
+
+class PullRequestInput(BaseModel):
+    """Body of POST /api/v2/tasks/{ref}/pr."""
+
+    title: str | None = Field(
+        None, max_length=256, description="The request's title; absent: the task's title"
+    )
+    body: str | None = Field(None, max_length=65536, description="Its description")
+    base: str | None = Field(
+        None,
+        max_length=200,
+        description="The branch to merge into; absent: the task's ref, else the default",
+    )
+
+
+def _diff_view(found: dict[str, Any], task: Task) -> dict[str, Any]:
+    return {"task": task.name, **found}
+
+
+def build_repo_router(engine: Engine) -> APIRouter:
+    """The repository routes, bound to one engine."""
+    r = APIRouter(prefix="/api/v2", responses=ERROR_RESPONSES)
+    store = engine.store
+
+    def task_for(who: Principal, ref: str, action: str) -> Task:
+        task = find_task(store, who, ref)
+        if task.owner != who.user:
+            store.record_audit(who.actor, action, f"{task.owner}/{task.name}", task.id)
+        return task
+
+    @r.get("/tasks/{ref}/diff")
+    def diff(
+        ref: str,
+        stat: bool = Query(False, description="Files and counts only, no diff text"),
+        since_checkpoint: bool = Query(
+            False, description="Against the last checkpoint instead of the base commit"
+        ),
+        who: Principal = Depends(caller),
+    ) -> dict[str, Any]:
+        task = task_for(who, ref, "task.diff")
+        found = engine.gitwork.diff(task, since_checkpoint=since_checkpoint, full=not stat)
+        return _diff_view(found, task)
+
+    @r.get(
+        "/tasks/{ref}/bundle",
+        responses={200: {"content": {BUNDLE_TYPE: {}}}, 204: {"description": "no commits"}},
+    )
+    def bundle(ref: str, who: Principal = Depends(caller)) -> Response:
+        task = task_for(who, ref, "task.pull")
+        branch, base, held, data = engine.gitwork.bundle(task, actor=who.actor)
+        headers = {"X-Dockyard-Branch": branch, "X-Dockyard-Base": base, "X-Dockyard-Ref": held}
+        if data is None:
+            return Response(status_code=204, headers=headers)
+        return Response(content=data, media_type=BUNDLE_TYPE, headers=headers)
+
+    @r.post("/tasks/{ref}/push")
+    def push(ref: str, body: PushInput, who: Principal = Depends(caller)) -> dict[str, Any]:
+        check_strings(body.remote, "remote")
+        check_strings(body.branch, "branch")
+        task = task_for(who, ref, "task.push")
+        allowed = list(_template_of(task).config.repo.allowed_hosts)
+        return engine.gitwork.push(
+            task, remote=body.remote, branch=body.branch, allowed_hosts=allowed, actor=who.actor
+        )
+
+    @r.post("/tasks/{ref}/pr")
+    def pull_request(
+        ref: str, body: PullRequestInput, who: Principal = Depends(caller)
+    ) -> dict[str, Any]:
+        check_strings([body.title, body.body, body.base], "body")
+        task = task_for(who, ref, "task.pr")
+        rules = _template_of(task).config.repo
+        return engine.gitwork.pull_request(
+            task,
+            forge_kind=rules.forge,
+            api_url=rules.api_url,
+            base=body.base,
+            title=body.title or task.title or task.name,
+            body=body.body or f"Made by Dockyard task {task.name}.",
+            actor=who.actor,
+        )
+
+    def _template_of(task: Task) -> Template:
+        try:
+            return engine.catalog.get(task.template, task.template_version)
+        except DockyardError as exc:
+            raise TaskConflict(
+                f"{task.name}'s template {task.template} {task.template_version} is gone: "
+                "its repository rules are unknown"
+            ) from exc
+
+    return r
