@@ -33,6 +33,8 @@ LAZY_COMMANDS = {
     "worker": "cli.workers:worker_group",
     "doctor": "cli.doctor:doctor",
     "dashboard": "cli.dashboard:dashboard",
+    "schedule": "cli.schedules:schedule_group",
+    "trigger": "cli.schedules:trigger_group",
 }
 
 

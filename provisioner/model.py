@@ -122,6 +122,7 @@ class Task:
     claim_until: str | None = None  # the lease: back to pending unless renewed by then
     offer_to: str | None = None  # the worker it is offered to (once ready) until accepted
     offer_until: str | None = None  # the offer's end: back to the pool unless accepted
+    schedule_id: str | None = None  # the schedule that made it (source: cron)
     # the repository (the `repo` parameter): the commit the task branch started from, and
     # the newest checkpoint Dockyard committed on it
     base_commit: str | None = None
@@ -157,6 +158,7 @@ QUEUE_FIELDS = (
     "codebase",
     "parent_id",
     "retries",
+    "schedule_id",
 )
 
 
@@ -178,6 +180,7 @@ class QueueFields:
     parent: str | None = None  # a task ref to fork from
     retries: int | None = None  # None: the template's lifecycle.retries
     offer_to: str | None = None  # a worker to offer it to (a queue-only task)
+    schedule_id: str | None = None  # set by the scheduler, never taken from a caller
 
     def check(self) -> None:
         """Raise ParameterError naming the first field that is not acceptable."""

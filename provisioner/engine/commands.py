@@ -204,6 +204,7 @@ class UserCommands:
             retries=int(policy.get("retries") or 0) if queue.retries is None else queue.retries,
             queue_only=queue_only,
             offer_to=queue.offer_to,
+            schedule_id=queue.schedule_id,
         )
         if queue.action == "backlog":
             task.status = Status.BACKLOG

@@ -37,6 +37,7 @@ from provisioner.engine.provision import Provisioner
 from provisioner.engine.retention import RetentionSweeper
 from provisioner.engine.retries import Retries
 from provisioner.engine.routing import Routes
+from provisioner.engine.scheduler import Scheduler
 from provisioner.engine.secrets import SecretStore
 from provisioner.engine.workspace import BridgeBundler
 from provisioner.errors import (
@@ -116,6 +117,7 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
         self.retention = retention
         self.retention_sweeper = RetentionSweeper(store, backend)
         self.retries = Retries(self)
+        self.scheduler = Scheduler(self)  # schedules (cron): their fire times, once
         self.pricing = pricing or PriceTable()  # fills in dollars of usage reported as tokens
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._wake = threading.Event()
@@ -249,6 +251,7 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
             self._sweep_orphans()
         if not draining:
             self.pools.fill()
+        self.scheduler.maybe_run()  # a task it makes waits for the next pass like any other
 
     def _read_live(self) -> tuple[list[Task], list[Task]]:
         """The live tasks, and those plus the finished tasks they depend on: all a pass

@@ -2,17 +2,18 @@
 
 Every path, the OpenAPI document included, needs `Authorization: Bearer <token>` or the
 dashboard's session cookie (see sessions.py; a state change with the cookie must carry
-the CSRF header too): the ASGI middleware below checks it before routing, so no route can
-forget to, and a caller without a valid credential never gets its body read. Only the
-sign-in page, its static assets and the sign-in call are served without one. Routes then
-ask for the caller (`caller`) and, for admin acts, `admin_only`. Workspaces hold only
-their bridge token, which is not an API token: a workspace cannot call this API. A task's
-own token (held by the server for the task's MCP relay, auth/scope.py) reaches a few
-routes only.
+the CSRF header too), but a trigger's delivery, signed instead (SIGNED_ROUTE): the ASGI
+middleware below checks it before routing, so no route can forget to, and a caller
+without a valid credential never gets its body read. Only the sign-in page, its static
+assets and the sign-in call are served without one. Routes then ask for the caller
+(`caller`) and, for admin acts, `admin_only`. Workspaces hold only their bridge token,
+which is not an API token: a workspace cannot call this API. A task's own token (held by
+the server for the task's MCP relay, auth/scope.py) reaches a few routes only.
 """
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl
 
 from fastapi import Depends, FastAPI, Request
@@ -33,7 +34,7 @@ from provisioner.server.guard import (
     send_coder_refusal,
     send_refusal,
 )
-from provisioner.server.prefixes import claimed_by, is_coder_path
+from provisioner.server.prefixes import DOCKYARD, LEGACY, claimed_by, is_coder_path
 from provisioner.store.store import Store
 
 CODER_HEADER = b"coder-session-token"
@@ -58,6 +59,19 @@ async def _redirect(send: Send, location: str) -> None:
     headers = [(b"location", location.encode()), (b"content-length", b"0")]
     await send({"type": "http.response.start", "status": 303, "headers": headers})
     await send({"type": "http.response.body", "body": b""})
+
+
+# The one route a caller reaches without a token: a trigger's delivery, whose HMAC
+# signature is its credential (checked by the route, server/triggers_api.py). Only POST,
+# only this exact shape: the trigger's other routes (GET, DELETE, deliveries) need one.
+SIGNED_ROUTE = re.compile(
+    rf"(?:{re.escape(DOCKYARD)}|{re.escape(LEGACY)})/triggers/[a-z0-9][a-z0-9-]{{0,39}}"
+)
+
+
+def signed_route(method: str, path: str) -> bool:
+    """True for the request a trigger's signature authenticates instead of a token."""
+    return method == "POST" and SIGNED_ROUTE.fullmatch(path) is not None
 
 
 def bearer(value: str | None) -> str | None:
@@ -131,6 +145,9 @@ class Authenticator:
         method = scope.get("method", "WEBSOCKET")
         if sessions.is_public(path):
             await self.app(scope, receive, send)
+            return
+        if signed_route(method, path):
+            await self.app(scope, receive, send)  # no principal: the route checks the HMAC
             return
         token = request_token(scope)
         # a token wins; the dashboard's session cookie is the browser's credential

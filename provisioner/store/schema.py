@@ -101,6 +101,8 @@ tasks = Table(
     # an offer (Agent Swarm): the worker it is (to be) offered to, and until when
     Column("offer_to", String(64)),
     Column("offer_until", String(32)),
+    # the schedule whose fire time made it (source: cron); NULL for any other task
+    Column("schedule_id", String(16)),
     # the repository cloned into the workspace: where the task branch started, and the
     # newest checkpoint commit on it (NULL: no repository, no checkpoint yet)
     Column("base_commit", String(64)),
@@ -312,4 +314,91 @@ workers = Table(
     Column("targets", JSON, nullable=False, server_default="[]"),
     Column("registered_at", String(32), nullable=False),
     Column("last_seen", String(32), nullable=False),
+)
+
+# Schedules (cron): a task made from a template and prompt at each fire time. `since` is
+# when it last started counting fire times (its creation, or its resume: nothing owed
+# while paused); `considered` is the newest fire time any server has dealt with.
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("owner", String(32), nullable=False),
+    Column("name", String(40), nullable=False),
+    Column("cron", String(120), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("template", String(128)),
+    Column("preset", String(128)),
+    Column("parameters", JSON, nullable=False),
+    Column("target", String(64)),
+    Column("prompt", Text, nullable=False),
+    Column("catch_up", String(8), nullable=False),
+    Column("concurrency", String(8), nullable=False),
+    Column("paused", Boolean, nullable=False, server_default="0"),
+    Column("since", String(32), nullable=False),
+    Column("considered", String(32)),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Column("updated_at", String(32), nullable=False),
+    UniqueConstraint("owner", "name", name="uq_schedule_owner_name"),
+)
+
+# One row per (schedule, fire time) dealt with: unique, so of the servers sharing the
+# database exactly one makes each fire time's task. state: claimed (being made; taken
+# over once `until` passes, by a server that then finds the task by its name), started,
+# queued (waits for the earlier run, concurrency: queue), skipped, failed.
+schedule_fires = Table(
+    "schedule_fires",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("schedule_id", String(16), nullable=False),
+    Column("fire_at", String(32), nullable=False),
+    Column("state", String(8), nullable=False),
+    Column("task_id", String(36)),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("claimed_by", String(128)),
+    Column("until", Float),
+    Column("created_at", String(32), nullable=False),
+    Column("updated_at", String(32), nullable=False),
+    UniqueConstraint("schedule_id", "fire_at", name="uq_schedule_fire"),
+    Index("ix_schedule_fires_state", "state", "schedule_id"),
+)
+
+# Inbound webhooks: POST /api/v2/triggers/{name}, signed with `secret` (kept as given,
+# like a webhook's: it is needed to check every delivery), makes a task of `owner`'s.
+triggers = Table(
+    "triggers",
+    metadata,
+    Column("id", String(16), primary_key=True),
+    Column("name", String(40), nullable=False, unique=True),  # in the URL: one namespace
+    Column("owner", String(32), nullable=False),
+    Column("secret", String(256), nullable=False),
+    Column("form", String(16), nullable=False),  # github-issue | github-comment | generic
+    Column("template", String(128)),
+    Column("preset", String(128)),
+    Column("parameters", JSON, nullable=False),
+    Column("target", String(64)),
+    Column("prompt_template", Text, nullable=False),
+    Column("filter", Text),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", String(32), nullable=False),
+)
+
+# Every delivery to a trigger and what became of it: accepted (task_id), filtered,
+# replayed, rejected (why). `delivery_id` is set only for a verified delivery, so the
+# unique (trigger, delivery id) ignores a replay and no unsigned request can spend an id.
+trigger_deliveries = Table(
+    "trigger_deliveries",
+    metadata,
+    Column("id", RowId, primary_key=True, autoincrement=True),
+    Column("trigger_id", String(16), nullable=False),
+    Column("delivery_id", String(128)),
+    Column("event", String(64)),
+    Column("outcome", String(12), nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("task_id", String(36)),
+    Column("remote", String(64), nullable=False, server_default=""),
+    Column("time", String(32), nullable=False),
+    UniqueConstraint("trigger_id", "delivery_id", name="uq_trigger_delivery"),
+    Index("ix_trigger_deliveries_trigger", "trigger_id", "id"),
 )

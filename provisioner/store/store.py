@@ -57,8 +57,10 @@ from provisioner.store.accounts import AccountsMixin
 from provisioner.store.claims import ClaimsMixin
 from provisioner.store.gauges import GaugesMixin
 from provisioner.store.records import LogsMixin, PromptsMixin, insert_ignoring_duplicates
+from provisioner.store.schedules import SchedulesMixin
 from provisioner.store.schema import events, locks, logs, metadata, prompts, tasks
 from provisioner.store.settings import SettingsMixin
+from provisioner.store.triggers import TriggersMixin
 from provisioner.store.webhooks import WebhooksMixin
 
 _TASK_FIELDS = [f.name for f in fields(Task)]
@@ -134,6 +136,8 @@ class Store(
     WebhooksMixin,
     ClaimsMixin,
     GaugesMixin,
+    SchedulesMixin,
+    TriggersMixin,
 ):
     """All reads and writes of task data go through here."""
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,7 +78,7 @@ class VersionStore:
                 meta.update(pushed=meta.get("pushed") or pushed, label=label or meta.get("label"))
                 if pushed:
                     meta["created_at"] = utcnow()  # re-pushing makes it the newest again
-                meta_path.write_text(json.dumps(meta))
+                _write_atomically(meta_path, json.dumps(meta))
         else:
             meta = {
                 "label": label,
@@ -84,7 +86,7 @@ class VersionStore:
                 "source": str(template.path),
                 "pushed": pushed,
             }
-            meta_path.write_text(json.dumps(meta))
+            _write_atomically(meta_path, json.dumps(meta))
         return self._info(template.name, template.version)
 
     def _info(self, name: str, version: str) -> VersionInfo:
@@ -161,3 +163,11 @@ class VersionStore:
             raise TemplateNotFound(f"Version {version} of template {name!r} is not stored")
         # The folder is the snapshot; its hash is the version it was stored under.
         return load_cached(folder, [], version)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write a file others may read meanwhile: two tasks created at once snapshot the same
+    version, and a plain write_text (truncate, then write) let one read an empty file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

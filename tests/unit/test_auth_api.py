@@ -34,6 +34,8 @@ from tests.serving import admin_token, serve
 from tests.stored import stored_task
 
 MEMBER, ADMIN = "member", "admin"
+# no API token: the request's HMAC signature is its credential (a trigger's delivery)
+SIGNED = "signed"
 
 # (method, path) -> who may call it. Tasks are further limited to their owner (and admins).
 # Dockyard's own routes, written with their old /api/v2 prefix: they are served at
@@ -111,6 +113,19 @@ RULES: dict[tuple[str, str], str] = {
     ("PUT", "/api/v2/tasks/{ref}/files"): MEMBER,
     ("GET", "/api/v2/tasks/{ref}/archive"): MEMBER,
     ("GET", "/api/v2/tasks/{ref}/apps"): MEMBER,
+    ("POST", "/api/v2/schedules"): MEMBER,
+    ("GET", "/api/v2/schedules"): MEMBER,
+    ("GET", "/api/v2/schedules/{ref}"): MEMBER,
+    ("DELETE", "/api/v2/schedules/{ref}"): MEMBER,
+    ("POST", "/api/v2/schedules/{ref}/pause"): MEMBER,
+    ("POST", "/api/v2/schedules/{ref}/resume"): MEMBER,
+    ("POST", "/api/v2/schedules/{ref}/run"): MEMBER,
+    ("POST", "/api/v2/triggers"): MEMBER,
+    ("GET", "/api/v2/triggers"): MEMBER,
+    ("GET", "/api/v2/triggers/{name}"): MEMBER,
+    ("DELETE", "/api/v2/triggers/{name}"): MEMBER,
+    ("GET", "/api/v2/triggers/{name}/deliveries"): MEMBER,
+    ("POST", "/api/v2/triggers/{name}"): SIGNED,
 }
 
 # Coder's Tasks surface (provisioner/server/coder/), at the paths Coder serves it: asked
@@ -173,6 +188,14 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v2/tasks/{ref}/offer/reject"): {"reason": "busy"},
     ("POST", "/api/v2/workers"): {"name": "w1", "codebases": ["global"]},
     ("POST", "/api/v2/workers/{name}/next"): {"session_id": "s1"},
+    ("POST", "/api/v2/schedules"): {
+        "name": "s1",
+        "cron": "0 9 * * 1-5",
+        "template": "scripted",
+        "prompt": "hello",
+    },
+    ("POST", "/api/v2/triggers"): {"name": "t1", "template": "scripted"},
+    ("POST", "/api/v2/triggers/{name}"): {"prompt": "hello"},
 }
 
 
@@ -325,13 +348,42 @@ def test_nothing_is_served_without_a_valid_token(served: Served, who: str | None
     served.tokens["garbage"] = "dy_" + "A" * 43
     # the A2A routes are the SDK's, outside the OpenAPI document: named here
     a2a = [("GET", "/.well-known/agent-card.json"), ("POST", "/a2a")]
-    for method, path in [*RULES, ("GET", "/openapi.json"), *a2a]:
+    tokened = [route for route, rule in RULES.items() if rule != SIGNED]
+    for method, path in [*tokened, ("GET", "/openapi.json"), *a2a]:
         reply = _request(served, who, method, path)
         assert reply.status_code == 401, (who, method, path, reply.text)
         assert reply.headers["www-authenticate"].startswith("Bearer")
         alias = served.call(who, method, _fill(path, served).replace(DOCKYARD, LEGACY, 1))
         assert alias.status_code == 401, (who, method, path, alias.text)
     assert served.store.get(served.task.id).status == Status.PAUSED  # nothing happened
+
+
+def test_a_signed_route_takes_no_token_and_needs_its_signature(served: Served) -> None:
+    # a trigger's delivery: its signature is the credential, a token is neither needed
+    # nor enough (tests/unit/test_triggers.py has the rest)
+    served.call("alice", "POST", "/api/v2/triggers", json={"name": "t2", "template": "scripted"})
+    for who in (None, "alice", "admin"):
+        for prefix in ("/api/dockyard/v1", "/api/v2"):
+            reply = served.call(who, "POST", f"{prefix}/triggers/t2", json={"prompt": "x"})
+            assert reply.status_code == 401, (who, prefix, reply.text)
+            assert "signature" in reply.json()["detail"]
+    # only POST of that exact shape passes without a token
+    for method, path in [
+        ("GET", "/api/v2/triggers/t2"),
+        ("DELETE", "/api/v2/triggers/t2"),
+        ("GET", "/api/v2/triggers/t2/deliveries"),
+        ("POST", "/api/v2/triggers/t2/deliveries"),
+        ("POST", "/api/v2/triggers/T2"),
+        ("POST", "/api/v2/triggers/t2/"),
+        ("POST", "/api/v2/triggers/" + "a" * 41),
+        ("GET", "/api/dockyard/v1/triggers/t2"),
+        ("POST", "/api/dockyard/v1/triggers/t2/deliveries"),
+        ("POST", "/api/dockyard/v2/triggers/t2"),
+    ]:
+        reply = served.call(None, method, path, json={})
+        assert reply.status_code == 401, (method, path, reply.text)
+        assert reply.headers["www-authenticate"].startswith("Bearer"), (method, path)
+    assert served.call("admin", "GET", "/api/v2/triggers/t2").json()["owner"] == "alice"
 
 
 @pytest.mark.parametrize("who", [None, "revoked", "expired", "garbage"])

@@ -1,0 +1,285 @@
+"""/api/dockyard/v1 (and /api/v2) routes of triggers (inbound webhooks): manage them with
+a token, and the one route a sender calls without one, `POST .../triggers/{name}`, whose
+signature is its credential (the Authenticator lets exactly that method and path
+through; see auth.py).
+
+A delivery is checked in this order, each step recorded in the trigger's deliveries:
+size (413), signature (401, `rejected`; past BAD_SIGNATURES_PER_MINUTE a 429 that checks
+and records nothing more), JSON (400), its delivery id (seen before: `replayed`, 200,
+nothing made), the filter (`filtered`, 200), the prompt (422 if it cannot render), then
+the task (`accepted`, 201). The secret is never logged nor answered.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import threading
+import time
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from provisioner.auth.tokens import Principal
+from provisioner.engine.engine import Engine
+from provisioner.errors import DockyardError, Forbidden, ParameterError, TemplateError
+from provisioner.model import QueueFields
+from provisioner.prompts import check_strings
+from provisioner.scheduling import check_name
+from provisioner.server.auth import caller, client_address
+from provisioner.server.http_errors import ERROR_RESPONSES, ErrorBody
+from provisioner.server.prefixes import DOCKYARD
+from provisioner.server.schedules_api import check_recipe
+from provisioner.triggers import (
+    BAD_SIGNATURES_PER_MINUTE,
+    FORMS,
+    MAX_BODY,
+    MAX_TEMPLATE,
+    check_delivery,
+    check_filter,
+    check_prompt_template,
+    context,
+    passes,
+    render_prompt,
+)
+from provisioner.webhooks import check_secret, new_secret
+
+log = logging.getLogger(__name__)
+
+
+class CreateTrigger(BaseModel):
+    """Body of POST /api/v2/triggers."""
+
+    name: str = Field(max_length=40, description="1-40 lowercase letters, digits, dashes")
+    secret: str | None = Field(
+        None, description="Signing secret (16-256 printable characters); made if absent"
+    )
+    form: Literal["github-issue", "github-comment", "generic"] = Field(
+        "generic", description="A ready-made prompt template and filter"
+    )
+    template: str | None = Field(None, max_length=128)
+    preset: str | None = Field(None, max_length=128)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    target: str | None = Field(None, max_length=64)
+    prompt_template: str | None = Field(
+        None, max_length=MAX_TEMPLATE, description="Jinja over payload, event, delivery"
+    )
+    filter: str | None = Field(
+        None, max_length=MAX_TEMPLATE, description="A Jinja expression; false: filtered"
+    )
+
+
+class BadSignatures:
+    """Bad signatures per trigger in the last minute, in this server's memory."""
+
+    MAX_NAMES = 10_000
+
+    def __init__(self, limit: int = BAD_SIGNATURES_PER_MINUTE, window_s: float = 60.0) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._seen: dict[str, collections.deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, name: str, now: float) -> collections.deque[float]:
+        times = self._seen.setdefault(name, collections.deque())
+        while times and times[0] < now - self.window_s:
+            times.popleft()
+        return times
+
+    def blocked(self, name: str) -> bool:
+        with self._lock:
+            return len(self._recent(name, time.monotonic())) >= self.limit
+
+    def failed(self, name: str) -> None:
+        with self._lock:
+            if len(self._seen) >= self.MAX_NAMES and name not in self._seen:
+                self._seen.clear()  # a flood of names: forget, rather than grow
+            self._recent(name, time.monotonic()).append(time.monotonic())
+
+
+def _answer(status: int, body: dict[str, Any]) -> JSONResponse:
+    return JSONResponse(status_code=status, content=body)
+
+
+def build_triggers_router(engine: Engine, limiter: BadSignatures | None = None) -> APIRouter:
+    """Trigger routes, bound to one engine."""
+    r = APIRouter(prefix="/api/v2", responses=ERROR_RESPONSES)
+    store = engine.store
+    bad = limiter or BadSignatures()
+
+    @r.post("/triggers", status_code=201)
+    def create_trigger(body: CreateTrigger, who: Principal = Depends(caller)) -> Any:
+        for field, value in body.model_dump(exclude={"secret"}).items():
+            check_strings(value, field)
+        check_name(body.name, "trigger")
+        form = FORMS[body.form]
+        prompt_template = check_prompt_template(body.prompt_template or form.prompt_template)
+        filter_text = check_filter(body.filter if body.filter is not None else form.filter)
+        check_recipe(engine, body.template, body.preset, body.target, body.parameters)
+        # tried on the form's sample: a template that cannot render is refused now
+        sample = context(form.sample, form.event, "sample", body.name)
+        try:
+            passes(filter_text, sample)
+            if body.prompt_template is None:  # one's own may name fields samples lack
+                render_prompt(prompt_template, sample)
+        except TemplateError as exc:
+            raise ParameterError(f"Tried on a sample {body.form} delivery: {exc.message}") from None
+        made = body.secret is None
+        secret = new_secret() if made else check_secret(body.secret or "")
+        trigger = store.create_trigger(
+            {
+                "name": body.name,
+                "owner": who.user,
+                "secret": secret,
+                "form": body.form,
+                "template": body.template,
+                "preset": body.preset,
+                "parameters": body.parameters,
+                "target": body.target,
+                "prompt_template": prompt_template,
+                "filter": filter_text,
+                "created_by": who.actor,
+            }
+        )
+        trigger["path"] = f"{DOCKYARD}/triggers/{body.name}"
+        # a secret the server made is shown this once; one the caller gave, never
+        return {**trigger, "secret": secret} if made else trigger
+
+    @r.get("/triggers")
+    def list_triggers(
+        all: bool = Query(False, description="Every user's triggers (admins only)"),
+        who: Principal = Depends(caller),
+    ) -> Any:
+        if all and not who.is_admin:
+            raise Forbidden("Only an admin may list every user's triggers")
+        return {"triggers": store.triggers_of(None if all else who.user)}
+
+    @r.get("/triggers/{name}")
+    def get_trigger(name: str, who: Principal = Depends(caller)) -> Any:
+        return store.trigger(name, who)
+
+    @r.delete("/triggers/{name}")
+    def delete_trigger(name: str, who: Principal = Depends(caller)) -> Any:
+        found = store.trigger(name, who)
+        store.delete_trigger(found["id"])
+        if found["owner"] != who.user:
+            store.record_audit(who.actor, "trigger.delete", f"{found['owner']}/{found['name']}")
+        return found
+
+    @r.get("/triggers/{name}/deliveries")
+    def trigger_deliveries(
+        name: str, limit: int = Query(100, ge=1, le=1000), who: Principal = Depends(caller)
+    ) -> Any:
+        found = store.trigger(name, who)
+        return {"deliveries": store.trigger_deliveries(found["id"], limit)}
+
+    @r.post(
+        "/triggers/{name}",
+        status_code=201,
+        summary="Deliver an event (signed; no API token)",
+        responses={
+            200: {"description": "Replayed or filtered: nothing made"},
+            401: {"model": ErrorBody, "description": "No signature, or a wrong one"},
+            413: {"model": ErrorBody, "description": "Body larger than 1 MiB"},
+            422: {"model": ErrorBody, "description": "The prompt could not be rendered"},
+            429: {"model": ErrorBody, "description": "Too many bad signatures lately"},
+            503: {"model": ErrorBody, "description": "The task could not be created now"},
+        },
+    )
+    async def deliver(name: str, request: Request) -> Any:
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > MAX_BODY:
+            return _too_large()
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                return _too_large()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        remote = client_address(request.scope)
+        return await run_in_threadpool(receive, name, headers, bytes(body), remote)
+
+    def receive(name: str, headers: dict[str, str], body: bytes, remote: str) -> Any:
+        trigger = store.trigger_row(name) if len(name) <= 40 else None
+        if trigger is None:
+            return _answer(404, {"detail": f"No trigger {name[:40]!r}", "hint": None})
+        if bad.blocked(name):
+            return _answer(
+                429,
+                {
+                    "detail": f"Too many deliveries with a bad signature to {name} in the last "
+                    "minute",
+                    "hint": "check the secret the sender signs with; this eases within a minute",
+                },
+            )
+        checked = check_delivery(trigger["secret"], headers, body, time.time())
+        record = store.record_trigger_delivery
+        if checked.ok and store.user_removed(trigger["owner"]):
+            reason = f"the trigger's owner {trigger['owner']} was removed"
+            record(trigger["id"], outcome="rejected", reason=reason, remote=remote)
+            return _answer(403, {"detail": f"Delivery refused: {reason}", "hint": None})
+        if not checked.ok:
+            bad.failed(name)
+            record(trigger["id"], outcome="rejected", reason=checked.reason, remote=remote)
+            log.info("trigger %s: delivery from %s rejected: %s", name, remote, checked.reason)
+            return _answer(401, {"detail": f"Delivery refused: {checked.reason}", "hint": None})
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            reason = "the body is not JSON (set the sender's content type to application/json)"
+            record(trigger["id"], outcome="rejected", reason=reason, remote=remote)
+            return _answer(400, {"detail": f"Delivery refused: {reason}", "hint": None})
+        row_id = record(
+            trigger["id"],
+            delivery_id=checked.delivery_id,
+            event=checked.event,
+            outcome="received",
+            remote=remote,
+        )
+        if row_id is None:
+            reason = f"delivery {checked.delivery_id} was received before"
+            record(trigger["id"], event=checked.event, outcome="replayed", reason=reason,
+                   remote=remote)  # fmt: skip
+            return _answer(200, {"outcome": "replayed", "detail": reason})
+        ctx = context(payload, checked.event, checked.delivery_id, name)
+        settle = store.settle_trigger_delivery
+        try:
+            if not passes(trigger["filter"], ctx):
+                settle(row_id, "filtered", "the filter is false for this delivery")
+                return _answer(200, {"outcome": "filtered"})
+            prompt = render_prompt(trigger["prompt_template"], ctx)
+        except TemplateError as exc:
+            settle(row_id, "rejected", exc.message, free_id=True)
+            return _answer(422, {"detail": f"Delivery refused: {exc.message}", "hint": None})
+        actor = f"trigger:{name}"
+        try:
+            task = engine.create_task(
+                template=trigger["template"],
+                preset=trigger["preset"],
+                prompt=prompt,
+                parameters=dict(trigger["parameters"] or {}),
+                name=None,
+                owner=trigger["owner"],
+                actor=actor,
+                queue=QueueFields(source="webhook", target=trigger["target"]),
+            )
+        except DockyardError as exc:
+            # nothing was made: the sender's redelivery of this id may try again
+            settle(row_id, "rejected", exc.message, free_id=True)
+            raise
+        what = f"delivery {checked.delivery_id or '(no id)'} of trigger {name}"
+        store.record(task.id, "trigger", actor=actor, reason=f"{checked.event or 'event'}: {what}")
+        settle(row_id, "accepted", "", task.id)
+        return _answer(201, {"outcome": "accepted", "task": {"id": task.id, "name": task.name}})
+
+    return r
+
+
+def _too_large() -> JSONResponse:
+    return _answer(
+        413, {"detail": f"The delivery is larger than {MAX_BODY >> 10} KiB", "hint": None}
+    )
