@@ -154,6 +154,19 @@ def default_retention(home: Path | None = None) -> str | None:
     return value
 
 
+def kept_bundles(home: Path | None = None) -> tuple[int, int]:
+    """(max bytes, days) of `kept_bundles: {max_mb, days}` in HOME/config.yaml: the
+    largest bundle of a deleted task's branch the server keeps, and for how long (0 days:
+    until removed by hand). Defaults: 200 MB, 30 days."""
+    from provisioner.gitwork.kept import KeptError, parse_settings
+
+    config, data = _config(home)
+    try:
+        return parse_settings(data.get("kept_bundles"), f"{config}: kept_bundles")
+    except KeptError as exc:
+        raise DockyardError(str(exc), hint="e.g. kept_bundles: {max_mb: 200, days: 30}") from exc
+
+
 def database_pool(home: Path | None = None) -> dict[str, int]:
     """`database: {pool_size, max_overflow, pool_timeout}` of HOME/config.yaml: the
     PostgreSQL connection pool of this server (unset keys keep Store's defaults)."""

@@ -15,6 +15,7 @@ import pytest
 from provisioner import paths
 from provisioner.backends.fake import FakeBackend
 from provisioner.engine.engine import Engine
+from provisioner.engine.kept import KeptBundles
 from provisioner.engine.workspace import BridgeBundler
 from provisioner.lifecycle import Status
 from provisioner.model import Task
@@ -59,6 +60,7 @@ class Harness:
 
     def new_engine(self, **kwargs: Any) -> Engine:
         """Another engine on the same store and backend (a server restarted)."""
+        kwargs.setdefault("kept", KeptBundles(self.home / "kept"))
         engine = Engine(
             self.store, self.backend, self.catalog(), self.bundler, tick_s=0.05, **kwargs
         )

@@ -22,6 +22,7 @@ from provisioner.engine.admission import Admissions
 from provisioner.engine.draining import Draining
 from provisioner.engine.forks import check_fork
 from provisioner.engine.gitops import GitWork
+from provisioner.engine.kept import KeptBundles
 from provisioner.engine.pools import WarmPools
 from provisioner.engine.routing import Routes
 from provisioner.engine.secrets import SecretStore
@@ -59,6 +60,7 @@ class UserCommands:
     routes: Routes
     draining: Draining
     gitwork: GitWork
+    kept: KeptBundles | None
     _task_locks: dict[str, threading.Lock]
     _provisioning: set[str]
     _lock: threading.Lock
@@ -389,6 +391,9 @@ class UserCommands:
                 # its last work committed before the workspace goes (bounded; a failure
                 # is an event and never keeps the delete from happening)
                 self.gitwork.checkpoint(task, "delete", actor=actor)
+            if self.kept is not None and task.base_commit:
+                # a copy of the branch outlives the workspace (bounded; never blocks)
+                self.gitwork.keep(task, self.kept, actor=actor)
             if task.status not in TERMINAL:
                 with contextlib.suppress(TaskConflict, TaskNotFound):
                     self.store.transition(

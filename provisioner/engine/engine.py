@@ -29,6 +29,7 @@ from provisioner.engine.commands import LEASE_TTL_S, UserCommands
 from provisioner.engine.draining import Draining
 from provisioner.engine.follower import Follower
 from provisioner.engine.gitops import GitWork
+from provisioner.engine.kept import KeptBundles
 from provisioner.engine.mcp_relay import McpCall
 from provisioner.engine.ordering import TaskOrdering
 from provisioner.engine.outcomes import TaskOutcomes
@@ -100,6 +101,7 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
         pricing: PriceTable | None = None,
         targets: Mapping[str, Target] | None = None,
         retention: str | None = None,
+        kept: KeptBundles | None = None,
     ) -> None:
         self.store = store
         self.backend = backend
@@ -138,6 +140,8 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
         self.gitwork = GitWork(
             store, backend, lambda: self.catalog, lambda task_id: self.secrets.load(task_id)
         )
+        # deleted tasks' branches, for task pull after the workspace is gone (None: none)
+        self.kept = kept
         self._thread: threading.Thread | None = None
         self._last_sweep = 0.0
 

@@ -16,11 +16,13 @@ from provisioner.engine.workspace import REPO_POLICY
 from provisioner.errors import BackendError, DockyardError, ParameterError, TaskConflict
 from provisioner.gitwork import parse, scripts
 from provisioner.gitwork.forges import Forge, ForgeRequest, check_title, forge_for
+from provisioner.gitwork.kept import KeptError, KeptRecord, too_big
 from provisioner.gitwork.urls import check_ref, check_repo_url, redact_url, task_branch
-from provisioner.model import Task
+from provisioner.model import Task, utcnow
 
 if TYPE_CHECKING:
     from provisioner.backends.base import Backend
+    from provisioner.engine.kept import KeptBundles
     from provisioner.store.store import Store
     from provisioner.templating.catalog import Catalog
 
@@ -32,6 +34,8 @@ CHECKPOINT_S = 30
 DIFF_S = 120
 BUNDLE_S = 600
 PUSH_S = 300
+# the copy of the branch kept at delete holds the delete up at most this long
+KEEP_S = 120
 FORGE_S = 30.0
 MARGIN_S = 15.0
 DEFAULT_WORKDIR = "/workspace"
@@ -133,6 +137,60 @@ class GitWork:
             )
         except DockyardError as exc:  # the task went away meanwhile
             log.info("no checkpoint event for %s: %s", task.id, exc)
+
+    # the branch kept past a delete ----------------------------------------------------
+    def keep(self, task: Task, kept: KeptBundles, *, actor: str) -> KeptRecord | None:
+        """Keep a bundle of the task branch (from the base commit on) in `kept`, for
+        `task pull` after the workspace is gone. Never raises, bounded by KEEP_S: a
+        failure, or a bundle over the size limit, is a `kept` event and the delete goes
+        on. Run after the delete's checkpoint, before the workspace is removed."""
+        if not has_repo(task):
+            return None
+        branch = task_branch(task.name)
+        try:
+            code, out = self._run(task, scripts.bundle_argv(self._workdir(task), branch), KEEP_S)
+            if code != 0:
+                self._kept(task, actor, f"branch not kept ({code}): {parse.error_of(out)}")
+                return None
+            base, ref, data = parse.bundle_of(out)
+        except (DockyardError, OSError, parse.GitOutputError) as exc:
+            self._kept(task, actor, f"branch not kept: {exc}")
+            return None
+        if data is None:
+            self._kept(task, actor, "branch not kept: no commit beyond the base")
+            return None
+        if too_big(len(data), kept.max_bytes):
+            self._kept(
+                task,
+                actor,
+                f"branch not kept: its bundle is {len(data)} bytes, over kept_bundles.max_mb "
+                f"({kept.max_bytes // (1024 * 1024)} MB); raise it in config.yaml",
+            )
+            return None
+        record = KeptRecord(
+            task_id=task.id,
+            name=task.name,
+            owner=task.owner,
+            branch=branch,
+            base=base,
+            ref=ref,
+            kept_at=utcnow(),
+            size=len(data),
+        )
+        try:
+            kept.keep(record, data)
+        except (OSError, KeptError) as exc:
+            self._kept(task, actor, f"branch not kept: writing it failed: {exc}")
+            return None
+        self._kept(task, actor, f"branch {branch} kept ({len(data)} bytes) for task pull")
+        return record
+
+    def _kept(self, task: Task, actor: str, reason: str) -> None:
+        log.info("%s: %s", task.name, reason)
+        try:
+            self.store.record(task.id, "kept", actor=actor, reason=reason[:1000])
+        except DockyardError as exc:
+            log.info("no kept event for %s: %s", task.id, exc)
 
     # the work out ---------------------------------------------------------------------
     def _need_repo(self, task: Task) -> None:

@@ -20,6 +20,7 @@ from provisioner.backends.docker import DockerBackend
 from provisioner.backends.router import BackendRouter
 from provisioner.backends.terraform import TerraformBackend
 from provisioner.engine.engine import Engine
+from provisioner.engine.kept import KeptBundles
 from provisioner.engine.routing import check_targets
 from provisioner.engine.secrets import SecretStore
 from provisioner.engine.workspace import BridgeBundler
@@ -84,6 +85,7 @@ def build_engine(home: Path) -> Engine:
         pricing=pricing,
         targets=targets,
         retention=paths.default_retention(home),
+        kept=KeptBundles(home / "kept", *paths.kept_bundles(home)),
     )
 
 

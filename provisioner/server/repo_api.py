@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from provisioner.auth.tokens import Principal
 from provisioner.engine.engine import Engine
-from provisioner.errors import DockyardError, TaskConflict
+from provisioner.errors import DockyardError, TaskConflict, TaskNotFound
 from provisioner.model import Task
 from provisioner.prompts import check_strings
 from provisioner.server.auth import caller
@@ -84,7 +84,13 @@ def build_repo_router(engine: Engine) -> APIRouter:
         responses={200: {"content": {BUNDLE_TYPE: {}}}, 204: {"description": "no commits"}},
     )
     def bundle(ref: str, who: Principal = Depends(caller)) -> Response:
-        task = task_for(who, ref, "task.pull")
+        try:
+            task = task_for(who, ref, "task.pull")
+        except TaskNotFound:
+            kept = _kept_for(who, ref)
+            if kept is None:
+                raise
+            return kept
         branch, base, held, data = engine.gitwork.bundle(task, actor=who.actor)
         headers = {"X-Dockyard-Branch": branch, "X-Dockyard-Base": base, "X-Dockyard-Ref": held}
         if data is None:
@@ -117,6 +123,30 @@ def build_repo_router(engine: Engine) -> APIRouter:
             body=body.body or f"Made by Dockyard task {task.name}.",
             actor=who.actor,
         )
+
+    def _kept_for(who: Principal, ref: str) -> Response | None:
+        """The bundle kept when the task `ref` names was deleted, as `who` may see it
+        (members their own; a task's token none; admins anyone's, audited)."""
+        if engine.kept is None or who.task_id is not None:
+            return None
+        kept = engine.kept.find(ref, owner=who.user)
+        if kept is None and who.is_admin:
+            kept = engine.kept.find(ref, owner=None)
+        if kept is None:
+            return None
+        try:
+            data = engine.kept.read(kept)
+        except OSError:
+            return None  # pruned meanwhile
+        if kept.owner != who.user:
+            store.record_audit(who.actor, "task.pull", f"{kept.owner}/{kept.name}", kept.task_id)
+        headers = {
+            "X-Dockyard-Branch": kept.branch,
+            "X-Dockyard-Base": kept.base,
+            "X-Dockyard-Ref": kept.ref,
+            "X-Dockyard-Kept": kept.kept_at,
+        }
+        return Response(content=data, media_type=BUNDLE_TYPE, headers=headers)
 
     def _template_of(task: Task) -> Template:
         try:

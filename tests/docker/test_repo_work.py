@@ -1,7 +1,8 @@
 """A task's repository for real: the scripted agent's workspace clones a git repository
 served from this host over HTTP with a token; its work is checkpointed at pause, shown by
 `task diff` from the stopped workspace (a helper beside its volumes), pulled into a fresh
-local clone, applied, and pushed to the served repository. The token appears nowhere."""
+local clone, applied, and pushed to the served repository; after `task delete` the kept
+branch is still pulled. The token appears nowhere."""
 
 from __future__ import annotations
 
@@ -78,3 +79,11 @@ def test_repository_in_and_the_work_out(server: ServerHandle, tmp_path: Path) ->
         assert not [text for text in seen if repo.token in text]
         server.cli("task", "delete", "-y", task)
         assert not server.containers(task_id)
+
+        # nothing is lost at delete: the server kept the branch, and pull still gets it
+        assert (server.home / "kept" / f"{task_id}.bundle").is_file()
+        git(
+            tmp_path, "clone", "-q", repo.url.replace("http://", f"http://u:{repo.token}@"), "after"
+        )
+        server.cli("task", "pull", task, "--into", str(tmp_path / "after"))
+        assert git(tmp_path / "after", "show", f"dockyard/{name}:notes/todo.txt") == "first thing\n"
