@@ -192,8 +192,9 @@ class LogsMixin:
     """Transcript entries from the bridge and provisioning lines, in arrival order."""
 
     db: Engine
-    # Callbacks run whenever lines are stored, so long-polling readers in this process wake
-    # at once; readers still re-check on a timer for writers in other processes.
+    # Callbacks run whenever lines are stored or a task changes (transition, update,
+    # record), so long-polling readers in this process wake at once; readers still
+    # re-check on a timer for writers in other processes.
     log_listeners: set[Callable[[], None]]
     _bulk_log_insert: _BulkLogInsert | None = None
     _logs_query: _LogsQuery | None = None
@@ -227,9 +228,14 @@ class LogsMixin:
             if self.db.dialect.name == "postgresql":
                 _lock_task_logs(conn, {row[0] for row in rows})
             added = bulk.run(conn, rows)
+        self._changed()
+        return added
+
+    def _changed(self) -> None:
+        """Wake this process's long-polls and streams (server/waiting.py): a task or its
+        logs changed, committed. Other servers' changes they find by re-reading."""
         for listener in list(self.log_listeners):
             listener()
-        return added
 
     def system_log(self, task_id: str, content: str) -> None:
         """A provisioning line (not from the agent) in the task's logs: no bridge seq."""

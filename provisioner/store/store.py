@@ -357,6 +357,7 @@ class Store(
             self._move(
                 conn, task_id, expected, target, actor, reason, changes, action=action, match=match
             )
+        self._changed()
         return self.get(task_id)
 
     def requeue(
@@ -667,6 +668,7 @@ class Store(
                             time=now,
                         )
                     )
+        self._changed()
         return True
 
     @staticmethod
@@ -734,6 +736,7 @@ class Store(
                     ref=ref,
                 )
             )
+        self._changed()
         return True
 
     def add_cost(
