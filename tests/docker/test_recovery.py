@@ -188,11 +188,15 @@ def test_kill9_during_active_loses_and_repeats_nothing(
     assert len(containers_of(docker_client, task_id)) == 1
 
 
-def test_orphan_workspace_is_removed_on_restart(
+def test_orphan_workspaces_and_volumes_are_removed_on_restart(
     proc_server: ServerProcess, docker_client: docker.DockerClient
 ) -> None:
+    # One restart, two kinds of leftovers (one server start less than a test each): a
+    # container of a task the database does not know, and a volume whose container is gone.
     instance = paths.instance_id(proc_server.home)
     image = docker_client.images.list(name="dockyard-base")[0].tags[0]
+    orphan_task = "00000000-0000-0000-0000-000000000000"
+    ghost = "00000000-0000-0000-0000-00000000dead"
     orphan = docker_client.containers.run(
         image,
         ["sleep", "300"],
@@ -200,19 +204,26 @@ def test_orphan_workspace_is_removed_on_restart(
         labels={
             "dockyard.managed": "true",
             "dockyard.instance": instance,
-            "dockyard.task": "00000000-0000-0000-0000-000000000000",
+            "dockyard.task": orphan_task,
         },
+    )
+    volume = docker_client.volumes.create(
+        labels={"dockyard.managed": "true", "dockyard.instance": instance, "dockyard.task": ghost}
     )
     proc_server.kill9()
     proc_server.start()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if not containers_of(docker_client, "00000000-0000-0000-0000-000000000000"):
-            break
+    container_gone = volume_gone = False
+    deadline = time.monotonic() + 45
+    while time.monotonic() < deadline and not (container_gone and volume_gone):
+        container_gone = not containers_of(docker_client, orphan_task)
+        volume_gone = not docker_client.volumes.list(filters={"label": f"dockyard.task={ghost}"})
         time.sleep(0.2)
-    else:
+    if not container_gone:
         orphan.remove(force=True)
-        raise AssertionError("the orphan container was not removed")
+    if not volume_gone:
+        volume.remove(force=True)
+    assert container_gone, "the orphan container was not removed"
+    assert volume_gone, "the volume of a task that no longer exists was not removed"
 
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
@@ -327,24 +338,3 @@ def test_dockerd_restart_under_running_tasks(
     assert out.count("Working on: one") == 1
     lost = proc_server.wait(gone, lambda t: t["status"] == "error")
     assert "workspace stopped" in lost["message"]
-
-
-def test_a_volume_whose_container_is_gone_is_removed(
-    proc_server: ServerProcess, docker_client: docker.DockerClient
-) -> None:
-    ghost = "00000000-0000-0000-0000-00000000dead"
-    labels = {
-        "dockyard.managed": "true",
-        "dockyard.instance": paths.instance_id(proc_server.home),
-        "dockyard.task": ghost,
-    }
-    volume = docker_client.volumes.create(labels=labels)
-    proc_server.kill9()
-    proc_server.start()
-    deadline = time.monotonic() + 45
-    while time.monotonic() < deadline:
-        if not docker_client.volumes.list(filters={"label": f"dockyard.task={ghost}"}):
-            return
-        time.sleep(0.2)
-    volume.remove(force=True)
-    raise AssertionError("the volume of a task that no longer exists was not removed")
