@@ -11,6 +11,13 @@ from tests.postgres import postgres_cluster, store, store_url
 
 __all__ = ["postgres_cluster", "store", "store_url"]
 
+# pytest-xdist's workers export LINES=24 and COLUMNS=80, and shutil.get_terminal_size()
+# prefers them to the real terminal's size: `task shell` under a pty would never see a
+# resize. Tests run as they do in one process, where neither is set.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for _name in ("LINES", "COLUMNS"):
+        os.environ.pop(_name, None)
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Everything under tests/docker/ needs the daemon: mark it so `-m "not docker"` is the
