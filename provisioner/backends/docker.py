@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import socket
 
 from provisioner.backends.base import (
     BRIDGE_CONFIG_ENV,
@@ -14,6 +15,7 @@ from provisioner.backends.base import (
     Observed,
     ProgressFn,
     WorkspaceSession,
+    dial,
 )
 from provisioner.backends.bridge_volume import BridgeVolumes
 from provisioner.backends.docker_client import ContainerInfo, DockerClient
@@ -305,6 +307,10 @@ class DockerBackend:
         if info is None or not info.running or not info.ip_address:
             raise BackendError(f"task {task_id} has no running workspace")
         return info.ip_address
+
+    def open_port(self, task_id: str, port: int) -> socket.socket:
+        """A connection to the port at the workspace's address."""
+        return dial(self.address(task_id), port)
 
     def running_task_ids(self) -> set[str]:
         """Ids of tasks whose workspace container is running."""

@@ -71,7 +71,9 @@ def build_engine(home: Path) -> Engine:
             return None
 
     terraform = TerraformBackend(docker.instance, home, docker.docker, images=docker.images)
-    backends = configured_backends(home, docker, {"terraform": terraform})
+    backends = configured_backends(
+        home, docker, {"terraform": terraform}, lambda task_id: store.get(task_id).bridge_token
+    )
     backend = BackendRouter(backends, backend_of)
     catalog = Catalog(versions=VersionStore(home / "templates"))
     check_targets(catalog, targets)

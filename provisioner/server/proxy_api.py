@@ -2,16 +2,18 @@
 over a WebSocket) and preview URLs (`/api/dockyard/v1/tasks/{ref}/apps/{port or app}/...`,
 also at the /api/v2 alias; HTTP and WebSocket, proxied).
 
-No host port is ever published: the server reaches the workspace's port as it reaches
-its bridge (the backend's `address`, the container's address on its network), under the
-task's authorization (the owner or an admin; others' tasks are not found). The caller's
-API token is never passed on to the workspace.
+No host port is ever published: the server reaches the workspace's port through the
+backend's `open_port` (a connection to the container's address on its network; on Swarm
+a stream the task's bridge carries), under the task's authorization (the owner or an
+admin; others' tasks are not found). The caller's API token is never passed on to the
+workspace.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -29,6 +31,7 @@ from provisioner.lifecycle import Status
 from provisioner.model import Task
 from provisioner.server.auth import caller
 from provisioner.server.http_errors import ERROR_RESPONSES, _status_code
+from provisioner.server.port_streams import port_client
 from provisioner.server.prefixes import DOCKYARD
 from provisioner.server.workspace_api import WorkspaceAccess, principal_of
 
@@ -78,24 +81,37 @@ def build_proxy_router(engine: Engine) -> APIRouter:
     """Port forwarding and preview URLs, bound to one engine."""
     r = APIRouter(prefix="/api/v2")
     ctx = WorkspaceAccess(engine)
-    client = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=CONNECT_TIMEOUT_S))
+    # URLs name the task's id as their host: the client's connections are the backend's
+    # streams to that task's ports (port_streams.py)
+    client = port_client(
+        lambda task_id, port: engine.backend.open_port(task_id, port),
+        httpx.Timeout(60.0, connect=CONNECT_TIMEOUT_S),
+    )
 
     def target(who: Principal, ref: str, app: str, action: str) -> tuple[Task, str, int]:
         task = ctx.task(who, ref, action)
         ctx.running(task)
         port = resolve_port(task, app)
+        return task, task.id, port
+
+    def open_stream(task: Task, port: int) -> socket.socket:
         try:
-            host = engine.backend.address(task.id)
-        except BackendError as exc:
-            raise BridgeFailure(f"task {task.name}'s workspace cannot be reached: {exc}") from exc
-        return task, host, port
+            return engine.backend.open_port(task.id, port)
+        except (BackendError, OSError) as exc:
+            detail = exc.message if isinstance(exc, BackendError) else str(exc)
+            raise BridgeFailure(
+                f"nothing answers on port {port} of task {task.name}'s workspace ({detail})"[:300],
+                hint="start the app in the workspace (dockyard task exec), then try again",
+            ) from exc
 
     async def http_proxy(request: Request, ref: str, app: str, path: str = "") -> Any:
         who = principal_of(request.state)
         task, host, port = await run_in_threadpool(target, who, ref, app, "task.app")
         headers = [(k, v) for k, v in request.headers.items() if k.lower() not in DROPPED_REQUEST]
         prefix = f"{DOCKYARD}/tasks/{ref}/apps/{app}"
-        headers += [("x-forwarded-prefix", prefix), ("host", f"{host}:{port}")]
+        # localhost: what a development server allows by default (the task's id is not a
+        # name the app knows)
+        headers += [("x-forwarded-prefix", prefix), ("host", f"localhost:{port}")]
         url = httpx.URL(f"http://{host}:{port}/{path}", query=request.url.query.encode())
         body = await request.body()  # bounded by the request guard (8 MiB)
         upstream = client.build_request(request.method, url, headers=headers, content=body)
@@ -127,16 +143,17 @@ def build_proxy_router(engine: Engine) -> APIRouter:
         answers (`up`: true or false; null when not asked)."""
         task = await run_in_threadpool(ctx.task, who, ref, "task.apps")
         apps = access.apps_of(task.policy)
-        host = None
-        if task.status == Status.ACTIVE and any(a.health for a in apps):
-            with contextlib.suppress(BackendError):
-                host = await run_in_threadpool(engine.backend.address, task.id)
+        host = task.id if task.status == Status.ACTIVE else None
 
         async def up(app: access.AppConfig) -> bool | None:
             if host is None or app.health is None:
                 return None
             try:
-                answer = await client.get(f"http://{host}:{app.port}{app.health}", timeout=2.0)
+                answer = await client.get(
+                    f"http://{host}:{app.port}{app.health}",
+                    headers={"host": f"localhost:{app.port}"},
+                    timeout=2.0,
+                )
             except httpx.HTTPError:
                 return False
             return answer.status_code < 500
@@ -170,16 +187,10 @@ def build_proxy_router(engine: Engine) -> APIRouter:
         await websocket.accept()
         try:
             who = principal_of(websocket.state)
-            task, host, number = await run_in_threadpool(target, who, ref, port, "task.forward")
-            try:
-                reader, writer = await asyncio.wait_for(
-                    asyncio.open_connection(host, number), CONNECT_TIMEOUT_S
-                )
-            except (OSError, TimeoutError) as exc:
-                raise BridgeFailure(
-                    f"nothing answers on port {number} of task {task.name}'s workspace ({exc})",
-                    hint="start the app in the workspace first",
-                ) from exc
+            task, _, number = await run_in_threadpool(target, who, ref, port, "task.forward")
+            sock = await run_in_threadpool(open_stream, task, number)
+            sock.setblocking(False)
+            reader, writer = await asyncio.open_connection(sock=sock)
         except DockyardError as exc:
             await refuse(websocket, exc)
             return
@@ -214,15 +225,18 @@ def build_proxy_router(engine: Engine) -> APIRouter:
         await websocket.accept()
         try:
             who = principal_of(websocket.state)
-            task, host, port = await run_in_threadpool(target, who, ref, app, "task.app")
+            task, _, port = await run_in_threadpool(target, who, ref, app, "task.app")
             query = websocket.url.query
-            url = f"ws://{host}:{port}/{path}" + (f"?{query}" if query else "")
+            url = f"ws://localhost:{port}/{path}" + (f"?{query}" if query else "")
+            sock = await run_in_threadpool(open_stream, task, port)
+            sock.setblocking(False)
             try:
                 upstream_ws = await asyncio.wait_for(
-                    connect(url, open_timeout=CONNECT_TIMEOUT_S, max_size=MAX_APP_FRAME),
+                    connect(url, sock=sock, open_timeout=CONNECT_TIMEOUT_S, max_size=MAX_APP_FRAME),
                     CONNECT_TIMEOUT_S + 1,
                 )
             except (OSError, TimeoutError, WebSocketException) as exc:
+                sock.close()
                 raise BridgeFailure(
                     f"no WebSocket answers on port {port} of task {task.name} ({exc})"[:300]
                 ) from exc
