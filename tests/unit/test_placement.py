@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from provisioner.backends import swarm as swarm_module
 from provisioner.backends.base import Observed
 from provisioner.backends.docker import LABEL_INSTANCE, LABEL_MANAGED, LABEL_TASK
 from provisioner.backends.swarm import (
@@ -232,8 +233,47 @@ def test_start_on_a_node_that_is_away_is_refused_naming_it() -> None:
     assert fake.updates == []  # nothing was asked of Swarm
 
 
-def test_exec_and_fork_are_refused_with_the_reason() -> None:
-    backend = _backend(FakeSwarm([N1, N2]))
-    with pytest.raises(BackendError, match="27552"):
-        backend.exec("t1", ["true"])
+def test_commands_go_through_the_bridge_root_and_fork_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Swarm has no cross-node exec (moby/moby#27552): a running workspace's commands go
+    to its bridge, at its node's address, with the task's own token."""
+    calls: list[tuple[str, ...]] = []
+
+    class Bridge:
+        def __init__(self, endpoint: str, token: str) -> None:
+            calls.append(("at", endpoint, token))
+
+        def run(self, argv: list[str], *, timeout: float) -> tuple[int, str]:
+            calls.append(("run", *argv))
+            return 0, "ran"
+
+        def open_port(self, port: int) -> str:
+            calls.append(("port", str(port)))
+            return "stream"
+
+    monkeypatch.setattr(swarm_module, "BridgeExec", Bridge)
+    fake = FakeSwarm([N1, N2])
+    backend = SwarmBackend(
+        "i1",
+        SwarmSettings.from_config(GOOD),
+        swarm=fake,  # type: ignore[arg-type]
+        bridge_token=lambda task_id: f"token-of-{task_id}",
+    )
+    assert backend.exec("t1", ["true", "a;b"]) == (0, "ran")
+    assert backend.open_port("t1", 3000) == "stream"  # type: ignore[comparison-overlap]
+    assert calls == [
+        ("at", "http://10.0.0.2:30001", "token-of-t1"),
+        ("run", "true", "a;b"),
+        ("at", "http://10.0.0.2:30001", "token-of-t1"),
+        ("port", "3000"),
+    ]
+    with pytest.raises(BackendError, match="root is not available"):
+        backend.open_session("t1", ["sh"], tty=True, root=True)
+    with pytest.raises(BackendError, match="reached through the bridge"):
+        backend.address("t1")
+    down = NodeView("id2", "n2", state="down", message="heartbeat failure")
+    with pytest.raises(BackendError, match=r"no running workspace.*node n2 is down"):
+        _backend(FakeSwarm([N1, down])).exec("t1", ["true"])
+    backend = _backend(fake)
     assert backend.can_fork(None) is False  # type: ignore[arg-type]
