@@ -29,6 +29,9 @@ from provisioner.backends.swarm_client import SwarmClient, TaskInfo, _unavailabl
 from provisioner.errors import BackendError
 
 LABEL_JOB = "dockyard.job"  # a job's task id (never dockyard.task: it is not the workspace)
+# Swarm offers no "none" network to a service (only "bridge" and "host" are predefined):
+# a job without network is attached to an internal overlay network, which has no way out
+ISOLATED = "dockyard-isolated"
 ENDED = ("complete", "failed", "shutdown", "rejected", "orphaned", "remove")
 POLL_S = 0.2
 
@@ -60,9 +63,12 @@ def run_on_node(
     timeout: float,
 ) -> tuple[int, str]:
     """Run `command` once on the node with id `node`, with `volumes` mounted, as `user`,
-    every capability dropped, on no network unless `network`; (exit code, output).
-    BackendError when it cannot start there or does not end within `timeout`."""
+    every capability dropped, on `network` (else an internal network with no way out);
+    (exit code, output). BackendError when it cannot start there or does not end within
+    `timeout`."""
     api = swarm._api  # the manager's API; jobs are the only services made outside SwarmClient
+    if network is None:
+        network = isolated_network(api, {k: v for k, v in labels.items() if k != LABEL_JOB})
     container = dict(
         ContainerSpec(
             image=image,
@@ -81,8 +87,7 @@ def run_on_node(
         container_spec=container,
         restart_policy=RestartPolicy(condition="none"),
         placement=Placement(constraints=[f"node.id=={node}"]),
-        # "none": Docker's local null network (no interface but loopback)
-        networks=[NetworkAttachmentConfig(network or "none")],
+        networks=[NetworkAttachmentConfig(network)],
     )
     try:
         service = str(
@@ -99,6 +104,19 @@ def run_on_node(
         return int(task.exit_code or 0), _logs(api, service)
     finally:
         swarm.remove_service(service)
+
+
+def isolated_network(api: Any, labels: dict[str, str]) -> str:
+    """The internal overlay network for jobs without network (made once, labelled)."""
+    try:
+        if not api.networks(names=[ISOLATED]):
+            api.create_network(
+                ISOLATED, driver="overlay", internal=True, labels=labels, check_duplicate=True
+            )
+    except docker.errors.APIError as exc:
+        if not api.networks(names=[ISOLATED]):  # another server made it meanwhile: fine
+            raise BackendError(f"cannot make the network {ISOLATED} for jobs: {exc}") from exc
+    return ISOLATED
 
 
 def _wait_ended(swarm: SwarmClient, service: str, name: str, timeout: float) -> TaskInfo:

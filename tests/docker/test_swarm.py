@@ -5,19 +5,27 @@ lost turning its task to error with the node named, resumable once it is back.""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 
 import docker
+import httpx
 import pytest
 import yaml
 
 from provisioner.backends.swarm import LABEL_NODE_NAME, SwarmBackend
 from provisioner.backends.swarm_client import ServiceInfo
+from provisioner.backends.swarm_jobs import LABEL_JOB
 from provisioner.server.main import build_engine
 from tests.docker.conftest import ServerHandle
+from tests.docker.test_repo_work import FILES as REPO_FILES
+from tests.docker.test_workspace_access import _cli
+from tests.git_server import serve_repository
+from tests.polling import wait_until
 from tests.serving import serve
-from tests.swarm import Swarm, swarm_cluster, tools_missing
+from tests.swarm import HOST_IP, Swarm, swarm_cluster, tools_missing
+from tests.variants import write_scripted_variant
 
 pytestmark = [pytest.mark.docker, pytest.mark.swarm]
 
@@ -135,6 +143,57 @@ def test_pause_resume_stays_on_its_node_with_its_disk(
     # the agent's context lives in the home volume on that node: it survived the pause
     resumed = [line for line in server.output(task) if line.startswith("Resumed")]
     assert resumed and "previous context: 0 inputs" not in resumed[-1], resumed
+
+
+def test_exec_preview_and_diff_through_the_bridge_and_a_job_on_the_worker(
+    server: ServerHandle, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Swarm has no cross-node exec: on the worker node, `task exec`, `cp`, a preview and
+    the running task's diff go through its bridge; the paused task's diff (and the
+    checkpoint before the pause) through a one-shot service on its node."""
+    tmp = tmp_path_factory.mktemp("swarm-repo")
+    pinned = {"placement": {"constraints": ["node.hostname==dys-n2"]}}
+    server.cli("template", "push", str(write_scripted_variant(tmp, "on-n2", workspace=pinned)))
+    with serve_repository(tmp / "git", REPO_FILES, host=HOST_IP) as (repo, base):
+        created = server.cli(
+            "task", "create", "-q", "-t", "on-n2", "--param=work_seconds=0.05",
+            f"--param=repo={repo.url}", f"--param=repo_credential={repo.token}",
+            "/write notes/todo.txt first thing",
+        )  # fmt: skip
+        task = created.stdout.strip().splitlines()[-1]
+        try:
+            server.wait_output(task, "Wrote notes/todo.txt", timeout=120)
+            assert server.wait_idle(task)["base_commit"] == base
+            assert _node_of(server, task) == "dys-n2"
+            done = _cli(server, "task", "exec", task, "--", "sh", "-c", "id -u; pwd; exit 5")
+            assert (done.returncode, done.stdout) == (5, "1000\n/workspace\n"), done.stderr
+            out = tmp / "todo.txt"
+            assert _cli(server, "task", "cp", f"{task}:notes/todo.txt", str(out)).returncode == 0
+            assert out.read_text() == "first thing\n"
+            running = json.loads(server.cli("task", "diff", task, "-o", "json").stdout)
+            assert [f["path"] for f in running["files"]] == ["notes/todo.txt"]
+
+            # an app in the workspace, previewed through the bridge's stream to its port
+            app = "setsid -f python3 -m http.server 8123 >/dev/null 2>&1 </dev/null"
+            assert _cli(server, "task", "exec", task, "--", "sh", "-c", app).returncode == 0
+            url = f"{server.url}/api/dockyard/v1/tasks/{task}/apps/8123/notes/todo.txt"
+            wait_until(
+                lambda: httpx.get(url, headers=server.headers, timeout=5).status_code == 200,
+                30,
+                "the preview",
+            )
+            assert httpx.get(url, headers=server.headers, timeout=5).text == "first thing\n"
+
+            server.cli("task", "pause", task)
+            paused = server.wait_for(task, lambda s: s["status"] == "paused", what="paused")
+            assert paused["checkpoint_commit"]  # committed through the bridge before it
+            shown = json.loads(server.cli("task", "diff", task, "-o", "json").stdout)
+            assert "+first thing" in shown["diff"]
+            assert shown["commits"][0]["author"] == "Dockyard"
+            jobs = _backend(server).swarm.services({LABEL_JOB: task})
+            assert jobs == [] and server.status(task)["status"] == "paused"
+        finally:
+            server.cli("task", "delete", "-y", task, check=False)
 
 
 def test_draining_a_node_errors_its_task_naming_the_node(
