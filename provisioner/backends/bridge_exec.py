@@ -48,7 +48,7 @@ class BridgeExec:
         self, argv: list[str], *, timeout: float, env: dict[str, str] | None = None
     ) -> tuple[int, str]:
         """Run `argv` to its end: (exit code, merged output, at most 1 MiB of it)."""
-        body = {"argv": argv, "env": env or {}, "timeout": timeout}
+        body = {"argv": argv, "env": env or {}, "timeout": min(timeout, wire.MAX_TIMEOUT_S)}
         try:
             with httpx.Client(timeout=timeout + CONNECT_TIMEOUT_S, trust_env=False) as http:
                 answer = http.post(
@@ -153,7 +153,7 @@ class BridgeExec:
             "tty": tty,
             "rows": rows,
             "cols": cols,
-            "timeout": timeout,
+            "timeout": min(timeout, wire.MAX_TIMEOUT_S),
         }
         session = BridgeSession(sock, tty)
         try:
