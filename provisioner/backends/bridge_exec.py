@@ -25,6 +25,7 @@ MAX_HEAD = 16 * 1024  # the bridge's answer to an upgrade: status line and heade
 # what `exec_on_disk` gathers of a command's output (a base64 git bundle of a kept branch
 # is up to ~270 MB); past it the command is hung up on
 MAX_GATHERED = 512 * 1024 * 1024
+REFUSED_CODE = 126
 
 
 def _host_port(endpoint: str) -> tuple[str, int]:
@@ -226,8 +227,14 @@ class BridgeSession:
                         self.code = int(json.loads(data)["code"])
                     self._ended.set()
                 elif kind == wire.ERROR:
+                    # refused before it ran: the reason is the output, 126 the exit code (a
+                    # shell's "cannot execute"), so a terminal shows why
+                    self.code = REFUSED_CODE
                     self._ended.set()
-                    raise BackendError(_refusal(422, data))
+                    status = 422
+                    with contextlib.suppress(ValueError, KeyError, TypeError):
+                        status = int(json.loads(data)["status"])
+                    return 2, f"dockyard: {_refusal(status, data)}\n".encode()
             return 0, b""
 
     def write(self, data: bytes) -> None:

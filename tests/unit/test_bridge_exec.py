@@ -5,7 +5,9 @@ provisioner/backends/bridge_exec.py."""
 from __future__ import annotations
 
 import contextlib
+import secrets
 import socket
+import struct
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,19 +159,33 @@ def test_session_under_a_terminal_resizes(via: BridgeExec) -> None:
         assert session.wait(10) == 7
     finally:
         session.close()
-    for argv in (["id", "a\x00b"], []):  # refused before anything runs, with the reason
-        bad = via.open_session(argv, tty=False)
-        with pytest.raises(BackendError, match=r"NUL|argv"):
-            bad.read()
-        bad.close()
+    for argv, said in ((["id", "a\x00b"], "NUL"), ([], "argv")):
+        bad = via.open_session(argv, tty=False)  # refused before anything runs, saying why
+        try:
+            stream, data = bad.read()
+            assert stream == 2 and said.encode() in data, data
+            assert bad.read() == (0, b"") and bad.wait(5) == 126
+        finally:
+            bad.close()
+
+
+def test_an_oversized_frame_drops_the_session(via: BridgeExec) -> None:
+    session = via.open_session(["cat"], tty=False)
+    try:
+        session.sock.sendall(struct.pack(">cI", commands.INPUT, commands.MAX_FRAME + 1))
+        assert session.read() == (0, b"")  # the bridge hung up on it (cat included)
+    finally:
+        session.close()
 
 
 def test_a_hung_up_session_ends_its_command(via: BridgeExec, bridge: BridgeRunner) -> None:
     marker = bridge.workdir / "still-running"
-    session = via.open_session(["sh", "-c", f"sleep 60; touch {marker}"], tty=False)
-    wait_until(lambda: via.run(["pgrep", "-f", "^sleep 60"], timeout=5)[0] == 0, 10, "the sleep")
+    naps = f"60.{secrets.randbelow(10**6)}"  # this test's own: other sleeps run on the host
+    session = via.open_session(["sh", "-c", f"sleep {naps}; touch {marker}"], tty=False)
+    asleep = ["pgrep", "-f", f"^sleep {naps}$"]
+    wait_until(lambda: via.run(asleep, timeout=10)[0] == 0, 30, "the sleep")
     session.close()
-    wait_until(lambda: via.run(["pgrep", "-f", "^sleep 60"], timeout=5)[0] == 1, 10, "the hang-up")
+    wait_until(lambda: via.run(asleep, timeout=10)[0] == 1, 30, "the hang-up")
     assert not marker.exists()
 
 
