@@ -67,6 +67,11 @@ def test_run_bounds_output_and_time(via: BridgeExec, bridge: BridgeRunner) -> No
     assert code == 128 + 1  # hung up (SIGHUP) at its timeout
     code, out = via.run(["/no/such/program"], timeout=5)
     assert code == 127 and "cannot run" in out
+    # a program left running in the background holds the output open: the answer comes
+    # once the command itself has ended all the same (as does a session's)
+    background = ["sh", "-c", "setsid sleep 30 & echo started"]
+    assert via.run(background, timeout=20) == (0, "started\n")
+    assert via.gather(background, timeout=20) == (0, "started\n")
 
 
 def test_requests_without_the_token_or_out_of_bounds_are_refused(bridge: BridgeRunner) -> None:

@@ -27,6 +27,7 @@ import struct
 import subprocess
 import termios
 import threading
+from collections.abc import Iterator
 from io import BufferedIOBase
 from typing import IO, Any, NamedTuple
 
@@ -41,6 +42,7 @@ MAX_FRAME = 64 * 1024
 MAX_OPEN_FRAME = 512 * 1024  # the first frame: the argv and env as JSON
 MAX_SIDE = 1000  # rows and columns of a terminal
 HANG_UP_S = 2.0  # after SIGHUP, this long before SIGKILL
+OUTPUT_GRACE_S = 0.5  # output read after a command exits, while some keeps coming
 UPGRADE = "dockyard-stream"
 _HEADER = struct.Struct(">cI")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -192,7 +194,7 @@ def run(command: Command, cwd: str) -> dict[str, Any]:
     timer.start()
     try:
         assert proc.stdout is not None
-        while chunk := os.read(proc.stdout.fileno(), 65536):
+        for _, chunk in _outputs(proc, {proc.stdout.fileno(): STDOUT}):
             if size < MAX_OUTPUT:
                 kept.append(chunk[: MAX_OUTPUT - size])
             size += len(chunk)
@@ -206,6 +208,26 @@ def run(command: Command, cwd: str) -> dict[str, Any]:
         "truncated": size > MAX_OUTPUT,
         "timed_out": expired.is_set(),
     }
+
+
+def _outputs(proc: subprocess.Popen[bytes], fds: dict[int, bytes]) -> Iterator[tuple[bytes, bytes]]:
+    """(stream, bytes) read from `fds` until each ends, or until the command has exited
+    and they stay quiet for OUTPUT_GRACE_S: a program it started in the background
+    (`setsid -f server`) may hold them open for ever."""
+    fds = dict(fds)
+    while fds:
+        ready, _, _ = select.select(list(fds), [], [], OUTPUT_GRACE_S)
+        if not ready and proc.poll() is not None:
+            return
+        for fd in ready:
+            try:
+                data = os.read(fd, MAX_FRAME)
+            except OSError:  # EIO: every holder of the terminal has gone
+                data = b""
+            if data:
+                yield fds[fd], data
+            else:
+                del fds[fd]
 
 
 # -- framed sessions --------------------------------------------------------------------
@@ -333,25 +355,12 @@ class Session:
         assert proc is not None
         try:
             if self.master is not None:
-                while True:
-                    try:
-                        data = os.read(self.master, MAX_FRAME)
-                    except OSError:  # EIO: every holder of the terminal has gone
-                        data = b""
-                    if not data:
-                        break
-                    self._send(STDOUT, data)
+                fds = {self.master: STDOUT}
             else:
                 assert proc.stdout is not None and proc.stderr is not None
-                pipes = {proc.stdout.fileno(): STDOUT, proc.stderr.fileno(): STDERR}
-                while pipes:
-                    ready, _, _ = select.select(list(pipes), [], [])
-                    for fd in ready:
-                        data = os.read(fd, MAX_FRAME)
-                        if data:
-                            self._send(pipes[fd], data)
-                        else:
-                            del pipes[fd]
+                fds = {proc.stdout.fileno(): STDOUT, proc.stderr.fileno(): STDERR}
+            for stream, data in _outputs(proc, fds):
+                self._send(stream, data)
             code = _exit_code(proc.wait())
             self._send(EXIT, json.dumps({"code": code}).encode())
         except OSError:
