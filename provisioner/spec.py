@@ -107,6 +107,11 @@ class PlacementConfig(_Strict):
     preferences: Literal["spread"] = Field(
         "spread", description="spread: the least loaded node that meets the constraints"
     )
+    on_drain: Literal["error", "pause"] = Field(
+        "error",
+        description="What a drained node's workspaces become: error (the default), or "
+        "pause (resumable on the same node, with its disk, once the node is active)",
+    )
 
     @field_validator("constraints")
     @classmethod

@@ -47,7 +47,7 @@ from provisioner.backends.swarm_client import Pusher, ServiceInfo, SwarmClient, 
 from provisioner.errors import BackendError, BackendUnavailable
 from provisioner.images import recipes
 from provisioner.images.builder import ImageBuilder
-from provisioner.placement import NodeView, PlacementError, choose, problem
+from provisioner.placement import NodeView, PlacementError, choose, drained, problem
 from provisioner.spec import WorkspaceSpec
 
 LABEL_NODE = "dockyard.node"  # the node id a task's disk lives on
@@ -447,7 +447,11 @@ class SwarmBackend:
         node_name = service.labels.get(LABEL_NODE_NAME, "")
         why = self._node_problem(service)
         if why is not None:
-            return Observed(exists=True, running=False, lost=why, node=node_name)
+            node = self._node_of(service)
+            was_drained = node is not None and drained(node)
+            return Observed(
+                exists=True, running=False, lost=why, drained=was_drained, node=node_name
+            )
         if service.replicas == 0:
             return Observed(exists=True, running=False, node=node_name)
         task = self._current(service)

@@ -52,6 +52,7 @@ from provisioner.errors import (
 from provisioner.lifecycle import TERMINAL, ErrorClass, State, Status
 from provisioner.logcontext import in_task
 from provisioner.model import POOL_OWNER, Task, parse_time
+from provisioner.placement import PAUSE, on_lost
 from provisioner.pricing import PriceTable
 from provisioner.prompts import FINISHED, refusal_reason
 from provisioner.routing import Target
@@ -559,10 +560,12 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
         return "; last output: " + " | ".join(tail) if tail else ""
 
     def workspace_died(self, task_id: str) -> None:
-        """An active task's workspace stopped by itself: error, with the cause."""
+        """An active task's workspace stopped by itself: error, with the cause (or paused,
+        when its node was drained and its template says `placement.on_drain: pause`)."""
         lock = self._lock_for(self._task_locks, task_id)
         if not lock.acquire(blocking=False):
             return  # a pause or delete is stopping it on purpose right now
+        pause_for = ""
         try:
             if self._stopping_elsewhere(task_id):
                 return  # another engine is pausing or completing it
@@ -572,11 +575,31 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
                 return
             if self._await_restart(task_id, observed):
                 return
-            message = f"workspace stopped: {observed.death_cause()}" + self.last_output(task_id)
-            klass = ErrorClass.PERMANENT if observed.oom_killed else ErrorClass.UNKNOWN
-            self.fail(task_id, Status.ACTIVE, message, klass)
+            policy = self.store.get(task_id).policy
+            if on_lost(policy, observed.lost, observed.drained) == PAUSE:
+                pause_for = observed.lost
+            else:
+                message = f"workspace stopped: {observed.death_cause()}"
+                message += self.last_output(task_id)
+                klass = ErrorClass.PERMANENT if observed.oom_killed else ErrorClass.UNKNOWN
+                self.fail(task_id, Status.ACTIVE, message, klass)
         finally:
             lock.release()
+        if pause_for:
+            self._pause_on_drain(task_id, pause_for)
+
+    def _pause_on_drain(self, task_id: str, why: str) -> None:
+        """Pause a task whose node was drained: the pause's own path (logs synced, the
+        repository checkpointed if the workspace still answers, the service scaled to
+        none), so a resume once the node is active starts it there with its disk."""
+        reason = f"{why}; paused with its disk on the node: resume it once the node is active"
+        try:
+            self.pause(task_id, actor="engine", reason=reason)
+        except (TaskConflict, TaskNotFound):
+            return  # someone else moved it on meanwhile (a delete, another engine)
+        except BackendError as exc:
+            self.fail(task_id, Status.ACTIVE, f"{reason} (the pause failed: {exc})",
+                      ErrorClass.TRANSIENT)  # fmt: skip
 
     def _await_restart(self, task_id: str, observed: Observed) -> bool:
         """True while a workspace whose template asks Docker to restart it may still return.

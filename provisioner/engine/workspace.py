@@ -15,6 +15,7 @@ from provisioner.gitwork.scripts import clone_script, credential_helper
 from provisioner.gitwork.urls import redact_url, task_branch
 from provisioner.images import recipes
 from provisioner.model import Task
+from provisioner.placement import ON_DRAIN, ON_DRAIN_DEFAULT
 from provisioner.spec import IMAGE_FROM, WorkspaceSpec
 from provisioner.templating.catalog import Catalog, Template
 from provisioner.templating.params import REDACTED
@@ -80,6 +81,8 @@ def task_policy(catalog: Catalog, spec: WorkspaceSpec) -> dict[str, Any]:
     policy["workdir"] = spec.workdir
     policy["access"] = spec.access.model_dump()
     policy["apps"] = [a.model_dump() for a in spec.apps]
+    if spec.placement.on_drain != ON_DRAIN_DEFAULT:
+        policy[ON_DRAIN] = spec.placement.on_drain  # older tasks lack it: the default
     lender = _lender(catalog, spec)  # loaded once: what is stored is what is pinned
     if lender is not None:
         if catalog.versions is not None:
