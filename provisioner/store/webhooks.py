@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     Engine,
     Select,
     and_,
@@ -120,11 +121,7 @@ class WebhooksMixin:
                 insert_ignoring_duplicates(self.db, cursors), [{"name": CURSOR, "value": newest}]
             )
             if commit_order.commit_ordered(self.db):
-                start = commit_order.horizon(conn)
-                conn.execute(
-                    insert_ignoring_duplicates(self.db, cursors),
-                    [{"name": XACT_CURSOR, "value": start}],
-                )
+                self._xact_cursor_in(conn)
             values = {
                 "id": secrets.token_hex(6),
                 "owner": owner,
@@ -241,19 +238,32 @@ class WebhooksMixin:
         deliveries; a database without one starts at the horizon now (history is not
         sent, as with the id cursor)."""
         with self.db.begin() as conn:
-            value = conn.execute(
+            return self._xact_cursor_in(conn)
+
+    def _xact_cursor_in(self, conn: Connection) -> int:
+        def read() -> Any:
+            return conn.execute(
                 select(cursors.c.value).where(cursors.c.name == XACT_CURSOR)
             ).scalar()
-            if value is not None:
-                return int(value)
+
+        value = read()
+        if value is not None:
+            return int(value)
+        conn.execute(
+            insert_ignoring_duplicates(self.db, cursors),
+            [{"name": XACT_CURSOR, "value": commit_order.horizon(conn)}],
+        )
+        value = int(read() or 0)
+        # A database from before commit order: its events have no transaction id. Those
+        # the id cursor had not reached yet are put at the start, to be read.
+        by_id = conn.execute(select(cursors.c.value).where(cursors.c.name == CURSOR)).scalar()
+        if by_id is not None:
             conn.execute(
-                insert_ignoring_duplicates(self.db, cursors),
-                [{"name": XACT_CURSOR, "value": commit_order.horizon(conn)}],
+                update(events)
+                .where(and_(events.c.xact.is_(None), events.c.id > by_id))
+                .values(xact=value)
             )
-            value = conn.execute(
-                select(cursors.c.value).where(cursors.c.name == XACT_CURSOR)
-            ).scalar()
-        return int(value or 0)
+        return value
 
     def event_horizon(self) -> int:
         """The oldest transaction still in flight: events below it are all visible."""

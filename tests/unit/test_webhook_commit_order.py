@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 
 from provisioner.lifecycle import Status
 from provisioner.model import utcnow
@@ -120,3 +120,25 @@ def test_events_carry_their_transaction_even_from_a_plain_insert(pg_store: Store
     with pg_store.db.connect() as conn:
         found = conn.execute(select(events.c.xact).where(events.c.actor == "old")).scalar()
     assert found is not None and found > 0
+
+
+def test_events_from_before_commit_order_that_were_not_read_yet_are_delivered(
+    pg_store: Store,
+) -> None:
+    """A database upgraded in place: its events have no transaction id, and the id
+    cursor says how far the older dispatcher had read; the rest are still delivered."""
+    store = pg_store
+    store.create_user("boss", "admin")
+    hook = store.create_webhook(
+        "boss", "http://127.0.0.1:9/", ["progress"], new_secret(), all_tasks=True
+    )["id"]
+    task = stored_task(store, Status.ACTIVE, owner="boss")
+    for text in ("read before", "not read yet"):
+        assert store.record(task.id, "progress", actor="user:boss", reason=text)
+    read, unread = (int(e["id"]) for e in store.events(task.id)[-2:])
+    with store.db.begin() as conn:  # as the older version left it
+        conn.execute(update(events).values(xact=None))
+        conn.execute(delete(cursors).where(cursors.c.name == XACT_CURSOR))
+        conn.execute(update(cursors).where(cursors.c.name == "webhooks").values(value=read))
+    Dispatcher(store, SETTINGS, tick_s=60).fan_out()
+    assert _delivered_events(store, hook) == [unread]
