@@ -102,6 +102,13 @@ def drained(node: NodeView) -> bool:
     return node.state == "ready" and node.availability == "drain"
 
 
+def settling(node: NodeView) -> bool:
+    """The manager has not heard from the node since it (re)started or a new leader was
+    elected: Swarm marks every node `unknown` then, until it reports again (or, after a
+    grace period, `down`). Its workspaces are likely running: wait, don't fail them."""
+    return node.state == "unknown"
+
+
 def on_lost(policy: Mapping[str, object], lost: str, was_drained: bool) -> str:
     """What a task whose workspace's node went away becomes: `pause` when the node was
     drained and the task's template asked for it (placement.on_drain: pause), else

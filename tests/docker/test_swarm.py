@@ -68,8 +68,10 @@ def _remove_pushed_images(client: docker.DockerClient, registry: str) -> None:
     """The registry's names (tags, and the digests a push records) the backend gave
     images on this machine's daemon, and the bridge images it built: the registry is gone
     with the swarm. An image that has other names (the template's) keeps them."""
-    for image in client.images.list():
-        names = [*image.tags, *(image.attrs.get("RepoDigests") or [])]
+    # the low-level list: images.list() inspects each image, and one that another test
+    # removes meanwhile fails the whole listing
+    for image in client.api.images():
+        names = [*(image.get("RepoTags") or []), *(image.get("RepoDigests") or [])]
         for name in names:
             if name.startswith(f"{registry}/"):
                 with contextlib.suppress(docker.errors.APIError):
@@ -308,3 +310,32 @@ def _wait_node_ready(swarm: Swarm, hostname: str) -> None:
             )
 
         wait_until(ready, timeout=60, what=f"{hostname} ready again", interval=0.2)
+
+
+def test_a_manager_restart_converges_as_on_docker(
+    server: ServerHandle, swarm: Swarm, two_tasks: list[str]
+) -> None:
+    """The manager's dockerd is killed while tasks run and started again: the worker's
+    task runs on (never errored), the manager's own task, whose container died with its
+    daemon, errors with the cause and resumes there; one service per task, no orphan."""
+    on_manager = next(t for t in two_tasks if _node_of(server, t) == "dys-n1")
+    on_worker = next(t for t in two_tasks if t != on_manager)
+    for task in two_tasks:
+        server.wait_idle(task, timeout=90)
+    seen = len(server.engine.store.events(on_worker))
+    swarm.kill_daemon(swarm.manager)
+    swarm.start_daemon(swarm.manager)
+    _wait_node_ready(swarm, "dys-n1")
+    _wait_node_ready(swarm, "dys-n2")
+    status = server.wait_for(on_manager, lambda s: s["status"] == "error", 90, "error")
+    assert status["message"].startswith("workspace stopped: "), status
+    server.cli("task", "send", on_worker, "after the manager restart")
+    server.wait_output(on_worker, "Done: after the manager restart")
+    moves = [e["to_value"] for e in server.engine.store.events(on_worker)[seen:]]
+    assert "error" not in moves and server.status(on_worker)["status"] == "active", moves
+    server.cli("task", "resume", on_manager)
+    server.wait_idle(on_manager, timeout=120)
+    assert _node_of(server, on_manager) == "dys-n1"
+    backend = _backend(server)
+    assert backend.task_ids() == set(two_tasks)  # no orphan service
+    assert all(_count_services(swarm, t) == 1 for t in two_tasks)  # no duplicate

@@ -27,6 +27,7 @@ from provisioner.placement import (
     drained,
     on_lost,
     problem,
+    settling,
 )
 from provisioner.templating.schema import TemplateConfig
 
@@ -142,6 +143,8 @@ def test_a_drained_node_pauses_only_tasks_whose_template_asks() -> None:
     assert drained(NodeView("x", "n2", availability="drain"))
     assert not drained(NodeView("x", "n2", state="down", availability="drain"))
     assert not drained(NodeView("x", "n2", availability="pause"))
+    assert settling(NodeView("x", "n2", state="unknown"))
+    assert not settling(NodeView("x", "n2", state="down"))
     pause = {"on_drain": "pause"}
     assert on_lost(pause, "node n2 is drained", True) == "pause"
     assert on_lost({}, "node n2 is drained", True) == "error"  # the default, older tasks
@@ -259,6 +262,12 @@ def test_observe_gives_the_bridge_on_its_node_and_a_lost_node_by_name() -> None:
     gone = _backend(FakeSwarm([N1])).observe("t1")
     assert "node n2 left the swarm" in gone.death_cause()
     assert not observed.drained and not gone.drained
+
+    # just after a manager restart every node is `unknown` until it reports: waited for
+    unknown = NodeView("id2", "n2", addr="10.0.0.2", state="unknown", message="leadership")
+    observed = _backend(FakeSwarm([N1, unknown])).observe("t1")
+    assert observed.restarting and not observed.lost and not observed.running
+    assert _backend(FakeSwarm([N1, unknown])).running_task_ids() == {"t1"}
 
     drain = NodeView("id2", "n2", addr="10.0.0.2", availability="drain")
     observed = _backend(FakeSwarm([N1, drain])).observe("t1")
