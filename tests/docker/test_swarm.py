@@ -317,7 +317,7 @@ def test_a_manager_restart_converges_as_on_docker(
 ) -> None:
     """The manager's dockerd is killed while tasks run and started again: the worker's
     task runs on (never errored), the manager's own task, whose container died with its
-    daemon, errors with the cause and resumes there; one service per task, no orphan."""
+    daemon, errors with the cause; one service per task, no orphan."""
     on_manager = next(t for t in two_tasks if _node_of(server, t) == "dys-n1")
     on_worker = next(t for t in two_tasks if t != on_manager)
     for task in two_tasks:
@@ -333,9 +333,7 @@ def test_a_manager_restart_converges_as_on_docker(
     server.wait_output(on_worker, "Done: after the manager restart")
     moves = [e["to_value"] for e in server.engine.store.events(on_worker)[seen:]]
     assert "error" not in moves and server.status(on_worker)["status"] == "active", moves
-    server.cli("task", "resume", on_manager)
-    server.wait_idle(on_manager, timeout=120)
-    assert _node_of(server, on_manager) == "dys-n1"
+    # (a resume on its node after such an error: the lost-node test above)
     backend = _backend(server)
     assert backend.task_ids() == set(two_tasks)  # no orphan service
     assert all(_count_services(swarm, t) == 1 for t in two_tasks)  # no duplicate
