@@ -219,17 +219,19 @@ def check_repo_values(template: Template, values: dict[str, Any]) -> None:
                 "change them"
             )
         values["repo_known_hosts"] = check_known_hosts(values["repo_known_hosts"])
-    if values.get("repo_ssh_key") not in (None, "", REDACTED):
-        # checked (and its line ends fixed) even when unused: a bad key fails now, not at
-        # a later task's clone (a stored task's is masked: checked when it was created)
-        values["repo_ssh_key"] = check_ssh_key(values["repo_ssh_key"])
     if values.get("repo") and is_ssh_url(values["repo"]):
         check_ssh_values(template, values)
+    # else a key is left unused and unchecked: a server-wide DOCKYARD_SECRET_REPO_SSH_KEY
+    # reaches https tasks too
 
 
 def check_ssh_values(template: Template, values: dict[str, Any]) -> None:
-    """An ssh repository needs its deploy key and a way to know its host's key."""
+    """An ssh repository needs its deploy key (checked, its line ends fixed in `values`)
+    and a way to know its host's key."""
     rules = template.config.repo
+    if values.get("repo_ssh_key") not in (None, "", REDACTED):
+        # a stored task's key is masked: it was checked when the task was created
+        values["repo_ssh_key"] = check_ssh_key(values["repo_ssh_key"])
     if values.get("repo_ssh_key") in (None, ""):
         raise MissingParameter(
             "Parameter repo_ssh_key: an ssh repository needs a deploy key",

@@ -179,14 +179,15 @@ def test_an_ssh_task_needs_a_key_and_the_hosts_key(key: str) -> None:
     with pytest.raises(ValueError, match="known_hosts"):
         scripted(known_hosts="Host *\n  ProxyCommand id")
     # a key given with an https URL (a server-wide DOCKYARD_SECRET_REPO_SSH_KEY, say) is
-    # checked, and left unused
-    spec = render_workspace(
-        template, None, {"repo": "https://h/r.git", "repo_ssh_key": key, "repo_credential": "t"}
-    )
-    _, files = repo_setup(new_task(name="t-1"), spec)
-    assert set(files) == {REPO_CREDENTIAL_FILE}
+    # left unused: it neither reaches the workspace nor stops the task
+    for given in (key, "not a key"):
+        params = {"repo": "https://h/r.git", "repo_ssh_key": given, "repo_credential": "t"}
+        _, files = repo_setup(new_task(name="t-1"), render_workspace(template, None, params))
+        assert set(files) == {REPO_CREDENTIAL_FILE}
     with pytest.raises(ParameterError) as refused:
-        render_workspace(template, None, {"repo": "https://h/r.git", "repo_ssh_key": "x\x1b"})
+        render_workspace(
+            template, None, {"repo": URL, "repo_ssh_key": "x\x1b", "repo_known_hosts": HOST_LINE}
+        )
     assert "\x1b" not in str(refused.value)
 
 
