@@ -241,16 +241,25 @@ def repo_parameters(repo: RepoConfig) -> list[Parameter]:
                 regex=r"[!-~]{0,4096}", message="a token: printable characters, no spaces"
             ),
         ),
-        # the key's whole shape is checked in gitwork.ssh (its errors never show it)
+        # the shape here; the key's every line is checked in gitwork.ssh (whose errors,
+        # like these, never show it)
         Parameter(
             name="repo_ssh_key",
             secret=True,
             description="SSH deploy key (the private key file's text) for an ssh repository",
+            validation=Validation(
+                regex=r"[\n\r -~]{0,16384}",
+                message="a private key file's text: printable ASCII lines, at most 16 KiB",
+            ),
         ),
         Parameter(
             name="repo_known_hosts",
             description="The ssh repository host's keys (`ssh-keyscan HOST` lines), unless "
             "the template gives them",
+            validation=Validation(
+                regex=r"[\n\r -~]{0,65536}",
+                message="known_hosts lines: printable ASCII, at most 64 KiB",
+            ),
         ),
     ]
 
