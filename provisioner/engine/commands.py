@@ -32,6 +32,7 @@ from provisioner.lifecycle import TERMINAL, ErrorClass, State, Status
 from provisioner.model import NAME_RE, QueueFields, Task, slug_from_prompt, utcnow
 from provisioner.prompts import check_size, new_prompt_id
 from provisioner.queueing import title_from
+from provisioner.retention import removed as workspace_removed
 from provisioner.routing import template_and_preset
 from provisioner.spec import WorkspaceSpec
 from provisioner.store.store import Store
@@ -391,7 +392,7 @@ class UserCommands:
                 # its last work committed before the workspace goes (bounded; a failure
                 # is an event and never keeps the delete from happening)
                 self.gitwork.checkpoint(task, "delete", actor=actor)
-            if self.kept is not None and task.base_commit:
+            if self.kept is not None and task.base_commit and not workspace_removed(task):
                 # a copy of the branch outlives the workspace (bounded; never blocks)
                 self.gitwork.keep(task, self.kept, actor=actor)
             if task.status not in TERMINAL:

@@ -171,22 +171,37 @@ def build_proxy_router(engine: Engine) -> APIRouter:
         try:
             who = principal_of(websocket.state)
             task, host, number = await run_in_threadpool(target, who, ref, port, "task.forward")
+            # counted until the tunnel ends, however it ends (session_limits)
+            engine.sessions.acquire(task.id, task.name, who.user)
             try:
                 reader, writer = await asyncio.wait_for(
                     asyncio.open_connection(host, number), CONNECT_TIMEOUT_S
                 )
-            except (OSError, TimeoutError) as exc:
-                raise BridgeFailure(
-                    f"nothing answers on port {number} of task {task.name}'s workspace ({exc})",
-                    hint="start the app in the workspace first",
-                ) from exc
+            except BaseException as exc:
+                engine.sessions.release(task.id, who.user)
+                if isinstance(exc, OSError | TimeoutError):
+                    raise BridgeFailure(
+                        f"nothing answers on port {number} of task {task.name}'s workspace ({exc})",
+                        hint="start the app in the workspace first",
+                    ) from exc
+                raise
         except DockyardError as exc:
             await refuse(websocket, exc)
             return
-        await run_in_threadpool(
-            ctx.record, task, "port-forward", who, f"connection to port {number}"
-        )
-        await websocket.send_json({"connected": True})
+        try:
+            await run_in_threadpool(
+                ctx.record, task, "port-forward", who, f"connection to port {number}"
+            )
+            await websocket.send_json({"connected": True})
+            await _tunnel(websocket, reader, writer)
+        finally:
+            writer.close()
+            engine.sessions.release(task.id, who.user)
+
+    async def _tunnel(
+        websocket: WebSocket, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """Bytes both ways until either side closes."""
 
         async def upstream() -> None:
             while True:
