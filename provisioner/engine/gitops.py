@@ -191,18 +191,14 @@ class GitWork:
         the last checkpoint); the bundle alone cannot give them, as it holds only the
         commits after the base. None (an event says why) when git fails: the bundle is
         kept anyway."""
-        diffs: dict[str, dict[str, Any]] = {}
-        for kind, since in (("base", False), ("checkpoint", True)):
-            argv = scripts.diff_argv(self._workdir(task), since_checkpoint=since, full=True)
-            try:
-                code, out = self._run(task, argv, KEEP_S)
-                if code != 0:
-                    raise parse.GitOutputError(parse.error_of(out))
-                diffs[kind] = parse.diff_result(out)
-            except (DockyardError, OSError, parse.GitOutputError) as exc:
-                self._kept(task, actor, f"diff not kept (task diff will not answer): {exc}")
-                return None
-        return diffs
+        try:
+            code, out = self._run(task, scripts.kept_diffs_argv(self._workdir(task)), KEEP_S)
+            if code != 0:
+                raise parse.GitOutputError(parse.error_of(out))
+            return parse.kept_diffs(out, scripts.KEPT_DIFFS_SEPARATOR)
+        except (DockyardError, OSError, parse.GitOutputError) as exc:
+            self._kept(task, actor, f"diff not kept (task diff will not answer): {exc}")
+            return None
 
     def _kept(self, task: Task, actor: str, reason: str) -> None:
         log.info("%s: %s", task.name, reason)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from provisioner.engine.kept import KeptBundles
+from provisioner.gitwork import parse
 from provisioner.gitwork.kept import KeptError, bounded_diffs, diff_name, diffs_of
 from provisioner.queueing import parse_completion
 from provisioner.retention import removed
@@ -35,6 +36,15 @@ def test_kept_diff_rules() -> None:
     for hostile in ("../x", "a/b", "", "0" * 36):
         with pytest.raises(KeptError):
             diff_name(hostile)
+    # both diffs of one script run, split at the separator line only
+    sha = "a" * 40
+    one = f"@@base {sha}\n@@from {sha}\n@@head {sha}\n@@branch b\n@@commits\n@@numstat\n"
+    text = one + "@@diff\n+@@@@checkpoint\n" + "@@@@checkpoint\n" + one
+    both = parse.kept_diffs(text, "@@@@checkpoint")
+    assert both["base"]["diff"] == "+@@@@checkpoint\n" and both["checkpoint"]["files"] == []
+    for bad in (one, text + "@@@@checkpoint\n"):
+        with pytest.raises(parse.GitOutputError):
+            parse.kept_diffs(bad, "@@@@checkpoint")
 
 
 @pytest.fixture(scope="module")
