@@ -134,6 +134,15 @@ class TerraformSpec:
 
 
 @dataclass(frozen=True)
+class RepoSsh:
+    """How an ssh repository's host is trusted: the template's known_hosts lines (a task's
+    own come as the `repo_known_hosts` parameter), and whether a first-seen key may be."""
+
+    known_hosts: str = ""
+    accept_new: bool = False
+
+
+@dataclass(frozen=True)
 class WorkspaceSpec:
     """Everything a backend needs to make one task's workspace."""
 
@@ -158,6 +167,7 @@ class WorkspaceSpec:
     terraform: TerraformSpec | None = None
     # the task gave the standard `repo` parameter: the setup clones it first
     clones_repo: bool = False
+    repo_ssh: RepoSsh = field(default_factory=RepoSsh)
     access: AccessConfig = field(default_factory=AccessConfig)
     apps: tuple[AppConfig, ...] = ()
     placement: PlacementConfig = field(default_factory=PlacementConfig)
