@@ -56,6 +56,7 @@ from provisioner.placement import PAUSE, on_lost
 from provisioner.pricing import PriceTable
 from provisioner.prompts import FINISHED, refusal_reason
 from provisioner.routing import Target
+from provisioner.session_limits import OpenSessions, idle_since
 from provisioner.store.store import Store
 from provisioner.templating.catalog import Catalog
 
@@ -103,6 +104,7 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
         targets: Mapping[str, Target] | None = None,
         retention: str | None = None,
         kept: KeptBundles | None = None,
+        sessions: OpenSessions | None = None,
     ) -> None:
         self.store = store
         self.backend = backend
@@ -118,7 +120,10 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
         self.routes = Routes(self)
         # how long finished tasks' workspaces stay when their template does not say
         self.retention = retention
-        self.retention_sweeper = RetentionSweeper(store, backend)
+        # the branch is kept (task pull, task diff) before retention removes a workspace
+        self.retention_sweeper = RetentionSweeper(
+            store, backend, before_remove=self._keep_before_removal
+        )
         self.retries = Retries(self)
         self.scheduler = Scheduler(self)  # schedules (cron): their fire times, once
         self.pricing = pricing or PriceTable()  # fills in dollars of usage reported as tokens
@@ -143,6 +148,9 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
         )
         # deleted tasks' branches, for task pull after the workspace is gone (None: none)
         self.kept = kept
+        # shells, exec streams and port-forwards open now in this process: their bounds,
+        # and the activity that keeps a task from idle auto-pause (session_limits.py)
+        self.sessions = sessions or OpenSessions()
         self._thread: threading.Thread | None = None
         self._last_sweep = 0.0
 
@@ -300,11 +308,22 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
             log.info("removing workspace of deleted task %s", task_id)
             self.backend.remove(task_id)
 
+    def _keep_before_removal(self, task: Task) -> None:
+        """Keep the task branch and its diff, as a delete does, before retention removes
+        the workspace: `task diff` and `task pull` then answer from the copy."""
+        if self.kept is not None and task.base_commit:
+            self.gitwork.keep(task, self.kept, actor="policy")
+
     def _maybe_auto_pause(self, task: Task) -> None:
         limit = task.policy.get("idle_timeout")
         if not limit or task.state != State.IDLE.value or not task.state_changed_at:
             return
-        idle_for = time.time() - parse_time(task.state_changed_at).timestamp()
+        if self.sessions.open_for(task.id):
+            return  # its user works in it (a shell, exec or port-forward): not idle
+        since = idle_since(
+            parse_time(task.state_changed_at).timestamp(), self.sessions.last_closed(task.id)
+        )
+        idle_for = time.time() - since
         if idle_for < float(limit):
             return
         if any(p["state"] not in FINISHED for p in self.store.prompts(task.id)):

@@ -114,6 +114,20 @@ _BUNDLE = """main() {
   echo
 }"""
 
+# Both diffs a kept copy holds (against the base, and against the last checkpoint) in one
+# run: a stopped workspace's helper container starts once, not twice, at a delete.
+KEPT_DIFFS_SEPARATOR = "@@@@checkpoint"
+_KEPT_DIFFS = (
+    _DIFF.replace("main() {", "diff_of() {", 1)
+    + """
+main() {
+  diff_of base full || return
+  rm -f "$idx"
+  echo "@KEPT_SEPARATOR@"
+  diff_of checkpoint full
+}"""
+).replace("@KEPT_SEPARATOR@", KEPT_DIFFS_SEPARATOR)
+
 _PUSH = """main() {
   remote=$1
   [ -n "$remote" ] || remote=origin
@@ -154,6 +168,12 @@ def diff_argv(workdir: str, *, since_checkpoint: bool = False, full: bool = True
     return _argv(
         _DIFF, workdir, "checkpoint" if since_checkpoint else "base", "full" if full else "stat"
     )
+
+
+def kept_diffs_argv(workdir: str) -> list[str]:
+    """The diff against the base, the separator line, then the one against the last
+    checkpoint (both full), for the copy kept when the workspace goes."""
+    return _argv(_KEPT_DIFFS, workdir)
 
 
 def bundle_argv(workdir: str, branch: str) -> list[str]:
