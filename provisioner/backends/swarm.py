@@ -19,12 +19,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from provisioner.backends.base import (
     BRIDGE_DIR,
@@ -44,6 +45,12 @@ from provisioner.backends.docker import (
 )
 from provisioner.backends.docker_client import DockerClient
 from provisioner.backends.swarm_client import Pusher, ServiceInfo, SwarmClient, TaskInfo
+from provisioner.backends.swarm_volumes import (
+    Placed,
+    VolumeJanitor,
+    check_endpoints,
+    volume_names,
+)
 from provisioner.errors import BackendError, BackendUnavailable
 from provisioner.images import recipes
 from provisioner.images.builder import ImageBuilder
@@ -74,13 +81,16 @@ class SwarmSettings:
     registry: str  # host:port every node and this server's engine reach
     network: str = "dockyard-net"
     workspaces_per_node: int | None = None
+    # hostname -> that node's Docker API: deletes then remove volumes there (swarm_volumes)
+    node_endpoints: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, raw: object) -> SwarmSettings:
         """Check and read the section; a ValueError says what is wrong."""
         if not isinstance(raw, Mapping):
             raise ValueError("swarm: must be a mapping with manager, registry and network")
-        unknown = set(raw) - {"manager", "registry", "network", "workspaces_per_node"}
+        known = {"manager", "registry", "network", "workspaces_per_node", "node_endpoints"}
+        unknown = set(raw) - known
         if unknown:
             raise ValueError(f"swarm: unknown setting(s) {', '.join(sorted(map(str, unknown)))}")
         manager = str(raw.get("manager") or "")
@@ -99,7 +109,8 @@ class SwarmSettings:
             isinstance(per_node, bool) or not isinstance(per_node, int) or per_node < 1
         ):
             raise ValueError("swarm.workspaces_per_node must be a whole number of at least 1")
-        return cls(manager, registry, network, per_node)
+        endpoints = check_endpoints(raw.get("node_endpoints"))
+        return cls(manager, registry, network, per_node, endpoints)
 
 
 def _short(task_id: str) -> str:
@@ -137,6 +148,9 @@ class SwarmBackend:
         self._pushed: set[str] = set()  # refs this process pushed (a push is idempotent)
         self._nodes: tuple[float, list[NodeView]] = (0.0, [])
         self._lock = threading.Lock()  # one placement at a time: two creates, two nodes
+        self.volumes = VolumeJanitor(
+            self.swarm, settings.manager, self._base(), settings.node_endpoints
+        )
 
     # naming ---------------------------------------------------------------
     def _base(self) -> dict[str, str]:
@@ -296,10 +310,8 @@ class SwarmBackend:
                 LABEL_IMAGE: image,
             }
             short = _short(task_id)
-            volumes = {
-                f"dockyard-{short}-workspace": spec.workdir,
-                f"dockyard-{short}-home": recipes.AGENT_HOME,
-            }
+            workspace_volume, home_volume = volume_names(task_id)
+            volumes = {workspace_volume: spec.workdir, home_volume: recipes.AGENT_HOME}
             self.swarm.create_service(
                 name=f"dockyard-{short}",
                 image=remote,
@@ -425,12 +437,24 @@ class SwarmBackend:
             time.sleep(0.1)
 
     def remove(self, task_id: str) -> None:
-        """Remove the task's service and secrets. Its volumes stay on their node: Swarm
-        cannot remove a node's local volume from the manager (see docs/swarm.md)."""
-        for service in self.swarm.services(self._labels(task_id)):
+        """Remove the task's service and secrets, then free its volumes on their node
+        (swarm_volumes: Swarm cannot remove a node's volume from the manager)."""
+        services = self.swarm.services(self._labels(task_id))
+        if len(services) == 1 and services[0].replicas > 0:
+            # the container gone first: a wipe beside a stopping agent could miss its
+            # last writes, and a volume in use cannot be removed
+            with contextlib.suppress(BackendError):
+                self.stop(task_id)
+        placed = [
+            Placed(s.labels[LABEL_NODE], s.labels.get(LABEL_NODE_NAME, ""), s.image)
+            for s in services
+            if s.labels.get(LABEL_NODE)
+        ]
+        for service in services:
             self.swarm.remove_service(service.id)
         for sid, _ in self.swarm.secrets(self._labels(task_id)):
             self.swarm.remove_secret(sid)
+        self.volumes.free(task_id, placed)
 
     def _current(self, service: ServiceInfo) -> TaskInfo | None:
         """The task Swarm wants running (the newest), else the newest of all."""
@@ -531,4 +555,7 @@ class SwarmBackend:
     def task_ids(self) -> set[str]:
         """Task ids with a service of this instance."""
         ids = {s.labels.get(LABEL_TASK, "") for s in self.swarm.services(self._base())}
+        # and deleted tasks' disks not freed yet: wipes waiting for their node, volumes on
+        # the nodes with a known endpoint (the orphan sweep's remove then frees them)
+        ids |= self.volumes.reap() | self.volumes.leftover_task_ids()
         return {i for i in ids if i}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import pytest
@@ -14,6 +15,7 @@ import yaml
 
 from provisioner.backends.swarm import LABEL_NODE_NAME, SwarmBackend
 from provisioner.backends.swarm_client import ServiceInfo
+from provisioner.backends.swarm_volumes import LABEL_WIPE, volume_names
 from provisioner.server.main import build_engine
 from tests.docker.conftest import ServerHandle
 from tests.serving import serve
@@ -203,3 +205,43 @@ def _wait_node_ready(swarm: Swarm, hostname: str) -> None:
             )
 
         wait_until(ready, timeout=60, what=f"{hostname} ready again", interval=0.2)
+
+
+def _volume_data(swarm: Swarm, node: str, volume: str) -> Path:
+    """A node's volume as its dockerd keeps it (the node's data root is on this host)."""
+    return swarm.node(node).dir / "data" / "volumes" / volume / "_data"
+
+
+def test_delete_frees_the_disk_on_its_node(server: ServerHandle, swarm: Swarm) -> None:
+    """Without the node's endpoint a wipe empties its volumes; with it they are removed;
+    and the orphan sweep removes a deleted task's volume left on a node."""
+    wiped, removed = _create(server, "disk one", False), _create(server, "disk two", False)
+    for task in (wiped, removed):
+        server.wait_idle(task, timeout=120)
+    nodes = {task: _node_of(server, task) for task in (wiped, removed)}
+    backend = _backend(server)
+    home = _volume_data(swarm, nodes[wiped], volume_names(wiped)[1])
+    assert any(home.iterdir()), "the agent's context is on the node"
+    server.cli("task", "delete", "-y", wiped)
+    for volume in volume_names(wiped):
+        data = _volume_data(swarm, nodes[wiped], volume)
+        assert data.is_dir() and not any(data.iterdir()), list(data.iterdir())
+    assert not backend.swarm.services({LABEL_WIPE: wiped}), "the wipe service is removed"
+
+    node = swarm.node(nodes[removed])
+    backend.volumes.endpoints[node.name] = node.socket
+    try:
+        server.cli("task", "delete", "-y", removed)
+        for volume in volume_names(removed):
+            assert not _volume_data(swarm, node.name, volume).parent.exists(), volume
+        # a volume a delete could not free (its node was away, say): the sweep finds it
+        lost = "0123abcd-0000-4000-8000-000000000000"
+        with contextlib.closing(node.client()) as client:
+            client.create_volume(
+                volume_names(lost)[0], labels={**backend._labels(lost), "dockyard.test": "1"}
+            )
+        assert lost in backend.task_ids()
+        server.engine._sweep_orphans()
+        assert not _volume_data(swarm, node.name, volume_names(lost)[0]).parent.exists()
+    finally:
+        del backend.volumes.endpoints[node.name]
