@@ -54,6 +54,13 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "provisioner.backends",
         "provisioner.images",
     ),
+    "provisioner.doctor.swarm_checks": (
+        "provisioner.engine",
+        "provisioner.server",
+        "provisioner.store",
+        "provisioner.backends",
+        "provisioner.images",
+    ),
     # schedules' and triggers' pure rules: fire times, overlap, signatures, rendering
     "provisioner.scheduling": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     "provisioner.triggers": ("provisioner.engine", "provisioner.server", "provisioner.store"),
