@@ -67,6 +67,7 @@ STARTING = ("new", "allocated", "pending", "assigned", "accepted", "preparing", 
 ENDED = ("complete", "failed", "shutdown", "rejected", "orphaned", "remove")
 START_LIMIT_S = 600.0  # the engine's phase deadline is normally shorter
 STOP_LIMIT_S = 60.0
+HALT_LIMIT_S = 20.0  # a delete waits this long for the container to stop (grace: 5 s)
 NUDGE_AFTER_S = 10.0
 NODES_TTL_S = 1.0  # observe is called often: the node list is read at most once a second
 _REGISTRY_RE = re.compile(r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$")
@@ -440,11 +441,9 @@ class SwarmBackend:
         """Remove the task's service and secrets, then free its volumes on their node
         (swarm_volumes: Swarm cannot remove a node's volume from the manager)."""
         services = self.swarm.services(self._labels(task_id))
-        if len(services) == 1 and services[0].replicas > 0:
-            # the container gone first: a wipe beside a stopping agent could miss its
-            # last writes, and a volume in use cannot be removed
+        for service in services:
             with contextlib.suppress(BackendError):
-                self.stop(task_id)
+                self._halt(service)
         placed = [
             Placed(s.labels[LABEL_NODE], s.labels.get(LABEL_NODE_NAME, ""), s.image)
             for s in services
@@ -455,6 +454,22 @@ class SwarmBackend:
         for sid, _ in self.swarm.secrets(self._labels(task_id)):
             self.swarm.remove_secret(sid)
         self.volumes.free(task_id, placed)
+
+    def _halt(self, service: ServiceInfo) -> None:
+        """Before a removal: scale to none and wait (bounded) until no container of it is
+        made, starting or running. A wipe beside a stopping agent could miss its last
+        writes, and a volume in use cannot be removed. Ended tasks are not waited for (stop
+        does): after a node's restart Swarm may keep them listed for long."""
+        if service.replicas > 0:
+            self.swarm.update_service(service, replicas=0)
+        deadline = time.monotonic() + HALT_LIMIT_S
+        while time.monotonic() < deadline:
+            tasks = self.swarm.tasks(service.id)
+            if not any(t.state in ("ready", "starting", "running") for t in tasks):
+                return
+            if self._node_problem(service) is not None:
+                return  # a node that is away cannot report its container's end
+            time.sleep(0.1)
 
     def _current(self, service: ServiceInfo) -> TaskInfo | None:
         """The task Swarm wants running (the newest), else the newest of all."""

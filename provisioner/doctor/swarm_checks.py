@@ -241,7 +241,7 @@ def check_pull(sp: SwarmProbes) -> Result:
         return nodes
     failed: dict[str, str] = {}
     pulled: list[str] = []
-    asked = [n.hostname for n in nodes if n.hostname in endpoints]
+    asked = sorted(n.hostname for n in nodes if n.hostname in endpoints)
     if asked:
         pushed = _push(sp, registry)
         if isinstance(pushed, ProbeError):

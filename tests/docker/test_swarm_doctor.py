@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +19,7 @@ import pytest
 from provisioner.doctor.checks import Level, Result, run_checks
 from provisioner.doctor.swarm_checks import SWARM_CHECKS, with_swarm
 from provisioner.doctor.swarm_probes import PROBE_REPO, SwarmMachineProbes
+from tests.polling import wait_until
 from tests.swarm import Swarm, swarm_cluster, tools_missing
 
 pytestmark = [pytest.mark.docker, pytest.mark.swarm]
@@ -31,7 +34,21 @@ def swarm() -> Iterator[Swarm]:
             pytest.fail(f"the swarm tier cannot run: {why}")
         pytest.skip(f"the swarm tier cannot run: {why}")
     with swarm_cluster(nodes=2) as cluster:
+        # the harness starts the registry without waiting for it to listen
+        wait_until(
+            lambda: _answers(f"http://{cluster.registry}/v2/"), timeout=30, what="the registry"
+        )
         yield cluster
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5):
+            return True
+    except urllib.error.HTTPError:
+        return True  # it answers
+    except OSError:  # not listening yet: refused, or reset by the forwarder
+        return False
 
 
 def _settings(swarm: Swarm, **changes: Any) -> dict[str, Any]:
