@@ -9,10 +9,11 @@ from the manager. So a delete frees it in one of two ways:
   tried again for a few seconds; one left (or on a node that was away) is found by the
   orphan sweep later (`leftover_task_ids`).
 - **Else by a wipe**: a one-shot service pinned to the node (`node.id==`) that mounts
-  both volumes and empties them, then is removed. An empty named volume (a few KiB of
-  metadata) stays; `docker volume prune -a --filter label=dockyard.managed=true` on the
-  node removes it. A wipe for a node that is down waits there: Swarm runs it when the
-  node returns, and the sweep's listing reaps it once it has ended.
+  both volumes and empties them; a delete does not wait for it, and the orphan sweep's
+  listing removes it once it has ended. An empty named volume (a few KiB of metadata)
+  stays; `docker volume prune -a --filter label=dockyard.managed=true` on the node
+  removes it. A wipe for a node that is down waits there: Swarm runs it when the node
+  returns.
 
 Wipe services carry `dockyard.wipe=<task id>` and not `dockyard.task`, so nothing that
 lists a task's services (observe, load, running tasks) ever takes a wipe for a workspace.
@@ -42,7 +43,6 @@ log = logging.getLogger(__name__)
 
 LABEL_WIPE = "dockyard.wipe"  # the task id whose disk a wipe service empties
 WIPE_ROOT = "/wipe"
-WIPE_WAIT_S = 30.0  # a delete waits this long for its wipe; later ones are the sweep's
 IN_USE_WAIT_S = 15.0  # the stopping container may hold a volume this long
 ENDED = ("complete", "failed", "shutdown", "rejected", "orphaned", "remove")
 # root without capabilities cannot read a directory the agent made unreadable, nor
@@ -84,7 +84,7 @@ class Freed:
     """What a delete did with one node's volumes (for the log and the tests)."""
 
     node_name: str
-    how: str  # removed | wiped | failed | gone | pending (left for the sweep)
+    how: str  # removed | wiping | gone | pending (the node is away, or a volume in use)
     detail: str = ""
 
 
@@ -137,8 +137,9 @@ class VolumeJanitor:
 
     # a delete ------------------------------------------------------------------------
     def free(self, task_id: str, placed: list[Placed]) -> list[Freed]:
-        """Free the task's volumes on each node its removed services were on, then reap
-        what earlier deletes of it left (ended wipes, volumes the sweep found)."""
+        """Free the task's volumes on each node its removed services were on (with no
+        service left: on every node with an endpoint), and reap its ended wipes."""
+        self.reap(task_id)  # an ended wipe of an earlier remove: a new one runs again
         done = []
         for where in placed:
             url = self.endpoints.get(where.node_name)
@@ -150,7 +151,6 @@ class VolumeJanitor:
             for name, url in self.endpoints.items():
                 with contextlib.suppress(BackendError):
                     self._remove_on_node(task_id, name, url, 0)
-        self.reap(task_id)
         for freed in done:
             log.info("volumes of task %s on node %s: %s %s", task_id, *vars(freed).values())
         return done
@@ -180,27 +180,16 @@ class VolumeJanitor:
             time.sleep(0.2)
 
     def _wipe(self, task_id: str, where: Placed) -> Freed:
-        """Run the wipe on the node and wait (bounded) for it to end."""
+        """Start the wipe on the node; the sweep's `reap` removes it once it has ended (a
+        delete does not wait for it: the node may be busy, or away)."""
         node = next((n for n in self.swarm.nodes() if n.id == where.node_id), None)
         if node is None:
             return Freed(where.node_name, "gone", "the node left the swarm, its disk with it")
-        service_id = self._start_wipe(task_id, where)
+        self._start_wipe(task_id, where)
         why = problem(node)
-        if why is not None:  # Swarm runs it once the node is back: no need to wait here
+        if why is not None:  # Swarm runs it once the node is back
             return Freed(where.node_name, "pending", f"{why}: the wipe runs when it is back")
-        deadline = time.monotonic() + WIPE_WAIT_S
-        while time.monotonic() < deadline:
-            tasks = self.swarm.tasks(service_id)
-            ended = [t for t in tasks if t.state in ENDED]
-            if ended:
-                if ended[0].state == "complete":
-                    self.swarm.remove_service(service_id)
-                    return Freed(where.node_name, "wiped")
-                why = ended[0].error or f"exit code {ended[0].exit_code}"
-                self.swarm.remove_service(service_id)
-                return Freed(where.node_name, "failed", why)
-            time.sleep(0.2)
-        return Freed(where.node_name, "pending", "the wipe waits for the node: the sweep reaps it")
+        return Freed(where.node_name, "wiping")
 
     def _start_wipe(self, task_id: str, where: Placed) -> str:
         labels = {**self.base, LABEL_WIPE: task_id}

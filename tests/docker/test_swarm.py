@@ -18,6 +18,7 @@ from provisioner.backends.swarm_client import ServiceInfo
 from provisioner.backends.swarm_volumes import LABEL_WIPE, volume_names
 from provisioner.server.main import build_engine
 from tests.docker.conftest import ServerHandle
+from tests.polling import wait_until
 from tests.serving import serve
 from tests.swarm import Swarm, swarm_cluster, tools_missing
 
@@ -213,33 +214,34 @@ def _volume_data(swarm: Swarm, node: str, volume: str) -> Path:
 
 
 def test_delete_frees_the_disk_on_its_node(server: ServerHandle, swarm: Swarm) -> None:
-    """Without the node's endpoint a wipe empties its volumes; with it they are removed;
-    and the orphan sweep removes a deleted task's volume left on a node."""
-    wiped, removed = _create(server, "disk one", False), _create(server, "disk two", False)
-    for task in (wiped, removed):
-        server.wait_idle(task, timeout=120)
-    nodes = {task: _node_of(server, task) for task in (wiped, removed)}
+    """Without the node's endpoint a wipe empties the task's volumes there; with it, the
+    orphan sweep removes a deleted task's volume left on the node."""
+    task = _create(server, "disk")
+    node = swarm.node(_node_of(server, task))
     backend = _backend(server)
-    home = _volume_data(swarm, nodes[wiped], volume_names(wiped)[1])
+    home = _volume_data(swarm, node.name, volume_names(task)[1])
     assert any(home.iterdir()), "the agent's context is on the node"
-    server.cli("task", "delete", "-y", wiped)
-    for volume in volume_names(wiped):
-        data = _volume_data(swarm, nodes[wiped], volume)
-        assert data.is_dir() and not any(data.iterdir()), list(data.iterdir())
-    assert not backend.swarm.services({LABEL_WIPE: wiped}), "the wipe service is removed"
+    server.cli("task", "delete", "-y", task)
+    volumes = [_volume_data(swarm, node.name, volume) for volume in volume_names(task)]
+    wait_until(lambda: not any(any(data.iterdir()) for data in volumes), 60, "the wipe")
+    assert all(data.is_dir() for data in volumes), "empty named volumes stay"
+    # the sweep's listing removes the wipe service once it has ended
+    wait_until(
+        lambda: (backend.task_ids(), not backend.swarm.services({LABEL_WIPE: task}))[1],
+        60,
+        "the wipe service's removal",
+        interval=0.2,
+    )
 
-    node = swarm.node(nodes[removed])
+    # a volume a delete could not free (its node was away, say): found and removed
+    # through the node's endpoint (what a delete does too, when the config names it)
+    lost = "0123abcd-0000-4000-8000-000000000000"
+    with contextlib.closing(node.client()) as client:
+        labels = {**backend._labels(lost), "dockyard.test": "1"}
+        client.create_volume(volume_names(lost)[0], labels=labels)
+    assert lost not in backend.task_ids(), "not without the node's endpoint"
     backend.volumes.endpoints[node.name] = node.socket
     try:
-        server.cli("task", "delete", "-y", removed)
-        for volume in volume_names(removed):
-            assert not _volume_data(swarm, node.name, volume).parent.exists(), volume
-        # a volume a delete could not free (its node was away, say): the sweep finds it
-        lost = "0123abcd-0000-4000-8000-000000000000"
-        with contextlib.closing(node.client()) as client:
-            client.create_volume(
-                volume_names(lost)[0], labels={**backend._labels(lost), "dockyard.test": "1"}
-            )
         assert lost in backend.task_ids()
         server.engine._sweep_orphans()
         assert not _volume_data(swarm, node.name, volume_names(lost)[0]).parent.exists()

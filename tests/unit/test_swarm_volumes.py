@@ -116,21 +116,26 @@ def test_with_the_nodes_endpoint_the_volumes_are_removed_even_if_in_use_a_moment
     assert not j.swarm.svcs, "no wipe was needed"
 
 
-def test_without_one_a_wipe_pinned_to_the_node_empties_them_and_is_removed() -> None:
+def test_without_one_a_wipe_pinned_to_the_node_empties_them_and_the_sweep_removes_it() -> None:
     swarm = FakeSwarm()
-    (freed,) = janitor(swarm).free(TASK, PLACED)
-    assert freed.how == "wiped" and not swarm.svcs
+    j = janitor(swarm)
+    (freed,) = j.free(TASK, PLACED)
+    assert freed.how == "wiping" and len(swarm.svcs) == 1, "a delete does not wait for it"
     container = swarm.templates[0]["ContainerSpec"]
     assert swarm.templates[0]["Placement"]["Constraints"] == ["node.id==id1"]
     assert {m["Source"] for m in container["Mounts"]} == set(volume_names(TASK))
     assert container["CapabilityDrop"] == ["ALL"]
     assert container["Image"] == PLACED[0].image
+    assert j.free(TASK, PLACED)[0].how == "wiping" and len(swarm.svcs) == 1, "one at a time"
+    assert j.reap() == set() and not swarm.svcs, "ended: removed by the sweep"
 
 
-def test_a_failed_wipe_says_why_and_is_removed() -> None:
+def test_a_failed_wipe_is_logged_and_removed(caplog: pytest.LogCaptureFixture) -> None:
     swarm = FakeSwarm(outcome="failed")
-    (freed,) = janitor(swarm).free(TASK, PLACED)
-    assert freed.how == "failed" and "exit status 1" in freed.detail and not swarm.svcs
+    j = janitor(swarm)
+    j.free(TASK, PLACED)
+    assert j.reap() == set() and not swarm.svcs
+    assert "exit status 1" in caplog.text
 
 
 def test_a_drained_node_does_not_hold_the_delete_up_and_the_sweep_reaps_the_wipe_later() -> None:
