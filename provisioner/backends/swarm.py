@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import re
 import threading
@@ -67,7 +66,6 @@ STARTING = ("new", "allocated", "pending", "assigned", "accepted", "preparing", 
 ENDED = ("complete", "failed", "shutdown", "rejected", "orphaned", "remove")
 START_LIMIT_S = 600.0  # the engine's phase deadline is normally shorter
 STOP_LIMIT_S = 60.0
-HALT_LIMIT_S = 20.0  # a delete waits this long for the container to stop (grace: 5 s)
 NUDGE_AFTER_S = 10.0
 NODES_TTL_S = 1.0  # observe is called often: the node list is read at most once a second
 _REGISTRY_RE = re.compile(r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$")
@@ -439,11 +437,10 @@ class SwarmBackend:
 
     def remove(self, task_id: str) -> None:
         """Remove the task's service and secrets, then free its volumes on their node
-        (swarm_volumes: Swarm cannot remove a node's volume from the manager)."""
+        (swarm_volumes: Swarm cannot remove a node's volume from the manager). The
+        container is not waited for (the manager hears of its end seconds later): a
+        volume it still holds is tried again, and the wipe deletes more than once."""
         services = self.swarm.services(self._labels(task_id))
-        for service in services:
-            with contextlib.suppress(BackendError):
-                self._halt(service)
         placed = [
             Placed(s.labels[LABEL_NODE], s.labels.get(LABEL_NODE_NAME, ""), s.image)
             for s in services
@@ -454,22 +451,6 @@ class SwarmBackend:
         for sid, _ in self.swarm.secrets(self._labels(task_id)):
             self.swarm.remove_secret(sid)
         self.volumes.free(task_id, placed)
-
-    def _halt(self, service: ServiceInfo) -> None:
-        """Before a removal: scale to none and wait (bounded) until no container of it is
-        made, starting or running. A wipe beside a stopping agent could miss its last
-        writes, and a volume in use cannot be removed. Ended tasks are not waited for (stop
-        does): after a node's restart Swarm may keep them listed for long."""
-        if service.replicas > 0:
-            self.swarm.update_service(service, replicas=0)
-        deadline = time.monotonic() + HALT_LIMIT_S
-        while time.monotonic() < deadline:
-            tasks = self.swarm.tasks(service.id)
-            if not any(t.state in ("ready", "starting", "running") for t in tasks):
-                return
-            if self._node_problem(service) is not None:
-                return  # a node that is away cannot report its container's end
-            time.sleep(0.1)
 
     def _current(self, service: ServiceInfo) -> TaskInfo | None:
         """The task Swarm wants running (the newest), else the newest of all."""
@@ -570,7 +551,9 @@ class SwarmBackend:
     def task_ids(self) -> set[str]:
         """Task ids with a service of this instance."""
         ids = {s.labels.get(LABEL_TASK, "") for s in self.swarm.services(self._base())}
-        # and deleted tasks' disks not freed yet: wipes waiting for their node, volumes on
-        # the nodes with a known endpoint (the orphan sweep's remove then frees them)
-        ids |= self.volumes.reap() | self.volumes.leftover_task_ids()
+        # The sweep's listing is where ended wipes are removed (a delete does not wait for
+        # its wipe); deleted tasks' volumes left on nodes with a known endpoint count, so
+        # the sweep's remove frees them.
+        self.volumes.reap()
+        ids |= self.volumes.leftover_task_ids()
         return {i for i in ids if i}

@@ -61,12 +61,16 @@ def volume_names(task_id: str) -> tuple[str, str]:
 
 
 def wipe_command(task_id: str) -> list[str]:
-    """Empty both volumes (dot files too) and fail unless they are empty afterwards."""
+    """Empty both volumes (dot files too), again over a few seconds (the workspace's
+    container, killed just before, may still write while it dies), and fail unless they
+    are empty at the end."""
     dirs = " ".join(f"{WIPE_ROOT}/{v}" for v in volume_names(task_id))
+    wipe = f"find {dirs} -mindepth 1 -delete"
     return [
         "sh",
         "-c",
-        f'find {dirs} -mindepth 1 -delete; test -z "$(find {dirs} -mindepth 1 -print -quit)"',
+        f"for i in 1 2 3; do {wipe}; sleep 1; done; {wipe}; "
+        f'test -z "$(find {dirs} -mindepth 1 -print -quit)"',
     ]
 
 
