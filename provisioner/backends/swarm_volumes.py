@@ -148,7 +148,10 @@ class VolumeJanitor:
         for where in placed:
             url = self.endpoints.get(where.node_name)
             if url is not None:
-                done.append(self._remove_on_node(task_id, where.node_name, url, IN_USE_WAIT_S))
+                try:
+                    done.append(self._remove_on_node(task_id, where.node_name, url, IN_USE_WAIT_S))
+                except BackendError as exc:  # the node is away: never a reason to fail a delete
+                    done.append(Freed(where.node_name, "pending", f"{exc}: the sweep retries"))
             else:
                 done.append(self._wipe(task_id, where))
         if not placed:
@@ -162,7 +165,10 @@ class VolumeJanitor:
     def _remove_on_node(self, task_id: str, node: str, url: str, wait_s: float) -> Freed:
         """Remove the task's volumes through the node's Docker API (a missing one is
         gone already); one in use is tried again until `wait_s` has passed."""
-        client = self._client(url)
+        try:
+            client = self._client(url)
+        except Exception as exc:
+            raise _unavailable(exc, f"reach node {node}'s Docker API {url}") from exc
         deadline = time.monotonic() + wait_s
         left = list(volume_names(task_id))
         while True:

@@ -116,6 +116,16 @@ def test_with_the_nodes_endpoint_the_volumes_are_removed_even_if_in_use_a_moment
     assert not j.swarm.svcs, "no wipe was needed"
 
 
+def test_a_node_whose_endpoint_does_not_answer_does_not_fail_the_delete() -> None:
+    def refuse(url: str) -> Any:
+        raise docker.errors.DockerException("Error while fetching server API version")
+
+    j = VolumeJanitor(FakeSwarm(), "manager", BASE, {"n1": "tcp://n1:2375"}, connect=refuse)  # type: ignore[arg-type]
+    (freed,) = j.free(TASK, PLACED)
+    assert freed.how == "pending" and "the sweep retries" in freed.detail
+    assert j.leftover_task_ids() == set(), "skipped, asked again by the next sweep"
+
+
 def test_without_one_a_wipe_pinned_to_the_node_empties_them_and_the_sweep_removes_it() -> None:
     swarm = FakeSwarm()
     j = janitor(swarm)
