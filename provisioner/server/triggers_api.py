@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 
 from provisioner.auth.tokens import Principal
 from provisioner.engine.engine import Engine
+from provisioner.engine.secrets import recipe_key
 from provisioner.errors import DockyardError, Forbidden, ParameterError, TemplateError
 from provisioner.model import QueueFields
 from provisioner.prompts import check_strings
@@ -33,7 +34,8 @@ from provisioner.scheduling import check_name
 from provisioner.server.auth import caller, client_address
 from provisioner.server.http_errors import ERROR_RESPONSES, ErrorBody
 from provisioner.server.prefixes import DOCKYARD
-from provisioner.server.schedules_api import check_recipe
+from provisioner.server.schedules_api import check_recipe, store_with_secrets
+from provisioner.templating.params import with_secrets
 from provisioner.triggers import (
     BAD_SIGNATURES_PER_MINUTE,
     FORMS,
@@ -119,7 +121,7 @@ def build_triggers_router(engine: Engine, limiter: BadSignatures | None = None) 
         form = FORMS[body.form]
         prompt_template = check_prompt_template(body.prompt_template or form.prompt_template)
         filter_text = check_filter(body.filter if body.filter is not None else form.filter)
-        check_recipe(engine, body.template, body.preset, body.target, body.parameters)
+        tpl = check_recipe(engine, body.template, body.preset, body.target, body.parameters)
         # tried on the form's sample: a template that cannot render is refused now
         sample = context(form.sample, form.event, "sample", body.name)
         try:
@@ -130,21 +132,26 @@ def build_triggers_router(engine: Engine, limiter: BadSignatures | None = None) 
             raise ParameterError(f"Tried on a sample {body.form} delivery: {exc.message}") from None
         made = body.secret is None
         secret = new_secret() if made else check_secret(body.secret or "")
-        trigger = store.create_trigger(
-            {
-                "name": body.name,
-                "owner": who.user,
-                "secret": secret,
-                "form": body.form,
-                "template": body.template,
-                "preset": body.preset,
-                "parameters": body.parameters,
-                "target": body.target,
-                "prompt_template": prompt_template,
-                "filter": filter_text,
-                "created_by": who.actor,
-            }
-        )
+
+        def create(trigger_id: str, parameters: dict[str, Any]) -> dict[str, Any]:
+            return store.create_trigger(
+                {
+                    "id": trigger_id,
+                    "name": body.name,
+                    "owner": who.user,
+                    "secret": secret,
+                    "form": body.form,
+                    "template": body.template,
+                    "preset": body.preset,
+                    "parameters": parameters,
+                    "target": body.target,
+                    "prompt_template": prompt_template,
+                    "filter": filter_text,
+                    "created_by": who.actor,
+                }
+            )
+
+        trigger = store_with_secrets(engine, "trigger", tpl, body.parameters, create)
         trigger["path"] = f"{DOCKYARD}/triggers/{body.name}"
         # a secret the server made is shown this once; one the caller gave, never
         return {**trigger, "secret": secret} if made else trigger
@@ -166,6 +173,7 @@ def build_triggers_router(engine: Engine, limiter: BadSignatures | None = None) 
     def delete_trigger(name: str, who: Principal = Depends(caller)) -> Any:
         found = store.trigger(name, who)
         store.delete_trigger(found["id"])
+        engine.secrets.delete(recipe_key("trigger", found["id"]))
         if found["owner"] != who.user:
             store.record_audit(who.actor, "trigger.delete", f"{found['owner']}/{found['name']}")
         return found
@@ -261,7 +269,10 @@ def build_triggers_router(engine: Engine, limiter: BadSignatures | None = None) 
                 template=trigger["template"],
                 preset=trigger["preset"],
                 prompt=prompt,
-                parameters=dict(trigger["parameters"] or {}),
+                parameters=with_secrets(
+                    dict(trigger["parameters"] or {}),
+                    engine.secrets.load(recipe_key("trigger", trigger["id"])),
+                ),
                 name=None,
                 owner=trigger["owner"],
                 actor=actor,
