@@ -22,9 +22,11 @@ function page(main, title, id, load) {
   const box = h("div", { id });
   const error = h("p", { class: "error", role: "alert", id: `${id}-error` });
   main.append(h("h1", { text: title }), error, box);
+  let loads = 0;
   const refresh = async () => {
     try {
       box.replaceChildren(...(await load(refresh, error)));
+      box.dataset.loads = String(++loads); // how many times it was filled (tests wait on it)
     } catch (err) {
       error.textContent = err.hint ? `${err.message}: ${err.hint}` : err.message;
     }

@@ -28,8 +28,8 @@ function pushForm(done) {
     const query = label.value.trim() ? `?label=${enc(label.value.trim())}` : "";
     try {
       const pushed = await api("POST", `${API}/templates${query}`, file.files[0]);
+      await done(); // the list shows the new version before we say so
       result.textContent = `Pushed ${pushed.name} version ${pushed.version}`;
-      done();
     } catch (err) {
       error.textContent = err.hint ? `${err.message}: ${err.hint}` : err.message;
     }
