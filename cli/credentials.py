@@ -15,7 +15,7 @@ from pathlib import Path
 
 import platformdirs
 
-from cli.local_server import read_server_info, resolve_url
+from cli.local_server import read_server_info, resolve_url, running_server_url
 from provisioner.paths import home_dir, read_admin_token
 
 TOKEN_ENV = "DOCKYARD_TOKEN"
@@ -89,3 +89,12 @@ def connect(explicit_url: str | None) -> tuple[str, str | None]:
     """The server to use (starting the local one if none is given) and its token."""
     url = resolve_url(explicit_url)
     return url, token_for(url, local=not explicit_url)
+
+
+def connect_quickly(explicit_url: str | None) -> tuple[str, str | None] | None:
+    """The local server and its token as server.json names them, when its process runs,
+    without asking the server (~10 ms of every command); None: use connect()."""
+    if explicit_url:
+        return None
+    url = running_server_url(home_dir())
+    return None if url is None else (url, token_for(url, local=True))
