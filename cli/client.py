@@ -431,6 +431,31 @@ class Client:
     ) -> JSON:
         """Create a task; returns it. `queue`: title, priority, tags, depends_on... as the
         API takes them (left out when None or empty)."""
+        return self.create_task_tagged(
+            template=template,
+            prompt=prompt,
+            preset=preset,
+            parameters=parameters,
+            name=name,
+            template_version=template_version,
+            owner=owner,
+            **queue,
+        )[0]
+
+    def create_task_tagged(
+        self,
+        *,
+        template: str | None,
+        prompt: str,
+        preset: str | None = None,
+        parameters: dict[str, str] | None = None,
+        name: str | None = None,
+        template_version: str | None = None,
+        owner: str | None = None,
+        **queue: Any,
+    ) -> tuple[JSON, str | None]:
+        """create_task, and the created task's ETag (None from a server that sends none):
+        a status long-poll (watch_task) can start from it at once."""
         body = {
             **{k: v for k, v in queue.items() if v not in (None, (), [])},
             "owner": owner,
@@ -441,8 +466,9 @@ class Client:
             "name": name,
             "template_version": template_version,
         }
-        result: JSON = self.request("POST", "/tasks", json=body)
-        return result
+        reply = self.exchange("POST", "/tasks", json=body)
+        result: JSON = self.decode(reply)
+        return result, reply.headers.get("etag")
 
     def list_tasks(
         self, status: str | None = None, all_users: bool = False, **filters: str | None

@@ -299,7 +299,7 @@ def create(
             "give a --template (or a --target or --codebase to route to, or a --parent to fork)"
         )
     client = current_client()
-    task = client.create_task(
+    task, etag = client.create_task_tagged(
         title=title,
         priority=priority,
         tags=list(tags),
@@ -335,7 +335,8 @@ def create(
             click.echo(f"It is {task['message']}")
     try:
         if wait:
-            wait_until_idle(client, task, timeout, (lambda _: None) if quiet else click.echo)
+            echo = (lambda _: None) if quiet else click.echo
+            wait_until_idle(client, task, timeout, echo, etag)
     finally:
         # scripts capture the id even when --wait fails, so they can inspect or delete the task
         if quiet:
