@@ -121,10 +121,10 @@ def test_what_runs_before_the_agent_starts_imports_nothing_heavy(tmp_path: Path)
     # and those a normal start never needs (dataclasses, subprocess, uuid) not at all.
     zipapp = build_zipapp(tmp_path)
 
-    def loaded(*modules: str) -> set[str]:
+    def loaded(*modules: str, then: str = "") -> set[str]:
         code = (
             f"import sys; sys.path.insert(0, {str(zipapp)!r}); import {', '.join(modules)}; "
-            "print(' '.join(sorted(sys.modules)))"
+            f"{then or 'pass'}; print(' '.join(sorted(sys.modules)))"
         )
         argv = [sys.executable, *PYTHON_FLAGS, "-c", code]
         return set(subprocess.run(argv, capture_output=True, text=True, check=True).stdout.split())
@@ -137,6 +137,14 @@ def test_what_runs_before_the_agent_starts_imports_nothing_heavy(tmp_path: Path)
         "dockyard_bridge.activity", "dockyard_bridge.screen",
     }  # fmt: skip
     assert not heavy & before_fork, sorted(heavy & before_fork)
-    serving = loaded("dockyard_bridge.launch", "dockyard_bridge.app", "dockyard_bridge.http")
-    unneeded = {"dataclasses", "inspect", "subprocess", "uuid"}
+    serving = loaded("dockyard_bridge.launch", then="dockyard_bridge.launch.import_serving()")
+    assert {"dockyard_bridge.app", "dockyard_bridge.http", "http.server"} <= serving
+    # nor what a plain-text agent never needs: the emulator (until output that is not
+    # plain text), OpenSSL (no HTTPS client here; hmac's compare is taken without it)
+    unneeded = {"dataclasses", "inspect", "subprocess", "uuid", "pyte", "wcwidth", "ssl"}
+    unneeded |= {"_ssl", "hmac", "_hashlib"}
     assert not unneeded & serving, sorted(unneeded & serving)
+    # and ssl still imports afterwards, should anything in the process want it
+    assert "ssl" in loaded(
+        "dockyard_bridge.launch", then="dockyard_bridge.launch.import_serving(); import ssl"
+    )
