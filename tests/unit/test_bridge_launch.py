@@ -148,3 +148,32 @@ def test_what_runs_before_the_agent_starts_imports_nothing_heavy(tmp_path: Path)
     assert "ssl" in loaded(
         "dockyard_bridge.launch", then="dockyard_bridge.launch.import_serving(); import ssl"
     )
+
+
+def test_before_the_agent_starts_only_what_cannot_be_made_again_is_synced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an fsync is 1-5 ms on a workspace's volume, and the agent waits for each: files made
+    # again from what is at hand when lost (the token from the environment, the report
+    # key, a first run state) are not synced; the state dir's owner is
+    import os
+
+    from provisioner.bridge.runtime import statedir
+    from provisioner.bridge.runtime.config import parse_config
+    from provisioner.bridge.runtime.launch import prepare_reports, read_token
+
+    synced: list[str] = []
+    real = os.fsync
+    monkeypatch.setattr(
+        statedir.os,
+        "fsync",
+        lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real(fd)),
+    )
+    state = statedir.StateDir(tmp_path / "state", "task-1")
+    state.load_run_state()
+    config = parse_config({"agent_command": ["a"], "token_file": str(tmp_path / "none")})
+    config, token = read_token(config, state, {"DOCKYARD_BRIDGE_TOKEN": "t0ken"})
+    prepare_reports(state)
+    assert token == "t0ken" and (state.root / "token").read_text() == "t0ken\n"
+    assert len(state.report_key()) == 64
+    assert [Path(p).name.split(".")[1] for p in synced] == [statedir.OWNER_FILE]

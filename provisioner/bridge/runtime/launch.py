@@ -86,7 +86,7 @@ def read_token(
     path = state.root / TOKEN_FILE
     old_mask = os.umask(0o077)
     try:
-        atomic_write(path, token + "\n")
+        atomic_write(path, token + "\n", durable=False)  # written from the environment each start
     finally:
         os.umask(old_mask)
     return config._replace(token_file=str(path)), token
@@ -131,7 +131,7 @@ def write_secret_files(config: BridgeConfig, state: StateDir) -> None:
     try:
         folder.mkdir(mode=0o700, exist_ok=True)
         for name, content in config.secret_files.items():
-            atomic_write(folder / name, content)
+            atomic_write(folder / name, content, durable=False)  # written each start
     except OSError as exc:
         log(f"cannot write the secret files in {folder}: {exc}")
     finally:
