@@ -15,6 +15,7 @@ from pathlib import Path
 
 import platformdirs
 
+from cli.client import is_loopback
 from cli.local_server import read_server_info, resolve_url, running_server_url
 from provisioner.paths import home_dir, read_admin_token
 
@@ -97,4 +98,9 @@ def connect_quickly(explicit_url: str | None) -> tuple[str, str | None] | None:
     if explicit_url:
         return None
     url = running_server_url(home_dir())
-    return None if url is None else (url, token_for(url, local=True))
+    # plain http on loopback only: the refused connection that sends the command the
+    # careful way is told apart there (an https server.json URL names the bind address,
+    # which its certificate does not: the careful way starts a local server then)
+    if url is None or not url.startswith("http://") or not is_loopback(url):
+        return None
+    return url, token_for(url, local=True)

@@ -298,3 +298,20 @@ def test_nothing_listening_where_a_running_pid_says_starts_the_server(
     assert result.stdout == "from-stub\n"
     assert len(spawner.started) == 1
     assert "started a local server" in result.stderr
+
+
+def test_only_a_plain_loopback_url_is_taken_without_a_health_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cli.credentials import connect_quickly
+
+    monkeypatch.setenv("DOCKYARD_HOME", str(tmp_path))
+    monkeypatch.delenv("DOCKYARD_TOKEN", raising=False)
+    monkeypatch.delenv("CODER_SESSION_TOKEN", raising=False)
+    write_server_json(tmp_path, "http://127.0.0.1:9", pid=os.getpid())
+    found = connect_quickly(None)
+    assert found is not None and found[0] == "http://127.0.0.1:9"
+    assert connect_quickly("http://127.0.0.1:9") is None  # a URL given: used as given
+    # TLS: server.json names the bind address, which the certificate does not name
+    write_server_json(tmp_path, "https://0.0.0.0:8443", pid=os.getpid())
+    assert connect_quickly(None) is None
