@@ -51,7 +51,7 @@ from provisioner.lifecycle import (
     state_applies,
 )
 from provisioner.model import Task, parse_time, utcnow
-from provisioner.store import eventlog
+from provisioner.store import commit_order, eventlog
 from provisioner.store.a2a import A2AMixin
 from provisioner.store.accounts import AccountsMixin
 from provisioner.store.claims import ClaimsMixin
@@ -180,6 +180,7 @@ class Store(
         eventlog.install(self.db)
         self._create_tables()
         self._check_schema()
+        commit_order.prepare(self.db)
         with self.db.begin() as conn:
             conn.execute(insert_ignoring_duplicates(self.db, locks), [{"name": "capacity"}])
 
