@@ -53,6 +53,8 @@ class Observed:
     # a cluster backend's word for a workspace whose node is away ("node n2 is down"):
     # the workspace is not running, and may come back with its node
     lost: str = ""
+    # with `lost`: the node is drained (its workspaces stopped on purpose, disks intact)
+    drained: bool = False
     node: str = ""  # the cluster node it is placed on, when a backend has nodes
 
     def death_cause(self) -> str:

@@ -53,7 +53,14 @@ from provisioner.backends.swarm_volumes import (
 from provisioner.errors import BackendError, BackendUnavailable
 from provisioner.images import recipes
 from provisioner.images.builder import ImageBuilder
-from provisioner.placement import NodeView, PlacementError, choose, problem
+from provisioner.placement import (
+    NodeView,
+    PlacementError,
+    choose,
+    drained,
+    problem,
+    settling,
+)
 from provisioner.spec import WorkspaceSpec
 
 LABEL_NODE = "dockyard.node"  # the node id a task's disk lives on
@@ -184,6 +191,10 @@ class SwarmBackend:
     def _node_of(self, service: ServiceInfo) -> NodeView | None:
         node_id = service.labels.get(LABEL_NODE, "")
         return next((n for n in self.nodes() if n.id == node_id), None)
+
+    def _node_settling(self, service: ServiceInfo) -> bool:
+        node = self._node_of(service)
+        return node is not None and settling(node)
 
     def _node_problem(self, service: ServiceInfo) -> str | None:
         node = self._node_of(service)
@@ -466,8 +477,15 @@ class SwarmBackend:
             return Observed(exists=False)
         node_name = service.labels.get(LABEL_NODE_NAME, "")
         why = self._node_problem(service)
+        if why is not None and self._node_settling(service):
+            # a manager that just restarted has not heard from the node yet: wait
+            return Observed(exists=True, running=False, restarting=True, node=node_name)
         if why is not None:
-            return Observed(exists=True, running=False, lost=why, node=node_name)
+            node = self._node_of(service)
+            was_drained = node is not None and drained(node)
+            return Observed(
+                exists=True, running=False, lost=why, drained=was_drained, node=node_name
+            )
         if service.replicas == 0:
             return Observed(exists=True, running=False, node=node_name)
         task = self._current(service)
@@ -543,7 +561,7 @@ class SwarmBackend:
             if (
                 service is not None
                 and task.state == task.desired == "running"
-                and self._node_problem(service) is None
+                and (self._node_problem(service) is None or self._node_settling(service))
             ):
                 running.add(service.labels.get(LABEL_TASK, ""))
         return running - {""}

@@ -17,8 +17,12 @@ from provisioner.backends.swarm import LABEL_NODE_NAME, SwarmBackend
 from provisioner.backends.swarm_client import ServiceInfo
 from provisioner.backends.swarm_volumes import LABEL_WIPE, volume_names
 from provisioner.server.main import build_engine
+from provisioner.store.store import Store
 from tests.docker.conftest import ServerHandle
+from tests.docker.templates import add_scripted_variant, cleanup_templates
+from tests.docker.test_recovery import ServerProcess
 from tests.polling import wait_until
+from tests.postgres import PostgresCluster
 from tests.serving import serve
 from tests.swarm import Swarm, swarm_cluster, tools_missing
 
@@ -65,8 +69,10 @@ def _remove_pushed_images(client: docker.DockerClient, registry: str) -> None:
     """The registry's names (tags, and the digests a push records) the backend gave
     images on this machine's daemon, and the bridge images it built: the registry is gone
     with the swarm. An image that has other names (the template's) keeps them."""
-    for image in client.images.list():
-        names = [*image.tags, *(image.attrs.get("RepoDigests") or [])]
+    # the low-level list: images.list() inspects each image, and one that another test
+    # removes meanwhile fails the whole listing
+    for image in client.api.images():
+        names = [*(image.get("RepoTags") or []), *(image.get("RepoDigests") or [])]
         for name in names:
             if name.startswith(f"{registry}/"):
                 with contextlib.suppress(docker.errors.APIError):
@@ -140,11 +146,17 @@ def test_pause_resume_stays_on_its_node_with_its_disk(
     assert resumed and "previous context: 0 inputs" not in resumed[-1], resumed
 
 
-def test_draining_a_node_errors_its_task_naming_the_node(
+def test_draining_a_node_errors_its_task_or_pauses_it_as_its_template_says(
     server: ServerHandle, swarm: Swarm, two_tasks: list[str]
 ) -> None:
     task = next(t for t in two_tasks if _node_of(server, t) == "dys-n2")
     other = next(t for t in two_tasks if t != task)
+    # a template asking for a pause on drain, its task pinned to the node drained below
+    placement = {"constraints": ["node.hostname==dys-n2"], "on_drain": "pause"}
+    name = add_scripted_variant(server, "swarm-drain-pauses", workspace={"placement": placement})
+    args = ["task", "create", "--template", name, "-q", "--wait", "pause me on drain"]
+    pausing = server.cli(*args).stdout.strip()
+    server.wait_idle(pausing, timeout=120)
     server.wait_idle(task, timeout=90)
     manager = swarm.manager.client()
     node = next(n for n in manager.nodes() if n["Description"]["Hostname"] == "dys-n2")
@@ -153,6 +165,9 @@ def test_draining_a_node_errors_its_task_naming_the_node(
     try:
         status = server.wait_for(task, lambda s: s["status"] == "error", 60, "error")
         assert "node dys-n2 is drained" in status["message"], status
+        status = server.wait_for(pausing, lambda s: s["status"] == "paused", 60, "paused")
+        assert "node dys-n2 is drained" in status["message"], status
+        assert _service(server, pausing).replicas == 0  # Swarm won't restart it by itself
         assert server.status(other)["status"] == "active"  # the other node's task runs on
         # while it is drained, a resume says why it cannot start
         server.cli("task", "resume", task, check=False)
@@ -166,6 +181,17 @@ def test_draining_a_node_errors_its_task_naming_the_node(
     server.cli("task", "resume", task)
     server.wait_idle(task, timeout=90)
     assert _node_of(server, task) == "dys-n2"
+    try:  # the paused one resumes on its node, with its disk and the agent's session
+        server.cli("task", "resume", pausing)
+        server.wait_idle(pausing, timeout=90)
+        assert _node_of(server, pausing) == "dys-n2"
+        resumed = [line for line in server.output(pausing) if line.startswith("Resumed")]
+        assert resumed and "previous context: 0 inputs" not in resumed[-1], resumed
+        moves = [(e["from_value"], e["to_value"]) for e in server.engine.store.events(pausing)]
+        assert ("active", "error") not in moves and ("active", "paused") in moves
+    finally:
+        server.cli("task", "delete", "-y", pausing, check=False)
+        cleanup_templates(server)
 
 
 def test_delete_removes_the_service(server: ServerHandle) -> None:
@@ -175,6 +201,85 @@ def test_delete_removes_the_service(server: ServerHandle) -> None:
     backend = _backend(server)
     assert backend._service(task) is None
     assert task not in backend.task_ids()
+
+
+def _one_each(store: Store, task_id: str) -> None:
+    """The task was provisioned once, by one server: each move of its provisioning
+    recorded once, its node chosen once, and one service on the swarm."""
+    history = store.events(task_id)
+    moves = [(e["from_value"], e["to_value"]) for e in history if e["kind"] == "status"]
+    for move in (("pending", "initializing"), ("initializing", "active")):
+        assert moves.count(move) == 1, (task_id, moves)
+    assert len([e for e in history if e["kind"] == "node"]) == 1, history
+
+
+def test_two_servers_on_one_database_share_the_swarm_and_one_takes_over(
+    server: ServerHandle,  # its teardown removes the registry's names of pushed images
+    swarm: Swarm,
+    postgres_cluster: PostgresCluster,
+    tmp_path: Path,
+) -> None:
+    """Two server processes (one home, as several servers must share: docs/swarm.md),
+    one PostgreSQL, one swarm manager: each provisions a task, the other sends to it;
+    then the first is killed -9 and the second serves every task's logs and send."""
+    url = postgres_cluster.database()
+    home = tmp_path / "home"
+    home.mkdir()
+    config = {
+        "backend": "swarm",
+        "swarm": {"manager": swarm.manager.socket, "registry": swarm.registry,
+                  "network": swarm.network},
+    }  # fmt: skip
+    (home / "config.yaml").write_text(yaml.safe_dump(config))
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    first, second = ServerProcess(home, templates), ServerProcess(home, templates)
+    for proc in (first, second):
+        proc.env["DOCKYARD_DATABASE_URL"] = url
+        proc.start()
+    store = Store(url)
+    tasks: list[str] = []
+    try:
+        for n, proc in enumerate((first, second)):
+            tasks.append(proc.cli("task", "create", "-t", "scripted", "-q", f"hi {n}").strip())
+        for task in tasks:
+            first.wait(task, lambda t: t["status"] == "active" and t["state"] == "idle", 120)
+        for n, task in enumerate(tasks):  # each acts on the task the other made
+            (second, first)[n].cli("task", "send", task, f"across {n}")
+        for n, task in enumerate(tasks):
+            _wait_reply(first, task, f"Done: across {n}")
+            _one_each(store, task)
+
+        first.kill9()  # no cleanup: its followers, leases and connections just stop
+        for n, task in enumerate(tasks):
+            second.cli("task", "send", task, f"after the kill {n}")
+        for n, task in enumerate(tasks):
+            _wait_reply(second, task, f"Done: after the kill {n}")
+            inputs = [e["content"] for e in second.logs(task) if e["type"] == "input"]
+            assert inputs == [f"hi {n}", f"across {n}", f"after the kill {n}"], inputs
+            assert second.task(task)["status"] == "active"
+            _one_each(store, task)
+            assert _count_services(swarm, task) == 1
+    finally:
+        for task in tasks:
+            with contextlib.suppress(AssertionError):
+                second.cli("task", "delete", "-y", task)
+        first.stop()
+        second.stop()
+        store.close()
+        postgres_cluster.drop(url)
+
+
+def _wait_reply(proc: ServerProcess, task_id: str, line: str) -> None:
+    def seen() -> bool:
+        return any(line in e["content"] for e in proc.logs(task_id))
+
+    wait_until(seen, 60, f"{line!r} via {proc.url}", interval=0.2)
+
+
+def _count_services(swarm: Swarm, task_id: str) -> int:
+    with contextlib.closing(swarm.manager.client()) as manager:
+        return len(manager.services(filters={"label": f"dockyard.task={task_id}"}))
 
 
 def test_a_lost_node_errors_its_task_and_resume_works_once_it_returns(
@@ -206,6 +311,33 @@ def _wait_node_ready(swarm: Swarm, hostname: str) -> None:
             )
 
         wait_until(ready, timeout=60, what=f"{hostname} ready again", interval=0.2)
+
+
+def test_a_manager_restart_converges_as_on_docker(
+    server: ServerHandle, swarm: Swarm, two_tasks: list[str]
+) -> None:
+    """The manager's dockerd is killed while tasks run and started again: the worker's
+    task runs on (never errored), the manager's own task, whose container died with its
+    daemon, errors with the cause; one service per task, no orphan."""
+    on_manager = next(t for t in two_tasks if _node_of(server, t) == "dys-n1")
+    on_worker = next(t for t in two_tasks if t != on_manager)
+    for task in two_tasks:
+        server.wait_idle(task, timeout=90)
+    seen = len(server.engine.store.events(on_worker))
+    swarm.kill_daemon(swarm.manager)
+    swarm.start_daemon(swarm.manager)
+    _wait_node_ready(swarm, "dys-n1")
+    _wait_node_ready(swarm, "dys-n2")
+    status = server.wait_for(on_manager, lambda s: s["status"] == "error", 90, "error")
+    assert status["message"].startswith("workspace stopped: "), status
+    server.cli("task", "send", on_worker, "after the manager restart")
+    server.wait_output(on_worker, "Done: after the manager restart")
+    moves = [e["to_value"] for e in server.engine.store.events(on_worker)[seen:]]
+    assert "error" not in moves and server.status(on_worker)["status"] == "active", moves
+    # (a resume on its node after such an error: the lost-node test above)
+    backend = _backend(server)
+    assert backend.task_ids() == set(two_tasks)  # no orphan service
+    assert all(_count_services(swarm, t) == 1 for t in two_tasks)  # no duplicate
 
 
 def _volume_data(swarm: Swarm, node: str, volume: str) -> Path:

@@ -19,7 +19,16 @@ from provisioner.backends.swarm import (
 )
 from provisioner.backends.swarm_client import ServiceInfo, TaskInfo, memory_bytes
 from provisioner.errors import BackendError, BackendUnavailable, DockyardError
-from provisioner.placement import NodeView, PlacementError, check_constraint, choose, problem
+from provisioner.placement import (
+    NodeView,
+    PlacementError,
+    check_constraint,
+    choose,
+    drained,
+    on_lost,
+    problem,
+    settling,
+)
 from provisioner.templating.schema import TemplateConfig
 
 N1 = NodeView("id1", "n1", role="manager", addr="10.0.0.1", labels={"zone": "a"})
@@ -112,6 +121,37 @@ def test_template_placement_is_validated() -> None:
     ):
         with pytest.raises(ValueError):
             TemplateConfig.model_validate({**base, "workspace": {"placement": placement}})
+    assert ok.workspace.placement.on_drain == "error"  # as before the option existed
+    paused = TemplateConfig.model_validate(
+        {**base, "workspace": {"placement": {"on_drain": "pause"}}}
+    )
+    assert paused.workspace.placement.on_drain == "pause"
+
+
+@pytest.mark.parametrize(
+    "value", ["Pause", "stop", "", "pause\n", "pause; rm -rf /", "../pause", 1, None, ["pause"]]
+)
+def test_a_bad_on_drain_is_a_template_error_naming_the_field_and_choices(value: object) -> None:
+    base = {"name": "t", "agent": {"command": ["a"]}}
+    with pytest.raises(ValueError) as err:
+        TemplateConfig.model_validate({**base, "workspace": {"placement": {"on_drain": value}}})
+    text = str(err.value)
+    assert "on_drain" in text and "'error'" in text and "'pause'" in text, text
+
+
+def test_a_drained_node_pauses_only_tasks_whose_template_asks() -> None:
+    assert drained(NodeView("x", "n2", availability="drain"))
+    assert not drained(NodeView("x", "n2", state="down", availability="drain"))
+    assert not drained(NodeView("x", "n2", availability="pause"))
+    assert settling(NodeView("x", "n2", state="unknown"))
+    assert not settling(NodeView("x", "n2", state="down"))
+    pause = {"on_drain": "pause"}
+    assert on_lost(pause, "node n2 is drained", True) == "pause"
+    assert on_lost({}, "node n2 is drained", True) == "error"  # the default, older tasks
+    assert on_lost({"on_drain": "error"}, "node n2 is drained", True) == "error"
+    # a node down or gone: nothing there to pause, whatever the template says
+    assert on_lost(pause, "node n2 is down: heartbeat failure", False) == "error"
+    assert on_lost(pause, "", False) == "error"  # not a node's loss: the container died
 
 
 GOOD = {"manager": "unix:///run/m.sock", "registry": "10.0.0.1:5000", "network": "dockyard-net"}
@@ -221,6 +261,17 @@ def test_observe_gives_the_bridge_on_its_node_and_a_lost_node_by_name() -> None:
 
     gone = _backend(FakeSwarm([N1])).observe("t1")
     assert "node n2 left the swarm" in gone.death_cause()
+    assert not observed.drained and not gone.drained
+
+    # just after a manager restart every node is `unknown` until it reports: waited for
+    unknown = NodeView("id2", "n2", addr="10.0.0.2", state="unknown", message="leadership")
+    observed = _backend(FakeSwarm([N1, unknown])).observe("t1")
+    assert observed.restarting and not observed.lost and not observed.running
+    assert _backend(FakeSwarm([N1, unknown])).running_task_ids() == {"t1"}
+
+    drain = NodeView("id2", "n2", addr="10.0.0.2", availability="drain")
+    observed = _backend(FakeSwarm([N1, drain])).observe("t1")
+    assert observed.drained and observed.lost == "node n2 is drained"
 
 
 def test_start_on_a_node_that_is_away_is_refused_naming_it() -> None:
