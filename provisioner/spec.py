@@ -45,6 +45,12 @@ class AgentProfile(_Strict):
         description="What decides working/idle: the screen (prompt_regex, quiet_ms) or the "
         "agent's hook events (POST /dockyard/hook: prompt_submitted ... stop)",
     )
+    prompt_last: bool = Field(
+        False,
+        description="The agent writes its prompt last and nothing after it until it gets "
+        "input (no clock, spinner or redraw): the screen at the prompt after a write is idle "
+        "at once, without waiting quiet_ms",
+    )
     max_prompt_bytes: int = Field(
         MAX_PROMPT_BYTES,
         ge=1,

@@ -28,7 +28,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from provisioner.backends.base import (
     BRIDGE_DIR,
@@ -50,6 +50,12 @@ from provisioner.backends.docker import (
 from provisioner.backends.docker_client import DockerClient
 from provisioner.backends.swarm_client import Pusher, ServiceInfo, SwarmClient, TaskInfo
 from provisioner.backends.swarm_jobs import LABEL_JOB, mounts_of, run_on_node
+from provisioner.backends.swarm_volumes import (
+    Placed,
+    VolumeJanitor,
+    check_endpoints,
+    volume_names,
+)
 from provisioner.errors import BackendError, BackendUnavailable
 from provisioner.images import recipes
 from provisioner.images.builder import ImageBuilder
@@ -88,13 +94,16 @@ class SwarmSettings:
     registry: str  # host:port every node and this server's engine reach
     network: str = "dockyard-net"
     workspaces_per_node: int | None = None
+    # hostname -> that node's Docker API: deletes then remove volumes there (swarm_volumes)
+    node_endpoints: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, raw: object) -> SwarmSettings:
         """Check and read the section; a ValueError says what is wrong."""
         if not isinstance(raw, Mapping):
             raise ValueError("swarm: must be a mapping with manager, registry and network")
-        unknown = set(raw) - {"manager", "registry", "network", "workspaces_per_node"}
+        known = {"manager", "registry", "network", "workspaces_per_node", "node_endpoints"}
+        unknown = set(raw) - known
         if unknown:
             raise ValueError(f"swarm: unknown setting(s) {', '.join(sorted(map(str, unknown)))}")
         manager = str(raw.get("manager") or "")
@@ -113,7 +122,8 @@ class SwarmSettings:
             isinstance(per_node, bool) or not isinstance(per_node, int) or per_node < 1
         ):
             raise ValueError("swarm.workspaces_per_node must be a whole number of at least 1")
-        return cls(manager, registry, network, per_node)
+        endpoints = check_endpoints(raw.get("node_endpoints"))
+        return cls(manager, registry, network, per_node, endpoints)
 
 
 def _short(task_id: str) -> str:
@@ -154,6 +164,9 @@ class SwarmBackend:
         self._pushed: set[str] = set()  # refs this process pushed (a push is idempotent)
         self._nodes: tuple[float, list[NodeView]] = (0.0, [])
         self._lock = threading.Lock()  # one placement at a time: two creates, two nodes
+        self.volumes = VolumeJanitor(
+            self.swarm, settings.manager, self._base(), settings.node_endpoints
+        )
 
     # naming ---------------------------------------------------------------
     def _base(self) -> dict[str, str]:
@@ -317,10 +330,8 @@ class SwarmBackend:
                 LABEL_IMAGE: image,
             }
             short = _short(task_id)
-            volumes = {
-                f"dockyard-{short}-workspace": spec.workdir,
-                f"dockyard-{short}-home": recipes.AGENT_HOME,
-            }
+            workspace_volume, home_volume = volume_names(task_id)
+            volumes = {workspace_volume: spec.workdir, home_volume: recipes.AGENT_HOME}
             self.swarm.create_service(
                 name=f"dockyard-{short}",
                 image=remote,
@@ -446,12 +457,21 @@ class SwarmBackend:
             time.sleep(0.1)
 
     def remove(self, task_id: str) -> None:
-        """Remove the task's service and secrets. Its volumes stay on their node: Swarm
-        cannot remove a node's local volume from the manager (see docs/swarm.md)."""
-        for service in self.swarm.services(self._labels(task_id)):
+        """Remove the task's service and secrets, then free its volumes on their node
+        (swarm_volumes: Swarm cannot remove a node's volume from the manager). The
+        container is not waited for (the manager hears of its end seconds later): a
+        volume it still holds is tried again, and the wipe deletes more than once."""
+        services = self.swarm.services(self._labels(task_id))
+        placed = [
+            Placed(s.labels[LABEL_NODE], s.labels.get(LABEL_NODE_NAME, ""), s.image)
+            for s in services
+            if s.labels.get(LABEL_NODE)
+        ]
+        for service in services:
             self.swarm.remove_service(service.id)
         for sid, _ in self.swarm.secrets(self._labels(task_id)):
             self.swarm.remove_secret(sid)
+        self.volumes.free(task_id, placed)
 
     def _current(self, service: ServiceInfo) -> TaskInfo | None:
         """The task Swarm wants running (the newest), else the newest of all."""
@@ -601,4 +621,9 @@ class SwarmBackend:
     def task_ids(self) -> set[str]:
         """Task ids with a service of this instance."""
         ids = {s.labels.get(LABEL_TASK, "") for s in self.swarm.services(self._base())}
+        # The sweep's listing is where ended wipes are removed (a delete does not wait for
+        # its wipe); deleted tasks' volumes left on nodes with a known endpoint count, so
+        # the sweep's remove frees them.
+        self.volumes.reap()
+        ids |= self.volumes.leftover_task_ids()
         return {i for i in ids if i}

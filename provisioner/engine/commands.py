@@ -272,8 +272,7 @@ class UserCommands:
             raise
         # The bridge queues the first prompt from its config; recording it here gives it
         # an id and a delivery state like every other prompt.
-        self.store.add_prompt(task.id, initial_prompt_id(task), task.prompt)
-        self.store.mark_handed(initial_prompt_id(task))
+        self.store.add_prompt(task.id, initial_prompt_id(task), task.prompt, handed=True)
         self.wake()
         return task
 

@@ -355,7 +355,7 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
         provisioner = Provisioner(self, task_id)
         try:
             provisioner.run()
-            self._ensure_follower(task_id)
+            self._ensure_follower(task_id, provisioner.endpoint)
         except (TaskConflict, TaskNotFound):
             # Deleted or moved on while we worked: don't leave its workspace behind.
             try:
@@ -381,13 +381,15 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
                 self._provisioning.discard(task_id)
 
     # following ---------------------------------------------------------------------
-    def _ensure_follower(self, task_id: str) -> None:
+    def _ensure_follower(self, task_id: str, endpoint: str | None = None) -> None:
+        """A follower for the task unless one runs; `endpoint`: its bridge's address, as
+        just seen (the follower then starts without asking the backend)."""
         with self._lock:
             current = self._followers.get(task_id)
             if self._stopping.is_set() or (current and not current.stopping.is_set()):
                 return
             # A follower told to stop may still sit in a long poll: replace, don't wait.
-            follower = Follower(self, task_id)
+            follower = Follower(self, task_id, endpoint)
             self._followers[task_id] = follower
         follower.start()
 

@@ -186,6 +186,7 @@ def bridge_config(task: Task, spec: WorkspaceSpec) -> dict[str, object]:
             submit=profile.submit,
             take_timeout_s=profile.take_timeout_s,
             state_source=profile.state_source,
+            prompt_last=profile.prompt_last,
         ),
         columns=120,
         rows=40,

@@ -253,3 +253,25 @@ def redact(template: Template, values: dict[str, Any]) -> dict[str, Any]:
     """A copy of `values` safe to store and show: secret parameters masked."""
     secret = {p.name for p in template.config.parameters if p.secret}
     return {k: (REDACTED if k in secret and v not in (None, "") else v) for k, v in values.items()}
+
+
+def split_secrets(
+    template: Template | None, values: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(`values` safe to store and show, the secret values to keep out of the database)
+    for a recipe that makes tasks later (a schedule, a trigger). Without a template (a
+    target picks it at each run) none is known not to be secret: all are kept apart."""
+    if template is None:
+        return {k: REDACTED for k in values}, dict(values)
+    secret = {p.name for p in template.config.parameters if p.secret}
+    kept = {k: v for k, v in values.items() if k in secret and v not in (None, "")}
+    return redact(template, values), kept
+
+
+def with_secrets(stored: dict[str, Any], kept: dict[str, Any]) -> dict[str, Any]:
+    """The parameters a run of a recipe is made with: the stored ones with each mask
+    replaced by its kept value. A mask whose value is missing (the secret file is gone)
+    is left out rather than sent as the mask, so the environment or default fills it."""
+    values = {k: v for k, v in stored.items() if v != REDACTED}
+    values.update(kept)
+    return values

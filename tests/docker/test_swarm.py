@@ -18,6 +18,7 @@ import yaml
 from provisioner.backends.swarm import LABEL_NODE_NAME, SwarmBackend
 from provisioner.backends.swarm_client import ServiceInfo
 from provisioner.backends.swarm_jobs import LABEL_JOB
+from provisioner.backends.swarm_volumes import LABEL_WIPE, volume_names
 from provisioner.server.main import build_engine
 from provisioner.store.store import Store
 from tests.docker.conftest import ServerHandle
@@ -395,3 +396,44 @@ def test_a_manager_restart_converges_as_on_docker(
     backend = _backend(server)
     assert backend.task_ids() == set(two_tasks)  # no orphan service
     assert all(_count_services(swarm, t) == 1 for t in two_tasks)  # no duplicate
+
+
+def _volume_data(swarm: Swarm, node: str, volume: str) -> Path:
+    """A node's volume as its dockerd keeps it (the node's data root is on this host)."""
+    return swarm.node(node).dir / "data" / "volumes" / volume / "_data"
+
+
+def test_delete_frees_the_disk_on_its_node(server: ServerHandle, swarm: Swarm) -> None:
+    """Without the node's endpoint a wipe empties the task's volumes there; with it, the
+    orphan sweep removes a deleted task's volume left on the node."""
+    task = _create(server, "disk")
+    node = swarm.node(_node_of(server, task))
+    backend = _backend(server)
+    home = _volume_data(swarm, node.name, volume_names(task)[1])
+    assert any(home.iterdir()), "the agent's context is on the node"
+    server.cli("task", "delete", "-y", task)
+    volumes = [_volume_data(swarm, node.name, volume) for volume in volume_names(task)]
+    wait_until(lambda: not any(any(data.iterdir()) for data in volumes), 60, "the wipe")
+    assert all(data.is_dir() for data in volumes), "empty named volumes stay"
+    # the sweep's listing removes the wipe service once it has ended
+    wait_until(
+        lambda: (backend.task_ids(), not backend.swarm.services({LABEL_WIPE: task}))[1],
+        60,
+        "the wipe service's removal",
+        interval=0.2,
+    )
+
+    # a volume a delete could not free (its node was away, say): found and removed
+    # through the node's endpoint (what a delete does too, when the config names it)
+    lost = "0123abcd-0000-4000-8000-000000000000"
+    with contextlib.closing(node.client()) as client:
+        labels = {**backend._labels(lost), "dockyard.test": "1"}
+        client.create_volume(volume_names(lost)[0], labels=labels)
+    assert lost not in backend.task_ids(), "not without the node's endpoint"
+    backend.volumes.endpoints[node.name] = node.socket
+    try:
+        assert lost in backend.task_ids()
+        server.engine._sweep_orphans()
+        assert not _volume_data(swarm, node.name, volume_names(lost)[0]).parent.exists()
+    finally:
+        del backend.volumes.endpoints[node.name]

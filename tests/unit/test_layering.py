@@ -67,9 +67,21 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "provisioner.backends",
         "provisioner.images",
     ),
+    "provisioner.doctor.swarm_checks": (
+        "provisioner.engine",
+        "provisioner.server",
+        "provisioner.store",
+        "provisioner.backends",
+        "provisioner.images",
+    ),
     # schedules' and triggers' pure rules: fire times, overlap, signatures, rendering
     "provisioner.scheduling": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     "provisioner.triggers": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    "provisioner.trigger_limits": (
+        "provisioner.engine",
+        "provisioner.server",
+        "provisioner.store",
+    ),
     # git in and out of workspaces: URL and ref checks, scripts, parsing (pure)
     "provisioner.gitwork": (
         "provisioner.engine",

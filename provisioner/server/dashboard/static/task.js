@@ -6,6 +6,7 @@ import { API, enc, get, post } from "./api.js";
 import { announce, badge, cost, detailText, h, time } from "./dom.js";
 import { onTasks, tasks } from "./live.js";
 import { LogView } from "./logview.js";
+import { diffView } from "./diff.js";
 
 const PAGE = 100000; // log entries per request (the API's most)
 const WAIT = 15; // seconds a logs long-poll is held (a server waits for it on shutdown)
@@ -68,6 +69,7 @@ export function showTask(main, ref) {
     section("Logs", "logs-h",
       h("p", {}, screen, h("label", { for: "screen", text: " Show the agent's screen lines (--screen)" })),
       logBox),
+    section("Work (diff)", "diff-h", diffView(() => task && task.id)),
     section("Phases", "phases-h", h("table", { id: "phases" },
       h("thead", {}, h("tr", {}, ...["Phase", "Started", "Took"].map((t) => h("th", { scope: "col", text: t })))),
       phases)),
