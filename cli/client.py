@@ -182,21 +182,29 @@ class Client:
         token: str | None = None,
         timeout: float = 30.0,
         transport: Any = None,
+        recheck: Callable[[], tuple[str, str | None]] | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        """`recheck`: the server was taken from server.json without a health check; if the
+        first request finds nothing listening there, this finds (or starts) the server
+        properly and gives its URL and token, and the request is sent there instead."""
         self.timeout = timeout
+        self._transport = transport
+        self._http: Any = None  # httpx.Client, made on first use
+        self._conn: Any = None  # http.client.HTTPConnection, kept alive between requests
+        self._recheck = recheck
+        self._use(base_url, token)
+
+    def _use(self, base_url: str, token: str | None) -> None:
+        self.base_url = base_url.rstrip("/")
         self._headers = {"User-Agent": f"dockyard-cli/{__version__}"}
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
         parts = urlsplit(self.base_url)
         self._plain = (
-            transport is None
+            self._transport is None
             and parts.scheme == "http"
             and (is_loopback(self.base_url) or not uses_proxy())
         )
-        self._transport = transport
-        self._http: Any = None  # httpx.Client, made on first use
-        self._conn: Any = None  # http.client.HTTPConnection, kept alive between requests
         self._prefix = parts.path.rstrip("/")
 
     @property
@@ -303,8 +311,18 @@ class Client:
             target = self._prefix + API + path
             if params:
                 target += "?" + urlencode(params)
+            recheck, self._recheck = self._recheck, None  # the first request only
             try:
                 return self._send_plain(method, target, body, headers, wait)
+            except ConnectionRefusedError as exc:
+                if recheck is None:
+                    raise ServerUnreachable(self.base_url, str(exc)) from exc
+                # nothing listens where server.json said (the request was never sent, so
+                # even a POST may go again): find the server as if never looked for
+                self._use(*recheck())
+                return self.exchange(
+                    method, path, params=params, json=json, timeout=timeout, content=content
+                )
             except OSError as exc:  # refused, reset, timed out, no such host...
                 raise ServerUnreachable(self.base_url, str(exc) or type(exc).__name__) from exc
             except Exception as exc:  # http.client's protocol errors
@@ -413,6 +431,31 @@ class Client:
     ) -> JSON:
         """Create a task; returns it. `queue`: title, priority, tags, depends_on... as the
         API takes them (left out when None or empty)."""
+        return self.create_task_tagged(
+            template=template,
+            prompt=prompt,
+            preset=preset,
+            parameters=parameters,
+            name=name,
+            template_version=template_version,
+            owner=owner,
+            **queue,
+        )[0]
+
+    def create_task_tagged(
+        self,
+        *,
+        template: str | None,
+        prompt: str,
+        preset: str | None = None,
+        parameters: dict[str, str] | None = None,
+        name: str | None = None,
+        template_version: str | None = None,
+        owner: str | None = None,
+        **queue: Any,
+    ) -> tuple[JSON, str | None]:
+        """create_task, and the created task's ETag (None from a server that sends none):
+        a status long-poll (watch_task) can start from it at once."""
         body = {
             **{k: v for k, v in queue.items() if v not in (None, (), [])},
             "owner": owner,
@@ -423,8 +466,9 @@ class Client:
             "name": name,
             "template_version": template_version,
         }
-        result: JSON = self.request("POST", "/tasks", json=body)
-        return result
+        reply = self.exchange("POST", "/tasks", json=body)
+        result: JSON = self.decode(reply)
+        return result, reply.headers.get("etag")
 
     def list_tasks(
         self, status: str | None = None, all_users: bool = False, **filters: str | None
@@ -660,15 +704,26 @@ class Client:
 class ClientSource:
     """Builds the Client on first use, so `--help` and `dockyard server` never need a server."""
 
-    def __init__(self, resolve: Callable[[], tuple[str, str | None]]) -> None:
+    def __init__(
+        self,
+        resolve: Callable[[], tuple[str, str | None]],
+        quick: Callable[[], tuple[str, str | None] | None] | None = None,
+    ) -> None:
+        """`quick`: the server as it seems to be, without asking it (None: unknown); the
+        client then falls back on `resolve` if nothing listens there."""
         self._resolve = resolve
+        self._quick = quick
         self._client: Client | None = None
 
     def get(self) -> Client:
         """The client, resolving (and maybe starting) the server the first time."""
         if self._client is None:
-            url, token = self._resolve()
-            self._client = Client(url, token=token)
+            found = self._quick() if self._quick is not None else None
+            if found is not None:
+                self._client = Client(found[0], token=found[1], recheck=self._resolve)
+            else:
+                url, token = self._resolve()
+                self._client = Client(url, token=token)
             click.get_current_context().find_root().call_on_close(self._client.close)
         return self._client
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import platformdirs
 
-from cli.local_server import read_server_info, resolve_url
+from cli.client import is_loopback
+from cli.local_server import read_server_info, resolve_url, running_server_url
 from provisioner.paths import home_dir, read_admin_token
 
 TOKEN_ENV = "DOCKYARD_TOKEN"
@@ -89,3 +90,17 @@ def connect(explicit_url: str | None) -> tuple[str, str | None]:
     """The server to use (starting the local one if none is given) and its token."""
     url = resolve_url(explicit_url)
     return url, token_for(url, local=not explicit_url)
+
+
+def connect_quickly(explicit_url: str | None) -> tuple[str, str | None] | None:
+    """The local server and its token as server.json names them, when its process runs,
+    without asking the server (~10 ms of every command); None: use connect()."""
+    if explicit_url:
+        return None
+    url = running_server_url(home_dir())
+    # plain http on loopback only: the refused connection that sends the command the
+    # careful way is told apart there (an https server.json URL names the bind address,
+    # which its certificate does not: the careful way starts a local server then)
+    if url is None or not url.startswith("http://") or not is_loopback(url):
+        return None
+    return url, token_for(url, local=True)

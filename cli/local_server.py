@@ -44,6 +44,40 @@ def read_server_info(home: Path) -> ServerInfo | None:
     return ServerInfo(url=data["url"], pid=pid if isinstance(pid, int) else None)
 
 
+def _started_at(pid: int) -> float | None:
+    """When process `pid` started (seconds since the epoch, to within a second), from
+    /proc; None when it does not run or this system has no /proc to tell."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            # the fields after the command name (in parentheses, which may hold anything)
+            fields = f.read().rsplit(b")", 1)[1].split()
+        with open("/proc/stat", "rb") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith(b"btime "))
+        return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def running_server_url(home: Path) -> str | None:
+    """The URL in `server.json` when the process it names still runs and started before
+    the file was written (so its pid was not taken by another since): a command may use
+    it without asking /health first. None: look for the server the careful way."""
+    path = home / "server.json"
+    info = read_server_info(home)
+    if info is None or info.pid is None:
+        return None
+    started = _started_at(info.pid)
+    try:
+        written = path.stat().st_mtime
+    except OSError:
+        return None
+    # /proc's boot time is whole seconds: a second of slack; a server takes longer than
+    # that from its start to writing server.json, a pid reused later starts after it
+    if started is None or started > written + 1.0:
+        return None
+    return info.url
+
+
 def is_healthy(url: str, home: Path) -> bool:
     """True when the server at `url` answers the health check of `home`'s admin."""
     client = Client(url, token=read_admin_token(home), timeout=HEALTH_TIMEOUT)

@@ -58,6 +58,12 @@ def _connect(url: str | None) -> tuple[str, str | None]:
     return connect(url)
 
 
+def _connect_quickly(url: str | None) -> tuple[str, str | None] | None:
+    from cli.credentials import connect_quickly
+
+    return connect_quickly(url)
+
+
 @click.group("dockyard", cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="dockyard")
 @click.option(
@@ -71,7 +77,7 @@ def _connect(url: str | None) -> tuple[str, str | None]:
 @click.pass_context
 def cli(ctx: click.Context, url: str | None) -> None:
     """Run coding agents in Docker workspaces, one per task."""
-    ctx.obj = ClientSource(lambda: _connect(url))
+    ctx.obj = ClientSource(lambda: _connect(url), lambda: _connect_quickly(url))
 
 
 @cli.command("server")

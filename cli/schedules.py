@@ -310,7 +310,8 @@ def delete_trigger(name: str) -> None:
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
 @output_option
 def trigger_deliveries(name: str, limit: int, output: str) -> None:
-    """What became of the latest deliveries: accepted, filtered, replayed, rejected."""
+    """What became of the latest deliveries: accepted, filtered, replayed, rejected, and
+    limited (a flood of badly signed ones, summed up in one row)."""
     found = current_client().request(
         "GET", f"/triggers/{_seg(name)}/deliveries", params={"limit": limit}
     )["deliveries"]

@@ -153,13 +153,26 @@ def wait_until_idle(
         task, etag = _next_task(client, task, etag, wait, WAIT_POLL_INTERVAL)
 
 
-# commands of their own modules, imported when used
+# commands of their own modules, imported when used: `task create` and the others here
+# do not pay for git's helpers or the workers' (~10 ms of a command's start)
 TASK_COMMANDS = {
     "exec": "cli.shell:exec_command",
     "shell": "cli.shell:shell_command",
     "cp": "cli.files:cp_command",
     "download": "cli.files:download_command",
     "port-forward": "cli.forward:port_forward_command",
+    # a task's work out as git (cli.work)
+    "diff": "cli.work:diff",
+    "pull": "cli.work:pull",
+    "apply": "cli.work:apply",
+    "push": "cli.work:push",
+    "pr": "cli.work:pr",
+    # queue-only tasks a worker claims (cli.workers)
+    "claim": "cli.workers:claim",
+    "renew": "cli.workers:renew",
+    "start": "cli.workers:start",
+    "accept": "cli.workers:accept",
+    "reject": "cli.workers:reject",
 }
 
 
@@ -286,7 +299,7 @@ def create(
             "give a --template (or a --target or --codebase to route to, or a --parent to fork)"
         )
     client = current_client()
-    task = client.create_task(
+    task, etag = client.create_task_tagged(
         title=title,
         priority=priority,
         tags=list(tags),
@@ -322,7 +335,8 @@ def create(
             click.echo(f"It is {task['message']}")
     try:
         if wait:
-            wait_until_idle(client, task, timeout, (lambda _: None) if quiet else click.echo)
+            echo = (lambda _: None) if quiet else click.echo
+            wait_until_idle(client, task, timeout, echo, etag)
     finally:
         # scripts capture the id even when --wait fails, so they can inspect or delete the task
         if quiet:
@@ -784,25 +798,3 @@ def delete(ctx: click.Context, tasks: tuple[str, ...], yes: bool) -> None:
             click.echo(f"Deleted {task}")
     if failed:
         ctx.exit(1)
-
-
-def _add_claim_commands() -> None:
-    """`task claim`, `task renew`, `task start` (cli.workers)."""
-    from cli.workers import accept, claim, reject, renew, start
-
-    for command in (claim, renew, start, accept, reject):
-        task_group.add_command(command)
-
-
-_add_claim_commands()
-
-
-def _add_work_commands() -> None:
-    """`task diff`, `task pull`, `task apply`, `task push` (cli.work)."""
-    from cli.work import COMMANDS
-
-    for command in COMMANDS:
-        task_group.add_command(command)
-
-
-_add_work_commands()

@@ -83,6 +83,10 @@ class IllegalTransition(TaskConflict):
     """The lifecycle state machine rejected a status change."""
 
 
+class TooManySessions(DockyardError):
+    """One more interactive session would pass a configured bound (429)."""
+
+
 class BackendError(DockyardError, RuntimeError):
     """The workspace backend failed."""
 

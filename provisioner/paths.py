@@ -15,6 +15,7 @@ from provisioner.errors import DockyardError
 if TYPE_CHECKING:
     from provisioner.pricing import PriceTable
     from provisioner.routing import Target
+    from provisioner.session_limits import SessionLimits
     from provisioner.webhooks import Settings
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -165,6 +166,19 @@ def kept_bundles(home: Path | None = None) -> tuple[int, int]:
         return parse_settings(data.get("kept_bundles"), f"{config}: kept_bundles")
     except KeptError as exc:
         raise DockyardError(str(exc), hint="e.g. kept_bundles: {max_mb: 200, days: 30}") from exc
+
+
+def session_limits(home: Path | None = None) -> SessionLimits:
+    """`sessions: {per_task, per_user}` in HOME/config.yaml: how many interactive sessions
+    (shells, exec streams, port-forward connections) may be open at once per task and per
+    user. Defaults: 8 and 32."""
+    from provisioner.session_limits import SessionLimitError, parse_settings
+
+    config, data = _config(home)
+    try:
+        return parse_settings(data.get("sessions"), f"{config}: sessions")
+    except SessionLimitError as exc:
+        raise DockyardError(str(exc), hint="e.g. sessions: {per_task: 8, per_user: 32}") from exc
 
 
 def database_pool(home: Path | None = None) -> dict[str, int]:

@@ -20,6 +20,10 @@ _CONSTRAINT = re.compile(
 )
 MAX_CONSTRAINTS = 16
 SPREAD = "spread"
+# what a drained node's workspaces become (the template's placement.on_drain)
+ON_DRAIN = "on_drain"
+ON_DRAIN_DEFAULT = "error"
+PAUSE = "pause"
 
 
 class PlacementError(ValueError):
@@ -90,6 +94,29 @@ def problem(node: NodeView) -> str | None:
     if node.availability == "pause":
         return f"node {node.hostname} is paused (it takes no new workspaces)"
     return None
+
+
+def drained(node: NodeView) -> bool:
+    """The node is up but drained: Swarm stopped its workspaces on purpose, and their
+    disks are intact there (unlike a node that is down, whose state is unknown)."""
+    return node.state == "ready" and node.availability == "drain"
+
+
+def settling(node: NodeView) -> bool:
+    """The manager has not heard from the node since it (re)started or a new leader was
+    elected: Swarm marks every node `unknown` then, until it reports again (or, after a
+    grace period, `down`). Its workspaces are likely running: wait, don't fail them."""
+    return node.state == "unknown"
+
+
+def on_lost(policy: Mapping[str, object], lost: str, was_drained: bool) -> str:
+    """What a task whose workspace's node went away becomes: `pause` when the node was
+    drained and the task's template asked for it (placement.on_drain: pause), else
+    `error`. A node that is down or gone errors whatever the template says: nothing
+    there can be paused, and the task says which node to wait for."""
+    if lost and was_drained and policy.get(ON_DRAIN, ON_DRAIN_DEFAULT) == PAUSE:
+        return PAUSE
+    return "error"
 
 
 def choose(

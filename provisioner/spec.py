@@ -45,6 +45,12 @@ class AgentProfile(_Strict):
         description="What decides working/idle: the screen (prompt_regex, quiet_ms) or the "
         "agent's hook events (POST /dockyard/hook: prompt_submitted ... stop)",
     )
+    prompt_last: bool = Field(
+        False,
+        description="The agent writes its prompt last and nothing after it until it gets "
+        "input (no clock, spinner or redraw): the screen at the prompt after a write is idle "
+        "at once, without waiting quiet_ms",
+    )
     max_prompt_bytes: int = Field(
         MAX_PROMPT_BYTES,
         ge=1,
@@ -107,6 +113,11 @@ class PlacementConfig(_Strict):
     preferences: Literal["spread"] = Field(
         "spread", description="spread: the least loaded node that meets the constraints"
     )
+    on_drain: Literal["error", "pause"] = Field(
+        "error",
+        description="What a drained node's workspaces become: error (the default), or "
+        "pause (resumable on the same node, with its disk, once the node is active)",
+    )
 
     @field_validator("constraints")
     @classmethod
@@ -134,6 +145,15 @@ class TerraformSpec:
 
 
 @dataclass(frozen=True)
+class RepoSsh:
+    """How an ssh repository's host is trusted: the template's known_hosts lines (a task's
+    own come as the `repo_known_hosts` parameter), and whether a first-seen key may be."""
+
+    known_hosts: str = ""
+    accept_new: bool = False
+
+
+@dataclass(frozen=True)
 class WorkspaceSpec:
     """Everything a backend needs to make one task's workspace."""
 
@@ -158,6 +178,7 @@ class WorkspaceSpec:
     terraform: TerraformSpec | None = None
     # the task gave the standard `repo` parameter: the setup clones it first
     clones_repo: bool = False
+    repo_ssh: RepoSsh = field(default_factory=RepoSsh)
     access: AccessConfig = field(default_factory=AccessConfig)
     apps: tuple[AppConfig, ...] = ()
     placement: PlacementConfig = field(default_factory=PlacementConfig)

@@ -28,6 +28,9 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 # the repository tests serve a real repository (git http-backend) and clone it; the CLI's
 # task pull/apply run git too
 command -v git >/dev/null 2>&1 || missing+=(git)
+# ...and over ssh: a real sshd (tests/git_server.py runs its own, on a free port, never
+# the system's) and ssh-keygen for deploy and host keys
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 # the store's tests also run against a throwaway PostgreSQL cluster
 [ -x /usr/lib/postgresql/15/bin/initdb ] || missing+=(postgresql-15)
 # the dashboard's browser tests drive Debian's Chromium through Playwright (Playwright's
@@ -40,6 +43,10 @@ if [ "${#missing[@]}" -gt 0 ]; then
   # the package starts a registry on :5000 where systemd runs; the tests run their own
   if [[ " ${missing[*]} " == *" docker-registry "* ]] && [ -d /run/systemd/system ]; then
     $SUDO systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  fi
+  # likewise the system's sshd on :22: the tests start theirs
+  if [[ " ${missing[*]} " == *" openssh-server "* ]] && [ -d /run/systemd/system ]; then
+    $SUDO systemctl disable --now ssh >/dev/null 2>&1 || true
   fi
 fi
 

@@ -1,12 +1,15 @@
-"""A real git repository served over HTTP for tests: `git http-backend` behind a tiny
-threaded server that asks for a token (HTTP Basic, any user name), as a forge does."""
+"""A real git repository served for tests: over HTTP, `git http-backend` behind a tiny
+threaded server that asks for a token (HTTP Basic, any user name), as a forge does; over
+ssh, a real sshd on an unprivileged port that takes one deploy key (serve_ssh)."""
 
 from __future__ import annotations
 
 import base64
+import getpass
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -14,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+from tests.polling import wait_until
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test",
@@ -153,3 +158,103 @@ def serve_repository(
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+# --- the same repository over ssh: a real sshd on an unprivileged port ---------------------
+
+SSHD = "/usr/sbin/sshd"
+
+
+@dataclass
+class SshServer:
+    """An sshd serving bare repositories under its root (git-shell, as a forge's forced
+    command), to one deploy key; what a task needs to clone from it, and wrong values."""
+
+    url: str  # ssh://USER@HOST:PORT/ABSOLUTE/PATH/org/repo.git
+    key: str  # the deploy key's private key (authorized)
+    known_hosts: str  # the server's host key, as `ssh-keyscan -p PORT HOST` prints it
+    stranger_key: str  # a well-formed private key the server does not know
+    impostor_known_hosts: str  # another host key for the same address
+
+
+def _keygen(path: Path) -> tuple[str, str]:
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "test", "-f", str(path)],
+        check=True,
+        capture_output=True,
+    )
+    return path.read_text(), path.with_suffix(".pub").read_text().strip()
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1) as conn:
+            return conn.recv(4).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+@contextmanager
+def serve_ssh(root: Path, bare: Path, host: str = "127.0.0.1") -> Iterator[SshServer]:
+    """Serve `bare` (under `root`) over ssh at HOST on a free port, as the user running the
+    tests (sshd, unprivileged or not, logs in only as that user here), to one deploy key
+    whose forced command is git-shell: fetch and push, nothing else."""
+    folder = root / "sshd"
+    folder.mkdir(mode=0o700)
+    key, key_pub = _keygen(folder / "deploy")
+    stranger, _ = _keygen(folder / "stranger")
+    _, host_pub = _keygen(folder / "host")
+    _, impostor_pub = _keygen(folder / "impostor")
+    forced = 'command="git-shell -c \\"$SSH_ORIGINAL_COMMAND\\"",restrict'
+    (folder / "authorized_keys").write_text(f"{forced} {key_pub}\n")
+    port = _free_port(host)
+    user = getpass.getuser()
+    (folder / "sshd_config").write_text(
+        f"Port {port}\nListenAddress {host}\nHostKey {folder / 'host'}\nPidFile none\n"
+        f"AuthorizedKeysFile {folder / 'authorized_keys'}\nStrictModes no\nUsePAM no\n"
+        "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        f"PermitRootLogin prohibit-password\nAllowUsers {user}\nLogLevel VERBOSE\n"
+    )
+    if os.geteuid() == 0:
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # sshd's privilege separation
+    log = (folder / "sshd.log").open("wb")
+    proc = subprocess.Popen(
+        [SSHD, "-D", "-e", "-f", str(folder / "sshd_config")], stdout=log, stderr=log
+    )
+    try:
+        wait_until(lambda: proc.poll() is not None or _accepts(host, port), timeout=30, what="sshd")
+        if proc.poll() is not None:
+            raise AssertionError(f"sshd exited: {(folder / 'sshd.log').read_text()}")
+        where = f"[{host}]:{port}"
+        yield SshServer(
+            url=f"ssh://{user}@{host}:{port}{bare}",
+            key=key,
+            known_hosts=f"{where} {' '.join(host_pub.split()[:2])}\n",
+            stranger_key=stranger,
+            impostor_known_hosts=f"{where} {' '.join(impostor_pub.split()[:2])}\n",
+        )
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@contextmanager
+def serve_repository_ssh(
+    root: Path, files: dict[str, str], host: str = "127.0.0.1"
+) -> Iterator[tuple[SshServer, GitServer, str]]:
+    """A new repository holding `files`, served over ssh; yields the ssh server, the
+    repository (its `bare` path and branches; no HTTP URL) and the first commit."""
+    bare, commit = make_repository(root, files)
+    with serve_ssh(root, bare, host) as ssh:
+        yield ssh, GitServer(url="", token="", bare=bare), commit

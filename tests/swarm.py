@@ -115,8 +115,21 @@ class Swarm:
         _unmount_under(node.dir / "exec")
 
     def start_daemon(self, node: Node) -> None:
-        """Start (again) a node's dockerd; it rejoins the swarm by itself."""
-        _start_dockerd(node, self.registry)
+        """Start (again) a node's dockerd; it rejoins the swarm by itself. A loaded machine
+        can make dockerd give up waiting for its containerd: then it is tried again, with
+        whatever the failed start left killed first."""
+        for attempt in range(3):
+            try:
+                _start_dockerd(node, self.registry)
+                break
+            except RuntimeError:
+                if attempt == 2:
+                    raise
+                leftovers = _pids_under(node.dir)
+                for pid in leftovers:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                _wait_gone(leftovers)
         self._save()
 
     def _save(self) -> None:

@@ -1,5 +1,8 @@
 """A tiny app for a workspace (standard library only, as a workspace has): HTTP that says
-what it was asked, and a WebSocket echo on any path with `Upgrade: websocket`.
+what it was asked, and a WebSocket echo on any path with `Upgrade: websocket`. For
+previews in a browser: /page/ (HTML whose script, a relative asset, tries what a hostile
+preview would: the API with the browser's cookies, document.cookie, and a WebSocket),
+/set-cookies (cookies a hostile app would set on the dashboard) and /cookies.
 
     python3 workspace_app.py PORT [HOST]    (writes its pid to app.pid in its directory)
 """
@@ -31,9 +34,35 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _page(self, kind: str, body: bytes, extra: tuple[tuple[str, str], ...] = ()) -> None:
+        self.send_response(200)
+        self.send_header("content-type", kind)
+        self.send_header("content-length", str(len(body)))
+        for key, value in extra:
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
     def do_GET(self) -> None:
         if self.headers.get("upgrade", "").lower() == "websocket":
             self._websocket()
+            return
+        if self.path == "/page/":
+            self._page("text/html", PAGE.encode())
+            return
+        if self.path == "/page/app.js":
+            self._page("text/javascript", SCRIPT.encode())
+            return
+        if self.path == "/set-cookies":
+            cookies = (
+                ("set-cookie", "dockyard_session=planted; Path=/"),
+                ("set-cookie", "__Host-x=1; Path=/; Secure"),
+                ("set-cookie", "mine=1; Path=/; Domain=127.0.0.1; HttpOnly"),
+            )
+            self._page("text/plain", b"cookies set", cookies)
+            return
+        if self.path == "/cookies":
+            self._page("text/plain", f"cookie={self.headers.get('cookie')}".encode())
             return
         auth = self.headers.get("authorization") or "none"
         self._answer(f"hello from the workspace: {self.path} auth={auth}".encode())
@@ -89,6 +118,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         finally:
             self.close_connection = True
+
+
+PAGE = """<!doctype html>
+<html><head><title>preview</title><script src="app.js"></script></head>
+<body><p id="page">the preview page</p></body></html>
+"""
+# what a hostile preview tries; the results land in window.results for the test
+SCRIPT = """
+window.results = {asset: "loaded"};
+try { window.results.cookie = "read: " + document.cookie; }
+catch (e) { window.results.cookie = "denied"; }
+fetch("/api/dockyard/v1/tasks", {credentials: "include"}).then(
+  (r) => r.text().then((t) => { window.results.api = "read " + r.status + ": " + t.slice(0, 60); }),
+  () => { window.results.api = "blocked"; });
+const ws = new WebSocket(location.href.replace(/^http/, "ws").replace(/page\\/$/, "") + "echo");
+ws.onopen = () => ws.send("from the page");
+ws.onmessage = (m) => { window.results.ws = m.data; };
+ws.onerror = () => { window.results.ws = "error"; };
+"""
 
 
 class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):

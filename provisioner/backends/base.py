@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -53,6 +54,8 @@ class Observed:
     # a cluster backend's word for a workspace whose node is away ("node n2 is down"):
     # the workspace is not running, and may come back with its node
     lost: str = ""
+    # with `lost`: the node is drained (its workspaces stopped on purpose, disks intact)
+    drained: bool = False
     node: str = ""  # the cluster node it is placed on, when a backend has nodes
 
     def death_cause(self) -> str:
@@ -68,6 +71,15 @@ class Observed:
             return f"the container was killed by signal {signal} (exit code {self.exit_code})"
         detail = f": {self.error}" if self.error else ""
         return f"the container exited with code {self.exit_code}{detail}"
+
+
+PORT_CONNECT_TIMEOUT_S = 10.0
+
+
+def dial(host: str, port: int) -> socket.socket:
+    """A connection to a workspace port at an address the server reaches (open_port of
+    the backends with one); OSError when nothing answers."""
+    return socket.create_connection((host, port), timeout=PORT_CONNECT_TIMEOUT_S)
 
 
 class WorkspaceSession(Protocol):
@@ -175,6 +187,12 @@ class Backend(Protocol):
     def address(self, task_id: str) -> str:
         """The host at which the server reaches the running workspace's ports (as it
         reaches the bridge's); BackendError when it does not run."""
+
+    def open_port(self, task_id: str, port: int) -> socket.socket:
+        """A TCP stream to `port` in the running workspace (previews and port-forward):
+        a connection to `address` where the server reaches the workspace's ports, one the
+        bridge carries where it reaches only the bridge (Swarm). BackendError when the
+        workspace does not run; OSError/BackendError when nothing answers there."""
 
     def running_task_ids(self) -> set[str]:
         """Ids of tasks whose workspace is running (one cheap call per reconcile pass)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import socket
 
 from provisioner.backends.base import (
     BRIDGE_CONFIG_ENV,
@@ -14,6 +15,7 @@ from provisioner.backends.base import (
     Observed,
     ProgressFn,
     WorkspaceSession,
+    dial,
 )
 from provisioner.backends.bridge_volume import BridgeVolumes
 from provisioner.backends.docker_client import ContainerInfo, DockerClient
@@ -69,9 +71,9 @@ class DockerBackend:
         self.bridges = BridgeVolumes(
             self.docker, {LABEL_MANAGED: "true", LABEL_INSTANCE: instance}, instance
         )
-        # Containers this process created and has not started: their bridge files are
-        # fresh, so start need not copy them in a second time.
-        self._fresh: set[str] = set()
+        # Containers this process created and has not started, by task: their bridge files
+        # are fresh, so start need not copy them in a second time, nor look them up again.
+        self._fresh: dict[str, str] = {}
 
     def _labels(self, task_id: str) -> dict[str, str]:
         return {LABEL_MANAGED: "true", LABEL_INSTANCE: self.instance, LABEL_TASK: task_id}
@@ -144,7 +146,7 @@ class DockerBackend:
         )
         if not config_in_env:
             self._put_config(container, bridge)
-        self._fresh.add(container)
+        self._fresh[task_id] = container
 
     def _put_config(self, container: str, bridge: BridgeBundle, with_zipapp: bool = False) -> None:
         """Copy the task's config and token in (0600), and with `with_zipapp` this server's
@@ -202,16 +204,19 @@ class DockerBackend:
 
     def start(self, task_id: str, bridge: BridgeBundle, progress: ProgressFn | None = None) -> None:
         """Start the container (after refreshing the bridge files) unless it runs."""
+        fresh = self._fresh.pop(task_id, None)
+        if fresh is not None:
+            # just created here, never started: no list and inspect first (two calls on
+            # the way to a new workspace); starting one that runs is no error either
+            self.docker.start(fresh)
+            return
         info = self._container(task_id)
         if info is None:
             raise BackendError(f"task {task_id} has no workspace container to start")
         if info.running:
             return
-        if info.id in self._fresh:
-            self._fresh.discard(info.id)
-        else:
-            # the server may have a newer bridge than the disk
-            self._put_config(info.id, bridge, with_zipapp=True)
+        # the server may have a newer bridge than the disk
+        self._put_config(info.id, bridge, with_zipapp=True)
         self.docker.start(info.id)
 
     def stop(self, task_id: str) -> None:
@@ -222,6 +227,7 @@ class DockerBackend:
 
     def remove(self, task_id: str) -> None:
         """Remove the task's containers and volumes."""
+        self._fresh.pop(task_id, None)
         for info in self.docker.containers(self._labels(task_id)):
             self.docker.remove_container(info.id)
         for vol in self.docker.volumes(self._labels(task_id)):
@@ -305,6 +311,10 @@ class DockerBackend:
         if info is None or not info.running or not info.ip_address:
             raise BackendError(f"task {task_id} has no running workspace")
         return info.ip_address
+
+    def open_port(self, task_id: str, port: int) -> socket.socket:
+        """A connection to the port at the workspace's address."""
+        return dial(self.address(task_id), port)
 
     def running_task_ids(self) -> set[str]:
         """Ids of tasks whose workspace container is running."""

@@ -36,6 +36,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -52,6 +53,7 @@ from provisioner.backends.base import (
     Observed,
     ProgressFn,
     WorkspaceSession,
+    dial,
 )
 from provisioner.backends.fake_session import FakeSession
 from provisioner.errors import BackendError, BackendUnavailable, ImageBuildError
@@ -422,6 +424,10 @@ class FakeBackend:
         if ws is None or ws.proc is None or ws.proc.poll() is not None:
             raise BackendError(f"task {task_id} has no running workspace")
         return "127.0.0.1"
+
+    def open_port(self, task_id: str, port: int) -> socket.socket:
+        """A connection to the port at the workspace's address."""
+        return dial(self.address(task_id), port)
 
     def running_task_ids(self) -> set[str]:
         """Tasks whose bridge process is alive."""

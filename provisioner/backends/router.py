@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 
 from provisioner.backends.base import (
@@ -124,6 +125,10 @@ class BackendRouter:
     def address(self, task_id: str) -> str:
         """The address on the task's backend."""
         return self._for(task_id).address(task_id)
+
+    def open_port(self, task_id: str, port: int) -> socket.socket:
+        """A stream to the port on the task's backend."""
+        return self._for(task_id).open_port(task_id, port)
 
     def running_task_ids(self) -> set[str]:
         """Running tasks across every backend."""

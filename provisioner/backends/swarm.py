@@ -13,18 +13,22 @@
   host mode (no ingress routing mesh: the workspace is on one known node). Services are
   also attached to the attachable overlay network (swarm.network), where other
   containers reach them by service name.
-- Swarm has no cross-node `docker exec` (moby/moby#27552): exec is refused, and so are
-  forks (copying a disk across nodes) on this backend for now.
+- Swarm has no cross-node `docker exec` (moby/moby#27552): commands, sessions and port
+  streams of a running workspace go through its bridge (bridge_exec.py), and a command on
+  a stopped one's disk runs in a one-shot service on its node (swarm_jobs.py). Forks
+  (copying a disk across nodes) are refused on this backend for now.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+import secrets
+import socket
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from provisioner.backends.base import (
     BRIDGE_DIR,
@@ -35,6 +39,7 @@ from provisioner.backends.base import (
     ProgressFn,
     WorkspaceSession,
 )
+from provisioner.backends.bridge_exec import BridgeExec
 from provisioner.backends.docker import (
     BRIDGE_COMMAND,
     LABEL_INSTANCE,
@@ -44,10 +49,24 @@ from provisioner.backends.docker import (
 )
 from provisioner.backends.docker_client import DockerClient
 from provisioner.backends.swarm_client import Pusher, ServiceInfo, SwarmClient, TaskInfo
+from provisioner.backends.swarm_jobs import LABEL_JOB, mounts_of, run_on_node
+from provisioner.backends.swarm_volumes import (
+    Placed,
+    VolumeJanitor,
+    check_endpoints,
+    volume_names,
+)
 from provisioner.errors import BackendError, BackendUnavailable
 from provisioner.images import recipes
 from provisioner.images.builder import ImageBuilder
-from provisioner.placement import NodeView, PlacementError, choose, problem
+from provisioner.placement import (
+    NodeView,
+    PlacementError,
+    choose,
+    drained,
+    problem,
+    settling,
+)
 from provisioner.spec import WorkspaceSpec
 
 LABEL_NODE = "dockyard.node"  # the node id a task's disk lives on
@@ -61,6 +80,7 @@ ENDED = ("complete", "failed", "shutdown", "rejected", "orphaned", "remove")
 START_LIMIT_S = 600.0  # the engine's phase deadline is normally shorter
 STOP_LIMIT_S = 60.0
 NUDGE_AFTER_S = 10.0
+EXEC_TIMEOUT_S = 600.0  # `exec` (a warm pool's claim setup) has no timeout of its own
 NODES_TTL_S = 1.0  # observe is called often: the node list is read at most once a second
 _REGISTRY_RE = re.compile(r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$")
 _RESTART = {"no": "none", "unless-stopped": "on-failure"}
@@ -74,13 +94,16 @@ class SwarmSettings:
     registry: str  # host:port every node and this server's engine reach
     network: str = "dockyard-net"
     workspaces_per_node: int | None = None
+    # hostname -> that node's Docker API: deletes then remove volumes there (swarm_volumes)
+    node_endpoints: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, raw: object) -> SwarmSettings:
         """Check and read the section; a ValueError says what is wrong."""
         if not isinstance(raw, Mapping):
             raise ValueError("swarm: must be a mapping with manager, registry and network")
-        unknown = set(raw) - {"manager", "registry", "network", "workspaces_per_node"}
+        known = {"manager", "registry", "network", "workspaces_per_node", "node_endpoints"}
+        unknown = set(raw) - known
         if unknown:
             raise ValueError(f"swarm: unknown setting(s) {', '.join(sorted(map(str, unknown)))}")
         manager = str(raw.get("manager") or "")
@@ -99,7 +122,8 @@ class SwarmSettings:
             isinstance(per_node, bool) or not isinstance(per_node, int) or per_node < 1
         ):
             raise ValueError("swarm.workspaces_per_node must be a whole number of at least 1")
-        return cls(manager, registry, network, per_node)
+        endpoints = check_endpoints(raw.get("node_endpoints"))
+        return cls(manager, registry, network, per_node, endpoints)
 
 
 def _short(task_id: str) -> str:
@@ -127,8 +151,11 @@ class SwarmBackend:
         images: ImageBuilder | None = None,
         swarm: SwarmClient | None = None,
         pusher: Pusher | None = None,
+        bridge_token: Callable[[str], str] | None = None,
     ) -> None:
         self.instance = instance
+        # a task's bridge token (the store has it): commands go through the bridge
+        self.bridge_token = bridge_token
         self.settings = settings
         self.docker = docker or DockerClient()
         self.images = images or ImageBuilder(self.docker)
@@ -137,6 +164,9 @@ class SwarmBackend:
         self._pushed: set[str] = set()  # refs this process pushed (a push is idempotent)
         self._nodes: tuple[float, list[NodeView]] = (0.0, [])
         self._lock = threading.Lock()  # one placement at a time: two creates, two nodes
+        self.volumes = VolumeJanitor(
+            self.swarm, settings.manager, self._base(), settings.node_endpoints
+        )
 
     # naming ---------------------------------------------------------------
     def _base(self) -> dict[str, str]:
@@ -171,6 +201,10 @@ class SwarmBackend:
     def _node_of(self, service: ServiceInfo) -> NodeView | None:
         node_id = service.labels.get(LABEL_NODE, "")
         return next((n for n in self.nodes() if n.id == node_id), None)
+
+    def _node_settling(self, service: ServiceInfo) -> bool:
+        node = self._node_of(service)
+        return node is not None and settling(node)
 
     def _node_problem(self, service: ServiceInfo) -> str | None:
         node = self._node_of(service)
@@ -296,10 +330,8 @@ class SwarmBackend:
                 LABEL_IMAGE: image,
             }
             short = _short(task_id)
-            volumes = {
-                f"dockyard-{short}-workspace": spec.workdir,
-                f"dockyard-{short}-home": recipes.AGENT_HOME,
-            }
+            workspace_volume, home_volume = volume_names(task_id)
+            volumes = {workspace_volume: spec.workdir, home_volume: recipes.AGENT_HOME}
             self.swarm.create_service(
                 name=f"dockyard-{short}",
                 image=remote,
@@ -425,12 +457,21 @@ class SwarmBackend:
             time.sleep(0.1)
 
     def remove(self, task_id: str) -> None:
-        """Remove the task's service and secrets. Its volumes stay on their node: Swarm
-        cannot remove a node's local volume from the manager (see docs/swarm.md)."""
-        for service in self.swarm.services(self._labels(task_id)):
+        """Remove the task's service and secrets, then free its volumes on their node
+        (swarm_volumes: Swarm cannot remove a node's volume from the manager). The
+        container is not waited for (the manager hears of its end seconds later): a
+        volume it still holds is tried again, and the wipe deletes more than once."""
+        services = self.swarm.services(self._labels(task_id))
+        placed = [
+            Placed(s.labels[LABEL_NODE], s.labels.get(LABEL_NODE_NAME, ""), s.image)
+            for s in services
+            if s.labels.get(LABEL_NODE)
+        ]
+        for service in services:
             self.swarm.remove_service(service.id)
         for sid, _ in self.swarm.secrets(self._labels(task_id)):
             self.swarm.remove_secret(sid)
+        self.volumes.free(task_id, placed)
 
     def _current(self, service: ServiceInfo) -> TaskInfo | None:
         """The task Swarm wants running (the newest), else the newest of all."""
@@ -446,8 +487,15 @@ class SwarmBackend:
             return Observed(exists=False)
         node_name = service.labels.get(LABEL_NODE_NAME, "")
         why = self._node_problem(service)
+        if why is not None and self._node_settling(service):
+            # a manager that just restarted has not heard from the node yet: wait
+            return Observed(exists=True, running=False, restarting=True, node=node_name)
         if why is not None:
-            return Observed(exists=True, running=False, lost=why, node=node_name)
+            node = self._node_of(service)
+            was_drained = node is not None and drained(node)
+            return Observed(
+                exists=True, running=False, lost=why, drained=was_drained, node=node_name
+            )
         if service.replicas == 0:
             return Observed(exists=True, running=False, node=node_name)
         task = self._current(service)
@@ -471,25 +519,57 @@ class SwarmBackend:
         service = self._service(task_id)
         return self.swarm.service_logs(service.id, lines) if service else []
 
-    @staticmethod
-    def _no_exec(task_id: str) -> BackendError:
-        return BackendError(
-            f"task {task_id} runs on a swarm node: Docker Swarm has no cross-node exec "
-            "(moby/moby#27552), so commands reach the workspace only through its agent"
-        )
+    # Swarm has no cross-node `docker exec` (moby/moby#27552): what needs a process beside
+    # the agent runs through the task's bridge while the workspace runs (bridge_exec.py),
+    # and beside its volumes on its node, in a one-shot service, while it is stopped
+    # (swarm_jobs.py).
+    def _bridge(self, task_id: str) -> BridgeExec:
+        """The running workspace's bridge, with the task's token."""
+        observed = self.observe(task_id)
+        if not observed.running or not observed.endpoint:
+            why = f": {observed.lost}" if observed.lost else ""
+            raise BackendError(f"task {task_id} has no running workspace to run a command in{why}")
+        if self.bridge_token is None:
+            raise BackendError("this swarm backend was made without a way to read bridge tokens")
+        return BridgeExec(observed.endpoint, self.bridge_token(task_id))
 
     def exec(self, task_id: str, argv: list[str]) -> tuple[int, str]:
-        """Refused: Swarm cannot exec in a container on another node (moby/moby#27552)."""
-        raise self._no_exec(task_id)
+        """Run a command in the running workspace through its bridge (as the workspace's
+        user; at most 1 MiB of output)."""
+        return self._bridge(task_id).run(argv, timeout=EXEC_TIMEOUT_S)
 
-    # What needs a process beside the agent (git checkpoints, diff and bundles; exec,
-    # shell and cp; previews) is refused the same way until the bridge carries it: the
-    # manager cannot reach a container on another node, nor a stopped one's volumes.
     def exec_on_disk(
         self, task_id: str, argv: list[str], *, timeout: float, network: bool = False
     ) -> tuple[int, str]:
-        """Refused: no cross-node exec, and a stopped workspace's disk is on its node."""
-        raise self._no_exec(task_id)
+        """Through the bridge while the workspace runs; while it is stopped, in a one-shot
+        service on its node that mounts its volumes (no network unless `network`)."""
+        service = self._service(task_id)
+        if service is None:
+            raise BackendError(f"task {task_id} has no workspace (its disk is gone)")
+        if self.observe(task_id).running:
+            return self._bridge(task_id).gather(argv, timeout=timeout)
+        why = self._node_problem(service)
+        if why is not None:
+            raise BackendUnavailable(f"{why}; the task's disk is there")
+        node = service.labels.get(LABEL_NODE, "")
+        workdir, volumes = mounts_of(service.spec)
+        if not node or not volumes:
+            raise BackendError(f"task {task_id}'s service does not say its node and volumes")
+        return run_on_node(
+            self.swarm,
+            node=node,
+            # the workspace's own image (its bridge baked in): its node has it already
+            image=service.image,
+            name=f"dockyard-job-{_short(task_id)}-{secrets.token_hex(3)}",
+            command=argv,
+            labels={**self._base(), LABEL_JOB: task_id},
+            user=f"{recipes.AGENT_UID}:{recipes.AGENT_UID}",
+            workdir=workdir,
+            volumes=volumes,
+            env={"HOME": recipes.AGENT_HOME},
+            network=self.settings.network if network else None,
+            timeout=timeout,
+        )
 
     def open_session(
         self,
@@ -501,16 +581,26 @@ class SwarmBackend:
         root: bool = False,
         env: dict[str, str] | None = None,
     ) -> WorkspaceSession:
-        """Refused: `task exec`/`shell`/`cp` need a cross-node exec Swarm lacks."""
-        raise self._no_exec(task_id)
+        """`task exec`/`shell`/`cp` through the bridge, as the workspace's user. Root is
+        refused: the bridge runs as that user, with no capability to become another."""
+        if root:
+            raise BackendError(
+                f"task {task_id} runs on a swarm node, where commands run through its bridge "
+                "as the workspace's user: root is not available on this backend"
+            )
+        return self._bridge(task_id).open_session(argv, tty=tty, size=size, env=env)
 
     def address(self, task_id: str) -> str:
-        """Refused: only the bridge's port is published; previews need the bridge to carry
-        them first."""
+        """Refused: only the bridge's port is published; open_port carries a stream to a
+        workspace port through the bridge instead."""
         raise BackendError(
             f"task {task_id} runs on a swarm node, where only its bridge's port is reachable "
-            "from the server: previews and port-forward are not available on this backend yet"
+            "from the server: its ports are reached through the bridge (open_port)"
         )
+
+    def open_port(self, task_id: str, port: int) -> socket.socket:
+        """A stream to the workspace's port, carried by its bridge."""
+        return self._bridge(task_id).open_port(port)
 
     def running_task_ids(self) -> set[str]:
         """Ids of tasks whose service runs its container on a node that is up."""
@@ -523,7 +613,7 @@ class SwarmBackend:
             if (
                 service is not None
                 and task.state == task.desired == "running"
-                and self._node_problem(service) is None
+                and (self._node_problem(service) is None or self._node_settling(service))
             ):
                 running.add(service.labels.get(LABEL_TASK, ""))
         return running - {""}
@@ -531,4 +621,9 @@ class SwarmBackend:
     def task_ids(self) -> set[str]:
         """Task ids with a service of this instance."""
         ids = {s.labels.get(LABEL_TASK, "") for s in self.swarm.services(self._base())}
+        # The sweep's listing is where ended wipes are removed (a delete does not wait for
+        # its wipe); deleted tasks' volumes left on nodes with a known endpoint count, so
+        # the sweep's remove frees them.
+        self.volumes.reap()
+        ids |= self.volumes.leftover_task_ids()
         return {i for i in ids if i}

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import shutil
+import socket
 import threading
 from pathlib import Path
 from typing import Any
 
-from provisioner.backends.base import BridgeBundle, Observed, ProgressFn, WorkspaceSession
+from provisioner.backends.base import BridgeBundle, Observed, ProgressFn, WorkspaceSession, dial
 from provisioner.backends.docker_client import ContainerInfo, DockerClient
 from provisioner.backends.terraform_runner import TerraformRunner
 from provisioner.backends.terraform_workdir import (
@@ -277,6 +278,10 @@ class TerraformBackend:
         if info is None or not info.running or not info.ip_address:
             raise BackendError(f"task {task_id} has no running workspace")
         return info.ip_address
+
+    def open_port(self, task_id: str, port: int) -> socket.socket:
+        """A connection to the port at the workspace's address."""
+        return dial(self.address(task_id), port)
 
     def task_ids(self) -> set[str]:
         """Tasks with a working directory (so with state) under this home."""

@@ -32,7 +32,9 @@ from provisioner.lifecycle import TERMINAL, ErrorClass, State, Status
 from provisioner.model import NAME_RE, QueueFields, Task, slug_from_prompt, utcnow
 from provisioner.prompts import check_size, new_prompt_id
 from provisioner.queueing import title_from
+from provisioner.retention import removed as workspace_removed
 from provisioner.routing import template_and_preset
+from provisioner.session_limits import OpenSessions
 from provisioner.spec import WorkspaceSpec
 from provisioner.store.store import Store
 from provisioner.templating.catalog import Catalog, Template
@@ -61,6 +63,7 @@ class UserCommands:
     draining: Draining
     gitwork: GitWork
     kept: KeptBundles | None
+    sessions: OpenSessions
     _task_locks: dict[str, threading.Lock]
     _provisioning: set[str]
     _lock: threading.Lock
@@ -269,8 +272,7 @@ class UserCommands:
             raise
         # The bridge queues the first prompt from its config; recording it here gives it
         # an id and a delivery state like every other prompt.
-        self.store.add_prompt(task.id, initial_prompt_id(task), task.prompt)
-        self.store.mark_handed(initial_prompt_id(task))
+        self.store.add_prompt(task.id, initial_prompt_id(task), task.prompt, handed=True)
         self.wake()
         return task
 
@@ -391,7 +393,7 @@ class UserCommands:
                 # its last work committed before the workspace goes (bounded; a failure
                 # is an event and never keeps the delete from happening)
                 self.gitwork.checkpoint(task, "delete", actor=actor)
-            if self.kept is not None and task.base_commit:
+            if self.kept is not None and task.base_commit and not workspace_removed(task):
                 # a copy of the branch outlives the workspace (bounded; never blocks)
                 self.gitwork.keep(task, self.kept, actor=actor)
             if task.status not in TERMINAL:
@@ -410,6 +412,7 @@ class UserCommands:
             if not self.store.delete(task.id):  # another server sharing the store was first
                 raise TaskNotFound(f"No task {ref[:80]!r}", hint="it was deleted just now")
             self.secrets.delete(task.id)
+            self.sessions.forget(task.id)  # its idle clock: nothing left to time
         if self._settle_provisioning(task.id, PROVISION_SETTLE_S):
             # a start under way in this engine made more of the workspace after the
             # removal above (it stops at its next step, finding the task gone)

@@ -52,9 +52,11 @@ from provisioner.errors import (
 from provisioner.lifecycle import TERMINAL, ErrorClass, State, Status
 from provisioner.logcontext import in_task
 from provisioner.model import POOL_OWNER, Task, parse_time
+from provisioner.placement import PAUSE, on_lost
 from provisioner.pricing import PriceTable
 from provisioner.prompts import FINISHED, refusal_reason
 from provisioner.routing import Target
+from provisioner.session_limits import OpenSessions, idle_since
 from provisioner.store.store import Store
 from provisioner.templating.catalog import Catalog
 
@@ -102,6 +104,7 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
         targets: Mapping[str, Target] | None = None,
         retention: str | None = None,
         kept: KeptBundles | None = None,
+        sessions: OpenSessions | None = None,
     ) -> None:
         self.store = store
         self.backend = backend
@@ -117,7 +120,10 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
         self.routes = Routes(self)
         # how long finished tasks' workspaces stay when their template does not say
         self.retention = retention
-        self.retention_sweeper = RetentionSweeper(store, backend)
+        # the branch is kept (task pull, task diff) before retention removes a workspace
+        self.retention_sweeper = RetentionSweeper(
+            store, backend, before_remove=self._keep_before_removal
+        )
         self.retries = Retries(self)
         self.scheduler = Scheduler(self)  # schedules (cron): their fire times, once
         self.pricing = pricing or PriceTable()  # fills in dollars of usage reported as tokens
@@ -142,6 +148,9 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
         )
         # deleted tasks' branches, for task pull after the workspace is gone (None: none)
         self.kept = kept
+        # shells, exec streams and port-forwards open now in this process: their bounds,
+        # and the activity that keeps a task from idle auto-pause (session_limits.py)
+        self.sessions = sessions or OpenSessions()
         self._thread: threading.Thread | None = None
         self._last_sweep = 0.0
 
@@ -299,11 +308,22 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
             log.info("removing workspace of deleted task %s", task_id)
             self.backend.remove(task_id)
 
+    def _keep_before_removal(self, task: Task) -> None:
+        """Keep the task branch and its diff, as a delete does, before retention removes
+        the workspace: `task diff` and `task pull` then answer from the copy."""
+        if self.kept is not None and task.base_commit:
+            self.gitwork.keep(task, self.kept, actor="policy")
+
     def _maybe_auto_pause(self, task: Task) -> None:
         limit = task.policy.get("idle_timeout")
         if not limit or task.state != State.IDLE.value or not task.state_changed_at:
             return
-        idle_for = time.time() - parse_time(task.state_changed_at).timestamp()
+        if self.sessions.open_for(task.id):
+            return  # its user works in it (a shell, exec or port-forward): not idle
+        since = idle_since(
+            parse_time(task.state_changed_at).timestamp(), self.sessions.last_closed(task.id)
+        )
+        idle_for = time.time() - since
         if idle_for < float(limit):
             return
         if any(p["state"] not in FINISHED for p in self.store.prompts(task.id)):
@@ -335,7 +355,7 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
         provisioner = Provisioner(self, task_id)
         try:
             provisioner.run()
-            self._ensure_follower(task_id)
+            self._ensure_follower(task_id, provisioner.endpoint)
         except (TaskConflict, TaskNotFound):
             # Deleted or moved on while we worked: don't leave its workspace behind.
             try:
@@ -361,13 +381,15 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
                 self._provisioning.discard(task_id)
 
     # following ---------------------------------------------------------------------
-    def _ensure_follower(self, task_id: str) -> None:
+    def _ensure_follower(self, task_id: str, endpoint: str | None = None) -> None:
+        """A follower for the task unless one runs; `endpoint`: its bridge's address, as
+        just seen (the follower then starts without asking the backend)."""
         with self._lock:
             current = self._followers.get(task_id)
             if self._stopping.is_set() or (current and not current.stopping.is_set()):
                 return
             # A follower told to stop may still sit in a long poll: replace, don't wait.
-            follower = Follower(self, task_id)
+            follower = Follower(self, task_id, endpoint)
             self._followers[task_id] = follower
         follower.start()
 
@@ -559,10 +581,12 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
         return "; last output: " + " | ".join(tail) if tail else ""
 
     def workspace_died(self, task_id: str) -> None:
-        """An active task's workspace stopped by itself: error, with the cause."""
+        """An active task's workspace stopped by itself: error, with the cause (or paused,
+        when its node was drained and its template says `placement.on_drain: pause`)."""
         lock = self._lock_for(self._task_locks, task_id)
         if not lock.acquire(blocking=False):
             return  # a pause or delete is stopping it on purpose right now
+        pause_for = ""
         try:
             if self._stopping_elsewhere(task_id):
                 return  # another engine is pausing or completing it
@@ -572,11 +596,31 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
                 return
             if self._await_restart(task_id, observed):
                 return
-            message = f"workspace stopped: {observed.death_cause()}" + self.last_output(task_id)
-            klass = ErrorClass.PERMANENT if observed.oom_killed else ErrorClass.UNKNOWN
-            self.fail(task_id, Status.ACTIVE, message, klass)
+            policy = self.store.get(task_id).policy
+            if on_lost(policy, observed.lost, observed.drained) == PAUSE:
+                pause_for = observed.lost
+            else:
+                message = f"workspace stopped: {observed.death_cause()}"
+                message += self.last_output(task_id)
+                klass = ErrorClass.PERMANENT if observed.oom_killed else ErrorClass.UNKNOWN
+                self.fail(task_id, Status.ACTIVE, message, klass)
         finally:
             lock.release()
+        if pause_for:
+            self._pause_on_drain(task_id, pause_for)
+
+    def _pause_on_drain(self, task_id: str, why: str) -> None:
+        """Pause a task whose node was drained: the pause's own path (logs synced, the
+        repository checkpointed if the workspace still answers, the service scaled to
+        none), so a resume once the node is active starts it there with its disk."""
+        reason = f"{why}; paused with its disk on the node: resume it once the node is active"
+        try:
+            self.pause(task_id, actor="engine", reason=reason)
+        except (TaskConflict, TaskNotFound):
+            return  # someone else moved it on meanwhile (a delete, another engine)
+        except BackendError as exc:
+            self.fail(task_id, Status.ACTIVE, f"{reason} (the pause failed: {exc})",
+                      ErrorClass.TRANSIENT)  # fmt: skip
 
     def _await_restart(self, task_id: str, observed: Observed) -> bool:
         """True while a workspace whose template asks Docker to restart it may still return.

@@ -195,10 +195,14 @@ class Follower(threading.Thread):
     poll. One place delivers, in the order sent, through one client.
     """
 
-    def __init__(self, engine: FollowerPort, task_id: str) -> None:
+    def __init__(self, engine: FollowerPort, task_id: str, endpoint: str | None = None) -> None:
+        """`endpoint`: the bridge's address as the provisioner just reached it: the first
+        client goes there without asking the backend (a stale one fails its poll, and the
+        backend is asked then)."""
         super().__init__(name=f"follow-{task_id[:8]}", daemon=True)
         self.engine = engine
         self.task_id = task_id
+        self._endpoint = endpoint
         self.stopping = threading.Event()
         self._nudged = threading.Event()  # a prompt was stored: hand it over
         self._wake = threading.Event()  # a nudge, or the poll in flight has its reply
@@ -234,11 +238,14 @@ class Follower(threading.Thread):
                 self.engine.follower_done(self)
 
     def _client(self) -> BridgeClient | None:
-        observed = self.engine.backend.observe(self.task_id)
-        if not observed.running or not observed.endpoint:
-            return None
+        endpoint, self._endpoint = self._endpoint, None
+        if endpoint is None:
+            observed = self.engine.backend.observe(self.task_id)
+            if not observed.running or not observed.endpoint:
+                return None
+            endpoint = observed.endpoint
         task = self.engine.store.get(self.task_id)
-        return BridgeClient(observed.endpoint, task.bridge_token, timeout=POLL_WAIT_S + 5)
+        return BridgeClient(endpoint, task.bridge_token, timeout=POLL_WAIT_S + 5)
 
     def _follow(self) -> None:
         store = self.engine.store

@@ -167,6 +167,7 @@ class GitWork:
                 f"({kept.max_bytes // (1024 * 1024)} MB); raise it in config.yaml",
             )
             return None
+        diffs = self._diffs_to_keep(task, actor)
         record = KeptRecord(
             task_id=task.id,
             name=task.name,
@@ -178,12 +179,26 @@ class GitWork:
             size=len(data),
         )
         try:
-            kept.keep(record, data)
+            kept.keep(record, data, diffs)
         except (OSError, KeptError) as exc:
             self._kept(task, actor, f"branch not kept: writing it failed: {exc}")
             return None
         self._kept(task, actor, f"branch {branch} kept ({len(data)} bytes) for task pull")
         return record
+
+    def _diffs_to_keep(self, task: Task, actor: str) -> dict[str, dict[str, Any]] | None:
+        """The diffs `task diff` answers once the workspace is gone (against the base and
+        the last checkpoint); the bundle alone cannot give them, as it holds only the
+        commits after the base. None (an event says why) when git fails: the bundle is
+        kept anyway."""
+        try:
+            code, out = self._run(task, scripts.kept_diffs_argv(self._workdir(task)), KEEP_S)
+            if code != 0:
+                raise parse.GitOutputError(parse.error_of(out))
+            return parse.kept_diffs(out, scripts.KEPT_DIFFS_SEPARATOR)
+        except (DockyardError, OSError, parse.GitOutputError) as exc:
+            self._kept(task, actor, f"diff not kept (task diff will not answer): {exc}")
+            return None
 
     def _kept(self, task: Task, actor: str, reason: str) -> None:
         log.info("%s: %s", task.name, reason)

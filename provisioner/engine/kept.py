@@ -10,6 +10,7 @@ import logging
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from provisioner.gitwork import kept as rules
 from provisioner.gitwork.kept import KeptError, KeptRecord
@@ -39,10 +40,16 @@ class KeptBundles:
             out.write(data)
         os.replace(partial, final)
 
-    def keep(self, record: KeptRecord, data: bytes) -> Path:
-        """Write the bundle, then its record (a record always has its bundle)."""
+    def keep(
+        self, record: KeptRecord, data: bytes, diffs: dict[str, dict[str, Any]] | None = None
+    ) -> Path:
+        """Write the bundle and its diffs, then its record (a record always has its
+        bundle)."""
         self.prune()
         self._write(rules.bundle_name(record.task_id), data)
+        if diffs:
+            bounded = rules.bounded_diffs(diffs, self.max_bytes)
+            self._write(rules.diff_name(record.task_id), json.dumps(bounded).encode())
         self._write(rules.record_name(record.task_id), json.dumps(record.to_json()).encode())
         return self.root / rules.bundle_name(record.task_id)
 
@@ -70,8 +77,25 @@ class KeptBundles:
     def read(self, record: KeptRecord) -> bytes:
         return (self.root / rules.bundle_name(record.task_id)).read_bytes()
 
+    def diff(self, record: KeptRecord, kind: str) -> dict[str, Any] | None:
+        """The diff kept with the bundle (`kind`: against the base or the last
+        checkpoint); None when none was kept (a bundle kept before diffs were)."""
+        try:
+            raw = (self.root / rules.diff_name(record.task_id)).read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            return rules.diffs_of(json.loads(raw)).get(kind)
+        except (ValueError, KeptError) as exc:
+            log.warning("kept diff of %s skipped: %s", record.task_id, exc)
+            return None
+
     def remove(self, task_id: str) -> None:
-        for name in (rules.record_name(task_id), rules.bundle_name(task_id)):
+        for name in (
+            rules.record_name(task_id),
+            rules.bundle_name(task_id),
+            rules.diff_name(task_id),
+        ):
             (self.root / name).unlink(missing_ok=True)
 
     def prune(self, now: datetime | None = None) -> list[str]:

@@ -57,6 +57,8 @@ class Provisioner:
         self.task_id = task_id
         self._deadline = 0.0
         self._phase_name = ""
+        # the bridge's address once it answered (None before, or when it did not)
+        self.endpoint: str | None = None
 
     # phases ------------------------------------------------------------------
     def _enter(self, phase: Phase, message: str, limits: dict[str, Any]) -> None:
@@ -152,8 +154,8 @@ class Provisioner:
             lambda: self.backend.start(self.task_id, bundle, progress=self._progress()),
             "starting the container",
         )
-        self._record_node(task)
         client = self._wait_for_bridge(task)
+        self.endpoint = client.base_url  # the follower starts from it: no Docker call
         try:
             said = self._wait_for_agent(client, spec, limits)
         finally:
@@ -170,10 +172,9 @@ class Provisioner:
             error_class=None,
         )
 
-    def _record_node(self, task: Task) -> None:
+    def _record_node(self, task: Task, node: str | None) -> None:
         """Record the node a cluster backend placed the workspace on (its disk is there,
         so every later start is too), once, with an event."""
-        node = self.backend.observe(self.task_id).node
         if node and node != task.node:
             self.store.record(
                 self.task_id,
@@ -199,11 +200,15 @@ class Provisioner:
         last_error = "no address yet"
         client: BridgeClient | None = None
         checked = 0.0
+        recorded = False
         try:
             while time.monotonic() < self._deadline:
                 if client is None or time.monotonic() - checked >= DOCKER_RECHECK_S:
                     observed = self.backend.observe(self.task_id)
                     checked = time.monotonic()
+                    if not recorded:  # where it started, from the first look
+                        self._record_node(task, observed.node)
+                        recorded = True
                     if not observed.running:
                         raise self._died()
                     endpoint = (observed.endpoint or "").rstrip("/")

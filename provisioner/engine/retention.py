@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Set
+from collections.abc import Callable, Set
 from datetime import UTC, datetime
 
 from provisioner.backends.base import Backend
@@ -21,12 +21,23 @@ log = logging.getLogger(__name__)
 
 
 def remove_expired(
-    store: Store, backend: Backend, tasks: list[Task], default: str | None
+    store: Store,
+    backend: Backend,
+    tasks: list[Task],
+    default: str | None,
+    before_remove: Callable[[Task], None] | None = None,
 ) -> list[str]:
-    """Remove the workspaces of finished tasks past their retention; the ids removed."""
+    """Remove the workspaces of finished tasks past their retention; the ids removed.
+    `before_remove` runs first for each (the engine keeps the task branch); it must not
+    raise, and a failure of it never keeps a workspace."""
     removed = []
     for due in due_for_removal(tasks, datetime.now(UTC), default):
         task = due.task
+        if before_remove is not None:
+            try:
+                before_remove(task)
+            except Exception:  # never a reason to keep the workspace forever
+                log.exception("retention: keeping the branch of %s failed", task.id)
         try:
             backend.remove(task.id)  # idempotent: two engines doing it at once is harmless
         except BackendError as exc:
@@ -60,9 +71,16 @@ class RetentionSweeper:
     when the earliest known removal time has come, when the server's default changed, or
     every SWEEP_EVERY_S."""
 
-    def __init__(self, store: Store, backend: Backend, every_s: float = SWEEP_EVERY_S) -> None:
+    def __init__(
+        self,
+        store: Store,
+        backend: Backend,
+        every_s: float = SWEEP_EVERY_S,
+        before_remove: Callable[[Task], None] | None = None,
+    ) -> None:
         self.store = store
         self.backend = backend
+        self.before_remove = before_remove
         self.every_s = every_s
         self._live: Set[str] = frozenset()
         self._next = 0.0  # monotonic time of the next sweep; 0: at the first pass
@@ -77,7 +95,7 @@ class RetentionSweeper:
             return []
         self._default = default
         finished = self.store.list_tasks(list(TERMINAL), kind=None)
-        removed = remove_expired(self.store, self.backend, finished, default)
+        removed = remove_expired(self.store, self.backend, finished, default, self.before_remove)
         wall = datetime.now(UTC)
         soonest = next_removal(finished, wall, default)
         wait = self.every_s

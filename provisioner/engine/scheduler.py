@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from provisioner.engine.secrets import SecretStore, recipe_key
 from provisioner.errors import DockyardError, Forbidden, TaskConflict, TaskNotFound
 from provisioner.model import QueueFields, Task, parse_time
 from provisioner.scheduling import (
@@ -29,6 +30,7 @@ from provisioner.scheduling import (
     task_name,
 )
 from provisioner.store.store import Store
+from provisioner.templating.params import with_secrets
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ class SchedulerPort(Protocol):
 
     store: Store
     worker_id: str
+    secrets: SecretStore  # a schedule's secret parameters (recipe_key), kept apart
 
     def create_task(
         self,
@@ -178,7 +181,10 @@ class Scheduler:
                     template=schedule["template"],
                     preset=schedule["preset"],
                     prompt=schedule["prompt"],
-                    parameters=dict(schedule["parameters"] or {}),
+                    parameters=with_secrets(
+                        dict(schedule["parameters"] or {}),
+                        self.engine.secrets.load(recipe_key("schedule", schedule["id"])),
+                    ),
                     name=name,
                     owner=owner,
                     actor=actor,

@@ -18,6 +18,12 @@ from provisioner.errors import TemplateError
 from provisioner.templating.catalog import Template
 
 
+def recipe_key(kind: str, recipe_id: str) -> str:
+    """Where a schedule's or trigger's secret parameter values are kept in a SecretStore
+    (beside tasks', whose ids are UUIDs: no clash): `schedule-<id>`, `trigger-<id>`."""
+    return f"{kind}-{recipe_id}"
+
+
 class SecretStore:
     """Where a task's secret values live between its creation and its deletion."""
 

@@ -12,9 +12,11 @@ from provisioner.backends.base import BRIDGE_DIR, BRIDGE_PORT, BridgeBundle
 from provisioner.bridge.package import build_zipapp
 from provisioner.bridge.runtime.config import BridgeConfig, Profile, config_document
 from provisioner.gitwork.scripts import clone_script, credential_helper
-from provisioner.gitwork.urls import redact_url, task_branch
+from provisioner.gitwork.ssh import ssh_command
+from provisioner.gitwork.urls import is_ssh_url, redact_url, task_branch
 from provisioner.images import recipes
 from provisioner.model import Task
+from provisioner.placement import ON_DRAIN, ON_DRAIN_DEFAULT
 from provisioner.spec import IMAGE_FROM, WorkspaceSpec
 from provisioner.templating.catalog import Catalog, Template
 from provisioner.templating.params import REDACTED
@@ -80,6 +82,8 @@ def task_policy(catalog: Catalog, spec: WorkspaceSpec) -> dict[str, Any]:
     policy["workdir"] = spec.workdir
     policy["access"] = spec.access.model_dump()
     policy["apps"] = [a.model_dump() for a in spec.apps]
+    if spec.placement.on_drain != ON_DRAIN_DEFAULT:
+        policy[ON_DRAIN] = spec.placement.on_drain  # older tasks lack it: the default
     lender = _lender(catalog, spec)  # loaded once: what is stored is what is pinned
     if lender is not None:
         if catalog.versions is not None:
@@ -96,6 +100,15 @@ def initial_prompt_id(task: Task) -> str:
 REPO_CREDENTIAL_FILE = "repo-credential"
 REPO_CREDENTIAL_PATH = f"{BRIDGE_STATE_DIR}/secrets/{REPO_CREDENTIAL_FILE}"
 REPO_HELPER_PATH = f"{BRIDGE_STATE_DIR}/bin/git-credential-dockyard"
+REPO_SSH_KEY_FILE = "repo-ssh-key"
+REPO_SSH_KEY_PATH = f"{BRIDGE_STATE_DIR}/secrets/{REPO_SSH_KEY_FILE}"
+# beside the key, not among the secret files (rewritten at every start): a host key first
+# seen under `ssh_accept_new` must stay the one trusted
+REPO_KNOWN_HOSTS_PATH = f"{BRIDGE_STATE_DIR}/ssh/known_hosts"
+
+
+def _secret_value(value: Any) -> str | None:
+    return value if isinstance(value, str) and value not in ("", REDACTED) else None
 
 
 def repo_setup(task: Task, spec: WorkspaceSpec) -> tuple[str | None, dict[str, str]]:
@@ -105,11 +118,27 @@ def repo_setup(task: Task, spec: WorkspaceSpec) -> tuple[str | None, dict[str, s
     url = values.get("repo")
     if not url or not spec.clones_repo:
         return spec.setup_script, {}
-    token = values.get("repo_credential")
-    has_token = isinstance(token, str) and token not in ("", REDACTED)
+    token = _secret_value(values.get("repo_credential"))
+    files: dict[str, str] = {}
     helper = None
-    if has_token:
+    ssh: str | None = None
+    known_hosts = None
+    if is_ssh_url(str(url)):
+        # the key as a 0600 file git's ssh reads; the token (if any) is left for `task pr`
+        key = _secret_value(values.get("repo_ssh_key"))
+        if key is not None:
+            files[REPO_SSH_KEY_FILE] = key
+        rules = spec.repo_ssh
+        text = rules.known_hosts or str(values.get("repo_known_hosts") or "")
+        ssh = ssh_command(
+            REPO_SSH_KEY_PATH if key is not None else None,
+            REPO_KNOWN_HOSTS_PATH,
+            accept_new=rules.accept_new and not text,
+        )
+        known_hosts = (REPO_KNOWN_HOSTS_PATH, text)
+    elif token is not None:
         helper = REPO_HELPER_PATH
+        files[REPO_CREDENTIAL_FILE] = token
     clone = clone_script(
         url=str(url),
         shown_url=redact_url(str(url)),
@@ -117,6 +146,8 @@ def repo_setup(task: Task, spec: WorkspaceSpec) -> tuple[str | None, dict[str, s
         depth=int(values.get("repo_depth") or 0),
         branch=task_branch(task.name),
         helper_path=helper,
+        ssh_command=ssh,
+        known_hosts=known_hosts,
     )
     if helper is not None:
         # the helper (no secret in it) is written by the setup itself, beside the token
@@ -127,7 +158,7 @@ def repo_setup(task: Task, spec: WorkspaceSpec) -> tuple[str | None, dict[str, s
         )
         clone = install + clone
     script = clone if not spec.setup_script else f"{clone}\n{spec.setup_script}"
-    return script, ({REPO_CREDENTIAL_FILE: str(token)} if has_token else {})
+    return script, files
 
 
 def bridge_config(task: Task, spec: WorkspaceSpec) -> dict[str, object]:
@@ -155,6 +186,7 @@ def bridge_config(task: Task, spec: WorkspaceSpec) -> dict[str, object]:
             submit=profile.submit,
             take_timeout_s=profile.take_timeout_s,
             state_source=profile.state_source,
+            prompt_last=profile.prompt_last,
         ),
         columns=120,
         rows=40,

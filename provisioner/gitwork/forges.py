@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 from provisioner.errors import ParameterError
+from provisioner.gitwork.urls import split_repo_url
 
 FORGES = ("github", "gitlab")
 KNOWN = {
@@ -86,8 +87,8 @@ def _accept(kind: str) -> dict[str, str]:
 def forge_for(repo_url: str, kind: str | None, api_url: str | None) -> Forge:
     """The forge of `repo_url`: the template's `forge`/`api_url`, else known by its host;
     ParameterError saying what to configure when it is neither."""
-    parts = urlsplit(repo_url)
-    host = (parts.hostname or "").lower()
+    host, path = split_repo_url(repo_url)
+    host = host.lower()
     known = KNOWN.get(host)
     kind = kind or (known[0] if known else None)
     api = api_url or (known[1] if known and known[0] == kind else None)
@@ -96,7 +97,7 @@ def forge_for(repo_url: str, kind: str | None, api_url: str | None) -> Forge:
             f"Dockyard does not know which forge serves {host}",
             hint="set repo.forge (github or gitlab) and repo.api_url in the template",
         )
-    project = parts.path.strip("/").removesuffix(".git")
+    project = path.strip("/").removesuffix(".git")
     if not project or "/" not in project:
         raise ParameterError(f"{repo_url} names no owner/repository path")
     return Forge(kind=kind, api=api.rstrip("/"), project=project)

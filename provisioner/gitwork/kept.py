@@ -38,6 +38,38 @@ def record_name(task_id: str) -> str:
     return f"{check_task_id(task_id)}.json"
 
 
+def diff_name(task_id: str) -> str:
+    """The task's diffs kept beside its bundle (the bundle starts after the base commit,
+    so it cannot give a diff against the base by itself)."""
+    return f"{check_task_id(task_id)}.diff"
+
+
+DIFF_KINDS = ("base", "checkpoint")
+
+
+def diffs_of(data: Any) -> dict[str, dict[str, Any]]:
+    """Kept diffs read back from disk: {"base": ..., "checkpoint": ...}, each a diff
+    answer as the API shows it; KeptError when damaged."""
+    if not isinstance(data, dict) or not set(data) <= set(DIFF_KINDS):
+        raise KeptError("a kept diff is damaged")
+    for value in data.values():
+        if not isinstance(value, dict) or not isinstance(value.get("files"), list):
+            raise KeptError("a kept diff is damaged")
+    return data
+
+
+def bounded_diffs(diffs: dict[str, dict[str, Any]], max_bytes: int) -> dict[str, dict[str, Any]]:
+    """The diffs, their text dropped (files and commits kept, `diff_omitted` said) where
+    keeping it would pass `max_bytes`."""
+    out = {}
+    for kind, found in diffs.items():
+        text = found.get("diff") or ""
+        if len(text.encode()) > max_bytes:
+            found = {**found, "diff": None, "diff_omitted": True}
+        out[kind] = found
+    return out
+
+
 @dataclass(frozen=True)
 class KeptRecord:
     """What the server knows of a deleted task's kept branch."""

@@ -113,6 +113,18 @@ def diff_result(text: str) -> dict[str, Any]:
     }
 
 
+def kept_diffs(text: str, separator: str) -> dict[str, dict[str, Any]]:
+    """Both diffs of the kept-diffs script: {"base": ..., "checkpoint": ...}. No line of
+    a diff, numstat or commit list starts with the separator (diff lines start with a
+    space, + or -; hunk headers with "@@ -")."""
+    lines = text.splitlines(keepends=True)
+    marks = [i for i, line in enumerate(lines) if line.rstrip("\n") == separator]
+    if len(marks) != 1:
+        raise GitOutputError("the workspace's diffs are not in the expected form")
+    first, second = "".join(lines[: marks[0]]), "".join(lines[marks[0] + 1 :])
+    return {"base": diff_result(first), "checkpoint": diff_result(second)}
+
+
 _BUNDLE_REF = re.compile(r"HEAD|refs/heads/[A-Za-z0-9_][A-Za-z0-9._/+-]{0,200}")
 
 

@@ -114,6 +114,20 @@ _BUNDLE = """main() {
   echo
 }"""
 
+# Both diffs a kept copy holds (against the base, and against the last checkpoint) in one
+# run: a stopped workspace's helper container starts once, not twice, at a delete.
+KEPT_DIFFS_SEPARATOR = "@@@@checkpoint"
+_KEPT_DIFFS = (
+    _DIFF.replace("main() {", "diff_of() {", 1)
+    + """
+main() {
+  diff_of base full || return
+  rm -f "$idx"
+  echo "@KEPT_SEPARATOR@"
+  diff_of checkpoint full
+}"""
+).replace("@KEPT_SEPARATOR@", KEPT_DIFFS_SEPARATOR)
+
 _PUSH = """main() {
   remote=$1
   [ -n "$remote" ] || remote=origin
@@ -156,6 +170,12 @@ def diff_argv(workdir: str, *, since_checkpoint: bool = False, full: bool = True
     )
 
 
+def kept_diffs_argv(workdir: str) -> list[str]:
+    """The diff against the base, the separator line, then the one against the last
+    checkpoint (both full), for the copy kept when the workspace goes."""
+    return _argv(_KEPT_DIFFS, workdir)
+
+
 def bundle_argv(workdir: str, branch: str) -> list[str]:
     """A git bundle of `branch` from the base commit on, base64 encoded."""
     return _argv(_BUNDLE, workdir, branch)
@@ -192,11 +212,15 @@ def clone_script(
     depth: int,
     branch: str,
     helper_path: str | None,
+    ssh_command: str | None = None,
+    known_hosts: tuple[str, str] | None = None,
 ) -> str:
     """The setup's first part: clone `url` into the working directory, check out `ref`
     (empty: the remote's default branch), create the task's branch and mark the base
-    commit. `helper_path`: the credential helper to use, if there is a token. Values must
-    have been checked (gitwork.urls)."""
+    commit. `helper_path`: the credential helper to use, if there is a token.
+    `ssh_command`: git's ssh for the repository (core.sshCommand: it names the key's file,
+    and stays for later fetches and pushes); `known_hosts`: (path, text) written before.
+    Values must have been checked (gitwork.urls, gitwork.ssh)."""
     q = shlex.quote
     fetch_depth = f"--depth {int(depth)} " if depth > 0 else ""
     helper_config = (
@@ -204,12 +228,28 @@ def clone_script(
         if helper_path
         else ""
     )
+    if ssh_command:
+        helper_config += (
+            "command -v ssh >/dev/null || dockyard_repo_failed 'this image has no ssh client: "
+            "install openssh-client in the template image, or clone over https://'\n  "
+            f"git config core.sshCommand {q(ssh_command)} || exit 1\n  "
+        )
+    if known_hosts is not None:
+        path, text = known_hosts
+        folder = path.rsplit("/", 1)[0]
+        # kept across restarts, so a host key first seen (accept-new) stays the one trusted
+        helper_config = (
+            f"mkdir -p -m 0700 {q(folder)} && printf %s {q(text)} > {q(path)} || exit 1\n  "
+            + helper_config
+        )
     target = q(ref or "HEAD")
     what = q(f"{FAILED_LINE}cloning {shown_url} ({ref or 'default branch'}) failed")
     fetch = f"git -c core.hooksPath=/dev/null fetch -q --no-tags {fetch_depth}-- origin {target}"
     return f"""# Dockyard: clone the task's repository (the `repo` parameter)
 dockyard_repo_failed() {{
-  printf '%s: %s\\n' {what} "$(printf %s "$1" | tail -n 3 | tr '\\n' ' ')"
+  # ssh ends its lines with CR LF; git's closing advice says nothing about this failure
+  printf '%s: %s\\n' {what} "$(printf %s "$1" | tr -d '\\r' | grep -v -e '^$' \\
+    -e '^Please make sure you have' -e '^and the repository exists' | tail -n 3 | tr '\\n' ' ')"
   exit 1
 }}
 (

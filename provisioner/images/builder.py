@@ -62,10 +62,15 @@ class ImageBuilder:
         # One lock per image across every Dockyard home on this machine.
         return FileLock(str(self._cache / f"{name}.lock"), timeout=1800)
 
+    @staticmethod
+    def rootfs_ref() -> str:
+        """The tag the root filesystem image has (or will have): from its recipe alone."""
+        return f"{recipes.ROOTFS_REPO}:{recipes.RootfsRecipe.from_env().digest()}"
+
     def ensure_rootfs(self, progress: ProgressFn = _quiet) -> str:
         """The Debian root filesystem image, built with debootstrap when missing."""
         recipe = recipes.RootfsRecipe.from_env()
-        ref = f"{recipes.ROOTFS_REPO}:{recipe.digest()}"
+        ref = self.rootfs_ref()
         if self._docker.image_exists(ref):
             return ref
         with self._lock("rootfs"):
@@ -94,7 +99,15 @@ class ImageBuilder:
 
     def ensure_base(self, progress: ProgressFn = _quiet) -> str:
         """The base image: rootfs + the trusted CA bundle + the non-root agent user."""
-        rootfs = self.ensure_rootfs(progress)
+        ref, files = self._base_recipe()
+        if self._docker.image_exists(ref):
+            return ref  # so is its root filesystem, or was: it is built from it
+        self.ensure_rootfs(progress)
+        return self._build(ref, files, "base", recipes.BASE_REPO, progress)
+
+    def _base_recipe(self) -> tuple[str, dict[str, bytes]]:
+        """The base image's tag and build context, from the recipes alone (no Docker)."""
+        rootfs = self.rootfs_ref()
         bundle_path = recipes.ca_bundle_path()
         try:
             bundle = bundle_path.read_bytes()
@@ -106,17 +119,23 @@ class ImageBuilder:
         dockerfile = recipes.base_dockerfile(rootfs)
         files = {"Dockerfile": dockerfile.encode(), "ca-bundle.crt": bundle}
         ref = f"{recipes.BASE_REPO}:{recipes.digest_of(rootfs, dockerfile, bundle)}"
-        return self._build(ref, files, "base", recipes.BASE_REPO, progress)
+        return ref, files
 
     def ensure_template_image(
         self, template: str, build: BuildSpec, progress: ProgressFn = _quiet
     ) -> str:
-        """The template's image, built FROM the base image."""
-        base = self.ensure_base(progress)
+        """The template's image, built FROM the base image.
+
+        Its tag follows from the base image's, which follows from the recipes: when the
+        template image exists, one Docker call finds it (not one per layer of images)."""
+        base, _ = self._base_recipe()
         dockerfile = build.dockerfile.replace("{{ base_image }}", base)
         files = recipes.template_context_files(build.context_dir, dockerfile, build.context_exclude)
         repo = f"{recipes.TEMPLATE_REPO_PREFIX}{template}"
         ref = f"{repo}:{recipes.digest_of(recipes.context_tar(files))}"
+        if self._docker.image_exists(ref):
+            return ref
+        self.ensure_base(progress)
         return self._build(ref, files, "template", repo, progress)
 
     def ensure_image(

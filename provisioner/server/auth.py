@@ -22,6 +22,7 @@ from fastapi.concurrency import run_in_threadpool
 from provisioner.auth.scope import REFUSAL, REFUSAL_HINT, task_may_call
 from provisioner.auth.tokens import Principal, Role
 from provisioner.errors import Forbidden, Unauthenticated
+from provisioner.previews import is_preview_path
 from provisioner.server import sessions
 from provisioner.server.guard import (
     ASGIApp,
@@ -149,6 +150,11 @@ class Authenticator:
         if signed_route(method, path):
             await self.app(scope, receive, send)  # no principal: the route checks the HMAC
             return
+        if is_preview_path(path):
+            # a preview grant is the credential here, checked by its route; no token or
+            # session is looked at (a previewed app never acts as the dashboard's user)
+            await self.app(scope, receive, send)
+            return
         token = request_token(scope)
         # a token wins; the dashboard's session cookie is the browser's credential
         session = None if token else cookie(scope, COOKIE)
@@ -202,6 +208,8 @@ class Authenticator:
             await send_refusal(send, Refusal(403, CSRF_REFUSED, CSRF_HINT))
             return
         scope.setdefault("state", {})["principal"] = principal
+        # a browser's session rather than a token: a preview opened with it gets a grant
+        scope["state"]["by_session"] = session is not None
         await self.app(scope, receive, send)
 
 

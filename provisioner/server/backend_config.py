@@ -4,6 +4,7 @@ default), so a team moves to a cluster without touching its templates."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from provisioner import paths
@@ -16,9 +17,13 @@ SERVER_BACKENDS = ("docker", "swarm")
 
 
 def configured_backends(
-    home: Path, docker: DockerBackend, others: dict[str, Backend]
+    home: Path,
+    docker: DockerBackend,
+    others: dict[str, Backend],
+    bridge_token: Callable[[str], str] | None = None,
 ) -> dict[str, Backend]:
-    """{name: backend} for the router: docker, the `others` given, and swarm when set."""
+    """{name: backend} for the router: docker, the `others` given, and swarm when set
+    (`bridge_token`: a task's bridge token, with which Swarm runs commands through it)."""
     config = paths.home_dir(home) / "config.yaml"
     data = paths.settings(home)
     backends: dict[str, Backend] = {"docker": docker, **others}
@@ -29,7 +34,11 @@ def configured_backends(
         except ValueError as exc:
             raise DockyardError(f"{config}: {exc}") from exc
         backends["swarm"] = SwarmBackend(
-            docker.instance, settings, docker.docker, images=docker.images
+            docker.instance,
+            settings,
+            docker.docker,
+            images=docker.images,
+            bridge_token=bridge_token,
         )
     choice = str(data.get("backend") or "docker")
     if choice not in SERVER_BACKENDS:

@@ -164,6 +164,19 @@ def build_catalog_router(engine: Engine, home: str) -> APIRouter:
         )
         return {**_template_json(tpl), "label": info.label, "pushed": True}
 
+    @r.post("/templates/{name}/versions/{version}/activate")
+    def activate_template_version(
+        name: str, version: str, who: Principal = Depends(admin_only)
+    ) -> dict[str, Any]:
+        """Make a stored version the one new tasks get (admins); tasks that run keep
+        theirs. `version`: a hash, a unique prefix of it, or a label."""
+        versions = engine.catalog.versions
+        if versions is None:
+            raise TemplateError("this server keeps no template versions; none can be activated")
+        info = versions.activate(name, version)
+        store.record_audit(who.actor, "template.activate", f"{name}@{info.version}", "")
+        return {**_template_json(engine.catalog.get(name)), "label": info.label}
+
     def routed_by(name: str) -> list[str]:
         return [t.name for t in engine.admissions.targets.values() if t.template == name]
 

@@ -45,7 +45,8 @@ PAGE_HEADERS = {
     "referrer-policy": "no-referrer",
     "cache-control": "no-store",
 }
-# how often the stream looks at the store when nothing in this process woke it, and
+# how often the stream looks at the store when nothing in this process woke it (only
+# another server's writes need it: this process's wake the stream at once), and
 # how long one stream lasts (the browser's EventSource reconnects by itself; a bounded
 # stream never holds a server's shutdown for long)
 STREAM_RECHECK = 0.5
@@ -77,8 +78,9 @@ async def task_changes(
     store: Store, who: Principal, request: Request
 ) -> AsyncIterator[dict[str, str]]:
     """`snapshot` (every visible task), then `task` per task that changed and `removed`
-    per task gone; woken at once when this process stores log lines (a status or state
-    change comes with some), re-reading the store every STREAM_RECHECK s otherwise."""
+    per task gone; woken at once by every committed change of a task in this process
+    (the store's `_changed()`: created, moved, updated, recorded, deleted, logs), and
+    re-reading the store every STREAM_RECHECK s for other servers sharing the database."""
     loop = asyncio.get_running_loop()
     woken = asyncio.Event()
 
@@ -92,9 +94,12 @@ async def task_changes(
         yield _event("snapshot", [t.public() for t in found])
         started = time.monotonic()
         while time.monotonic() - started < STREAM_LIFETIME:
-            woken.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(woken.wait(), STREAM_RECHECK)
+            # cleared before the read, never after it: a change committed while the store
+            # is read (or while the events go out) wakes the next round at once, instead
+            # of waiting out STREAM_RECHECK
+            woken.clear()
             if await request.is_disconnected():
                 return
             found = await run_in_threadpool(_visible, store, who)

@@ -18,6 +18,7 @@ from provisioner.errors import (
     PayloadTooLarge,
     TaskConflict,
     TemplateError,
+    TooManySessions,
     Unauthenticated,
 )
 from provisioner.server.auth import CHALLENGE
@@ -77,6 +78,8 @@ def _status_code(exc: DockyardError) -> int:
         return 404
     if isinstance(exc, PayloadTooLarge):
         return 413
+    if isinstance(exc, TooManySessions):
+        return 429
     if isinstance(exc, BackendUnavailable):
         return 503
     if isinstance(exc, TaskConflict):

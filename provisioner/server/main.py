@@ -49,6 +49,7 @@ from provisioner.server.metrics_api import (
 from provisioner.server.prefixes import ApiPrefixes, combined_openapi
 from provisioner.server.webhook_dispatch import Dispatcher
 from provisioner.server.webhooks_api import build_webhooks_router
+from provisioner.session_limits import OpenSessions
 from provisioner.store.store import Store, sqlite_url
 from provisioner.templating.catalog import Catalog
 from provisioner.templating.versions import VersionStore
@@ -71,7 +72,9 @@ def build_engine(home: Path) -> Engine:
             return None
 
     terraform = TerraformBackend(docker.instance, home, docker.docker, images=docker.images)
-    backends = configured_backends(home, docker, {"terraform": terraform})
+    backends = configured_backends(
+        home, docker, {"terraform": terraform}, lambda task_id: store.get(task_id).bridge_token
+    )
     backend = BackendRouter(backends, backend_of)
     catalog = Catalog(versions=VersionStore(home / "templates"))
     check_targets(catalog, targets)
@@ -86,6 +89,7 @@ def build_engine(home: Path) -> Engine:
         targets=targets,
         retention=paths.default_retention(home),
         kept=KeptBundles(home / "kept", *paths.kept_bundles(home)),
+        sessions=OpenSessions(paths.session_limits(home)),
     )
 
 

@@ -12,9 +12,12 @@ from pydantic import BaseModel, Field
 
 from provisioner.auth.tokens import Principal
 from provisioner.engine.engine import Engine
+from provisioner.engine.gitops import has_repo
 from provisioner.errors import DockyardError, TaskConflict, TaskNotFound
+from provisioner.gitwork.kept import KeptRecord
 from provisioner.model import Task
 from provisioner.prompts import check_strings
+from provisioner.retention import removed as workspace_removed
 from provisioner.server.auth import caller
 from provisioner.server.http_errors import ERROR_RESPONSES
 from provisioner.server.tasks_api import find_task
@@ -75,7 +78,15 @@ def build_repo_router(engine: Engine) -> APIRouter:
         ),
         who: Principal = Depends(caller),
     ) -> dict[str, Any]:
-        task = task_for(who, ref, "task.diff")
+        try:
+            task = task_for(who, ref, "task.diff")
+        except TaskNotFound as exc:
+            kept = _kept_for(who, ref, "task.diff")
+            if kept is None:
+                raise _not_kept(exc) from exc
+            return _kept_diff(kept, since_checkpoint=since_checkpoint, stat=stat)
+        if _workspace_gone(task):
+            return _kept_diff(_kept_of_removed(task), since_checkpoint=since_checkpoint, stat=stat)
         found = engine.gitwork.diff(task, since_checkpoint=since_checkpoint, full=not stat)
         return _diff_view(found, task)
 
@@ -86,11 +97,13 @@ def build_repo_router(engine: Engine) -> APIRouter:
     def bundle(ref: str, who: Principal = Depends(caller)) -> Response:
         try:
             task = task_for(who, ref, "task.pull")
-        except TaskNotFound:
-            kept = _kept_for(who, ref)
+        except TaskNotFound as exc:
+            kept = _kept_for(who, ref, "task.pull")
             if kept is None:
-                raise
-            return kept
+                raise _not_kept(exc) from exc
+            return _kept_bundle(kept)
+        if _workspace_gone(task):
+            return _kept_bundle(_kept_of_removed(task))
         branch, base, held, data = engine.gitwork.bundle(task, actor=who.actor)
         headers = {"X-Dockyard-Branch": branch, "X-Dockyard-Base": base, "X-Dockyard-Ref": held}
         if data is None:
@@ -124,22 +137,74 @@ def build_repo_router(engine: Engine) -> APIRouter:
             actor=who.actor,
         )
 
-    def _kept_for(who: Principal, ref: str) -> Response | None:
-        """The bundle kept when the task `ref` names was deleted, as `who` may see it
+    def _kept_for(who: Principal, ref: str, action: str) -> KeptRecord | None:
+        """The copy kept when the task `ref` names was deleted, as `who` may see it
         (members their own; a task's token none; admins anyone's, audited)."""
         if engine.kept is None or who.task_id is not None:
             return None
         kept = engine.kept.find(ref, owner=who.user)
         if kept is None and who.is_admin:
             kept = engine.kept.find(ref, owner=None)
+        if kept is not None and kept.owner != who.user:
+            store.record_audit(who.actor, action, f"{kept.owner}/{kept.name}", kept.task_id)
+        return kept
+
+    def _not_kept(exc: TaskNotFound) -> TaskNotFound:
+        return TaskNotFound(
+            exc.message,
+            hint="no task of that name exists, and no copy of a deleted one's branch is "
+            "kept (kept_bundles: in config.yaml; see docs/kept-bundles.md); "
+            "list tasks: dockyard task list",
+        )
+
+    def _workspace_gone(task: Task) -> bool:
+        """Whether the task's workspace (its disk) no longer exists: retention removed
+        it, or it is gone otherwise. A backend that cannot say counts as present (the
+        git call then says what is wrong)."""
+        if not has_repo(task):
+            return False  # the usual "has no repository" answer follows
+        if workspace_removed(task):
+            return True
+        try:
+            return not engine.backend.observe(task.id).exists
+        except DockyardError:
+            return False
+
+    def _kept_of_removed(task: Task) -> KeptRecord:
+        kept = engine.kept.find(task.id, owner=None) if engine.kept is not None else None
         if kept is None:
-            return None
+            why = (task.workspace or {}).get("reason") or "it no longer exists"
+            raise TaskConflict(
+                f"{task.name}'s workspace is gone ({why}) and no copy of its branch was "
+                "kept, so its work cannot be read any more",
+                hint="the task's events say why nothing was kept (dockyard task events "
+                f"{task.name}); keep workspaces longer with `retention:` in config.yaml "
+                "or the template's lifecycle.retention",
+            )
+        return kept
+
+    def _kept_diff(kept: KeptRecord, *, since_checkpoint: bool, stat: bool) -> dict[str, Any]:
+        assert engine.kept is not None  # a record was found in it
+        found = engine.kept.diff(kept, "checkpoint" if since_checkpoint else "base")
+        if found is None:
+            raise TaskConflict(
+                f"only the branch of {kept.name} was kept, not its diff",
+                hint=f"dockyard task pull {kept.name}, then git diff {kept.base[:12]} "
+                f"{kept.branch}",
+            )
+        found = {**found, "task": kept.name, "kept_at": kept.kept_at}
+        if stat:
+            found["diff"] = None
+        return found
+
+    def _kept_bundle(kept: KeptRecord) -> Response:
+        assert engine.kept is not None
         try:
             data = engine.kept.read(kept)
-        except OSError:
-            return None  # pruned meanwhile
-        if kept.owner != who.user:
-            store.record_audit(who.actor, "task.pull", f"{kept.owner}/{kept.name}", kept.task_id)
+        except OSError as exc:
+            raise TaskNotFound(
+                f"the kept branch of {kept.name} was removed meanwhile (retention)"
+            ) from exc
         headers = {
             "X-Dockyard-Branch": kept.branch,
             "X-Dockyard-Base": kept.base,

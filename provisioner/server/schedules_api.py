@@ -9,6 +9,8 @@ engine's (engine/scheduler.py); these routes only change what it reads.
 from __future__ import annotations
 
 import json
+import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -17,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from provisioner.auth.tokens import Principal
 from provisioner.engine.engine import Engine
+from provisioner.engine.secrets import recipe_key
 from provisioner.errors import Forbidden, ParameterError
 from provisioner.prompts import check_prompt, check_strings
 from provisioner.queueing import check_label
@@ -32,6 +35,8 @@ from provisioner.scheduling import (
 )
 from provisioner.server.auth import caller
 from provisioner.server.http_errors import ERROR_RESPONSES
+from provisioner.templating.catalog import Template
+from provisioner.templating.params import split_secrets
 from provisioner.templating.render import select_preset
 
 MAX_PARAMETERS_BYTES = 16 * 1024
@@ -66,10 +71,10 @@ def check_recipe(
     preset: str | None,
     target: str | None,
     parameters: dict[str, Any],
-) -> None:
+) -> Template | None:
     """What a schedule or trigger will make tasks from, checked now rather than at its
     first run: the template and preset exist (or a target names the route), the
-    parameters are small and plain."""
+    parameters are small and plain. The template (None: a target's, chosen per run)."""
     check_strings(parameters, "parameters")
     if len(json.dumps(parameters)) > MAX_PARAMETERS_BYTES:
         raise ParameterError(f"The parameters are larger than {MAX_PARAMETERS_BYTES >> 10} KiB")
@@ -81,8 +86,34 @@ def check_recipe(
     if template is None:
         if target is None:
             raise ParameterError("Give a template (--template) or a target (--target)")
-        return
-    select_preset(engine.catalog.get(template), preset)
+        return None
+    tpl = engine.catalog.get(template)
+    select_preset(tpl, preset)
+    return tpl
+
+
+def store_with_secrets(
+    engine: Engine,
+    kind: str,
+    template: Template | None,
+    parameters: dict[str, Any],
+    create: Callable[[str, dict[str, Any]], dict[str, Any]],
+) -> dict[str, Any]:
+    """Store a new schedule or trigger whose secret parameters (the template's `secret:
+    true` ones) are kept as a task's are: in the engine's secret store, masked in the
+    database and every answer. `create(id, shown parameters)` stores the row; the
+    secrets are saved first (the scheduler may fire the row at once and must find them)
+    and removed again if the row cannot be stored."""
+    recipe_id = secrets.token_hex(6)
+    shown, kept = split_secrets(template, parameters)
+    key = recipe_key(kind, recipe_id)
+    if kept:
+        engine.secrets.save(key, kept)
+    try:
+        return create(recipe_id, shown)
+    except BaseException:
+        engine.secrets.delete(key)
+        raise
 
 
 def next_runs(schedule: dict[str, Any], now: datetime, count: int = NEXT_RUNS) -> list[str]:
@@ -113,23 +144,28 @@ def build_schedules_router(engine: Engine) -> APIRouter:
         prompt = check_prompt(body.prompt)
         if not prompt.strip():
             raise ParameterError("The prompt is empty", hint="give each run something to do")
-        check_recipe(engine, body.template, body.preset, body.target, body.parameters)
-        made = store.create_schedule(
-            {
-                "owner": who.user,
-                "name": body.name,
-                "cron": cron,
-                "timezone": body.timezone,
-                "template": body.template,
-                "preset": body.preset,
-                "parameters": body.parameters,
-                "target": body.target,
-                "prompt": prompt,
-                "catch_up": body.catch_up,
-                "concurrency": body.concurrency,
-                "created_by": who.actor,
-            }
-        )
+        tpl = check_recipe(engine, body.template, body.preset, body.target, body.parameters)
+
+        def create(schedule_id: str, parameters: dict[str, Any]) -> dict[str, Any]:
+            return store.create_schedule(
+                {
+                    "id": schedule_id,
+                    "owner": who.user,
+                    "name": body.name,
+                    "cron": cron,
+                    "timezone": body.timezone,
+                    "template": body.template,
+                    "preset": body.preset,
+                    "parameters": parameters,
+                    "target": body.target,
+                    "prompt": prompt,
+                    "catch_up": body.catch_up,
+                    "concurrency": body.concurrency,
+                    "created_by": who.actor,
+                }
+            )
+
+        made = store_with_secrets(engine, "schedule", tpl, body.parameters, create)
         return view(made)
 
     @r.get("/schedules")
@@ -158,6 +194,7 @@ def build_schedules_router(engine: Engine) -> APIRouter:
     def delete_schedule(ref: str, who: Principal = Depends(caller)) -> Any:
         found = store.schedule(ref, who)
         store.delete_schedule(found["id"])
+        engine.secrets.delete(recipe_key("schedule", found["id"]))
         if found["owner"] != who.user:
             store.record_audit(who.actor, "schedule.delete", f"{found['owner']}/{found['name']}")
         return view(found)

@@ -252,7 +252,7 @@ def build_tasks_router(engine: Engine) -> APIRouter:
 
     @r.post("/tasks", status_code=201, response_model=TaskView)
     def create_task(
-        body: CreateTask, request: Request, who: Principal = Depends(caller)
+        body: CreateTask, request: Request, response: Response, who: Principal = Depends(caller)
     ) -> dict[str, Any]:
         prompt = inputs.create_prompt(body)
         check_scoped_refs(store, who, [body.parent, *body.depends_on])
@@ -302,7 +302,10 @@ def build_tasks_router(engine: Engine) -> APIRouter:
         )
         if owner != who.user:
             store.record_audit(who.actor, "task.create", f"{owner}/{task.name}", task.id)
-        return task.public()
+        public = task.public()
+        # as GET /tasks/{id} tags it: `create --wait` long-polls from here, no GET first
+        response.headers["ETag"] = task_etag(public)
+        return public
 
     @r.get("/tasks", response_model=TaskList)
     def list_tasks(

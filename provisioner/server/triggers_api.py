@@ -4,18 +4,17 @@ signature is its credential (the Authenticator lets exactly that method and path
 through; see auth.py).
 
 A delivery is checked in this order, each step recorded in the trigger's deliveries:
-size (413), signature (401, `rejected`; past BAD_SIGNATURES_PER_MINUTE a 429 that checks
-and records nothing more), JSON (400), its delivery id (seen before: `replayed`, 200,
+size (413), the source and trigger's recent bad deliveries (429, unchecked: see
+provisioner/trigger_limits.py), signature (401, `rejected`; past a few a minute summed up
+in one `limited` row per flood), JSON (400), its delivery id (seen before: `replayed`, 200,
 nothing made), the filter (`filtered`, 200), the prompt (422 if it cannot render), then
 the task (`accepted`, 201). The secret is never logged nor answered.
 """
 
 from __future__ import annotations
 
-import collections
 import json
 import logging
-import threading
 import time
 from typing import Any, Literal
 
@@ -26,6 +25,7 @@ from pydantic import BaseModel, Field
 
 from provisioner.auth.tokens import Principal
 from provisioner.engine.engine import Engine
+from provisioner.engine.secrets import recipe_key
 from provisioner.errors import DockyardError, Forbidden, ParameterError, TemplateError
 from provisioner.model import QueueFields
 from provisioner.prompts import check_strings
@@ -33,9 +33,10 @@ from provisioner.scheduling import check_name
 from provisioner.server.auth import caller, client_address
 from provisioner.server.http_errors import ERROR_RESPONSES, ErrorBody
 from provisioner.server.prefixes import DOCKYARD
-from provisioner.server.schedules_api import check_recipe
+from provisioner.server.schedules_api import check_recipe, store_with_secrets
+from provisioner.templating.params import with_secrets
+from provisioner.trigger_limits import BadDeliveries
 from provisioner.triggers import (
-    BAD_SIGNATURES_PER_MINUTE,
     FORMS,
     MAX_BODY,
     MAX_TEMPLATE,
@@ -73,43 +74,15 @@ class CreateTrigger(BaseModel):
     )
 
 
-class BadSignatures:
-    """Bad signatures per trigger in the last minute, in this server's memory."""
-
-    MAX_NAMES = 10_000
-
-    def __init__(self, limit: int = BAD_SIGNATURES_PER_MINUTE, window_s: float = 60.0) -> None:
-        self.limit = limit
-        self.window_s = window_s
-        self._seen: dict[str, collections.deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def _recent(self, name: str, now: float) -> collections.deque[float]:
-        times = self._seen.setdefault(name, collections.deque())
-        while times and times[0] < now - self.window_s:
-            times.popleft()
-        return times
-
-    def blocked(self, name: str) -> bool:
-        with self._lock:
-            return len(self._recent(name, time.monotonic())) >= self.limit
-
-    def failed(self, name: str) -> None:
-        with self._lock:
-            if len(self._seen) >= self.MAX_NAMES and name not in self._seen:
-                self._seen.clear()  # a flood of names: forget, rather than grow
-            self._recent(name, time.monotonic()).append(time.monotonic())
-
-
 def _answer(status: int, body: dict[str, Any]) -> JSONResponse:
     return JSONResponse(status_code=status, content=body)
 
 
-def build_triggers_router(engine: Engine, limiter: BadSignatures | None = None) -> APIRouter:
+def build_triggers_router(engine: Engine, limiter: BadDeliveries | None = None) -> APIRouter:
     """Trigger routes, bound to one engine."""
     r = APIRouter(prefix="/api/v2", responses=ERROR_RESPONSES)
     store = engine.store
-    bad = limiter or BadSignatures()
+    bad = limiter or BadDeliveries()
 
     @r.post("/triggers", status_code=201)
     def create_trigger(body: CreateTrigger, who: Principal = Depends(caller)) -> Any:
@@ -119,7 +92,7 @@ def build_triggers_router(engine: Engine, limiter: BadSignatures | None = None) 
         form = FORMS[body.form]
         prompt_template = check_prompt_template(body.prompt_template or form.prompt_template)
         filter_text = check_filter(body.filter if body.filter is not None else form.filter)
-        check_recipe(engine, body.template, body.preset, body.target, body.parameters)
+        tpl = check_recipe(engine, body.template, body.preset, body.target, body.parameters)
         # tried on the form's sample: a template that cannot render is refused now
         sample = context(form.sample, form.event, "sample", body.name)
         try:
@@ -130,21 +103,26 @@ def build_triggers_router(engine: Engine, limiter: BadSignatures | None = None) 
             raise ParameterError(f"Tried on a sample {body.form} delivery: {exc.message}") from None
         made = body.secret is None
         secret = new_secret() if made else check_secret(body.secret or "")
-        trigger = store.create_trigger(
-            {
-                "name": body.name,
-                "owner": who.user,
-                "secret": secret,
-                "form": body.form,
-                "template": body.template,
-                "preset": body.preset,
-                "parameters": body.parameters,
-                "target": body.target,
-                "prompt_template": prompt_template,
-                "filter": filter_text,
-                "created_by": who.actor,
-            }
-        )
+
+        def create(trigger_id: str, parameters: dict[str, Any]) -> dict[str, Any]:
+            return store.create_trigger(
+                {
+                    "id": trigger_id,
+                    "name": body.name,
+                    "owner": who.user,
+                    "secret": secret,
+                    "form": body.form,
+                    "template": body.template,
+                    "preset": body.preset,
+                    "parameters": parameters,
+                    "target": body.target,
+                    "prompt_template": prompt_template,
+                    "filter": filter_text,
+                    "created_by": who.actor,
+                }
+            )
+
+        trigger = store_with_secrets(engine, "trigger", tpl, body.parameters, create)
         trigger["path"] = f"{DOCKYARD}/triggers/{body.name}"
         # a secret the server made is shown this once; one the caller gave, never
         return {**trigger, "secret": secret} if made else trigger
@@ -166,6 +144,7 @@ def build_triggers_router(engine: Engine, limiter: BadSignatures | None = None) 
     def delete_trigger(name: str, who: Principal = Depends(caller)) -> Any:
         found = store.trigger(name, who)
         store.delete_trigger(found["id"])
+        engine.secrets.delete(recipe_key("trigger", found["id"]))
         if found["owner"] != who.user:
             store.record_audit(who.actor, "trigger.delete", f"{found['owner']}/{found['name']}")
         return found
@@ -203,19 +182,36 @@ def build_triggers_router(engine: Engine, limiter: BadSignatures | None = None) 
         remote = client_address(request.scope)
         return await run_in_threadpool(receive, name, headers, bytes(body), remote)
 
+    def summarize(trigger_id: str, name: str, now: float) -> None:
+        """Write the trigger's flood summary row, when one is due (one row per flood)."""
+        flood = bad.due(name, now)
+        if flood is None:
+            return
+        row_id = flood.row_id
+        try:
+            if row_id is None:
+                row_id = store.record_trigger_delivery(
+                    trigger_id, outcome="limited", reason=flood.summary(), remote="(many)"
+                )
+                log.warning("trigger %s: a flood of badly signed deliveries", name)
+            else:
+                store.settle_trigger_delivery(row_id, "limited", flood.summary())
+        finally:
+            bad.written(flood, row_id)
+
     def receive(name: str, headers: dict[str, str], body: bytes, remote: str) -> Any:
+        now = time.monotonic()
+        wait = bad.source_blocked(remote, now)
+        if wait:
+            return _limited(f"from {remote}", wait)
         trigger = store.trigger_row(name) if len(name) <= 40 else None
         if trigger is None:
+            bad.unknown(remote, now)
             return _answer(404, {"detail": f"No trigger {name[:40]!r}", "hint": None})
-        if bad.blocked(name):
-            return _answer(
-                429,
-                {
-                    "detail": f"Too many deliveries with a bad signature to {name} in the last "
-                    "minute",
-                    "hint": "check the secret the sender signs with; this eases within a minute",
-                },
-            )
+        wait = bad.trigger_blocked(name, remote, now)
+        if wait:
+            summarize(trigger["id"], name, now)
+            return _limited(f"to {name}", wait)
         checked = check_delivery(trigger["secret"], headers, body, time.time())
         record = store.record_trigger_delivery
         if checked.ok and store.user_removed(trigger["owner"]):
@@ -223,9 +219,11 @@ def build_triggers_router(engine: Engine, limiter: BadSignatures | None = None) 
             record(trigger["id"], outcome="rejected", reason=reason, remote=remote)
             return _answer(403, {"detail": f"Delivery refused: {reason}", "hint": None})
         if not checked.ok:
-            bad.failed(name)
-            record(trigger["id"], outcome="rejected", reason=checked.reason, remote=remote)
-            log.info("trigger %s: delivery from %s rejected: %s", name, remote, checked.reason)
+            if bad.failed(name, remote, checked.reason, now):
+                record(trigger["id"], outcome="rejected", reason=checked.reason, remote=remote)
+                log.info("trigger %s: delivery from %s rejected: %s", name, remote, checked.reason)
+            else:
+                summarize(trigger["id"], name, now)
             return _answer(401, {"detail": f"Delivery refused: {checked.reason}", "hint": None})
         try:
             payload = json.loads(body)
@@ -261,7 +259,10 @@ def build_triggers_router(engine: Engine, limiter: BadSignatures | None = None) 
                 template=trigger["template"],
                 preset=trigger["preset"],
                 prompt=prompt,
-                parameters=dict(trigger["parameters"] or {}),
+                parameters=with_secrets(
+                    dict(trigger["parameters"] or {}),
+                    engine.secrets.load(recipe_key("trigger", trigger["id"])),
+                ),
                 name=None,
                 owner=trigger["owner"],
                 actor=actor,
@@ -277,6 +278,18 @@ def build_triggers_router(engine: Engine, limiter: BadSignatures | None = None) 
         return _answer(201, {"outcome": "accepted", "task": {"id": task.id, "name": task.name}})
 
     return r
+
+
+def _limited(what: str, wait: float) -> JSONResponse:
+    reply = _answer(
+        429,
+        {
+            "detail": f"Too many deliveries with a bad signature {what} in the last minute",
+            "hint": "check the secret the sender signs with; this eases within a minute",
+        },
+    )
+    reply.headers["retry-after"] = str(max(1, int(wait + 0.999)))
+    return reply
 
 
 def _too_large() -> JSONResponse:

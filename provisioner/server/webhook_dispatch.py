@@ -31,6 +31,7 @@ from provisioner.errors import ParameterError
 from provisioner.model import POOL_OWNER, utcnow
 from provisioner.server.a2a import push
 from provisioner.store.store import Store
+from provisioner.store.webhooks import XACT_CURSOR
 from provisioner.webhooks import (
     Settings,
     Target,
@@ -220,6 +221,7 @@ class Dispatcher:
         self._failing: set[str] = set()
         self._failing_limit = max(1, settings.workers // 2)
         self._gaps: dict[int, float] = {}
+        self._after = (0, 0)  # PostgreSQL: the (xact, id) of the last event read
         self._pruned = 0.0
 
     def start(self) -> None:
@@ -257,10 +259,40 @@ class Dispatcher:
     # events -> deliveries ------------------------------------------------------------------
     def fan_out(self) -> None:
         """Turn the events after the cursor into deliveries, then move the cursor."""
+        if self.store.events_commit_ordered():
+            self._fan_out_by_xact()
+            return
         cursor = self.store.webhook_cursor()
         page = self.store.events_page(after=cursor, limit=PAGE)
         if not page:
             return
+        self._deliver_page(page)
+        ids = [int(e["id"]) for e in page]
+        now = time.monotonic()
+        moved = advance_cursor(cursor, ids, self._gaps, now, GAP_GRACE_S)
+        if moved > cursor:
+            self.store.advance_webhook_cursor(moved)
+
+    def _fan_out_by_xact(self) -> None:
+        """PostgreSQL: the events of transactions that have ended, in commit order, so
+        none committing late is skipped (store/commit_order.py). The cursor is the
+        horizon every event below which has been read; within a page of one horizon's
+        events, this dispatcher remembers where it is (a restart reads a page again,
+        which is harmless: a delivery is made once per event)."""
+        cursor = self.store.webhook_xact_cursor()
+        horizon = self.store.event_horizon()
+        after = self._after if self._after[0] >= cursor else (cursor, 0)
+        page = self.store.events_by_xact(after, horizon, limit=PAGE)
+        if page:
+            self._deliver_page(page)
+            self._after = (int(page[-1]["xact"]), int(page[-1]["id"]))
+        # a short page: everything below the horizon is read; a full one: everything
+        # below its last transaction is
+        done = horizon if len(page) < PAGE else int(page[-1]["xact"])
+        if done > cursor:
+            self.store.advance_webhook_cursor(done, XACT_CURSOR)
+
+    def _deliver_page(self, page: list[dict[str, Any]]) -> None:
         hooks = self.store.live_webhooks()
         matched = [
             (hook, event, name)
@@ -271,11 +303,6 @@ class Dispatcher:
         if matched:
             self._store_deliveries(matched)
         self._fan_out_push(page)
-        ids = [int(e["id"]) for e in page]
-        now = time.monotonic()
-        moved = advance_cursor(cursor, ids, self._gaps, now, GAP_GRACE_S)
-        if moved > cursor:
-            self.store.advance_webhook_cursor(moved)
 
     @staticmethod
     def _name_for(hook: dict[str, Any], event: dict[str, Any]) -> str | None:

@@ -304,6 +304,14 @@ def build_workspace_router(engine: Engine) -> APIRouter:
     @r.websocket("/tasks/{ref}/exec")
     async def exec_socket(websocket: WebSocket, ref: str) -> None:
         await websocket.accept()
+        held: str | None = None  # the task whose session count this socket holds
+
+        def release() -> None:
+            nonlocal held
+            if held is not None:
+                engine.sessions.release(held, who.user)
+                held = None
+
         try:
             who = principal_of(websocket.state)
             first = await asyncio.wait_for(websocket.receive(), FIRST_MESSAGE_S)
@@ -319,6 +327,9 @@ def build_workspace_router(engine: Engine) -> APIRouter:
             ctx.running(task)
             argv = request.argv or list(access.DEFAULT_SHELL)
             env = {"TERM": request.term} if request.tty else {}
+            # counted from here until the socket ends, however it ends (session_limits)
+            engine.sessions.acquire(task.id, task.name, who.user)
+            held = task.id
             session = await run_in_threadpool(
                 lambda: engine.backend.open_session(
                     task.id,
@@ -330,10 +341,12 @@ def build_workspace_router(engine: Engine) -> APIRouter:
                 )
             )
         except (TimeoutError, WebSocketDisconnect):
+            release()
             with contextlib.suppress(Exception):
                 await websocket.close(code=1008)
             return
         except DockyardError as exc:
+            release()
             status = _status_code(exc)
             with contextlib.suppress(Exception):
                 await websocket.send_json(
@@ -341,11 +354,19 @@ def build_workspace_router(engine: Engine) -> APIRouter:
                 )
                 await websocket.close(code=4000 + status)
             return
-        described = access.describe_argv(request.argv)
-        who_root = " as root" if request.root else ""
-        await run_in_threadpool(ctx.record, task, "exec", who, f"started{who_root}: {described}")
-        await websocket.send_json({"started": True})
-        code = await _run_session(websocket, session, request.tty)
+        except BaseException:
+            release()
+            raise
+        try:
+            described = access.describe_argv(request.argv)
+            who_root = " as root" if request.root else ""
+            await run_in_threadpool(
+                ctx.record, task, "exec", who, f"started{who_root}: {described}"
+            )
+            await websocket.send_json({"started": True})
+            code = await _run_session(websocket, session, request.tty)
+        finally:
+            release()  # the client left, was killed, or the command ended
         reason = "ended: client left" if code is None else f"ended: exit {code}"
         await run_in_threadpool(ctx.record, task, "exec", who, f"{reason}: {described}"[:200])
 

@@ -337,14 +337,17 @@ class PromptsMixin:
 
     db: Engine
 
-    def add_prompt(self, task_id: str, prompt_id: str, content: str) -> dict[str, Any]:
-        """Record a prompt as queued; the same id twice is stored once."""
+    def add_prompt(
+        self, task_id: str, prompt_id: str, content: str, handed: bool = False
+    ) -> dict[str, Any]:
+        """Record a prompt as queued; the same id twice is stored once. `handed`: the
+        bridge has it already (a task's first prompt travels in the bridge's config)."""
         row = {
             "id": prompt_id,
             "task_id": task_id,
             "content": content,
             "state": QUEUED,
-            "handed": 0,
+            "handed": int(handed),
             "created_at": utcnow(),
         }
         with self.db.begin() as conn:

@@ -127,7 +127,11 @@ events = Table(
     Column("time", String(32), nullable=False),
     # what the event answers, once: a workspace report's id (applied at most once)
     Column("ref", String(64)),
+    # the id of the transaction that wrote it, on PostgreSQL (its own default fills it
+    # in): readers of every task's events read them in commit order (store/commit_order)
+    Column("xact", BigInteger),
     Index("ix_events_task", "task_id", "id"),
+    Index("ix_events_xact", "xact", "id"),
 )
 
 logs = Table(

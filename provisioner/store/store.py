@@ -51,7 +51,7 @@ from provisioner.lifecycle import (
     state_applies,
 )
 from provisioner.model import Task, parse_time, utcnow
-from provisioner.store import eventlog
+from provisioner.store import commit_order, eventlog
 from provisioner.store.a2a import A2AMixin
 from provisioner.store.accounts import AccountsMixin
 from provisioner.store.claims import ClaimsMixin
@@ -180,6 +180,7 @@ class Store(
         eventlog.install(self.db)
         self._create_tables()
         self._check_schema()
+        commit_order.prepare(self.db)
         with self.db.begin() as conn:
             conn.execute(insert_ignoring_duplicates(self.db, locks), [{"name": "capacity"}])
 
@@ -267,6 +268,7 @@ class Store(
                 f"A task named {task.name!r} already exists",
                 hint="choose another --name or delete the old task",
             ) from exc
+        self._changed()  # a new task shows on the board at once
         return task
 
     def get(self, ref: str, owner: str | None = None) -> Task:
@@ -810,7 +812,9 @@ class Store(
             conn.execute(delete(prompts).where(prompts.c.task_id == task_id))
             conn.execute(delete(logs).where(logs.c.task_id == task_id))
             conn.execute(delete(events).where(events.c.task_id == task_id))
-            return bool(conn.execute(delete(tasks).where(tasks.c.id == task_id)).rowcount)
+            gone = bool(conn.execute(delete(tasks).where(tasks.c.id == task_id)).rowcount)
+        self._changed()
+        return gone
 
     # events ---------------------------------------------------------------
     def events(self, task_id: str) -> list[dict[str, Any]]:
@@ -876,6 +880,7 @@ class Store(
                     time=now,
                 )
             )
+        self._changed()
         return True
 
     # leases -----------------------------------------------------------------

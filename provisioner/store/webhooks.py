@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     Engine,
     Select,
     and_,
@@ -21,17 +22,22 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    tuple_,
     update,
 )
 
 from provisioner.auth.tokens import Principal
 from provisioner.errors import ParameterError, TaskNotFound
 from provisioner.model import utcnow
+from provisioner.store import commit_order
 from provisioner.store.records import insert_ignoring_duplicates
-from provisioner.store.schema import cursors, events, users, webhook_deliveries, webhooks
+from provisioner.store.schema import cursors, events, tasks, users, webhook_deliveries, webhooks
 
 MAX_WEBHOOKS_PER_USER = 50
 CURSOR = "webhooks"
+# on PostgreSQL: the transaction horizon below which every event was turned into
+# deliveries (see store/commit_order.py); the id cursor is SQLite's
+XACT_CURSOR = "webhooks-xact"
 _NOT_FOUND_HINT = "list your webhooks: dockyard webhook list"
 
 
@@ -114,6 +120,8 @@ class WebhooksMixin:
             conn.execute(
                 insert_ignoring_duplicates(self.db, cursors), [{"name": CURSOR, "value": newest}]
             )
+            if commit_order.commit_ordered(self.db):
+                self._xact_cursor_in(conn)
             values = {
                 "id": secrets.token_hex(6),
                 "owner": owner,
@@ -211,14 +219,76 @@ class WebhooksMixin:
             value = conn.execute(select(cursors.c.value).where(cursors.c.name == CURSOR)).scalar()
         return int(value or 0)
 
-    def advance_webhook_cursor(self, value: int) -> None:
+    def advance_webhook_cursor(self, value: int, name: str = CURSOR) -> None:
         """Move the cursor forward (never back: another server may be further on)."""
         with self.db.begin() as conn:
             conn.execute(
                 update(cursors)
-                .where(and_(cursors.c.name == CURSOR, cursors.c.value < value))
+                .where(and_(cursors.c.name == name, cursors.c.value < value))
                 .values(value=value)
             )
+
+    # on PostgreSQL: events in commit order (store/commit_order.py) -------------------------
+    def events_commit_ordered(self) -> bool:
+        """Whether the dispatcher reads events by transaction (PostgreSQL), not by id."""
+        return commit_order.commit_ordered(self.db)
+
+    def webhook_xact_cursor(self) -> int:
+        """The transaction horizon below which every event has been turned into
+        deliveries; a database without one starts at the horizon now (history is not
+        sent, as with the id cursor)."""
+        with self.db.begin() as conn:
+            return self._xact_cursor_in(conn)
+
+    def _xact_cursor_in(self, conn: Connection) -> int:
+        def read() -> Any:
+            return conn.execute(
+                select(cursors.c.value).where(cursors.c.name == XACT_CURSOR)
+            ).scalar()
+
+        value = read()
+        if value is not None:
+            return int(value)
+        conn.execute(
+            insert_ignoring_duplicates(self.db, cursors),
+            [{"name": XACT_CURSOR, "value": commit_order.horizon(conn)}],
+        )
+        value = int(read() or 0)
+        # A database from before commit order: its events have no transaction id. Those
+        # the id cursor had not reached yet are put at the start, to be read.
+        by_id = conn.execute(select(cursors.c.value).where(cursors.c.name == CURSOR)).scalar()
+        if by_id is not None:
+            conn.execute(
+                update(events)
+                .where(and_(events.c.xact.is_(None), events.c.id > by_id))
+                .values(xact=value)
+            )
+        return value
+
+    def event_horizon(self) -> int:
+        """The oldest transaction still in flight: events below it are all visible."""
+        with self.db.connect() as conn:
+            return commit_order.horizon(conn)
+
+    def events_by_xact(
+        self, after: tuple[int, int], before: int, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        """Events of every task written by ended transactions (`xact` below `before`),
+        after (xact, id) `after`, in that order, with the task's name and owner."""
+        query = (
+            select(events, tasks.c.name.label("task_name"), tasks.c.owner.label("task_owner"))
+            .join(tasks, tasks.c.id == events.c.task_id)
+            .where(
+                and_(
+                    events.c.xact < before,
+                    tuple_(events.c.xact, events.c.id) > tuple_(after[0], after[1]),
+                )
+            )
+            .order_by(events.c.xact, events.c.id)
+            .limit(limit)
+        )
+        with self.db.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
 
     def pending_counts(self) -> dict[str, int]:
         """Deliveries waiting to be sent, by subscription."""

@@ -10,7 +10,8 @@ from jinja2 import TemplateError as JinjaError
 from jinja2 import UndefinedError
 
 from provisioner.errors import MissingParameter, ParameterError
-from provisioner.gitwork.urls import check_ref, check_repo_url
+from provisioner.gitwork.ssh import check_known_hosts, check_ssh_key
+from provisioner.gitwork.urls import check_ref, check_repo_url, is_ssh_url
 from provisioner.templating.catalog import Preset, Template
 from provisioner.templating.sandbox import make_environment, render_bounded
 from provisioner.templating.schema import Parameter
@@ -198,8 +199,9 @@ def resolve_parameters(
 
 
 def check_repo_values(template: Template, values: dict[str, Any]) -> None:
-    """The standard repository parameters as git will take them: an http(s) URL on a host
-    the template allows, a ref that is a name and never an option."""
+    """The standard repository parameters as git will take them: an http(s) or ssh URL on
+    a host the template allows, a ref that is a name and never an option, and for ssh a
+    deploy key and the host's key (normalized in `values`)."""
     rules = template.config.repo
     if not template.config.clones_repo:
         return  # the template's own `repo` parameter, with its own rules
@@ -209,9 +211,67 @@ def check_repo_values(template: Template, values: dict[str, Any]) -> None:
             values["repo_depth"] = rules.depth
     if isinstance(values.get("ref"), str):
         check_ref(values["ref"])
+    if values.get("repo_known_hosts"):
+        if rules.known_hosts:
+            raise ParameterError(
+                "Parameter repo_known_hosts: template "
+                f"{template.name} pins the ssh host keys (repo.known_hosts); a task may not "
+                "change them"
+            )
+        values["repo_known_hosts"] = check_known_hosts(values["repo_known_hosts"])
+    if values.get("repo") and is_ssh_url(values["repo"]):
+        check_ssh_values(template, values)
+    # else a key is left unused and unchecked: a server-wide DOCKYARD_SECRET_REPO_SSH_KEY
+    # reaches https tasks too
+
+
+def check_ssh_values(template: Template, values: dict[str, Any]) -> None:
+    """An ssh repository needs its deploy key (checked, its line ends fixed in `values`)
+    and a way to know its host's key."""
+    rules = template.config.repo
+    if values.get("repo_ssh_key") not in (None, "", REDACTED):
+        # a stored task's key is masked: it was checked when the task was created
+        values["repo_ssh_key"] = check_ssh_key(values["repo_ssh_key"])
+    if values.get("repo_ssh_key") in (None, ""):
+        raise MissingParameter(
+            "Parameter repo_ssh_key: an ssh repository needs a deploy key",
+            name="repo_ssh_key",
+            hint='give --param repo_ssh_key="$(cat KEY)" (or DOCKYARD_SECRET_REPO_SSH_KEY '
+            "on the server), or clone over https:// with repo_credential",
+        )
+    if not (rules.known_hosts or values.get("repo_known_hosts") or rules.ssh_accept_new):
+        raise MissingParameter(
+            "Parameter repo_known_hosts: an ssh repository needs its host's key, and "
+            f"template {template.name} neither gives it nor trusts a first-seen key",
+            name="repo_known_hosts",
+            hint='give --param repo_known_hosts="$(ssh-keyscan HOST)" (check it), or set '
+            "repo.known_hosts (or repo.ssh_accept_new: true) in the template",
+        )
 
 
 def redact(template: Template, values: dict[str, Any]) -> dict[str, Any]:
     """A copy of `values` safe to store and show: secret parameters masked."""
     secret = {p.name for p in template.config.parameters if p.secret}
     return {k: (REDACTED if k in secret and v not in (None, "") else v) for k, v in values.items()}
+
+
+def split_secrets(
+    template: Template | None, values: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(`values` safe to store and show, the secret values to keep out of the database)
+    for a recipe that makes tasks later (a schedule, a trigger). Without a template (a
+    target picks it at each run) none is known not to be secret: all are kept apart."""
+    if template is None:
+        return {k: REDACTED for k in values}, dict(values)
+    secret = {p.name for p in template.config.parameters if p.secret}
+    kept = {k: v for k, v in values.items() if k in secret and v not in (None, "")}
+    return redact(template, values), kept
+
+
+def with_secrets(stored: dict[str, Any], kept: dict[str, Any]) -> dict[str, Any]:
+    """The parameters a run of a recipe is made with: the stored ones with each mask
+    replaced by its kept value. A mask whose value is missing (the secret file is gone)
+    is left out rather than sent as the mask, so the environment or default fills it."""
+    values = {k: v for k, v in stored.items() if v != REDACTED}
+    values.update(kept)
+    return values

@@ -9,7 +9,7 @@ from jinja2 import TemplateError as JinjaError
 from jinja2 import UndefinedError
 
 from provisioner.errors import TemplateError
-from provisioner.spec import BuildSpec, TerraformSpec, WorkspaceSpec
+from provisioner.spec import BuildSpec, RepoSsh, TerraformSpec, WorkspaceSpec
 from provisioner.templating.catalog import Preset, Template
 from provisioner.templating.confine import confined
 from provisioner.templating.params import resolve_parameters
@@ -70,6 +70,10 @@ def render_workspace(
         backend=template.config.backend,
         parameters=values,
         clones_repo=template.config.clones_repo and bool(values.get("repo")),
+        repo_ssh=RepoSsh(
+            known_hosts=template.config.repo.known_hosts or "",
+            accept_new=template.config.repo.ssh_accept_new,
+        ),
         image=r(ws.image, "workspace.image") if ws.image else None,
         build=build,
         workdir=r(ws.workdir, "workspace.workdir"),

@@ -8,6 +8,8 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from provisioner.access import RESERVED_PORTS, AccessConfig, AppConfig
+from provisioner.errors import ParameterError
+from provisioner.gitwork.ssh import check_known_hosts
 from provisioner.spec import AgentProfile, LifecycleConfig, PlacementConfig, _Strict
 from provisioner.templating.confine import relative_name
 
@@ -143,6 +145,18 @@ class RepoConfig(_Strict):
         "it); empty: any",
     )
 
+    known_hosts: str | None = Field(
+        None,
+        max_length=65536,
+        description="Host keys of ssh repositories (known_hosts lines, as `ssh-keyscan` "
+        "prints them); when set, a task may not give its own repo_known_hosts",
+    )
+    ssh_accept_new: bool = Field(
+        False,
+        description="Trust an ssh host's key the first time it is seen when neither the "
+        "template nor the task gives it (StrictHostKeyChecking=accept-new)",
+    )
+
     forge: Literal["github", "gitlab"] | None = Field(
         None,
         description="Where `task pr` opens pull requests; absent: known by the host "
@@ -163,11 +177,29 @@ class RepoConfig(_Strict):
                 raise ValueError(f"allowed host {host[:80]!r} is not a host name")
         return value
 
+    @field_validator("known_hosts")
+    @classmethod
+    def _known_hosts(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return check_known_hosts(value, "repo.known_hosts")
+        except ParameterError as exc:
+            raise ValueError(exc.message) from exc
+
 
 # The standard parameter family every template has (unless it declares one of the names
 # itself): the repository cloned into the workspace, its ref, the history depth, and
-# the HTTPS token (a secret: never stored, shown or put in the environment).
-REPO_PARAMETERS = ("repo", "ref", "repo_depth", "repo_credential")
+# the HTTPS token and the SSH deploy key (secrets: never stored, shown or put in the
+# environment), and the ssh host's keys.
+REPO_PARAMETERS = (
+    "repo",
+    "ref",
+    "repo_depth",
+    "repo_credential",
+    "repo_ssh_key",
+    "repo_known_hosts",
+)
 
 
 def repo_parameters(repo: RepoConfig) -> list[Parameter]:
@@ -177,10 +209,13 @@ def repo_parameters(repo: RepoConfig) -> list[Parameter]:
             name="repo",
             default=repo.default,
             required=repo.required,
-            description="Git repository (https:// URL) cloned into the workspace",
+            description="Git repository (https://, ssh:// or user@host:path URL) cloned "
+            "into the workspace",
             # the shape here; the URL's every part is checked in gitwork.urls
             validation=Validation(
-                regex=r"https?://[!-~]{1,2040}", message="an https:// (or http://) URL"
+                regex=r"(?:(?:https?|ssh)://|(?:[A-Za-z0-9_][A-Za-z0-9._-]{0,63}@)?"
+                r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}:(?!:|//))[!-~]{1,2040}",
+                message="an https://, ssh:// or user@host:path URL",
             ),
         ),
         Parameter(
@@ -204,6 +239,26 @@ def repo_parameters(repo: RepoConfig) -> list[Parameter]:
             description="HTTPS token for the repository (read by git's credential helper)",
             validation=Validation(
                 regex=r"[!-~]{0,4096}", message="a token: printable characters, no spaces"
+            ),
+        ),
+        # the shape here; the key's every line is checked in gitwork.ssh (whose errors,
+        # like these, never show it)
+        Parameter(
+            name="repo_ssh_key",
+            secret=True,
+            description="SSH deploy key (the private key file's text) for an ssh repository",
+            validation=Validation(
+                regex=r"[\n\r -~]{0,16384}",
+                message="a private key file's text: printable ASCII lines, at most 16 KiB",
+            ),
+        ),
+        Parameter(
+            name="repo_known_hosts",
+            description="The ssh repository host's keys (`ssh-keyscan HOST` lines), unless "
+            "the template gives them",
+            validation=Validation(
+                regex=r"[\n\r -~]{0,65536}",
+                message="known_hosts lines: printable ASCII, at most 64 KiB",
             ),
         ),
     ]

@@ -147,6 +147,16 @@ class VersionStore:
             hint=f"list them with: dockyard template versions {name}",
         )
 
+    def activate(self, name: str, ref: str) -> VersionInfo:
+        """Make a stored version (hash, prefix or label) the active one: pushed, and the
+        newest pushed (as a push of the same content again would)."""
+        info = self.resolve(name, ref)
+        meta_path = self._dir(name, info.version).with_suffix(".json")
+        meta = json.loads(meta_path.read_text())
+        meta.update(pushed=True, created_at=utcnow())
+        _write_atomically(meta_path, json.dumps(meta))
+        return self._info(name, info.version)
+
     def delete(self, name: str, version: str) -> None:
         """Remove one stored version: its record first, so a half-removed one is not listed."""
         folder = self._dir(name, version)

@@ -3,13 +3,20 @@
 The fake OpenAI-compatible server answers with canned whole-file edits, so the test checks
 what a user cares about: the prompt reaches the model, the edit lands in the workspace,
 the task goes idle when aider waits for input, and a follow-up is delivered and applied.
+The workspace is a clone of a repository served from this host over ssh with a deploy key
+(tests/git_server.py: a real sshd), so the same task also proves that aider's edit of a
+tracked file is exactly what `task diff` shows (none of aider's own files, commits or
+.gitignore lines), that the key pushes the work back, and that the key is nowhere else.
 The first run builds the aider image (pip install aider-chat; about a minute here).
 """
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,14 +27,24 @@ from provisioner.templating.catalog import Catalog
 from tests.docker.agent_script import diagnose
 from tests.docker.conftest import ServerHandle
 from tests.docker.templates import cleanup_templates, remove_variant_images
-from tests.fake_model_server import FakeModelServer, Reply, last_user_text, message_texts
+from tests.fake_model_server import (
+    FakeModelServer,
+    Reply,
+    docker_bridge_gateway,
+    last_user_text,
+    message_texts,
+)
+from tests.git_server import git, serve_repository_ssh
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
-CREATE = "Create hello.py that prints a greeting"
+CREATE = "Make hello.py print a greeting from aider"
 CHANGE = "Change hello.py so that it greets Dockyard instead"
+ORIGINAL = 'print("hello")\n'
 FIRST = 'print("hello from aider")\n'
 SECOND = 'print("hello, Dockyard")\n'
+# the repository the task clones: the file aider edits is tracked, beside others it leaves
+REPO_FILES = {"hello.py": ORIGINAL, "README.md": "# greetings\n", ".gitignore": "*.log\n"}
 ASK = "What have we changed so far?"
 API_KEY = "sk-aider-test-key"
 # First start builds the image; on a fresh machine that also means the base image.
@@ -48,14 +65,35 @@ def responder(request: dict[str, Any], api: str) -> Reply | str:
     return "Nothing to do."
 
 
-def test_aider_edits_files_and_takes_follow_ups(server: ServerHandle) -> None:
-    with FakeModelServer(responder) as fake:
+def blob(text: str) -> str:
+    """The git object id of a file holding `text`."""
+    done = subprocess.run(
+        ["git", "hash-object", "--stdin"], input=text, capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+def test_aider_edits_files_and_takes_follow_ups(server: ServerHandle, tmp_path: Path) -> None:
+    with (
+        FakeModelServer(responder) as fake,
+        serve_repository_ssh(tmp_path / "git", REPO_FILES, host=docker_bridge_gateway()) as (
+            ssh,
+            repo,
+            base,
+        ),
+    ):
         started = time.monotonic()
         result = server.cli(
             "task",
             "create",
             "--template",
             "aider",
+            "--param",
+            f"repo={ssh.url}",
+            "--param",
+            f"repo_ssh_key={ssh.key}",
+            "--param",
+            f"repo_known_hosts={ssh.known_hosts}",
             "--param",
             f"base_url={fake.openai_base_url_for_containers}",
             "--param",
@@ -75,6 +113,7 @@ def test_aider_edits_files_and_takes_follow_ups(server: ServerHandle) -> None:
             status = server.wait_idle(task, timeout=120)
             assert status["template"] == "aider" and status["preset"] == "default"
             assert status["parameters"]["api_key"] != API_KEY  # a secret: redacted
+            assert status["base_commit"] == base  # cloned over ssh with the deploy key
             code, out = server.exec(task, "cat", "/workspace/hello.py")
             assert code == 0, diagnose(server, task, fake)
             assert out == FIRST
@@ -97,6 +136,34 @@ def test_aider_edits_files_and_takes_follow_ups(server: ServerHandle) -> None:
             assert CHANGE in last_user_text(follow_up.body)
             # the follow-up carries the conversation so far: aider's session went on
             assert any(CREATE in text for text in message_texts(follow_up.body))
+
+            # the diff is aider's edit of the tracked file, and nothing else: no commit of
+            # aider's (--no-auto-commits, --no-dirty-commits), no .gitignore line
+            # (--no-gitignore), none of its .aider* files (.git/info/exclude)
+            shown = json.loads(server.cli("task", "diff", task, "-o", "json").stdout)
+            assert shown["commits"] == [], shown["commits"]
+            assert [f["path"] for f in shown["files"]] == ["hello.py"], shown["files"]
+            assert shown["diff"] == (
+                "diff --git a/hello.py b/hello.py\n"
+                f"index {blob(ORIGINAL)[:7]}..{blob(SECOND)[:7]} 100644\n"
+                "--- a/hello.py\n+++ b/hello.py\n@@ -1 +1 @@\n"
+                f"-{ORIGINAL}+{SECOND}"
+            ), shown["diff"]
+            # the deploy key pushes it back (after a checkpoint commit of the work)
+            server.cli("task", "push", task, "--branch", "aider-work")
+            assert git(repo.bare, "show", "aider-work:hello.py") == SECOND
+            # the key: nowhere in the API, logs, events, container or database
+            container = server.container(status["id"])
+            seen = [
+                json.dumps(server.status(task)),
+                json.dumps(server.logs(task)),
+                server.cli("task", "events", task, "-o", "json").stdout,
+                json.dumps(container.attrs),
+                container.logs().decode(errors="replace"),
+                (server.home / "dockyard.db").read_bytes().decode(errors="replace"),
+            ]
+            key_body = [line for line in ssh.key.splitlines() if "-----" not in line]
+            assert not [text for text in seen for line in key_body if line in text]
 
             logs = server.logs(task)
             inputs = [e["content"] for e in logs if e["type"] == "input"]

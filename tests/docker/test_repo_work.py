@@ -87,3 +87,5 @@ def test_repository_in_and_the_work_out(server: ServerHandle, tmp_path: Path) ->
         )
         server.cli("task", "pull", task, "--into", str(tmp_path / "after"))
         assert git(tmp_path / "after", "show", f"dockyard/{name}:notes/todo.txt") == "first thing\n"
+        # and its diff, from the copy kept beside the bundle
+        assert "+first thing" in server.cli("task", "diff", task).stdout

@@ -142,6 +142,19 @@ def test_preview_urls_and_port_forward_reach_an_app_in_the_workspace(
         ws.send("hi")
         assert ws.recv(timeout=10) == "echo: hi"
     assert not server.container(task).attrs["HostConfig"].get("PortBindings")  # none published
+    # a browser's dashboard session: sent on to a grant, the answer sandboxed
+    token = server.headers["Authorization"].split()[1]
+    opened = httpx.get(f"{base}/page", headers={"cookie": f"dockyard_session={token}"})
+    assert opened.status_code == 303, opened.text
+    grant_url = server.url + opened.headers["location"]
+    reply = httpx.get(grant_url, headers={"cookie": f"dockyard_session={token}"}, timeout=10)
+    assert reply.text == "hello from the workspace: /page auth=none"
+    assert "allow-same-origin" not in reply.headers["content-security-policy"]
+    assert reply.headers["content-security-policy"].startswith("sandbox allow-scripts")
+    grant_ws = grant_url.replace("http://", "ws://").removesuffix("page") + "echo"
+    with connect(grant_ws, origin="null", open_timeout=10) as ws:  # type: ignore[arg-type]
+        ws.send("sandboxed")
+        assert ws.recv(timeout=10) == "echo: sandboxed"
 
     child = pexpect.spawn(
         sys.executable,

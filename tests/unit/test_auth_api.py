@@ -48,6 +48,7 @@ RULES: dict[tuple[str, str], str] = {
     ("POST", "/api/v2/templates"): ADMIN,
     ("DELETE", "/api/v2/templates/{name}"): ADMIN,
     ("DELETE", "/api/v2/templates/{name}/versions/{version}"): ADMIN,
+    ("POST", "/api/v2/templates/{name}/versions/{version}/activate"): ADMIN,
     ("GET", "/api/v2/templates/{name}"): MEMBER,
     ("GET", "/api/v2/templates/{name}/versions"): MEMBER,
     ("GET", "/api/v2/templates/{name}/presets"): MEMBER,

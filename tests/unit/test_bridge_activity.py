@@ -143,3 +143,50 @@ def test_next_deadline_follows_quiet_period() -> None:
     activity.on_output(2.0, at_prompt=False)
     assert activity.next_deadline(2.1) == 2.0 + QUIET
     assert activity.next_deadline(3.0) is None
+
+
+# -- prompt_last: the quiet window ends at the prompt -----------------------------------
+
+
+def test_prompt_last_is_idle_as_soon_as_a_write_leaves_it_at_the_prompt() -> None:
+    activity = Activity(QUIET, TAKE_TIMEOUT, now=0.0, prompt_last=True)
+    activity.on_output(0.1, at_prompt=False)  # its banner: still starting, however quiet
+    assert activity.state(5.0) == STARTING
+    activity.on_output(5.0, at_prompt=True)  # the prompt: idle at once, no quiet window
+    assert activity.state(5.0) == IDLE
+    assert activity.next_deadline(5.0) is None
+
+
+def test_prompt_last_delivers_at_once_and_is_idle_on_the_next_prompt() -> None:
+    activity = Activity(QUIET, TAKE_TIMEOUT, now=0.0, prompt_last=True)
+    activity.enqueue("p1", "hello", now=0.0)
+    activity.on_output(0.2, at_prompt=True)
+    prompt = activity.next_delivery(0.2)  # the quiet window would have held it to 0.45
+    assert prompt is not None and prompt.delivered_at == 0.2
+    assert activity.state(0.2) == WORKING
+    activity.on_output(0.3, at_prompt=False)  # the echo and its answer: taken, working
+    assert prompt.state == TAKEN
+    assert activity.state(9.0) == WORKING  # quiet for long, but not at the prompt
+    activity.on_output(9.0, at_prompt=True)
+    assert activity.state(9.0) == IDLE
+
+
+def test_prompt_last_still_needs_the_prompt_and_the_take() -> None:
+    """Only the quiet time is waived: output away from the prompt is working, and a
+    delivered prompt the agent shows no sign of taking still keeps it working."""
+    activity = Activity(QUIET, TAKE_TIMEOUT, now=0.0, prompt_last=True)
+    activity.on_output(0.0, at_prompt=True)
+    activity.enqueue("p1", "hello", now=0.0)
+    assert activity.next_delivery(0.0) is not None
+    assert activity.state(1.0) == WORKING  # delivered, not taken
+    activity.on_output(1.0, at_prompt=False)
+    assert activity.state(1.0) == WORKING
+    assert not activity.quiet(1.1)  # away from the prompt the quiet time counts again
+    assert activity.quiet(1.0 + QUIET)
+
+
+def test_without_prompt_last_the_prompt_waits_for_the_quiet_time() -> None:
+    activity = Activity(QUIET, TAKE_TIMEOUT, now=0.0)
+    activity.on_output(5.0, at_prompt=True)
+    assert activity.state(5.0) == STARTING
+    assert activity.next_deadline(5.0) == 5.0 + QUIET

@@ -56,6 +56,8 @@ def test_full_config_round_trip(tmp_path: Path) -> None:
         ({"agent_command": ["a"], "listen": "nowhere"}, "listen"),
         ({"agent_command": ["a"], "profile": {"prompt_regex": "("}}, "prompt_regex"),
         ({"agent_command": ["a"], "profile": {"quiet_ms": 0}}, "quiet_ms"),
+        ({"agent_command": ["a"], "profile": {"prompt_last": "yes"}}, "prompt_last"),
+        ({"agent_command": ["a"], "profile": {"prompt_last": 1}}, "prompt_last"),
         ({"agent_command": ["a"], "env": {"A": 1}}, "env"),
         ({"agent_command": ["a"], "columns": True}, "columns"),
         ({"agent_command": ["a"], "setup_script": ["echo"]}, "setup_script"),
@@ -145,6 +147,7 @@ def test_the_server_writes_what_the_bridge_reads_without_a_warning() -> None:
     assert config.profile.prompt_regex == spec.profile.prompt_regex
     assert config.profile.quiet_ms == spec.profile.quiet_ms
     assert config.profile.submit == spec.profile.submit
+    assert config.profile.prompt_last is spec.profile.prompt_last is True  # scripted's
     assert config.setup_script == spec.setup_script
     assert config_document(config) == bridge_config(task, spec)
 
@@ -160,7 +163,12 @@ def test_every_field_survives_the_wire() -> None:
             "setup_script": "echo hi",
             "setup_shell": ["sh", "-c"],
             "agent_type": "aider",
-            "profile": {"submit": "paste", "quiet_ms": 40, "state_source": "hooks"},
+            "profile": {
+                "submit": "paste",
+                "quiet_ms": 40,
+                "state_source": "hooks",
+                "prompt_last": True,
+            },
             "columns": 80,
             "rows": 24,
         }

@@ -121,10 +121,10 @@ def test_what_runs_before_the_agent_starts_imports_nothing_heavy(tmp_path: Path)
     # and those a normal start never needs (dataclasses, subprocess, uuid) not at all.
     zipapp = build_zipapp(tmp_path)
 
-    def loaded(*modules: str) -> set[str]:
+    def loaded(*modules: str, then: str = "") -> set[str]:
         code = (
             f"import sys; sys.path.insert(0, {str(zipapp)!r}); import {', '.join(modules)}; "
-            "print(' '.join(sorted(sys.modules)))"
+            f"{then or 'pass'}; print(' '.join(sorted(sys.modules)))"
         )
         argv = [sys.executable, *PYTHON_FLAGS, "-c", code]
         return set(subprocess.run(argv, capture_output=True, text=True, check=True).stdout.split())
@@ -137,6 +137,43 @@ def test_what_runs_before_the_agent_starts_imports_nothing_heavy(tmp_path: Path)
         "dockyard_bridge.activity", "dockyard_bridge.screen",
     }  # fmt: skip
     assert not heavy & before_fork, sorted(heavy & before_fork)
-    serving = loaded("dockyard_bridge.launch", "dockyard_bridge.app", "dockyard_bridge.http")
-    unneeded = {"dataclasses", "inspect", "subprocess", "uuid"}
+    serving = loaded("dockyard_bridge.launch", then="dockyard_bridge.launch.import_serving()")
+    assert {"dockyard_bridge.app", "dockyard_bridge.http", "http.server"} <= serving
+    # nor what a plain-text agent never needs: the emulator (until output that is not
+    # plain text), OpenSSL (no HTTPS client here; hmac's compare is taken without it)
+    unneeded = {"dataclasses", "inspect", "subprocess", "uuid", "pyte", "wcwidth", "ssl"}
+    unneeded |= {"_ssl", "hmac", "_hashlib"}
     assert not unneeded & serving, sorted(unneeded & serving)
+    # and ssl still imports afterwards, should anything in the process want it
+    assert "ssl" in loaded(
+        "dockyard_bridge.launch", then="dockyard_bridge.launch.import_serving(); import ssl"
+    )
+
+
+def test_before_the_agent_starts_only_what_cannot_be_made_again_is_synced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an fsync is 1-5 ms on a workspace's volume, and the agent waits for each: files made
+    # again from what is at hand when lost (the token from the environment, the report
+    # key, a first run state) are not synced; the state dir's owner is
+    import os
+
+    from provisioner.bridge.runtime import statedir
+    from provisioner.bridge.runtime.config import parse_config
+    from provisioner.bridge.runtime.launch import prepare_reports, read_token
+
+    synced: list[str] = []
+    real = os.fsync
+    monkeypatch.setattr(
+        statedir.os,
+        "fsync",
+        lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real(fd)),
+    )
+    state = statedir.StateDir(tmp_path / "state", "task-1")
+    state.load_run_state()
+    config = parse_config({"agent_command": ["a"], "token_file": str(tmp_path / "none")})
+    config, token = read_token(config, state, {"DOCKYARD_BRIDGE_TOKEN": "t0ken"})
+    prepare_reports(state)
+    assert token == "t0ken" and (state.root / "token").read_text() == "t0ken\n"
+    assert len(state.report_key()) == 64
+    assert [Path(p).name.split(".")[1] for p in synced] == [statedir.OWNER_FILE]

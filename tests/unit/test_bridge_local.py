@@ -707,3 +707,17 @@ def test_a_line_too_long_for_the_terminal_fails_visibly(runner: BridgeRunner) ->
         "this prompt has a line of 5015 bytes"
     )
     assert input_contents(client) == ["/write small.txt fine"]  # never typed cut short
+
+
+def test_prompt_last_is_idle_at_the_prompt_without_the_quiet_time(runner: BridgeRunner) -> None:
+    # a quiet time far longer than the wait: only the prompt on screen can make it idle
+    # (prompt_last), both before the first prompt and after the answer
+    client = runner.start(
+        initial_prompt="first", profile={"quiet_ms": 120_000, "prompt_last": True}
+    )
+    wait_stable(client)
+    assert [p["state"] for p in client.prompts()] == ["taken"]
+    assert outputs(client)[-2:] == ["Done: first", "> "]  # the prompt line is in already
+    client.send("second")
+    wait_until(lambda: "Done: second" in outputs(client), 10, "the answer")
+    wait_stable(client)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from provisioner.bridge.runtime.screen import TAIL_BYTES, TerminalScreen
+import random
+
+from provisioner.bridge.runtime.screen import HISTORY_BYTES, TAIL_BYTES, TerminalScreen
 
 PROMPT = r"^> ?$"
 
@@ -110,3 +112,68 @@ def test_flood_inside_a_scroll_region_is_fed_whole() -> None:
     assert screen._plain_cut(burst) == -1
     screen.feed(burst)
     _same(screen, _reference(80, 24, [head, burst]))
+
+
+# -- plain text without the emulator ------------------------------------------------------
+
+
+def _plain_chunks(rng: random.Random, columns: int) -> list[bytes]:
+    """Random plain output: words, long lines that wrap, CRs (progress redraws), bare LFs
+    and CRLFs, cut into chunks anywhere."""
+    parts = []
+    for _ in range(rng.randrange(1, 60)):
+        kind = rng.random()
+        if kind < 0.4:
+            parts.append("".join(rng.choice("ab> $.") for _ in range(rng.randrange(0, 12))))
+        elif kind < 0.5:
+            parts.append("w" * rng.randrange(columns - 2, 3 * columns + 2))
+        elif kind < 0.7:
+            parts.append("\r\n")
+        elif kind < 0.85:
+            parts.append("\r")
+        else:
+            parts.append("\n")
+    data = "".join(parts).encode()
+    cuts = sorted(rng.sample(range(len(data) + 1), min(3, len(data) + 1)))
+    return [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True) if b > a]
+
+
+def test_plain_text_is_followed_without_pyte_exactly_as_pyte_would() -> None:
+    rng = random.Random(20261130)
+    for case in range(400):
+        columns = rng.choice((5, 8, 80))
+        chunks = _plain_chunks(rng, columns)
+        screen = TerminalScreen(columns, 4, PROMPT)
+        reference = _reference(columns, 4, [])
+        for chunk in chunks:
+            screen.feed(chunk)
+            reference.stream.feed(chunk)
+            assert not screen.emulating
+            assert screen.cursor_line() == reference.cursor_line(), (case, chunks)
+            assert screen.at_prompt() == reference.at_prompt()
+
+
+def test_the_first_byte_that_is_not_plain_brings_pyte_in_with_all_before_it() -> None:
+    screen = TerminalScreen(80, 24, PROMPT)
+    screen.feed(b"Scripted agent ready.\r\n> ")
+    assert screen.at_prompt() and not screen.emulating
+    screen.feed(b"\x1b[2K\r\x1b[1m>\x1b[0m ")  # a redraw of the prompt line, in bold
+    assert screen.emulating and screen.at_prompt()
+    redraw = [b"Scripted agent ready.\r\n> ", b"\x1b[2K\r\x1b[1m>\x1b[0m "]
+    _same(screen, _reference(80, 24, redraw))
+    wide = TerminalScreen(80, 24, r"^漢字> $")
+    wide.feed(b"ready\r\n")
+    wide.feed("漢字> ".encode())  # not ASCII: pyte and wcwidth measure it
+    assert wide.emulating and wide.at_prompt()
+
+
+def test_a_long_plain_flood_kept_for_pyte_gives_the_same_screen() -> None:
+    screen = TerminalScreen(120, 40, PROMPT)
+    lines = b"".join(b"flood line %d\r\n" % i for i in range(1, 20001))
+    for start in range(0, len(lines), 4096):
+        screen.feed(lines[start : start + 4096])
+    screen.feed(b"Done\r\n> ")
+    assert screen.at_prompt() and not screen.emulating
+    assert len(screen._history) <= HISTORY_BYTES + 4096
+    _same(screen, _reference(120, 40, [lines, b"Done\r\n> "]))
+    assert screen.emulating

@@ -230,3 +230,88 @@ def test_server_that_never_gets_ready_is_stopped(
     assert f"{pid}\n" in result.stderr  # the log's last lines
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_a_running_server_is_used_without_a_health_check(tmp_path: Path) -> None:
+    seen: list[str] = []
+    app = FastAPI()
+
+    @app.get("/api/dockyard/v1/health")
+    def health() -> dict[str, object]:
+        seen.append("health")
+        return {"ok": True}
+
+    @app.get("/api/dockyard/v1/tasks")
+    def tasks() -> dict[str, object]:
+        seen.append("tasks")
+        return {"tasks": [{"id": "quick", "name": "t"}]}
+
+    config = uvicorn.Config(app, port=0, log_level="warning", ws="none", http="h11", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.01)
+        url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+        # this process runs, and started before it "wrote" server.json: trusted as is
+        write_server_json(tmp_path, url, pid=os.getpid())
+        assert local_server.running_server_url(tmp_path) == url
+        result = invoke(tmp_path, "task", "list", "-q")
+        assert result.exit_code == 0, result.output
+        assert (result.stdout, seen) == ("quick\n", ["tasks"])
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def test_a_server_json_whose_process_is_gone_or_newer_gets_the_careful_look(
+    tmp_path: Path,
+) -> None:
+    write_server_json(tmp_path, "http://127.0.0.1:9", pid=os.getpid())
+    assert local_server.running_server_url(tmp_path) == "http://127.0.0.1:9"
+    # a pid taken by a process that started after server.json was written: not the server
+    later = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        write_server_json(tmp_path, "http://127.0.0.1:9", pid=later.pid)
+        old = time.time() - 30
+        os.utime(tmp_path / "server.json", (old, old))
+        assert local_server.running_server_url(tmp_path) is None
+    finally:
+        later.kill()
+        later.wait()
+    write_server_json(tmp_path, "http://127.0.0.1:9", pid=later.pid)  # gone now
+    assert local_server.running_server_url(tmp_path) is None
+    (tmp_path / "server.json").write_text(json.dumps({"url": "http://127.0.0.1:9"}))
+    assert local_server.running_server_url(tmp_path) is None  # no pid: cannot tell
+
+
+def test_nothing_listening_where_a_running_pid_says_starts_the_server(
+    tmp_path: Path, spawner: StubSpawner
+) -> None:
+    # the pid runs (this process) but nothing listens at its URL: the first request is
+    # refused, so the CLI looks properly, starts the server and sends the request there
+    spawner.use(STUB_SERVER)
+    write_server_json(tmp_path, dead_url(), pid=os.getpid())
+    result = invoke(tmp_path, "task", "list", "-q")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "from-stub\n"
+    assert len(spawner.started) == 1
+    assert "started a local server" in result.stderr
+
+
+def test_only_a_plain_loopback_url_is_taken_without_a_health_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cli.credentials import connect_quickly
+
+    monkeypatch.setenv("DOCKYARD_HOME", str(tmp_path))
+    monkeypatch.delenv("DOCKYARD_TOKEN", raising=False)
+    monkeypatch.delenv("CODER_SESSION_TOKEN", raising=False)
+    write_server_json(tmp_path, "http://127.0.0.1:9", pid=os.getpid())
+    found = connect_quickly(None)
+    assert found is not None and found[0] == "http://127.0.0.1:9"
+    assert connect_quickly("http://127.0.0.1:9") is None  # a URL given: used as given
+    # TLS: server.json names the bind address, which the certificate does not name
+    write_server_json(tmp_path, "https://0.0.0.0:8443", pid=os.getpid())
+    assert connect_quickly(None) is None

@@ -22,7 +22,7 @@ from provisioner.engine.engine import Engine
 from provisioner.engine.workspace import BridgeBundler
 from provisioner.lifecycle import Status
 from provisioner.model import Task
-from provisioner.server import sessions
+from provisioner.server import dashboard_api, sessions
 from provisioner.store.store import Store, sqlite_url
 from provisioner.templating.catalog import Catalog
 from provisioner.templating.versions import VersionStore
@@ -286,4 +286,40 @@ def test_the_stream_shows_members_their_own_tasks_and_changes_live(site: Site) -
         site.store.record(site.task.id, "priority", actor="test", priority=90)
         for line in lines:
             if line.startswith("data:") and '"priority":90' in line:
+                break
+
+
+def test_a_change_during_the_streams_read_reaches_it_without_the_recheck(
+    site: Site, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Event-driven, not polled: with the timer re-read pushed out of reach, a task made,
+    a status change, and a change committed while the stream was reading the store (the
+    wake the stream used to drop) each arrive."""
+    monkeypatch.setattr(dashboard_api, "STREAM_RECHECK", 3600.0)
+    monkeypatch.setattr(dashboard_api, "STREAM_PING", 3600)
+    real = dashboard_api._visible
+    reads = {"n": 0}
+
+    def visible_then_change(store: Store, who: Any) -> Any:
+        found = real(store, who)
+        reads["n"] += 1
+        if reads["n"] == 2:  # the first read after the snapshot, already done
+            store.record(site.task.id, "priority", actor="test", priority=77)
+        return found
+
+    monkeypatch.setattr(dashboard_api, "_visible", visible_then_change)
+    c = httpx.Client(base_url=site.url, timeout=httpx.Timeout(30, read=20))
+    assert c.post("/auth/login", json={"token": site.tokens["alice"]}).status_code == 200
+    with c.stream("GET", "/api/dockyard/v1/stream") as reply:
+        lines = reply.iter_lines()
+        assert next(lines).startswith("event: snapshot")
+        made = stored_task(site.store, Status.PENDING, owner="alice", name="new-one")
+        wanted = {f'"id":"{made.id}"', '"priority":77'}
+        for line in lines:  # a missed wake: no line for 20 s, a ReadTimeout
+            wanted -= {w for w in wanted if line.startswith("data:") and w in line}
+            if not wanted:
+                break
+        site.store.transition(made.id, Status.PENDING, Status.CANCELLED, actor="test")
+        for line in lines:
+            if line.startswith("data:") and '"status":"cancelled"' in line:
                 break

@@ -5,20 +5,26 @@ next to their field, and no serious accessibility findings."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from provisioner.lifecycle import Status
 from provisioner.model import QueueFields
+from provisioner.templating.push import pack_folder
+from provisioner.triggers import github_signature
 from tests.browser import chromium, page_of, serious_violations, sign_in, wait_js
 from tests.fake_engine import FAST, Harness, bridge_cache, fake
-from tests.serving import admin_token, serve
+from tests.serving import admin_headers, admin_token, serve
+from tests.variants import write_scripted_variant
 
 __all__ = ["bridge_cache", "chromium", "fake"]
 
 pytestmark = pytest.mark.browser
 
+SECRET = "s3cret-s3cret-s3cret"
 HOSTILE = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
 # a stand-in for the browser's Notification that records what was shown
 RECORD_NOTIFICATIONS = """
@@ -142,3 +148,131 @@ def test_no_serious_accessibility_findings(
             page.locator("#capacity-summary").wait_for()
             found["capacity"] = serious_violations(page)
             assert found == {k: [] for k in found}, found
+
+
+def _api(url: str, home: Any, method: str, path: str, **kw: Any) -> httpx.Response:
+    headers = kw.pop("headers", admin_headers(home))
+    return httpx.request(method, f"{url}/api/dockyard/v1{path}", headers=headers, timeout=30, **kw)
+
+
+def test_schedules_triggers_and_webhooks_pages(
+    site: tuple[Harness, str], chromium: Any, request: pytest.FixtureRequest
+) -> None:
+    h, url = site
+    body = {"name": "nightly", "cron": "0 3 * * *", "template": "scripted",
+            "parameters": FAST, "prompt": f"Tidy {HOSTILE}"}  # fmt: skip
+    assert _api(url, h.home, "POST", "/schedules", json=body).status_code == 201
+    trigger = {"name": "hook", "secret": SECRET, "template": "scripted", "filter": "false"}
+    assert _api(url, h.home, "POST", "/triggers", json=trigger).status_code == 201
+    for secret in (SECRET, "w" * 20):  # one filtered, one with a bad signature
+        raw = b'{"prompt": "x"}'
+        signed = {"content-type": "application/json",
+                  "x-hub-signature-256": github_signature(secret, raw)}  # fmt: skip
+        httpx.post(f"{url}/api/dockyard/v1/triggers/hook", content=raw, headers=signed)
+    h.store.create_webhook("admin", "https://example.com/in", ["completed"], SECRET)
+    with page_of(chromium, url, request.node.name) as page:
+        sign_in(page, admin_token(h.home))
+        page.click("nav >> text=Schedules")
+        row = page.locator("#schedule-table tr[data-schedule='nightly']")
+        row.wait_for()
+        assert row.locator("li").count() == 3  # the next runs
+        found = {"schedules": serious_violations(page)}
+        row.get_by_role("button", name="Pause nightly").click()
+        page.locator("tr[data-schedule='nightly'][data-paused='true']").wait_for()
+        assert _api(url, h.home, "GET", "/schedules/nightly").json()["paused"] is True
+        loads = page.get_attribute("#schedules", "data-loads")
+        page.get_by_role("button", name="Run now nightly").click()
+        wait_js(page, f"document.querySelector('#schedules').dataset.loads !== '{loads}'", "reload")
+        page.get_by_role("button", name="Runs of nightly").click()
+        page.locator("#schedule-runs td", has_text="started").wait_for()
+        (task,) = h.store.list_tasks()
+        assert task.source == "cron"
+        page.get_by_role("button", name="Delete nightly").click()
+        page.get_by_role("button", name="Delete nightly").click()  # "Really delete?"
+        page.locator("#schedules", has_text="No schedules").wait_for()
+
+        page.click("nav >> text=Triggers")
+        page.get_by_role("button", name="Deliveries of hook").click()
+        page.locator("#delivery-table tr[data-outcome='filtered']").wait_for()
+        rejected = page.locator("#delivery-table tr[data-outcome='rejected']")
+        assert "signature" in rejected.inner_text()
+        found["triggers"] = serious_violations(page)
+        page.click("nav >> text=Webhooks")
+        page.locator("#webhook-table", has_text="https://example.com/in").wait_for()
+        found["webhooks"] = serious_violations(page)
+        page.emulate_media(color_scheme="dark")
+        found["webhooks-dark"] = serious_violations(page)
+        assert found == {k: [] for k in found}, found
+        assert page.locator("#main img, #main script").count() == 0
+
+
+HOSTILE_DIFF = (
+    f"diff --git a/x.html b/x.html\n--- a/x.html\n+++ b/x.html\n@@ -1 +1 @@\n-old\n+{HOSTILE}\n"
+)
+
+
+def test_the_diff_is_text_and_templates_are_pushed_and_activated_by_admins_only(
+    site: tuple[Harness, str],
+    chromium: Any,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    h, url = site
+    task = h.create("hello", parameters=FAST)
+    h.wait_idle(task.id)
+    diff = {"base_commit": "a" * 40, "from_commit": "a" * 40, "head_commit": "b" * 40,
+            "branch": "dockyard/hello", "commits": [{"commit": "b" * 40, "author": "agent",
+            "subject": f"Add {HOSTILE}"}], "files": [{"path": "x.html", "added": 1, "deleted": 1}],
+            "added": 1, "deleted": 1, "diff": HOSTILE_DIFF}  # fmt: skip
+    monkeypatch.setattr(h.engine.gitwork, "diff", lambda task, **kw: diff)
+    folders = {}
+    for n in ("one", "two"):
+        folders[n] = write_scripted_variant(tmp_path / n, "demo", description=f"version {n}")
+    archive = pack_folder(folders["one"])
+    gzip = {**admin_headers(h.home), "content-type": "application/gzip"}
+    pushed = _api(url, h.home, "POST", "/templates", content=archive, headers=gzip)
+    assert pushed.status_code == 201, pushed.text
+    first = pushed.json()["version"]
+    (tmp_path / "two.tar.gz").write_bytes(pack_folder(folders["two"]))
+    h.store.create_user("bob", "member")
+    bob, _ = h.store.create_token("bob", "laptop", None)
+
+    with page_of(chromium, url, request.node.name) as page:
+        sign_in(page, admin_token(h.home))
+        page.goto(f"/#/task/{task.id}")
+        page.click("#show-diff")
+        page.locator("#diff .diff-add").wait_for()
+        assert HOSTILE in page.locator("#diff .diff-add").inner_text()
+        assert HOSTILE in page.locator("#diff-commits").inner_text()
+        assert page.locator("#main img, #main script").count() == 0
+        assert serious_violations(page) == []
+
+        page.click("nav >> text=Templates")
+        page.set_input_files("#push-file", str(tmp_path / "two.tar.gz"))
+        page.fill("#push-label", "second")
+        page.click("#push-submit")
+        page.locator("#push-result", has_text="Pushed demo").wait_for()
+        second = h.engine.catalog.get("demo")
+        assert second.config.description == "version two"
+        page.get_by_role("button", name="Show versions of demo").click()
+        page.get_by_role("button", name=f"Activate demo version {first}").click()
+        page.get_by_role("button", name=f"Activate demo version {second.version}").wait_for()
+        assert h.engine.catalog.get("demo").version == first
+        assert serious_violations(page) == []
+
+    with page_of(chromium, url, f"{request.node.name}-member") as page:
+        sign_in(page, bob)
+        page.click("nav >> text=Templates")
+        page.get_by_role("button", name="Show versions of demo").click()
+        page.locator("article[data-template=demo] .versions tbody tr").first.wait_for()
+        assert page.locator("#push-form, button.activate").count() == 0
+    # and the API refuses a member all the same
+    refused = httpx.post(
+        f"{url}/api/dockyard/v1/templates/demo/versions/{first}/activate",
+        headers={"Authorization": f"Bearer {bob}"},
+    )
+    assert refused.status_code == 403
+    for bad in ("..", "%2e%2e%2f..", "nope"):
+        missing = _api(url, h.home, "POST", f"/templates/demo/versions/{bad}/activate")
+        assert missing.status_code == 404, (bad, missing.text)

@@ -90,3 +90,29 @@ def test_a_failed_poll_ahead_is_not_asked_again(
     seqs = [row["seq"] for row in store.logs(task.id)]
     assert seqs[:5] == [1, 2, 3, 4, 5], (seqs, calls)
     store.close()
+
+
+def test_the_first_client_goes_to_the_endpoint_given_and_later_ones_ask_the_backend(
+    tmp_path: Path,
+) -> None:
+    # the provisioner hands over the address it just reached: the follower's first client
+    # needs no Docker call; once that one is dropped (a failed poll), the backend decides
+    store = Store(sqlite_url(tmp_path / "db.sqlite"))
+    task = stored_task(store, Status.ACTIVE, state="working")
+    looked: list[str] = []
+
+    def observe(task_id: str) -> SimpleNamespace:
+        looked.append(task_id)
+        return SimpleNamespace(running=True, restarting=False, endpoint="http://10.0.0.9:7777")
+
+    engine = SimpleNamespace(store=store, backend=SimpleNamespace(observe=observe))
+    follow = follower.Follower(engine, task.id, "http://10.0.0.8:7777")  # type: ignore[arg-type]
+    first = follow._client()
+    assert first is not None and first.base_url == "http://10.0.0.8:7777"
+    assert looked == []
+    second = follow._client()
+    assert second is not None and second.base_url == "http://10.0.0.9:7777"
+    assert looked == [task.id]
+    first.close()
+    second.close()
+    store.close()

@@ -35,6 +35,11 @@ from tests.git_server import git
         "http://172.17.0.1:8080/repo.git",
         "https://git.example.com/a/b/c",
         "https://example.com/~user/r%20x.git",
+        "ssh://git@github.com/o/r.git",
+        "ssh://git.corp:2222/srv/r.git",
+        "git@github.com:o/r.git",
+        "github.com:o/r.git",
+        "deploy@git.corp:/srv/git/r.git",
     ],
 )
 def test_plain_http_urls_pass(url: str) -> None:
@@ -53,9 +58,20 @@ def test_plain_http_urls_pass(url: str) -> None:
         "../repo",
         "-oProxyCommand=id",
         "--upload-pack=id",
-        "ssh://git@github.com/o/r.git",
-        "git@github.com:o/r.git",
         "git://example.com/r.git",
+        "ssh://git:hunter2@github.com/o/r.git",
+        "ssh://@github.com/o/r.git",
+        "ssh://-oProxyCommand=id/r.git",
+        "ssh://github.com/o/r.git?x=1",
+        "ssh://github.com/o/../../r.git",
+        "git:hunter2@github.com:o/r.git",
+        "-oProxyCommand=id@github.com:o/r.git",
+        "git@-oProxyCommand=id:o/r.git",
+        "git@github.com:-u/r.git",
+        "git@github.com:",
+        "git@github.com:o/$(id).git",
+        "git@github.com:../etc",
+        "git@github.com:o/r.git\nHost evil",
         "https://tok@github.com/o/r.git",
         "https://u:p@github.com/o/r.git",
         "https://github.com/o/r.git\n",
@@ -325,8 +341,15 @@ def test_a_templates_own_repo_parameter_is_not_the_standard_one(tmp_path: Path) 
         {"name": "t", "agent": {"command": ["x"]}, "parameters": [{"name": "repo"}]}
     )
     assert not own.clones_repo
-    assert [p.name for p in own.parameters] == ["repo", "ref", "repo_depth", "repo_credential"]
+    assert [p.name for p in own.parameters] == [
+        "repo",
+        "ref",
+        "repo_depth",
+        "repo_credential",
+        "repo_ssh_key",
+        "repo_known_hosts",
+    ]
     standard = TemplateConfig.model_validate({"name": "t", "agent": {"command": ["x"]}})
     assert standard.clones_repo
     again = TemplateConfig.model_validate(standard.model_dump())
-    assert again.clones_repo and len(again.parameters) == 4
+    assert again.clones_repo and len(again.parameters) == 6

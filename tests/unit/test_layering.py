@@ -36,6 +36,19 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "provisioner.auth": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     "provisioner.durations": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     "provisioner.retention": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    # interactive sessions' bounds and preview grants: pure, below the server using them
+    "provisioner.session_limits": (
+        "provisioner.engine",
+        "provisioner.server",
+        "provisioner.store",
+        "provisioner.backends",
+    ),
+    "provisioner.previews": (
+        "provisioner.engine",
+        "provisioner.server",
+        "provisioner.store",
+        "provisioner.backends",
+    ),
     "provisioner.draining": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     # the queue's pure decisions: retries, prices, cost totals
     "provisioner.retrying": ("provisioner.engine", "provisioner.server", "provisioner.store"),
@@ -54,9 +67,21 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "provisioner.backends",
         "provisioner.images",
     ),
+    "provisioner.doctor.swarm_checks": (
+        "provisioner.engine",
+        "provisioner.server",
+        "provisioner.store",
+        "provisioner.backends",
+        "provisioner.images",
+    ),
     # schedules' and triggers' pure rules: fire times, overlap, signatures, rendering
     "provisioner.scheduling": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     "provisioner.triggers": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    "provisioner.trigger_limits": (
+        "provisioner.engine",
+        "provisioner.server",
+        "provisioner.store",
+    ),
     # git in and out of workspaces: URL and ref checks, scripts, parsing (pure)
     "provisioner.gitwork": (
         "provisioner.engine",

@@ -50,3 +50,55 @@ def test_the_node_is_recorded_and_a_lost_node_errors_the_task_naming_it(
     fake.wait_idle(task.id)
     # recorded once: the node did not change
     assert len([e for e in fake.store.events(task.id) if e["kind"] == "node"]) == 1
+
+
+def _drained(h: Harness, monkeypatch: pytest.MonkeyPatch, drained: dict[str, bool]) -> None:
+    """As _on_node, with n7 drained while drained["on"]: the node is up, Swarm stopped
+    its workspaces on purpose."""
+    real = h.backend.observe
+
+    def observe(task_id: str) -> Observed:
+        seen = dataclasses.replace(real(task_id), node="n7")
+        if drained["on"] and seen.exists:
+            why = "node n7 is drained"
+            return dataclasses.replace(seen, running=False, endpoint=None, lost=why, drained=True)
+        return seen
+
+    monkeypatch.setattr(h.backend, "observe", observe)
+
+
+def test_a_drained_node_pauses_the_tasks_of_templates_that_ask_and_errors_the_rest(
+    fake: Harness,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    drained = {"on": False}
+    _drained(fake, monkeypatch, drained)
+    name = fake.add_scripted_variant("drain-pauses", workspace={"placement": {"on_drain": "pause"}})
+    pausing = fake.create("keep me", template=name)
+    erring = fake.create("fail me")  # the default: error, as before the option
+    fake.wait_idle(pausing.id)
+    fake.wait_idle(erring.id)
+    assert fake.task(pausing.id).policy["on_drain"] == "pause"  # pinned in the task
+
+    drained["on"] = True
+    for task in (pausing, erring):
+        fake.backend.stop(task.id)  # Swarm stops the drained node's containers
+    paused = fake.wait_status(pausing.id, Status.PAUSED)
+    assert "node n7 is drained" in paused.message and "resume it" in paused.message
+    failed = fake.wait_status(erring.id, Status.ERROR)
+    assert "workspace stopped: node n7 is drained" in failed.message
+    moves = [
+        (e["from_value"], e["to_value"], e["actor"])
+        for e in fake.store.events(pausing.id)
+        if e["kind"] == "status"
+    ]
+    assert moves[-1] == ("active", "paused", "engine")
+    assert ("active", "error") not in [m[:2] for m in moves]  # paused, never errored
+
+    drained["on"] = False  # the node is active again: resumed there, its session kept
+    fake.engine.resume(pausing.id)
+    fake.wait_idle(pausing.id)
+    fake.engine.send(pausing.id, "after the drain")
+    fake.wait_output(pausing.id, "Done: after the drain")
+    resumed = [line for line in fake.output(pausing.id) if line.startswith("Resumed")]
+    assert resumed and "previous context: 0 inputs" not in resumed[-1], resumed

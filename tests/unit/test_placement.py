@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from provisioner.backends import swarm as swarm_module
 from provisioner.backends.base import Observed
 from provisioner.backends.docker import LABEL_INSTANCE, LABEL_MANAGED, LABEL_TASK
 from provisioner.backends.swarm import (
@@ -19,7 +20,16 @@ from provisioner.backends.swarm import (
 )
 from provisioner.backends.swarm_client import ServiceInfo, TaskInfo, memory_bytes
 from provisioner.errors import BackendError, BackendUnavailable, DockyardError
-from provisioner.placement import NodeView, PlacementError, check_constraint, choose, problem
+from provisioner.placement import (
+    NodeView,
+    PlacementError,
+    check_constraint,
+    choose,
+    drained,
+    on_lost,
+    problem,
+    settling,
+)
 from provisioner.templating.schema import TemplateConfig
 
 N1 = NodeView("id1", "n1", role="manager", addr="10.0.0.1", labels={"zone": "a"})
@@ -112,6 +122,37 @@ def test_template_placement_is_validated() -> None:
     ):
         with pytest.raises(ValueError):
             TemplateConfig.model_validate({**base, "workspace": {"placement": placement}})
+    assert ok.workspace.placement.on_drain == "error"  # as before the option existed
+    paused = TemplateConfig.model_validate(
+        {**base, "workspace": {"placement": {"on_drain": "pause"}}}
+    )
+    assert paused.workspace.placement.on_drain == "pause"
+
+
+@pytest.mark.parametrize(
+    "value", ["Pause", "stop", "", "pause\n", "pause; rm -rf /", "../pause", 1, None, ["pause"]]
+)
+def test_a_bad_on_drain_is_a_template_error_naming_the_field_and_choices(value: object) -> None:
+    base = {"name": "t", "agent": {"command": ["a"]}}
+    with pytest.raises(ValueError) as err:
+        TemplateConfig.model_validate({**base, "workspace": {"placement": {"on_drain": value}}})
+    text = str(err.value)
+    assert "on_drain" in text and "'error'" in text and "'pause'" in text, text
+
+
+def test_a_drained_node_pauses_only_tasks_whose_template_asks() -> None:
+    assert drained(NodeView("x", "n2", availability="drain"))
+    assert not drained(NodeView("x", "n2", state="down", availability="drain"))
+    assert not drained(NodeView("x", "n2", availability="pause"))
+    assert settling(NodeView("x", "n2", state="unknown"))
+    assert not settling(NodeView("x", "n2", state="down"))
+    pause = {"on_drain": "pause"}
+    assert on_lost(pause, "node n2 is drained", True) == "pause"
+    assert on_lost({}, "node n2 is drained", True) == "error"  # the default, older tasks
+    assert on_lost({"on_drain": "error"}, "node n2 is drained", True) == "error"
+    # a node down or gone: nothing there to pause, whatever the template says
+    assert on_lost(pause, "node n2 is down: heartbeat failure", False) == "error"
+    assert on_lost(pause, "", False) == "error"  # not a node's loss: the container died
 
 
 GOOD = {"manager": "unix:///run/m.sock", "registry": "10.0.0.1:5000", "network": "dockyard-net"}
@@ -221,6 +262,17 @@ def test_observe_gives_the_bridge_on_its_node_and_a_lost_node_by_name() -> None:
 
     gone = _backend(FakeSwarm([N1])).observe("t1")
     assert "node n2 left the swarm" in gone.death_cause()
+    assert not observed.drained and not gone.drained
+
+    # just after a manager restart every node is `unknown` until it reports: waited for
+    unknown = NodeView("id2", "n2", addr="10.0.0.2", state="unknown", message="leadership")
+    observed = _backend(FakeSwarm([N1, unknown])).observe("t1")
+    assert observed.restarting and not observed.lost and not observed.running
+    assert _backend(FakeSwarm([N1, unknown])).running_task_ids() == {"t1"}
+
+    drain = NodeView("id2", "n2", addr="10.0.0.2", availability="drain")
+    observed = _backend(FakeSwarm([N1, drain])).observe("t1")
+    assert observed.drained and observed.lost == "node n2 is drained"
 
 
 def test_start_on_a_node_that_is_away_is_refused_naming_it() -> None:
@@ -232,8 +284,47 @@ def test_start_on_a_node_that_is_away_is_refused_naming_it() -> None:
     assert fake.updates == []  # nothing was asked of Swarm
 
 
-def test_exec_and_fork_are_refused_with_the_reason() -> None:
-    backend = _backend(FakeSwarm([N1, N2]))
-    with pytest.raises(BackendError, match="27552"):
-        backend.exec("t1", ["true"])
+def test_commands_go_through_the_bridge_root_and_fork_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Swarm has no cross-node exec (moby/moby#27552): a running workspace's commands go
+    to its bridge, at its node's address, with the task's own token."""
+    calls: list[tuple[str, ...]] = []
+
+    class Bridge:
+        def __init__(self, endpoint: str, token: str) -> None:
+            calls.append(("at", endpoint, token))
+
+        def run(self, argv: list[str], *, timeout: float) -> tuple[int, str]:
+            calls.append(("run", *argv))
+            return 0, "ran"
+
+        def open_port(self, port: int) -> str:
+            calls.append(("port", str(port)))
+            return "stream"
+
+    monkeypatch.setattr(swarm_module, "BridgeExec", Bridge)
+    fake = FakeSwarm([N1, N2])
+    backend = SwarmBackend(
+        "i1",
+        SwarmSettings.from_config(GOOD),
+        swarm=fake,  # type: ignore[arg-type]
+        bridge_token=lambda task_id: f"token-of-{task_id}",
+    )
+    assert backend.exec("t1", ["true", "a;b"]) == (0, "ran")
+    assert backend.open_port("t1", 3000) == "stream"  # type: ignore[comparison-overlap]
+    assert calls == [
+        ("at", "http://10.0.0.2:30001", "token-of-t1"),
+        ("run", "true", "a;b"),
+        ("at", "http://10.0.0.2:30001", "token-of-t1"),
+        ("port", "3000"),
+    ]
+    with pytest.raises(BackendError, match="root is not available"):
+        backend.open_session("t1", ["sh"], tty=True, root=True)
+    with pytest.raises(BackendError, match="reached through the bridge"):
+        backend.address("t1")
+    down = NodeView("id2", "n2", state="down", message="heartbeat failure")
+    with pytest.raises(BackendError, match=r"no running workspace.*node n2 is down"):
+        _backend(FakeSwarm([N1, down])).exec("t1", ["true"])
+    backend = _backend(fake)
     assert backend.can_fork(None) is False  # type: ignore[arg-type]

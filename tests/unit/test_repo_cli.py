@@ -25,7 +25,7 @@ SLOW = 90.0
 __all__ = ["bridge_cache"]
 
 FILES = {"README.md": "# demo\n", "src/app.py": "print('app')\n"}
-URL_SHAPE = "an https:// (or http://) URL"
+URL_SHAPE = "an https://, ssh:// or user@host:path URL"
 
 
 class Served:
@@ -120,7 +120,9 @@ def test_diff_pull_apply_push_from_a_paused_task(served: Served, tmp_path: Path)
         ("--upload-pack=touch", URL_SHAPE),
         ("https://user:hunter2@example.com/r.git", "carries credentials"),
         ("https://example.com/r.git\nx", URL_SHAPE),
-        ("ssh://git@example.com/r.git", URL_SHAPE),
+        ("ssh://git:hunter2@example.com/r.git", "carries credentials"),
+        ("git:hunter2@example.com:r.git", "carries credentials"),
+        ("ssh://git@example.com/r.git", "needs a deploy key"),
         ("https://example.com/../etc", "'..'"),
         ("https://example.com/r.git?x=1", "no query"),
         ("https://example.com/r;id.git", "characters git URLs do not use"),
@@ -136,6 +138,41 @@ def test_hostile_repository_urls_are_refused(served: Served, repo: str, said: st
     assert reply.status_code == 400, reply.text
     assert said in reply.json()["detail"]
     assert "hunter2" not in reply.text
+
+
+KEY_BODY = "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+KEY = f"-----BEGIN OPENSSH PRIVATE KEY-----\n{KEY_BODY}\n-----END OPENSSH PRIVATE KEY-----\n"
+KNOWN = "example.com ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMcCCFJh88Wc5RaSuvRfyMzh\n"
+
+
+@pytest.mark.parametrize(
+    ("params", "said"),
+    [
+        ({"repo_ssh_key": KEY.replace(KEY_BODY[:9], "\x1b[2J\x1b]0;"), "repo_known_hosts": KNOWN},
+         "printable"),
+        ({"repo_ssh_key": KEY + "A" * 20000, "repo_known_hosts": KNOWN}, "16 KiB"),
+        ({"repo_ssh_key": KEY.replace(KEY_BODY[:9], "$(id)`id`"), "repo_known_hosts": KNOWN},
+         "base64"),
+        ({"repo_ssh_key": KEY, "repo_known_hosts": KNOWN + "Host *\n ProxyCommand id\n"},
+         "not a known_hosts line"),
+        ({"repo_ssh_key": KEY, "repo_known_hosts": KNOWN.replace("\n", "\x1b[2J\n")},
+         "printable"),
+        ({"repo_ssh_key": KEY}, "host's key"),
+        ({"repo_known_hosts": KNOWN}, "deploy key"),
+    ],
+)  # fmt: skip
+def test_hostile_ssh_keys_and_host_keys_are_refused(
+    served: Served, params: dict[str, str], said: str
+) -> None:
+    body = {"repo": "git@example.com:org/r.git", **params}
+    reply = served.api(
+        "POST",
+        "/api/dockyard/v1/tasks",
+        json={"template": "scripted", "prompt": "x", "parameters": body},
+    )
+    assert reply.status_code == 400, reply.text
+    assert said in reply.json()["detail"]
+    assert KEY_BODY[9:30] not in reply.text  # never the key, even a broken one
 
 
 @pytest.mark.parametrize(

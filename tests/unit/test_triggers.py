@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from provisioner.triggers import BAD_SIGNATURES_PER_MINUTE, MAX_BODY, github_signature
+from provisioner.trigger_limits import BAD_PER_TRIGGER, RECORD_EACH
+from provisioner.triggers import MAX_BODY, github_signature
 from provisioner.webhooks import signature
 from tests.fake_engine import FAST, Harness, bridge_cache, harness_at
 from tests.serving import admin_headers, serve
@@ -252,8 +253,12 @@ def test_bodies_and_bad_signatures_are_bounded(served: Served) -> None:
     not_json = served.deliver("bounded", None, raw=b"prompt=hello", delivery="b-1")
     assert not_json.status_code == 400
     assert served.deliver("nobody-here", {"prompt": "x"}).status_code == 404
-    for _ in range(BAD_SIGNATURES_PER_MINUTE):
+    for _ in range(BAD_PER_TRIGGER):
         assert served.deliver("bounded", {"prompt": "x"}, secret="w" * 20).status_code == 401
+    # a few recorded one by one, the rest summed up in one row
+    outcomes = [d["outcome"] for d in served.deliveries("bounded")]
+    assert outcomes.count("rejected") == RECORD_EACH + 1  # the one not JSON, too
+    assert outcomes.count("limited") == 1
     # past the limit: refused without checking, and not recorded
     recorded = len(served.deliveries("bounded"))
     assert served.deliver("bounded", {"prompt": "x"}).status_code == 429

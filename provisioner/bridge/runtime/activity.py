@@ -125,12 +125,21 @@ class Activity:
     """Decides working/idle and when the next queued prompt may be delivered."""
 
     # idle = quiet for quiet_s, cursor at the prompt, nothing queued, last delivery taken;
-    # with `hooks` (state_source hooks) the agent's hook events decide instead: see hooks.py
+    # with `hooks` (state_source hooks) the agent's hook events decide instead: see hooks.py.
+    # `prompt_last`: the agent writes its prompt last and nothing after it until it gets
+    # input (the profile says so), so the screen at the prompt after a write is proof
+    # enough: the quiet window ends there instead of quiet_s later.
 
     def __init__(
-        self, quiet_s: float, take_timeout_s: float, now: float, hooks: HookTracker | None = None
+        self,
+        quiet_s: float,
+        take_timeout_s: float,
+        now: float,
+        hooks: HookTracker | None = None,
+        prompt_last: bool = False,
     ) -> None:
         self.quiet_s = quiet_s
+        self.prompt_last = prompt_last
         self.take_timeout_s = take_timeout_s
         self.hooks = hooks
         self.prompts: list[Prompt] = []
@@ -240,7 +249,9 @@ class Activity:
     # -- queries -------------------------------------------------------------------------
 
     def quiet(self, now: float) -> bool:
-        """No output for quiet_s."""
+        """No output for quiet_s (with prompt_last: or the last write left it at the prompt)."""
+        if self.prompt_last and self.at_prompt:
+            return True
         return now - self.last_output_at >= self.quiet_s
 
     def state(self, now: float) -> str:

@@ -449,6 +449,34 @@ def _paths() -> dict[str, Any]:
                 "responses": {"200": _json(_ref("HookResponseBody")), "default": _ERROR},
             }
         },
+        "/dockyard/exec": {
+            "post": {
+                "operationId": "post-dockyard-exec",
+                "summary": "Run an argv (never a shell) to its end as the workspace user: "
+                "{argv, env, timeout} -> {exit_code, output, truncated, timed_out}",
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "responses": {"200": _json({"type": "object"}), "default": _ERROR},
+            }
+        },
+        "/dockyard/session": {
+            "get": {
+                "operationId": "get-dockyard-session",
+                "summary": "Upgrade: dockyard-stream; a command with its input and output "
+                "open, in frames (type byte, 4-byte length, payload)",
+                "responses": {"101": {"description": "Switching Protocols"}, "default": _ERROR},
+            }
+        },
+        "/dockyard/connect": {
+            "get": {
+                "operationId": "get-dockyard-connect",
+                "summary": "Upgrade: dockyard-stream; a TCP stream to a workspace port",
+                "parameters": [_query("port", "integer", "The port (1-65535).", 1)],
+                "responses": {"101": {"description": "Switching Protocols"}, "default": _ERROR},
+            }
+        },
     }
 
 

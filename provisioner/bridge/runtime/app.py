@@ -126,7 +126,9 @@ class Bridge:
         self.screen = TerminalScreen(config.columns, config.rows, profile.prompt_regex)
         now = time.time()
         hooks = HookTracker() if profile.state_source == HOOKS else None
-        self.activity = Activity(profile.quiet_s, profile.take_timeout_s, now, hooks)
+        self.activity = Activity(
+            profile.quiet_s, profile.take_timeout_s, now, hooks, prompt_last=profile.prompt_last
+        )
         self.initial_prompt_queued = self._load_prompts(has_history)
         if not self.initial_prompt_queued:
             if config.initial_prompt:

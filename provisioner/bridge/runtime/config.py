@@ -31,6 +31,8 @@ class Profile(NamedTuple):
     take_timeout_s: float = 10.0
     # what decides working/idle: the screen (prompt_regex + quiet_ms) or the agent's hooks
     state_source: str = SCREEN
+    # the agent writes its prompt last, nothing after it: at the prompt is idle, no quiet_ms
+    prompt_last: bool = False
 
     @property
     def quiet_s(self) -> float:
@@ -149,6 +151,13 @@ def _str(data: dict[str, Any], key: str, default: str) -> str:
     return value
 
 
+def _bool(data: dict[str, Any], key: str, default: bool) -> bool:
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key} must be true or false")
+    return value
+
+
 def _number(data: dict[str, Any], key: str, default: float, minimum: float) -> float:
     value = data.get(key, default)
     # bool is an int subclass, but `true` is never a meaningful size or duration
@@ -162,7 +171,7 @@ def _profile(raw: Any, warn: Callable[[str], None]) -> Profile:
         return Profile()
     if not isinstance(raw, dict):
         raise ConfigError("profile must be an object")
-    known = {"prompt_regex", "quiet_ms", "submit", "take_timeout_s", "state_source"}
+    known = {"prompt_regex", "quiet_ms", "submit", "take_timeout_s", "state_source", "prompt_last"}
     unknown = sorted(set(raw) - known)
     if unknown:
         warn(f"ignoring unknown profile keys: {', '.join(unknown)}")
@@ -184,6 +193,7 @@ def _profile(raw: Any, warn: Callable[[str], None]) -> Profile:
         submit=submit,
         take_timeout_s=float(_number(raw, "take_timeout_s", defaults.take_timeout_s, 0.1)),
         state_source=state_source,
+        prompt_last=_bool(raw, "prompt_last", defaults.prompt_last),
     )
 
 
@@ -260,6 +270,7 @@ def config_document(config: BridgeConfig) -> dict[str, Any]:
             "submit": profile.submit,
             "take_timeout_s": profile.take_timeout_s,
             "state_source": profile.state_source,
+            "prompt_last": profile.prompt_last,
         },
         "columns": config.columns,
         "rows": config.rows,

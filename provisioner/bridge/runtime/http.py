@@ -7,7 +7,6 @@ statuses: 400 for a body that is not JSON, 422 for one that is not as documented
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import json
 import socket
@@ -15,6 +14,11 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+try:  # what hmac.compare_digest is, without hmac's import of OpenSSL (~3 ms of the start)
+    from _operator import _compare_digest as compare_digest
+except ImportError:  # another Python: the documented name
+    from hmac import compare_digest  # type: ignore[no-redef]
 
 from .activity import STATES
 from .agentapi import PROBLEM_JSON, document_bytes, error_detail, problem
@@ -115,9 +119,7 @@ class Handler(BaseHTTPRequestHandler):
         header = self.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         expected = self.server.bridge.token.encode("utf-8")
-        ok = scheme.lower() == "bearer" and hmac.compare_digest(
-            token.strip().encode("utf-8"), expected
-        )
+        ok = scheme.lower() == "bearer" and compare_digest(token.strip().encode("utf-8"), expected)
         if not ok:
             self._error(
                 401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"}
@@ -145,9 +147,7 @@ class Handler(BaseHTTPRequestHandler):
         header = self.headers.get("Authorization", "")
         scheme, _, key = header.partition(" ")
         expected = self.server.bridge.report_key.encode("utf-8")
-        if scheme.lower() == "bearer" and hmac.compare_digest(
-            key.strip().encode("utf-8"), expected
-        ):
+        if scheme.lower() == "bearer" and compare_digest(key.strip().encode("utf-8"), expected):
             return True
         self._error(
             401,
@@ -362,6 +362,68 @@ class Handler(BaseHTTPRequestHandler):
             raise _invalid("body.text", str(exc), body.get("text")) from None
         self._send_json(200, self.server.bridge.hook(event, lines))
 
+    # -- commands beside the agent (commands.py; imported when first used: the bridge's
+    # start stays as fast as before) --------------------------------------------------
+
+    def exec_command(self, query: dict[str, list[str]]) -> None:
+        """POST /dockyard/exec {"argv", "env", "timeout"}: run a command to its end;
+        {"exit_code", "output", "truncated", "timed_out"}."""
+        from . import commands
+
+        body = self._read_json()
+        try:
+            command = commands.check_command(body)
+        except commands.Refused as exc:
+            raise Rejected(exc.status, str(exc)) from None
+        self._send_json(200, commands.run(command, self.server.bridge.config.cwd))
+
+    def _upgrade(self) -> bool:
+        """Answer 101 and take the connection over, when the client asked to upgrade."""
+        from . import commands
+
+        wanted = self.headers.get("Upgrade", "").strip().lower()
+        if wanted != commands.UPGRADE or self._body_pending:
+            self._error(
+                426,
+                f"this endpoint needs Connection: Upgrade and Upgrade: {commands.UPGRADE}",
+                headers={"Upgrade": commands.UPGRADE, "Connection": "Upgrade"},
+            )
+            return False
+        self.close_connection = True
+        self.send_response(101)
+        self.send_header("Upgrade", commands.UPGRADE)
+        self.send_header("Connection", "Upgrade")
+        self.end_headers()
+        self.wfile.flush()
+        return True
+
+    def session(self, query: dict[str, list[str]]) -> None:
+        """GET /dockyard/session (an upgrade): a command with its input and output open,
+        in frames (commands.Session)."""
+        from . import commands
+
+        if self._upgrade():
+            commands.Session(self.rfile, self.connection, self.server.bridge.config.cwd).serve()
+
+    def connect(self, query: dict[str, list[str]]) -> None:
+        """GET /dockyard/connect?port=N (an upgrade): a TCP stream to the workspace's port
+        (previews and port-forward on a backend that reaches only the bridge)."""
+        from . import commands
+
+        try:
+            port = commands.check_port(query.get("port", [""])[-1], self.server.server_port)
+        except commands.Refused as exc:
+            raise Rejected(exc.status, str(exc)) from None
+        try:
+            upstream = commands.dial(port)
+        except OSError as exc:
+            raise Rejected(502, f"nothing answers on port {port} in the workspace: {exc}") from None
+        try:
+            if self._upgrade():
+                commands.splice(self.rfile, self.connection, upstream)
+        finally:
+            upstream.close()
+
     def _read_json(self) -> dict[str, Any]:
         length_text = self.headers.get("Content-Length")
         if length_text is None:
@@ -488,6 +550,8 @@ _GET = {
     "/dockyard/prompts": Handler.prompts,
     "/dockyard/reports": Handler.reports,
     "/dockyard/mcp/requests": Handler.mcp_requests,
+    "/dockyard/session": Handler.session,
+    "/dockyard/connect": Handler.connect,
 }
 REPORT_PATH = "/dockyard/report"
 MCP_PATH = "/dockyard/mcp"
@@ -500,6 +564,7 @@ _POST = {
     REPORT_PATH: Handler.report,
     MCP_PATH: Handler.mcp_message,
     "/dockyard/mcp/answer": Handler.mcp_answer,
+    "/dockyard/exec": Handler.exec_command,
 }
 _ROUTES = {"GET": _GET, "POST": _POST}
 

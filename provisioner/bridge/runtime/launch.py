@@ -16,13 +16,17 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from .agent import AgentProcess, agent_argv, agent_env
 from .config import BridgeConfig, ConfigError, load_config, parse_config_text
 from .setup import RUNNING
 from .statedir import MCP_COMMAND, TASK_COMMAND, StateDir, atomic_write, log
+
+if TYPE_CHECKING:
+    from .app import Bridge
 
 # A fresh workspace gets its configuration and token in the environment (the server's
 # BRIDGE_CONFIG_ENV and BRIDGE_TOKEN_ENV); files at the configured paths win (a server
@@ -82,7 +86,7 @@ def read_token(
     path = state.root / TOKEN_FILE
     old_mask = os.umask(0o077)
     try:
-        atomic_write(path, token + "\n")
+        atomic_write(path, token + "\n", durable=False)  # written from the environment each start
     finally:
         os.umask(old_mask)
     return config._replace(token_file=str(path)), token
@@ -127,11 +131,28 @@ def write_secret_files(config: BridgeConfig, state: StateDir) -> None:
     try:
         folder.mkdir(mode=0o700, exist_ok=True)
         for name, content in config.secret_files.items():
-            atomic_write(folder / name, content)
+            atomic_write(folder / name, content, durable=False)  # written each start
     except OSError as exc:
         log(f"cannot write the secret files in {folder}: {exc}")
     finally:
         os.umask(old_mask)
+
+
+def import_serving() -> tuple[type[Bridge], Callable[[Bridge, socket.socket], Any]]:
+    """Import the rest of the bridge (Bridge, make_server), without ssl: http.server's
+    http.client imports it (~8 ms of the start) only to offer HTTPS client connections,
+    and this process makes none (dockyard-task and dockyard-mcp, which do, are processes
+    of their own). Only when neither is loaded yet: a process that has them keeps them."""
+    blocked = "ssl" not in sys.modules and "http.client" not in sys.modules
+    if blocked:
+        sys.modules["ssl"] = None  # type: ignore[assignment]  # import ssl: ImportError
+    try:
+        from .app import Bridge
+        from .http import make_server
+    finally:
+        if blocked:
+            del sys.modules["ssl"]  # a later `import ssl` works as ever
+    return Bridge, make_server
 
 
 def _install_signals(stop: threading.Event) -> None:
@@ -197,8 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as exc:
             log(f"cannot start the agent: {exc}")
 
-    from .app import Bridge  # the heavy part: emulator, transcript, activity
-    from .http import make_server
+    Bridge, make_server = import_serving()  # the heavy part: transcript, activity, HTTP
 
     try:
         bridge = Bridge(config, token, state, run_state, agent=early)

@@ -41,13 +41,18 @@ def log(message: str) -> None:
     sys.stderr.flush()
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Replace `path` with `text` so readers see the old or the new file, never half of one."""
+def atomic_write(path: Path, text: str, durable: bool = True) -> None:
+    """Replace `path` with `text` so readers see the old or the new file, never half of one.
+
+    `durable`: on disk before this returns (fsync: 1-5 ms on a workspace's volume). Not
+    for a file made again from what is at hand whenever it is missing or unreadable (the
+    token from the environment, a new report key): those go before the agent's start."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with tmp.open("w", encoding="utf-8") as f:
         f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -126,7 +131,8 @@ class StateDir:
         # no record: a first run, or a state dir from before there was one, whose agent
         # ran if it left anything behind
         run_state = RunState(agent_started=self.has_history)
-        atomic_write(self.run_state_path, json.dumps(run_state.to_state()))
+        # what a lost file is rebuilt from next time too: not worth an fsync
+        atomic_write(self.run_state_path, json.dumps(run_state.to_state()), durable=False)
         return run_state
 
     def save_run_state(self, run_state: RunState) -> None:
@@ -190,14 +196,15 @@ class StateDir:
                 self.reports_path.replace(aside)
                 log(f"reports of another task's workspace moved to {aside.name}")
             self.new_report_key()  # the other task's agent knew the old one
-        atomic_write(path, owner + "\n")
+        atomic_write(path, owner + "\n", durable=False)  # lost: written again next start
 
     def new_report_key(self) -> str:
         """Make (or replace) the report key: 32 random bytes, hex, in a 0600 file."""
         key = os.urandom(32).hex()  # no `secrets` import: this runs before the agent starts
         old_mask = os.umask(0o077)
         try:
-            atomic_write(self.report_key_path, key + "\n")
+            # a key lost with a crash is made anew at the next start (report_key)
+            atomic_write(self.report_key_path, key + "\n", durable=False)
         finally:
             os.umask(old_mask)
         os.chmod(self.report_key_path, 0o600)

@@ -19,10 +19,14 @@ export class ApiError extends Error {
   }
 }
 
+// `body`: sent as JSON; a Blob or File (a template archive) as application/gzip
 export async function api(method, path, body) {
   const headers = { "x-dockyard-csrf": csrfToken() };
   const init = { method, headers, credentials: "same-origin" };
-  if (body !== undefined) {
+  if (body instanceof Blob) {
+    headers["content-type"] = "application/gzip";
+    init.body = body;
+  } else if (body !== undefined) {
     headers["content-type"] = "application/json";
     init.body = JSON.stringify(body);
   }

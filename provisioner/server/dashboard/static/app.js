@@ -2,6 +2,7 @@
 // live by one server-sent event stream of task changes (/api/dockyard/v1/stream).
 
 import { API, api, get } from "./api.js";
+import { showSchedules, showTriggers, showWebhooks } from "./automation.js";
 import { showBoard } from "./board.js";
 import { showCapacity, showTemplates } from "./catalog.js";
 import { showCreate } from "./create.js";
@@ -21,6 +22,9 @@ function route() {
   else if (view === "new") leave = showCreate(main);
   else if (view === "templates") leave = showTemplates(main);
   else if (view === "capacity") leave = showCapacity(main);
+  else if (view === "schedules") leave = showSchedules(main);
+  else if (view === "triggers") leave = showTriggers(main);
+  else if (view === "webhooks") leave = showWebhooks(main);
   else leave = showBoard(main);
   for (const link of document.querySelectorAll("nav a")) {
     const here = link.getAttribute("href") === `#/${view || ""}`;
@@ -32,6 +36,8 @@ function route() {
 async function start() {
   const me = await get(`${API}/me`);
   document.getElementById("who").textContent = `${me.user} (${me.role})`;
+  // what the pages offer (admins: push, activate, everyone's); the API decides anyway
+  document.body.dataset.role = me.role;
   const notify = document.getElementById("notify");
   if (!("Notification" in window) || Notification.permission !== "default") notify.hidden = true;
   notify.addEventListener("click", async () => {

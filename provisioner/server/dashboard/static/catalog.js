@@ -1,7 +1,9 @@
-// Read-only views: templates (their parameters, presets and versions), warm pools and
-// capacity.
+// Templates (their parameters, presets and versions; admins also push an archive and
+// activate a stored version: members get neither button, and the API refuses them
+// anyway), warm pools and capacity.
 
-import { API, enc, get } from "./api.js";
+import { API, api, enc, get, post } from "./api.js";
+import { isAdmin } from "./automation.js";
 import { badge, h, time } from "./dom.js";
 
 function table(caption, headers, rows) {
@@ -11,21 +13,70 @@ function table(caption, headers, rows) {
     h("tbody", {}, ...rows.map((cells) => h("tr", {}, ...cells.map((c) => h("td", {}, c)))))));
 }
 
+// Admins: a template archive (`tar czf demo.tar.gz -C demo .`, as `dockyard template push`
+// sends) pushed as the template's active version.
+function pushForm(done) {
+  const file = h("input", { type: "file", id: "push-file", accept: ".tar.gz,.tgz,application/gzip", required: true });
+  const label = h("input", { type: "text", id: "push-label", maxlength: 64 });
+  const error = h("p", { class: "error", role: "alert", id: "push-error" });
+  const result = h("p", { id: "push-result", role: "status" });
+  return h("form", { class: "card", id: "push-form", onsubmit: async (e) => {
+    e.preventDefault();
+    error.textContent = "";
+    result.textContent = "";
+    if (!file.files.length) { error.textContent = "Choose a template archive (.tar.gz) first"; return; }
+    const query = label.value.trim() ? `?label=${enc(label.value.trim())}` : "";
+    try {
+      const pushed = await api("POST", `${API}/templates${query}`, file.files[0]);
+      await done(); // the list shows the new version before we say so
+      result.textContent = `Pushed ${pushed.name} version ${pushed.version}`;
+    } catch (err) {
+      error.textContent = err.hint ? `${err.message}: ${err.hint}` : err.message;
+    }
+  } },
+  h("h2", { text: "Push a template" }),
+  h("div", { class: "field" }, h("label", { for: "push-file", text: "Template archive (.tar.gz of the template's folder)" }), file),
+  h("div", { class: "field" }, h("label", { for: "push-label", text: "Label (optional)" }), label),
+  error, result, h("button", { type: "submit", id: "push-submit", text: "Push" }));
+}
+
+function versionsTable(tpl, versions, reload, error) {
+  return table(`Versions of ${tpl.name}`, ["Version", "Label", "Created", "Pushed", "Active"],
+    versions.map((v) => [v.version, v.label || "", time(v.created_at), v.pushed ? "yes" : "",
+      v.active ? "active" : (isAdmin() && v.created_at
+        ? h("button", { type: "button", class: "activate", "data-version": v.version,
+          "aria-label": `Activate ${tpl.name} version ${v.version}`, text: "Activate", onclick: async () => {
+            error.textContent = "";
+            try {
+              await post(`${API}/templates/${enc(tpl.name)}/versions/${enc(v.version)}/activate`);
+            } catch (err) {
+              error.textContent = err.hint ? `${err.message}: ${err.hint}` : err.message;
+            }
+            reload();
+          } })
+        : "")]));
+}
+
 export function showTemplates(main) {
   const list = h("div", { id: "templates" });
-  main.append(h("h1", { text: "Templates" }), list);
-  (async () => {
+  const error = h("p", { class: "error", role: "alert", id: "templates-error" });
+  main.append(h("h1", { text: "Templates" }), error);
+  const load = async () => {
     const { templates } = await get(`${API}/templates`);
+    list.replaceChildren();
     for (const tpl of templates) {
-      const versions = h("div");
-      const more = h("button", { type: "button", text: "Show versions", onclick: async () => {
+      const versions = h("div", { class: "versions" });
+      const showVersions = async () => {
         const found = await get(`${API}/templates/${enc(tpl.name)}/versions`);
-        versions.replaceChildren(table(`Versions of ${tpl.name}`, ["Version", "Labels", "Created", "Active"],
-          (found.versions || []).map((v) => [v.version || v.hash || "", (v.labels || []).join(", "),
-            time(v.created_at), v.active ? "yes" : ""])));
+        versions.replaceChildren(versionsTable(tpl, found.versions || [], () => load().then(() => {
+          const again = document.querySelector(`article[data-template="${CSS.escape(tpl.name)}"] button.show-versions`);
+          if (again) again.click();
+        }), error));
         more.hidden = true;
-      } });
-      list.append(h("article", { class: "card" },
+      };
+      const more = h("button", { type: "button", class: "show-versions", text: "Show versions",
+        "aria-label": `Show versions of ${tpl.name}`, onclick: () => showVersions().catch((err) => { error.textContent = err.message; }) });
+      list.append(h("article", { class: "card", "data-template": tpl.name },
         h("h2", { text: tpl.name }),
         h("p", { text: tpl.description || "" }),
         h("p", { class: "muted", text: `version ${tpl.version} · backend ${tpl.backend} · presets: ${tpl.presets.join(", ")}` }),
@@ -35,7 +86,10 @@ export function showTemplates(main) {
         h("p", {}, h("a", { href: `#/new?template=${enc(tpl.name)}`, text: `New ${tpl.name} task` }), " ", more),
         versions));
     }
-  })().catch((err) => list.append(h("p", { class: "error", role: "alert", text: err.message })));
+  };
+  if (isAdmin()) main.append(pushForm(() => load().catch((err) => { error.textContent = err.message; })));
+  main.append(list);
+  load().catch((err) => { error.textContent = err.message; });
   return () => {};
 }
 

@@ -6,6 +6,7 @@ import { API, enc, get, post } from "./api.js";
 import { announce, badge, cost, detailText, h, time } from "./dom.js";
 import { onTasks, tasks } from "./live.js";
 import { LogView } from "./logview.js";
+import { diffView } from "./diff.js";
 
 const PAGE = 100000; // log entries per request (the API's most)
 const WAIT = 15; // seconds a logs long-poll is held (a server waits for it on shutdown)
@@ -48,12 +49,18 @@ export function showTask(main, ref) {
   const phases = h("tbody");
   const outcome = h("dl", { id: "outcome", class: "outcome" });
   const events = h("tbody");
+  // the template's declared apps: each a link to its preview (a new tab, sandboxed and
+  // under a grant of its own: the app never runs with this page's origin)
+  const apps = h("ul", { id: "apps", class: "apps" });
+  const appsBox = section("Apps", "apps-h", apps);
+  appsBox.hidden = true;
 
   main.append(
     h("p", {}, h("a", { href: "#/", text: "← Board" })),
     title, status,
     h("div", { class: "actions" }, pause, resume, retry), actionError,
     questionBox,
+    appsBox,
     section("Send", "send-h",
       h("form", { onsubmit: (e) => { e.preventDefault(); sendText(input, sendError); } },
         h("label", { for: "send-input", text: "Follow-up prompt (queued while the agent works)" }),
@@ -62,6 +69,7 @@ export function showTask(main, ref) {
     section("Logs", "logs-h",
       h("p", {}, screen, h("label", { for: "screen", text: " Show the agent's screen lines (--screen)" })),
       logBox),
+    section("Work (diff)", "diff-h", diffView(() => task && task.id)),
     section("Phases", "phases-h", h("table", { id: "phases" },
       h("thead", {}, h("tr", {}, ...["Phase", "Started", "Took"].map((t) => h("th", { scope: "col", text: t })))),
       phases)),
@@ -194,10 +202,22 @@ export function showTask(main, ref) {
     }
   }
 
+  async function loadApps() {
+    try {
+      const { apps: list } = await get(`${API}/tasks/${enc(task.id)}/apps`);
+      apps.replaceChildren(...list.map((a) => h("li", {},
+        h("a", { href: a.path, target: "_blank", rel: "noopener noreferrer", class: "app-link",
+          text: `${a.name} (port ${a.port})` }),
+        a.up === null || a.up === undefined ? "" : h("span", { class: "detail", text: a.up ? " up" : " not answering" }))));
+      appsBox.hidden = list.length === 0;
+    } catch { /* none shown */ }
+  }
+
   async function start() {
     if (started) return;
     started = true;
     readLogs();
+    loadApps();
     try {
       const { prompts: list } = await get(`${API}/tasks/${enc(task.id)}/prompts`);
       for (const p of list) {
