@@ -47,6 +47,10 @@ from provisioner.templating.catalog import Catalog
 from provisioner.templating.render import render_workspace
 from tests.polling import wait_until
 
+# The tests at the end share one module-scoped bridge and follow its transcript in order:
+# under xdist the whole module runs on one worker, in file order (--dist loadgroup).
+pytestmark = pytest.mark.xdist_group("bridge_hooks")
+
 REPO = Path(__file__).resolve().parents[2]
 GLUE = REPO / "templates" / "claude-code" / "dockyard_claude.py"
 TOKEN = "hook-test-token-456"
