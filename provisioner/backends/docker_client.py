@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import secrets
 import socket
 import tarfile
@@ -102,6 +103,25 @@ class ContainerInfo:
         )
 
 
+# A build that should yield the CPU to other work (the test suite's background prebuild,
+# which runs beside the fast tier) sets this: the weight of its RUN steps' containers
+# against the default 1024. Unset, builds get Docker's default.
+BUILD_CPU_SHARES_ENV = "DOCKYARD_BUILD_CPU_SHARES"
+
+
+def build_limits() -> dict[str, int] | None:
+    """`container_limits` for `docker build` from the environment (None: Docker's own)."""
+    raw = os.environ.get(BUILD_CPU_SHARES_ENV, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 2 <= int(raw) <= 262144:
+        raise ImageBuildError(
+            f"{BUILD_CPU_SHARES_ENV}={raw!r} is not a CPU weight: give a whole number "
+            "from 2 to 262144 (1024 is Docker's default), or unset it"
+        )
+    return {"cpushares": int(raw)}
+
+
 class DockerClient:
     """A thin, typed wrapper over the docker SDK's low-level API."""
 
@@ -176,6 +196,7 @@ class DockerClient:
                 rm=True,
                 forcerm=True,
                 decode=True,
+                container_limits=build_limits(),
             )
             for chunk in stream:
                 if "error" in chunk:

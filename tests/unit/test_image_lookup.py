@@ -82,3 +82,17 @@ def test_what_is_missing_is_built_from_what_is_there(tmp_path: Path, build: Buil
     (build.context_dir / "agent.py").write_text("print('changed')\n")
     again = ImageBuilder(images, tmp_path).ensure_template_image("t", build)  # type: ignore[arg-type]
     assert again != template and images.built == [template, again]
+
+
+def test_a_build_yields_the_cpu_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from provisioner.backends.docker_client import BUILD_CPU_SHARES_ENV, build_limits
+    from provisioner.errors import ImageBuildError
+
+    monkeypatch.delenv(BUILD_CPU_SHARES_ENV, raising=False)
+    assert build_limits() is None
+    monkeypatch.setenv(BUILD_CPU_SHARES_ENV, "64")
+    assert build_limits() == {"cpushares": 64}
+    for bad in ("0", "1", "-5", "64; rm -rf /", "1e3", "999999999"):
+        monkeypatch.setenv(BUILD_CPU_SHARES_ENV, bad)
+        with pytest.raises(ImageBuildError, match="CPU weight"):
+            build_limits()
