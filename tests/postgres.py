@@ -28,6 +28,48 @@ PG_BIN = Path(os.environ.get("DOCKYARD_TEST_PG_BIN", "/usr/lib/postgresql/15/bin
 BACKENDS = ["sqlite", "postgresql"]
 
 
+OWNER_FILE = "owner.pid"  # the test process a cluster belongs to
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_abandoned(bin_dir: Path, keep: Path) -> list[Path]:
+    """Stop and delete the clusters of test processes that died without cleaning up (a
+    killed run, a timeout): each cluster records its owner's pid, and one whose owner is
+    gone is stopped and removed, so crashed runs do not pile up servers on a machine. A
+    cluster without an owner file is younger than its first lines of setup, or not ours:
+    left alone."""
+    removed = []
+    for base in Path(tempfile.gettempdir()).glob("dockyard-pg-*"):
+        owner = base / OWNER_FILE
+        if base == keep or not owner.is_file():
+            continue
+        try:
+            pid = int(owner.read_text().strip() or "0")
+        except (OSError, ValueError):
+            continue
+        if pid > 0 and _alive(pid):
+            continue
+        data = base / "data"
+        if (data / "postmaster.pid").exists():
+            cmd = [str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop"]
+            if os.geteuid() == 0:
+                cmd = ["runuser", "-u", "postgres", "--", *cmd]
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run(cmd, capture_output=True, timeout=60)
+        shutil.rmtree(base, ignore_errors=True)
+        removed.append(base)
+    return removed
+
+
 class PostgresCluster:
     """One initdb'd cluster; `database()` hands out a new empty database's URL."""
 
@@ -53,6 +95,8 @@ class PostgresCluster:
             )
 
     def start(self) -> None:
+        sweep_abandoned(self.bin, keep=self.base)
+        (self.base / OWNER_FILE).write_text(str(os.getpid()))
         self.sockets.mkdir()
         if os.geteuid() == 0:
             self.user = "postgres"
