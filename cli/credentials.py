@@ -11,9 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 from pathlib import Path
-
-import platformdirs
 
 from cli.client import is_loopback
 from cli.local_server import read_server_info, resolve_url, running_server_url
@@ -25,7 +24,14 @@ CODER_TOKEN_ENV = "CODER_SESSION_TOKEN"  # used when DOCKYARD_TOKEN is not set
 
 def credentials_path() -> Path:
     """The user's stored logins (0600): {"servers": {URL: token}}."""
-    base = Path(platformdirs.user_config_dir("dockyard", appauthor=False))
+    if sys.platform.startswith("linux"):
+        # what platformdirs answers on Linux (XDG), without its import on every command
+        xdg = os.environ.get("XDG_CONFIG_HOME", "").strip()
+        base = Path(xdg or os.path.expanduser("~/.config")) / "dockyard"
+    else:
+        import platformdirs
+
+        base = Path(platformdirs.user_config_dir("dockyard", appauthor=False))
     return base / "credentials.json"
 
 

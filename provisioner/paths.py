@@ -8,8 +8,6 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import platformdirs
-
 from provisioner.errors import DockyardError
 
 if TYPE_CHECKING:
@@ -28,6 +26,8 @@ def home_dir(explicit: Path | None = None) -> Path:
     elif os.environ.get("DOCKYARD_HOME"):
         path = Path(os.environ["DOCKYARD_HOME"])
     else:
+        import platformdirs  # here: a CLI command with DOCKYARD_HOME set never needs it
+
         path = Path(platformdirs.user_data_dir("dockyard", appauthor=False))
     # a new home is its user's alone: it holds prompts, logs and the admin token
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -49,9 +49,13 @@ def read_admin_token(home: Path) -> str | None:
 
 def cache_dir() -> Path:
     """Shared across homes: image-build work and the bridge zipapp are per machine."""
-    path = Path(
-        os.environ.get("DOCKYARD_CACHE") or platformdirs.user_cache_dir("dockyard", appauthor=False)
-    )
+    given = os.environ.get("DOCKYARD_CACHE")
+    if given:
+        path = Path(given)
+    else:
+        import platformdirs
+
+        path = Path(platformdirs.user_cache_dir("dockyard", appauthor=False))
     path.mkdir(parents=True, exist_ok=True)
     return path
 
