@@ -357,8 +357,9 @@ def build_workspace_router(engine: Engine) -> APIRouter:
         except BaseException:
             release()
             raise
+        described = access.describe_argv(request.argv)
+        code: int | None = None
         try:
-            described = access.describe_argv(request.argv)
             who_root = " as root" if request.root else ""
             await run_in_threadpool(
                 ctx.record, task, "exec", who, f"started{who_root}: {described}"
@@ -367,8 +368,13 @@ def build_workspace_router(engine: Engine) -> APIRouter:
             code = await _run_session(websocket, session, request.tty)
         finally:
             release()  # the client left, was killed, or the command ended
-        reason = "ended: client left" if code is None else f"ended: exit {code}"
-        await run_in_threadpool(ctx.record, task, "exec", who, f"{reason}: {described}"[:200])
+            # the end is recorded however the session ended: a killed client can end the
+            # handler with an error or a cancellation, and the shield lets the record
+            # finish in its thread even then (a task's history never shows a session
+            # that started and did not end)
+            reason = "ended: client left" if code is None else f"ended: exit {code}"
+            end = f"{reason}: {described}"[:200]
+            await asyncio.shield(run_in_threadpool(ctx.record, task, "exec", who, end))
 
     return r
 

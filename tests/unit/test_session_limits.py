@@ -193,8 +193,12 @@ def test_a_killed_client_releases_its_session(served: tuple[Harness, str, dict[s
         if child.poll() is None:
             child.kill()
             child.wait(30)
-    events = [e["reason"] for e in h.store.events(one.id) if e["kind"] == "exec"]
-    assert any(r.startswith("ended: client left: sleep 600") for r in events), events
+
+    def ended() -> bool:  # recorded just after the release, so waited for too
+        events = [e["reason"] for e in h.store.events(one.id) if e["kind"] == "exec"]
+        return any(r.startswith("ended: client left: sleep 600") for r in events)
+
+    wait_until(ended, 30, "the session's end in the task's events")
 
 
 def test_an_open_shell_keeps_its_task_from_idle_pause(
