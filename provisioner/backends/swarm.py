@@ -48,12 +48,19 @@ from provisioner.backends.docker import (
     LABEL_TEMPLATE,
 )
 from provisioner.backends.docker_client import DockerClient
-from provisioner.backends.swarm_client import Pusher, ServiceInfo, SwarmClient, TaskInfo
+from provisioner.backends.swarm_client import (
+    ENDED,
+    Pusher,
+    ServiceInfo,
+    SwarmClient,
+    TaskInfo,
+)
 from provisioner.backends.swarm_jobs import LABEL_JOB, mounts_of, run_on_node
 from provisioner.backends.swarm_volumes import (
     Placed,
     VolumeJanitor,
     check_endpoints,
+    short_id,
     volume_names,
 )
 from provisioner.errors import BackendError, BackendUnavailable
@@ -76,7 +83,6 @@ LABEL_PAUSED = "dockyard.paused"  # set while scaled to 0 by a pause: it holds n
 LABEL_IMAGE = "dockyard.image"  # the local workspace image the service's image is made from
 # Swarm task states before a container runs; "preparing" is the node pulling the image
 STARTING = ("new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting")
-ENDED = ("complete", "failed", "shutdown", "rejected", "orphaned", "remove")
 START_LIMIT_S = 600.0  # the engine's phase deadline is normally shorter
 STOP_LIMIT_S = 60.0
 NUDGE_AFTER_S = 10.0
@@ -124,10 +130,6 @@ class SwarmSettings:
             raise ValueError("swarm.workspaces_per_node must be a whole number of at least 1")
         endpoints = check_endpoints(raw.get("node_endpoints"))
         return cls(manager, registry, network, per_node, endpoints)
-
-
-def _short(task_id: str) -> str:
-    return task_id.replace("-", "")[:12]
 
 
 def _digest(*parts: bytes | str) -> str:
@@ -259,7 +261,7 @@ class SwarmBackend:
     def _secrets(self, task_id: str, bridge: BridgeBundle) -> list[tuple[str, str, str]]:
         """The task's bridge config and token as secrets: (id, name, path) each."""
         labels = self._labels(task_id)
-        short = _short(task_id)
+        short = short_id(task_id)
         wanted = {
             f"dockyard-{short}-config-{_digest(bridge.config_json)}": (
                 bridge.config_json,
@@ -329,7 +331,7 @@ class SwarmBackend:
                 LABEL_BRIDGE: bridge.digest,
                 LABEL_IMAGE: image,
             }
-            short = _short(task_id)
+            short = short_id(task_id)
             workspace_volume, home_volume = volume_names(task_id)
             volumes = {workspace_volume: spec.workdir, home_volume: recipes.AGENT_HOME}
             self.swarm.create_service(
@@ -560,7 +562,7 @@ class SwarmBackend:
             node=node,
             # the workspace's own image (its bridge baked in): its node has it already
             image=service.image,
-            name=f"dockyard-job-{_short(task_id)}-{secrets.token_hex(3)}",
+            name=f"dockyard-job-{short_id(task_id)}-{secrets.token_hex(3)}",
             command=argv,
             labels={**self._base(), LABEL_JOB: task_id},
             user=f"{recipes.AGENT_UID}:{recipes.AGENT_UID}",

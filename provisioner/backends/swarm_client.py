@@ -47,6 +47,10 @@ def memory_bytes(text: str | None) -> int | None:
     return int(float(number) * _UNITS[unit])
 
 
+# the Swarm task states a task never leaves: its container has ended, or never will run
+ENDED = ("complete", "failed", "shutdown", "rejected", "orphaned", "remove")
+
+
 @dataclass(frozen=True)
 class TaskInfo:
     """One Swarm task (a container a service asked for), as the manager sees it."""

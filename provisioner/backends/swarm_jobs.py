@@ -25,14 +25,13 @@ from docker.types import (
     TaskTemplate,
 )
 
-from provisioner.backends.swarm_client import SwarmClient, TaskInfo, _unavailable
+from provisioner.backends.swarm_client import ENDED, SwarmClient, TaskInfo, _unavailable
 from provisioner.errors import BackendError
 
 LABEL_JOB = "dockyard.job"  # a job's task id (never dockyard.task: it is not the workspace)
 # Swarm offers no "none" network to a service (only "bridge" and "host" are predefined):
 # a job without network is attached to an internal overlay network, which has no way out
 ISOLATED = "dockyard-isolated"
-ENDED = ("complete", "failed", "shutdown", "rejected", "orphaned", "remove")
 POLL_S = 0.2
 
 

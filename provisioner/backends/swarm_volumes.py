@@ -35,7 +35,7 @@ import docker
 import docker.errors
 from docker.types import ContainerSpec, Mount, Placement, RestartPolicy, ServiceMode, TaskTemplate
 
-from provisioner.backends.swarm_client import SwarmClient, _unavailable
+from provisioner.backends.swarm_client import ENDED, SwarmClient, _unavailable
 from provisioner.errors import BackendError
 from provisioner.placement import problem
 
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 LABEL_WIPE = "dockyard.wipe"  # the task id whose disk a wipe service empties
 WIPE_ROOT = "/wipe"
 IN_USE_WAIT_S = 15.0  # the stopping container may hold a volume this long
-ENDED = ("complete", "failed", "shutdown", "rejected", "orphaned", "remove")
 # root without capabilities cannot read a directory the agent made unreadable, nor
 # unlink in a sticky one: these two, and nothing else, let the wipe empty everything
 WIPE_CAPS = ["CAP_DAC_OVERRIDE", "CAP_FOWNER"]

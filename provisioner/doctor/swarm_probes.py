@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from provisioner.doctor.checks import ProbeError
+from provisioner.doctor.probes import _short
 from provisioner.placement import NodeView
 
 TIMEOUT_S = 10
@@ -27,11 +28,6 @@ PULL_TIMEOUT_S = 60
 PROBE_REPO = "dockyard/doctor-probe"
 # what a task's error says when its node could not get the image
 _PULL_ERROR = re.compile(r"no such image|pull|manifest|registry|image .* not found", re.I)
-
-
-def _short(exc: object) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
 
 
 class SwarmMachineProbes:
