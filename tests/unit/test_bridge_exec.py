@@ -24,10 +24,12 @@ from tests.unit.test_bridge_local import TOKEN, BridgeRunner, zipapp  # noqa: F4
 
 @pytest.fixture(scope="module")
 def bridge(zipapp: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BridgeRunner]:  # noqa: F811
-    """One bridge for the module: its agent is beside the point here."""
+    """One bridge for the module: its agent is beside the point here. Started with
+    SIGHUP ignored (as under nohup): its commands are hung up at their timeout all the
+    same (test_run_bounds_output_and_time)."""
     runner = BridgeRunner(zipapp, tmp_path_factory.mktemp("bridge-exec"))
     try:
-        runner.start()
+        runner.start(hangups_ignored=True)
         yield runner
     finally:
         runner.cleanup()

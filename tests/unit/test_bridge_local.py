@@ -49,8 +49,9 @@ class BridgeRunner:
             *extra,
         ]  # fmt: skip
 
-    def start(self, **overrides: Any) -> BridgeClient:
-        """Write the config, start the bridge and return a client once it answers."""
+    def start(self, *, hangups_ignored: bool = False, **overrides: Any) -> BridgeClient:
+        """Write the config, start the bridge and return a client once it answers.
+        `hangups_ignored`: started with SIGHUP ignored, as under nohup."""
         config: dict[str, Any] = {
             "agent_command": self.agent_command(),
             "cwd": str(self.workdir),
@@ -73,6 +74,7 @@ class BridgeRunner:
                 stdout=out,
                 stderr=err,
                 stdin=subprocess.DEVNULL,
+                preexec_fn=_ignore_hangups if hangups_ignored else None,
             )
         match = wait_until(self._listening, 10, "the bridge to listen")
         self.client = BridgeClient(f"http://127.0.0.1:{match.group(1)}", TOKEN, timeout=5)
@@ -100,6 +102,10 @@ class BridgeRunner:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+
+def _ignore_hangups() -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 @pytest.fixture(scope="module")

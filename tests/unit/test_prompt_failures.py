@@ -159,8 +159,6 @@ def test_a_task_whose_prompt_failed_is_idle_at_once(served: Served) -> None:
     # past the API's limit, straight to the engine: marked working, then refused (413)
     sent = served.engine.send(served.task, "x" * (MAX_BODY + 1))
     # the follower hands it over when nudged, not inside send(): wait for its verdict
-    wait_until(
-        lambda: served.prompts()[sent["prompt_id"]]["state"] == "failed", 5, "the refusal"
-    )
+    wait_until(lambda: served.prompts()[sent["prompt_id"]]["state"] == "failed", 5, "the refusal")
     # not after the follower's next long poll (10 s): the bridge is idle, nothing is left
     wait_until(lambda: served.status()["state"] == "idle", 6, "the task to be idle at once")

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .agent import AgentProcess, agent_argv, agent_env
 from .config import BridgeConfig, ConfigError, load_config, parse_config_text
+from .lean import import_without_ssl
 from .setup import RUNNING
 from .statedir import MCP_COMMAND, TASK_COMMAND, StateDir, atomic_write, log
 
@@ -143,19 +144,11 @@ def write_secret_files(config: BridgeConfig, state: StateDir) -> None:
 
 
 def import_serving() -> tuple[type[Bridge], Callable[[Bridge, socket.socket], Any]]:
-    """Import the rest of the bridge (Bridge, make_server), without ssl: http.server's
-    http.client imports it (~8 ms of the start) only to offer HTTPS client connections,
-    and this process makes none (dockyard-task and dockyard-mcp, which do, are processes
-    of their own). Only when neither is loaded yet: a process that has them keeps them."""
-    blocked = "ssl" not in sys.modules and "http.client" not in sys.modules
-    if blocked:
-        sys.modules["ssl"] = None  # type: ignore[assignment]  # import ssl: ImportError
-    try:
-        from .app import Bridge
-        from .http import make_server
-    finally:
-        if blocked:
-            del sys.modules["ssl"]  # a later `import ssl` works as ever
+    """Import the rest of the bridge (Bridge, make_server), without ssl (lean.py): this
+    process makes no HTTPS connections (dockyard-task and dockyard-mcp, which do, are
+    processes of their own)."""
+    app, http = import_without_ssl(f"{__package__}.app", f"{__package__}.http")
+    Bridge, make_server = app.Bridge, http.make_server
     return Bridge, make_server
 
 
@@ -165,6 +158,15 @@ def _install_signals(stop: threading.Event) -> None:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+    # A bridge started with SIGHUP ignored (under nohup, say) would hand that on to the
+    # agent and every command it runs (an ignored signal stays ignored across exec), and
+    # a command's hang-up at its timeout would do nothing. A handled signal is reset to
+    # its default by exec: the bridge has no terminal to lose, so its handler does nothing.
+    signal.signal(signal.SIGHUP, _no_terminal_to_lose)
+
+
+def _no_terminal_to_lose(signum: int, frame: FrameType | None) -> None:
+    """SIGHUP: the bridge itself goes on (see _install_signals)."""
 
 
 def main(argv: list[str] | None = None) -> int:
