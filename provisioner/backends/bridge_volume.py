@@ -5,7 +5,7 @@ API has that much fixed cost, whatever the size). Instead, each Dockyard instanc
 volume per bridge version, filled once through a container that is created for that and
 never started (files owned by root, a `ready` marker written last); every workspace mounts
 it read-only, so no agent can change the bridge others run. Volumes of older bridges are
-removed once nothing uses them.
+removed once nothing uses them: after a fill, and when a workspace is removed.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class BridgeVolumes:
         self.labels = labels  # the instance's labels: its cleanup removes these volumes too
         self.instance = instance
         self._ready: set[str] = set()  # filled, as seen by this process
+        self._latest: str | None = None  # the one prepared last: this server's bridge
         self._lock = threading.Lock()
 
     @property
@@ -48,13 +49,16 @@ class BridgeVolumes:
         with self._lock:
             # checked every time (a millisecond): Docker would quietly create a removed
             # volume anew, empty, and the workspace's bridge would not start
+            self._latest = name
             if name in self._ready and self.docker.volume_exists(name):
                 return name
             self._ready.discard(name)
             self.docker.ensure_volume(name, {**self.labels, LABEL_BRIDGE: bundle.digest})
             self._fill(name, bundle, image)
             self._ready.add(name)
-        self.prune(keep=name)
+        # after a fill only, not on every create (a request on the way to each workspace):
+        # an older volume still mounted then goes when its workspace does (prune_unused)
+        self.prune(keep={name})
         return name
 
     def _fill(self, name: str, bundle: BridgeBundle, image: str) -> None:
@@ -79,10 +83,18 @@ class BridgeVolumes:
         finally:
             self.docker.remove_container(filler)
 
-    def prune(self, keep: str) -> None:
+    def prune_unused(self) -> None:
+        """Remove older bridge volumes nothing mounts any more (a workspace went): the one
+        prepared last stays. Before any prepare here, nothing is known to be older."""
+        with self._lock:
+            latest = self._latest
+        if latest is not None:
+            self.prune({latest})
+
+    def prune(self, keep: set[str]) -> None:
         """Remove this instance's other bridge volumes; those still mounted stay."""
         for other in self.docker.volumes(self.labels):
-            if other == keep or not other.startswith(self.prefix):
+            if other in keep or not other.startswith(self.prefix):
                 continue
             # a workspace still mounting it (a paused one, say) keeps it
             with contextlib.suppress(BackendError):

@@ -116,10 +116,8 @@ class DockerBackend:
         if self._container(task_id) is not None:
             return
         labels = {**self._labels(task_id), LABEL_TEMPLATE: spec.template}
-        volumes: dict[str, str] = {}
-        for vol, path in self._volume_names(task_id).items():
-            self.docker.ensure_volume(vol, labels)
-            volumes[vol] = path or spec.workdir
+        # the task's volumes are made by the container's create, with these labels
+        volumes = {vol: path or spec.workdir for vol, path in self._volume_names(task_id).items()}
         bridge_volume = self.bridges.prepare(bridge, image)
         volumes[bridge_volume] = BRIDGE_LIB_DIR
         env = {"HOME": recipes.AGENT_HOME}
@@ -143,6 +141,7 @@ class DockerBackend:
             cap_add=spec.cap_add,
             restart=spec.lifecycle.restart,
             read_only=frozenset({bridge_volume}),
+            volume_labels=labels,
         )
         if not config_in_env:
             self._put_config(container, bridge)
@@ -232,6 +231,7 @@ class DockerBackend:
             self.docker.remove_container(info.id)
         for vol in self.docker.volumes(self._labels(task_id)):
             self.docker.remove_volume(vol)
+        self.bridges.prune_unused()  # an older bridge it alone still mounted goes too
 
     def observe(self, task_id: str) -> Observed:
         """Container state and the bridge endpoint."""

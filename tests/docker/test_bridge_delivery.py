@@ -160,3 +160,7 @@ def test_older_bridge_volumes_go_unless_mounted(server: ServerHandle, instance: 
     assert volumes.prepare(new, image) == name  # known now: nothing to do
     # the mounted older one stayed
     assert set(client.volumes(labels)) == {name, volumes.name(kept)}
+    # ... until its workspace goes (a removed workspace prunes): the current one stays
+    client.remove_container(holder)
+    volumes.prune_unused()
+    assert set(client.volumes(labels)) == {name}
