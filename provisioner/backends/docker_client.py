@@ -104,6 +104,9 @@ class ContainerInfo:
         )
 
 
+# A daemon that answered within this many seconds is taken to be up without a ping
+PING_FRESH_S = 1.0
+
 # A build that should yield the CPU to other work (the test suite's background prebuild,
 # which runs beside the fast tier) sets this: the weight of its RUN steps' containers
 # against the default 1024. Unset, builds get Docker's default.
@@ -131,6 +134,7 @@ class DockerClient:
         self._timeout = timeout
         self._client: docker.APIClient | None = None
         self._lock = threading.Lock()
+        self._answered_at = float("-inf")  # monotonic time of the daemon's last answer
 
     @property
     def _api(self) -> docker.APIClient:
@@ -141,15 +145,25 @@ class DockerClient:
                 if self._base_url:
                     kwargs["base_url"] = self._base_url
                 try:
-                    self._client = docker.APIClient(version="auto", timeout=self._timeout, **kwargs)
+                    client = docker.APIClient(version="auto", timeout=self._timeout, **kwargs)
                 except docker.errors.DockerException as exc:
                     raise BackendUnavailable(
                         f"Docker is not running (cannot connect: {exc})", hint=START_HINT
                     ) from exc
+                # any answer, whatever its status, says the daemon is up (see ping)
+                client.hooks["response"].append(self._heard)
+                self._client = client
             return self._client
 
+    def _heard(self, response: Any, *args: Any, **kwargs: Any) -> None:
+        self._answered_at = time.monotonic()
+
     def ping(self) -> None:
-        """Raise BackendUnavailable unless the daemon answers."""
+        """Raise BackendUnavailable unless the daemon answers. One that answered anything
+        in the last PING_FRESH_S is not asked again (a create checks Docker first: that
+        request cost every create ~5 ms while the engine talks to Docker all the time)."""
+        if time.monotonic() - self._answered_at < PING_FRESH_S:
+            return
         try:
             self._api.ping()
         except Exception as exc:

@@ -19,10 +19,11 @@ from collections.abc import Callable, Iterable
 from types import FrameType
 from typing import Any
 
-from jinja2 import StrictUndefined, nodes
+from jinja2 import StrictUndefined, Template, nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
+from jinja2.utils import LRUCache
 
 from provisioner.errors import TemplateError
 
@@ -36,6 +37,8 @@ MAX_MADE_BYTES = 16 * MAX_RENDERED_BYTES
 MAX_ARGUMENT = MAX_RENDERED_BYTES
 # Python's integers have no size limit, and squaring one in a loop doubles it each time.
 MAX_INT_BITS = 4096
+COMPILED_KEPT = 256  # compiled templates an environment keeps (by their source)
+MAX_KEPT_SOURCE = 8 * 1024  # a longer source is compiled every time it is rendered
 # widths and precisions of %-formats and of str.format fields: each pads to its size
 _PERCENT = re.compile(r"%[-+ #0]*(\d+|\*)?(?:\.(\d+|\*))?")
 _FIELD_SPEC = re.compile(r"\{[^{}]*?:([^{}]*)\}")
@@ -101,6 +104,23 @@ class BoundedEnvironment(SandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "%"})
     code_generator_class = _CodeGenerator
     concat = staticmethod(_bounded_concat)
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        # compiled sources: every create renders its template's same dozen fields, and
+        # compiling is most of a render's time (Jinja's LRUCache is thread-safe)
+        self._compiled = LRUCache(COMPILED_KEPT)
+
+    def compiled(self, source: str) -> Template:
+        """`source` compiled, once per environment (a source too large to keep, each time).
+        A source that does not compile raises as from_string does, and is not kept."""
+        if len(source) > MAX_KEPT_SOURCE:
+            return self.from_string(source)
+        template: Template | None = self._compiled.get(source)
+        if template is None:
+            template = self.from_string(source)
+            self._compiled[source] = template
+        return template
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "*":
@@ -228,7 +248,7 @@ def render_bounded(env: BoundedEnvironment, text: str, context: dict[str, Any], 
     """Render `text`, refusing output past MAX_RENDERED_BYTES and time past
     MAX_RENDER_SECONDS (a trace on the template's own code checks the clock: a loop with
     no output cannot outrun it)."""
-    template = env.from_string(text)
+    template = env.compiled(text)
     deadline = time.monotonic() + MAX_RENDER_SECONDS
 
     def on_line(frame: FrameType, event: str, arg: Any) -> Any:

@@ -75,3 +75,45 @@ def test_retries_give_up_with_the_cause() -> None:
     with pytest.raises(BackendError, match="still broken"):
         create(daemon)
     assert daemon.calls == 4
+
+
+def test_a_daemon_that_just_answered_is_not_pinged_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A create pings Docker first; one that answered anything within PING_FRESH_S is
+    taken to be up. Against a real HTTP server speaking the two requests involved."""
+    import http.server
+    import threading
+
+    from provisioner.backends import docker_client
+    from provisioner.errors import BackendUnavailable
+
+    asked: list[str] = []
+
+    class Daemon(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path.split("?")[0])
+            body = b'{"ApiVersion": "1.41"}' if self.path.endswith("/version") else b"OK"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    daemon = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Daemon)
+    threading.Thread(target=daemon.serve_forever, daemon=True).start()
+    client = DockerClient(base_url=f"http://127.0.0.1:{daemon.server_address[1]}")
+    try:
+        client.ping()
+        assert [p.rsplit("/", 1)[-1] for p in asked] == ["version", "_ping"]
+        client.ping()  # it just answered: not asked again
+        assert len(asked) == 2
+        monkeypatch.setattr(docker_client, "PING_FRESH_S", 0.0)
+        client.ping()
+        assert len(asked) == 3 and asked[-1].endswith("/_ping")
+    finally:
+        daemon.shutdown()
+        daemon.server_close()
+    with pytest.raises(BackendUnavailable, match="Docker is not running"):
+        client.ping()  # gone since: asked again, and no answer
+    client.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jinja2 import TemplateSyntaxError
 
 from provisioner.errors import ParameterError, TemplateError
 from provisioner.templating import sandbox
@@ -146,3 +147,23 @@ def test_ordinary_numbers_still_parse(tmp_path: Path) -> None:
     template = Catalog([tmp_path], []).get("demo")
     spec = render_workspace(template, None, {"a": "2.5", "b": "1e3"})
     assert spec.parameters == {"a": 2.5, "b": 1000}
+
+
+def test_a_source_is_compiled_once_and_its_limits_hold_every_time() -> None:
+    env = sandbox.make_environment(keep_trailing_newline=True)
+    text = "{{ 'x' * n }}\n"
+    first = env.compiled(text)
+    assert env.compiled(text) is first  # kept: the same dozen fields render per create
+    assert sandbox.render_bounded(env, text, {"n": 3}, WHERE) == "xxx\n"
+    # a kept template is bounded on every render, not only the first
+    with pytest.raises(sandbox.RenderLimit):
+        sandbox.render_bounded(env, text, {"n": 10**9}, WHERE)
+    # another environment's options give another compilation
+    other = sandbox.make_environment()
+    assert sandbox.render_bounded(other, text, {"n": 1}, WHERE) == "x"
+    # too long to keep: compiled each time; a source that does not compile is not kept
+    long = "y" * (sandbox.MAX_KEPT_SOURCE + 1)
+    assert env.compiled(long) is not env.compiled(long)
+    for _ in range(2):
+        with pytest.raises(TemplateSyntaxError):
+            env.compiled("{{ unclosed")
