@@ -171,8 +171,9 @@ class Client:
     """Typed calls of the Dockyard API; every failure raises a CliError.
 
     Plain http to this machine (the local server), or anywhere when no proxy is set, goes
-    through the standard library's http.client: importing httpx alone costs a command
-    ~60 ms. https and proxied servers go through httpx (certifi's CAs, proxies, as before).
+    over a socket (cli/plainhttp.py): importing httpx alone costs a command ~60 ms, and
+    http.client ~10 ms. https and proxied servers go through httpx (certifi's CAs,
+    proxies, as before).
     """
 
     def __init__(
@@ -190,7 +191,7 @@ class Client:
         self.timeout = timeout
         self._transport = transport
         self._http: Any = None  # httpx.Client, made on first use
-        self._conn: Any = None  # http.client.HTTPConnection, kept alive between requests
+        self._conn: Any = None  # plainhttp.Connection, kept alive between requests
         self._recheck = recheck
         self._use(base_url, token)
 
@@ -247,44 +248,34 @@ class Client:
         headers: dict[str, str],
         timeout: float,
     ) -> Reply:
-        from provisioner.bridge.runtime.lean import import_without_ssl
+        from cli.plainhttp import Connection, RemoteDisconnected
 
-        # plain http: no OpenSSL loaded for it (~4 ms of every command)
-        (http_client,) = import_without_ssl("http.client")
         for attempt in (1, 2):
             if self._conn is None:
                 parts = urlsplit(self.base_url)
-                self._conn = http_client.HTTPConnection(
-                    parts.hostname or "", parts.port or 80, timeout=timeout
-                )
+                self._conn = Connection(parts.hostname or "", parts.port or 80, timeout)
             conn = self._conn
             if conn.sock is not None and _dropped(conn.sock):
                 conn.close()  # the server closed it while we were idle: a new one
             reused = conn.sock is not None
             conn.timeout = timeout
-            if conn.sock is not None:
-                conn.sock.settimeout(timeout)
             try:
-                conn.request(method, target, body=body, headers={**self._headers, **headers})
-                response = conn.getresponse()
-                content = response.read()
-            except (http_client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                status, names, content = conn.request(
+                    method, target, {**self._headers, **headers}, body
+                )
+            except (RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                 # a kept-alive connection the server had closed: one fresh try, for a
                 # request that may be repeated (a POST may have been done: never twice)
-                conn.close()
                 self._conn = None
                 if attempt == 2 or not reused or method not in IDEMPOTENT:
                     raise
                 continue
             except BaseException:
-                conn.close()
                 self._conn = None
                 raise
-            if response.will_close:
-                conn.close()
-                self._conn = None
-            names = {k.lower(): v for k, v in response.getheaders()}
-            return Reply(response.status, names, content)
+            if conn.sock is None:
+                self._conn = None  # the answer ended the connection
+            return Reply(status, names, content)
         raise AssertionError("unreachable")
 
     def exchange(
@@ -310,6 +301,8 @@ class Client:
             headers["content-type"] = "application/json"
         wait = self.timeout if timeout is None else timeout
         if self._plain:
+            from cli.plainhttp import ProtocolError
+
             target = self._prefix + API + path
             if params:
                 target += "?" + urlencode(params)
@@ -327,10 +320,8 @@ class Client:
                 )
             except OSError as exc:  # refused, reset, timed out, no such host...
                 raise ServerUnreachable(self.base_url, str(exc) or type(exc).__name__) from exc
-            except Exception as exc:  # http.client's protocol errors
-                if type(exc).__module__ != "http.client":
-                    raise
-                raise ServerUnreachable(self.base_url, str(exc) or type(exc).__name__) from exc
+            except ProtocolError as exc:  # an answer that is not HTTP as spoken here
+                raise ServerUnreachable(self.base_url, str(exc)) from exc
         import httpx
 
         try:

@@ -54,6 +54,8 @@ BRIDGE_COMMAND = [
     "--config",
     f"{BRIDGE_DIR}/bridge.json",
 ]
+# tasks remembered as having no container (DockerBackend._absent), at most
+MAX_ABSENT = 1024
 # A configuration larger than this (a long first prompt) is copied in as a file instead:
 # the kernel limits one environment string to 128 KiB.
 MAX_CONFIG_ENV = 64 * 1024
@@ -74,6 +76,9 @@ class DockerBackend:
         # Containers this process created and has not started, by task: their bridge files
         # are fresh, so start need not copy them in a second time, nor look them up again.
         self._fresh: dict[str, str] = {}
+        # Tasks whose container this process just looked for and did not find: the create
+        # that follows (the provisioner observes first) need not look again.
+        self._absent: set[str] = set()
 
     def _labels(self, task_id: str) -> dict[str, str]:
         return {LABEL_MANAGED: "true", LABEL_INSTANCE: self.instance, LABEL_TASK: task_id}
@@ -113,7 +118,9 @@ class DockerBackend:
         progress: ProgressFn | None = None,  # nothing worth reporting: it takes milliseconds
     ) -> None:
         """Create volumes and the container unless they exist; give it the bridge."""
-        if self._container(task_id) is not None:
+        if task_id in self._absent:
+            self._absent.discard(task_id)  # seen missing just now: one list request fewer
+        elif self._container(task_id) is not None:
             return
         labels = {**self._labels(task_id), LABEL_TEMPLATE: spec.template}
         # the task's volumes are made by the container's create, with these labels
@@ -227,6 +234,7 @@ class DockerBackend:
     def remove(self, task_id: str) -> None:
         """Remove the task's containers and volumes."""
         self._fresh.pop(task_id, None)
+        self._absent.discard(task_id)
         for info in self.docker.containers(self._labels(task_id)):
             self.docker.remove_container(info.id)
         for vol in self.docker.volumes(self._labels(task_id)):
@@ -237,7 +245,11 @@ class DockerBackend:
         """Container state and the bridge endpoint."""
         info = self._container(task_id)
         if info is None:
+            if len(self._absent) >= MAX_ABSENT:
+                self._absent.clear()  # only a hint: forgetting costs a request, no more
+            self._absent.add(task_id)
             return Observed(exists=False)
+        self._absent.discard(task_id)
         endpoint = (
             f"http://{info.ip_address}:{BRIDGE_PORT}" if info.running and info.ip_address else None
         )

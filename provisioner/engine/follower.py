@@ -225,7 +225,7 @@ class Follower(threading.Thread):
         if call is not None:
             # the agent's MCP messages are answered while this follower follows
             alive = lambda: not (ended.is_set() or self.stopping.is_set())  # noqa: E731
-            McpRelay(self.engine, self.task_id, call, alive).start()
+            McpRelay(self.engine, self.task_id, call, alive, self._endpoint).start()
         with task_context(self.task_id):  # its log lines carry the task's id
             try:
                 self._follow()

@@ -49,14 +49,23 @@ class McpRelay(threading.Thread):
     """Answers the MCP messages of one task's agent while `alive()` holds."""
 
     def __init__(
-        self, engine: FollowerPort, task_id: str, call: McpCall, alive: Callable[[], bool]
+        self,
+        engine: FollowerPort,
+        task_id: str,
+        call: McpCall,
+        alive: Callable[[], bool],
+        endpoint: str | None = None,
     ) -> None:
+        """`endpoint`: the bridge's address as just reached, tried first without asking
+        the backend (a Docker request beside the follower's first poll, on the way to
+        idle); a stale one fails its request, and the backend is asked then."""
         super().__init__(name=f"mcp-{task_id[:8]}", daemon=True)
         self.engine = engine
         self.task_id = task_id
         self.call = call
         self.alive = alive
         self._token: str | None = None
+        self._endpoint = endpoint
 
     def run(self) -> None:
         try:
@@ -67,14 +76,17 @@ class McpRelay(threading.Thread):
             log.exception("MCP relay of task %s crashed", self.task_id)
 
     def _client(self) -> BridgeClient | None:
-        try:
-            observed = self.engine.backend.observe(self.task_id)
-        except BackendUnavailable:
-            return None
-        if not observed.running or not observed.endpoint:
-            return None
+        endpoint, self._endpoint = self._endpoint, None
+        if endpoint is None:
+            try:
+                observed = self.engine.backend.observe(self.task_id)
+            except BackendUnavailable:
+                return None
+            if not observed.running or not observed.endpoint:
+                return None
+            endpoint = observed.endpoint
         token = self.engine.store.get(self.task_id).bridge_token
-        return BridgeClient(observed.endpoint, token, timeout=10)
+        return BridgeClient(endpoint, token, timeout=10)
 
     def _relay(self) -> None:
         client: BridgeClient | None = None

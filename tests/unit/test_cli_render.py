@@ -361,9 +361,10 @@ def test_queue_table_shows_the_servers_order_and_places() -> None:
     assert rows == [["1", "high"], ["2", "-"], ["-", "blocked"], ["-", "parked"]]
 
 
-def test_a_request_to_the_local_server_loads_no_openssl() -> None:
-    """Plain http to 127.0.0.1 goes through http.client without ssl (~4 ms of every
-    command); the request itself is answered as ever."""
+def test_a_request_to_the_local_server_loads_neither_openssl_nor_email() -> None:
+    """Plain http to 127.0.0.1 goes over a socket (cli/plainhttp.py), not through
+    http.client and its email package (~10 ms of every command) nor ssl; the request
+    itself is answered as ever."""
     import http.server
     import subprocess
     import sys
@@ -389,7 +390,7 @@ def test_a_request_to_the_local_server_loads_no_openssl() -> None:
         code = (
             "import sys; from cli.client import Client;"
             f"print(Client({url!r}).request('GET', '/health'),"
-            " [m for m in ('ssl', '_ssl') if m in sys.modules])"
+            " [m for m in ('ssl', '_ssl', 'http.client', 'email') if m in sys.modules])"
         )
         done = subprocess.run(
             [sys.executable, "-c", code],

@@ -2,8 +2,7 @@
 
 `http.client` (and `http.server`, through it) imports `ssl` only to offer HTTPS
 connections: ~4-8 ms of a process's start, spent on OpenSSL. The bridge serves plain
-HTTP, and the CLI talks plain HTTP to a local server through `http.client`; neither needs
-HTTPS from that module (the CLI's https goes through httpx, which imports ssl itself).
+HTTP and needs no HTTPS from that module.
 """
 
 from __future__ import annotations
