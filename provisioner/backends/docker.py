@@ -336,7 +336,7 @@ class DockerBackend:
     def task_ids(self) -> set[str]:
         """Task ids with containers or volumes of this instance."""
         base = {LABEL_MANAGED: "true", LABEL_INSTANCE: self.instance}
-        ids = {c.labels.get(LABEL_TASK, "") for c in self.docker.containers(base)}
+        ids = {labels.get(LABEL_TASK, "") for labels in self.docker.container_labels(base)}
         # a volume can outlive its container (a removal cut short): it is a leftover too
         ids |= {labels.get(LABEL_TASK, "") for labels in self.docker.volume_labels(base)}
         return {i for i in ids if i}

@@ -384,9 +384,19 @@ class DockerClient:
 
     def running_labels(self, labels: dict[str, str]) -> list[dict[str, str]]:
         """Labels of running containers carrying every given label (one cheap list call)."""
-        filters = {"label": [f"{k}={v}" for k, v in labels.items()], "status": "running"}
+        return self.container_labels(labels, running=True)
+
+    def container_labels(
+        self, labels: dict[str, str], *, running: bool = False
+    ) -> list[dict[str, str]]:
+        """Labels of the containers (with `running`, the running ones) carrying every given
+        label: one list call, no inspect per container."""
+        filters: dict[str, Any] = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        if running:
+            filters["status"] = "running"
         try:
-            return [c.get("Labels") or {} for c in self._api.containers(filters=filters)]
+            found = self._api.containers(all=not running, filters=filters)
+            return [c.get("Labels") or {} for c in found]
         except Exception as exc:
             raise _translate(exc, "list containers") from exc
 
