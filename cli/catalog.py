@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from cli.client import CliError, current_client
-from cli.options import output_option
+from cli.options import output_option, text_output_option
 from cli.render import presets_table, render_table, template_text, templates_table, to_json
 
 
@@ -26,14 +26,7 @@ def list_templates(output: str) -> None:
 
 @template_group.command("show")
 @click.argument("name")
-@click.option(
-    "-o",
-    "--output",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Text for people, JSON for scripts.",
-)
+@text_output_option
 def show_template(name: str, output: str) -> None:
     """Show a template, its presets and its parameters."""
     template = current_client().get_template(name)
