@@ -20,7 +20,7 @@ from provisioner.prompts import check_strings
 from provisioner.retention import removed as workspace_removed
 from provisioner.server.auth import caller
 from provisioner.server.http_errors import ERROR_RESPONSES
-from provisioner.server.tasks_api import find_task
+from provisioner.server.tasks_api import task_to_act_on
 from provisioner.templating.catalog import Template
 
 BUNDLE_TYPE = "application/x-git-bundle"
@@ -64,10 +64,7 @@ def build_repo_router(engine: Engine) -> APIRouter:
     store = engine.store
 
     def task_for(who: Principal, ref: str, action: str) -> Task:
-        task = find_task(store, who, ref)
-        if task.owner != who.user:
-            store.record_audit(who.actor, action, f"{task.owner}/{task.name}", task.id)
-        return task
+        return task_to_act_on(store, who, ref, action)
 
     def live_or_kept(who: Principal, ref: str, action: str) -> Task | KeptRecord:
         """The task `ref` names; or, once it was deleted or its workspace removed, the copy
