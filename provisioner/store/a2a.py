@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, delete, func, insert, select, update
 
 from provisioner.model import utcnow
+from provisioner.store import commit_order
 from provisioner.store.schema import (
     a2a_contexts,
     a2a_push_configs,
@@ -70,7 +71,7 @@ class A2AMixin:
                     config=config,
                     created_at=utcnow(),
                     hook_id="a2a-" + secrets.token_hex(6),
-                    seen=_START if from_start else _seen_now(conn, task_id),
+                    seen=self._push_start(conn, task_id, from_start),
                 )
             )
         return True
@@ -120,16 +121,33 @@ class A2AMixin:
 
     def save_push_seen(self, seen: dict[str, dict[str, Any]]) -> None:
         """Move configs' `seen` forward (hook id -> Seen as JSON); never back, as another
-        server may have followed further."""
+        server may have followed further. A place in commit order (with `xact`) is ahead
+        of one by id only: that is a config placed in commit order for the first time."""
         c = a2a_push_configs.c
         with self.db.begin() as conn:
             for hook_id, value in seen.items():
                 row = conn.execute(select(c.seen).where(c.hook_id == hook_id)).first()
-                if row is None or int((row.seen or {}).get("event") or 0) >= value["event"]:
+                if row is None or not _ahead(value, row.seen or {}):
                     continue
                 conn.execute(
                     update(a2a_push_configs).where(c.hook_id == hook_id).values(seen=value)
                 )
+
+    def push_place_by_xact(self, task_id: str, event_id: int) -> int:
+        """PostgreSQL: the transaction to pair with a place stored by id (a config set
+        before commit order): the newest of the task's events up to it, so that none
+        of those is followed again (each would be pushed a second time)."""
+        query = select(func.max(events.c.xact)).where(
+            events.c.task_id == task_id, events.c.id <= event_id
+        )
+        with self.db.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+    def _push_start(self, conn: Any, task_id: str, from_start: bool) -> dict[str, Any]:
+        ordered = commit_order.commit_ordered(self.db)
+        if from_start:
+            return {**_START, "xact": 0 if ordered else None}
+        return _seen_now(conn, task_id, ordered)
 
     def due_push_deliveries(self, now: float, limit: int = 100) -> list[dict[str, Any]]:
         """As due_deliveries, for push configs: the oldest pending delivery of each, if
@@ -188,15 +206,38 @@ class A2AMixin:
 _START = {"event": 0, "status": None, "state": None, "a2a": None}
 
 
-def _seen_now(conn: Any, task_id: str) -> dict[str, Any]:
+def _ahead(new: dict[str, Any], stored: dict[str, Any]) -> bool:
+    """Whether the place `new` is after `stored` (both Seen as JSON)."""
+    if new.get("xact") is None or stored.get("xact") is None:
+        return new.get("xact") is not None or int(new["event"]) > int(stored.get("event") or 0)
+    return (int(new["xact"]), int(new["event"])) > (int(stored["xact"]), int(stored["event"]))
+
+
+def _seen_now(conn: Any, task_id: str, ordered: bool) -> dict[str, Any]:
     """Where a new config starts following its task: after the task's last event, with
-    the task's status and state now (read in one transaction: an event and the change it
-    records are written in one too, so none falls between)."""
-    newest = conn.execute(select(func.max(events.c.id)).where(events.c.task_id == task_id))
-    row = conn.execute(select(tasks.c.status, tasks.c.state).where(tasks.c.id == task_id)).first()
+    the task's status and state now. The task's row is locked first (PostgreSQL): every
+    change of its status or state updates that row with its event, so none is in flight
+    while the last event is read, and none falls between the two reads. On PostgreSQL
+    the last event is the last in commit order, (xact, id)."""
+    row = conn.execute(
+        select(tasks.c.status, tasks.c.state).where(tasks.c.id == task_id).with_for_update()
+    ).first()
+    mine = events.c.task_id == task_id
+    if ordered:
+        last = conn.execute(
+            select(events.c.xact, events.c.id)
+            .where(mine)
+            .order_by(events.c.xact.desc().nulls_last(), events.c.id.desc())
+            .limit(1)
+        ).first()
+        event, xact = (int(last.id), int(last.xact or 0)) if last else (0, 0)
+    else:
+        event = int(conn.execute(select(func.max(events.c.id)).where(mine)).scalar() or 0)
+        xact = None
     return {
-        "event": int(newest.scalar() or 0),
+        "event": event,
         "status": row.status if row else None,
         "state": row.state if row else None,
         "a2a": None,
+        "xact": xact,
     }
