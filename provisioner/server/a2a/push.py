@@ -5,6 +5,8 @@ events and sends, as it does for webhooks, and asks this module what to send.
 A push config follows its task's status and state along the events table: an event that
 changes the task's A2A state (mapping.a2a_state) is one push, a TaskStatusUpdateEvent
 wrapped in a StreamResponse, exactly as the SDK's BasePushNotificationSender posts it.
+The events are read by id on SQLite and in commit order on PostgreSQL (Seen.xact), where
+an id is taken before its transaction commits (provisioner/store/commit_order.py).
 """
 
 from __future__ import annotations
