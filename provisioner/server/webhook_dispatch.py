@@ -371,7 +371,7 @@ class Dispatcher:
             retrying = task is not None and task.status.value == "error" and bool(task.retry_at)
             question = task.question if task is not None else None
             start = push.Seen.of(config["seen"] or {})
-            seen = self._push_place(start, task_id, horizon)  # saved with what it follows
+            seen = self._push_place(start, horizon)  # saved with what it follows
             protocol = str((config.get("config") or {}).get(push.PROTOCOL_KEY) or push.V10)
             # the task's events after the config's own place, not only this page's: a
             # config given with the message that made the task starts before the cursor
@@ -405,21 +405,24 @@ class Dispatcher:
         self.store.add_deliveries(rows)
         self.store.save_push_seen(moved)
 
-    def _push_place(self, seen: push.Seen, task_id: str, horizon: int | None) -> push.Seen:
-        """A config stored by id (before commit order), on PostgreSQL: placed in commit
-        order once, after every event it had followed."""
+    @staticmethod
+    def _push_place(seen: push.Seen, horizon: int | None) -> push.Seen:
+        """A config stored by id (before commit order), on PostgreSQL: it followed every
+        event up to its id, and follows the rest in commit order from the start."""
         if horizon is None or seen.xact is not None:
             return seen
-        return replace(seen, xact=self.store.push_place_by_xact(task_id, seen.event))
+        return replace(seen, xact=0, floor=seen.event)
 
     def _task_events(
         self, task_id: str, seen: push.Seen, horizon: int | None
     ) -> list[dict[str, Any]]:
         """The task's events after the config's place: by id, or in commit order below
-        the horizon."""
+        the horizon (above its floor)."""
         if horizon is None or seen.xact is None:
             return self.store.events_page(after=seen.event, limit=PAGE, task_id=task_id)
-        return self.store.events_by_xact((seen.xact, seen.event), horizon, PAGE, task_id=task_id)
+        return self.store.events_by_xact(
+            (seen.xact, seen.event), horizon, PAGE, task_id=task_id, above=seen.floor
+        )
 
     # deliveries -> requests ----------------------------------------------------------------
     def dispatch(self) -> None:

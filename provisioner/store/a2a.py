@@ -54,6 +54,11 @@ class A2AMixin:
         `from_start` (one given with the message that creates the task)."""
         where = and_(a2a_push_configs.c.task_id == task_id)
         with self.db.begin() as conn:
+            # Lock the task's row first (PostgreSQL; a delete takes it before the configs'):
+            # every change of the task updates it, and every event of the task (its
+            # foreign key) holds a share of it until it commits, so while the config's
+            # start is read no event of the task is in flight.
+            conn.execute(select(tasks.c.id).where(tasks.c.id == task_id).with_for_update())
             replaced = conn.execute(
                 update(a2a_push_configs)
                 .where(where, a2a_push_configs.c.config_id == config_id)
@@ -133,20 +138,10 @@ class A2AMixin:
                     update(a2a_push_configs).where(c.hook_id == hook_id).values(seen=value)
                 )
 
-    def push_place_by_xact(self, task_id: str, event_id: int) -> int:
-        """PostgreSQL: the transaction to pair with a place stored by id (a config set
-        before commit order): the newest of the task's events up to it, so that none
-        of those is followed again (each would be pushed a second time)."""
-        query = select(func.max(events.c.xact)).where(
-            events.c.task_id == task_id, events.c.id <= event_id
-        )
-        with self.db.connect() as conn:
-            return int(conn.execute(query).scalar() or 0)
-
     def _push_start(self, conn: Any, task_id: str, from_start: bool) -> dict[str, Any]:
         ordered = commit_order.commit_ordered(self.db)
         if from_start:
-            return {**_START, "xact": 0 if ordered else None}
+            return {**_START, "xact": 0 if ordered else None, "floor": 0}
         return _seen_now(conn, task_id, ordered)
 
     def due_push_deliveries(self, now: float, limit: int = 100) -> list[dict[str, Any]]:
@@ -215,29 +210,18 @@ def _ahead(new: dict[str, Any], stored: dict[str, Any]) -> bool:
 
 def _seen_now(conn: Any, task_id: str, ordered: bool) -> dict[str, Any]:
     """Where a new config starts following its task: after the task's last event, with
-    the task's status and state now. The task's row is locked first (PostgreSQL): every
-    change of its status or state updates that row with its event, so none is in flight
-    while the last event is read, and none falls between the two reads. On PostgreSQL
-    the last event is the last in commit order, (xact, id)."""
-    row = conn.execute(
-        select(tasks.c.status, tasks.c.state).where(tasks.c.id == task_id).with_for_update()
-    ).first()
+    the task's status and state now (the task's row is locked: nothing falls between).
+    On PostgreSQL the config then follows the events after that one's id in commit
+    order, from the start of that order: the ids before it are all committed, but a
+    later id may have committed first."""
     mine = events.c.task_id == task_id
-    if ordered:
-        last = conn.execute(
-            select(events.c.xact, events.c.id)
-            .where(mine)
-            .order_by(events.c.xact.desc().nulls_last(), events.c.id.desc())
-            .limit(1)
-        ).first()
-        event, xact = (int(last.id), int(last.xact or 0)) if last else (0, 0)
-    else:
-        event = int(conn.execute(select(func.max(events.c.id)).where(mine)).scalar() or 0)
-        xact = None
+    newest = int(conn.execute(select(func.max(events.c.id)).where(mine)).scalar() or 0)
+    row = conn.execute(select(tasks.c.status, tasks.c.state).where(tasks.c.id == task_id)).first()
     return {
-        "event": event,
+        "event": newest,
         "status": row.status if row else None,
         "state": row.state if row else None,
         "a2a": None,
-        "xact": xact,
+        "xact": 0 if ordered else None,
+        "floor": newest if ordered else 0,
     }

@@ -276,10 +276,11 @@ class WebhooksMixin:
         limit: int = 500,
         *,
         task_id: str | None = None,
+        above: int = 0,
     ) -> list[dict[str, Any]]:
         """Events written by ended transactions (`xact` below `before`), after (xact, id)
         `after`, in that order, with the task's name and owner: every task's, or only
-        `task_id`'s (an A2A push config follows one task)."""
+        `task_id`'s with ids above `above` (an A2A push config follows one task)."""
         query = (
             select(events, tasks.c.name.label("task_name"), tasks.c.owner.label("task_owner"))
             .join(tasks, tasks.c.id == events.c.task_id)
@@ -289,6 +290,8 @@ class WebhooksMixin:
         )
         if task_id is not None:
             query = query.where(events.c.task_id == task_id)
+        if above:
+            query = query.where(events.c.id > above)
         with self.db.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 

@@ -141,7 +141,8 @@ def test_a_config_set_later_starts_after_the_last_event_in_commit_order(
     assert store.put_push_config(task.id, "c1", {"url": "http://127.0.0.1:9/"})
     seen = _seen(store, task.id)
     (last,) = store.events(task.id)[-1:]
-    assert (seen["event"], seen["state"]) == (last["id"], "idle") and seen["xact"] > 0
+    # in commit order from its start, above the ids that came before it
+    assert (seen["floor"], seen["xact"], seen["state"]) == (last["id"], 0, "idle")
     dispatcher = Dispatcher(store, SETTINGS, tick_s=60)
     dispatcher.fan_out()
     assert store.record(task.id, "state", actor="bridge", to_value="working", state="working")
@@ -174,3 +175,25 @@ def test_a_config_placed_by_id_is_moved_to_commit_order_without_repeats(
     newest = store.events(task.id)[-1]["id"]
     assert [(r["event"], r["event_id"]) for r in _push_rows(store)] == [(WORKING, newest)]
     assert _seen(store, task.id)["xact"] > 0 and _seen(store, task.id)["event"] == newest
+
+
+def test_a_config_set_later_gets_the_event_of_a_transaction_older_than_its_start(
+    pg_store: Store,
+) -> None:
+    """The config's start is after the task's last event, but a transaction that began
+    before that event's may write the next one: it is pushed (a place of (xact, id) at
+    the last event would sort it before, and pass it)."""
+    store = pg_store
+    store.create_user("boss", "admin")
+    task = stored_task(store, Status.ACTIVE, owner="boss", state="working")
+    dispatcher = Dispatcher(store, SETTINGS, tick_s=60)
+    dispatcher.fan_out()
+    with store.db.connect() as older:
+        held = older.begin()
+        older.execute(select(func.txid_current()))
+        assert store.record(task.id, "state", actor="bridge", to_value="idle", state="idle")
+        assert store.put_push_config(task.id, "c1", {"url": "http://127.0.0.1:9/"})
+        event = _insert_state(older, task.id, "working")
+        held.commit()
+    dispatcher.fan_out()
+    assert [(r["event"], r["event_id"]) for r in _push_rows(store)] == [(WORKING, event)]

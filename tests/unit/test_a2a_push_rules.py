@@ -80,6 +80,10 @@ def test_in_commit_order_a_smaller_id_of_a_later_transaction_is_still_followed()
     assert Seen.of(after.json()) == after
     # by id (SQLite): the same event 7 is at or before the place
     assert follow(replace(seen, xact=None), late, retrying=False)[1] is None
+    # a config set after event 7 (its floor): from the start of the order, above it
+    placed = Seen(7, "active", "working", None, xact=0, floor=7)
+    assert follow(placed, late, retrying=False) == (placed, None)
+    assert follow(placed, {**_event(9, "state", "idle"), "xact": 99}, False)[1] is not None
 
 
 def test_body_and_headers_are_the_sdks_own() -> None:

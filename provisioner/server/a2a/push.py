@@ -51,26 +51,33 @@ class Seen:
     `xact` is that event's transaction on PostgreSQL, where a task's events are followed
     in commit order (store/commit_order.py), so the place is (xact, event); None where
     they are followed by id (SQLite, and a config stored before commit order, until the
-    dispatcher places it)."""
+    dispatcher places it). Events up to id `floor` are never followed: they came before
+    the config (one set after its task began), and their transactions have all ended,
+    but some may be later than others in commit order."""
 
     event: int
     status: str | None
     state: str | None
     a2a: str | None
     xact: int | None = None
+    floor: int = 0
 
     def json(self) -> dict[str, Any]:
         return {"event": self.event, "status": self.status, "state": self.state, "a2a": self.a2a,
-                "xact": self.xact}  # fmt: skip
+                "xact": self.xact, "floor": self.floor}  # fmt: skip
 
     @classmethod
     def of(cls, data: Mapping[str, Any]) -> Seen:
         xact = data.get("xact")
         return cls(int(data.get("event") or 0), data.get("status"), data.get("state"),
-                   data.get("a2a"), None if xact is None else int(xact))  # fmt: skip
+                   data.get("a2a"), None if xact is None else int(xact),
+                   int(data.get("floor") or 0))  # fmt: skip
 
     def passed(self, event: Mapping[str, Any]) -> bool:
-        """Whether `event` was followed already: at or before this place."""
+        """Whether `event` was followed already (at or before this place), or is older
+        than the config."""
+        if int(event["id"]) <= self.floor:
+            return True
         if self.xact is None:
             return int(event["id"]) <= self.event
         return (int(event.get("xact") or 0), int(event["id"])) <= (self.xact, self.event)
