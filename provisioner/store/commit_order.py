@@ -30,7 +30,6 @@ from provisioner.store.schema import events
 
 # where a reader is: the (xact, id) of the last event it read; (0, 0) is the start
 Position = tuple[int, int]
-START: Position = (0, 0)
 ORDER = (events.c.xact, events.c.id)
 
 
