@@ -48,7 +48,8 @@ def show_template(name: str, output: str) -> None:
 @click.argument("name")
 @output_option
 def template_versions(name: str, output: str) -> None:
-    """List the stored versions of a template; `*` marks the active one."""
+    """List a template's versions (stored ones, and its folder on disk); `*` marks the
+    active one, which `dockyard template activate` changes."""
     versions = current_client().template_versions(name)
     if output == "json":
         click.echo(to_json(versions))
