@@ -51,6 +51,9 @@ PAGE_HEADERS = {
 # STREAM_LIFETIME s (the browser's EventSource reconnects by itself; a bounded stream
 # never holds a server's shutdown for long).
 STREAM_FULL_READ = 2.0
+# more changed tasks than this in one round are read as a full read: as cheap by then, and
+# a query's bound parameters stay few
+STREAM_READ_BY_ID_MAX = 200
 STREAM_LIFETIME = 300.0
 STREAM_PING = 15  # s between keep-alive comments
 
@@ -126,6 +129,7 @@ async def task_changes(
             # is read (or while the events go out) wakes the next round at once
             woken.clear()
             ids, full = set(changed), unknown or time.monotonic() - last_full >= STREAM_FULL_READ
+            full = full or len(ids) > STREAM_READ_BY_ID_MAX
             changed.clear()
             unknown = False
             if await request.is_disconnected():

@@ -222,3 +222,28 @@ def test_a_deleted_task_leaves_the_board_at_once(
     board.store.delete(board.bobs.id)
     board.store.record(board.alices[2].id, "priority", actor="test", priority=61)
     assert alice_stream.next()[1]["id"] == board.alices[2].id
+
+
+def test_a_burst_of_changes_is_read_as_one_full_read(
+    board: Board, alice_stream: Stream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More changed tasks than STREAM_READ_BY_ID_MAX in one round are read by a full
+    read, never by a query of that many ids; every change still arrives."""
+    monkeypatch.setattr(dashboard_api, "STREAM_FULL_READ", 3600.0)
+    monkeypatch.setattr(dashboard_api, "STREAM_READ_BY_ID_MAX", 1)
+    partial: list[set[str]] = []
+    visible_of = dashboard_api._visible_of
+    monkeypatch.setattr(
+        dashboard_api,
+        "_visible_of",
+        lambda s, w, ids: partial.append(set(ids)) or visible_of(s, w, ids),
+    )
+    burst = board.alices[8:11]
+    for task in burst:
+        board.store.record(task.id, "priority", actor="test", priority=55)
+    waiting = {t.id for t in burst}
+    while waiting:
+        kind, data = alice_stream.next()
+        if kind == "task" and data["priority"] == 55:
+            waiting.discard(data["id"])
+    assert all(len(ids) <= 1 for ids in partial)
