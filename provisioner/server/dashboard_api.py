@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,11 +27,11 @@ from sse_starlette import EventSourceResponse
 
 from provisioner.auth.tokens import Principal
 from provisioner.errors import Unauthenticated
+from provisioner.live_board import Shown, board_events
 from provisioner.model import Task
 from provisioner.server import sessions
 from provisioner.server.auth import caller, client_address
 from provisioner.server.http_errors import ERROR_RESPONSES
-from provisioner.server.tasks_api import task_etag
 from provisioner.store.store import Store
 
 ASSETS = Path(__file__).with_name("dashboard")
@@ -45,11 +45,15 @@ PAGE_HEADERS = {
     "referrer-policy": "no-referrer",
     "cache-control": "no-store",
 }
-# how often the stream looks at the store when nothing in this process woke it (only
-# another server's writes need it: this process's wake the stream at once), and
-# how long one stream lasts (the browser's EventSource reconnects by itself; a bounded
-# stream never holds a server's shutdown for long)
-STREAM_RECHECK = 0.5
+# how often the stream re-reads every task the caller may see: the only way it learns of
+# another server's writes and deletions (they do not wake this process). This process's
+# changes wake it at once with their task ids, and it re-reads only those. A stream lasts
+# STREAM_LIFETIME s (the browser's EventSource reconnects by itself; a bounded stream
+# never holds a server's shutdown for long).
+STREAM_FULL_READ = 2.0
+# more changed tasks than this in one round are read as a full read: as cheap by then, and
+# a query's bound parameters stay few
+STREAM_READ_BY_ID_MAX = 200
 STREAM_LIFETIME = 300.0
 STREAM_PING = 15  # s between keep-alive comments
 
@@ -70,6 +74,16 @@ def _visible(store: Store, who: Principal) -> list[Task]:
     return store.list_tasks(owner=None if who.is_admin else who.user)
 
 
+def _visible_of(store: Store, who: Principal, ids: Collection[str]) -> dict[str, Task]:
+    """Of the tasks of these ids, the ones the board shows (as _visible would find them):
+    one deleted, a warm workspace, or another member's is absent."""
+    return {
+        task_id: task
+        for task_id, task in store.tasks_by_ids(ids).items()
+        if task.kind == "task" and (who.is_admin or task.owner == who.user)
+    }
+
+
 def _event(kind: str, data: Any) -> dict[str, str]:
     return {"event": kind, "data": json.dumps(data, separators=(",", ":"), default=str)}
 
@@ -78,42 +92,61 @@ async def task_changes(
     store: Store, who: Principal, request: Request
 ) -> AsyncIterator[dict[str, str]]:
     """`snapshot` (every visible task), then `task` per task that changed and `removed`
-    per task gone; woken at once by every committed change of a task in this process
-    (the store's `_changed()`: created, moved, updated, recorded, deleted, logs), and
-    re-reading the store every STREAM_RECHECK s for other servers sharing the database."""
+    per task gone. A committed change of a task in this process (the store's
+    `_changed(task_id)`: created, moved, updated, recorded, claimed, deleted) wakes it at
+    once, and only that task is read again; every STREAM_FULL_READ s it reads them all,
+    for other servers sharing the database. Log lines alone change no row: they do not
+    wake it."""
     loop = asyncio.get_running_loop()
     woken = asyncio.Event()
+    changed: set[str] = set()
+    unknown = False  # a change whose tasks the store did not name: read them all
 
-    def wake() -> None:  # called from the engine's threads
-        loop.call_soon_threadsafe(woken.set)
+    def note(ids: frozenset[str]) -> None:  # on the loop: the set is only touched here
+        nonlocal unknown
+        if ids:
+            changed.update(ids)
+        else:
+            unknown = True
+        woken.set()
 
-    store.log_listeners.add(wake)
+    def wake(ids: frozenset[str]) -> None:  # called from the engine's threads
+        loop.call_soon_threadsafe(note, ids)
+
+    store.task_listeners.add(wake)
     try:
         found = await run_in_threadpool(_visible, store, who)
-        shown = {t.id: task_etag(t.public()) for t in found}
-        yield _event("snapshot", [t.public() for t in found])
-        started = time.monotonic()
+        shown: dict[str, Shown] = {}
+        board_events(shown, {t.id: t for t in found}, None)
+        yield _event("snapshot", [shown[t.id].public for t in found])
+        started = last_full = time.monotonic()
         while time.monotonic() - started < STREAM_LIFETIME:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), STREAM_RECHECK)
-            # cleared before the read, never after it: a change committed while the store
-            # is read (or while the events go out) wakes the next round at once, instead
-            # of waiting out STREAM_RECHECK
+            due = last_full + STREAM_FULL_READ - time.monotonic()
+            if due > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(woken.wait(), due)
+            # taken before the read, never after it: a change committed while the store
+            # is read (or while the events go out) wakes the next round at once
             woken.clear()
+            ids, full = set(changed), unknown or time.monotonic() - last_full >= STREAM_FULL_READ
+            full = full or len(ids) > STREAM_READ_BY_ID_MAX
+            changed.clear()
+            unknown = False
             if await request.is_disconnected():
                 return
-            found = await run_in_threadpool(_visible, store, who)
-            now = {}
-            for task in found:
-                public = task.public()
-                now[task.id] = etag = task_etag(public)
-                if shown.get(task.id) != etag:
-                    yield _event("task", public)
-            for gone in shown.keys() - now.keys():
-                yield _event("removed", {"id": gone})
-            shown = now
+            if full:
+                last_full = time.monotonic()
+                found = await run_in_threadpool(_visible, store, who)
+                events = board_events(shown, {t.id: t for t in found}, None)
+            elif ids:
+                now = await run_in_threadpool(_visible_of, store, who, ids)
+                events = board_events(shown, now, ids)
+            else:
+                continue
+            for kind, data in events:
+                yield _event(kind, data)
     finally:
-        store.log_listeners.discard(wake)
+        store.task_listeners.discard(wake)
 
 
 def _secure(request: Request) -> bool:

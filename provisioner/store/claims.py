@@ -55,6 +55,8 @@ class ClaimsMixin:
             match: dict[str, Any] | None = None,
         ) -> None: ...
 
+        def _changed(self, *task_ids: str, logs_only: bool = False) -> None: ...
+
     def expire_claim(self, task: Task, *, actor: str = "engine") -> bool:
         """Put a task whose claim lease ran out back to pending as its next attempt, with
         a `lease` event beside the status event; False when it moved (or was renewed)
@@ -97,6 +99,7 @@ class ClaimsMixin:
                 )
         except TaskConflict:
             return False
+        self._changed(task.id)
         return True
 
     # workers ------------------------------------------------------------------------

@@ -196,6 +196,10 @@ class LogsMixin:
     # record), so long-polling readers in this process wake at once; readers still
     # re-check on a timer for writers in other processes.
     log_listeners: set[Callable[[], None]]
+    # Callbacks run with the ids of the tasks whose rows changed (not for log lines), so a
+    # reader that shows many tasks (the dashboard's stream) re-reads only those; an empty
+    # set means "some, unknown which": re-read them all.
+    task_listeners: set[Callable[[frozenset[str]], None]]
     _bulk_log_insert: _BulkLogInsert | None = None
     _logs_query: _LogsQuery | None = None
     _logs_json_query: _LogsQuery | None = None
@@ -228,14 +232,20 @@ class LogsMixin:
             if self.db.dialect.name == "postgresql":
                 _lock_task_logs(conn, {row[0] for row in rows})
             added = bulk.run(conn, rows)
-        self._changed()
+        self._changed(logs_only=True)
         return added
 
-    def _changed(self) -> None:
-        """Wake this process's long-polls and streams (server/waiting.py): a task or its
-        logs changed, committed. Other servers' changes they find by re-reading."""
+    def _changed(self, *task_ids: str, logs_only: bool = False) -> None:
+        """Wake this process's long-polls and streams (server/waiting.py, the dashboard's
+        stream): these tasks' rows, or only their logs, changed, committed. No id given:
+        tasks changed, unknown which. Other servers' changes they find by re-reading."""
         for listener in list(self.log_listeners):
             listener()
+        if logs_only:
+            return
+        changed = frozenset(task_ids)
+        for task_listener in list(self.task_listeners):
+            task_listener(changed)
 
     def system_log(self, task_id: str, content: str) -> None:
         """A provisioning line (not from the agent) in the task's logs: no bridge seq."""

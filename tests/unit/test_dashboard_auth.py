@@ -295,19 +295,19 @@ def test_a_change_during_the_streams_read_reaches_it_without_the_recheck(
     """Event-driven, not polled: with the timer re-read pushed out of reach, a task made,
     a status change, and a change committed while the stream was reading the store (the
     wake the stream used to drop) each arrive."""
-    monkeypatch.setattr(dashboard_api, "STREAM_RECHECK", 3600.0)
+    monkeypatch.setattr(dashboard_api, "STREAM_FULL_READ", 3600.0)
     monkeypatch.setattr(dashboard_api, "STREAM_PING", 3600)
-    real = dashboard_api._visible
+    real = dashboard_api._visible_of
     reads = {"n": 0}
 
-    def visible_then_change(store: Store, who: Any) -> Any:
-        found = real(store, who)
+    def visible_then_change(store: Store, who: Any, ids: Any) -> Any:
+        found = real(store, who, ids)
         reads["n"] += 1
-        if reads["n"] == 2:  # the first read after the snapshot, already done
+        if reads["n"] == 1:  # the first read after the snapshot, already done
             store.record(site.task.id, "priority", actor="test", priority=77)
         return found
 
-    monkeypatch.setattr(dashboard_api, "_visible", visible_then_change)
+    monkeypatch.setattr(dashboard_api, "_visible_of", visible_then_change)
     c = httpx.Client(base_url=site.url, timeout=httpx.Timeout(30, read=20))
     assert c.post("/auth/login", json={"token": site.tokens["alice"]}).status_code == 200
     with c.stream("GET", "/api/dockyard/v1/stream") as reply:

@@ -100,6 +100,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "provisioner.templating",
     ),
     "provisioner.coder_compat": ("provisioner.engine", "provisioner.server", "provisioner.store"),
+    # what the dashboard's live board is sent, from a read of tasks: pure
+    "provisioner.live_board": ("provisioner.engine", "provisioner.server", "provisioner.store"),
     # the dashboard's session and CSRF rules: pure, below the middleware that applies them
     "provisioner.server.sessions": (
         "provisioner.engine",
