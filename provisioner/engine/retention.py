@@ -106,7 +106,8 @@ class RetentionSweeper:
                 wait = min(wait, max((soonest - wall).total_seconds(), 0.0))
             if self._later:
                 wait = min(wait, min(self._later.values()) - now)
-            # while the thread works, it sets _next to now when it has done all it has
+            # (the thread, once it has done all it was given, asks for a look at the next
+            # pass: a retry it set is in _later, counted above)
             self._next = now + wait
         if handed:
             self._start()
