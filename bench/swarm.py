@@ -27,10 +27,10 @@ import time
 from typing import Any
 
 import common
-import docker
 import yaml
 
 from tests.swarm import Swarm, swarm_cluster, tools_missing
+from tests.swarm import remove_registry_images as remove_pushed
 
 NODES = 3
 
@@ -92,28 +92,14 @@ def stop_quickly(server: common.DockyardServer) -> None:
 def remove_registry_images(registry: str) -> None:
     """The registry-named tags (and bridge images) this machine's daemon got from the
     swarm backend: the registry goes with the swarm."""
-    client = common.docker_client()
-    removed = 0
-    for image in client.images.list():
-        for name in [*image.tags, *(image.attrs.get("RepoDigests") or [])]:
-            if name.startswith(f"{registry}/"):
-                with contextlib.suppress(docker.errors.APIError):
-                    client.images.remove(name)
-                    removed += 1
+    removed = remove_pushed(common.docker_client(), registry)
     print(f"removed {removed} images named after the swarm's registry", file=sys.stderr)
 
 
 def swarm_server(stack: contextlib.ExitStack, swarm: Swarm) -> common.DockyardServer:
     server = common.DockyardServer()
     stack.callback(stop_quickly, server)
-    config = {
-        "backend": "swarm",
-        "swarm": {
-            "manager": swarm.manager.socket,
-            "registry": swarm.registry,
-            "network": swarm.network,
-        },
-    }
+    config = {"backend": "swarm", "swarm": swarm.settings()}
     (server.home / "config.yaml").write_text(yaml.safe_dump(config))
     return server.start()
 

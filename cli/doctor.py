@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from cli.client import Client, CliError, current_client, is_loopback
+from cli.options import text_output_option
 
 LEVEL_STYLE = {"OK": "green", "WARN": "yellow", "FAIL": "red", "SKIP": "bright_black"}
 
@@ -90,9 +91,7 @@ def _show(results: list[dict[str, Any]], output: str) -> None:
 
 
 @click.command("doctor")
-@click.option(
-    "-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True
-)
+@text_output_option
 @click.option(
     "--local",
     is_flag=True,

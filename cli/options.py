@@ -12,3 +12,13 @@ output_option = click.option(
     show_default=True,
     help="Table for people, JSON for scripts.",
 )
+
+# commands whose output for people is text, not a table
+text_output_option = click.option(
+    "-o",
+    "--output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Text for people, JSON for scripts.",
+)

@@ -4,6 +4,7 @@ docs/schedules-and-triggers.md."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
@@ -28,7 +29,19 @@ def _params(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) 
 
 
 def _recipe_options(f: Any) -> Any:
-    """--template, --preset, --param, --target: what each task is made from."""
+    """--template, --preset, --param, --target: what each task is made from, given to the
+    command as one `recipe` argument, the request body's fields of the same names."""
+
+    @functools.wraps(f)
+    def command(**kwargs: Any) -> Any:
+        recipe = {
+            "template": kwargs.pop("template"),
+            "preset": kwargs.pop("preset"),
+            "parameters": kwargs.pop("params"),
+            "target": kwargs.pop("target"),
+        }
+        return f(recipe=recipe, **kwargs)
+
     for option in reversed(
         [
             click.option("-t", "--template", help="Template of each task."),
@@ -45,8 +58,20 @@ def _recipe_options(f: Any) -> Any:
             click.option("--target", help="A named route of the server instead of a template."),
         ]
     ):
-        f = option(f)
-    return f
+        command = option(command)
+    return command
+
+
+def _listing(kind: str, all_users: bool) -> list[JSON]:
+    """GET /schedules or /triggers: the caller's, or with -a every user's."""
+    params = {"all": "true" if all_users else None}
+    found: list[JSON] = current_client().request("GET", f"/{kind}", params=params)[kind]
+    return found
+
+
+def _delete(kind: str, name: str) -> None:
+    current_client().request("DELETE", f"/{kind}s/{_seg(name)}")
+    click.echo(f"Deleted {kind} {name}")
 
 
 # --- schedules ----------------------------------------------------------------------------
@@ -83,10 +108,7 @@ def create_schedule(
     prompt: str,
     cron: str,
     timezone: str,
-    template: str | None,
-    preset: str | None,
-    params: JSON,
-    target: str | None,
+    recipe: JSON,
     catch_up: str,
     concurrency: str,
     output: str,
@@ -96,10 +118,7 @@ def create_schedule(
         "name": name,
         "cron": cron,
         "timezone": timezone,
-        "template": template,
-        "preset": preset,
-        "parameters": params,
-        "target": target,
+        **recipe,
         "prompt": prompt,
         "catch_up": catch_up,
         "concurrency": concurrency,
@@ -133,8 +152,7 @@ def _schedule_rows(schedules: Iterable[JSON]) -> list[list[str]]:
 @output_option
 def list_schedules(all_users: bool, output: str) -> None:
     """List schedules with their next run."""
-    params = {"all": "true" if all_users else None}
-    found = current_client().request("GET", "/schedules", params=params)["schedules"]
+    found = _listing("schedules", all_users)
     if output == "json":
         click.echo(to_json(found))
         return
@@ -190,8 +208,7 @@ def resume_schedule(name: str) -> None:
 @click.argument("name")
 def delete_schedule(name: str) -> None:
     """Delete a schedule (the tasks it made stay)."""
-    current_client().request("DELETE", f"/schedules/{_seg(name)}")
-    click.echo(f"Deleted schedule {name}")
+    _delete("schedule", name)
 
 
 @schedule_group.command("run-now")
@@ -230,10 +247,7 @@ def create_trigger(
     name: str,
     secret: str | None,
     form: str,
-    template: str | None,
-    preset: str | None,
-    params: JSON,
-    target: str | None,
+    recipe: JSON,
     prompt_template: str | None,
     filter_text: str | None,
     output: str,
@@ -244,10 +258,7 @@ def create_trigger(
         "name": name,
         "secret": secret,
         "form": form,
-        "template": template,
-        "preset": preset,
-        "parameters": params,
-        "target": target,
+        **recipe,
         "prompt_template": prompt_template,
         "filter": filter_text,
     }
@@ -265,8 +276,7 @@ def create_trigger(
 @output_option
 def list_triggers(all_users: bool, output: str) -> None:
     """List triggers (never their secrets)."""
-    params = {"all": "true" if all_users else None}
-    found = current_client().request("GET", "/triggers", params=params)["triggers"]
+    found = _listing("triggers", all_users)
     if output == "json":
         click.echo(to_json(found))
         return
@@ -301,8 +311,7 @@ def show_trigger(name: str, output: str) -> None:
 @click.argument("name")
 def delete_trigger(name: str) -> None:
     """Delete a trigger: its URL answers 404 from now on."""
-    current_client().request("DELETE", f"/triggers/{_seg(name)}")
-    click.echo(f"Deleted trigger {name}")
+    _delete("trigger", name)
 
 
 @trigger_group.command("deliveries")

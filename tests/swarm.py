@@ -31,6 +31,8 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,6 +139,27 @@ class Swarm:
 
     def all_pids(self) -> list[int]:
         return [*self.pids, *(n.pid for n in self.nodes if n.pid)]
+
+    def settings(self) -> dict[str, str]:
+        """The `swarm:` section of a server's config.yaml that uses this swarm."""
+        return {"manager": self.manager.socket, "registry": self.registry, "network": self.network}
+
+
+def remove_registry_images(client: docker.DockerClient, registry: str) -> int:
+    """Remove the names this machine's daemon gave images for the swarm's registry (tags,
+    and the digests a push records), which the swarm backend pushed there: the registry
+    goes with the swarm. An image that has other names keeps them. Returns how many."""
+    removed = 0
+    # the low-level list: images.list() inspects each image, and one that another test
+    # removes meanwhile fails the whole listing
+    for image in client.api.images():
+        names = [*(image.get("RepoTags") or []), *(image.get("RepoDigests") or [])]
+        for name in names:
+            if name.startswith(f"{registry}/"):
+                with contextlib.suppress(docker.errors.APIError):
+                    client.images.remove(name)
+                    removed += 1
+    return removed
 
 
 def _pids_under(root: Path) -> list[int]:
@@ -335,6 +358,25 @@ def _start_dockerd(node: Node, registry: str) -> None:
             time.sleep(0.1)
 
 
+def _registry_answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5):
+            return True
+    except urllib.error.HTTPError:
+        return True  # it answers
+    except OSError:  # not listening yet: refused, or reset by the forwarder
+        return False
+
+
+def _wait_registry(registry: str, timeout: float = 30) -> None:
+    """docker-registry binds its port some time after it starts: nothing may use it before."""
+    deadline = time.monotonic() + timeout
+    while not _registry_answers(f"http://{registry}/v2/"):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the registry at {registry} did not answer in {timeout:.0f} s")
+        time.sleep(0.1)
+
+
 def _start_registry(root: Path, port: int) -> int:
     (root / "registry").mkdir(parents=True)
     config = root / "registry.yml"
@@ -393,8 +435,32 @@ def swarm_cluster(nodes: int = 2, network: str = "dys-net") -> Iterator[Swarm]:
                 with contextlib.closing(node.client()) as worker:
                     worker.join_swarm([f"{swarm.manager.ip}:2377"], token, listen_addr="0.0.0.0")
             manager.create_network(network, driver="overlay", attachable=True, labels={LABEL: "1"})
+        _wait_registry(registry)  # started first: long since listening, as a rule
         yield swarm
     finally:
         if forwarder is not None:
             forwarder.close()
         cleanup(root)
+
+
+class SharedSwarm:
+    """The one swarm of a test session: started by the first test that needs it, stopped
+    once the last one has run (starting one costs ~20 s, and its daemons and tmpfs are
+    not left running through the tests after it), or at the session's end. A test needing
+    it after it stopped starts it again."""
+
+    def __init__(self) -> None:
+        self._stack: contextlib.ExitStack | None = None
+        self._swarm: Swarm | None = None
+
+    def get(self) -> Swarm:
+        if self._swarm is None:
+            stack = contextlib.ExitStack()
+            self._swarm = stack.enter_context(swarm_cluster(nodes=2))
+            self._stack = stack
+        return self._swarm
+
+    def close(self) -> None:
+        stack, self._stack, self._swarm = self._stack, None, None
+        if stack is not None:
+            stack.close()

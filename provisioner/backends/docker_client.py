@@ -471,32 +471,16 @@ class DockerClient:
             cap_add=list(cap_add) or None,
             security_opt=["no-new-privileges"],
         )
-        try:
-            created = self._api.create_container(
-                image=image,
-                name=name,
-                command=command,
-                labels=labels,
-                user="0:0",
-                host_config=host_config,
-                network_disabled=True,
-                detach=True,
-            )
-        except Exception as exc:
-            raise _translate(exc, f"create helper container {name}") from exc
-        container = str(created["Id"])
-        try:
-            self._api.start(container)
-            result = self._api.wait(container, timeout=timeout)
-            code = int(result.get("StatusCode", -1))
-            output = self._api.logs(container).decode("utf-8", "replace")
-        except requests.exceptions.ReadTimeout as exc:
-            raise BackendError(f"{name} did not finish within {timeout:g}s") from exc
-        except Exception as exc:
-            raise _translate(exc, f"run helper container {name}") from exc
-        finally:
-            self.remove_container(container)
-        return code, output
+        return self._run_to_end(
+            name,
+            timeout,
+            image=image,
+            command=command,
+            labels=labels,
+            user="0:0",
+            host_config=host_config,
+            network_disabled=True,
+        )
 
     def run_beside(
         self,
@@ -520,18 +504,23 @@ class DockerClient:
             pids_limit=256,
             mem_limit="1g",
         )
+        return self._run_to_end(
+            name,
+            timeout,
+            image=container.image,
+            command=command,
+            labels=labels,
+            user=user,
+            environment=_EXEC_ENV,
+            host_config=host_config,
+            network_disabled=not network,
+        )
+
+    def _run_to_end(self, name: str, timeout: float, **create: Any) -> tuple[int, str]:
+        """Create container `name` (`create`: create_container's arguments), run it to its
+        end and remove it; (exit code, output)."""
         try:
-            created = self._api.create_container(
-                image=container.image,
-                name=name,
-                command=command,
-                labels=labels,
-                user=user,
-                environment=_EXEC_ENV,
-                host_config=host_config,
-                network_disabled=not network,
-                detach=True,
-            )
+            created = self._api.create_container(name=name, detach=True, **create)
         except Exception as exc:
             raise _translate(exc, f"create helper container {name}") from exc
         helper = str(created["Id"])

@@ -356,17 +356,7 @@ class FakeBackend:
         ws = self._get(task_id)
         if ws is None or ws.proc is None or ws.proc.poll() is not None:
             raise BackendError(f"task {task_id} has no running workspace to run a command in")
-        done = subprocess.run(
-            [self._map(a, ws.mapping) for a in argv],
-            cwd=ws.mapping[ws.spec.workdir],
-            env=self._environment(ws),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            timeout=60,
-            check=False,
-        )
-        return done.returncode, done.stdout.decode(errors="replace")
+        return self._run_in(ws, argv, 60)
 
     def exec_on_disk(
         self, task_id: str, argv: list[str], *, timeout: float, network: bool = False
@@ -378,18 +368,23 @@ class FakeBackend:
         if ws is None:
             raise BackendError(f"task {task_id} has no workspace (its disk is gone)")
         try:
-            done = subprocess.run(
-                [self._map(a, ws.mapping) for a in argv],
-                cwd=ws.mapping[ws.spec.workdir],
-                env=self._environment(ws),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                timeout=timeout,
-                check=False,
-            )
+            return self._run_in(ws, argv, timeout)
         except subprocess.TimeoutExpired as exc:
             raise BackendError(f"a command on task {task_id}'s disk ran past {timeout:g}s") from exc
+
+    def _run_in(self, ws: _Workspace, argv: list[str], timeout: float) -> tuple[int, str]:
+        """Run `argv` (container paths mapped) in the workspace's directory and
+        environment; (exit code, output: stdout and stderr together)."""
+        done = subprocess.run(
+            [self._map(a, ws.mapping) for a in argv],
+            cwd=ws.mapping[ws.spec.workdir],
+            env=self._environment(ws),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+            check=False,
+        )
         return done.returncode, done.stdout.decode(errors="replace")
 
     def open_session(

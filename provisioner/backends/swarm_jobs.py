@@ -76,23 +76,15 @@ def run_on_node(
             workdir=workdir,
             user=user,
             labels=labels,
-            mounts=[Mount(target=path, source=vol, type="volume") for vol, path in volumes.items()],
+            mounts=volume_mounts(volumes),
             init=True,
             cap_drop=["ALL"],
         )
     )
     container["Privileges"] = {"NoNewPrivileges": True}
-    template = TaskTemplate(
-        container_spec=container,
-        restart_policy=RestartPolicy(condition="none"),
-        placement=Placement(constraints=[f"node.id=={node}"]),
-        networks=[NetworkAttachmentConfig(network)],
-    )
     try:
-        service = str(
-            api.create_service(
-                template, name=name, labels=labels, mode=ServiceMode("replicated", replicas=1)
-            )["ID"]
+        service = start_job(
+            api, node=node, name=name, labels=labels, container=container, networks=[network]
         )
     except Exception as exc:
         raise _unavailable(exc, f"create job service {name}") from exc
@@ -103,6 +95,36 @@ def run_on_node(
         return int(task.exit_code or 0), _logs(api, service)
     finally:
         swarm.remove_service(service)
+
+
+def start_job(
+    api: Any,
+    *,
+    node: str,
+    name: str,
+    labels: dict[str, str],
+    container: ContainerSpec | dict[str, Any],
+    networks: list[str] | None = None,
+    resources: dict[str, Any] | None = None,
+) -> str:
+    """Create a one-shot service: one replica, never restarted, pinned to the node with
+    id `node`, attached to `networks` (none: Swarm's default); return its id. Docker's
+    errors are the caller's to translate (what it was doing; whether a 409 means another
+    server made it meanwhile). `run_on_node` waits for it; a disk's wipe does not."""
+    template = TaskTemplate(
+        container_spec=container,
+        restart_policy=RestartPolicy(condition="none"),
+        placement=Placement(constraints=[f"node.id=={node}"]),
+        networks=[NetworkAttachmentConfig(n) for n in networks] if networks else None,
+        resources=resources,
+    )
+    mode = ServiceMode("replicated", replicas=1)
+    return str(api.create_service(template, name=name, labels=labels, mode=mode)["ID"])
+
+
+def volume_mounts(volumes: dict[str, str]) -> list[Mount]:
+    """Mounts of named volumes ({volume: path})."""
+    return [Mount(target=path, source=vol, type="volume") for vol, path in volumes.items()]
 
 
 def isolated_network(api: Any, labels: dict[str, str]) -> str:

@@ -17,7 +17,8 @@ from the manager. So a delete frees it in one of two ways:
 
 Wipe services carry `dockyard.wipe=<task id>` and not `dockyard.task`, so nothing that
 lists a task's services (observe, load, running tasks) ever takes a wipe for a workspace.
-Every Docker call of this job is here, errors translated as in swarm_client.py.
+Every Docker call of this job is here, errors translated as in swarm_client.py, but the
+wipe service's creation: a one-shot job's (swarm_jobs.start_job), not waited for.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ from typing import Any
 
 import docker
 import docker.errors
-from docker.types import ContainerSpec, Mount, Placement, RestartPolicy, ServiceMode, TaskTemplate
+from docker.types import ContainerSpec
 
 from provisioner.backends.swarm_client import ENDED, SwarmClient, _unavailable
+from provisioner.backends.swarm_jobs import start_job, volume_mounts
 from provisioner.errors import BackendError
 from provisioner.placement import problem
 
@@ -205,28 +207,23 @@ class VolumeJanitor:
         name = f"dockyard-{short_id(task_id)}-wipe"
         for found in self.swarm.services(labels):
             return found.id  # one made by an earlier try
-        mounts = [
-            Mount(target=f"{WIPE_ROOT}/{vol}", source=vol, type="volume")
-            for vol in volume_names(task_id)
-        ]
         container = ContainerSpec(
             image=where.image,
             command=wipe_command(task_id),
             user="0:0",
             labels=labels,
-            mounts=mounts,
+            mounts=volume_mounts({vol: f"{WIPE_ROOT}/{vol}" for vol in volume_names(task_id)}),
             cap_drop=["ALL"],
             cap_add=WIPE_CAPS,
         )
-        template = TaskTemplate(
-            container_spec=container,
-            restart_policy=RestartPolicy(condition="none"),
-            placement=Placement(constraints=[f"node.id=={where.node_id}"]),
-            resources={"Limits": {"MemoryBytes": 64 * 1024**2, "Pids": 64}},
-        )
         try:
-            created = self._client(self.manager).create_service(
-                template, name=name, labels=labels, mode=ServiceMode("replicated", replicas=1)
+            return start_job(
+                self._client(self.manager),
+                node=where.node_id,
+                name=name,
+                labels=labels,
+                container=container,
+                resources={"Limits": {"MemoryBytes": 64 * 1024**2, "Pids": 64}},
             )
         except docker.errors.APIError as exc:
             if exc.status_code == 409:  # another server's delete made it just now
@@ -235,7 +232,6 @@ class VolumeJanitor:
             raise _unavailable(exc, f"create service {name}") from exc
         except Exception as exc:
             raise _unavailable(exc, f"create service {name}") from exc
-        return str(created["ID"])
 
     # the sweep -----------------------------------------------------------------------
     def reap(self, task_id: str | None = None) -> set[str]:

@@ -14,11 +14,11 @@ forward on every node, which only the nodes can show.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from typing import Any, Protocol
 
 from provisioner.doctor.checks import Check, Level, ProbeError, Probes, Result
+from provisioner.net import is_loopback_host
 from provisioner.placement import NodeView, problem
 
 MANAGER_FIX = (
@@ -160,12 +160,7 @@ def is_loopback(registry: str) -> bool:
         host = registry[1 : registry.find("]")]
     else:
         host = registry.rsplit(":", 1)[0] if registry.count(":") == 1 else registry
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(host)
 
 
 def check_registry(sp: SwarmProbes) -> Result:

@@ -20,7 +20,7 @@ from provisioner.prompts import check_strings
 from provisioner.retention import removed as workspace_removed
 from provisioner.server.auth import caller
 from provisioner.server.http_errors import ERROR_RESPONSES
-from provisioner.server.tasks_api import find_task
+from provisioner.server.tasks_api import task_to_act_on
 from provisioner.templating.catalog import Template
 
 BUNDLE_TYPE = "application/x-git-bundle"
@@ -64,10 +64,19 @@ def build_repo_router(engine: Engine) -> APIRouter:
     store = engine.store
 
     def task_for(who: Principal, ref: str, action: str) -> Task:
-        task = find_task(store, who, ref)
-        if task.owner != who.user:
-            store.record_audit(who.actor, action, f"{task.owner}/{task.name}", task.id)
-        return task
+        return task_to_act_on(store, who, ref, action)
+
+    def live_or_kept(who: Principal, ref: str, action: str) -> Task | KeptRecord:
+        """The task `ref` names; or, once it was deleted or its workspace removed, the copy
+        of its branch the server kept (TaskNotFound when there is none)."""
+        try:
+            task = task_for(who, ref, action)
+        except TaskNotFound as exc:
+            kept = _kept_for(who, ref, action)
+            if kept is None:
+                raise _not_kept(exc) from exc
+            return kept
+        return _kept_of_removed(task) if _workspace_gone(task) else task
 
     @r.get("/tasks/{ref}/diff")
     def diff(
@@ -78,15 +87,9 @@ def build_repo_router(engine: Engine) -> APIRouter:
         ),
         who: Principal = Depends(caller),
     ) -> dict[str, Any]:
-        try:
-            task = task_for(who, ref, "task.diff")
-        except TaskNotFound as exc:
-            kept = _kept_for(who, ref, "task.diff")
-            if kept is None:
-                raise _not_kept(exc) from exc
-            return _kept_diff(kept, since_checkpoint=since_checkpoint, stat=stat)
-        if _workspace_gone(task):
-            return _kept_diff(_kept_of_removed(task), since_checkpoint=since_checkpoint, stat=stat)
+        task = live_or_kept(who, ref, "task.diff")
+        if isinstance(task, KeptRecord):
+            return _kept_diff(task, since_checkpoint=since_checkpoint, stat=stat)
         found = engine.gitwork.diff(task, since_checkpoint=since_checkpoint, full=not stat)
         return _diff_view(found, task)
 
@@ -95,15 +98,9 @@ def build_repo_router(engine: Engine) -> APIRouter:
         responses={200: {"content": {BUNDLE_TYPE: {}}}, 204: {"description": "no commits"}},
     )
     def bundle(ref: str, who: Principal = Depends(caller)) -> Response:
-        try:
-            task = task_for(who, ref, "task.pull")
-        except TaskNotFound as exc:
-            kept = _kept_for(who, ref, "task.pull")
-            if kept is None:
-                raise _not_kept(exc) from exc
-            return _kept_bundle(kept)
-        if _workspace_gone(task):
-            return _kept_bundle(_kept_of_removed(task))
+        task = live_or_kept(who, ref, "task.pull")
+        if isinstance(task, KeptRecord):
+            return _kept_bundle(task)
         branch, base, held, data = engine.gitwork.bundle(task, actor=who.actor)
         headers = {"X-Dockyard-Branch": branch, "X-Dockyard-Base": base, "X-Dockyard-Ref": held}
         if data is None:

@@ -228,6 +228,19 @@ def find_task(store: Store, who: Principal, ref: str) -> Task:
         return store.get(ref)
 
 
+def audit_act(store: Store, who: Principal, task: Task, action: str) -> None:
+    """Record `action` in the audit log when `who` (an admin) acts on another user's task."""
+    if task.owner != who.user:
+        store.record_audit(who.actor, action, f"{task.owner}/{task.name}", task.id)
+
+
+def task_to_act_on(store: Store, who: Principal, ref: str, action: str) -> Task:
+    """The task an act names (find_task); an admin acting on another's task is audited."""
+    task = find_task(store, who, ref)
+    audit_act(store, who, task, action)
+    return task
+
+
 def check_scoped_refs(store: Store, who: Principal, refs: list[str | None]) -> None:
     """A task's token names only tasks in its scope as a new task's parent or
     dependencies (any other name is unknown to it, as everywhere)."""
@@ -418,11 +431,7 @@ def build_tasks_router(engine: Engine) -> APIRouter:
         return _prompt_json(prompt)
 
     def act_on(who: Principal, ref: str, action: str) -> Task:
-        """The task an act names; an admin acting on another's task is audited."""
-        task = find_task(store, who, ref)
-        if task.owner != who.user:
-            store.record_audit(who.actor, action, f"{task.owner}/{task.name}", task.id)
-        return task
+        return task_to_act_on(store, who, ref, action)
 
     @r.post("/tasks/{ref}/send")
     def send(ref: str, body: SendInput, who: Principal = Depends(caller)) -> dict[str, Any]:

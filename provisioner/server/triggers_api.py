@@ -21,19 +21,24 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from provisioner.auth.tokens import Principal
 from provisioner.engine.engine import Engine
 from provisioner.engine.secrets import recipe_key
-from provisioner.errors import DockyardError, Forbidden, ParameterError, TemplateError
+from provisioner.errors import DockyardError, ParameterError, TemplateError
 from provisioner.model import QueueFields
-from provisioner.prompts import check_strings
-from provisioner.scheduling import check_name
 from provisioner.server.auth import caller, client_address
 from provisioner.server.http_errors import ERROR_RESPONSES, ErrorBody
 from provisioner.server.prefixes import DOCKYARD
-from provisioner.server.schedules_api import check_recipe, store_with_secrets
+from provisioner.server.recipes import (
+    CreateRecipe,
+    check_fields,
+    check_listing,
+    check_recipe,
+    deleted,
+    store_recipe,
+)
 from provisioner.templating.params import with_secrets
 from provisioner.trigger_limits import BadDeliveries
 from provisioner.triggers import (
@@ -52,20 +57,15 @@ from provisioner.webhooks import check_secret, new_secret
 log = logging.getLogger(__name__)
 
 
-class CreateTrigger(BaseModel):
+class CreateTrigger(CreateRecipe):
     """Body of POST /api/v2/triggers."""
 
-    name: str = Field(max_length=40, description="1-40 lowercase letters, digits, dashes")
     secret: str | None = Field(
         None, description="Signing secret (16-256 printable characters); made if absent"
     )
     form: Literal["github-issue", "github-comment", "generic"] = Field(
         "generic", description="A ready-made prompt template and filter"
     )
-    template: str | None = Field(None, max_length=128)
-    preset: str | None = Field(None, max_length=128)
-    parameters: dict[str, Any] = Field(default_factory=dict)
-    target: str | None = Field(None, max_length=64)
     prompt_template: str | None = Field(
         None, max_length=MAX_TEMPLATE, description="Jinja over payload, event, delivery"
     )
@@ -86,13 +86,11 @@ def build_triggers_router(engine: Engine, limiter: BadDeliveries | None = None) 
 
     @r.post("/triggers", status_code=201)
     def create_trigger(body: CreateTrigger, who: Principal = Depends(caller)) -> Any:
-        for field, value in body.model_dump(exclude={"secret"}).items():
-            check_strings(value, field)
-        check_name(body.name, "trigger")
+        check_fields(body, "trigger", exclude=frozenset({"secret"}))
         form = FORMS[body.form]
         prompt_template = check_prompt_template(body.prompt_template or form.prompt_template)
         filter_text = check_filter(body.filter if body.filter is not None else form.filter)
-        tpl = check_recipe(engine, body.template, body.preset, body.target, body.parameters)
+        tpl = check_recipe(engine, body)
         # tried on the form's sample: a template that cannot render is refused now
         sample = context(form.sample, form.event, "sample", body.name)
         try:
@@ -104,25 +102,15 @@ def build_triggers_router(engine: Engine, limiter: BadDeliveries | None = None) 
         made = body.secret is None
         secret = new_secret() if made else check_secret(body.secret or "")
 
-        def create(trigger_id: str, parameters: dict[str, Any]) -> dict[str, Any]:
-            return store.create_trigger(
-                {
-                    "id": trigger_id,
-                    "name": body.name,
-                    "owner": who.user,
-                    "secret": secret,
-                    "form": body.form,
-                    "template": body.template,
-                    "preset": body.preset,
-                    "parameters": parameters,
-                    "target": body.target,
-                    "prompt_template": prompt_template,
-                    "filter": filter_text,
-                    "created_by": who.actor,
-                }
-            )
-
-        trigger = store_with_secrets(engine, "trigger", tpl, body.parameters, create)
+        fields = {
+            "owner": who.user,
+            "secret": secret,
+            "form": body.form,
+            "prompt_template": prompt_template,
+            "filter": filter_text,
+            "created_by": who.actor,
+        }
+        trigger = store_recipe(engine, "trigger", tpl, body, fields, store.create_trigger)
         trigger["path"] = f"{DOCKYARD}/triggers/{body.name}"
         # a secret the server made is shown this once; one the caller gave, never
         return {**trigger, "secret": secret} if made else trigger
@@ -132,9 +120,7 @@ def build_triggers_router(engine: Engine, limiter: BadDeliveries | None = None) 
         all: bool = Query(False, description="Every user's triggers (admins only)"),
         who: Principal = Depends(caller),
     ) -> Any:
-        if all and not who.is_admin:
-            raise Forbidden("Only an admin may list every user's triggers")
-        return {"triggers": store.triggers_of(None if all else who.user)}
+        return {"triggers": store.triggers_of(check_listing(all, who, "triggers"))}
 
     @r.get("/triggers/{name}")
     def get_trigger(name: str, who: Principal = Depends(caller)) -> Any:
@@ -144,9 +130,7 @@ def build_triggers_router(engine: Engine, limiter: BadDeliveries | None = None) 
     def delete_trigger(name: str, who: Principal = Depends(caller)) -> Any:
         found = store.trigger(name, who)
         store.delete_trigger(found["id"])
-        engine.secrets.delete(recipe_key("trigger", found["id"]))
-        if found["owner"] != who.user:
-            store.record_audit(who.actor, "trigger.delete", f"{found['owner']}/{found['name']}")
+        deleted(engine, "trigger", found, who)
         return found
 
     @r.get("/triggers/{name}/deliveries")

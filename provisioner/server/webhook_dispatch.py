@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -266,7 +266,7 @@ class Dispatcher:
         page = self.store.events_page(after=cursor, limit=PAGE)
         if not page:
             return
-        self._deliver_page(page)
+        self._deliver_page(page, None)
         ids = [int(e["id"]) for e in page]
         now = time.monotonic()
         moved = advance_cursor(cursor, ids, self._gaps, now, GAP_GRACE_S)
@@ -284,7 +284,7 @@ class Dispatcher:
         after = self._after if self._after[0] >= cursor else (cursor, 0)
         page = self.store.events_by_xact(after, horizon, limit=PAGE)
         if page:
-            self._deliver_page(page)
+            self._deliver_page(page, horizon)
             self._after = (int(page[-1]["xact"]), int(page[-1]["id"]))
         # a short page: everything below the horizon is read; a full one: everything
         # below its last transaction is
@@ -292,7 +292,9 @@ class Dispatcher:
         if done > cursor:
             self.store.advance_webhook_cursor(done, XACT_CURSOR)
 
-    def _deliver_page(self, page: list[dict[str, Any]]) -> None:
+    def _deliver_page(self, page: list[dict[str, Any]], horizon: int | None) -> None:
+        """Deliveries of a page of events: to webhooks, and to A2A push configs (which,
+        with a `horizon`, read their tasks' events in commit order below it)."""
         hooks = self.store.live_webhooks()
         matched = [
             (hook, event, name)
@@ -302,7 +304,7 @@ class Dispatcher:
         ]
         if matched:
             self._store_deliveries(matched)
-        self._fan_out_push(page)
+        self._fan_out_push(page, horizon)
 
     @staticmethod
     def _name_for(hook: dict[str, Any], event: dict[str, Any]) -> str | None:
@@ -347,9 +349,12 @@ class Dispatcher:
             rows.append(row)
         self.store.add_deliveries(rows)
 
-    def _fan_out_push(self, page: list[dict[str, Any]]) -> None:
+    def _fan_out_push(self, page: list[dict[str, Any]], horizon: int | None) -> None:
         """A2A push configs follow their tasks' status and state events: each change of
-        the A2A state is one delivery (provisioner.server.a2a.push decides)."""
+        the A2A state is one delivery (provisioner.server.a2a.push decides). On
+        PostgreSQL (a `horizon`) a config reads its task's events in commit order, as the
+        webhooks' page was read: by id, one that commits after a later id was read would
+        be passed and never pushed (store/commit_order.py)."""
         followed = {e["task_id"] for e in page if e["kind"] in ("status", "state")}
         configs = self.store.push_followers(sorted(followed))
         if not configs:
@@ -365,11 +370,12 @@ class Dispatcher:
             task = tasks.get(task_id)
             retrying = task is not None and task.status.value == "error" and bool(task.retry_at)
             question = task.question if task is not None else None
-            seen = start = push.Seen.of(config["seen"] or {})
+            start = push.Seen.of(config["seen"] or {})
+            seen = self._push_place(start, horizon)  # saved with what it follows
             protocol = str((config.get("config") or {}).get(push.PROTOCOL_KEY) or push.V10)
             # the task's events after the config's own place, not only this page's: a
             # config given with the message that made the task starts before the cursor
-            for event in self.store.events_page(after=seen.event, limit=PAGE, task_id=task_id):
+            for event in self._task_events(task_id, seen, horizon):
                 seen, state = push.follow(seen, event, retrying)
                 if state is None:
                     continue
@@ -398,6 +404,25 @@ class Dispatcher:
                 moved[hook] = seen.json()
         self.store.add_deliveries(rows)
         self.store.save_push_seen(moved)
+
+    @staticmethod
+    def _push_place(seen: push.Seen, horizon: int | None) -> push.Seen:
+        """A config stored by id (before commit order), on PostgreSQL: it followed every
+        event up to its id, and follows the rest in commit order from the start."""
+        if horizon is None or seen.xact is not None:
+            return seen
+        return replace(seen, xact=0, floor=seen.event)
+
+    def _task_events(
+        self, task_id: str, seen: push.Seen, horizon: int | None
+    ) -> list[dict[str, Any]]:
+        """The task's events after the config's place: by id, or in commit order below
+        the horizon (above its floor)."""
+        if horizon is None or seen.xact is None:
+            return self.store.events_page(after=seen.event, limit=PAGE, task_id=task_id)
+        return self.store.events_by_xact(
+            (seen.xact, seen.event), horizon, PAGE, task_id=task_id, above=seen.floor
+        )
 
     # deliveries -> requests ----------------------------------------------------------------
     def dispatch(self) -> None:

@@ -51,7 +51,7 @@ from provisioner.server import files_helper
 from provisioner.server.auth import caller
 from provisioner.server.http_errors import ERROR_RESPONSES, _status_code
 from provisioner.server.session_pump import SessionPump
-from provisioner.server.tasks_api import find_task
+from provisioner.server.tasks_api import task_to_act_on
 
 HELPER = inspect.getsource(files_helper)
 FIRST_MESSAGE_S = 30.0
@@ -82,10 +82,7 @@ class WorkspaceAccess:
 
     def task(self, who: Principal, ref: str, action: str) -> Task:
         """The task (404 for others' tasks); an admin's act on another's is audited."""
-        task = find_task(self.store, who, ref)
-        if task.owner != who.user:
-            self.store.record_audit(who.actor, action, f"{task.owner}/{task.name}", task.id)
-        return task
+        return task_to_act_on(self.store, who, ref, action)
 
     def running(self, task: Task) -> None:
         """409 unless the task's workspace runs."""

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, delete, func, insert, select, update
 
 from provisioner.model import utcnow
+from provisioner.store import commit_order
 from provisioner.store.schema import (
     a2a_contexts,
     a2a_push_configs,
@@ -53,6 +54,11 @@ class A2AMixin:
         `from_start` (one given with the message that creates the task)."""
         where = and_(a2a_push_configs.c.task_id == task_id)
         with self.db.begin() as conn:
+            # Lock the task's row first (PostgreSQL; a delete takes it before the configs'):
+            # every change of the task updates it, and every event of the task (its
+            # foreign key) holds a share of it until it commits, so while the config's
+            # start is read no event of the task is in flight.
+            conn.execute(select(tasks.c.id).where(tasks.c.id == task_id).with_for_update())
             replaced = conn.execute(
                 update(a2a_push_configs)
                 .where(where, a2a_push_configs.c.config_id == config_id)
@@ -70,7 +76,7 @@ class A2AMixin:
                     config=config,
                     created_at=utcnow(),
                     hook_id="a2a-" + secrets.token_hex(6),
-                    seen=_START if from_start else _seen_now(conn, task_id),
+                    seen=self._push_start(conn, task_id, from_start),
                 )
             )
         return True
@@ -120,16 +126,23 @@ class A2AMixin:
 
     def save_push_seen(self, seen: dict[str, dict[str, Any]]) -> None:
         """Move configs' `seen` forward (hook id -> Seen as JSON); never back, as another
-        server may have followed further."""
+        server may have followed further. A place in commit order (with `xact`) is ahead
+        of one by id only: that is a config placed in commit order for the first time."""
         c = a2a_push_configs.c
         with self.db.begin() as conn:
             for hook_id, value in seen.items():
                 row = conn.execute(select(c.seen).where(c.hook_id == hook_id)).first()
-                if row is None or int((row.seen or {}).get("event") or 0) >= value["event"]:
+                if row is None or not _ahead(value, row.seen or {}):
                     continue
                 conn.execute(
                     update(a2a_push_configs).where(c.hook_id == hook_id).values(seen=value)
                 )
+
+    def _push_start(self, conn: Any, task_id: str, from_start: bool) -> dict[str, Any]:
+        ordered = commit_order.commit_ordered(self.db)
+        if from_start:
+            return {**_START, "xact": 0 if ordered else None, "floor": 0}
+        return _seen_now(conn, task_id, ordered)
 
     def due_push_deliveries(self, now: float, limit: int = 100) -> list[dict[str, Any]]:
         """As due_deliveries, for push configs: the oldest pending delivery of each, if
@@ -188,15 +201,27 @@ class A2AMixin:
 _START = {"event": 0, "status": None, "state": None, "a2a": None}
 
 
-def _seen_now(conn: Any, task_id: str) -> dict[str, Any]:
+def _ahead(new: dict[str, Any], stored: dict[str, Any]) -> bool:
+    """Whether the place `new` is after `stored` (both Seen as JSON)."""
+    if new.get("xact") is None or stored.get("xact") is None:
+        return new.get("xact") is not None or int(new["event"]) > int(stored.get("event") or 0)
+    return (int(new["xact"]), int(new["event"])) > (int(stored["xact"]), int(stored["event"]))
+
+
+def _seen_now(conn: Any, task_id: str, ordered: bool) -> dict[str, Any]:
     """Where a new config starts following its task: after the task's last event, with
-    the task's status and state now (read in one transaction: an event and the change it
-    records are written in one too, so none falls between)."""
-    newest = conn.execute(select(func.max(events.c.id)).where(events.c.task_id == task_id))
+    the task's status and state now (the task's row is locked: nothing falls between).
+    On PostgreSQL the config then follows the events after that one's id in commit
+    order, from the start of that order: the ids before it are all committed, but a
+    later id may have committed first."""
+    mine = events.c.task_id == task_id
+    newest = int(conn.execute(select(func.max(events.c.id)).where(mine)).scalar() or 0)
     row = conn.execute(select(tasks.c.status, tasks.c.state).where(tasks.c.id == task_id)).first()
     return {
-        "event": int(newest.scalar() or 0),
+        "event": newest,
         "status": row.status if row else None,
         "state": row.state if row else None,
         "a2a": None,
+        "xact": 0 if ordered else None,
+        "floor": newest if ordered else 0,
     }

@@ -14,15 +14,23 @@ below it has ended, so its events are all visible (or rolled back, and never wil
 a reader that reads `xact < horizon` and then moves its cursor to the horizon skips
 nothing. A transaction held open long delays what comes after it; nothing is lost.
 SQLite has one writer at a time, so its ids are visible in order already.
+
+Readers that follow events this way: the webhook dispatcher (every task's events, one
+cursor) and A2A push configs (one task's events each, a position per config); both read
+through `after` below, in `ORDER`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import ColumnElement, Engine, and_, inspect, text, tuple_
 
 from provisioner.store.schema import events
+
+# where a reader is: the (xact, id) of the last event it read; (0, 0) is the start
+Position = tuple[int, int]
+ORDER = (events.c.xact, events.c.id)
 
 
 def commit_ordered(db: Engine) -> bool:
@@ -47,3 +55,9 @@ def prepare(db: Engine) -> None:
 def horizon(conn: Any) -> int:
     """The oldest transaction in flight now: every one below it has ended."""
     return int(conn.execute(text("SELECT txid_snapshot_xmin(txid_current_snapshot())")).scalar())
+
+
+def after(position: Position, before: int) -> ColumnElement[bool]:
+    """The events of ended transactions (`xact` below the horizon `before`) that come
+    after `position` in commit order: read them ordered by ORDER."""
+    return and_(events.c.xact < before, tuple_(*ORDER) > tuple_(position[0], position[1]))

@@ -22,7 +22,6 @@ from sqlalchemy import (
     insert,
     or_,
     select,
-    tuple_,
     update,
 )
 
@@ -271,22 +270,28 @@ class WebhooksMixin:
             return commit_order.horizon(conn)
 
     def events_by_xact(
-        self, after: tuple[int, int], before: int, limit: int = 500
+        self,
+        after: commit_order.Position,
+        before: int,
+        limit: int = 500,
+        *,
+        task_id: str | None = None,
+        above: int = 0,
     ) -> list[dict[str, Any]]:
-        """Events of every task written by ended transactions (`xact` below `before`),
-        after (xact, id) `after`, in that order, with the task's name and owner."""
+        """Events written by ended transactions (`xact` below `before`), after (xact, id)
+        `after`, in that order, with the task's name and owner: every task's, or only
+        `task_id`'s with ids above `above` (an A2A push config follows one task)."""
         query = (
             select(events, tasks.c.name.label("task_name"), tasks.c.owner.label("task_owner"))
             .join(tasks, tasks.c.id == events.c.task_id)
-            .where(
-                and_(
-                    events.c.xact < before,
-                    tuple_(events.c.xact, events.c.id) > tuple_(after[0], after[1]),
-                )
-            )
-            .order_by(events.c.xact, events.c.id)
+            .where(commit_order.after(after, before))
+            .order_by(*commit_order.ORDER)
             .limit(limit)
         )
+        if task_id is not None:
+            query = query.where(events.c.task_id == task_id)
+        if above:
+            query = query.where(events.c.id > above)
         with self.db.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 

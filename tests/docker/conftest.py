@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from provisioner.backends.docker import LABEL_INSTANCE, LABEL_TASK
 from provisioner.engine.engine import Engine
 from provisioner.server.main import build_engine
 from tests.serving import admin_env, admin_headers, serve
+from tests.swarm import SharedSwarm, Swarm, tools_missing
 
 
 def _docker_or_skip() -> docker.DockerClient:
@@ -153,3 +154,33 @@ def server(
             yield handle
         finally:
             handle.remove_everything()
+
+
+# The `swarm` tier (run it under `flock /tmp/dockyard-swarm.lock`: the harness is one per
+# machine) shares one swarm across its modules; see SharedSwarm.
+_SWARM = SharedSwarm()
+
+
+@pytest.fixture(scope="module")
+def swarm() -> Swarm:
+    """A real two-node swarm (tests/swarm.py), shared by every module that asks for it."""
+    missing = tools_missing()
+    if missing or os.geteuid() != 0:
+        why = f"missing {', '.join(missing)}" if missing else "needs root (namespaces)"
+        if os.environ.get("DOCKYARD_REQUIRE_DOCKER"):
+            pytest.fail(f"the swarm tier cannot run: {why}")
+        pytest.skip(f"the swarm tier cannot run: {why}")
+    return _SWARM.get()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None]:
+    yield  # the item's fixtures are torn down first: a server on the swarm stops before it
+    if nextitem is None or "swarm" not in nextitem.fixturenames:
+        _SWARM.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_sessionfinish(session: pytest.Session) -> Generator[None]:
+    yield  # a run stopped early (-x, ^C) tears its fixtures down here first
+    _SWARM.close()

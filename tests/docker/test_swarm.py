@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,22 +29,10 @@ from tests.git_server import serve_repository
 from tests.polling import wait_until
 from tests.postgres import PostgresCluster
 from tests.serving import serve
-from tests.swarm import HOST_IP, Swarm, swarm_cluster, tools_missing
+from tests.swarm import HOST_IP, Swarm, remove_registry_images
 from tests.variants import write_scripted_variant
 
 pytestmark = [pytest.mark.docker, pytest.mark.swarm]
-
-
-@pytest.fixture(scope="module")
-def swarm() -> Iterator[Swarm]:
-    missing = tools_missing()
-    if missing or os.geteuid() != 0:
-        why = f"missing {', '.join(missing)}" if missing else "needs root (namespaces)"
-        if os.environ.get("DOCKYARD_REQUIRE_DOCKER"):
-            pytest.fail(f"the swarm tier cannot run: {why}")
-        pytest.skip(f"the swarm tier cannot run: {why}")
-    with swarm_cluster(nodes=2) as cluster:
-        yield cluster
 
 
 @pytest.fixture(scope="module")
@@ -53,14 +40,7 @@ def server(
     swarm: Swarm, docker_client: docker.DockerClient, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerHandle]:
     home = tmp_path_factory.mktemp("dockyard-swarm-home")
-    config = {
-        "backend": "swarm",
-        "swarm": {
-            "manager": swarm.manager.socket,
-            "registry": swarm.registry,
-            "network": swarm.network,
-        },
-    }
+    config = {"backend": "swarm", "swarm": swarm.settings()}
     (home / "config.yaml").write_text(yaml.safe_dump(config))
     engine = build_engine(home)
     engine.tick_s = 0.5
@@ -69,21 +49,7 @@ def server(
         with serve(engine, home) as url:
             yield ServerHandle(url, home, engine, instance, docker_client)
     finally:
-        _remove_pushed_images(docker_client, swarm.registry)
-
-
-def _remove_pushed_images(client: docker.DockerClient, registry: str) -> None:
-    """The registry's names (tags, and the digests a push records) the backend gave
-    images on this machine's daemon, and the bridge images it built: the registry is gone
-    with the swarm. An image that has other names (the template's) keeps them."""
-    # the low-level list: images.list() inspects each image, and one that another test
-    # removes meanwhile fails the whole listing
-    for image in client.api.images():
-        names = [*(image.get("RepoTags") or []), *(image.get("RepoDigests") or [])]
-        for name in names:
-            if name.startswith(f"{registry}/"):
-                with contextlib.suppress(docker.errors.APIError):
-                    client.images.remove(name)
+        remove_registry_images(docker_client, swarm.registry)
 
 
 def _backend(server: ServerHandle) -> SwarmBackend:

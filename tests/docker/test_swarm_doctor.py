@@ -6,11 +6,7 @@ closed port, each said with what to do."""
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
 import docker
@@ -19,43 +15,14 @@ import pytest
 from provisioner.doctor.checks import Level, Result, run_checks
 from provisioner.doctor.swarm_checks import SWARM_CHECKS, with_swarm
 from provisioner.doctor.swarm_probes import PROBE_REPO, SwarmMachineProbes
-from tests.polling import wait_until
-from tests.swarm import Swarm, swarm_cluster, tools_missing
+from tests.swarm import Swarm
 
 pytestmark = [pytest.mark.docker, pytest.mark.swarm]
 
 
-@pytest.fixture(scope="module")
-def swarm() -> Iterator[Swarm]:
-    missing = tools_missing()
-    if missing or os.geteuid() != 0:
-        why = f"missing {', '.join(missing)}" if missing else "needs root (namespaces)"
-        if os.environ.get("DOCKYARD_REQUIRE_DOCKER"):
-            pytest.fail(f"the swarm tier cannot run: {why}")
-        pytest.skip(f"the swarm tier cannot run: {why}")
-    with swarm_cluster(nodes=2) as cluster:
-        # the harness starts the registry without waiting for it to listen
-        wait_until(
-            lambda: _answers(f"http://{cluster.registry}/v2/"), timeout=30, what="the registry"
-        )
-        yield cluster
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=5):
-            return True
-    except urllib.error.HTTPError:
-        return True  # it answers
-    except OSError:  # not listening yet: refused, or reset by the forwarder
-        return False
-
-
 def _settings(swarm: Swarm, **changes: Any) -> dict[str, Any]:
     section = {
-        "manager": swarm.manager.socket,
-        "registry": swarm.registry,
-        "network": swarm.network,
+        **swarm.settings(),
         "node_endpoints": {n.name: n.socket for n in swarm.nodes},
         **changes,
     }

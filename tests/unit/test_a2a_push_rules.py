@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -66,6 +67,23 @@ def test_a_new_config_starts_from_the_tasks_state_not_a_push() -> None:
     seen = Seen(9, "active", "idle", None)
     assert follow(seen, _event(10, "phase", "agent"), retrying=False)[1] is None
     assert follow(seen, _event(10, "state", "working"), retrying=False)[1] == "TASK_STATE_WORKING"
+
+
+def test_in_commit_order_a_smaller_id_of_a_later_transaction_is_still_followed() -> None:
+    """PostgreSQL: the place is (xact, event). Event 8 of transaction 100 was followed;
+    event 7 of transaction 101 committed after it and comes next; 8 again does not."""
+    seen = Seen(8, "active", "working", "TASK_STATE_WORKING", xact=100)
+    late = {**_event(7, "state", "idle"), "xact": 101}
+    after, state = follow(seen, late, retrying=False)
+    assert state == "TASK_STATE_INPUT_REQUIRED" and (after.xact, after.event) == (101, 7)
+    assert follow(after, {**_event(8, "state", "working"), "xact": 100}, False) == (after, None)
+    assert Seen.of(after.json()) == after
+    # by id (SQLite): the same event 7 is at or before the place
+    assert follow(replace(seen, xact=None), late, retrying=False)[1] is None
+    # a config set after event 7 (its floor): from the start of the order, above it
+    placed = Seen(7, "active", "working", None, xact=0, floor=7)
+    assert follow(placed, late, retrying=False) == (placed, None)
+    assert follow(placed, {**_event(9, "state", "idle"), "xact": 99}, False)[1] is not None
 
 
 def test_body_and_headers_are_the_sdks_own() -> None:

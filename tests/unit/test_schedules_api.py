@@ -73,6 +73,26 @@ def test_a_schedules_life_from_the_cli(server: Server) -> None:
     assert server.h.task(task.id).schedule_id == schedule["id"]  # its tasks stay
 
 
+def test_a_triggers_life_from_the_cli(server: Server) -> None:
+    """The recipe options (shared with `schedule create`) reach the trigger as given."""
+    made = server(
+        "trigger", "create", "on-issue", "--form", "github-issue", "-o", "json",
+        "--template", "scripted", "--preset", "default", "--param", "work_seconds=0.05",
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    trigger = server.api("GET", "/triggers/on-issue").json()
+    assert (trigger["template"], trigger["preset"], trigger["target"]) == (
+        "scripted",
+        "default",
+        None,
+    )
+    assert trigger["parameters"] == {"work_seconds": "0.05"}, trigger
+    assert "on-issue" in server("trigger", "list").output
+    deleted = server("trigger", "delete", "on-issue")
+    assert deleted.exit_code == 0 and "Deleted trigger on-issue" in deleted.output
+    assert server.api("GET", "/triggers/on-issue").status_code == 404
+
+
 @pytest.mark.parametrize(
     ("changes", "words"),
     [

@@ -76,6 +76,7 @@ from provisioner.server.a2a.mapping import (
 )
 from provisioner.server.a2a.push import PROTOCOL_KEY, V10, check_authentication, protocol_of
 from provisioner.server.a2a.taskstore import DockyardTaskStore, View, facts_of, principal_of
+from provisioner.server.tasks_api import audit_act
 from provisioner.server.waiting import wait_for
 
 log = logging.getLogger(__name__)
@@ -153,8 +154,7 @@ class DockyardRequestHandler(RequestHandler):
 
     def _audit(self, who: Principal, task: DockyardTask, action: str) -> None:
         """An admin acting on another's task is audited, as through the REST API."""
-        if task.owner != who.user:
-            self.tasks.store.record_audit(who.actor, action, f"{task.owner}/{task.name}", task.id)
+        audit_act(self.tasks.store, who, task, action)
 
     # SendMessage --------------------------------------------------------------------------
     def _start(self, who: Principal, params: SendMessageRequest) -> Started:

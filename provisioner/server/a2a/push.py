@@ -5,6 +5,8 @@ events and sends, as it does for webhooks, and asks this module what to send.
 A push config follows its task's status and state along the events table: an event that
 changes the task's A2A state (mapping.a2a_state) is one push, a TaskStatusUpdateEvent
 wrapped in a StreamResponse, exactly as the SDK's BasePushNotificationSender posts it.
+The events are read by id on SQLite and in commit order on PostgreSQL (Seen.xact), where
+an id is taken before its transaction commits (provisioner/store/commit_order.py).
 """
 
 from __future__ import annotations
@@ -44,20 +46,41 @@ SCHEME_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")
 @dataclass(frozen=True)
 class Seen:
     """How far a push config has followed its task: the last event read, the Dockyard
-    status and state after it, and the A2A state last pushed (or known at the start)."""
+    status and state after it, and the A2A state last pushed (or known at the start).
+
+    `xact` is that event's transaction on PostgreSQL, where a task's events are followed
+    in commit order (store/commit_order.py), so the place is (xact, event); None where
+    they are followed by id (SQLite, and a config stored before commit order, until the
+    dispatcher places it). Events up to id `floor` are never followed: they came before
+    the config (one set after its task began), and their transactions have all ended,
+    but some may be later than others in commit order."""
 
     event: int
     status: str | None
     state: str | None
     a2a: str | None
+    xact: int | None = None
+    floor: int = 0
 
     def json(self) -> dict[str, Any]:
-        return {"event": self.event, "status": self.status, "state": self.state, "a2a": self.a2a}
+        return {"event": self.event, "status": self.status, "state": self.state, "a2a": self.a2a,
+                "xact": self.xact, "floor": self.floor}  # fmt: skip
 
     @classmethod
     def of(cls, data: Mapping[str, Any]) -> Seen:
+        xact = data.get("xact")
         return cls(int(data.get("event") or 0), data.get("status"), data.get("state"),
-                   data.get("a2a"))  # fmt: skip
+                   data.get("a2a"), None if xact is None else int(xact),
+                   int(data.get("floor") or 0))  # fmt: skip
+
+    def passed(self, event: Mapping[str, Any]) -> bool:
+        """Whether `event` was followed already (at or before this place), or is older
+        than the config."""
+        if int(event["id"]) <= self.floor:
+            return True
+        if self.xact is None:
+            return int(event["id"]) <= self.event
+        return (int(event.get("xact") or 0), int(event["id"])) <= (self.xact, self.event)
 
 
 def state_name(status: str | None, state: str | None, retrying: bool) -> str | None:
@@ -74,11 +97,12 @@ def state_name(status: str | None, state: str | None, retrying: bool) -> str | N
 def follow(seen: Seen, event: Mapping[str, Any], retrying: bool) -> tuple[Seen, str | None]:
     """The config after one event of its task, and the A2A state to push, if the event
     changed it. `retrying`: an `error` status has an automatic retry scheduled (WORKING,
-    not FAILED). Events at or before `seen.event` were followed already."""
-    event_id = int(event["id"])
-    if event_id <= seen.event:
+    not FAILED). Events at or before `seen`'s place were followed already."""
+    if seen.passed(event):
         return seen, None
-    after = replace(seen, event=event_id)
+    after = replace(seen, event=int(event["id"]))
+    if seen.xact is not None:
+        after = replace(after, xact=int(event.get("xact") or 0))
     if event["kind"] == "status":
         after = replace(after, status=event["to_value"])
     elif event["kind"] == "state":

@@ -22,7 +22,7 @@ from provisioner.model import Task
 from provisioner.prompts import check_prompt, check_strings, shorten
 from provisioner.queueing import check_label
 from provisioner.server.mcp import args as parse
-from provisioner.server.tasks_api import check_scoped_refs, find_task
+from provisioner.server.tasks_api import audit_act, check_scoped_refs, find_task
 from provisioner.store.records import LOG_KEYS
 
 
@@ -55,8 +55,8 @@ class TaskActions:
                 f"task {shorten(ref, 80)!r} not found: no task of yours has that name or id "
                 "(get_tasks lists them)"
             ) from None
-        if act is not None and task.owner != who.user:
-            self.store.record_audit(who.actor, act, f"{task.owner}/{task.name}", task.id)
+        if act is not None:
+            audit_act(self.store, who, task, act)
         return task
 
     def create(self, who: Principal, arguments: Mapping[str, Any]) -> dict[str, Any]:

@@ -236,6 +236,18 @@ def log_page(
     return entries, False
 
 
+# complete_task's fields, also taken by manage_tasks' update
+COMPLETION_FIELDS = (
+    "completed_status",
+    "output",
+    "error_code",
+    "error_class",
+    "tokens_in",
+    "tokens_out",
+    "cost_usd",
+    "model",
+)
+
 # manage_tasks (ByteBrew's one tool): which of its fields each action takes
 MANAGE_FIELDS: dict[str, frozenset[str]] = {
     "create": frozenset(
@@ -253,32 +265,8 @@ MANAGE_FIELDS: dict[str, frozenset[str]] = {
         }
     ),
     "list": frozenset({"status", "target", "limit"}),
-    "update": frozenset(
-        {
-            "taskId",
-            "priority",
-            "progress",
-            "completed_status",
-            "output",
-            "error_code",
-            "error_class",
-            "tokens_in",
-            "tokens_out",
-            "cost_usd",
-            "model",
-        }
-    ),
+    "update": frozenset({"taskId", "priority", "progress", *COMPLETION_FIELDS}),
 }
-COMPLETION_FIELDS = (
-    "completed_status",
-    "output",
-    "error_code",
-    "error_class",
-    "tokens_in",
-    "tokens_out",
-    "cost_usd",
-    "model",
-)
 
 
 def parse_manage(given: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
