@@ -70,3 +70,18 @@ def next_removal(tasks: Iterable[Task], now: datetime, default: str | None) -> d
         if when is not None and when[0] > now
     ]
     return min(later, default=None)
+
+
+# A branch git failed to keep is tried again this much later (times the failures so
+# far), its workspace left as it is; after KEEP_TRIES failures the workspace goes anyway.
+KEEP_RETRY_S = 300.0
+KEEP_TRIES = 3
+
+
+def retry_keep_in(failures: int) -> float | None:
+    """After `failures` failed keeps of one task's branch: seconds until retention tries
+    again (its workspace stays meanwhile), or None: remove the workspace anyway, since a
+    branch git can never bundle (a damaged repository) must not hold a disk forever."""
+    if failures < KEEP_TRIES:
+        return KEEP_RETRY_S * max(failures, 1)
+    return None

@@ -121,8 +121,12 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
         # how long finished tasks' workspaces stay when their template does not say
         self.retention = retention
         # the branch is kept (task pull, task diff) before retention removes a workspace
+        # (on its own thread: the pass only hands it the tasks due, see engine/retention)
         self.retention_sweeper = RetentionSweeper(
-            store, backend, before_remove=self._keep_before_removal
+            store,
+            backend,
+            keep=lambda task: self._keep_before_removal(task),
+            lock_for=lambda task_id: self._lock_for(self._task_locks, task_id),
         )
         self.retries = Retries(self)
         self.scheduler = Scheduler(self)  # schedules (cron): their fire times, once
@@ -164,6 +168,7 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
         """Stop the loop and followers; workspaces keep running (they own the agents)."""
         self._stopping.set()
         self._wake.set()
+        self.retention_sweeper.stop()  # a keep under way removes nothing after it
         with self._lock:
             followers = list(self._followers.values())
         for follower in followers:
@@ -308,11 +313,13 @@ class Engine(UserCommands, TaskOutcomes, TaskOrdering, TaskClaims):
             log.info("removing workspace of deleted task %s", task_id)
             self.backend.remove(task_id)
 
-    def _keep_before_removal(self, task: Task) -> None:
+    def _keep_before_removal(self, task: Task) -> bool:
         """Keep the task branch and its diff, as a delete does, before retention removes
-        the workspace: `task diff` and `task pull` then answer from the copy."""
-        if self.kept is not None and task.base_commit:
-            self.gitwork.keep(task, self.kept, actor="policy")
+        the workspace: `task diff` and `task pull` then answer from the copy. False when
+        git failed: the workspace stays for a later try (run on retention's thread)."""
+        if self.kept is None or not task.base_commit:
+            return True
+        return self.gitwork.keep_before_removal(task, self.kept, actor="policy")
 
     def _maybe_auto_pause(self, task: Task) -> None:
         limit = task.policy.get("idle_timeout")

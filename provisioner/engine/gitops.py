@@ -144,21 +144,33 @@ class GitWork:
         `task pull` after the workspace is gone. Never raises, bounded by KEEP_S: a
         failure, or a bundle over the size limit, is a `kept` event and the delete goes
         on. Run after the delete's checkpoint, before the workspace is removed."""
+        return self._keep(task, kept, actor)[0]
+
+    def keep_before_removal(self, task: Task, kept: KeptBundles, *, actor: str) -> bool:
+        """`keep` for retention: True when the workspace may go (its branch kept, or
+        nothing to keep: no repository, no commit beyond the base, over the size limit);
+        False when git or the write failed (a `kept` event says why), so the work is not
+        lost to a passing failure."""
+        return not self._keep(task, kept, actor)[1]
+
+    def _keep(self, task: Task, kept: KeptBundles, actor: str) -> tuple[KeptRecord | None, bool]:
+        """(the record kept or None, whether keeping failed rather than had nothing to
+        keep)."""
         if not has_repo(task):
-            return None
+            return None, False
         branch = task_branch(task.name)
         try:
             code, out = self._run(task, scripts.bundle_argv(self._workdir(task), branch), KEEP_S)
             if code != 0:
                 self._kept(task, actor, f"branch not kept ({code}): {parse.error_of(out)}")
-                return None
+                return None, True
             base, ref, data = parse.bundle_of(out)
         except (DockyardError, OSError, parse.GitOutputError) as exc:
             self._kept(task, actor, f"branch not kept: {exc}")
-            return None
+            return None, True
         if data is None:
             self._kept(task, actor, "branch not kept: no commit beyond the base")
-            return None
+            return None, False
         if too_big(len(data), kept.max_bytes):
             self._kept(
                 task,
@@ -166,7 +178,7 @@ class GitWork:
                 f"branch not kept: its bundle is {len(data)} bytes, over kept_bundles.max_mb "
                 f"({kept.max_bytes // (1024 * 1024)} MB); raise it in config.yaml",
             )
-            return None
+            return None, False
         diffs = self._diffs_to_keep(task, actor)
         record = KeptRecord(
             task_id=task.id,
@@ -182,9 +194,9 @@ class GitWork:
             kept.keep(record, data, diffs)
         except (OSError, KeptError) as exc:
             self._kept(task, actor, f"branch not kept: writing it failed: {exc}")
-            return None
+            return None, True
         self._kept(task, actor, f"branch {branch} kept ({len(data)} bytes) for task pull")
-        return record
+        return record, False
 
     def _diffs_to_keep(self, task: Task, actor: str) -> dict[str, dict[str, Any]] | None:
         """The diffs `task diff` answers once the workspace is gone (against the base and
