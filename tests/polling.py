@@ -10,6 +10,12 @@ import pytest
 
 T = TypeVar("T")
 
+# A request to a real server in a test: generous, because on a loaded machine (CI builds
+# images beside the fast tier on 2 cores) an answer can take seconds, and httpx's default
+# (5 s) then fails a test that only had to wait. A timeout that is part of what a test
+# checks is written out where it is used.
+HTTP_TIMEOUT = 30.0
+
 
 def wait_until(
     check: Callable[[], T], timeout: float = 15, what: str = "", interval: float = 0.02

@@ -45,7 +45,7 @@ from provisioner.bridge.runtime.hooks import (
 from provisioner.spec import AgentProfile
 from provisioner.templating.catalog import Catalog
 from provisioner.templating.render import render_workspace
-from tests.polling import wait_until
+from tests.polling import HTTP_TIMEOUT, wait_until
 
 # The tests at the end share one module-scoped bridge and follow its transcript in order:
 # under xdist the whole module runs on one worker, in file order (--dist loadgroup).
@@ -736,7 +736,7 @@ def bridge(zipapp: Path, tmp_path: Path) -> Iterator[httpx.Client]:
         )
         headers = {"Authorization": f"Bearer {TOKEN}"}
         with httpx.Client(
-            base_url=f"http://127.0.0.1:{match.group(1)}", headers=headers, timeout=5
+            base_url=f"http://127.0.0.1:{match.group(1)}", headers=headers, timeout=HTTP_TIMEOUT
         ) as client:
             yield client
     finally:
@@ -830,6 +830,7 @@ def test_hook_endpoint(bridge: httpx.Client) -> None:
         f"{bridge.base_url}/dockyard/hook",
         json={"event": "stop"},
         headers={"Authorization": "Bearer wrong"},
+        timeout=HTTP_TIMEOUT,
     )
     assert unauthorized.status_code == 401
 

@@ -20,7 +20,7 @@ import pytest
 
 from provisioner.bridge.client import BridgeClient, BridgeError, BridgeUnreachable
 from provisioner.bridge.package import build_zipapp
-from tests.polling import wait_until
+from tests.polling import HTTP_TIMEOUT, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTED = REPO / "templates" / "scripted" / "scripted_agent.py"
@@ -77,7 +77,9 @@ class BridgeRunner:
                 preexec_fn=_ignore_hangups if hangups_ignored else None,
             )
         match = wait_until(self._listening, 10, "the bridge to listen")
-        self.client = BridgeClient(f"http://127.0.0.1:{match.group(1)}", TOKEN, timeout=5)
+        self.client = BridgeClient(
+            f"http://127.0.0.1:{match.group(1)}", TOKEN, timeout=HTTP_TIMEOUT
+        )
         return self.client
 
     def _listening(self) -> re.Match[str] | None:
@@ -306,7 +308,7 @@ def test_wrong_token_is_refused(runner: BridgeRunner) -> None:
         assert wrong.health() == {"ok": True}  # health needs no token
     finally:
         wrong.close()
-    response = httpx.get(f"{client.base_url}/status")
+    response = httpx.get(f"{client.base_url}/status", timeout=HTTP_TIMEOUT)
     assert response.status_code == 401 and response.json()["status"] == 401
     assert response.headers["content-type"] == "application/problem+json"
     assert response.headers["www-authenticate"] == "Bearer"
@@ -316,7 +318,7 @@ def test_wrong_token_is_refused(runner: BridgeRunner) -> None:
 def test_bad_requests_are_refused(runner: BridgeRunner) -> None:
     client = runner.start()
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    with httpx.Client(base_url=client.base_url, headers=headers) as http:
+    with httpx.Client(base_url=client.base_url, headers=headers, timeout=HTTP_TIMEOUT) as http:
         # not as documented: agentapi's 422 (see test_bridge_agentapi.py for the shapes)
         for body in ({"content": ""}, {"content": "x", "type": "shout"}, {"nope": 1}, [1]):
             response = http.post("/message", json=body)
@@ -358,7 +360,9 @@ def test_events_stream_status_changes(runner: BridgeRunner) -> None:
     wait_stable(client)
     headers = {"Authorization": f"Bearer {TOKEN}"}
     seen: list[tuple[str, dict[str, Any]]] = []
-    with httpx.stream("GET", f"{client.base_url}/events", headers=headers, timeout=10) as stream:
+    with httpx.stream(
+        "GET", f"{client.base_url}/events", headers=headers, timeout=HTTP_TIMEOUT
+    ) as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
         event = ""
         sent = False

@@ -9,6 +9,7 @@ from provisioner.backends.base import BRIDGE_DIR
 from provisioner.engine.workspace import BRIDGE_STATE_DIR
 from provisioner.lifecycle import Status
 from tests.fake_engine import Harness, bridge_cache, fake, wait_until
+from tests.polling import HTTP_TIMEOUT
 
 __all__ = ["bridge_cache", "fake"]  # fixtures
 
@@ -21,7 +22,7 @@ def post_report(h: Harness, task_id: str, body: dict[str, object]) -> dict[str, 
         f"{endpoint}/dockyard/report",
         json=body,
         headers={"Authorization": f"Bearer {key}"},
-        timeout=5,
+        timeout=HTTP_TIMEOUT,
     )
     assert answer.status_code == 200, answer.text
     result: dict[str, object] = answer.json()

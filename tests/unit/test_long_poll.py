@@ -22,6 +22,7 @@ from provisioner.lifecycle import Status
 from provisioner.model import Task
 from provisioner.store.store import Store, sqlite_url
 from provisioner.templating.catalog import Catalog
+from tests.polling import HTTP_TIMEOUT, wait_until
 from tests.serving import admin_token, serve
 from tests.stored import stored_task
 
@@ -242,6 +243,7 @@ def test_a_closed_kept_alive_connection_is_replaced_and_only_a_get_retried(
     from cli.client import Client, ServerUnreachable
 
     seen: list[str] = []
+    closed: list[str] = []  # a request's connection, once the server has closed it
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
@@ -259,25 +261,31 @@ def test_a_closed_kept_alive_connection_is_replaced_and_only_a_get_retried(
                     data += conn.recv(65536)
                 seen.append(data.split(b"\r\n", 1)[0].decode())
                 conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+            closed.append(seen[-1])
+
+    def dropped() -> None:
+        # the client must see the drop, not race it: on a loaded machine this thread may
+        # close the connection well after the client has read the answer
+        wait_until(lambda: len(closed) == len(seen), what="the server to drop the connection")
 
     threading.Thread(target=serve_once_per_connection, daemon=True).start()
-    client = Client(f"http://127.0.0.1:{listener.getsockname()[1]}", timeout=5)
+    client = Client(f"http://127.0.0.1:{listener.getsockname()[1]}", timeout=HTTP_TIMEOUT)
     try:
         assert client.request("GET", "/a") == {}
-        time.sleep(0.1)  # the server has dropped the connection by now
+        dropped()
         assert client.request("GET", "/b") == {}  # on a new connection
         assert seen == ["GET /api/dockyard/v1/a HTTP/1.1", "GET /api/dockyard/v1/b HTTP/1.1"]
-        time.sleep(0.1)
+        dropped()
         # seen closed before it is used: a new connection, so a POST goes through too
         assert client.request("POST", "/c", json={}) == {}
         assert seen[2:] == ["POST /api/dockyard/v1/c HTTP/1.1"]
         # closed unseen (after the check): a POST perhaps done already is never sent twice
         monkeypatch.setattr("cli.client._dropped", lambda sock: False)
-        time.sleep(0.1)
+        dropped()
         with pytest.raises(ServerUnreachable):
             client.request("POST", "/d", json={})
         assert client.request("GET", "/e") == {}
-        time.sleep(0.1)
+        dropped()
         assert client.request("GET", "/f") == {}  # the same, unseen: a GET is tried again
         assert seen[3:] == ["GET /api/dockyard/v1/e HTTP/1.1", "GET /api/dockyard/v1/f HTTP/1.1"]
     finally:

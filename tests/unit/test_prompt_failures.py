@@ -25,6 +25,7 @@ from provisioner.engine.workspace import BridgeBundler
 from provisioner.lifecycle import Status
 from provisioner.store.store import Store, sqlite_url
 from provisioner.templating.catalog import Catalog
+from tests.polling import HTTP_TIMEOUT
 from tests.serving import admin_env, admin_headers, serve
 from tests.stored import stored_task
 from tests.unit.test_bridge_local import TOKEN, BridgeRunner, wait_until
@@ -71,7 +72,9 @@ class Served:
 
     def get(self, path: str) -> Any:
         return httpx.get(
-            f"{self.url}/api/dockyard/v1{path}", headers=admin_headers(self.home)
+            f"{self.url}/api/dockyard/v1{path}",
+            headers=admin_headers(self.home),
+            timeout=HTTP_TIMEOUT,
         ).json()
 
     def prompts(self) -> dict[str, dict[str, Any]]:
