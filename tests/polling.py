@@ -18,7 +18,7 @@ HTTP_TIMEOUT = 30.0
 
 
 def wait_until(
-    check: Callable[[], T], timeout: float = 15, what: str = "", interval: float = 0.02
+    check: Callable[[], T], timeout: float = 30, what: str = "", interval: float = 0.02
 ) -> T:
     """Poll `check` until it returns something truthy; fail with `what` after `timeout` s."""
     deadline = time.monotonic() + timeout

@@ -347,7 +347,7 @@ def test_every_agentapi_route_answers_as_its_document_says(
         if body["type"] == "user":
             wait_until(
                 lambda: any("Done: again" in m["content"] for m in client.messages()),
-                10,
+                30,
                 "the reply",
             )
 

@@ -125,7 +125,7 @@ def test_a_prompt_sent_while_initializing_is_delivered_once_active(fake: Harness
     # its delivery state follows the lines that showed it (the next poll's sync)
     wait_until(
         lambda: (fake.store.prompt(reply["prompt_id"]) or {}).get("state") == "taken",
-        10,
+        30,
         "the prompt taken",
     )
 
@@ -186,7 +186,7 @@ def test_an_agent_that_exits_is_an_error_and_its_workspace_stops(fake: Harness) 
     assert failed.message.startswith("agent exited with code 3")
     assert "Exiting with code 3" in failed.message
     assert failed.error_class == "PERMANENT"
-    wait_until(lambda: not fake.backend.observe(task.id).running, 10, "the workspace to stop")
+    wait_until(lambda: not fake.backend.observe(task.id).running, 30, "the workspace to stop")
     assert fake.backend.observe(task.id).exists  # kept for inspection
 
 

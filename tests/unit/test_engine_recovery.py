@@ -68,7 +68,7 @@ def test_a_workspace_whose_task_is_gone_is_removed_on_restart(fake: Harness) -> 
     fake.engine.stop()
     assert fake.store.delete(task.id)  # the record went, the removal was cut short
     restart_engine(fake)
-    wait_until(lambda: task.id not in fake.backend.task_ids(), 10, "the orphan's removal")
+    wait_until(lambda: task.id not in fake.backend.task_ids(), 30, "the orphan's removal")
     assert not fake.backend.observe(task.id).exists
 
 

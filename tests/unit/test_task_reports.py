@@ -337,10 +337,10 @@ def test_the_agent_reports_with_dockyard_task_on_its_path(runner: BridgeRunner) 
     assert os.access(command, os.X_OK)
     # the scripted agent's commands run dockyard-task from the PATH the bridge gave it
     client.send("/progress Fixed the auth check, running tests")
-    wait_until(lambda: client.reports()["last_seq"] == 1, 10, "the progress report")
+    wait_until(lambda: client.reports()["last_seq"] == 1, 30, "the progress report")
     client.send("/ask Which database should I use?")
     client.send("/usage 1200 340")
-    wait_until(lambda: client.reports()["last_seq"] == 3, 10, "three reports")
+    wait_until(lambda: client.reports()["last_seq"] == 3, 30, "three reports")
     wait_stable(client)
     assert "Waiting for an answer" in outputs(client)
     page = client.reports()
@@ -358,12 +358,12 @@ def test_the_agent_reports_with_dockyard_task_on_its_path(runner: BridgeRunner) 
     assert "reports" not in client.log(after=0, limit=1)  # not asked: an agentapi reply as before
     # a complete ends the reports
     client.send("/complete SUCCESS all green")
-    wait_until(lambda: client.reports()["last_seq"] == 4, 10, "the complete report")
+    wait_until(lambda: client.reports()["last_seq"] == 4, 30, "the complete report")
     last = client.reports(after=3)["reports"][0]
     assert (last["kind"], last["outcome"], last["output"]) == ("complete", "SUCCESS", "all green")
     wait_stable(client)
     client.send("/progress too late")
-    wait_until(lambda: any("exited with code 4" in line for line in outputs(client)), 10, "refusal")
+    wait_until(lambda: any("exited with code 4" in line for line in outputs(client)), 30, "refusal")
     assert any("already completed" in line for line in outputs(client))
     assert client.reports()["last_seq"] == 4
 
