@@ -161,7 +161,7 @@ def test_session_with_pipes_streams_input_and_output(via: BridgeExec) -> None:
         session.close_input()
         out, err = _drain(session)
         assert out == payload and err == b"oops\n"
-        assert session.wait(10) == 5
+        assert session.wait(30) == 5
     finally:
         session.close()
 
@@ -186,7 +186,7 @@ def test_session_under_a_terminal_resizes(via: BridgeExec) -> None:
         session.write(b"stty size\n")
         assert saw(b"40 120")
         session.write(b"exit 7\n")
-        assert session.wait(10) == 7
+        assert session.wait(30) == 7
     finally:
         session.close()
     for argv, said in ((["id", "a\x00b"], "NUL"), ([], "argv")):
@@ -194,7 +194,7 @@ def test_session_under_a_terminal_resizes(via: BridgeExec) -> None:
         try:
             stream, data = bad.read()
             assert stream == 2 and said.encode() in data, data
-            assert bad.read() == (0, b"") and bad.wait(5) == 126
+            assert bad.read() == (0, b"") and bad.wait(30) == 126
         finally:
             bad.close()
 

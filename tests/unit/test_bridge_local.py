@@ -92,7 +92,7 @@ class BridgeRunner:
         """SIGTERM the bridge as Docker would; return its exit code."""
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=10)
+        code = self.proc.wait(timeout=30)
         if self.client is not None:
             self.client.close()
         return code
@@ -601,7 +601,7 @@ def test_sigterm_reports_stopping_not_exited(runner: BridgeRunner) -> None:
     time.sleep(0.3)  # the long-poll is in flight
     assert runner.proc is not None
     runner.proc.send_signal(signal.SIGTERM)
-    poll.join(timeout=5)
+    poll.join(timeout=30)
     assert replies and replies[0]["status"]["dockyard"]["state"] == "stopping"
     status = client.status()
     assert status["status"] == "running"
@@ -622,7 +622,7 @@ def test_sigterm_reports_stopping_not_exited(runner: BridgeRunner) -> None:
 
     poll = threading.Thread(target=poll_stopping)
     poll.start()
-    poll.join(timeout=10)
+    poll.join(timeout=30)
     if final:
         assert final[0]["status"]["dockyard"]["state"] == "stopping"
         assert final[0]["status"]["dockyard"]["exit_code"] == 137

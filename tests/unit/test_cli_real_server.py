@@ -293,7 +293,7 @@ def test_status_watch_prints_a_row_per_change(run: Server) -> None:
     run.h.wait_idle(task_id)
     time.sleep(0.1)  # a watch poll or two past idle (it polls every 20 ms here)
     run.h.engine.delete(task_id)
-    assert done.wait(10), "the watch did not end when the task was deleted"
+    assert done.wait(30), "the watch did not end when the task was deleted"
     (watched,) = result
     rows = [line.split()[1:4] for line in watched.stdout.splitlines()]
     if watched.exit_code == 0:

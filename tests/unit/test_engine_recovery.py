@@ -142,7 +142,7 @@ def test_a_task_deleted_while_it_starts_leaves_no_workspace(fake: Harness) -> No
 
     fake.backend.create = held_create  # type: ignore[method-assign]
     task = fake.create("deleted while starting")
-    assert entered.wait(10), "the start never reached its create step"
+    assert entered.wait(30), "the start never reached its create step"
     threading.Timer(0.3, release.set).start()
     fake.engine.delete(task.id)
     assert created.is_set(), "the delete returned while the start was still under way"

@@ -39,7 +39,7 @@ def test_a_message_waits_until_the_server_answers_it() -> None:
     assert relay.take(0) == []  # handed out once
     assert not relay.answer("nope", 200, "application/json", "{}")
     assert relay.answer(taken[0]["id"], 200, "application/json", '{"ok": 1}')
-    agent.join(5)
+    agent.join(30)
     assert answers == [{"status": 200, "content_type": "application/json", "body": '{"ok": 1}'}]
     assert not relay.answer(taken[0]["id"], 200, "application/json", "{}")  # once
 
