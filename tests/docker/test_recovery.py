@@ -94,7 +94,7 @@ class ServerProcess:
                 f"{self.url}/api/dockyard/v1/tasks/{ref}/logs",
                 params={"after": after},
                 headers=admin_headers(self.home),
-                timeout=30,
+                timeout=HTTP_TIMEOUT,
             ).json()
             if not reply["logs"]:
                 return entries

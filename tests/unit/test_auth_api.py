@@ -213,7 +213,7 @@ class Served:
         headers = dict(kw.pop("headers", {}))
         if who is not None:
             headers["Authorization"] = f"Bearer {self.tokens[who]}"
-        return httpx.request(method, self.url + path, headers=headers, timeout=30, **kw)
+        return httpx.request(method, self.url + path, headers=headers, timeout=HTTP_TIMEOUT, **kw)
 
 
 @pytest.fixture

@@ -61,7 +61,7 @@ def test_run_bounds_output_and_time(via: BridgeExec, bridge: BridgeRunner) -> No
         f"{bridge.client.base_url}/dockyard/exec",
         json={"argv": ["head", "-c", str(3 * commands.MAX_OUTPUT), "/dev/zero"]},
         headers={"Authorization": f"Bearer {TOKEN}"},
-        timeout=30,
+        timeout=HTTP_TIMEOUT,
     ).json()
     assert answer["exit_code"] == 0 and answer["truncated"] is True
     assert len(answer["output"]) == commands.MAX_OUTPUT

@@ -47,7 +47,7 @@ class Coder:
         headers = dict(kw.pop("headers", {}))
         if who is not None:
             headers.setdefault("Coder-Session-Token", self.tokens[who])
-        return httpx.request(method, self.url + path, headers=headers, timeout=30, **kw)
+        return httpx.request(method, self.url + path, headers=headers, timeout=HTTP_TIMEOUT, **kw)
 
     def ok(self, method: str, path: str, who: str = "alice", **kw: Any) -> Any:
         reply = self.call(method, path, who, **kw)
@@ -443,7 +443,7 @@ def test_coders_cli_calling_pattern(coder: Coder) -> None:
     http = httpx.Client(
         base_url=coder.url,
         headers={"Coder-Session-Token": coder.tokens["alice"], "User-Agent": "Coder v2.29.0"},
-        timeout=30,
+        timeout=HTTP_TIMEOUT,
     )
 
     def get(path: str, code: int = 200, **kw: Any) -> Any:

@@ -153,7 +153,9 @@ def test_no_serious_accessibility_findings(
 
 def _api(url: str, home: Any, method: str, path: str, **kw: Any) -> httpx.Response:
     headers = kw.pop("headers", admin_headers(home))
-    return httpx.request(method, f"{url}/api/dockyard/v1{path}", headers=headers, timeout=30, **kw)
+    return httpx.request(
+        method, f"{url}/api/dockyard/v1{path}", headers=headers, timeout=HTTP_TIMEOUT, **kw
+    )
 
 
 def test_schedules_triggers_and_webhooks_pages(

@@ -44,7 +44,7 @@ AUTH: dict[str, dict[str, str]] = {}  # the admin's headers of each served URL
 def post(url: str, path: str, raw_json: str) -> httpx.Response:
     # raw: a lone surrogate can only be sent as a JSON escape
     headers = {"Content-Type": "application/json", **AUTH[url]}
-    return httpx.post(url + path, content=raw_json.encode(), headers=headers, timeout=30)
+    return httpx.post(url + path, content=raw_json.encode(), headers=headers, timeout=HTTP_TIMEOUT)
 
 
 @pytest.mark.parametrize(

@@ -187,7 +187,7 @@ def test_a_server_process_logs_json_lines_only(tmp_path: Path) -> None:
         reply = httpx.get(
             info["url"] + "/api/v2/health",
             headers={**admin_headers(home), "X-Request-ID": "proc-1"},
-            timeout=30,
+            timeout=HTTP_TIMEOUT,
         )
         assert reply.headers["x-request-id"] == "proc-1"
     finally:

@@ -323,7 +323,11 @@ def report_key(runner: BridgeRunner) -> str:
 def post_report(client: BridgeClient, body: Any, key: str | None, **kwargs: Any) -> httpx.Response:
     headers = {} if key is None else {"Authorization": f"Bearer {key}"}
     return httpx.post(
-        f"{client.base_url}/dockyard/report", json=body, headers=headers, timeout=5, **kwargs
+        f"{client.base_url}/dockyard/report",
+        json=body,
+        headers=headers,
+        timeout=HTTP_TIMEOUT,
+        **kwargs,
     )
 
 

@@ -211,7 +211,7 @@ def test_over_mcp_it_sees_its_scope_and_no_claims(served: Served) -> None:
         },
     }
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"}
-    done = httpx.post(served.url + "/mcp", json=call, headers=headers, timeout=30)
+    done = httpx.post(served.url + "/mcp", json=call, headers=headers, timeout=HTTP_TIMEOUT)
     assert done.status_code == 200 and not done.json()["result"]["isError"], done.text
     assert served.store.get(lead).status == Status.COMPLETED
     assert (

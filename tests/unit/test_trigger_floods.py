@@ -97,7 +97,7 @@ def deliver(url: str, name: str, secret: str, source: str = "127.0.0.1") -> http
         "x-hub-signature-256": github_signature(secret, body),
     }
     transport = httpx.HTTPTransport(local_address=source)
-    with httpx.Client(transport=transport, timeout=30) as c:
+    with httpx.Client(transport=transport, timeout=HTTP_TIMEOUT) as c:
         return c.post(f"{url}/api/dockyard/v1/triggers/{name}", content=body, headers=headers)
 
 

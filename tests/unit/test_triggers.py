@@ -34,7 +34,11 @@ class Served:
 
     def api(self, method: str, path: str, **kw: Any) -> httpx.Response:
         return httpx.request(
-            method, self.url + "/api/dockyard/v1" + path, headers=self.headers, timeout=30, **kw
+            method,
+            self.url + "/api/dockyard/v1" + path,
+            headers=self.headers,
+            timeout=HTTP_TIMEOUT,
+            **kw,
         )
 
     def deliver(
@@ -58,7 +62,10 @@ class Served:
             **(headers or {}),
         }
         return httpx.post(
-            f"{self.url}/api/dockyard/v1/triggers/{name}", content=body, headers=sent, timeout=30
+            f"{self.url}/api/dockyard/v1/triggers/{name}",
+            content=body,
+            headers=sent,
+            timeout=HTTP_TIMEOUT,
         )
 
     def tasks(self) -> list[dict[str, Any]]:

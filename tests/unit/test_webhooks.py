@@ -26,7 +26,7 @@ from provisioner.server.webhook_dispatch import Dispatcher, checked_addresses, s
 from provisioner.store.store import Store, sqlite_url
 from provisioner.webhooks import RetryPolicy, Settings, check_url, event_name, new_secret, verify
 from tests.fake_engine import FAST, Harness, bridge_cache, fake
-from tests.polling import wait_until
+from tests.polling import HTTP_TIMEOUT, wait_until
 from tests.postgres import postgres_cluster, store_url
 from tests.serving import admin_env, admin_headers, serve
 from tests.stored import stored_task
@@ -107,7 +107,7 @@ def _create_task(url: str, h: Harness) -> dict[str, Any]:
         url + "/api/v2/tasks",
         json={"template": "scripted", "prompt": "say hello", "parameters": FAST},
         headers=admin_headers(h.home),
-        timeout=30,
+        timeout=HTTP_TIMEOUT,
     )
     assert made.status_code == 201, made.text
     task: dict[str, Any] = made.json()
@@ -119,7 +119,7 @@ def _complete(url: str, h: Harness, task_id: str) -> None:
         f"{url}/api/v2/tasks/{task_id}/complete",
         json={"outcome": "SUCCESS", "output": "hello said"},
         headers=admin_headers(h.home),
-        timeout=30,
+        timeout=HTTP_TIMEOUT,
     )
     assert done.status_code == 200, done.text
 
@@ -189,7 +189,7 @@ def test_a_dead_receiver_never_holds_up_a_task_or_another_receiver(fake: Harness
                 url + "/api/v2/webhooks",
                 json={"url": receiver.url, "events": ["status", "completed"]},
                 headers=admin_headers(fake.home),
-                timeout=30,
+                timeout=HTTP_TIMEOUT,
             )
             assert made.status_code == 201, made.text
             hooks[receiver.url] = made.json()["id"]
@@ -378,7 +378,7 @@ def test_hostile_subscriptions_are_refused_and_others_hooks_are_not_found(
 
         def call(who: str, method: str, path: str, **kw: Any) -> httpx.Response:
             return httpx.request(
-                method, url + "/api/v2" + path, headers=tokens[who], timeout=30, **kw
+                method, url + "/api/v2" + path, headers=tokens[who], timeout=HTTP_TIMEOUT, **kw
             )
 
         def add(who: str, **body: Any) -> httpx.Response:

@@ -316,13 +316,17 @@ def test_cp_both_ways_and_its_abuse_cases(served: Served, tmp_path: Path) -> Non
         b"not a tar at all" * 100,
     ]
     for body in hostile:
-        reply = httpx.put(put, params={"path": "."}, content=body, headers=tar_headers, timeout=30)
+        reply = httpx.put(
+            put, params={"path": "."}, content=body, headers=tar_headers, timeout=HTTP_TIMEOUT
+        )
         assert reply.status_code == 400, reply.text
     assert not (workspace.parent / "evil").exists()
     assert sorted(p.name for p in workspace.iterdir()) == ["escape", "project", "renamed.txt"]
     # sizes: the declared length is checked before anything is read
     assert _declared_too_big(served) == 413
-    json_body = httpx.put(put, params={"path": "."}, json={}, headers=served.headers(), timeout=30)
+    json_body = httpx.put(
+        put, params={"path": "."}, json={}, headers=served.headers(), timeout=HTTP_TIMEOUT
+    )
     assert json_body.status_code == 400
     events = [e["reason"] for e in served.h.store.events(served.task.id) if e["kind"] == "cp"]
     assert "in: project -> /workspace" in events
