@@ -7,13 +7,17 @@ from pathlib import Path
 import click
 
 from cli.client import CliError, current_client
+from cli.lazy import lazy_group
 from cli.options import output_option
 from cli.render import presets_table, render_table, template_text, templates_table, to_json
 
+# commands in modules of their own, imported when used
+TEMPLATE_COMMANDS = {"activate": "cli.template_activate:activate"}
 
-@click.group("template")
+
+@click.group("template", cls=lazy_group(TEMPLATE_COMMANDS))
 def template_group() -> None:
-    """Inspect, validate and push templates."""
+    """Inspect, validate, push and activate templates."""
 
 
 @template_group.command("list")
@@ -44,7 +48,8 @@ def show_template(name: str, output: str) -> None:
 @click.argument("name")
 @output_option
 def template_versions(name: str, output: str) -> None:
-    """List the stored versions of a template; `*` marks the active one."""
+    """List a template's versions (stored ones, and its folder on disk); `*` marks the
+    active one, which `dockyard template activate` changes."""
     versions = current_client().template_versions(name)
     if output == "json":
         click.echo(to_json(versions))

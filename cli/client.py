@@ -394,6 +394,12 @@ class Client:
         )
         return result
 
+    def activate_template(self, name: str, version: str) -> JSON:
+        """Make a stored version (hash, unique prefix or label) the active one (admins)."""
+        path = f"/templates/{_segment(name)}/versions/{_segment(version)}/activate"
+        result: JSON = self.request("POST", path)
+        return result
+
     def delete_template(self, name: str, version: str | None = None) -> list[str]:
         """Delete one stored version of a template, or all of them; returns those deleted."""
         path = f"/templates/{_segment(name)}"

@@ -18,6 +18,7 @@ from provisioner.server.auth import admin_only, caller
 from provisioner.server.drain_api import drain_json
 from provisioner.server.http_errors import ERROR_RESPONSES
 from provisioner.store.store import Store
+from provisioner.templating.activate import activate_version
 from provisioner.templating.catalog import Template
 from provisioner.templating.delete import delete_versions
 from provisioner.templating.push import MAX_ARCHIVE_BYTES, push_archive
@@ -128,6 +129,7 @@ def build_catalog_router(engine: Engine, home: str) -> APIRouter:
     @r.get("/templates/{name}/versions")
     def template_versions(name: str, who: Principal = Depends(caller)) -> dict[str, Any]:
         active = engine.catalog.get(name)
+        name = active.name
         store = engine.catalog.versions
         stored = store.versions(name) if store else []
         rows = [
@@ -140,15 +142,17 @@ def build_catalog_router(engine: Engine, home: str) -> APIRouter:
             }
             for v in stored
         ]
-        if not any(r["active"] for r in rows):
-            # The folder on disk, not yet used by any task: a version all the same.
+        disk = engine.catalog.on_disk(name)
+        if disk is not None and all(r["version"] != disk.version for r in rows):
+            # The folder on disk as it is now, not stored yet (no task used it): a version
+            # all the same, active unless a push replaced it, and one to activate again.
             rows.append(
                 {
-                    "version": active.version,
+                    "version": disk.version,
                     "label": None,
                     "created_at": None,
                     "pushed": False,
-                    "active": True,
+                    "active": disk.version == active.version,
                 }
             )
         return {"template": name, "versions": rows}
@@ -168,14 +172,12 @@ def build_catalog_router(engine: Engine, home: str) -> APIRouter:
     def activate_template_version(
         name: str, version: str, who: Principal = Depends(admin_only)
     ) -> dict[str, Any]:
-        """Make a stored version the one new tasks get (admins); tasks that run keep
-        theirs. `version`: a hash, a unique prefix of it, or a label."""
-        versions = engine.catalog.versions
-        if versions is None:
-            raise TemplateError("this server keeps no template versions; none can be activated")
-        info = versions.activate(name, version)
-        store.record_audit(who.actor, "template.activate", f"{name}@{info.version}", "")
-        return {**_template_json(engine.catalog.get(name)), "label": info.label}
+        """Make a version the one new tasks get (admins); tasks that run keep theirs.
+        `version`: a hash, a unique prefix of it, or a label; the folder on disk's too."""
+        done = activate_version(engine.catalog, name, version)
+        target = f"{done.template.name}@{done.template.version}"
+        store.record_audit(who.actor, "template.activate", target, "")
+        return {**_template_json(done.template), "label": done.label, "already": done.already}
 
     def routed_by(name: str) -> list[str]:
         return [t.name for t in engine.admissions.targets.values() if t.template == name]

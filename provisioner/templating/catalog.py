@@ -232,6 +232,12 @@ class Catalog:
         """The folder on the search path holding template `name`, if any."""
         return self._folders().get(name)
 
+    def on_disk(self, name: str) -> Template | None:
+        """Template `name` as its folder on the search path has it now, active or not (a
+        pushed version wins over it), or None when no folder holds it."""
+        folder = self.folder(name)
+        return _LOADED.load(folder, self._preset_dirs) if folder is not None else None
+
     def names(self) -> list[str]:
         """Names of every template: on the search path or pushed."""
         pushed = self.versions.pushed_names() if self.versions else []

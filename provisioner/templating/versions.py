@@ -143,7 +143,7 @@ class VersionStore:
         )
         what = "is ambiguous" if matches else "is unknown"
         raise TemplateNotFound(
-            f"Version {ref!r} of template {name!r} {what} (versions: {known})",
+            f"Version {ref[:80]!r} of template {name!r} {what} (versions: {known})",
             hint=f"list them with: dockyard template versions {name}",
         )
 

@@ -1,10 +1,12 @@
 // Tasks made without anyone at the keyboard, and notifications out: schedules (their next
 // runs; pause, resume, run now, delete), triggers (their deliveries: accepted, filtered,
-// replayed, rejected or limited, and why) and outbound webhooks (their deliveries).
+// replayed, rejected or limited, and why) and outbound webhooks (their deliveries; a form
+// adds one: webhook_form.js).
 // Admins see everyone's; members their own (the API decides: another's answers 404).
 
 import { API, api, enc, get, post } from "./api.js";
 import { h, time } from "./dom.js";
+import { webhookForm } from "./webhook_form.js";
 
 export const isAdmin = () => document.body.dataset.role === "admin";
 const all = () => (isAdmin() ? "?all=true" : "");
@@ -17,11 +19,12 @@ export function table(caption, headers, rows, attrs = {}) {
       h("tr", row, ...cells.map((c) => h("td", {}, c)))))));
 }
 
-// A page: its heading, an error line, and a body `load` fills (and refills after an act).
-function page(main, title, id, load) {
+// A page: its heading, an error line, and a body `load` fills (and refills after an act);
+// `above(refresh)`, if given, makes what stays above the body across refills (a form).
+function page(main, title, id, load, above = null) {
   const box = h("div", { id });
   const error = h("p", { class: "error", role: "alert", id: `${id}-error` });
-  main.append(h("h1", { text: title }), error, box);
+  main.append(h("h1", { text: title }), error);
   let loads = 0;
   const refresh = async () => {
     try {
@@ -31,6 +34,8 @@ function page(main, title, id, load) {
       error.textContent = err.hint ? `${err.message}: ${err.hint}` : err.message;
     }
   };
+  if (above) main.append(above(refresh));
+  main.append(box);
   refresh();
   return () => {};
 }
@@ -149,11 +154,11 @@ export function showWebhooks(main) {
           w.owner, time(w.created_at),
           deleteButton(w.id, () => api("DELETE", `${API}/webhooks/${enc(w.id)}`), refresh, error)] })),
         { id: "webhook-table" })
-      : h("p", { class: "muted", text: "No webhooks. Add one with: dockyard webhook add URL --events completed,input_required" });
+      : h("p", { class: "muted", text: "No webhooks. Add one above, or with: dockyard webhook add URL --events completed,input_required" });
     return [hooks, h("h2", { text: "Latest deliveries (yours)" }),
       table("Deliveries, newest first", ["Time", "Event", "Task", "State", "Attempts", "Status", "Error"],
         deliveries.map((d) => ({ "data-state": d.state, cells: [time(d.created_at), d.event,
           h("a", { href: `#/task/${enc(d.task_id)}`, text: d.task_id }), d.state, String(d.attempts ?? ""),
           d.last_status === null || d.last_status === undefined ? "" : String(d.last_status), d.last_error || ""] })))];
-  });
+  }, (refresh) => webhookForm(isAdmin(), refresh));
 }

@@ -43,7 +43,7 @@ function pushForm(done) {
 function versionsTable(tpl, versions, reload, error) {
   return table(`Versions of ${tpl.name}`, ["Version", "Label", "Created", "Pushed", "Active"],
     versions.map((v) => [v.version, v.label || "", time(v.created_at), v.pushed ? "yes" : "",
-      v.active ? "active" : (isAdmin() && v.created_at
+      v.active ? "active" : (isAdmin() // the folder on disk's version too (not stored yet)
         ? h("button", { type: "button", class: "activate", "data-version": v.version,
           "aria-label": `Activate ${tpl.name} version ${v.version}`, text: "Activate", onclick: async () => {
             error.textContent = "";
