@@ -72,7 +72,8 @@ def test_reports_made_while_the_server_is_away_are_applied_once(fake: Harness) -
     fake.engine.start()
     fake.wait_task(task.id, lambda t: t.tokens_in == 7, "the reports of the time away")
     assert fake.task(task.id).progress == "while you were away"
-    assert fake.store.report_seq(task.id) == 2
+    # the follower stores its cursor just after it applied a report: wait for it
+    wait_until(lambda: fake.store.report_seq(task.id) == 2, what="the report cursor at 2")
     # another restart applies nothing twice
     fake.engine.stop()
     fake.engine = fake.new_engine()
