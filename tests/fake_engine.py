@@ -78,7 +78,7 @@ class Harness:
         return self.store.get(ref)
 
     def wait_task(
-        self, ref: str, pred: Callable[[Task], bool], what: str, timeout: float = 15
+        self, ref: str, pred: Callable[[Task], bool], what: str, timeout: float = 30
     ) -> Task:
         last: list[Task] = []
 
@@ -100,10 +100,10 @@ class Harness:
                 )
             time.sleep(0.02)
 
-    def wait_status(self, ref: str, status: Status, timeout: float = 15) -> Task:
+    def wait_status(self, ref: str, status: Status, timeout: float = 30) -> Task:
         return self.wait_task(ref, lambda t: t.status == status, status.value, timeout)
 
-    def wait_idle(self, ref: str, timeout: float = 15) -> Task:
+    def wait_idle(self, ref: str, timeout: float = 30) -> Task:
         return self.wait_task(
             ref,
             lambda t: t.status == Status.ACTIVE and t.state == "idle",
@@ -115,7 +115,7 @@ class Harness:
         task = self.store.get(ref)
         return [e["content"] for e in self.store.logs(task.id) if e["type"] == "output"]
 
-    def wait_output(self, ref: str, line: str, timeout: float = 15) -> list[str]:
+    def wait_output(self, ref: str, line: str, timeout: float = 30) -> list[str]:
         return wait_until(
             lambda: (out := self.output(ref)) and line in out and out,
             timeout,

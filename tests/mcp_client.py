@@ -13,6 +13,8 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent
 
+from tests.polling import HTTP_TIMEOUT
+
 T = TypeVar("T")
 
 
@@ -29,7 +31,7 @@ class ToolCaller:
         async def run() -> T:
             headers = {"Authorization": f"Bearer {self.token}"}
             async with (
-                httpx2.AsyncClient(headers=headers, timeout=30) as http,
+                httpx2.AsyncClient(headers=headers, timeout=HTTP_TIMEOUT) as http,
                 Client(streamable_http_client(self.endpoint, http_client=http)) as client,
             ):
                 return await work(client)

@@ -85,7 +85,7 @@ class Receiver:
         """Requests answered 2xx: the deliveries that count as delivered."""
         return [g for g in self.requests() if g.status is not None and 200 <= g.status < 300]
 
-    def wait_accepted(self, count: int, timeout: float = 20) -> list[Got]:
+    def wait_accepted(self, count: int, timeout: float = 30) -> list[Got]:
         return wait_until(
             lambda: (found := self.accepted()) and len(found) >= count and found,
             timeout,

@@ -152,6 +152,11 @@ class DockerClient:
                     ) from exc
                 # any answer, whatever its status, says the daemon is up (see ping)
                 client.hooks["response"].append(self._heard)
+                # requests would read proxy settings from os.environ on every call: a
+                # thread changing the environment meanwhile (a CLI run in the server's
+                # process, as tests do) failed calls with KeyError('DOCKYARD_URL'); the
+                # daemon's address, TLS and certificates come from kwargs_from_env above
+                client.trust_env = False
                 self._client = client
             return self._client
 

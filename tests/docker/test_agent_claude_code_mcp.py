@@ -15,6 +15,7 @@ import pytest
 from tests.docker.conftest import ServerHandle
 from tests.docker.test_agent_claude_code import BUILD_TIMEOUT_S, _last_user_blocks
 from tests.fake_model_server import FakeModelServer, Reply, ToolCall, last_user_text
+from tests.polling import HTTP_TIMEOUT
 
 pytestmark = pytest.mark.slow
 
@@ -83,9 +84,9 @@ def test_claude_code_creates_a_dockyard_task_through_its_mcp_tools(
         )
         assert not any(r.get("is_error") for r in script.results), script.results
         status = server.status(task)
-        listed = httpx.get(f"{server.url}/api/dockyard/v1/tasks", headers=server.headers).json()[
-            "tasks"
-        ]
+        listed = httpx.get(
+            f"{server.url}/api/dockyard/v1/tasks", headers=server.headers, timeout=HTTP_TIMEOUT
+        ).json()["tasks"]
         children = [t for t in listed if t.get("created_by") == f"task:{status['id']}"]
         assert [c["title"] for c in children] == ["Run the tests"], listed
         assert children[0]["source"] == "mcp" and children[0]["prompt"] == CHILD_PROMPT

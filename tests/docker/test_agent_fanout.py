@@ -7,6 +7,7 @@ from __future__ import annotations
 import httpx
 
 from tests.docker.conftest import ServerHandle
+from tests.polling import HTTP_TIMEOUT
 
 
 def test_a_parent_creates_two_children_and_completes_after_them(server: ServerHandle) -> None:
@@ -20,9 +21,9 @@ def test_a_parent_creates_two_children_and_completes_after_them(server: ServerHa
         done = server.wait_for(
             parent, lambda s: s["status"] in ("completed", "failed"), 180, "the parent's end"
         )
-        listed = httpx.get(f"{server.url}/api/dockyard/v1/tasks", headers=server.headers).json()[
-            "tasks"
-        ]
+        listed = httpx.get(
+            f"{server.url}/api/dockyard/v1/tasks", headers=server.headers, timeout=HTTP_TIMEOUT
+        ).json()["tasks"]
         children = [t for t in listed if t.get("created_by") == f"task:{done['id']}"]
         assert len(children) == 2, listed
         assert all(c["status"] == "completed" and c["outcome"] == "SUCCESS" for c in children)
@@ -32,7 +33,7 @@ def test_a_parent_creates_two_children_and_completes_after_them(server: ServerHa
         # the children's histories say which task created them, through its own token
         for child in children:
             path = f"{server.url}/api/dockyard/v1/tasks/{child['id']}/events"
-            events = httpx.get(path, headers=server.headers).json()["events"]
+            events = httpx.get(path, headers=server.headers, timeout=HTTP_TIMEOUT).json()["events"]
             assert events[0]["actor"] == f"task:{done['id']}", events[0]
     finally:
         for child in children:

@@ -20,6 +20,7 @@ from schemathesis.checks import (
 
 from provisioner.server.main import build_engine
 from tests.docker.conftest import remove_instance
+from tests.polling import HTTP_TIMEOUT
 from tests.serving import admin_headers, serve
 
 EXAMPLES = 15  # per operation: enough to reach every validation branch, bounded in time
@@ -42,7 +43,9 @@ def served(
 
 def _operations(url: str, home: Path) -> list[Any]:
     """Every operation of the server's own OpenAPI document."""
-    document = httpx.get(f"{url}/openapi.json", headers=admin_headers(home)).json()
+    document = httpx.get(
+        f"{url}/openapi.json", headers=admin_headers(home), timeout=HTTP_TIMEOUT
+    ).json()
     schema = schemathesis.openapi.from_dict(document)
     return [result.ok() for result in schema.get_all_operations()]
 

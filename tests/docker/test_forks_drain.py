@@ -12,6 +12,7 @@ import httpx
 from provisioner.backends.docker import LABEL_FORK, LABEL_INSTANCE
 from tests.docker.conftest import ServerHandle
 from tests.docker.test_recovery import ServerProcess, containers_of, proc_server
+from tests.polling import HTTP_TIMEOUT
 from tests.serving import admin_headers
 
 __all__ = ["proc_server"]
@@ -80,7 +81,9 @@ def test_sigterm_leaves_workspaces_running_and_drain_outlives_a_restart(
     proc_server.stop()
     proc_server.start()
     health = httpx.get(
-        f"{proc_server.url}/api/v2/health", headers=admin_headers(proc_server.home), timeout=10
+        f"{proc_server.url}/api/v2/health",
+        headers=admin_headers(proc_server.home),
+        timeout=HTTP_TIMEOUT,
     ).json()
     assert health["drain"]["draining"] and health["drain"]["paused_by_drain"] == 1
     assert "t" in proc_server.cli("undrain")

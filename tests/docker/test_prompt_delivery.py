@@ -10,6 +10,7 @@ import pytest
 from provisioner.bridge.runtime.http import MAX_BODY
 from tests.docker.conftest import ServerHandle
 from tests.docker.test_vertical_slice import create
+from tests.polling import HTTP_TIMEOUT
 
 
 def secret_files(server: ServerHandle) -> list[str]:
@@ -32,7 +33,7 @@ def test_invalid_text_is_a_400_and_leaves_no_secret_file(server: ServerHandle, e
         f"{server.url}/api/v2/tasks",
         content=body.encode(),
         headers={"Content-Type": "application/json", **server.headers},
-        timeout=30,
+        timeout=HTTP_TIMEOUT,
     )
     assert secret_files(server) == before  # nothing left behind, whatever the answer
     assert response.status_code == 400, response.text

@@ -26,6 +26,7 @@ from provisioner import paths
 from provisioner.lifecycle import Status
 from provisioner.server.main import build_engine
 from tests.docker.conftest import remove_instance
+from tests.polling import HTTP_TIMEOUT
 from tests.postgres import PostgresCluster
 from tests.serving import admin_env, admin_headers
 
@@ -81,7 +82,7 @@ class ServerProcess:
 
     def task(self, ref: str) -> dict[str, Any]:
         reply = httpx.get(
-            f"{self.url}/api/v2/tasks/{ref}", headers=admin_headers(self.home), timeout=10
+            f"{self.url}/api/v2/tasks/{ref}", headers=admin_headers(self.home), timeout=HTTP_TIMEOUT
         )
         return dict(reply.json())
 
@@ -93,7 +94,7 @@ class ServerProcess:
                 f"{self.url}/api/dockyard/v1/tasks/{ref}/logs",
                 params={"after": after},
                 headers=admin_headers(self.home),
-                timeout=30,
+                timeout=HTTP_TIMEOUT,
             ).json()
             if not reply["logs"]:
                 return entries

@@ -12,6 +12,7 @@ import httpx
 
 from provisioner.triggers import github_signature
 from tests.docker.conftest import ServerHandle
+from tests.polling import HTTP_TIMEOUT
 
 SECRET = "docker-tier-secret-" + secrets.token_hex(4)
 
@@ -44,6 +45,7 @@ def test_a_schedule_and_a_signed_delivery_make_real_tasks(server: ServerHandle) 
             "x-github-delivery": f"d-{suffix}",
             "x-hub-signature-256": github_signature(SECRET, body),
         },
+        timeout=HTTP_TIMEOUT,
     )
     assert reply.status_code == 201, reply.text
     hooked = reply.json()["task"]["name"]

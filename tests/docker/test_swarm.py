@@ -26,7 +26,7 @@ from tests.docker.test_recovery import ServerProcess
 from tests.docker.test_repo_work import FILES as REPO_FILES
 from tests.docker.test_workspace_access import _cli
 from tests.git_server import serve_repository
-from tests.polling import wait_until
+from tests.polling import HTTP_TIMEOUT, wait_until
 from tests.postgres import PostgresCluster
 from tests.serving import serve
 from tests.swarm import HOST_IP, Swarm, remove_registry_images
@@ -152,11 +152,15 @@ def test_exec_preview_and_diff_through_the_bridge_and_a_job_on_the_worker(
             assert _cli(server, "task", "exec", task, "--", "sh", "-c", app).returncode == 0
             url = f"{server.url}/api/dockyard/v1/tasks/{task}/apps/8123/notes/todo.txt"
             wait_until(
-                lambda: httpx.get(url, headers=server.headers, timeout=5).status_code == 200,
+                lambda: (
+                    httpx.get(url, headers=server.headers, timeout=HTTP_TIMEOUT).status_code == 200
+                ),
                 30,
                 "the preview",
             )
-            assert httpx.get(url, headers=server.headers, timeout=5).text == "first thing\n"
+            assert (
+                httpx.get(url, headers=server.headers, timeout=HTTP_TIMEOUT).text == "first thing\n"
+            )
 
             server.cli("task", "pause", task)
             paused = server.wait_for(task, lambda s: s["status"] == "paused", what="paused")

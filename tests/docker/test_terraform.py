@@ -20,6 +20,7 @@ from provisioner import paths
 from provisioner.backends.terraform import TerraformBackend
 from provisioner.templating.catalog import Catalog
 from tests.docker.conftest import ServerHandle
+from tests.polling import HTTP_TIMEOUT
 
 pytestmark = pytest.mark.skipif(shutil.which("terraform") is None, reason="no terraform")
 
@@ -217,7 +218,9 @@ def test_injected_memory_is_refused_and_runs_nothing(server: ServerHandle, tmp_p
         "prompt": "hello",
         "parameters": {"memory": f"512m $(id > {marker})"},
     }
-    answer = httpx.post(f"{server.url}/api/v2/tasks", json=body, headers=server.headers, timeout=30)
+    answer = httpx.post(
+        f"{server.url}/api/v2/tasks", json=body, headers=server.headers, timeout=HTTP_TIMEOUT
+    )
     assert answer.status_code == 400, answer.text
     assert "Parameter memory" in answer.text and "512m or 2g" in answer.text
     time.sleep(2)  # a few reconcile ticks: nothing was queued that could run it
@@ -244,7 +247,9 @@ def test_hostile_values_stay_one_argument_in_local_exec(
     marker = tmp_path / "pwned"
     hostile = f"/w$(touch {marker})`touch {marker}`"
     body = {"template": unchecked, "prompt": "hello", "parameters": {"dir": hostile}}
-    answer = httpx.post(f"{server.url}/api/v2/tasks", json=body, headers=server.headers, timeout=30)
+    answer = httpx.post(
+        f"{server.url}/api/v2/tasks", json=body, headers=server.headers, timeout=HTTP_TIMEOUT
+    )
     assert answer.status_code == 201, answer.text
     task_id = answer.json()["id"]
     try:

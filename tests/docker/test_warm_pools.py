@@ -11,6 +11,7 @@ import httpx
 
 from tests.docker.conftest import ServerHandle
 from tests.docker.templates import add_scripted_variant, cleanup_templates
+from tests.polling import HTTP_TIMEOUT
 
 
 def members(server: ServerHandle) -> list[dict[str, Any]]:
@@ -69,7 +70,9 @@ def test_warm_pool_claims_refills_and_replaces(server: ServerHandle) -> None:
         took = time.monotonic() - started
         assert {r["id"] for r in results} == warm_ids  # both claimed, neither twice
         assert all(r["status"] == "active" for r in results)
-        me = httpx.get(f"{server.url}/api/v2/me", headers=server.headers).json()["user"]
+        me = httpx.get(
+            f"{server.url}/api/v2/me", headers=server.headers, timeout=HTTP_TIMEOUT
+        ).json()["user"]
         assert {r["owner"] for r in results} == {me}  # a claim makes the creator the owner
         assert took < 10, f"claiming took {took:.1f}s"
         for r in results:

@@ -21,7 +21,7 @@ from websockets.sync.client import connect
 
 from tests.docker.conftest import ServerHandle
 from tests.docker.test_vertical_slice import create
-from tests.polling import wait_until
+from tests.polling import HTTP_TIMEOUT, wait_until
 from tests.serving import admin_env
 
 pytestmark = pytest.mark.docker
@@ -129,32 +129,38 @@ def test_preview_urls_and_port_forward_reach_an_app_in_the_workspace(
     assert _cli(server, "task", "exec", task, "--", "sh", "-c", start).returncode == 0
     base = f"{server.url}/api/dockyard/v1/tasks/{task}/apps/{PORT}"
     wait_until(
-        lambda: httpx.get(f"{base}/", headers=server.headers, timeout=5).status_code == 200,
+        lambda: (
+            httpx.get(f"{base}/", headers=server.headers, timeout=HTTP_TIMEOUT).status_code == 200
+        ),
         30,
         "the app to answer through the preview URL",
     )
-    reply = httpx.get(f"{base}/page?q=1", headers=server.headers, timeout=10)
+    reply = httpx.get(f"{base}/page?q=1", headers=server.headers, timeout=HTTP_TIMEOUT)
     assert reply.text == "hello from the workspace: /page?q=1 auth=none"
     ws_url = (
         server.url.replace("http://", "ws://") + f"/api/dockyard/v1/tasks/{task}/apps/{PORT}/echo"
     )
-    with connect(ws_url, additional_headers=server.headers, open_timeout=10) as ws:
+    with connect(ws_url, additional_headers=server.headers, open_timeout=HTTP_TIMEOUT) as ws:
         ws.send("hi")
-        assert ws.recv(timeout=10) == "echo: hi"
+        assert ws.recv(timeout=HTTP_TIMEOUT) == "echo: hi"
     assert not server.container(task).attrs["HostConfig"].get("PortBindings")  # none published
     # a browser's dashboard session: sent on to a grant, the answer sandboxed
     token = server.headers["Authorization"].split()[1]
-    opened = httpx.get(f"{base}/page", headers={"cookie": f"dockyard_session={token}"})
+    opened = httpx.get(
+        f"{base}/page", headers={"cookie": f"dockyard_session={token}"}, timeout=HTTP_TIMEOUT
+    )
     assert opened.status_code == 303, opened.text
     grant_url = server.url + opened.headers["location"]
-    reply = httpx.get(grant_url, headers={"cookie": f"dockyard_session={token}"}, timeout=10)
+    reply = httpx.get(
+        grant_url, headers={"cookie": f"dockyard_session={token}"}, timeout=HTTP_TIMEOUT
+    )
     assert reply.text == "hello from the workspace: /page auth=none"
     assert "allow-same-origin" not in reply.headers["content-security-policy"]
     assert reply.headers["content-security-policy"].startswith("sandbox allow-scripts")
     grant_ws = grant_url.replace("http://", "ws://").removesuffix("page") + "echo"
-    with connect(grant_ws, origin="null", open_timeout=10) as ws:  # type: ignore[arg-type]
+    with connect(grant_ws, origin="null", open_timeout=HTTP_TIMEOUT) as ws:  # type: ignore[arg-type]
         ws.send("sandboxed")
-        assert ws.recv(timeout=10) == "echo: sandboxed"
+        assert ws.recv(timeout=HTTP_TIMEOUT) == "echo: sandboxed"
 
     child = pexpect.spawn(
         sys.executable,
@@ -166,11 +172,11 @@ def test_preview_urls_and_port_forward_reach_an_app_in_the_workspace(
     try:
         child.expect(r"Forwarding 127\.0\.0\.1:(\d+)")
         local = int(child.match.group(1))
-        got = httpx.get(f"http://127.0.0.1:{local}/fwd", timeout=10)
+        got = httpx.get(f"http://127.0.0.1:{local}/fwd", timeout=HTTP_TIMEOUT)
         assert got.text == "hello from the workspace: /fwd auth=none"
-        with connect(f"ws://127.0.0.1:{local}/echo", open_timeout=10) as ws:
+        with connect(f"ws://127.0.0.1:{local}/echo", open_timeout=HTTP_TIMEOUT) as ws:
             ws.send("tunnel")
-            assert ws.recv(timeout=10) == "echo: tunnel"
+            assert ws.recv(timeout=HTTP_TIMEOUT) == "echo: tunnel"
     finally:
         child.terminate(force=True)
     events = json.loads(_cli(server, "task", "events", task, "-o", "json").stdout)

@@ -34,6 +34,7 @@ from a2a.utils.errors import A2AError, TaskNotFoundError
 
 from provisioner.lifecycle import Status
 from tests.fake_engine import Harness, bridge_cache, fake
+from tests.polling import HTTP_TIMEOUT
 from tests.serving import admin_token, serve
 
 __all__ = ["bridge_cache", "fake"]
@@ -98,7 +99,7 @@ def _replies(task: Task) -> list[str]:
 def test_card_lists_skills_and_says_bearer(served: Served) -> None:
     async def go() -> None:
         headers = {"Authorization": f"Bearer {served.tokens['alice']}"}
-        async with httpx.AsyncClient(headers=headers) as http:
+        async with httpx.AsyncClient(headers=headers, timeout=HTTP_TIMEOUT) as http:
             card = await A2ACardResolver(http, served.url).get_agent_card()
         ids = {s.id for s in card.skills}
         assert {"scripted", "scripted/default", "scripted/slow"} <= ids
@@ -109,7 +110,9 @@ def test_card_lists_skills_and_says_bearer(served: Served) -> None:
 
     asyncio.run(go())
     headers = {"Authorization": f"Bearer {served.tokens['alice']}"}
-    raw = httpx.get(served.url + "/.well-known/agent-card.json", headers=headers).json()
+    raw = httpx.get(
+        served.url + "/.well-known/agent-card.json", headers=headers, timeout=HTTP_TIMEOUT
+    ).json()
     # the 0.3 fields too, for clients that read the older card
     assert (raw["url"], raw["preferredTransport"]) == (served.url + "/a2a", "JSONRPC")
 
@@ -117,12 +120,17 @@ def test_card_lists_skills_and_says_bearer(served: Served) -> None:
 def test_nothing_a2a_is_served_without_a_token(served: Served) -> None:
     for method, path in [("GET", "/.well-known/agent-card.json"), ("POST", "/a2a")]:
         reply = httpx.request(
-            method, served.url + path, json={"jsonrpc": "2.0", "id": 1, "method": "GetTask"}
+            method,
+            served.url + path,
+            json={"jsonrpc": "2.0", "id": 1, "method": "GetTask"},
+            timeout=HTTP_TIMEOUT,
         )
         assert reply.status_code == 401, (path, reply.text)
         assert reply.headers["www-authenticate"].startswith("Bearer")
     wrong = httpx.get(
-        served.url + "/.well-known/agent-card.json", headers={"Authorization": "Bearer nope"}
+        served.url + "/.well-known/agent-card.json",
+        headers={"Authorization": "Bearer nope"},
+        timeout=HTTP_TIMEOUT,
     )
     assert wrong.status_code == 401
 

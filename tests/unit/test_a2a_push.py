@@ -39,7 +39,7 @@ from provisioner.store.schema import webhook_deliveries
 from provisioner.store.store import Store, sqlite_url
 from provisioner.webhooks import RetryPolicy, Settings, verify
 from tests.fake_engine import Harness, bridge_cache, fake
-from tests.polling import wait_until
+from tests.polling import HTTP_TIMEOUT, wait_until
 from tests.serving import admin_token, serve
 from tests.stored import stored_task
 from tests.webhook_receiver import Got, Receiver
@@ -176,6 +176,7 @@ def test_a_failing_receiver_is_retried_and_the_owner_sees_the_attempts(served: S
         listed = httpx.get(
             served.url + "/api/v2/webhooks/deliveries",
             headers={"Authorization": f"Bearer {served.tokens['admin']}"},
+            timeout=HTTP_TIMEOUT,
         ).json()["deliveries"]
         submitted = [d for d in listed if d["event"] == "TASK_STATE_SUBMITTED"]
         assert len(submitted) == 1 and submitted[0]["attempts"] == 3

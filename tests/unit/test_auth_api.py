@@ -30,6 +30,7 @@ from provisioner.server.prefixes import DOCKYARD, LEGACY
 from provisioner.store.store import Store, sqlite_url
 from provisioner.templating.catalog import Catalog
 from provisioner.templating.versions import VersionStore
+from tests.polling import HTTP_TIMEOUT
 from tests.serving import admin_token, serve
 from tests.stored import stored_task
 
@@ -212,7 +213,7 @@ class Served:
         headers = dict(kw.pop("headers", {}))
         if who is not None:
             headers["Authorization"] = f"Bearer {self.tokens[who]}"
-        return httpx.request(method, self.url + path, headers=headers, timeout=30, **kw)
+        return httpx.request(method, self.url + path, headers=headers, timeout=HTTP_TIMEOUT, **kw)
 
 
 @pytest.fixture
@@ -526,10 +527,18 @@ def test_a_member_manages_only_their_own_tokens(served: Served) -> None:
     assert {t["user"] for t in listed} == {"alice"}
     assert all("token" not in t and "hash" not in t for t in listed)
     # the new token works until it is revoked
-    me = httpx.get(served.url + "/api/v2/me", headers={"Authorization": f"Bearer {token}"})
+    me = httpx.get(
+        served.url + "/api/v2/me",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=HTTP_TIMEOUT,
+    )
     assert me.json()["user"] == "alice"
     served.call("alice", "DELETE", f"/api/v2/tokens/{made.json()['id']}")
-    me = httpx.get(served.url + "/api/v2/me", headers={"Authorization": f"Bearer {token}"})
+    me = httpx.get(
+        served.url + "/api/v2/me",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=HTTP_TIMEOUT,
+    )
     assert me.status_code == 401 and "revoked" in me.json()["detail"]
 
 

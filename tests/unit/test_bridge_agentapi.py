@@ -26,6 +26,7 @@ from provisioner.bridge.package import build_zipapp
 from provisioner.bridge.runtime import wire
 from provisioner.bridge.runtime.agentapi import document
 from provisioner.bridge.runtime.http import MAX_BODY
+from tests.polling import HTTP_TIMEOUT
 
 REPO = Path(__file__).resolve().parents[2]
 AGENTAPI = json.loads(
@@ -204,7 +205,7 @@ def bridge(zipapp: Path, tmp_path: Path) -> Iterator[tuple[BridgeClient, httpx.C
     try:
         client = runner.start(initial_prompt="conform", initial_prompt_id="first")
         headers = {"Authorization": f"Bearer {TOKEN}"}
-        with httpx.Client(base_url=client.base_url, headers=headers, timeout=10) as http:
+        with httpx.Client(base_url=client.base_url, headers=headers, timeout=HTTP_TIMEOUT) as http:
             yield client, http
     finally:
         runner.cleanup()
@@ -274,7 +275,7 @@ def test_every_agentapi_route_answers_as_its_document_says(
 
     # GET /openapi.json: agentapi serves its document there, without a token (it has no
     # auth); the bridge serves agentapi's document extended with Dockyard's additions
-    schema_answer = httpx.get(f"{client.base_url}/openapi.json", timeout=10)
+    schema_answer = httpx.get(f"{client.base_url}/openapi.json", timeout=HTTP_TIMEOUT)
     assert schema_answer.status_code == 200, schema_answer.text
     assert schema_answer.headers["content-type"].startswith("application/json")
     served = schema_answer.json()
@@ -320,7 +321,7 @@ def test_every_agentapi_route_answers_as_its_document_says(
 
     # GET /events: first the events that rebuild the current state
     with httpx.stream(
-        "GET", f"{client.base_url}/events", headers=http.headers, timeout=10
+        "GET", f"{client.base_url}/events", headers=http.headers, timeout=HTTP_TIMEOUT
     ) as stream:
         assert stream.status_code == 200
         assert stream.headers["content-type"].startswith("text/event-stream")
@@ -346,7 +347,7 @@ def test_every_agentapi_route_answers_as_its_document_says(
         if body["type"] == "user":
             wait_until(
                 lambda: any("Done: again" in m["content"] for m in client.messages()),
-                10,
+                30,
                 "the reply",
             )
 
@@ -378,7 +379,7 @@ def test_every_agentapi_route_answers_as_its_document_says(
     assert_conforms(response.json(), "PromptsResponseBody", served, strict=True)
     response = http.post("/dockyard/hook", json={"event": "notification", "text": "hi"})
     assert_conforms(response.json(), "HookResponseBody", served, strict=True)
-    response = httpx.get(f"{client.base_url}/healthz", timeout=10)
+    response = httpx.get(f"{client.base_url}/healthz", timeout=HTTP_TIMEOUT)
     assert_conforms(response.json(), "HealthResponseBody", served, strict=True)
     # reports: made with the workspace's report key (BridgeRunner's state dir), read with
     # the bridge token
@@ -400,7 +401,7 @@ def test_every_agentapi_route_answers_as_its_document_says(
     assert_problem(http.get("/dockyard/log", params={"after": "x"}), 422, served)
 
     # Dockyard's own answers keep their statuses, in the same error model
-    assert_problem(httpx.get(f"{client.base_url}/status", timeout=10), 401, served)
+    assert_problem(httpx.get(f"{client.base_url}/status", timeout=HTTP_TIMEOUT), 401, served)
     assert_problem(http.get("/nowhere"), 404, served)
     assert_problem(http.get("/message"), 405, served)
     too_big = json.dumps({"content": "x" * (MAX_BODY + 1), "type": "user"})

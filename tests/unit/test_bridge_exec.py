@@ -18,7 +18,7 @@ import pytest
 from provisioner.backends.bridge_exec import BridgeExec
 from provisioner.bridge.runtime import commands
 from provisioner.errors import BackendError
-from tests.polling import wait_until
+from tests.polling import HTTP_TIMEOUT, wait_until
 from tests.unit.test_bridge_local import TOKEN, BridgeRunner, zipapp  # noqa: F401
 
 
@@ -61,7 +61,7 @@ def test_run_bounds_output_and_time(via: BridgeExec, bridge: BridgeRunner) -> No
         f"{bridge.client.base_url}/dockyard/exec",
         json={"argv": ["head", "-c", str(3 * commands.MAX_OUTPUT), "/dev/zero"]},
         headers={"Authorization": f"Bearer {TOKEN}"},
-        timeout=30,
+        timeout=HTTP_TIMEOUT,
     ).json()
     assert answer["exit_code"] == 0 and answer["truncated"] is True
     assert len(answer["output"]) == commands.MAX_OUTPUT
@@ -82,11 +82,24 @@ def test_requests_without_the_token_or_out_of_bounds_are_refused(bridge: BridgeR
     good = {"Authorization": f"Bearer {TOKEN}"}
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
         assert (
-            httpx.post(f"{base}/dockyard/exec", json={"argv": ["id"]}, headers=headers).status_code
+            httpx.post(
+                f"{base}/dockyard/exec",
+                json={"argv": ["id"]},
+                headers=headers,
+                timeout=HTTP_TIMEOUT,
+            ).status_code
             == 401
         )
-        assert httpx.get(f"{base}/dockyard/session", headers=headers).status_code == 401
-        assert httpx.get(f"{base}/dockyard/connect?port=1", headers=headers).status_code == 401
+        assert (
+            httpx.get(f"{base}/dockyard/session", headers=headers, timeout=HTTP_TIMEOUT).status_code
+            == 401
+        )
+        assert (
+            httpx.get(
+                f"{base}/dockyard/connect?port=1", headers=headers, timeout=HTTP_TIMEOUT
+            ).status_code
+            == 401
+        )
     with pytest.raises(BackendError, match="refused the server's token"):
         BridgeExec(base, "wrong").open_session(["id"], tty=False)
     for body, status in [
@@ -101,21 +114,31 @@ def test_requests_without_the_token_or_out_of_bounds_are_refused(bridge: BridgeR
         ({"argv": ["id"], "shell": "id"}, 422),
         ({"argv": ["id"], "root": True}, 403),
     ]:
-        answer = httpx.post(f"{base}/dockyard/exec", json=body, headers=good)
+        answer = httpx.post(f"{base}/dockyard/exec", json=body, headers=good, timeout=HTTP_TIMEOUT)
         assert answer.status_code == status, (body, answer.text)
     huge = httpx.post(
         f"{base}/dockyard/exec",
         content=b'{"argv": ["' + b"x" * (2 << 20) + b'"]}',
         headers={**good, "Content-Type": "application/json"},
+        timeout=HTTP_TIMEOUT,
     )
     assert huge.status_code == 413
     # a session without the upgrade, and ports that are not the workspace's to give
-    assert httpx.get(f"{base}/dockyard/session", headers=good).status_code == 426
+    assert (
+        httpx.get(f"{base}/dockyard/session", headers=good, timeout=HTTP_TIMEOUT).status_code == 426
+    )
     for port, status in [("0", 422), ("70000", 422), ("x", 422), ("", 422)]:
-        answer = httpx.get(f"{base}/dockyard/connect?port={port}", headers=good)
+        answer = httpx.get(
+            f"{base}/dockyard/connect?port={port}", headers=good, timeout=HTTP_TIMEOUT
+        )
         assert answer.status_code == status, port
     own = base.rsplit(":", 1)[1]
-    assert httpx.get(f"{base}/dockyard/connect?port={own}", headers=good).status_code == 403
+    assert (
+        httpx.get(
+            f"{base}/dockyard/connect?port={own}", headers=good, timeout=HTTP_TIMEOUT
+        ).status_code
+        == 403
+    )
 
 
 def _drain(session: object) -> tuple[bytes, bytes]:
@@ -138,7 +161,7 @@ def test_session_with_pipes_streams_input_and_output(via: BridgeExec) -> None:
         session.close_input()
         out, err = _drain(session)
         assert out == payload and err == b"oops\n"
-        assert session.wait(10) == 5
+        assert session.wait(30) == 5
     finally:
         session.close()
 
@@ -163,7 +186,7 @@ def test_session_under_a_terminal_resizes(via: BridgeExec) -> None:
         session.write(b"stty size\n")
         assert saw(b"40 120")
         session.write(b"exit 7\n")
-        assert session.wait(10) == 7
+        assert session.wait(30) == 7
     finally:
         session.close()
     for argv, said in ((["id", "a\x00b"], "NUL"), ([], "argv")):
@@ -171,7 +194,7 @@ def test_session_under_a_terminal_resizes(via: BridgeExec) -> None:
         try:
             stream, data = bad.read()
             assert stream == 2 and said.encode() in data, data
-            assert bad.read() == (0, b"") and bad.wait(5) == 126
+            assert bad.read() == (0, b"") and bad.wait(30) == 126
         finally:
             bad.close()
 

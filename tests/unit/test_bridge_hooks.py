@@ -45,7 +45,7 @@ from provisioner.bridge.runtime.hooks import (
 from provisioner.spec import AgentProfile
 from provisioner.templating.catalog import Catalog
 from provisioner.templating.render import render_workspace
-from tests.polling import wait_until
+from tests.polling import HTTP_TIMEOUT, wait_until
 
 # The tests at the end share one module-scoped bridge and follow its transcript in order:
 # under xdist the whole module runs on one worker, in file order (--dist loadgroup).
@@ -732,11 +732,11 @@ def bridge(zipapp: Path, tmp_path: Path) -> Iterator[httpx.Client]:
         )
     try:
         match = wait_until(
-            lambda: re.search(r"listening on [\d.]+:(\d+)", err.read_text()), 10, "listening"
+            lambda: re.search(r"listening on [\d.]+:(\d+)", err.read_text()), 30, "listening"
         )
         headers = {"Authorization": f"Bearer {TOKEN}"}
         with httpx.Client(
-            base_url=f"http://127.0.0.1:{match.group(1)}", headers=headers, timeout=5
+            base_url=f"http://127.0.0.1:{match.group(1)}", headers=headers, timeout=HTTP_TIMEOUT
         ) as client:
             yield client
     finally:
@@ -757,7 +757,7 @@ def test_bridge_follows_the_agents_hooks(bridge: httpx.Client) -> None:
     # the initial prompt: working through the turn although "> " shows at once
     status = wait_until(
         lambda: (s := dockyard(bridge))["hooks"]["events"].get("prompt_submitted") and s,
-        10,
+        30,
         "the first prompt_submitted",
     )
     assert status["state"] == "working" and status["state_source"] == "hooks"
@@ -765,7 +765,7 @@ def test_bridge_follows_the_agents_hooks(bridge: httpx.Client) -> None:
     status = dockyard(bridge)
     assert status["state"] == "working" and status["hooks"]["busy"]
     assert status["state_reason"] == "hook prompt_submitted"
-    status = wait_until(lambda: (s := dockyard(bridge))["state"] == "idle" and s, 10, "idle")
+    status = wait_until(lambda: (s := dockyard(bridge))["state"] == "idle" and s, 30, "idle")
     assert status["hooks"]["last_event"] == "stop" and status["state_reason"] == "hook stop"
     [prompt] = bridge.get("/dockyard/prompts").json()["prompts"]
     assert prompt["state"] == "taken" and not prompt["assumed"]
@@ -773,20 +773,20 @@ def test_bridge_follows_the_agents_hooks(bridge: httpx.Client) -> None:
     # a follow-up: working at once, idle after its stop
     assert bridge.post("/message", json={"type": "user", "content": "second"}).status_code == 200
     assert dockyard(bridge)["state"] == "working"
-    wait_until(lambda: dockyard(bridge)["hooks"]["events"].get("stop") == 2, 10, "second stop")
+    wait_until(lambda: dockyard(bridge)["hooks"]["events"].get("stop") == 2, 30, "second stop")
     assert dockyard(bridge)["state"] == "idle"
 
     # a hookless command is assumed taken after take_timeout_s; then the screen decides
     bridge.post("/message", json={"type": "user", "content": "/cost"})
-    wait_until(lambda: dockyard(bridge)["state"] == "idle", 10, "idle after /cost")
+    wait_until(lambda: dockyard(bridge)["state"] == "idle", 30, "idle after /cost")
     prompts = bridge.get("/dockyard/prompts").json()["prompts"]
     assert prompts[-1]["assumed"] and dockyard(bridge)["state_reason"].startswith("screen")
 
 
 def test_the_agents_replies_reach_the_log_once_each(bridge: httpx.Client) -> None:
-    wait_until(lambda: dockyard(bridge)["hooks"]["events"].get("stop"), 10, "the first stop")
+    wait_until(lambda: dockyard(bridge)["hooks"]["events"].get("stop"), 30, "the first stop")
     bridge.post("/message", json={"type": "user", "content": "second"})
-    wait_until(lambda: dockyard(bridge)["hooks"]["events"].get("stop") == 2, 10, "second stop")
+    wait_until(lambda: dockyard(bridge)["hooks"]["events"].get("stop") == 2, 30, "second stop")
     log = bridge.get("/dockyard/log", params={"after": 0}).json()["entries"]
     assert [e["seq"] for e in log] == list(range(1, len(log) + 1))
     said = [e["content"] for e in log if e.get("source") == "agent"]
@@ -830,6 +830,7 @@ def test_hook_endpoint(bridge: httpx.Client) -> None:
         f"{bridge.base_url}/dockyard/hook",
         json={"event": "stop"},
         headers={"Authorization": "Bearer wrong"},
+        timeout=HTTP_TIMEOUT,
     )
     assert unauthorized.status_code == 401
 

@@ -75,7 +75,7 @@ def test_aiders_usage_lines_in_the_output_are_reported(runner: BridgeRunner) -> 
     client = runner.start(**config)
     wait_until(
         lambda: any(e["content"] == line for e in client.log(after=0)["entries"]),
-        10,
+        30,
         "the agent's line",
     )
     assert runner.stop() == 0
@@ -152,7 +152,7 @@ def test_usage_reaches_the_task_priced_end_to_end(fake: Harness, tmp_path: Path)
             and "outcome" in found
             and found
         ),
-        10,
+        30,
         "the outcome event",
     )
     assert [k for k in kinds if k in ("usage", "outcome")] == ["usage", "usage", "outcome"]

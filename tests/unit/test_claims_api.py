@@ -18,6 +18,7 @@ from cli.main import cli as dockyard
 from provisioner.lifecycle import Status
 from tests.fake_engine import Harness, bridge_cache, harness_at
 from tests.mcp_client import ToolCaller, text_of
+from tests.polling import HTTP_TIMEOUT
 from tests.serving import admin_token, serve
 from tests.unit.test_claims import TARGETS, queued
 
@@ -32,7 +33,7 @@ class Api:
 
     def call(self, who: str, method: str, path: str, **kw: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.tokens[who]}"}
-        return httpx.request(method, self.url + path, headers=headers, timeout=30, **kw)
+        return httpx.request(method, self.url + path, headers=headers, timeout=HTTP_TIMEOUT, **kw)
 
 
 @pytest.fixture

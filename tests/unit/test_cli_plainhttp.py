@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from cli.plainhttp import MAX_HEAD, Connection, ProtocolError, RemoteDisconnected
+from tests.polling import HTTP_TIMEOUT
 
 
 class Canned:
@@ -79,7 +80,7 @@ def canned() -> Iterator[type[Canned]]:
 
 
 def connect(server: Canned) -> Connection:
-    return Connection("127.0.0.1", server.port, timeout=5)
+    return Connection("127.0.0.1", server.port, timeout=HTTP_TIMEOUT)
 
 
 def test_sized_answers_share_one_kept_alive_connection(canned: type[Canned]) -> None:

@@ -24,7 +24,7 @@ import cli.tasks
 from cli.main import cli as dockyard
 from provisioner.lifecycle import Status
 from tests.fake_engine import Harness, bridge_cache, harness_at
-from tests.polling import wait_until
+from tests.polling import HTTP_TIMEOUT, wait_until
 from tests.serving import admin_env, admin_headers, serve
 
 __all__ = ["bridge_cache"]
@@ -135,20 +135,24 @@ def test_a_created_task_comes_with_the_etag_a_status_long_poll_starts_from(run: 
 
     api = run.url + "/api/dockyard/v1"
     headers = admin_headers(run.h.home)
-    assert httpx.post(api + "/drain", headers=headers, timeout=30).status_code == 200
+    assert httpx.post(api + "/drain", headers=headers, timeout=HTTP_TIMEOUT).status_code == 200
     try:
         body = {"template": "scripted", "prompt": "wait for it"}
-        created = httpx.post(api + "/tasks", json=body, headers=headers, timeout=30)
+        created = httpx.post(api + "/tasks", json=body, headers=headers, timeout=HTTP_TIMEOUT)
         assert created.status_code == 201, created.text
         etag = created.headers["etag"]
         task_id = created.json()["id"]
-        got = httpx.get(f"{api}/tasks/{task_id}", headers=headers, timeout=30)
+        got = httpx.get(f"{api}/tasks/{task_id}", headers=headers, timeout=HTTP_TIMEOUT)
         assert got.json() == created.json() and got.headers["etag"] == etag
         params: dict[str, Any] = {"wait": 0.2, "since": etag}
-        held = httpx.get(f"{api}/tasks/{task_id}", params=params, headers=headers, timeout=30)
+        held = httpx.get(
+            f"{api}/tasks/{task_id}", params=params, headers=headers, timeout=HTTP_TIMEOUT
+        )
         assert held.headers["etag"] == etag
     finally:
-        assert httpx.post(api + "/undrain", headers=headers, timeout=30).status_code == 200
+        assert (
+            httpx.post(api + "/undrain", headers=headers, timeout=HTTP_TIMEOUT).status_code == 200
+        )
 
 
 def test_create_wait_quiet_prints_only_the_id_at_the_end(run: Server) -> None:
@@ -293,7 +297,7 @@ def test_status_watch_prints_a_row_per_change(run: Server) -> None:
     run.h.wait_idle(task_id)
     time.sleep(0.1)  # a watch poll or two past idle (it polls every 20 ms here)
     run.h.engine.delete(task_id)
-    assert done.wait(10), "the watch did not end when the task was deleted"
+    assert done.wait(30), "the watch did not end when the task was deleted"
     (watched,) = result
     rows = [line.split()[1:4] for line in watched.stdout.splitlines()]
     if watched.exit_code == 0:

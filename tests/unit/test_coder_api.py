@@ -17,7 +17,7 @@ from provisioner import coder_compat as cc
 from provisioner.lifecycle import Status
 from tests import coder_shapes as shapes
 from tests.fake_engine import Harness, bridge_cache, harness_at
-from tests.polling import wait_until
+from tests.polling import HTTP_TIMEOUT, wait_until
 from tests.serving import admin_token, serve
 from tests.stored import stored_task
 
@@ -47,7 +47,7 @@ class Coder:
         headers = dict(kw.pop("headers", {}))
         if who is not None:
             headers.setdefault("Coder-Session-Token", self.tokens[who])
-        return httpx.request(method, self.url + path, headers=headers, timeout=30, **kw)
+        return httpx.request(method, self.url + path, headers=headers, timeout=HTTP_TIMEOUT, **kw)
 
     def ok(self, method: str, path: str, who: str = "alice", **kw: Any) -> Any:
         reply = self.call(method, path, who, **kw)
@@ -416,13 +416,20 @@ def test_a_path_escaping_the_prefix_is_not_found(coder: Coder) -> None:
 
 def test_dockyards_own_api_lives_beside_coders(coder: Coder) -> None:
     token = {"Authorization": f"Bearer {coder.tokens['alice']}"}
-    ours = httpx.get(coder.url + "/api/dockyard/v1/tasks", headers=token).json()
+    ours = httpx.get(
+        coder.url + "/api/dockyard/v1/tasks", headers=token, timeout=HTTP_TIMEOUT
+    ).json()
     assert set(ours) == {"tasks"}  # Dockyard's list
-    theirs = httpx.get(coder.url + "/api/v2/tasks", headers=token).json()
+    theirs = httpx.get(coder.url + "/api/v2/tasks", headers=token, timeout=HTTP_TIMEOUT).json()
     assert set(theirs) == {"tasks", "count"}  # Coder's list at the same old path
     # an old Dockyard path Coder's surface does not claim still answers
-    assert httpx.get(coder.url + "/api/v2/health", headers=token).json()["ok"] is True
-    templates = httpx.get(coder.url + "/api/dockyard/v1/templates", headers=token).json()
+    assert (
+        httpx.get(coder.url + "/api/v2/health", headers=token, timeout=HTTP_TIMEOUT).json()["ok"]
+        is True
+    )
+    templates = httpx.get(
+        coder.url + "/api/dockyard/v1/templates", headers=token, timeout=HTTP_TIMEOUT
+    ).json()
     assert "templates" in templates
 
 
@@ -436,7 +443,7 @@ def test_coders_cli_calling_pattern(coder: Coder) -> None:
     http = httpx.Client(
         base_url=coder.url,
         headers={"Coder-Session-Token": coder.tokens["alice"], "User-Agent": "Coder v2.29.0"},
-        timeout=30,
+        timeout=HTTP_TIMEOUT,
     )
 
     def get(path: str, code: int = 200, **kw: Any) -> Any:

@@ -25,6 +25,7 @@ from provisioner.queueing import Cost
 from provisioner.store.store import Store, sqlite_url
 from provisioner.templating.catalog import Catalog
 from provisioner.templating.versions import VersionStore
+from tests.polling import HTTP_TIMEOUT
 from tests.serving import admin_token, serve
 from tests.stored import stored_task
 
@@ -39,7 +40,9 @@ class Served:
 
     def get(self, who: str, **params: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.tokens[who]}"}
-        return httpx.get(f"{self.url}/api/v2/cost", params=params, headers=headers, timeout=30)
+        return httpx.get(
+            f"{self.url}/api/v2/cost", params=params, headers=headers, timeout=HTTP_TIMEOUT
+        )
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from provisioner.server import dashboard_api, sessions
 from provisioner.store.store import Store, sqlite_url
 from provisioner.templating.catalog import Catalog
 from provisioner.templating.versions import VersionStore
+from tests.polling import HTTP_TIMEOUT
 from tests.serving import admin_token, serve
 from tests.stored import stored_task
 
@@ -38,7 +39,7 @@ class Site:
     task: Task  # alice's
 
     def client(self, **kw: Any) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=30, follow_redirects=False, **kw)
+        return httpx.Client(base_url=self.url, timeout=HTTP_TIMEOUT, follow_redirects=False, **kw)
 
     def signed_in(self, who: str) -> httpx.Client:
         """A browser-like client holding `who`'s session cookies."""

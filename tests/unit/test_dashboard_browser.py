@@ -17,6 +17,7 @@ from provisioner.templating.push import pack_folder
 from provisioner.triggers import github_signature
 from tests.browser import chromium, page_of, serious_violations, sign_in, wait_js
 from tests.fake_engine import FAST, Harness, bridge_cache, fake
+from tests.polling import HTTP_TIMEOUT
 from tests.serving import admin_headers, admin_token, serve
 from tests.variants import write_scripted_variant
 
@@ -152,7 +153,9 @@ def test_no_serious_accessibility_findings(
 
 def _api(url: str, home: Any, method: str, path: str, **kw: Any) -> httpx.Response:
     headers = kw.pop("headers", admin_headers(home))
-    return httpx.request(method, f"{url}/api/dockyard/v1{path}", headers=headers, timeout=30, **kw)
+    return httpx.request(
+        method, f"{url}/api/dockyard/v1{path}", headers=headers, timeout=HTTP_TIMEOUT, **kw
+    )
 
 
 def test_schedules_triggers_and_webhooks_pages(
@@ -168,7 +171,12 @@ def test_schedules_triggers_and_webhooks_pages(
         raw = b'{"prompt": "x"}'
         signed = {"content-type": "application/json",
                   "x-hub-signature-256": github_signature(secret, raw)}  # fmt: skip
-        httpx.post(f"{url}/api/dockyard/v1/triggers/hook", content=raw, headers=signed)
+        httpx.post(
+            f"{url}/api/dockyard/v1/triggers/hook",
+            content=raw,
+            headers=signed,
+            timeout=HTTP_TIMEOUT,
+        )
     h.store.create_webhook("admin", "https://example.com/in", ["completed"], SECRET)
     with page_of(chromium, url, request.node.name) as page:
         sign_in(page, admin_token(h.home))
@@ -271,6 +279,7 @@ def test_the_diff_is_text_and_templates_are_pushed_and_activated_by_admins_only(
     refused = httpx.post(
         f"{url}/api/dockyard/v1/templates/demo/versions/{first}/activate",
         headers={"Authorization": f"Bearer {bob}"},
+        timeout=HTTP_TIMEOUT,
     )
     assert refused.status_code == 403
     for bad in ("..", "%2e%2e%2f..", "nope"):

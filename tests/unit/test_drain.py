@@ -16,6 +16,7 @@ from provisioner.draining import WAITING
 from provisioner.engine import pools
 from provisioner.lifecycle import Status
 from tests.fake_engine import Harness, bridge_cache, fake, harness_at, wait_until
+from tests.polling import HTTP_TIMEOUT
 from tests.postgres import postgres_cluster, store_url
 from tests.serving import admin_env, admin_headers, serve
 
@@ -145,7 +146,9 @@ def test_drain_api_and_cli(served: tuple[Harness, str], tmp_path: Path) -> None:
     admin = admin_headers(h.home)
 
     def post(path: str, headers: dict[str, str], **kw: object) -> httpx.Response:
-        return httpx.post(f"{url}/api/dockyard/v1{path}", headers=headers, timeout=30, **kw)  # type: ignore[arg-type]
+        return httpx.post(  # type: ignore[arg-type]
+            f"{url}/api/dockyard/v1{path}", headers=headers, timeout=HTTP_TIMEOUT, **kw
+        )
 
     assert post("/drain", as_alice, json={"grace": "0s"}).status_code == 403
     assert post("/undrain", as_alice).status_code == 403
@@ -161,7 +164,7 @@ def test_drain_api_and_cli(served: tuple[Harness, str], tmp_path: Path) -> None:
     assert drained.exit_code == 0, drained.output
     assert "drained" in drained.output and "dockyard undrain" in drained.output
     assert h.task(task.id).status == Status.PAUSED
-    health = httpx.get(f"{url}/api/v2/health", headers=as_alice, timeout=30).json()
+    health = httpx.get(f"{url}/api/v2/health", headers=as_alice, timeout=HTTP_TIMEOUT).json()
     assert health["drain"]["draining"] and health["drain"]["done"]
     assert health["drain"]["paused_by_drain"] == 1
     assert health["drain"]["by"] is None  # which admin drained is for admins to see

@@ -103,7 +103,7 @@ def test_a_failing_task_never_runs_beside_the_one_taking_its_slot(capped: Harnes
     capped.engine.send(task.id, "/exit 4")
     capped.wait_status(task.id, Status.ERROR)
     capped.wait_idle(waiting.id)
-    wait_until(lambda: not capped.backend.observe(task.id).running, 10, "the failed one stops")
+    wait_until(lambda: not capped.backend.observe(task.id).running, 30, "the failed one stops")
     assert capped.backend.observe(task.id).exists  # stopped, its disk kept for inspection
     capped.sampler.check()
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from provisioner.engine import follower
 from provisioner.errors import BackendUnavailable, TaskConflict, TaskNotFound
 from provisioner.lifecycle import Status
 from tests.fake_engine import Harness, bridge_cache, fake, wait_until
@@ -51,7 +52,7 @@ def test_the_message_is_the_agents_last_line_even_when_it_answered_during_start(
     task = fake.create("hello world")
     fake.wait_idle(task.id)
     assert fake.output(task.id).count("Done: hello world") == 1
-    fake.wait_task(task.id, lambda t: t.message == "Done: hello world", "the message", 1)
+    fake.wait_task(task.id, lambda t: t.message == "Done: hello world", "the message")
 
 
 def test_prompts_sent_while_working_wait_their_turn_and_none_is_lost(fake: Harness) -> None:
@@ -85,9 +86,12 @@ def test_prompts_sent_while_working_wait_their_turn_and_none_is_lost(fake: Harne
 def test_a_prompt_sent_to_an_idle_task_is_handed_over_by_its_follower_at_once(
     fake: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # the follower's long poll on an idle bridge holds for the bridge's most (30 s): a
+    # prompt taken well within that was handed over at once, not after the poll
+    monkeypatch.setattr(follower, "POLL_WAIT_S", 30.0)
     task = fake.create("start")
     fake.wait_idle(task.id)
-    time.sleep(0.3)  # the follower now sits in its long poll (10 s) on an idle bridge
+    time.sleep(0.3)  # the follower now sits in its long poll on an idle bridge
     handed_by: list[str] = []
     deliver = fake.engine.deliver_prompts
 
@@ -100,11 +104,12 @@ def test_a_prompt_sent_to_an_idle_task_is_handed_over_by_its_follower_at_once(
     reply = fake.engine.send(task.id, "next")
     wait_until(
         lambda: (fake.store.prompt(reply["prompt_id"]) or {}).get("state") == "taken",
-        5,
+        30,
         "the prompt taken",
     )
-    # the poll did not hold it up, and the API's thread never talked to the bridge
-    assert time.monotonic() - t0 < 2.0
+    # the poll did not hold it up (no speed test), and the API's thread never talked to
+    # the bridge
+    assert time.monotonic() - t0 < 20
     assert handed_by and all(name.startswith("follow-") for name in handed_by), handed_by
 
 
@@ -120,7 +125,7 @@ def test_a_prompt_sent_while_initializing_is_delivered_once_active(fake: Harness
     # its delivery state follows the lines that showed it (the next poll's sync)
     wait_until(
         lambda: (fake.store.prompt(reply["prompt_id"]) or {}).get("state") == "taken",
-        10,
+        30,
         "the prompt taken",
     )
 
@@ -181,7 +186,7 @@ def test_an_agent_that_exits_is_an_error_and_its_workspace_stops(fake: Harness) 
     assert failed.message.startswith("agent exited with code 3")
     assert "Exiting with code 3" in failed.message
     assert failed.error_class == "PERMANENT"
-    wait_until(lambda: not fake.backend.observe(task.id).running, 10, "the workspace to stop")
+    wait_until(lambda: not fake.backend.observe(task.id).running, 30, "the workspace to stop")
     assert fake.backend.observe(task.id).exists  # kept for inspection
 
 

@@ -127,7 +127,7 @@ def test_warm_members_count_and_yield_their_slots_to_user_tasks(
                 m.status == Status.PENDING and m.message.startswith("waiting for capacity: 2 of 2")
                 for m in h.store.list_tasks(kind="pool")
             ),
-            10,
+            30,
             "a refill waiting for capacity",
         )
         # a task of the pooled preset claims the ready member: no new slot is taken

@@ -81,10 +81,10 @@ def test_an_interrupt_pauses_the_lowest_priority_idle_task_never_a_working_one(
         assert paused.message == f"preempted by interrupt task {urgent.name} (priority 50)"
         assert h.task(busy.id).status == Status.ACTIVE  # working: never preempted
         assert h.task(mid.id).status == Status.ACTIVE  # not the lowest priority
-        (mine,) = wait_until(lambda: kinds(h, urgent, "preempt"), 10, "the preempt event")
+        (mine,) = wait_until(lambda: kinds(h, urgent, "preempt"), 30, "the preempt event")
         assert mine["actor"] == "engine" and low.name in mine["reason"]
         assert mine["to_value"] == low.id
-        (theirs,) = wait_until(lambda: kinds(h, paused, "preempt"), 10, "the victim's event")
+        (theirs,) = wait_until(lambda: kinds(h, paused, "preempt"), 30, "the victim's event")
         assert urgent.name in theirs["reason"] and theirs["actor"] == "engine"
         (pause,) = [e for e in kinds(h, paused, "status") if e["to_value"] == "paused"]
         assert pause["actor"] == "engine" and urgent.name in pause["reason"]

@@ -68,7 +68,7 @@ def test_a_workspace_whose_task_is_gone_is_removed_on_restart(fake: Harness) -> 
     fake.engine.stop()
     assert fake.store.delete(task.id)  # the record went, the removal was cut short
     restart_engine(fake)
-    wait_until(lambda: task.id not in fake.backend.task_ids(), 10, "the orphan's removal")
+    wait_until(lambda: task.id not in fake.backend.task_ids(), 30, "the orphan's removal")
     assert not fake.backend.observe(task.id).exists
 
 
@@ -142,7 +142,7 @@ def test_a_task_deleted_while_it_starts_leaves_no_workspace(fake: Harness) -> No
 
     fake.backend.create = held_create  # type: ignore[method-assign]
     task = fake.create("deleted while starting")
-    assert entered.wait(10), "the start never reached its create step"
+    assert entered.wait(30), "the start never reached its create step"
     threading.Timer(0.3, release.set).start()
     fake.engine.delete(task.id)
     assert created.is_set(), "the delete returned while the start was still under way"

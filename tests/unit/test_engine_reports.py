@@ -9,6 +9,7 @@ from provisioner.backends.base import BRIDGE_DIR
 from provisioner.engine.workspace import BRIDGE_STATE_DIR
 from provisioner.lifecycle import Status
 from tests.fake_engine import Harness, bridge_cache, fake, wait_until
+from tests.polling import HTTP_TIMEOUT
 
 __all__ = ["bridge_cache", "fake"]  # fixtures
 
@@ -21,7 +22,7 @@ def post_report(h: Harness, task_id: str, body: dict[str, object]) -> dict[str, 
         f"{endpoint}/dockyard/report",
         json=body,
         headers={"Authorization": f"Bearer {key}"},
-        timeout=5,
+        timeout=HTTP_TIMEOUT,
     )
     assert answer.status_code == 200, answer.text
     result: dict[str, object] = answer.json()
@@ -71,7 +72,8 @@ def test_reports_made_while_the_server_is_away_are_applied_once(fake: Harness) -
     fake.engine.start()
     fake.wait_task(task.id, lambda t: t.tokens_in == 7, "the reports of the time away")
     assert fake.task(task.id).progress == "while you were away"
-    assert fake.store.report_seq(task.id) == 2
+    # the follower stores its cursor just after it applied a report: wait for it
+    wait_until(lambda: fake.store.report_seq(task.id) == 2, what="the report cursor at 2")
     # another restart applies nothing twice
     fake.engine.stop()
     fake.engine = fake.new_engine()

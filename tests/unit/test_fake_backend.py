@@ -64,9 +64,9 @@ def test_a_workspace_lives_and_dies_like_a_container(
     backend.start("t1", bridge)
     backend.start("t1", bridge)  # running: nothing to do
     assert backend.starts("t1") == 1 and backend.running_task_ids() == {"t1"}
-    endpoint = wait_until(lambda: backend.observe("t1").endpoint, 10, "the bridge's endpoint")
+    endpoint = wait_until(lambda: backend.observe("t1").endpoint, 30, "the bridge's endpoint")
     with BridgeClient(endpoint, TOKEN) as client:  # the real bridge, with the task's token
-        wait_until(lambda: client.status()["status"] == "stable", 10, "the agent idle")
+        wait_until(lambda: client.status()["status"] == "stable", 30, "the agent idle")
         assert "Done: hello" in [e["content"] for e in client.log(after=0)["entries"]]
     # exec runs in the workspace, container paths mapped
     assert backend.exec("t1", ["sh", "-c", "echo hi > /workspace/x; pwd"])[0] == 0
@@ -81,7 +81,7 @@ def test_a_workspace_lives_and_dies_like_a_container(
         backend.exec("t1", ["true"])
     # started again on the same disk, on a new port
     backend.start("t1", bridge)
-    assert wait_until(lambda: backend.observe("t1").endpoint, 10, "the new endpoint")
+    assert wait_until(lambda: backend.observe("t1").endpoint, 30, "the new endpoint")
     # a death reports its exit code; a kill by signal N says 128+N
     backend.die("t1", exit_code=3)
     assert backend.observe("t1").exit_code == 3

@@ -23,6 +23,7 @@ from tests.fake_model_server import (
     sequence,
     tool_outputs,
 )
+from tests.polling import HTTP_TIMEOUT
 
 OPENAI_REQUEST = {
     "model": "gpt-test",
@@ -90,6 +91,7 @@ def test_openai_non_streaming(fake: FakeModelServer) -> None:
         f"{fake.base_url}/v1/chat/completions",
         json=OPENAI_REQUEST,
         headers={"Authorization": "Bearer sk-test"},
+        timeout=HTTP_TIMEOUT,
     )
     assert r.status_code == 200 and r.headers["content-type"] == "application/json"
     body = r.json()
@@ -116,7 +118,9 @@ def test_openai_non_streaming(fake: FakeModelServer) -> None:
 def test_openai_streaming_with_usage(fake: FakeModelServer) -> None:
     request = {**OPENAI_REQUEST, "stream": True, "stream_options": {"include_usage": True}}
     # without a /v1 prefix too, as when a client's base URL is the server's root
-    with httpx.stream("POST", f"{fake.base_url}/chat/completions", json=request) as r:
+    with httpx.stream(
+        "POST", f"{fake.base_url}/chat/completions", json=request, timeout=HTTP_TIMEOUT
+    ) as r:
         r.read()
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/event-stream")
@@ -140,7 +144,7 @@ def test_openai_tool_calls_streamed_and_not() -> None:
     reply = Reply(text="", tool_calls=[TOOL], chunk_size=8)
     with FakeModelServer(lambda req, api: reply, host="127.0.0.1") as fake:
         url = f"{fake.base_url}/v1/chat/completions"
-        body = httpx.post(url, json=OPENAI_REQUEST).json()
+        body = httpx.post(url, json=OPENAI_REQUEST, timeout=HTTP_TIMEOUT).json()
         message = body["choices"][0]["message"]
         assert body["choices"][0]["finish_reason"] == "tool_calls"
         assert message["content"] is None
@@ -149,7 +153,7 @@ def test_openai_tool_calls_streamed_and_not() -> None:
         assert call["function"]["name"] == "Write"
         assert json.loads(call["function"]["arguments"]) == TOOL.input
 
-        streamed = httpx.post(url, json={**OPENAI_REQUEST, "stream": True})
+        streamed = httpx.post(url, json={**OPENAI_REQUEST, "stream": True}, timeout=HTTP_TIMEOUT)
         chunks = [json.loads(d) for _, d in _sse(streamed)[:-1]]
         deltas = [c["choices"][0]["delta"] for c in chunks]
         calls = [d["tool_calls"][0] for d in deltas if "tool_calls" in d]
@@ -161,7 +165,7 @@ def test_openai_tool_calls_streamed_and_not() -> None:
 
 
 def test_models_list_suits_both_sdks(fake: FakeModelServer) -> None:
-    body = httpx.get(f"{fake.base_url}/v1/models").json()
+    body = httpx.get(f"{fake.base_url}/v1/models", timeout=HTTP_TIMEOUT).json()
     assert body["object"] == "list" and body["has_more"] is False
     ids = [m["id"] for m in body["data"]]
     assert "fake-model" in ids and body["first_id"] == ids[0] and body["last_id"] == ids[-1]
@@ -182,6 +186,7 @@ def test_anthropic_non_streaming() -> None:
             f"{fake.base_url}/v1/messages?beta=true",
             json=ANTHROPIC_REQUEST,
             headers={"x-api-key": "sk-ant-test", "anthropic-version": "2023-06-01"},
+            timeout=HTTP_TIMEOUT,
         )
         assert r.status_code == 200
         body = r.json()
@@ -205,7 +210,7 @@ def test_anthropic_non_streaming() -> None:
 def test_anthropic_streaming_event_sequence() -> None:
     with FakeModelServer(_anthropic, host="127.0.0.1") as fake:
         request = {**ANTHROPIC_REQUEST, "stream": True}
-        r = httpx.post(f"{fake.base_url}/v1/messages", json=request)
+        r = httpx.post(f"{fake.base_url}/v1/messages", json=request, timeout=HTTP_TIMEOUT)
     assert r.headers["content-type"].startswith("text/event-stream")
     events = _sse(r)
     datas = [json.loads(d) for _, d in events]
@@ -241,7 +246,7 @@ def test_anthropic_streaming_event_sequence() -> None:
     assert delta["usage"]["output_tokens"] > 0
     # a text-only reply is one text block that ends the turn
     with FakeModelServer(lambda req, api: "plain", host="127.0.0.1") as fake:
-        r = httpx.post(f"{fake.base_url}/v1/messages", json=request)
+        r = httpx.post(f"{fake.base_url}/v1/messages", json=request, timeout=HTTP_TIMEOUT)
     datas = [json.loads(d) for _, d in _sse(r)]
     assert [d["content_block"]["type"] for d in datas if d["type"] == "content_block_start"] == [
         "text"
@@ -250,7 +255,9 @@ def test_anthropic_streaming_event_sequence() -> None:
 
 
 def test_anthropic_count_tokens(fake: FakeModelServer) -> None:
-    r = httpx.post(f"{fake.base_url}/v1/messages/count_tokens", json=ANTHROPIC_REQUEST)
+    r = httpx.post(
+        f"{fake.base_url}/v1/messages/count_tokens", json=ANTHROPIC_REQUEST, timeout=HTTP_TIMEOUT
+    )
     assert r.status_code == 200 and r.json()["input_tokens"] > 0
     assert fake.model_requests() == []  # not a model call: the responder is not asked
     assert fake.requests[0].path == "/v1/messages/count_tokens"
@@ -298,6 +305,7 @@ def test_responses_non_streaming() -> None:
             f"{fake.base_url}/v1/responses",
             json=RESPONSES_REQUEST,
             headers={"Authorization": "Bearer sk-codex"},
+            timeout=HTTP_TIMEOUT,
         )
         assert r.status_code == 200 and r.headers["content-type"] == "application/json"
         body = r.json()
@@ -335,7 +343,11 @@ def test_responses_non_streaming() -> None:
 def test_responses_streaming_event_sequence() -> None:
     with FakeModelServer(_responses, host="127.0.0.1") as fake:
         # without a /v1 prefix too, as when a client's base URL is the server's root
-        r = httpx.post(f"{fake.base_url}/responses", json={**RESPONSES_REQUEST, "stream": True})
+        r = httpx.post(
+            f"{fake.base_url}/responses",
+            json={**RESPONSES_REQUEST, "stream": True},
+            timeout=HTTP_TIMEOUT,
+        )
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/event-stream")
     events = _sse(r)
@@ -381,19 +393,27 @@ def test_responses_streaming_event_sequence() -> None:
 
 def test_responses_text_only_incomplete_and_errors() -> None:
     with FakeModelServer(lambda req, api: "plain", host="127.0.0.1") as fake:
-        body = httpx.post(f"{fake.base_url}/v1/responses", json={"input": "hi"}).json()
+        body = httpx.post(
+            f"{fake.base_url}/v1/responses", json={"input": "hi"}, timeout=HTTP_TIMEOUT
+        ).json()
         (item,) = body["output"]
         assert item["content"][0]["text"] == "plain" and body["model"] == "fake-model"
         assert fake.model_requests("responses")[0].body == {"input": "hi"}
 
     truncated = Reply(text="cut", stop_reason="max_output_tokens")
     with FakeModelServer(lambda req, api: truncated, host="127.0.0.1") as fake:
-        r = httpx.post(f"{fake.base_url}/v1/responses", json={"input": "hi", "stream": True})
+        r = httpx.post(
+            f"{fake.base_url}/v1/responses",
+            json={"input": "hi", "stream": True},
+            timeout=HTTP_TIMEOUT,
+        )
         last = json.loads(_sse(r)[-1][1])
         assert last["type"] == "response.incomplete"
         assert last["response"]["status"] == "incomplete"
         assert last["response"]["incomplete_details"] == {"reason": "max_output_tokens"}
-        body = httpx.post(f"{fake.base_url}/v1/responses", json={"input": "hi"}).json()
+        body = httpx.post(
+            f"{fake.base_url}/v1/responses", json={"input": "hi"}, timeout=HTTP_TIMEOUT
+        ).json()
         assert body["status"] == "incomplete"
 
     def plain_tool(req: dict[str, Any], api: str) -> Reply:
@@ -401,13 +421,17 @@ def test_responses_text_only_incomplete_and_errors() -> None:
 
     with FakeModelServer(plain_tool, host="127.0.0.1") as fake:
         # no tools declared (so none is custom): a function call, its input as JSON
-        body = httpx.post(f"{fake.base_url}/v1/responses", json={"input": "hi"}).json()
+        body = httpx.post(
+            f"{fake.base_url}/v1/responses", json={"input": "hi"}, timeout=HTTP_TIMEOUT
+        ).json()
         (call,) = body["output"]  # no text: the tool call alone
         assert call["type"] == "function_call" and json.loads(call["arguments"]) == {"input": "raw"}
         assert call["call_id"].startswith("call_")
 
     with FakeModelServer(lambda req, api: ErrorReply(429, "slow down"), host="127.0.0.1") as f:
-        r = httpx.post(f"{f.base_url}/v1/responses", json={"input": "hi", "stream": True})
+        r = httpx.post(
+            f"{f.base_url}/v1/responses", json={"input": "hi", "stream": True}, timeout=HTTP_TIMEOUT
+        )
         assert r.status_code == 429 and r.headers["retry-after"] == "0"
         assert r.json()["error"] == {
             "message": "slow down",
@@ -415,7 +439,12 @@ def test_responses_text_only_incomplete_and_errors() -> None:
             "param": None,
             "code": None,
         }
-        assert httpx.post(f"{f.base_url}/v1/responses", content=b"[1]").status_code == 400
+        assert (
+            httpx.post(
+                f"{f.base_url}/v1/responses", content=b"[1]", timeout=HTTP_TIMEOUT
+            ).status_code
+            == 400
+        )
 
 
 def test_responses_request_helpers() -> None:
@@ -440,7 +469,7 @@ def test_responses_request_helpers() -> None:
 
 
 def test_keep_alive_connection_serves_several_streams(fake: FakeModelServer) -> None:
-    with httpx.Client(base_url=fake.base_url) as client:
+    with httpx.Client(base_url=fake.base_url, timeout=HTTP_TIMEOUT) as client:
         for _ in range(3):
             r = client.post("/v1/chat/completions", json={**OPENAI_REQUEST, "stream": True})
             assert _sse(r)[-1] == (None, "[DONE]")
@@ -461,7 +490,9 @@ def test_keep_alive_connection_serves_several_streams(fake: FakeModelServer) -> 
 )
 def test_error_replies_in_each_apis_shape(path: str, status: int, check: Any) -> None:
     with FakeModelServer(lambda req, api: ErrorReply(status, "try later"), host="127.0.0.1") as f:
-        r = httpx.post(f"{f.base_url}{path}", json={"messages": [], "stream": True})
+        r = httpx.post(
+            f"{f.base_url}{path}", json={"messages": [], "stream": True}, timeout=HTTP_TIMEOUT
+        )
     assert r.status_code == status and check(r.json())
     assert "try later" in r.text
 
@@ -471,21 +502,28 @@ def test_responder_exception_is_a_500_and_recorded() -> None:
         raise RuntimeError("scripted failure")
 
     with FakeModelServer(broken, host="127.0.0.1") as fake:
-        r = httpx.post(f"{fake.base_url}/v1/messages", json=ANTHROPIC_REQUEST)
+        r = httpx.post(f"{fake.base_url}/v1/messages", json=ANTHROPIC_REQUEST, timeout=HTTP_TIMEOUT)
         assert r.status_code == 500 and "scripted failure" in r.json()["error"]["message"]
         (error,) = fake.errors
         assert isinstance(error, RuntimeError)
-        r = httpx.post(f"{fake.base_url}/v1/chat/completions", content=b"not json")
+        r = httpx.post(
+            f"{fake.base_url}/v1/chat/completions", content=b"not json", timeout=HTTP_TIMEOUT
+        )
         assert r.status_code == 400
         assert len(fake.errors) == 1
 
 
 def test_unknown_routes_and_methods_are_recorded(fake: FakeModelServer) -> None:
-    assert httpx.get(f"{fake.base_url}/").json()["ok"] is True
-    assert httpx.get(f"{fake.base_url}/v1/nothing").status_code == 404
-    assert httpx.put(f"{fake.base_url}/v1/messages", json={}).status_code == 405
+    assert httpx.get(f"{fake.base_url}/", timeout=HTTP_TIMEOUT).json()["ok"] is True
+    assert httpx.get(f"{fake.base_url}/v1/nothing", timeout=HTTP_TIMEOUT).status_code == 404
+    assert (
+        httpx.put(f"{fake.base_url}/v1/messages", json={}, timeout=HTTP_TIMEOUT).status_code == 405
+    )
     # a client told to use the server as its HTTPS proxy shows where it wanted to go
-    with httpx.Client(proxy=fake.base_url) as client, pytest.raises(httpx.ProxyError):
+    with (
+        httpx.Client(proxy=fake.base_url, timeout=HTTP_TIMEOUT) as client,
+        pytest.raises(httpx.ProxyError),
+    ):
         client.get("https://pypi.org/simple/")
     seen = [(r.method, r.path) for r in fake.requests]
     assert seen == [
@@ -504,7 +542,7 @@ def test_sequence_and_wait_for_requests() -> None:
 
         def later() -> None:
             for _ in range(4):
-                httpx.post(url, json=OPENAI_REQUEST)
+                httpx.post(url, json=OPENAI_REQUEST, timeout=HTTP_TIMEOUT)
 
         thread = threading.Thread(target=later)
         thread.start()
@@ -515,7 +553,7 @@ def test_sequence_and_wait_for_requests() -> None:
             fake.wait_for_requests(5, timeout=0.2)
         fake.clear()
         assert fake.requests == []
-        r = httpx.post(url, json=OPENAI_REQUEST)  # the last reply repeats
+        r = httpx.post(url, json=OPENAI_REQUEST, timeout=HTTP_TIMEOUT)  # the last reply repeats
         assert r.status_code == 503 and r.headers["retry-after"] == "0"
     with pytest.raises(ValueError):
         sequence()
@@ -524,7 +562,11 @@ def test_sequence_and_wait_for_requests() -> None:
 def test_slow_reply_timing() -> None:
     reply = Reply(text="abcdef", delay_s=0.2, chunk_size=2, chunk_delay_s=0.05)
     with FakeModelServer(lambda req, api: reply, host="127.0.0.1") as fake:
-        r = httpx.post(f"{fake.base_url}/v1/messages", json={**ANTHROPIC_REQUEST, "stream": True})
+        r = httpx.post(
+            f"{fake.base_url}/v1/messages",
+            json={**ANTHROPIC_REQUEST, "stream": True},
+            timeout=HTTP_TIMEOUT,
+        )
     assert r.elapsed.total_seconds() >= 0.2 + 3 * 0.05
     texts = [json.loads(d)["delta"].get("text") for e, d in _sse(r) if e == "content_block_delta"]
     assert texts == ["ab", "cd", "ef"]
@@ -549,7 +591,9 @@ def test_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
         fake.base_url  # noqa: B018 - not started: no port yet
     with fake:
         assert fake.base_url == f"http://127.0.0.1:{fake.port}"
-        assert httpx.get(f"{fake.base_url}/v1/models").status_code == 200  # bound on 0.0.0.0
+        assert (
+            httpx.get(f"{fake.base_url}/v1/models", timeout=HTTP_TIMEOUT).status_code == 200
+        )  # bound on 0.0.0.0
 
         def no_docker(*args: Any, **kwargs: Any) -> None:
             raise OSError("no docker here")
@@ -562,6 +606,8 @@ def test_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_default_responder_says_ok() -> None:
     with FakeModelServer(host="127.0.0.1") as fake:
-        body = httpx.post(f"{fake.base_url}/v1/messages", json=ANTHROPIC_REQUEST).json()
+        body = httpx.post(
+            f"{fake.base_url}/v1/messages", json=ANTHROPIC_REQUEST, timeout=HTTP_TIMEOUT
+        ).json()
     assert body["content"] == [{"type": "text", "text": "OK"}]
     assert body["stop_reason"] == "end_turn"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -16,6 +15,7 @@ from provisioner.engine.follower import _Poll
 from provisioner.lifecycle import Status
 from provisioner.model import utcnow
 from provisioner.store.store import Store, sqlite_url
+from tests.polling import wait_until
 from tests.stored import stored_task
 
 
@@ -80,12 +80,10 @@ def test_a_failed_poll_ahead_is_not_asked_again(
     follow._client = lambda: BlinkingBridge(calls)  # type: ignore[method-assign]
     follow.start()
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and len(store.logs(task.id)) < 5:
-            time.sleep(0.05)
+        wait_until(lambda: len(store.logs(task.id)) >= 5, what="five lines stored")
     finally:
         follow.stop()
-        follow.join(timeout=5)
+        follow.join(timeout=30)
     # it polled again after the failure, from what it had stored, and lost nothing
     seqs = [row["seq"] for row in store.logs(task.id)]
     assert seqs[:5] == [1, 2, 3, 4, 5], (seqs, calls)

@@ -15,6 +15,7 @@ from provisioner.engine import follower
 from provisioner.engine.follower import report_for_engine
 from provisioner.lifecycle import Status
 from provisioner.store.store import Store, sqlite_url
+from tests.polling import wait_until
 from tests.stored import stored_task
 
 
@@ -90,13 +91,13 @@ def follow(
     thread = follower.Follower(engine, task_id)  # type: ignore[arg-type]
     thread._client = lambda: bridge  # type: ignore[method-assign,assignment,return-value]
     thread.start()
-    deadline = time.monotonic() + 10
-    while thread.is_alive() and len(applied) < until and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.05)  # the cursor is stored just after the last one is applied
+    wait_until(
+        lambda: not thread.is_alive() or len(applied) >= until, what=f"{until} reports applied"
+    )
     thread.ended_by_itself = not thread.is_alive()  # type: ignore[attr-defined]
+    # it ends after its current poll, the cursor of what it applied stored: no sleep needed
     thread.stop()
-    thread.join(timeout=5)
+    thread.join(timeout=30)
     assert not thread.is_alive()
     return thread
 

@@ -20,6 +20,7 @@ from provisioner.model import QueueFields
 from provisioner.queueing import parse_completion
 from provisioner.retention import removed
 from tests.fake_engine import Harness, bridge_cache, fake
+from tests.polling import HTTP_TIMEOUT
 from tests.serving import admin_env, admin_headers, serve
 
 __all__ = ["bridge_cache", "fake"]
@@ -133,7 +134,9 @@ def test_fork_through_the_api_and_cli(served: tuple[Harness, str], tmp_path: Pat
     h, url = served
     h.store.create_user("alice", "member")
     alice, _ = h.store.create_token("alice", "laptop", None)
-    me = httpx.get(f"{url}/api/v2/me", headers=admin_headers(h.home), timeout=30).json()["user"]
+    me = httpx.get(f"{url}/api/v2/me", headers=admin_headers(h.home), timeout=HTTP_TIMEOUT).json()[
+        "user"
+    ]
     parent = h.create("/write a.txt from admin", name="base", owner=me)
     h.wait_idle(parent.id)
     # another user's task is not found as a parent: neither by name nor by id
@@ -142,7 +145,7 @@ def test_fork_through_the_api_and_cli(served: tuple[Harness, str], tmp_path: Pat
             f"{url}/api/v2/tasks",
             headers={"Authorization": f"Bearer {alice}"},
             json={"prompt": "steal it", "parent": ref},
-            timeout=30,
+            timeout=HTTP_TIMEOUT,
         )
         assert reply.status_code in (400, 404), reply.text
         assert "base" not in reply.text or "Unknown parent" in reply.text

@@ -19,7 +19,7 @@ from provisioner.engine.mcp_relay import McpRelay as ServerRelay
 from provisioner.lifecycle import Status
 from provisioner.store.schema import tokens
 from tests.fake_engine import FAST, Harness, bridge_cache, fake
-from tests.polling import wait_until
+from tests.polling import HTTP_TIMEOUT, wait_until
 from tests.serving import serve
 from tests.stored import stored_task
 
@@ -39,7 +39,7 @@ def test_a_message_waits_until_the_server_answers_it() -> None:
     assert relay.take(0) == []  # handed out once
     assert not relay.answer("nope", 200, "application/json", "{}")
     assert relay.answer(taken[0]["id"], 200, "application/json", '{"ok": 1}')
-    agent.join(5)
+    agent.join(30)
     assert answers == [{"status": 200, "content_type": "application/json", "body": '{"ok": 1}'}]
     assert not relay.answer(taken[0]["id"], 200, "application/json", "{}")  # once
 
@@ -136,13 +136,23 @@ def test_only_the_agent_posts_to_the_relay(fake: Harness) -> None:
         assert endpoint
         hello = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
         # no key, or the bridge token (the server's, never the agent's): refused
-        assert httpx.post(endpoint + "/dockyard/mcp", json=hello).status_code == 401
+        assert (
+            httpx.post(endpoint + "/dockyard/mcp", json=hello, timeout=HTTP_TIMEOUT).status_code
+            == 401
+        )
         bridge_token = {"Authorization": f"Bearer {fake.store.get(task.id).bridge_token}"}
-        reply = httpx.post(endpoint + "/dockyard/mcp", json=hello, headers=bridge_token)
+        reply = httpx.post(
+            endpoint + "/dockyard/mcp", json=hello, headers=bridge_token, timeout=HTTP_TIMEOUT
+        )
         assert reply.status_code == 401
         # and the agent's answers are the server's to give, with the bridge token only
         answer = {"id": "1", "status": 200, "body": "{}"}
-        assert httpx.post(endpoint + "/dockyard/mcp/answer", json=answer).status_code == 401
+        assert (
+            httpx.post(
+                endpoint + "/dockyard/mcp/answer", json=answer, timeout=HTTP_TIMEOUT
+            ).status_code
+            == 401
+        )
         with BridgeClient(endpoint, fake.store.get(task.id).bridge_token) as client:
             for bad in (
                 {"id": 1, "status": 200, "body": "{}"},

@@ -15,6 +15,7 @@ from mcp import Client
 from provisioner.lifecycle import Status
 from tests.fake_engine import FAST, Harness, bridge_cache, fake
 from tests.mcp_client import ToolCaller
+from tests.polling import HTTP_TIMEOUT
 from tests.serving import admin_token, serve
 from tests.stored import stored_task
 
@@ -275,7 +276,9 @@ def test_mcp_needs_a_token(served: Served) -> None:
     }
     headers = {"Accept": "application/json, text/event-stream"}
     for auth in ({}, {"Authorization": "Bearer dy_" + "A" * 43}, {"Authorization": "Basic x"}):
-        reply = httpx.post(served.url + "/mcp", json=hello, headers={**headers, **auth}, timeout=30)
+        reply = httpx.post(
+            served.url + "/mcp", json=hello, headers={**headers, **auth}, timeout=HTTP_TIMEOUT
+        )
         assert reply.status_code == 401, reply.text
         assert reply.headers["www-authenticate"].startswith("Bearer")
     token = served.alice.token
@@ -283,7 +286,7 @@ def test_mcp_needs_a_token(served: Served) -> None:
         served.url + "/mcp",
         json=hello,
         headers={**headers, "Authorization": f"Bearer {token}"},
-        timeout=30,
+        timeout=HTTP_TIMEOUT,
     )
     assert reply.status_code == 200 and reply.json()["result"]["serverInfo"]["name"] == "dockyard"
 
@@ -300,6 +303,6 @@ def test_text_that_is_not_unicode_never_reaches_a_tool(served: Served) -> None:
         b'{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"create_task",'
         b'"arguments":{"template":"scripted","prompt":"\\ud800"}}}'
     )
-    reply = httpx.post(served.url + "/mcp", content=call, headers=headers, timeout=30)
+    reply = httpx.post(served.url + "/mcp", content=call, headers=headers, timeout=HTTP_TIMEOUT)
     assert reply.status_code == 400 and "Parse error" in reply.json()["error"]["message"]
     assert served.h.store.list_tasks() == []

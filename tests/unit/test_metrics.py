@@ -23,7 +23,7 @@ from provisioner.server.metrics_api import (
 )
 from provisioner.store.store import Store, sqlite_url
 from tests.fake_engine import Harness, bridge_cache, harness_at
-from tests.polling import wait_until
+from tests.polling import HTTP_TIMEOUT, wait_until
 from tests.serving import admin_headers, free_port, serve
 from tests.stored import stored_task
 
@@ -53,7 +53,7 @@ def served(tmp_path: Path, bridge_cache: Path) -> Iterator[tuple[Harness, str]]:
 
 
 def scrape(url: str, headers: dict[str, str]) -> httpx.Response:
-    return httpx.get(url + "/metrics", headers=headers, timeout=30)
+    return httpx.get(url + "/metrics", headers=headers, timeout=HTTP_TIMEOUT)
 
 
 def test_a_task_to_idle_and_a_prompt_taken_show_in_the_metrics(
@@ -110,7 +110,7 @@ def test_who_may_read_metrics(served: tuple[Harness, str]) -> None:
         ("POST", "/metrics"),
         ("GET", "/openapi.json"),
     ):
-        reply = httpx.request(method, url + path, headers=as_scraper, json={}, timeout=30)
+        reply = httpx.request(method, url + path, headers=as_scraper, json={}, timeout=HTTP_TIMEOUT)
         assert reply.status_code in (403, 404), (method, path, reply.status_code)
         assert "dockyard_tasks" not in reply.text
 
@@ -163,7 +163,7 @@ def test_the_separate_bind_serves_metrics_without_a_token(tmp_path: Path) -> Non
     listener = MetricsListener(registry, "127.0.0.1", free_port())
     listener.start()
     try:
-        reply = httpx.get(f"http://127.0.0.1:{listener.port}/metrics", timeout=30)
+        reply = httpx.get(f"http://127.0.0.1:{listener.port}/metrics", timeout=HTTP_TIMEOUT)
         assert reply.status_code == 200 and "dockyard_queue_depth" in reply.text
     finally:
         listener.stop()
@@ -176,7 +176,7 @@ def test_the_server_starts_the_bind_its_config_names(tmp_path: Path, bridge_cach
     home.mkdir()
     (home / "config.yaml").write_text(f"metrics: {{bind: '127.0.0.1:{port}'}}\n")
     with harness_at(home, bridge_cache) as h, serve(h.engine, h.home):
-        reply = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30)
+        reply = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=HTTP_TIMEOUT)
         assert reply.status_code == 200 and "dockyard_tasks" in reply.text
 
 

@@ -23,7 +23,7 @@ from provisioner import previews
 from provisioner.server.proxy_api import PREVIEW_KEY
 from tests.browser import chromium, page_of, sign_in, wait_js
 from tests.fake_engine import FAST, Harness, bridge_cache, harness_at
-from tests.polling import wait_until
+from tests.polling import HTTP_TIMEOUT, wait_until
 from tests.serving import free_port, serve
 
 __all__ = ["bridge_cache", "chromium"]
@@ -91,7 +91,9 @@ class Site:
     def open_preview(self, path: str = "", who: str = "alice") -> str:
         """The grant URL the dashboard's session is sent on to."""
         reply = httpx.get(
-            f"{self.url}{API}/tasks/alices/apps/web/{path}", headers=self.session(who), timeout=10
+            f"{self.url}{API}/tasks/alices/apps/web/{path}",
+            headers=self.session(who),
+            timeout=HTTP_TIMEOUT,
         )
         assert reply.status_code == 303, reply.text
         assert reply.headers["referrer-policy"] == "no-referrer"
@@ -125,7 +127,9 @@ def site(tmp_path_factory: pytest.TempPathFactory, bridge_cache: Path) -> Iterat
                 wait_until(
                     lambda: (
                         httpx.get(
-                            f"{url}{API}/tasks/alices/apps/web/", headers=headers, timeout=5
+                            f"{url}{API}/tasks/alices/apps/web/",
+                            headers=headers,
+                            timeout=HTTP_TIMEOUT,
                         ).status_code
                         == 200
                     ),
@@ -141,7 +145,7 @@ def test_the_session_opens_a_preview_through_a_grant(site: Site) -> None:
     location = site.open_preview("some/page?x=1")
     assert location.startswith(f"{API}/previews/v1.") and location.endswith("/some/page?x=1")
     # the grant alone opens it (a sandboxed page's requests carry no cookie)
-    reply = httpx.get(site.url + location, timeout=10)
+    reply = httpx.get(site.url + location, timeout=HTTP_TIMEOUT)
     assert reply.status_code == 200
     assert reply.text == "hello from the workspace: /some/page?x=1 auth=none"
     csp = reply.headers["content-security-policy"]
@@ -149,27 +153,27 @@ def test_the_session_opens_a_preview_through_a_grant(site: Site) -> None:
     assert reply.headers["referrer-policy"] == "no-referrer"
     grant_root = location.split("/some/")[0] + "/"
     # the root without its slash goes to it (relative links resolve under the grant)
-    bare = httpx.get(site.url + grant_root[:-1], timeout=10)
+    bare = httpx.get(site.url + grant_root[:-1], timeout=HTTP_TIMEOUT)
     assert bare.status_code == 308 and bare.headers["location"] == grant_root
     # our cookies never reach the app, its own do; a form post from the sandboxed page
     # (Origin: null, a form body) reaches it too
-    seen = httpx.get(f"{site.url}{grant_root}cookies", headers=site.session(), timeout=10)
+    seen = httpx.get(f"{site.url}{grant_root}cookies", headers=site.session(), timeout=HTTP_TIMEOUT)
     assert seen.text == "cookie=other=1"
     posted = httpx.post(
         f"{site.url}{grant_root}p",
         content=b"a=1",
         headers={"origin": "null", "content-type": "application/x-www-form-urlencoded"},
-        timeout=10,
+        timeout=HTTP_TIMEOUT,
     )
     assert posted.text == "posted: a=1"
     # what the app sets stays inside its preview: ours and __Host- refused, Path confined
-    set_ = httpx.get(f"{site.url}{grant_root}set-cookies", timeout=10)
+    set_ = httpx.get(f"{site.url}{grant_root}set-cookies", timeout=HTTP_TIMEOUT)
     assert set_.headers.get_list("set-cookie") == [f"mine=1; HttpOnly; Path={grant_root}"]
     # the WebSocket under the grant, from the sandboxed page's null origin
     ws_url = site.url.replace("http://", "ws://") + grant_root + "echo"
-    with connect(ws_url, origin="null", open_timeout=10) as ws:  # type: ignore[arg-type]
+    with connect(ws_url, origin="null", open_timeout=HTTP_TIMEOUT) as ws:  # type: ignore[arg-type]
         ws.send("hi")
-        assert ws.recv(timeout=10) == "echo: hi"
+        assert ws.recv(timeout=HTTP_TIMEOUT) == "echo: hi"
     events = [e["reason"] for e in site.h.store.events(site.h.task("alices").id)]
     assert any("opened in a browser" in str(r) for r in events)
 
@@ -180,29 +184,34 @@ def test_grants_and_sessions_are_refused_where_they_must_be(site: Site) -> None:
     _, body, mac = grant.split(".")
     forged = f"v1.{body[:-2]}xx.{mac}"
     for bad in (forged, "v1.e30." + "A" * 43, "nothing", "..", "%2e%2e"):
-        reply = httpx.get(f"{site.url}{API}/previews/{bad}/", timeout=10)
+        reply = httpx.get(f"{site.url}{API}/previews/{bad}/", timeout=HTTP_TIMEOUT)
         assert reply.status_code in (401, 404), (bad, reply.text)
         assert "hello" not in reply.text
-    assert httpx.get(f"{site.url}{API}/previews/{forged}/", timeout=10).status_code == 401
+    assert httpx.get(f"{site.url}{API}/previews/{forged}/", timeout=HTTP_TIMEOUT).status_code == 401
     # a WebSocket under a forged grant: refused as the other routes refuse (4401)
     with connect(site.url.replace("http://", "ws://") + f"{API}/previews/{forged}/echo") as ws:
-        assert json.loads(ws.recv(timeout=10))["status"] == 401
+        assert json.loads(ws.recv(timeout=HTTP_TIMEOUT))["status"] == 401
     # a grant signed with the server's key but expired, or for another's task: refused
     key = bytes.fromhex(site.h.store.setting(PREVIEW_KEY)["key"])  # type: ignore[index]
     task_id = site.h.task("alices").id
     old = previews.make_grant(key, task_id, site.port, "alice", time.time() - 7200)
-    assert httpx.get(f"{site.url}{API}/previews/{old}/", timeout=10).status_code == 401
+    assert httpx.get(f"{site.url}{API}/previews/{old}/", timeout=HTTP_TIMEOUT).status_code == 401
     bobs = previews.make_grant(key, task_id, site.port, "bob", time.time())
-    assert httpx.get(f"{site.url}{API}/previews/{bobs}/", timeout=10).status_code == 404
+    assert httpx.get(f"{site.url}{API}/previews/{bobs}/", timeout=HTTP_TIMEOUT).status_code == 404
     # a removed user's grant stops at once
     carols = previews.make_grant(key, task_id, site.port, "carol", time.time())
     site.h.store.remove_user("carol")
-    assert httpx.get(f"{site.url}{API}/previews/{carols}/", timeout=10).status_code == 401
+    assert httpx.get(f"{site.url}{API}/previews/{carols}/", timeout=HTTP_TIMEOUT).status_code == 401
     # bob's session: alice's task is not found, no grant made
-    reply = httpx.get(f"{site.url}{API}/tasks/alices/apps/web/", headers=site.session("bob"))
+    reply = httpx.get(
+        f"{site.url}{API}/tasks/alices/apps/web/", headers=site.session("bob"), timeout=HTTP_TIMEOUT
+    )
     assert reply.status_code == 404
     # no credential at all: 401
-    assert httpx.get(f"{site.url}{API}/tasks/alices/apps/web/").status_code == 401
+    assert (
+        httpx.get(f"{site.url}{API}/tasks/alices/apps/web/", timeout=HTTP_TIMEOUT).status_code
+        == 401
+    )
     # a state change with the session goes nowhere: without CSRF 403, with it still 403
     # (a preview is opened by GET, then used at its grant)
     csrf = previews_csrf(site.tokens["alice"])
@@ -211,6 +220,7 @@ def test_grants_and_sessions_are_refused_where_they_must_be(site: Site) -> None:
             f"{site.url}{API}/tasks/alices/apps/web/p",
             headers={**site.session(), **extra, "content-type": "application/json"},
             content=b"{}",
+            timeout=HTTP_TIMEOUT,
         )
         assert reply.status_code == 403, reply.text
     # a page elsewhere: its POST with the cookie is refused by Origin before anything
@@ -218,12 +228,14 @@ def test_grants_and_sessions_are_refused_where_they_must_be(site: Site) -> None:
         f"{site.url}{API}/tasks/alices/apps/web/p",
         headers={**site.session(), "origin": "http://evil.example"},
         json={},
+        timeout=HTTP_TIMEOUT,
     )
     assert reply.status_code == 403
     # scripts with a token still use the task's path directly, sandboxed too
     direct = httpx.get(
         f"{site.url}{API}/tasks/alices/apps/web/x",
         headers={"Authorization": f"Bearer {site.tokens['alice']}"},
+        timeout=HTTP_TIMEOUT,
     )
     assert direct.status_code == 200 and direct.headers["content-security-policy"]
 

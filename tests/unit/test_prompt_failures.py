@@ -20,11 +20,13 @@ from cli.main import cli
 from provisioner.backends.base import Observed
 from provisioner.bridge.package import build_zipapp
 from provisioner.bridge.runtime.http import MAX_BODY
+from provisioner.engine import follower
 from provisioner.engine.engine import Engine
 from provisioner.engine.workspace import BridgeBundler
 from provisioner.lifecycle import Status
 from provisioner.store.store import Store, sqlite_url
 from provisioner.templating.catalog import Catalog
+from tests.polling import HTTP_TIMEOUT
 from tests.serving import admin_env, admin_headers, serve
 from tests.stored import stored_task
 from tests.unit.test_bridge_local import TOKEN, BridgeRunner, wait_until
@@ -71,7 +73,9 @@ class Served:
 
     def get(self, path: str) -> Any:
         return httpx.get(
-            f"{self.url}/api/dockyard/v1{path}", headers=admin_headers(self.home)
+            f"{self.url}/api/dockyard/v1{path}",
+            headers=admin_headers(self.home),
+            timeout=HTTP_TIMEOUT,
         ).json()
 
     def prompts(self) -> dict[str, dict[str, Any]]:
@@ -154,11 +158,19 @@ def test_send_reports_a_prompt_that_failed_and_exits_non_zero(served: Served) ->
     assert (served.runner.workdir / "small.txt").read_text() == "ok\n"
 
 
-def test_a_task_whose_prompt_failed_is_idle_at_once(served: Served) -> None:
-    wait_until(lambda: served.status()["state"] == "idle", 20, "the task to be idle")
+@pytest.fixture
+def long_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The follower's long polls hold for the bridge's most (30 s), so what a test sees
+    well within that came at once, not after a poll, however loaded the machine is."""
+    monkeypatch.setattr(follower, "POLL_WAIT_S", 30.0)
+
+
+def test_a_task_whose_prompt_failed_is_idle_at_once(long_polls: None, served: Served) -> None:
+    wait_until(lambda: served.status()["state"] == "idle", 30, "the task to be idle")
     # past the API's limit, straight to the engine: marked working, then refused (413)
     sent = served.engine.send(served.task, "x" * (MAX_BODY + 1))
-    # the follower hands it over when nudged, not inside send(): wait for its verdict
-    wait_until(lambda: served.prompts()[sent["prompt_id"]]["state"] == "failed", 5, "the refusal")
-    # not after the follower's next long poll (10 s): the bridge is idle, nothing is left
-    wait_until(lambda: served.status()["state"] == "idle", 6, "the task to be idle at once")
+    # the follower hands it over when nudged, not inside send() nor after its poll: wait
+    # for its verdict
+    wait_until(lambda: served.prompts()[sent["prompt_id"]]["state"] == "failed", 15, "the refusal")
+    # not after the follower's next long poll: the bridge is idle, nothing is left
+    wait_until(lambda: served.status()["state"] == "idle", 15, "the task to be idle at once")

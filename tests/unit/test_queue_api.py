@@ -17,6 +17,7 @@ from cli.main import cli as dockyard
 from provisioner.model import QueueFields
 from provisioner.routing import parse_targets
 from tests.fake_engine import FAST, Harness, bridge_cache, harness_at
+from tests.polling import HTTP_TIMEOUT
 from tests.serving import admin_env, admin_headers, serve
 
 __all__ = ["bridge_cache"]
@@ -213,7 +214,9 @@ def test_the_openapi_document_describes_queue_entries_and_targets(served: Served
     blocker = h.create("blocker")
     h.wait_idle(blocker.id)
     h.create("waits", template=None, queue=QueueFields(target="builder"))
-    doc = httpx.get(f"{served.url}/openapi.json", headers=admin_headers(h.home)).json()
+    doc = httpx.get(
+        f"{served.url}/openapi.json", headers=admin_headers(h.home), timeout=HTTP_TIMEOUT
+    ).json()
     schemas = doc["components"]["schemas"]
     (entry,) = served.api("GET", "/queue").json()["queue"]
     assert set(entry) == set(schemas["QueueEntry"]["properties"])

@@ -20,6 +20,7 @@ from provisioner.engine.secrets import recipe_key
 from provisioner.templating.params import REDACTED, split_secrets, with_secrets
 from provisioner.triggers import github_signature
 from tests.fake_engine import Harness, bridge_cache, harness_at
+from tests.polling import HTTP_TIMEOUT
 from tests.serving import admin_env, admin_headers, serve
 
 __all__ = ["bridge_cache"]
@@ -35,7 +36,9 @@ class Site:
 
     def api(self, method: str, path: str, **kw: Any) -> httpx.Response:
         url = f"{self.url}/api/dockyard/v1{path}"
-        return httpx.request(method, url, headers=admin_headers(self.h.home), timeout=30, **kw)
+        return httpx.request(
+            method, url, headers=admin_headers(self.h.home), timeout=HTTP_TIMEOUT, **kw
+        )
 
     def cli(self, *args: str) -> str:
         result = CliRunner().invoke(dockyard, list(args), env=self.env)
@@ -117,7 +120,7 @@ def test_a_triggers_secret_is_kept_apart_and_reaches_its_tasks(site: Site) -> No
         "x-github-delivery": "k-1",
     }
     url = f"{site.url}/api/dockyard/v1/triggers/keyed-hook"
-    reply = httpx.post(url, content=payload, headers=headers, timeout=30)
+    reply = httpx.post(url, content=payload, headers=headers, timeout=HTTP_TIMEOUT)
     assert reply.status_code == 201, reply.text
     task_id = reply.json()["task"]["id"]
     assert site.h.engine.secrets.load(task_id)["token"] == VALUE

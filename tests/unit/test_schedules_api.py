@@ -13,6 +13,7 @@ from click.testing import CliRunner, Result
 
 from cli.main import cli as dockyard
 from tests.fake_engine import Harness, bridge_cache, harness_at
+from tests.polling import HTTP_TIMEOUT
 from tests.serving import admin_env, admin_headers, serve
 
 __all__ = ["bridge_cache"]
@@ -154,4 +155,4 @@ def test_members_see_and_act_on_their_own_schedules_only(server: Server) -> None
         s["owner"] for s in server.api("GET", "/schedules", headers=dave).json()["schedules"]
     ] == ["dave"]
     assert not server.api("GET", f"/schedules/{carols['id']}", headers=carol).json()["paused"]
-    assert httpx.get(f"{server.url}/api/v2/schedules").status_code == 401
+    assert httpx.get(f"{server.url}/api/v2/schedules", timeout=HTTP_TIMEOUT).status_code == 401

@@ -222,7 +222,7 @@ def test_overlapping_runs_queue_one_behind(tmp_path: Path, bridge_cache: Path) -
             "started",
             "started",
         ]
-        wait_until(lambda: h.store.queued_fire(schedule["id"]) is None, 5, "the queue emptied")
+        wait_until(lambda: h.store.queued_fire(schedule["id"]) is None, 30, "the queue emptied")
 
 
 def test_a_removed_owners_schedule_makes_nothing(tmp_path: Path, bridge_cache: Path) -> None:

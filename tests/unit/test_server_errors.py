@@ -17,6 +17,7 @@ from provisioner.engine.engine import Engine
 from provisioner.engine.workspace import BridgeBundler
 from provisioner.store.store import Store, sqlite_url
 from provisioner.templating.catalog import Catalog
+from tests.polling import HTTP_TIMEOUT
 from tests.serving import admin_env, admin_headers, serve
 
 
@@ -66,14 +67,18 @@ def test_unreachable_server(tmp_path: Path) -> None:
 def test_a_bad_task_name_is_refused_first(url: str, tmp_path: Path, name: str) -> None:
     # before rendering or asking Docker: the name alone decides
     body = {"template": "scripted", "prompt": "fix it", "name": name}
-    reply = httpx.post(f"{url}/api/v2/tasks", json=body, headers=admin_headers(tmp_path))
+    reply = httpx.post(
+        f"{url}/api/v2/tasks", json=body, headers=admin_headers(tmp_path), timeout=HTTP_TIMEOUT
+    )
     assert reply.status_code == 400, reply.text
     assert "Invalid task name" in reply.json()["detail"]
 
 
 def test_error_messages_are_capped(url: str, tmp_path: Path) -> None:
     reply = httpx.get(
-        f"{url}/api/dockyard/v1/templates/{'x' * 9000}", headers=admin_headers(tmp_path)
+        f"{url}/api/dockyard/v1/templates/{'x' * 9000}",
+        headers=admin_headers(tmp_path),
+        timeout=HTTP_TIMEOUT,
     )
     assert reply.status_code == 404
     assert len(reply.json()["detail"]) <= 1000

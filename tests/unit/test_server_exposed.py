@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.polling import HTTP_TIMEOUT
 from tests.serving import admin_token, free_port
 
 
@@ -63,9 +64,12 @@ def test_a_server_on_every_address_says_where_the_token_is(
     assert "tokens cross the network in the clear" in log
     assert url.startswith("http://127.0.0.1:")  # what a CLI on this machine can reach
     local = url
-    assert httpx.get(local + "/api/v2/health").status_code == 401
+    assert httpx.get(local + "/api/v2/health", timeout=HTTP_TIMEOUT).status_code == 401
     headers = {"Authorization": f"Bearer {admin_token(home)}"}
-    assert httpx.get(local + "/api/v2/health", headers=headers).json()["ok"] is True
+    assert (
+        httpx.get(local + "/api/v2/health", headers=headers, timeout=HTTP_TIMEOUT).json()["ok"]
+        is True
+    )
 
 
 def test_tls(tmp_path: Path, server_process: list[subprocess.Popen[bytes]]) -> None:
@@ -86,9 +90,16 @@ def test_tls(tmp_path: Path, server_process: list[subprocess.Popen[bytes]]) -> N
     assert url.startswith("https://127.0.0.1:")
     headers = {"Authorization": f"Bearer {admin_token(home)}"}
     trust = ssl.create_default_context(cafile=str(cert))
-    assert httpx.get(url + "/api/v2/me", headers=headers, verify=trust).status_code == 200
+    assert (
+        httpx.get(
+            url + "/api/v2/me", headers=headers, verify=trust, timeout=HTTP_TIMEOUT
+        ).status_code
+        == 200
+    )
     with pytest.raises(httpx.HTTPError):
-        httpx.get(url.replace("https:", "http:") + "/api/v2/me", headers=headers)
+        httpx.get(
+            url.replace("https:", "http:") + "/api/v2/me", headers=headers, timeout=HTTP_TIMEOUT
+        )
 
 
 def test_tls_needs_both_files(tmp_path: Path) -> None:

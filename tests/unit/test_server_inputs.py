@@ -17,6 +17,7 @@ from provisioner.engine.workspace import BridgeBundler
 from provisioner.prompts import MAX_PROMPT_BYTES
 from provisioner.store.store import Store, sqlite_url
 from provisioner.templating.catalog import Catalog
+from tests.polling import HTTP_TIMEOUT
 from tests.serving import admin_headers, serve
 
 
@@ -43,7 +44,7 @@ AUTH: dict[str, dict[str, str]] = {}  # the admin's headers of each served URL
 def post(url: str, path: str, raw_json: str) -> httpx.Response:
     # raw: a lone surrogate can only be sent as a JSON escape
     headers = {"Content-Type": "application/json", **AUTH[url]}
-    return httpx.post(url + path, content=raw_json.encode(), headers=headers, timeout=30)
+    return httpx.post(url + path, content=raw_json.encode(), headers=headers, timeout=HTTP_TIMEOUT)
 
 
 @pytest.mark.parametrize(
@@ -68,7 +69,12 @@ def test_invalid_text_in_any_create_field_is_a_400_naming_it(
     assert response.status_code == 400, response.text
     assert response.json()["detail"].startswith(f"{field} contains ")
     assert not (tmp_path / "secrets").exists() or not list((tmp_path / "secrets").iterdir())
-    assert httpx.get(url + "/api/dockyard/v1/tasks", headers=AUTH[url]).json()["tasks"] == []
+    assert (
+        httpx.get(url + "/api/dockyard/v1/tasks", headers=AUTH[url], timeout=HTTP_TIMEOUT).json()[
+            "tasks"
+        ]
+        == []
+    )
 
 
 def test_control_characters_in_a_prompt_are_a_400(url: str) -> None:

@@ -25,7 +25,7 @@ from provisioner.server.logformat import JsonFormatter, check_format
 from provisioner.server.main import create_app
 from provisioner.server.main import uvicorn as _uvicorn
 from tests.fake_engine import Harness, bridge_cache, harness_at
-from tests.polling import wait_until
+from tests.polling import HTTP_TIMEOUT, wait_until
 from tests.serving import admin_headers, free_port
 from tests.stored import stored_task
 
@@ -114,12 +114,16 @@ def test_requests_get_ids_and_one_access_line_each(
     h, url = json_server
     task = stored_task(h.store, owner="admin")
     given = httpx.get(
-        f"{url}/api/v2/tasks/{task.id}", headers={**admin_headers(h.home), "X-Request-ID": "abc-1"}
+        f"{url}/api/v2/tasks/{task.id}",
+        headers={**admin_headers(h.home), "X-Request-ID": "abc-1"},
+        timeout=HTTP_TIMEOUT,
     )
     assert given.status_code == 200 and given.headers["x-request-id"] == "abc-1"
-    made = httpx.get(f"{url}/api/v2/health", headers=admin_headers(h.home))
+    made = httpx.get(f"{url}/api/v2/health", headers=admin_headers(h.home), timeout=HTTP_TIMEOUT)
     assert len(made.headers["x-request-id"]) == 32
-    refused = httpx.get(f"{url}/api/v2/health", headers={"X-Request-ID": "no-token"})
+    refused = httpx.get(
+        f"{url}/api/v2/health", headers={"X-Request-ID": "no-token"}, timeout=HTTP_TIMEOUT
+    )
     assert refused.status_code == 401 and refused.headers["x-request-id"] == "no-token"
 
     def access(rid: str) -> dict[str, object] | None:
@@ -141,7 +145,9 @@ def test_a_hostile_request_id_is_replaced(json_server: tuple[Harness, str]) -> N
     for hostile in HOSTILE:
         try:
             reply = httpx.get(
-                f"{url}/api/v2/health", headers={**admin_headers(h.home), "X-Request-ID": hostile}
+                f"{url}/api/v2/health",
+                headers={**admin_headers(h.home), "X-Request-ID": hostile},
+                timeout=HTTP_TIMEOUT,
             )
         except (httpx.LocalProtocolError, UnicodeEncodeError):
             continue  # the client itself will not send it: nothing reaches the server
@@ -181,7 +187,7 @@ def test_a_server_process_logs_json_lines_only(tmp_path: Path) -> None:
         reply = httpx.get(
             info["url"] + "/api/v2/health",
             headers={**admin_headers(home), "X-Request-ID": "proc-1"},
-            timeout=30,
+            timeout=HTTP_TIMEOUT,
         )
         assert reply.headers["x-request-id"] == "proc-1"
     finally:
@@ -203,6 +209,7 @@ def test_every_committed_task_event_is_a_line_with_the_request_that_caused_it(
         f"{url}/api/v2/tasks/{task.id}",
         headers={**admin_headers(h.home), "X-Request-ID": "bump-1"},
         json={"priority": 60},
+        timeout=HTTP_TIMEOUT,
     )
     assert reply.status_code == 200, reply.text
 

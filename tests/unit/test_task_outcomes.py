@@ -20,6 +20,7 @@ from provisioner.lifecycle import TERMINAL, Status
 from provisioner.model import QueueFields
 from provisioner.queueing import Cost, parse_completion
 from tests.fake_engine import Harness, bridge_cache, fake
+from tests.polling import HTTP_TIMEOUT
 from tests.serving import admin_env, admin_headers, admin_token, serve
 
 __all__ = ["bridge_cache", "fake"]
@@ -225,22 +226,28 @@ def test_api_and_cli_complete_progress_filters_and_events(
         f"{url}/api/v2/tasks",
         headers=headers,
         json={"template": "scripted", "prompt": "x", "priority": 101},
-        timeout=30,
+        timeout=HTTP_TIMEOUT,
     )
     assert made.status_code == 400 and "priority" in made.text
     page = httpx.get(
-        f"{url}/api/v2/events", params={"since": 0, "limit": 2}, headers=headers, timeout=30
+        f"{url}/api/v2/events",
+        params={"since": 0, "limit": 2},
+        headers=headers,
+        timeout=HTTP_TIMEOUT,
     ).json()
     assert len(page["events"]) == 2
     more = httpx.get(
-        f"{url}/api/v2/events", params={"since": page["next_since"]}, headers=headers, timeout=30
+        f"{url}/api/v2/events",
+        params={"since": page["next_since"]},
+        headers=headers,
+        timeout=HTTP_TIMEOUT,
     ).json()
     assert more["events"][0]["id"] > page["events"][-1]["id"]
     bad = httpx.post(
         f"{url}/api/v2/tasks/later/complete",
         headers=headers,
         json={"outcome": "SUCCESS", "output": "\x1b]0;pwned\x07"},
-        timeout=30,
+        timeout=HTTP_TIMEOUT,
     )
     assert bad.status_code in (400, 422)
     # nothing was completed (it left the backlog by itself once its dependency completed)
@@ -268,7 +275,9 @@ def test_the_openapi_document_describes_every_public_task_field(
     served: tuple[Harness, str],
 ) -> None:
     h, url = served
-    doc = httpx.get(f"{url}/openapi.json", headers=admin_headers(h.home), timeout=30).json()
+    doc = httpx.get(
+        f"{url}/openapi.json", headers=admin_headers(h.home), timeout=HTTP_TIMEOUT
+    ).json()
     task_fields = set(doc["components"]["schemas"]["Task"]["properties"])
     shown = set(h.create("described").public())
     assert shown == task_fields

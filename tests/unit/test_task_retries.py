@@ -22,6 +22,7 @@ from provisioner.model import QueueFields, Task, parse_time
 from provisioner.queueing import parse_completion
 from provisioner.store.store import Store, sqlite_url
 from tests.fake_engine import Harness, bridge_cache, fake
+from tests.polling import HTTP_TIMEOUT
 from tests.serving import admin_env, admin_headers, serve
 from tests.stored import stored_task
 
@@ -149,10 +150,10 @@ def test_task_retry_by_hand_through_the_api_and_cli(
 
     # only a failed task or one in error: a running, a completed one is refused (409)
     headers = admin_headers(h.home)
-    reply = httpx.post(f"{url}/api/v2/tasks/flaky/retry", headers=headers, timeout=30)
+    reply = httpx.post(f"{url}/api/v2/tasks/flaky/retry", headers=headers, timeout=HTTP_TIMEOUT)
     assert reply.status_code == 409 and "it is active" in reply.text
     h.engine.complete(task.id, parse_completion({"outcome": "SUCCESS"}))
-    reply = httpx.post(f"{url}/api/v2/tasks/flaky/retry", headers=headers, timeout=30)
+    reply = httpx.post(f"{url}/api/v2/tasks/flaky/retry", headers=headers, timeout=HTTP_TIMEOUT)
     assert reply.status_code == 409 and "completed" in reply.text
     result = CliRunner().invoke(dockyard, ["task", "retry", "nope"], env=env)
     assert result.exit_code != 0 and "No task 'nope'" in result.output
@@ -166,7 +167,7 @@ def test_task_retry_by_hand_through_the_api_and_cli(
             f"{url}/api/v2/tasks",
             headers=headers,
             json={"template": "scripted", "prompt": "x", "retries": bad},
-            timeout=30,
+            timeout=HTTP_TIMEOUT,
         )
         assert made.status_code == 400 and "retries" in made.text, (bad, made.text)
 

@@ -19,6 +19,7 @@ from provisioner.lifecycle import Status
 from provisioner.store.store import Store
 from tests.fake_engine import Harness, bridge_cache, fake
 from tests.mcp_client import ToolCaller
+from tests.polling import HTTP_TIMEOUT
 from tests.serving import admin_token, serve
 from tests.stored import stored_task
 from tests.unit.test_auth_api import RULES, SIGNED, Served, _fill, _request
@@ -151,9 +152,19 @@ def test_an_ended_task_gets_no_token_and_a_new_one_replaces_the_old(served: Serv
     lead, first = _scoped(served)
     second = served.store.issue_task_token(lead)
     headers = {"Authorization": f"Bearer {first}"}
-    assert httpx.get(served.url + "/api/dockyard/v1/tasks", headers=headers).status_code == 401
+    assert (
+        httpx.get(
+            served.url + "/api/dockyard/v1/tasks", headers=headers, timeout=HTTP_TIMEOUT
+        ).status_code
+        == 401
+    )
     headers = {"Authorization": f"Bearer {second}"}
-    assert httpx.get(served.url + "/api/dockyard/v1/tasks", headers=headers).status_code == 200
+    assert (
+        httpx.get(
+            served.url + "/api/dockyard/v1/tasks", headers=headers, timeout=HTTP_TIMEOUT
+        ).status_code
+        == 200
+    )
 
 
 def test_task_tokens_are_not_a_users_tokens(served: Served) -> None:
@@ -200,9 +211,14 @@ def test_over_mcp_it_sees_its_scope_and_no_claims(served: Served) -> None:
         },
     }
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"}
-    done = httpx.post(served.url + "/mcp", json=call, headers=headers, timeout=30)
+    done = httpx.post(served.url + "/mcp", json=call, headers=headers, timeout=HTTP_TIMEOUT)
     assert done.status_code == 200 and not done.json()["result"]["isError"], done.text
     assert served.store.get(lead).status == Status.COMPLETED
-    assert httpx.post(served.url + "/mcp", json=call, headers=headers).status_code == 401
+    assert (
+        httpx.post(
+            served.url + "/mcp", json=call, headers=headers, timeout=HTTP_TIMEOUT
+        ).status_code
+        == 401
+    )
     events = served.store.events(lead)
     assert events[-1]["actor"] == f"task:{lead}"

@@ -16,6 +16,7 @@ from click.testing import CliRunner, Result
 from cli.main import cli as dockyard
 from provisioner.templating.push import pack_folder
 from tests.fake_engine import Harness, bridge_cache, harness_at
+from tests.polling import HTTP_TIMEOUT
 from tests.serving import admin_env, admin_headers, serve
 from tests.variants import write_scripted_variant
 
@@ -155,10 +156,14 @@ def test_an_unknown_template_or_version_is_a_404_that_says_what_exists(run: Site
     # the API itself: 404 for both, for an admin, with no credential 401
     api = f"{run.url}/api/dockyard/v1/templates"
     for path in ("nope/versions/first", "demo/versions/third"):
-        answer = httpx.post(f"{api}/{path}/activate", headers=admin_headers(run.h.home))
+        answer = httpx.post(
+            f"{api}/{path}/activate", headers=admin_headers(run.h.home), timeout=HTTP_TIMEOUT
+        )
         assert answer.status_code == 404, answer.text
         assert answer.json()["hint"].startswith("list them with: dockyard template")
-    assert httpx.post(f"{api}/demo/versions/first/activate").status_code == 401
+    assert (
+        httpx.post(f"{api}/demo/versions/first/activate", timeout=HTTP_TIMEOUT).status_code == 401
+    )
     assert run.active() == second
 
 
@@ -213,7 +218,10 @@ def test_the_folder_on_disk_is_a_version_to_go_back_to(run: Site, tmp_path: Path
     folder = write_scripted_variant(tmp_path, "ondisk", description="pushed over it")
     headers = {**admin_headers(h.home), "content-type": "application/gzip"}
     pushed = httpx.post(
-        f"{run.url}/api/dockyard/v1/templates", content=pack_folder(folder), headers=headers
+        f"{run.url}/api/dockyard/v1/templates",
+        content=pack_folder(folder),
+        headers=headers,
+        timeout=HTTP_TIMEOUT,
     )
     assert pushed.status_code == 201, pushed.text
     assert h.engine.catalog.get("ondisk").config.description == "pushed over it"

@@ -35,6 +35,7 @@ from provisioner.templating.push import (
     push_archive,
 )
 from provisioner.templating.versions import VersionStore
+from tests.polling import HTTP_TIMEOUT
 from tests.serving import admin_headers, serve
 from tests.stored import new_task
 
@@ -276,7 +277,9 @@ def test_a_declared_oversized_upload_is_refused_at_once(url: str, tmp_path: Path
         "content-length": str(size),
     }
     try:
-        answer = httpx.post(f"{url}/api/v2/templates", content=body(), headers=headers)
+        answer = httpx.post(
+            f"{url}/api/v2/templates", content=body(), headers=headers, timeout=HTTP_TIMEOUT
+        )
     except httpx.TransportError:
         return  # answered and closed while the upload went on
     assert answer.status_code == 400

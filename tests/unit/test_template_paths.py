@@ -26,6 +26,7 @@ from provisioner.templating.push import pack_folder, push_archive
 from provisioner.templating.render import render_workspace
 from provisioner.templating.validate import validate_template
 from provisioner.templating.versions import VersionStore
+from tests.polling import HTTP_TIMEOUT
 from tests.serving import admin_env, admin_headers, serve
 
 SECRET = "root:TOPSECRET-LINE:19000:0:99999:7:::"
@@ -188,6 +189,7 @@ def test_a_real_server_refuses_the_push_with_a_400(tmp_path: Path) -> None:
                 f"{url}/api/v2/templates",
                 content=pack_folder(folder),
                 headers={**admin_headers(tmp_path), "content-type": "application/gzip"},
+                timeout=HTTP_TIMEOUT,
             )
             assert answer.status_code == 400
             assert "workspace.build.dockerfile" in answer.text

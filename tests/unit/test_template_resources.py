@@ -18,6 +18,7 @@ from provisioner.errors import TemplateError
 from provisioner.store.store import Store, sqlite_url
 from provisioner.templating.catalog import Catalog
 from provisioner.templating.resources import check_resources, memory_bytes
+from tests.polling import HTTP_TIMEOUT
 from tests.serving import admin_headers, serve
 
 FORM = "a number with an optional unit b, k, m or g (512m, 2g), from 6m to 1024g"
@@ -81,8 +82,10 @@ def url(tmp_path: Path) -> Iterator[str]:
 def test_task_create_answers_400_naming_the_field(url: str, tmp_path: Path) -> None:
     body = {"template": "loose", "prompt": "hi", "parameters": {"memory": "512m $(id)"}}
     auth = admin_headers(tmp_path)
-    answer = httpx.post(f"{url}/api/v2/tasks", json=body, headers=auth, timeout=30)
+    answer = httpx.post(f"{url}/api/v2/tasks", json=body, headers=auth, timeout=HTTP_TIMEOUT)
     assert answer.status_code == 400, answer.text
     assert "workspace.resources.memory: '512m $(id)' is not a memory limit" in answer.text
     assert FORM in answer.text
-    assert httpx.get(f"{url}/api/v2/tasks", headers=auth, timeout=30).json()["tasks"] == []
+    assert (
+        httpx.get(f"{url}/api/v2/tasks", headers=auth, timeout=HTTP_TIMEOUT).json()["tasks"] == []
+    )

@@ -17,6 +17,7 @@ from provisioner.server import triggers_api
 from provisioner.trigger_limits import FLUSH_S, SOURCES_SHOWN, WINDOW_S, BadDeliveries
 from provisioner.triggers import github_signature
 from tests.fake_engine import Harness, bridge_cache, harness_at
+from tests.polling import HTTP_TIMEOUT
 from tests.serving import admin_headers, serve
 
 __all__ = ["bridge_cache"]
@@ -96,7 +97,7 @@ def deliver(url: str, name: str, secret: str, source: str = "127.0.0.1") -> http
         "x-hub-signature-256": github_signature(secret, body),
     }
     transport = httpx.HTTPTransport(local_address=source)
-    with httpx.Client(transport=transport, timeout=30) as c:
+    with httpx.Client(transport=transport, timeout=HTTP_TIMEOUT) as c:
         return c.post(f"{url}/api/dockyard/v1/triggers/{name}", content=body, headers=headers)
 
 
@@ -110,7 +111,9 @@ def test_a_flood_of_bad_signatures_is_refused_and_summed_up(
     api = f"{url}/api/dockyard/v1"
     for name in ("flooded", "quiet"):
         body = {"name": name, "secret": SECRET, "template": "scripted"}
-        made = httpx.post(f"{api}/triggers", json=body, headers=admin_headers(h.home))
+        made = httpx.post(
+            f"{api}/triggers", json=body, headers=admin_headers(h.home), timeout=HTTP_TIMEOUT
+        )
         assert made.status_code == 201, made.text
     flooded = h.store.trigger("flooded", None)
 

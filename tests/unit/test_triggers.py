@@ -18,6 +18,7 @@ from provisioner.trigger_limits import BAD_PER_TRIGGER, RECORD_EACH
 from provisioner.triggers import MAX_BODY, github_signature
 from provisioner.webhooks import signature
 from tests.fake_engine import FAST, Harness, bridge_cache, harness_at
+from tests.polling import HTTP_TIMEOUT
 from tests.serving import admin_headers, serve
 
 __all__ = ["bridge_cache"]
@@ -33,7 +34,11 @@ class Served:
 
     def api(self, method: str, path: str, **kw: Any) -> httpx.Response:
         return httpx.request(
-            method, self.url + "/api/dockyard/v1" + path, headers=self.headers, timeout=30, **kw
+            method,
+            self.url + "/api/dockyard/v1" + path,
+            headers=self.headers,
+            timeout=HTTP_TIMEOUT,
+            **kw,
         )
 
     def deliver(
@@ -57,7 +62,10 @@ class Served:
             **(headers or {}),
         }
         return httpx.post(
-            f"{self.url}/api/dockyard/v1/triggers/{name}", content=body, headers=sent, timeout=30
+            f"{self.url}/api/dockyard/v1/triggers/{name}",
+            content=body,
+            headers=sent,
+            timeout=HTTP_TIMEOUT,
         )
 
     def tasks(self) -> list[dict[str, Any]]:
@@ -132,7 +140,10 @@ def test_a_wrong_or_missing_signature_is_401_and_makes_nothing(served: Served) -
     assert wrong.status_code == 401 and "does not match" in wrong.json()["detail"]
     assert SECRET not in wrong.text
     unsigned = httpx.post(
-        f"{served.url}/api/v2/triggers/gh-sig", json=issue(), headers={"x-github-delivery": "x-2"}
+        f"{served.url}/api/v2/triggers/gh-sig",
+        json=issue(),
+        headers={"x-github-delivery": "x-2"},
+        timeout=HTTP_TIMEOUT,
     )
     assert unsigned.status_code == 401 and "no signature" in unsigned.json()["detail"]
     # a body changed after signing
@@ -195,7 +206,7 @@ def test_a_generic_delivery_signed_like_dockyards_own_webhooks(served: Served) -
         "x-dockyard-event": "nightly",
     }
     url = f"{served.url}/api/v2/triggers/generic"
-    made = httpx.post(url, content=body, headers=headers)
+    made = httpx.post(url, content=body, headers=headers, timeout=HTTP_TIMEOUT)
     assert made.status_code == 201, made.text
     assert served.h.task(made.json()["task"]["id"]).prompt == "Update the lock file"
     # an old timestamp (a recording sent again later) is refused
@@ -203,7 +214,7 @@ def test_a_generic_delivery_signed_like_dockyards_own_webhooks(served: Served) -
     late = {**headers, "x-dockyard-signature": signature(SECRET, old, body)}
     late["x-dockyard-timestamp"] = str(old)
     late["x-dockyard-delivery"] = "g-2"
-    assert httpx.post(url, content=body, headers=late).status_code == 401
+    assert httpx.post(url, content=body, headers=late, timeout=HTTP_TIMEOUT).status_code == 401
 
 
 @pytest.mark.parametrize(
@@ -274,10 +285,20 @@ def test_members_see_only_their_own_triggers_and_never_a_secret(served: Served) 
     made = served.api("POST", "/triggers", json={"name": "admins-own", "template": "scripted"})
     assert made.json()["secret"].startswith("whsec_")  # made by the server: shown once
     for path in ("/triggers/admins-own", "/triggers/admins-own/deliveries"):
-        assert httpx.get(served.url + "/api/v2" + path, headers=bob).status_code == 404
-    gone = httpx.delete(served.url + "/api/v2/triggers/admins-own", headers=bob)
+        assert (
+            httpx.get(served.url + "/api/v2" + path, headers=bob, timeout=HTTP_TIMEOUT).status_code
+            == 404
+        )
+    gone = httpx.delete(
+        served.url + "/api/v2/triggers/admins-own", headers=bob, timeout=HTTP_TIMEOUT
+    )
     assert gone.status_code == 404
-    assert httpx.get(served.url + "/api/v2/triggers", headers=bob).json()["triggers"] == []
+    assert (
+        httpx.get(served.url + "/api/v2/triggers", headers=bob, timeout=HTTP_TIMEOUT).json()[
+            "triggers"
+        ]
+        == []
+    )
     everything = served.api("GET", "/triggers", params={"all": "true"}).text
     assert "whsec_" not in everything and SECRET not in everything
     assert "whsec_" not in served.api("GET", "/triggers/admins-own").text
@@ -289,7 +310,12 @@ def test_a_removed_owners_trigger_makes_nothing(served: Served) -> None:
     token, _ = store.create_token("erin", "laptop", None)
     erin = {"Authorization": f"Bearer {token}"}
     body = {"name": "erins", "secret": SECRET, "template": "scripted"}
-    assert httpx.post(f"{served.url}/api/v2/triggers", json=body, headers=erin).status_code == 201
+    assert (
+        httpx.post(
+            f"{served.url}/api/v2/triggers", json=body, headers=erin, timeout=HTTP_TIMEOUT
+        ).status_code
+        == 201
+    )
     store.remove_user("erin")
     before = len(served.tasks())
     reply = served.deliver("erins", {"prompt": "x"}, delivery="e-1")

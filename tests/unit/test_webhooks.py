@@ -26,7 +26,7 @@ from provisioner.server.webhook_dispatch import Dispatcher, checked_addresses, s
 from provisioner.store.store import Store, sqlite_url
 from provisioner.webhooks import RetryPolicy, Settings, check_url, event_name, new_secret, verify
 from tests.fake_engine import FAST, Harness, bridge_cache, fake
-from tests.polling import wait_until
+from tests.polling import HTTP_TIMEOUT, wait_until
 from tests.postgres import postgres_cluster, store_url
 from tests.serving import admin_env, admin_headers, serve
 from tests.stored import stored_task
@@ -107,7 +107,7 @@ def _create_task(url: str, h: Harness) -> dict[str, Any]:
         url + "/api/v2/tasks",
         json={"template": "scripted", "prompt": "say hello", "parameters": FAST},
         headers=admin_headers(h.home),
-        timeout=30,
+        timeout=HTTP_TIMEOUT,
     )
     assert made.status_code == 201, made.text
     task: dict[str, Any] = made.json()
@@ -119,7 +119,7 @@ def _complete(url: str, h: Harness, task_id: str) -> None:
         f"{url}/api/v2/tasks/{task_id}/complete",
         json={"outcome": "SUCCESS", "output": "hello said"},
         headers=admin_headers(h.home),
-        timeout=30,
+        timeout=HTTP_TIMEOUT,
     )
     assert done.status_code == 200, done.text
 
@@ -167,7 +167,7 @@ def test_a_receiver_gets_a_tasks_life_signed_and_in_order(fake: Harness, tmp_pat
         assert secret not in listed.stdout
         wait_until(
             lambda: all(s == "delivered" for _, s in delivery_states(fake.store, hook["id"])),
-            10,
+            30,
             "every delivery recorded as delivered",
         )
         shown = run.invoke(dockyard, ["webhook", "deliveries", hook["id"]], env=env)
@@ -189,7 +189,7 @@ def test_a_dead_receiver_never_holds_up_a_task_or_another_receiver(fake: Harness
                 url + "/api/v2/webhooks",
                 json={"url": receiver.url, "events": ["status", "completed"]},
                 headers=admin_headers(fake.home),
-                timeout=30,
+                timeout=HTTP_TIMEOUT,
             )
             assert made.status_code == 201, made.text
             hooks[receiver.url] = made.json()["id"]
@@ -232,7 +232,7 @@ def test_a_receiver_that_fails_twice_gets_the_third_try_and_order_holds(store: S
         assert all(signed(g, secret) for g in got)
         wait_until(
             lambda: delivery_states(store, hook) == [(first, "delivered"), (second, "delivered")],
-            10,
+            30,
             "both recorded delivered",
         )
         tried = store.deliveries([hook])
@@ -247,7 +247,7 @@ def test_a_delivery_gives_up_after_its_attempts_and_the_next_goes(store: Store) 
         first, second = note(store, task.id, "one"), note(store, task.id, "two")
         wait_until(
             lambda: delivery_states(store, hook) == [(first, "failed"), (second, "delivered")],
-            10,
+            30,
             "the first given up, the second delivered",
         )
     failed = store.deliveries([hook], failed=True)
@@ -271,7 +271,7 @@ def test_a_restart_resumes_what_was_not_delivered_and_repeats_nothing(tmp_path: 
                 two = note(store, task.id, "two")
                 wait_until(
                     lambda: [g.status for g in receiver.requests()][-1:] == [500],
-                    10,
+                    30,
                     "a failed try of the second",
                 )
             three = note(store, task.id, "three")  # while no server runs
@@ -283,7 +283,7 @@ def test_a_restart_resumes_what_was_not_delivered_and_repeats_nothing(tmp_path: 
                     receiver.wait_accepted(3)
                     wait_until(
                         lambda: [s for _, s in delivery_states(again, hook)] == ["delivered"] * 3,
-                        10,
+                        30,
                         "all delivered",
                     )
             finally:
@@ -378,7 +378,7 @@ def test_hostile_subscriptions_are_refused_and_others_hooks_are_not_found(
 
         def call(who: str, method: str, path: str, **kw: Any) -> httpx.Response:
             return httpx.request(
-                method, url + "/api/v2" + path, headers=tokens[who], timeout=30, **kw
+                method, url + "/api/v2" + path, headers=tokens[who], timeout=HTTP_TIMEOUT, **kw
             )
 
         def add(who: str, **body: Any) -> httpx.Response:
@@ -453,11 +453,11 @@ def test_each_webhook_gets_only_the_tasks_its_owner_may_see(store: Store) -> Non
         def made(hook: str) -> list[int]:
             return sorted(d["event_id"] for d in store.deliveries([hook]))
 
-        wait_until(lambda: made(every["id"]) == [on_hers, on_his], 10, "the --all webhook's")
+        wait_until(lambda: made(every["id"]) == [on_hers, on_his], 30, "the --all webhook's")
         assert made(alices) == [on_hers] and made(own) == [on_his]
         # a member's webhook pointed at this machine (made behind the API's back, or a
         # name that resolves here now) is refused at delivery time
-        wait_until(lambda: store.deliveries([alices])[0]["attempts"] >= 1, 10, "alice's first try")
+        wait_until(lambda: store.deliveries([alices])[0]["attempts"] >= 1, 30, "alice's first try")
         tried = store.deliveries([alices])[0]
         assert tried["last_status"] is None and "loopback" in tried["last_error"]
         receiver.wait_accepted(3)  # the admin's two webhooks' deliveries went out
@@ -474,7 +474,7 @@ def test_a_webhook_far_behind_stops_growing(store: Store) -> None:
         try:
             for i in range(5):
                 note(store, task.id, f"n{i}")
-            wait_until(lambda: len(delivery_states(store, hook)) == 5, 10, "five deliveries")
+            wait_until(lambda: len(delivery_states(store, hook)) == 5, 30, "five deliveries")
         finally:
             dispatcher.stop()
     states = [s for _, s in delivery_states(store, hook)]

@@ -29,7 +29,7 @@ from provisioner import access
 from provisioner.model import Task
 from provisioner.templating.schema import TemplateConfig
 from tests.fake_engine import FAST, Harness, bridge_cache, harness_at
-from tests.polling import wait_until
+from tests.polling import HTTP_TIMEOUT, wait_until
 from tests.serving import admin_token, free_port, serve
 
 __all__ = ["bridge_cache"]  # the session's fixture, used by `served`
@@ -316,13 +316,17 @@ def test_cp_both_ways_and_its_abuse_cases(served: Served, tmp_path: Path) -> Non
         b"not a tar at all" * 100,
     ]
     for body in hostile:
-        reply = httpx.put(put, params={"path": "."}, content=body, headers=tar_headers, timeout=30)
+        reply = httpx.put(
+            put, params={"path": "."}, content=body, headers=tar_headers, timeout=HTTP_TIMEOUT
+        )
         assert reply.status_code == 400, reply.text
     assert not (workspace.parent / "evil").exists()
     assert sorted(p.name for p in workspace.iterdir()) == ["escape", "project", "renamed.txt"]
     # sizes: the declared length is checked before anything is read
     assert _declared_too_big(served) == 413
-    json_body = httpx.put(put, params={"path": "."}, json={}, headers=served.headers(), timeout=30)
+    json_body = httpx.put(
+        put, params={"path": "."}, json={}, headers=served.headers(), timeout=HTTP_TIMEOUT
+    )
     assert json_body.status_code == 400
     events = [e["reason"] for e in served.h.store.events(served.task.id) if e["kind"] == "cp"]
     assert "in: project -> /workspace" in events
@@ -374,7 +378,9 @@ def _start_app(served: Served) -> None:
     wait_until(
         lambda: (
             httpx.get(
-                f"{served.url}/api/dockyard/v1/tasks/alices/apps/web/", headers=headers, timeout=5
+                f"{served.url}/api/dockyard/v1/tasks/alices/apps/web/",
+                headers=headers,
+                timeout=HTTP_TIMEOUT,
             ).status_code
             == 200
         ),
@@ -388,29 +394,34 @@ def test_port_forward_and_preview_urls_reach_the_workspace(served: Served) -> No
     workspace = served.h.backend.host_path(served.task.id, "/workspace")
     try:
         base = f"{served.url}/api/dockyard/v1/tasks/alices/apps"
-        reply = httpx.get(f"{base}/web/some/page?x=1", headers=served.headers(), timeout=10)
+        reply = httpx.get(
+            f"{base}/web/some/page?x=1", headers=served.headers(), timeout=HTTP_TIMEOUT
+        )
         assert reply.status_code == 200
         # the path arrives, the caller's API token does not
         assert reply.text == "hello from the workspace: /some/page?x=1 auth=none"
         assert reply.headers["x-app"] == "workspace"
         # the path the issue names, /api/v2/..., is an alias of Dockyard's own prefix
         alias = f"{served.url}/api/v2/tasks/alices/apps/web/old"
-        assert httpx.get(alias, headers=served.headers(), timeout=10).text.startswith(
+        assert httpx.get(alias, headers=served.headers(), timeout=HTTP_TIMEOUT).text.startswith(
             "hello from the workspace: /old"
         )
         posted = httpx.post(
-            f"{base}/{served.app_port}/p", content=b"data", headers=served.headers(), timeout=10
+            f"{base}/{served.app_port}/p",
+            content=b"data",
+            headers=served.headers(),
+            timeout=HTTP_TIMEOUT,
         )
         assert posted.text == "posted: data"
         with served.ws("/tasks/alices/apps/web/echo") as ws:
             ws.send("ping")
-            assert ws.recv(timeout=10) == "echo: ping"
+            assert ws.recv(timeout=HTTP_TIMEOUT) == "echo: ping"
             ws.send(b"\x00\x01")
-            assert ws.recv(timeout=10) == b"echo: \x00\x01"
+            assert ws.recv(timeout=HTTP_TIMEOUT) == b"echo: \x00\x01"
         # status and the API show the app, and that it answers its health path
         status = served.cli("task", "status", "alices")
         assert f"app: web port {served.app_port}, health / (up): " in status.stdout
-        apps = httpx.get(f"{base}", headers=served.headers(), timeout=10).json()["apps"]
+        apps = httpx.get(f"{base}", headers=served.headers(), timeout=HTTP_TIMEOUT).json()["apps"]
         assert apps == [
             {
                 "name": "web",
@@ -433,11 +444,11 @@ def test_port_forward_and_preview_urls_reach_the_workspace(served: Served) -> No
             child.expect(r"Forwarding 127\.0\.0\.1:(\d+)")
             local = int(child.match.group(1))
             for _ in range(2):  # each connection its own tunnel
-                got = httpx.get(f"http://127.0.0.1:{local}/fwd", timeout=10)
+                got = httpx.get(f"http://127.0.0.1:{local}/fwd", timeout=HTTP_TIMEOUT)
                 assert got.text == "hello from the workspace: /fwd auth=none"
-            with connect(f"ws://127.0.0.1:{local}/echo", open_timeout=10) as ws:
+            with connect(f"ws://127.0.0.1:{local}/echo", open_timeout=HTTP_TIMEOUT) as ws:
                 ws.send("through the tunnel")
-                assert ws.recv(timeout=10) == "echo: through the tunnel"
+                assert ws.recv(timeout=HTTP_TIMEOUT) == "echo: through the tunnel"
         finally:
             child.terminate(force=True)
     finally:
@@ -451,7 +462,7 @@ def test_nobody_else_gets_in(served: Served) -> None:
         with served.ws(path, who="bob") as ws:
             if path.endswith("exec"):
                 ws.send(json.dumps({"argv": ["id"]}))
-            answer = json.loads(ws.recv(timeout=10))
+            answer = json.loads(ws.recv(timeout=HTTP_TIMEOUT))
             # as for a task that does not exist: nothing tells it is there
             assert answer == {"error": "No task 'alices'", "hint": ANY, "status": 404}, answer
     for method, path in [
@@ -464,6 +475,7 @@ def test_nobody_else_gets_in(served: Served) -> None:
             method,
             f"{served.url}/api/dockyard/v1/tasks/alices{path}",
             headers=served.headers("bob"),
+            timeout=HTTP_TIMEOUT,
         )
         assert reply.status_code == 404, (path, reply.text)
     # nobody without a token: refused at the handshake
@@ -471,7 +483,12 @@ def test_nobody_else_gets_in(served: Served) -> None:
         with pytest.raises(InvalidStatus) as refused:
             served.ws(path, who=None)
         assert refused.value.response.status_code == 401
-    assert httpx.get(f"{served.url}/api/dockyard/v1/tasks/alices/apps/web/").status_code == 401
+    assert (
+        httpx.get(
+            f"{served.url}/api/dockyard/v1/tasks/alices/apps/web/", timeout=HTTP_TIMEOUT
+        ).status_code
+        == 401
+    )
     # a page elsewhere cannot open a shell, even with a token
     with pytest.raises(InvalidStatus):
         connect(
@@ -483,7 +500,7 @@ def test_nobody_else_gets_in(served: Served) -> None:
     done = served.cli("task", "exec", "--root", "alices", "--", "id")
     assert done.returncode == 1 and "does not allow root" in done.stderr
     with served.ws("/tasks/alices/ports/7777") as ws:
-        assert json.loads(ws.recv(timeout=10))["status"] == 400
+        assert json.loads(ws.recv(timeout=HTTP_TIMEOUT))["status"] == 400
     # a template that allows no commands: not even its owner
     locked = served.h.create("x", template="locked", owner="alice", name="locked", parameters=FAST)
     served.h.wait_idle(locked.id)
@@ -494,4 +511,4 @@ def test_nobody_else_gets_in(served: Served) -> None:
     # a malformed first message ends the session with a 400
     with served.ws("/tasks/alices/exec") as ws:
         ws.send(json.dumps({"argv": ["ls"], "rows": 99999}))
-        assert json.loads(ws.recv(timeout=10))["status"] == 400
+        assert json.loads(ws.recv(timeout=HTTP_TIMEOUT))["status"] == 400
