@@ -7,9 +7,9 @@ import os
 import pytest
 
 # a throwaway PostgreSQL cluster, and a fresh store per test on SQLite and PostgreSQL
-from tests.postgres import postgres_cluster, store, store_url
+from tests.postgres import pg_store, postgres_cluster, store, store_url
 
-__all__ = ["postgres_cluster", "store", "store_url"]
+__all__ = ["pg_store", "postgres_cluster", "store", "store_url"]
 
 # pytest-xdist's workers export LINES=24 and COLUMNS=80, and shutil.get_terminal_size()
 # prefers them to the real terminal's size: `task shell` under a pty would never see a

@@ -220,6 +220,18 @@ def store(store_url: str) -> Iterator[Store]:
         opened.close()
 
 
+@pytest.fixture
+def pg_store(postgres_cluster: PostgresCluster) -> Iterator[Store]:
+    """A store on a fresh PostgreSQL database (for what only PostgreSQL can show)."""
+    url = postgres_cluster.database()
+    opened = Store(url)
+    try:
+        yield opened
+    finally:
+        opened.close()
+        postgres_cluster.drop(url)
+
+
 def drop_columns(url: str, table: str, columns: list[str]) -> None:
     """Make a database look like an older Dockyard's: without the given columns."""
     from sqlalchemy import create_engine, text

@@ -11,10 +11,8 @@ dispatcher sends; passes are run by hand, no thread.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from sqlalchemy import Connection, func, insert, select, update
 
 from provisioner.lifecycle import Status
@@ -24,7 +22,7 @@ from provisioner.store.schema import a2a_push_configs, events, webhook_deliverie
 from provisioner.store.store import Store
 from provisioner.webhooks import RetryPolicy, Settings
 from tests.polling import wait_until
-from tests.postgres import PostgresCluster, postgres_cluster
+from tests.postgres import postgres_cluster
 from tests.stored import stored_task
 from tests.webhook_receiver import Receiver
 
@@ -32,17 +30,6 @@ __all__ = ["postgres_cluster"]
 
 SETTINGS = Settings(allow_private=True, timeout_s=5, retry=RetryPolicy(max_attempts=1))
 WORKING, INPUT = "TASK_STATE_WORKING", "TASK_STATE_INPUT_REQUIRED"
-
-
-@pytest.fixture
-def pg_store(postgres_cluster: PostgresCluster) -> Iterator[Store]:
-    url = postgres_cluster.database()
-    store = Store(url)
-    try:
-        yield store
-    finally:
-        store.close()
-        postgres_cluster.drop(url)
 
 
 def _insert_state(conn: Connection, task_id: str, state: str) -> int:

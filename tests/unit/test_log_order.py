@@ -7,7 +7,6 @@ than one already read would be skipped for good. These run on a real PostgreSQL.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,17 +18,6 @@ from provisioner.store.store import Store
 from tests.polling import wait_until
 from tests.postgres import PostgresCluster
 from tests.stored import stored_task
-
-
-@pytest.fixture
-def pg_store(postgres_cluster: PostgresCluster) -> Iterator[Store]:
-    url = postgres_cluster.database()
-    store = Store(url)
-    try:
-        yield store
-    finally:
-        store.close()
-        postgres_cluster.drop(url)
 
 
 class Reader:

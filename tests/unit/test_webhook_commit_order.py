@@ -8,9 +8,6 @@ later id already visible would never read the earlier one (store/commit_order.py
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from sqlalchemy import delete, func, insert, select, update
 
 from provisioner.lifecycle import Status
@@ -20,23 +17,12 @@ from provisioner.store.schema import cursors, events
 from provisioner.store.store import Store
 from provisioner.store.webhooks import XACT_CURSOR
 from provisioner.webhooks import RetryPolicy, Settings, new_secret
-from tests.postgres import PostgresCluster, postgres_cluster
+from tests.postgres import postgres_cluster
 from tests.stored import stored_task
 
 __all__ = ["postgres_cluster"]
 
 SETTINGS = Settings(allow_private=True, retry=RetryPolicy(max_attempts=1))
-
-
-@pytest.fixture
-def pg_store(postgres_cluster: PostgresCluster) -> Iterator[Store]:
-    url = postgres_cluster.database()
-    store = Store(url)
-    try:
-        yield store
-    finally:
-        store.close()
-        postgres_cluster.drop(url)
 
 
 def _event(task_id: str, text: str) -> dict[str, object]:
