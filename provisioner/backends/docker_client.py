@@ -21,6 +21,7 @@ import docker
 import docker.errors
 import docker.types
 import requests.exceptions
+import urllib3.exceptions
 from tenacity import (
     retry,
     retry_if_exception_type,
@@ -102,6 +103,18 @@ class ContainerInfo:
             labels=(attrs.get("Config") or {}).get("Labels") or {},
             image=str(attrs.get("Image") or ""),
         )
+
+
+def read_timed_out(exc: BaseException) -> bool:
+    """Whether a request to Docker ran out of time reading the answer (a wait past its
+    timeout). Over Docker's unix socket that comes as a ConnectionError wrapping urllib3's
+    ReadTimeoutError, not as requests' ReadTimeout: taken for a lost daemon, it read
+    "Docker is not running"."""
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return True
+    if not isinstance(exc, requests.exceptions.ConnectionError) or not exc.args:
+        return False
+    return isinstance(exc.args[0], urllib3.exceptions.ReadTimeoutError)
 
 
 # A daemon that answered within this many seconds is taken to be up without a ping
@@ -534,9 +547,9 @@ class DockerClient:
             result = self._api.wait(helper, timeout=timeout)
             code = int(result.get("StatusCode", -1))
             output = self._api.logs(helper).decode("utf-8", "replace")
-        except requests.exceptions.ReadTimeout as exc:
-            raise BackendError(f"{name} did not finish within {timeout:g}s") from exc
         except Exception as exc:
+            if read_timed_out(exc):
+                raise BackendError(f"{name} did not finish within {timeout:g}s") from exc
             raise _translate(exc, f"run helper container {name}") from exc
         finally:
             self.remove_container(helper)

@@ -117,3 +117,21 @@ def test_a_daemon_that_just_answered_is_not_pinged_again(monkeypatch: pytest.Mon
     with pytest.raises(BackendUnavailable, match="Docker is not running"):
         client.ping()  # gone since: asked again, and no answer
     client.close()
+
+
+def test_a_wait_past_its_timeout_is_told_from_a_lost_daemon() -> None:
+    """Over Docker's unix socket a wait past its timeout raises a ConnectionError wrapping
+    urllib3's ReadTimeoutError (so the real daemon does: checked against Docker 20.10);
+    it must read as a helper that did not finish, not as "Docker is not running"."""
+    import urllib3.exceptions
+
+    from provisioner.backends.docker_client import read_timed_out
+
+    pool = "UnixHTTPConnectionPool(host='localhost', port=None)"
+    timed_out = urllib3.exceptions.ReadTimeoutError(None, None, f"{pool}: Read timed out.")  # type: ignore[arg-type]
+    assert read_timed_out(requests.exceptions.ConnectionError(timed_out))
+    assert read_timed_out(requests.exceptions.ReadTimeout("read timed out"))
+    refused = urllib3.exceptions.NewConnectionError(None, "Connection refused")  # type: ignore[arg-type]
+    assert not read_timed_out(requests.exceptions.ConnectionError(refused))
+    assert not read_timed_out(requests.exceptions.ConnectionError())
+    assert not read_timed_out(api_error(500, "boom"))
