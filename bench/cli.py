@@ -58,6 +58,9 @@ class Timed:
 def main(args: Any, stack: contextlib.ExitStack) -> None:
     image = common.scripted_image(common.scripted_spec(work_seconds=0))
     server = common.start_server(stack)
+    roots = {"dockyard": common.REPO}
+    if args.compare:
+        roots["compared"] = Path(args.compare).resolve()
     env = {**os.environ, "DOCKYARD_HOME": str(server.home)}
     # PYTHONDONTWRITEBYTECODE (set on some machines, this one's included) would make every
     # command compile Dockyard's modules from source: a CLI installed by pip has them
@@ -66,7 +69,7 @@ def main(args: Any, stack: contextlib.ExitStack) -> None:
         env.pop(private, None)
     if args.from_source:
         env["PYTHONDONTWRITEBYTECODE"] = "1"
-        for root in (common.REPO, Path(args.compare or common.REPO)):
+        for root in roots.values():
             for package in ("cli", "provisioner"):  # a cached .pyc is read all the same
                 for cache in root.glob(f"{package}/**/__pycache__"):
                     shutil.rmtree(cache, ignore_errors=True)
@@ -78,9 +81,6 @@ def main(args: Any, stack: contextlib.ExitStack) -> None:
     container = server.container(task_id)
     stack.callback(lambda: common.remove_labelled(common.LABELS))  # the raw containers
 
-    roots = {"dockyard": common.REPO}
-    if args.compare:
-        roots["compared"] = Path(args.compare).resolve()
     if not args.from_source:
         for root in roots.values():
             compile_bytecode(root)

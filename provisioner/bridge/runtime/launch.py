@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 from .agent import AgentProcess, agent_argv, agent_env
 from .config import BridgeConfig, ConfigError, load_config, parse_config_text
-from .lean import import_without_ssl
 from .setup import RUNNING
 from .statedir import MCP_COMMAND, TASK_COMMAND, StateDir, atomic_write, log
 
@@ -144,11 +143,19 @@ def write_secret_files(config: BridgeConfig, state: StateDir) -> None:
 
 
 def import_serving() -> tuple[type[Bridge], Callable[[Bridge, socket.socket], Any]]:
-    """Import the rest of the bridge (Bridge, make_server), without ssl (lean.py): this
-    process makes no HTTPS connections (dockyard-task and dockyard-mcp, which do, are
-    processes of their own)."""
-    app, http = import_without_ssl(f"{__package__}.app", f"{__package__}.http")
-    Bridge, make_server = app.Bridge, http.make_server
+    """Import the rest of the bridge (Bridge, make_server), without ssl: http.server's
+    http.client imports it (~8 ms of the start) only to offer HTTPS client connections,
+    and this process makes none (dockyard-task and dockyard-mcp, which do, are processes
+    of their own). Only when neither is loaded yet: a process that has them keeps them."""
+    blocked = "ssl" not in sys.modules and "http.client" not in sys.modules
+    if blocked:
+        sys.modules["ssl"] = None  # type: ignore[assignment]  # import ssl: ImportError
+    try:
+        from .app import Bridge
+        from .http import make_server
+    finally:
+        if blocked:
+            del sys.modules["ssl"]  # a later `import ssl` works as ever
     return Bridge, make_server
 
 
