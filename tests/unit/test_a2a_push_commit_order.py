@@ -112,7 +112,11 @@ def test_a_push_committed_after_a_later_id_is_still_sent_in_commit_order(
             other.fan_out()
             dispatcher.fan_out()
             assert sorted(r["event_id"] for r in _push_rows(store)) == [early, late]
-            assert all(r["state"] == "delivered" for r in _push_rows(store))
+            # the receiver has each request before its sender marks the row delivered
+            wait_until(
+                lambda: all(r["state"] == "delivered" for r in _push_rows(store)),
+                what="both pushes marked delivered",
+            )
         finally:
             dispatcher.stop()
         assert len(receiver.requests()) == 2
